@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every test of the repository: the one command the README, CI and developers share.
+#
+# It installs what the tests need when it is missing (Python packages for the vector checks;
+# Postgres and Redis once server tests use them), keeps expensive caches in fixed folders
+# outside the clone, and ends with one line: "N passed, N failed".
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+export VEXIL_CACHE_DIR="${VEXIL_CACHE_DIR:-/var/cache/vexil}"
+mkdir -p "$VEXIL_CACHE_DIR"
+# One shared target dir across clones, so a fresh clone does not rebuild every dependency.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$VEXIL_CACHE_DIR/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log="$(mktemp -d)"
+trap 'rm -rf "$log"' EXIT
+passed=0
+failed=0
+status=0
+
+step() { printf '\n== %s\n' "$*"; }
+
+# Adds the counts of every "test result:" line cargo printed.
+count_cargo() {
+  local p f
+  p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$1" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' | paste -sd+ | bc || true)
+  f=$(grep -Eo '[0-9]+ failed;' "$1" | grep -Eo '[0-9]+' | paste -sd+ | bc || true)
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+}
+
+command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
+
+step "formatting"
+if ! cargo fmt --all -- --check; then
+  echo "cargo fmt found unformatted code: run cargo fmt --all"; status=1; failed=$((failed + 1))
+fi
+
+step "clippy"
+if ! cargo clippy --workspace --all-targets -- -D warnings; then
+  status=1; failed=$((failed + 1))
+fi
+
+step "vector files (schema, notes, independent murmur3)"
+python3 -c 'import jsonschema, mmh3' 2>/dev/null || pip install -q jsonschema mmh3
+if python3 conformance/tools/check_vectors.py >"$log/vectors.txt" 2>&1; then
+  tail -n 2 "$log/vectors.txt"
+  passed=$((passed + 1))
+else
+  cat "$log/vectors.txt"; status=1; failed=$((failed + 1))
+fi
+
+step "rust tests"
+if ! cargo test --workspace 2>&1 | tee "$log/cargo.txt"; then
+  status=1
+fi
+count_cargo "$log/cargo.txt"
+if grep -q '^error' "$log/cargo.txt" && ! grep -q 'test result' "$log/cargo.txt"; then
+  failed=$((failed + 1))
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$status" = 0 ] && [ "$failed" = 0 ]

@@ -1,0 +1,345 @@
+//! Evaluation contexts: one or several (multi-kind) kinds, each with a key and attributes.
+
+use serde_json::{Map, Value};
+
+/// Why a context is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    #[error("context must be a JSON object")]
+    NotAnObject,
+    #[error(
+        "context kind must be a string of 1 to 64 characters among A-Z a-z 0-9 . _ - (and not \"kind\"), got {0}"
+    )]
+    InvalidKind(String),
+    #[error("context key must be a non-empty string")]
+    InvalidKey,
+    #[error("context attributes must be a JSON object")]
+    AttributesNotAnObject,
+    #[error("a multi-kind context needs a non-empty \"contexts\" array")]
+    EmptyMulti,
+    #[error("a multi-kind context cannot nest another multi-kind context")]
+    NestedMulti,
+    #[error("context kind {0:?} appears more than once in a multi-kind context")]
+    DuplicateKind(String),
+}
+
+pub(crate) fn is_valid_kind(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= 64
+        && kind != "kind"
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// One kind of a context: `user`, `organization`, `device`…
+#[derive(Debug, Clone, PartialEq)]
+pub struct SingleContext {
+    /// Stored as JSON strings so that attribute references to `key` and `kind` resolve to a
+    /// `&Value` like every other attribute.
+    kind: Value,
+    key: Value,
+    attributes: Map<String, Value>,
+}
+
+impl SingleContext {
+    pub fn new(kind: &str, key: &str) -> Result<SingleContext, ContextError> {
+        if !is_valid_kind(kind) || kind == "multi" {
+            return Err(ContextError::InvalidKind(format!("{kind:?}")));
+        }
+        if key.is_empty() {
+            return Err(ContextError::InvalidKey);
+        }
+        Ok(SingleContext {
+            kind: Value::String(kind.to_owned()),
+            key: Value::String(key.to_owned()),
+            attributes: Map::new(),
+        })
+    }
+
+    /// Sets an attribute (replacing any previous value).
+    pub fn set(&mut self, name: &str, value: Value) -> &mut Self {
+        self.attributes.insert(name.to_owned(), value);
+        self
+    }
+
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.set(name, value.into());
+        self
+    }
+
+    pub fn kind(&self) -> &str {
+        self.kind.as_str().unwrap_or_default()
+    }
+
+    pub fn key(&self) -> &str {
+        self.key.as_str().unwrap_or_default()
+    }
+
+    pub fn attributes(&self) -> &Map<String, Value> {
+        &self.attributes
+    }
+
+    pub(crate) fn key_value(&self) -> &Value {
+        &self.key
+    }
+
+    pub(crate) fn kind_value(&self) -> &Value {
+        &self.kind
+    }
+
+    fn from_json_object(object: &Map<String, Value>) -> Result<SingleContext, ContextError> {
+        let kind = match object.get("kind") {
+            None => "user",
+            Some(Value::String(kind)) => kind.as_str(),
+            Some(other) => return Err(ContextError::InvalidKind(other.to_string())),
+        };
+        let key = match object.get("key") {
+            Some(Value::String(key)) => key.as_str(),
+            _ => return Err(ContextError::InvalidKey),
+        };
+        let mut context = SingleContext::new(kind, key)?;
+        match object.get("attributes") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(attributes)) => context.attributes = attributes.clone(),
+            Some(_) => return Err(ContextError::AttributesNotAnObject),
+        }
+        Ok(context)
+    }
+
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("kind".into(), self.kind.clone());
+        object.insert("key".into(), self.key.clone());
+        if !self.attributes.is_empty() {
+            object.insert("attributes".into(), Value::Object(self.attributes.clone()));
+        }
+        Value::Object(object)
+    }
+}
+
+/// What a flag is evaluated for: a single context or several kinds at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    parts: Vec<SingleContext>,
+}
+
+impl From<SingleContext> for Context {
+    fn from(single: SingleContext) -> Context {
+        Context {
+            parts: vec![single],
+        }
+    }
+}
+
+impl Context {
+    /// A `user` context with the given key.
+    pub fn user(key: &str) -> Result<Context, ContextError> {
+        SingleContext::new("user", key).map(Context::from)
+    }
+
+    /// A multi-kind context. Kinds must be distinct.
+    pub fn multi(parts: Vec<SingleContext>) -> Result<Context, ContextError> {
+        if parts.is_empty() {
+            return Err(ContextError::EmptyMulti);
+        }
+        for (i, part) in parts.iter().enumerate() {
+            if parts[..i].iter().any(|p| p.kind == part.kind) {
+                return Err(ContextError::DuplicateKind(part.kind().to_owned()));
+            }
+        }
+        Ok(Context { parts })
+    }
+
+    /// Reads the canonical JSON form (see `conformance/SCHEMA.md`).
+    pub fn from_json(value: &Value) -> Result<Context, ContextError> {
+        let object = value.as_object().ok_or(ContextError::NotAnObject)?;
+        if object.get("kind").and_then(Value::as_str) != Some("multi") {
+            return SingleContext::from_json_object(object).map(Context::from);
+        }
+        let parts = match object.get("contexts") {
+            Some(Value::Array(parts)) if !parts.is_empty() => parts,
+            _ => return Err(ContextError::EmptyMulti),
+        };
+        let mut singles = Vec::with_capacity(parts.len());
+        for part in parts {
+            let part = part.as_object().ok_or(ContextError::NotAnObject)?;
+            if part.get("kind").and_then(Value::as_str) == Some("multi") {
+                return Err(ContextError::NestedMulti);
+            }
+            singles.push(SingleContext::from_json_object(part)?);
+        }
+        Context::multi(singles)
+    }
+
+    pub fn to_json(&self) -> Value {
+        match self.parts.as_slice() {
+            [single] => single.to_json(),
+            parts => serde_json::json!({
+                "kind": "multi",
+                "contexts": parts.iter().map(SingleContext::to_json).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    /// The context of the given kind, if this context has it.
+    #[inline]
+    pub fn get(&self, kind: &str) -> Option<&SingleContext> {
+        self.parts.iter().find(|p| p.kind() == kind)
+    }
+
+    pub fn parts(&self) -> &[SingleContext] {
+        &self.parts
+    }
+
+    pub fn is_multi(&self) -> bool {
+        self.parts.len() > 1
+    }
+}
+
+/// A parsed attribute reference (see "Attribute references" in `conformance/SCHEMA.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AttributeRef {
+    Key,
+    Kind,
+    /// A top-level attribute, named literally.
+    Name(Box<str>),
+    /// A JSON Pointer into the attributes, already unescaped, split into tokens.
+    Pointer(Box<[Box<str>]>),
+}
+
+impl AttributeRef {
+    /// Parses a reference; `None` for a malformed pointer (`/` alone, `~` not followed by 0 or 1).
+    pub(crate) fn parse(reference: &str) -> Option<AttributeRef> {
+        if reference.is_empty() {
+            return None;
+        }
+        let Some(pointer) = reference.strip_prefix('/') else {
+            return Some(match reference {
+                "key" => AttributeRef::Key,
+                "kind" => AttributeRef::Kind,
+                name => AttributeRef::Name(name.into()),
+            });
+        };
+        let mut tokens = Vec::new();
+        for raw in pointer.split('/') {
+            tokens.push(unescape_pointer_token(raw)?.into_boxed_str());
+        }
+        if tokens.len() == 1 {
+            match &*tokens[0] {
+                "key" => return Some(AttributeRef::Key),
+                "kind" => return Some(AttributeRef::Kind),
+                _ => {}
+            }
+        }
+        Some(AttributeRef::Pointer(tokens.into_boxed_slice()))
+    }
+
+    /// The referenced value, `None` when absent or `null`.
+    #[inline]
+    pub(crate) fn resolve<'c>(&self, context: &'c SingleContext) -> Option<&'c Value> {
+        let found = match self {
+            AttributeRef::Key => Some(context.key_value()),
+            AttributeRef::Kind => Some(context.kind_value()),
+            AttributeRef::Name(name) => context.attributes.get(&**name),
+            AttributeRef::Pointer(tokens) => {
+                let mut current = context.attributes.get(&*tokens[0]);
+                for token in &tokens[1..] {
+                    current = match current? {
+                        Value::Object(map) => map.get(&**token),
+                        Value::Array(items) => parse_index(token).and_then(|i| items.get(i)),
+                        _ => None,
+                    };
+                }
+                current
+            }
+        };
+        found.filter(|v| !v.is_null())
+    }
+}
+
+fn parse_index(token: &str) -> Option<usize> {
+    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    if !token.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+fn unescape_pointer_token(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' {
+            match chars.next() {
+                Some('0') => out.push('~'),
+                Some('1') => out.push('/'),
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_single_and_multi() {
+        let single = Context::from_json(&json!({"key": "alice", "attributes": {"a": 1}})).unwrap();
+        assert_eq!(single.get("user").unwrap().key(), "alice");
+        let multi = Context::from_json(&json!({"kind": "multi", "contexts": [
+            {"kind": "user", "key": "alice"}, {"kind": "org", "key": "acme"}]}))
+        .unwrap();
+        assert_eq!(multi.get("org").unwrap().key(), "acme");
+        assert_eq!(Context::from_json(&multi.to_json()).unwrap(), multi);
+    }
+
+    #[test]
+    fn rejects_invalid() {
+        let cases = [
+            json!("alice"),
+            json!({"key": ""}),
+            json!({"key": 5}),
+            json!({"kind": "kind", "key": "a"}),
+            json!({"kind": "multi", "key": "a"}),
+            json!({"kind": "bad kind", "key": "a"}),
+            json!({"key": "a", "attributes": [1]}),
+            json!({"kind": "multi", "contexts": []}),
+            json!({"kind": "multi", "contexts": [{"key": "a"}, {"key": "b"}]}),
+        ];
+        for case in cases {
+            assert!(Context::from_json(&case).is_err(), "{case}");
+        }
+    }
+
+    #[test]
+    fn resolves_references() {
+        let context = Context::from_json(&json!({"kind": "user", "key": "k", "attributes": {
+            "a/b": 1, "m~n": 2, "nested": {"city": "Paris"}, "list": [10, 20], "nil": null}}))
+        .unwrap();
+        let user = context.get("user").unwrap();
+        let get = |r: &str| AttributeRef::parse(r).unwrap().resolve(user).cloned();
+        assert_eq!(get("key"), Some(json!("k")));
+        assert_eq!(get("/kind"), Some(json!("user")));
+        assert_eq!(get("a/b"), Some(json!(1)));
+        assert_eq!(get("/a~1b"), Some(json!(1)));
+        assert_eq!(get("/m~0n"), Some(json!(2)));
+        assert_eq!(get("/nested/city"), Some(json!("Paris")));
+        assert_eq!(get("/list/1"), Some(json!(20)));
+        assert_eq!(get("/list/01"), None);
+        assert_eq!(get("/nil"), None);
+        assert!(AttributeRef::parse("/bad~2").is_none());
+        assert_eq!(
+            AttributeRef::parse("/"),
+            Some(AttributeRef::Pointer(vec!["".into()].into_boxed_slice()))
+        );
+        assert!(AttributeRef::parse("").is_none());
+    }
+}

@@ -1,0 +1,140 @@
+//! What an evaluation returns.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why an evaluation returned the caller's default instead of a variation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorKind {
+    FlagNotFound,
+    WrongType,
+    MalformedFlag,
+    InvalidContext,
+    /// Reported by SDKs before their first data arrives; the engine never returns it.
+    ClientNotReady,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorKind::WrongType => "WRONG_TYPE",
+            ErrorKind::MalformedFlag => "MALFORMED_FLAG",
+            ErrorKind::InvalidContext => "INVALID_CONTEXT",
+            ErrorKind::ClientNotReady => "CLIENT_NOT_READY",
+        }
+    }
+}
+
+/// Why a value was served. Generic over the string type so that the engine can lend
+/// `&str`s out of its ruleset (no allocation) while SDKs keep an owned copy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason<S = String> {
+    Off,
+    TargetMatch,
+    RuleMatch { rule_index: usize, rule_id: S },
+    Fallthrough,
+    PrerequisiteFailed { prerequisite_key: S },
+    Error { error_kind: ErrorKind },
+}
+
+impl<S: AsRef<str>> Reason<S> {
+    pub fn to_owned_reason(&self) -> Reason<String> {
+        match self {
+            Reason::Off => Reason::Off,
+            Reason::TargetMatch => Reason::TargetMatch,
+            Reason::RuleMatch {
+                rule_index,
+                rule_id,
+            } => Reason::RuleMatch {
+                rule_index: *rule_index,
+                rule_id: rule_id.as_ref().to_owned(),
+            },
+            Reason::Fallthrough => Reason::Fallthrough,
+            Reason::PrerequisiteFailed { prerequisite_key } => Reason::PrerequisiteFailed {
+                prerequisite_key: prerequisite_key.as_ref().to_owned(),
+            },
+            Reason::Error { error_kind } => Reason::Error {
+                error_kind: *error_kind,
+            },
+        }
+    }
+
+    /// The reason's kind as written on the wire: `RULE_MATCH`, `ERROR`, …
+    pub fn kind_str(&self) -> &'static str {
+        match self {
+            Reason::Off => "OFF",
+            Reason::TargetMatch => "TARGET_MATCH",
+            Reason::RuleMatch { .. } => "RULE_MATCH",
+            Reason::Fallthrough => "FALLTHROUGH",
+            Reason::PrerequisiteFailed { .. } => "PREREQUISITE_FAILED",
+            Reason::Error { .. } => "ERROR",
+        }
+    }
+
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        match self {
+            Reason::Error { error_kind } => Some(*error_kind),
+            _ => None,
+        }
+    }
+}
+
+/// The result of evaluating one flag, borrowing from the ruleset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation<'r> {
+    /// The served variation's value; `None` means the caller's default.
+    pub value: Option<&'r Value>,
+    /// The served variation's index; `None` when the default is returned.
+    pub variation: Option<usize>,
+    pub reason: Reason<&'r str>,
+    pub in_experiment: bool,
+    /// The experiment the context was counted in, if any.
+    pub experiment_key: Option<&'r str>,
+    /// The flag's version; 0 when the flag does not exist.
+    pub flag_version: u64,
+}
+
+impl<'r> Evaluation<'r> {
+    pub(crate) fn error(kind: ErrorKind, flag_version: u64) -> Evaluation<'r> {
+        Evaluation {
+            value: None,
+            variation: None,
+            reason: Reason::Error { error_kind: kind },
+            in_experiment: false,
+            experiment_key: None,
+            flag_version,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self.reason, Reason::Error { .. })
+    }
+
+    /// An owned copy, with the default filled in where no variation was served.
+    pub fn to_detail(&self, default: &Value) -> EvaluationDetail {
+        EvaluationDetail {
+            value: self.value.unwrap_or(default).clone(),
+            variation: self.variation,
+            reason: self.reason.to_owned_reason(),
+            in_experiment: self.in_experiment,
+            experiment_key: self.experiment_key.map(str::to_owned),
+            flag_version: self.flag_version,
+        }
+    }
+}
+
+/// An owned evaluation result, in the JSON shape of `conformance/SCHEMA.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationDetail {
+    pub value: Value,
+    pub variation: Option<usize>,
+    pub reason: Reason<String>,
+    pub in_experiment: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_key: Option<String>,
+    #[serde(default)]
+    pub flag_version: u64,
+}

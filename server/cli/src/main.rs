@@ -1,0 +1,168 @@
+//! `vexil`: validate and evaluate flag files offline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use vexil_engine::{Ruleset, ValueKind};
+
+#[derive(Debug, Parser)]
+#[command(name = "vexil", version, about = "Validate and evaluate Vexil flag files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a ruleset file; print each problem on its own line and exit 1 if there is any.
+    Validate {
+        /// A ruleset: {"flags": [...], "segments": [...]}
+        ruleset: PathBuf,
+    },
+    /// Evaluate one flag for one or more contexts, printing one JSON result per context.
+    Eval {
+        /// A ruleset: {"flags": [...], "segments": [...]}
+        #[arg(long)]
+        ruleset: PathBuf,
+        /// The flag's key.
+        #[arg(long)]
+        flag: String,
+        /// One context as JSON, e.g. '{"kind":"user","key":"alice"}'.
+        #[arg(long, conflicts_with = "contexts", required_unless_present = "contexts")]
+        context: Option<String>,
+        /// A file of contexts, one JSON object per line ("-" for standard input).
+        #[arg(long)]
+        contexts: Option<PathBuf>,
+        /// The default value, as JSON; returned when the flag cannot be served.
+        #[arg(long, default_value = "null")]
+        default: String,
+        /// The type asked for; taken from --default when not given.
+        #[arg(long, value_enum)]
+        r#type: Option<TypeArg>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TypeArg {
+    Bool,
+    String,
+    Number,
+    Json,
+}
+
+impl From<TypeArg> for ValueKind {
+    fn from(t: TypeArg) -> ValueKind {
+        match t {
+            TypeArg::Bool => ValueKind::Bool,
+            TypeArg::String => ValueKind::String,
+            TypeArg::Number => ValueKind::Number,
+            TypeArg::Json => ValueKind::Json,
+        }
+    }
+}
+
+fn load_ruleset(path: &Path) -> anyhow::Result<Ruleset> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ruleset::from_json(&text).with_context(|| format!("cannot load {}", path.display()))
+}
+
+fn validate(path: &Path) -> anyhow::Result<ExitCode> {
+    let ruleset = load_ruleset(path)?;
+    let problems = ruleset.problems();
+    if problems.is_empty() {
+        println!(
+            "ok: {} flags, {} segments",
+            ruleset.flag_count(),
+            ruleset.segment_count()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    for problem in problems {
+        writeln!(out, "{problem}")?;
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+fn eval_one(ruleset: &Ruleset, flag: &str, context: &Value, default: &Value, kind: ValueKind) -> Value {
+    let detail = ruleset.evaluate_json(flag, context, kind).to_detail(default);
+    json!({
+        "value": detail.value,
+        "variation": detail.variation,
+        "reason": detail.reason,
+        "in_experiment": detail.in_experiment,
+    })
+}
+
+fn eval(
+    ruleset_path: &Path,
+    flag: &str,
+    context: Option<&str>,
+    contexts: Option<&Path>,
+    default: &str,
+    kind: Option<TypeArg>,
+) -> anyhow::Result<ExitCode> {
+    let ruleset = load_ruleset(ruleset_path)?;
+    let default: Value = serde_json::from_str(default).context("--default is not valid JSON")?;
+    let kind = kind.map_or_else(|| ValueKind::of_default(&default), ValueKind::from);
+    let mut out = std::io::stdout().lock();
+    if let Some(context) = context {
+        let context: Value = serde_json::from_str(context).context("--context is not valid JSON")?;
+        writeln!(out, "{}", eval_one(&ruleset, flag, &context, &default, kind))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = contexts else {
+        bail!("give --context or --contexts");
+    };
+    let reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+        ))
+    };
+    for (number, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let context: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not valid JSON", path.display(), number + 1))?;
+        writeln!(out, "{}", eval_one(&ruleset, flag, &context, &default, kind))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Validate { ruleset } => validate(ruleset),
+        Command::Eval {
+            ruleset,
+            flag,
+            context,
+            contexts,
+            default,
+            r#type,
+        } => eval(
+            ruleset,
+            flag,
+            context.as_deref(),
+            contexts.as_deref(),
+            default,
+            *r#type,
+        ),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("vexil: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
