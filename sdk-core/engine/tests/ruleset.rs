@@ -1,0 +1,146 @@
+//! Building, patching and exporting rulesets.
+
+use serde_json::{Value, json};
+use vexil_engine::{Context, ErrorKind, Patch, Reason, ResourceKind, Ruleset, ValueKind};
+
+fn bool_flag(key: &str, serve: usize) -> Value {
+    json!({"key": key, "kind": "bool", "variations": [true, false], "on": true, "fallthrough": {"variation": serve}})
+}
+
+fn alice() -> Context {
+    Context::user("alice").unwrap()
+}
+
+#[test]
+fn patch_upserts_and_deletes_flags_and_segments() {
+    let base = Ruleset::from_value(
+        &json!({"version": 1, "flags": [bool_flag("a", 0), bool_flag("b", 0)],
+        "segments": [{"key": "s", "included": [{"values": ["alice"]}]}]}),
+    )
+    .unwrap();
+    let patched = base.patched(&Patch {
+        version: 2,
+        upsert_flags: vec![bool_flag("a", 1), bool_flag("c", 0)],
+        delete_flags: vec!["b".into()],
+        upsert_segments: vec![json!({"key": "t", "included": [{"values": ["bob"]}]})],
+        delete_segments: vec!["s".into()],
+    });
+    assert_eq!(patched.version(), 2);
+    assert_eq!(patched.flag_keys().collect::<Vec<_>>(), ["a", "c"]);
+    assert!(!patched.bool_variation("a", &alice(), true));
+    assert_eq!(
+        patched.evaluate("b", &alice(), ValueKind::Bool).reason,
+        Reason::Error {
+            error_kind: ErrorKind::FlagNotFound
+        }
+    );
+    assert!(patched.segment_json("s").is_none());
+    assert!(patched.segment_json("t").is_some());
+    // The base is untouched.
+    assert!(base.bool_variation("a", &alice(), false));
+    assert_eq!(base.version(), 1);
+}
+
+#[test]
+fn patch_rechecks_references_across_flags() {
+    let dependent = json!({"key": "child", "kind": "bool", "variations": [true, false], "on": true,
+        "prerequisites": [{"key": "parent", "variation": 0}], "off_variation": 1, "fallthrough": {"variation": 0}});
+    let base = Ruleset::from_value(&json!({"flags": [bool_flag("parent", 0), dependent]})).unwrap();
+    assert!(base.problems().is_empty());
+    assert!(base.bool_variation("child", &alice(), false));
+
+    // Deleting the prerequisite makes the dependent malformed, with a problem naming it.
+    let without_parent = base.patched(&Patch {
+        version: 2,
+        delete_flags: vec!["parent".into()],
+        ..Patch::default()
+    });
+    assert!(without_parent.is_malformed("child"));
+    let problem = &without_parent.problems()[0];
+    assert_eq!(
+        (
+            problem.resource,
+            problem.key.as_str(),
+            problem.path.as_str()
+        ),
+        (ResourceKind::Flag, "child", "prerequisites[0].key")
+    );
+
+    // Bringing it back, as a cycle, makes both malformed; fixing the cycle heals both.
+    let cyclic_parent = json!({"key": "parent", "kind": "bool", "variations": [true, false], "on": true,
+        "prerequisites": [{"key": "child", "variation": 0}], "fallthrough": {"variation": 0}});
+    let cyclic = without_parent.patched(&Patch {
+        version: 3,
+        upsert_flags: vec![cyclic_parent],
+        ..Patch::default()
+    });
+    assert!(cyclic.is_malformed("child") && cyclic.is_malformed("parent"));
+    assert_eq!(cyclic.problems().len(), 2, "{:?}", cyclic.problems());
+    let healed = cyclic.patched(&Patch {
+        version: 4,
+        upsert_flags: vec![bool_flag("parent", 0)],
+        ..Patch::default()
+    });
+    assert!(healed.problems().is_empty(), "{:?}", healed.problems());
+    assert!(healed.bool_variation("child", &alice(), false));
+}
+
+#[test]
+fn a_flag_that_does_not_fit_the_model_is_reported_and_others_still_work() {
+    let ruleset = Ruleset::from_value(&json!({"flags": [
+        bool_flag("good", 0),
+        {"key": "bad", "kind": "bool", "variations": [true], "fallthrough": {"variation": 0},
+         "rules": [{"id": "r", "clauses": [{"attribute": "a", "op": "frobnicate", "values": [1]}], "serve": {"variation": 0}}]},
+        {"kind": "bool"}
+    ]}))
+    .unwrap();
+    assert!(ruleset.bool_variation("good", &alice(), false));
+    assert_eq!(
+        ruleset.evaluate("bad", &alice(), ValueKind::Bool).reason,
+        Reason::Error {
+            error_kind: ErrorKind::MalformedFlag
+        }
+    );
+    let paths: Vec<(String, String)> = ruleset
+        .problems()
+        .iter()
+        .map(|p| (p.key.clone(), p.path.clone()))
+        .collect();
+    assert!(
+        paths.contains(&("bad".into(), "rules[0].clauses[0].op".into())),
+        "{paths:?}"
+    );
+    assert!(paths.iter().any(|(k, _)| k == "flags[2]"), "{paths:?}");
+    assert!(
+        ruleset
+            .problems()
+            .iter()
+            .any(|p| p.message.contains("frobnicate"))
+    );
+}
+
+#[test]
+fn shape_errors_are_typed_not_panics() {
+    assert!(Ruleset::from_json("{").is_err());
+    assert!(Ruleset::from_json("[]").is_err());
+    assert!(Ruleset::from_json(r#"{"flags": {}}"#).is_err());
+    assert!(Ruleset::from_json(r#"{"version": -1}"#).is_err());
+    assert!(Ruleset::from_json(r#"{}"#).unwrap().problems().is_empty());
+}
+
+#[test]
+fn duplicate_keys_are_problems() {
+    let ruleset = Ruleset::from_value(&json!({"flags": [bool_flag("a", 0), bool_flag("a", 1)],
+        "segments": [{"key": "s"}, {"key": "s"}]}))
+    .unwrap();
+    assert!(ruleset.is_malformed("a"));
+    let messages: Vec<String> = ruleset.problems().iter().map(ToString::to_string).collect();
+    assert!(
+        messages.contains(&"flag \"a\": key: duplicate flag key".to_owned()),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"segment \"s\": key: duplicate segment key".to_owned()),
+        "{messages:?}"
+    );
+}
