@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 use vexil_engine::{Ruleset, ValueKind};
 
 #[derive(Debug, Parser)]
-#[command(name = "vexil", version, about = "Validate and evaluate Vexil flag files")]
+#[command(
+    name = "vexil",
+    version,
+    about = "Validate and evaluate Vexil flag files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,7 +36,11 @@ enum Command {
         #[arg(long)]
         flag: String,
         /// One context as JSON, e.g. '{"kind":"user","key":"alice"}'.
-        #[arg(long, conflicts_with = "contexts", required_unless_present = "contexts")]
+        #[arg(
+            long,
+            conflicts_with = "contexts",
+            required_unless_present = "contexts"
+        )]
         context: Option<String>,
         /// A file of contexts, one JSON object per line ("-" for standard input).
         #[arg(long)]
@@ -66,8 +74,8 @@ impl From<TypeArg> for ValueKind {
 }
 
 fn load_ruleset(path: &Path) -> anyhow::Result<Ruleset> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ruleset::from_json(&text).with_context(|| format!("cannot load {}", path.display()))
 }
 
@@ -89,8 +97,16 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-fn eval_one(ruleset: &Ruleset, flag: &str, context: &Value, default: &Value, kind: ValueKind) -> Value {
-    let detail = ruleset.evaluate_json(flag, context, kind).to_detail(default);
+fn eval_one(
+    ruleset: &Ruleset,
+    flag: &str,
+    context: &Value,
+    default: &Value,
+    kind: ValueKind,
+) -> Value {
+    let detail = ruleset
+        .evaluate_json(flag, context, kind)
+        .to_detail(default);
     json!({
         "value": detail.value,
         "variation": detail.variation,
@@ -112,8 +128,13 @@ fn eval(
     let kind = kind.map_or_else(|| ValueKind::of_default(&default), ValueKind::from);
     let mut out = std::io::stdout().lock();
     if let Some(context) = context {
-        let context: Value = serde_json::from_str(context).context("--context is not valid JSON")?;
-        writeln!(out, "{}", eval_one(&ruleset, flag, &context, &default, kind))?;
+        let context: Value =
+            serde_json::from_str(context).context("--context is not valid JSON")?;
+        writeln!(
+            out,
+            "{}",
+            eval_one(&ruleset, flag, &context, &default, kind)
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let Some(path) = contexts else {
@@ -133,7 +154,11 @@ fn eval(
         }
         let context: Value = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not valid JSON", path.display(), number + 1))?;
-        writeln!(out, "{}", eval_one(&ruleset, flag, &context, &default, kind))?;
+        writeln!(
+            out,
+            "{}",
+            eval_one(&ruleset, flag, &context, &default, kind)
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -48,9 +48,15 @@ fn validate_accepts_a_good_file_and_lists_each_problem_of_a_bad_one() {
     assert_eq!(code, 1);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines.iter().any(|l| l.starts_with("flag \"f\": off_variation: ")), "{out}");
     assert!(
-        lines.iter().any(|l| l.starts_with("flag \"f\": rules[0].clauses[0].values[0]: invalid regular expression")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("flag \"f\": off_variation: ")),
+        "{out}"
+    );
+    assert!(
+        lines.iter().any(|l| l
+            .starts_with("flag \"f\": rules[0].clauses[0].values[0]: invalid regular expression")),
         "{out}"
     );
 
@@ -65,8 +71,15 @@ fn eval_prints_one_result_per_context() {
     let dir = tempfile::tempdir().unwrap();
     let ruleset = write(&dir, "r.json", RULESET);
     let (code, out, _) = vexil(&[
-        "eval", "--ruleset", &ruleset, "--flag", "checkout", "--default", "false",
-        "--context", r#"{"kind": "user", "key": "a", "attributes": {"email": "a@example.com"}}"#,
+        "eval",
+        "--ruleset",
+        &ruleset,
+        "--flag",
+        "checkout",
+        "--default",
+        "false",
+        "--context",
+        r#"{"kind": "user", "key": "a", "attributes": {"email": "a@example.com"}}"#,
     ]);
     assert_eq!(code, 0);
     let result: Value = serde_json::from_str(out.trim()).unwrap();
@@ -80,10 +93,21 @@ fn eval_prints_one_result_per_context() {
         "{\"key\": \"a\", \"attributes\": {\"email\": \"a@example.com\"}}\n{\"key\": \"b\"}\n\n{\"key\": \"\"}\n",
     );
     let (code, out, _) = vexil(&[
-        "eval", "--ruleset", &ruleset, "--flag", "checkout", "--default", "false", "--contexts", &contexts,
+        "eval",
+        "--ruleset",
+        &ruleset,
+        "--flag",
+        "checkout",
+        "--default",
+        "false",
+        "--contexts",
+        &contexts,
     ]);
     assert_eq!(code, 0);
-    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let results: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(results.len(), 3);
     assert_eq!(results[0]["variation"], 0);
     assert_eq!(results[1]["reason"]["kind"], "FALLTHROUGH");
@@ -91,7 +115,15 @@ fn eval_prints_one_result_per_context() {
     assert_eq!(results[2]["value"], false);
 
     let (code, out, _) = vexil(&[
-        "eval", "--ruleset", &ruleset, "--flag", "nope", "--default", "\"x\"", "--context", r#"{"key": "a"}"#,
+        "eval",
+        "--ruleset",
+        &ruleset,
+        "--flag",
+        "nope",
+        "--default",
+        "\"x\"",
+        "--context",
+        r#"{"key": "a"}"#,
     ]);
     assert_eq!(code, 0);
     assert!(out.contains("FLAG_NOT_FOUND"), "{out}");
