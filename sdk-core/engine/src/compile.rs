@@ -118,6 +118,19 @@ pub(crate) enum Matcher {
     Segment(Box<[Box<str>]>),
 }
 
+impl Matcher {
+    /// A rough rank of evaluation cost, to order the clauses of a rule.
+    fn cost(&self) -> u8 {
+        match self {
+            Matcher::In { .. } | Matcher::Number(..) => 0,
+            Matcher::StartsWith(_) | Matcher::EndsWith(_) | Matcher::Contains(_) => 1,
+            Matcher::Date { .. } | Matcher::Semver(..) => 2,
+            Matcher::Matches(_) => 3,
+            Matcher::Segment(_) => 4,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct CompiledClause {
     pub kind: Box<str>,
@@ -442,6 +455,11 @@ fn problem(
 
 /// Deserializes with the path of the offending field in the error.
 fn deserialize<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
+    // The plain deserializer is several times faster; the path-tracking one runs only to
+    // explain a failure.
+    if let Ok(parsed) = T::deserialize(value) {
+        return Ok(parsed);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -1358,11 +1376,15 @@ fn compile_clauses(
     rule_path: &str,
     clauses: &[Clause],
 ) -> Box<[CompiledClause]> {
-    clauses
+    let mut compiled: Vec<CompiledClause> = clauses
         .iter()
         .enumerate()
         .map(|(c, clause)| compile_clause(ctx, &format!("{rule_path}.clauses[{c}]"), clause))
-        .collect()
+        .collect();
+    // Clauses are AND-ed and free of side effects, so the cheap ones run first: a rule that
+    // fails on `country in [...]` never reaches its regex or its segment.
+    compiled.sort_by_key(|clause| clause.matcher.cost());
+    compiled.into_boxed_slice()
 }
 
 fn compile_clause(ctx: &mut Ctx<'_>, path: &str, clause: &Clause) -> CompiledClause {
