@@ -16,7 +16,7 @@ use crate::date;
 use crate::model::{
     Clause, Experiment, Flag, Operator, Rollout, RulesetData, Segment, Serve, TOTAL_WEIGHT,
 };
-use crate::semver::Version;
+use crate::semver::OwnedVersion;
 
 /// Longest flag, segment, rule or experiment key accepted.
 pub const MAX_KEY_LEN: usize = 256;
@@ -112,9 +112,7 @@ pub(crate) enum Matcher {
         after: bool,
         millis: Box<[f64]>,
     },
-    /// Versions are kept as text (checked at compile time) and re-read at evaluation, which
-    /// borrows and does not allocate.
-    Semver(Operator, Box<[Box<str>]>),
+    Semver(Operator, Box<[OwnedVersion]>),
     Segment(Box<[Box<str>]>),
 }
 
@@ -1525,8 +1523,8 @@ fn compile_clause(ctx: &mut Ctx<'_>, path: &str, clause: &Clause) -> CompiledCla
         Operator::SemverEq | Operator::SemverLt | Operator::SemverGt => {
             let mut versions = Vec::new();
             for (i, value) in clause.values.iter().enumerate() {
-                match value.as_str() {
-                    Some(s) if Version::parse(s).is_some() => versions.push(s.into()),
+                match value.as_str().and_then(OwnedVersion::parse) {
+                    Some(version) => versions.push(version),
                     _ => bad(
                         ctx,
                         i,

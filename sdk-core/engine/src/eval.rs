@@ -446,10 +446,7 @@ fn matches(matcher: &Matcher, value: &Value) -> bool {
                 return false;
             };
             versions.iter().any(|v| {
-                let Some(v) = Version::parse(v) else {
-                    return false;
-                };
-                let order = a.precedence(&v);
+                let order = a.precedence(&v.borrow());
                 match op {
                     Operator::SemverEq => order.is_eq(),
                     Operator::SemverLt => order.is_lt(),

@@ -14,6 +14,35 @@ pub struct Version<'a> {
     pre: &'a str,
 }
 
+/// A version parsed once and kept, for clause values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedVersion {
+    major: u64,
+    minor: u64,
+    patch: u64,
+    pre: Box<str>,
+}
+
+impl OwnedVersion {
+    pub fn parse(text: &str) -> Option<OwnedVersion> {
+        Version::parse(text).map(|v| OwnedVersion {
+            major: v.major,
+            minor: v.minor,
+            patch: v.patch,
+            pre: v.pre.into(),
+        })
+    }
+
+    pub fn borrow(&self) -> Version<'_> {
+        Version {
+            major: self.major,
+            minor: self.minor,
+            patch: self.patch,
+            pre: &self.pre,
+        }
+    }
+}
+
 fn parse_number(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
