@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the repository: the one command the README, CI and developers share.
 #
-# It installs what the tests need when it is missing (Python packages for the vector checks;
-# Postgres and Redis once server tests use them), keeps expensive caches in fixed folders
+# It installs what the tests need when it is missing (Python packages for the vector checks,
+# Postgres and Redis for the server's storage tests), keeps expensive caches in fixed folders
 # outside the clone, and ends with one line: "N passed, N failed".
 set -euo pipefail
 
@@ -52,6 +52,9 @@ if python3 conformance/tools/check_vectors.py >"$log/vectors.txt" 2>&1; then
 else
   cat "$log/vectors.txt"; status=1; failed=$((failed + 1))
 fi
+
+step "services (Postgres, Redis)"
+eval "$(scripts/services.sh start)"
 
 step "rust tests"
 if ! cargo test --workspace 2>&1 | tee "$log/cargo.txt"; then

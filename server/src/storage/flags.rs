@@ -1,0 +1,681 @@
+//! Flags (project-level) and their configurations (per environment).
+
+use serde_json::Value;
+
+use super::db::{Row, Tx, args};
+use super::projects::paginate_by_key;
+use super::{
+    ArchivedFilter, AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Flag, FlagConfig,
+    FlagConfigUpdate, FlagFilter, FlagKind, FlagUpdate, Millis, NewFlag, Page, PageRequest,
+    QueryBuilder, ResourceKind, Result, Storage, StorageError, bump_all_envs, bump_env,
+    check_version, from_text, like_escape, lock_project, log_change, not_found, now_millis,
+    project_id, to_audit, to_text,
+};
+
+pub(super) const FLAG_COLUMNS: &str = "p.key, f.key, f.kind, f.variations, f.name, f.description, \
+     f.tags, f.client_side, f.archived, f.version, f.created_at, f.updated_at";
+
+pub(super) const CONFIG_COLUMNS: &str = "p.key, e.key, f.key, c.is_on, c.off_variation, \
+     c.targets, c.rules, c.fallthrough, c.prerequisites, c.salt, c.version, c.updated_at";
+
+/// The FROM clause that goes with [`CONFIG_COLUMNS`].
+pub(super) const CONFIG_FROM: &str = "flag_configs c JOIN flags f ON f.id = c.flag_id \
+     JOIN environments e ON e.id = c.environment_id JOIN projects p ON p.id = f.project_id";
+
+pub(super) fn flag_from_row(row: &Row) -> Result<Flag> {
+    let kind: String = row.get(2)?;
+    Ok(Flag {
+        project_key: row.get(0)?,
+        key: row.get(1)?,
+        kind: FlagKind::parse(&kind)
+            .ok_or_else(|| StorageError::Corrupt(format!("unknown flag kind `{kind}`")))?,
+        variations: from_text(&row.get::<String>(3)?, "flag variations")?,
+        name: row.get(4)?,
+        description: row.get(5)?,
+        tags: from_text(&row.get::<String>(6)?, "flag tags")?,
+        client_side: row.get(7)?,
+        archived: row.get(8)?,
+        version: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+    })
+}
+
+pub(super) fn config_from_row(row: &Row) -> Result<FlagConfig> {
+    config_from_row_at(row, 0)
+}
+
+/// Reads [`CONFIG_COLUMNS`] starting at column `b`.
+pub(super) fn config_from_row_at(row: &Row, b: usize) -> Result<FlagConfig> {
+    Ok(FlagConfig {
+        project_key: row.get(b)?,
+        environment_key: row.get(b + 1)?,
+        flag_key: row.get(b + 2)?,
+        on: row.get(b + 3)?,
+        off_variation: variation_from_db(row.get(b + 4)?)?,
+        targets: from_text(&row.get::<String>(b + 5)?, "flag targets")?,
+        rules: from_text(&row.get::<String>(b + 6)?, "flag rules")?,
+        fallthrough: from_text(&row.get::<String>(b + 7)?, "flag fallthrough")?,
+        prerequisites: from_text(&row.get::<String>(b + 8)?, "flag prerequisites")?,
+        salt: row.get(b + 9)?,
+        version: row.get(b + 10)?,
+        updated_at: row.get(b + 11)?,
+    })
+}
+
+pub(super) fn variation_from_db(value: Option<i64>) -> Result<Option<u32>> {
+    value
+        .map(|v| {
+            u32::try_from(v)
+                .map_err(|_| StorageError::Corrupt(format!("variation index {v} out of range")))
+        })
+        .transpose()
+}
+
+/// Tags sorted, without duplicates.
+fn normalized_tags(tags: &[String]) -> Vec<String> {
+    let mut tags = tags.to_vec();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// Returns a flag and its internal id.
+pub(super) async fn fetch_flag(tx: &mut Tx, project: &str, key: &str) -> Result<(i64, Flag)> {
+    let sql = format!(
+        "SELECT {FLAG_COLUMNS}, f.id FROM flags f JOIN projects p ON p.id = f.project_id \
+         WHERE p.key = $1 AND f.key = $2"
+    );
+    match tx.fetch_optional(&sql, args![project, key]).await? {
+        Some(row) => Ok((row.get(12)?, flag_from_row(&row)?)),
+        None => {
+            project_id(tx, project).await?;
+            Err(not_found(ResourceKind::Flag, key))
+        }
+    }
+}
+
+/// Returns a flag's configuration in an environment and whether the flag is archived.
+pub(super) async fn fetch_config(
+    tx: &mut Tx,
+    env_id: i64,
+    key: &str,
+) -> Result<(FlagConfig, bool)> {
+    let sql = format!(
+        "SELECT {CONFIG_COLUMNS}, f.archived FROM {CONFIG_FROM} \
+         WHERE c.environment_id = $1 AND f.key = $2"
+    );
+    match tx.fetch_optional(&sql, args![env_id, key]).await? {
+        Some(row) => Ok((config_from_row(&row)?, row.get(12)?)),
+        None => Err(not_found(ResourceKind::Flag, key)),
+    }
+}
+
+async fn replace_tags(tx: &mut Tx, flag_id: i64, tags: &[String]) -> Result<()> {
+    tx.execute("DELETE FROM flag_tags WHERE flag_id = $1", args![flag_id])
+        .await?;
+    for tag in tags {
+        tx.execute(
+            "INSERT INTO flag_tags (flag_id, tag) VALUES ($1, $2)",
+            args![flag_id, tag],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts a project-level flag with a configuration in every environment of the project.
+/// The caller bumps the environments and logs the change.
+pub(super) async fn insert_flag(
+    tx: &mut Tx,
+    project_id: i64,
+    new: &NewFlag,
+    now: Millis,
+) -> Result<i64> {
+    let tags = normalized_tags(&new.tags);
+    let name = if new.name.is_empty() {
+        new.key.clone()
+    } else {
+        new.name.clone()
+    };
+    let row = tx
+        .fetch_optional(
+            "INSERT INTO flags (project_id, key, kind, variations, name, description, tags, \
+             client_side, archived, default_off_variation, default_fallthrough, version, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, $10, 1, $11, $11) RETURNING id",
+            args![
+                project_id,
+                &new.key,
+                new.kind.as_str(),
+                to_text(&new.variations),
+                name,
+                &new.description,
+                to_text(&tags),
+                new.client_side,
+                new.off_variation.map(i64::from),
+                to_text(&new.fallthrough),
+                now,
+            ],
+        )
+        .await
+        .map_err(StorageError::on_write(ResourceKind::Flag, &new.key))?;
+    let flag_id: i64 = match row {
+        Some(row) => row.get(0)?,
+        None => return Err(StorageError::Corrupt("insert returned no id".into())),
+    };
+    replace_tags(tx, flag_id, &tags).await?;
+    tx.execute(
+        "INSERT INTO flag_configs (environment_id, flag_id, is_on, off_variation, targets, \
+         rules, fallthrough, prerequisites, salt, version, updated_at) \
+         SELECT e.id, d.id, FALSE, d.default_off_variation, '[]', '[]', d.default_fallthrough, \
+         '[]', NULL, 1, $3 FROM environments e JOIN flags d ON d.project_id = e.project_id \
+         WHERE e.project_id = $1 AND d.id = $2",
+        args![project_id, flag_id, now],
+    )
+    .await?;
+    Ok(flag_id)
+}
+
+/// Rewrites a flag's project-level fields and bumps its version and its configurations'.
+/// The caller bumps the environments and logs the change.
+pub(super) async fn rewrite_flag(
+    tx: &mut Tx,
+    flag_id: i64,
+    flag: &Flag,
+    now: Millis,
+) -> Result<()> {
+    let tags = normalized_tags(&flag.tags);
+    tx.execute(
+        "UPDATE flags SET name = $2, description = $3, variations = $4, tags = $5, \
+         client_side = $6, archived = $7, version = version + 1, updated_at = $8 WHERE id = $1",
+        args![
+            flag_id,
+            &flag.name,
+            &flag.description,
+            to_text(&flag.variations),
+            to_text(&tags),
+            flag.client_side,
+            flag.archived,
+            now,
+        ],
+    )
+    .await?;
+    replace_tags(tx, flag_id, &tags).await?;
+    tx.execute(
+        "UPDATE flag_configs SET version = version + 1, updated_at = $2 WHERE flag_id = $1",
+        args![flag_id, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Logs a flag change in every one of `envs`.
+pub(super) async fn log_flag_everywhere(
+    tx: &mut Tx,
+    envs: &[BumpedEnv],
+    key: &str,
+    op: ChangeOp,
+) -> Result<()> {
+    for env in envs {
+        log_change(tx, env, ChangeKind::Flag, key, op).await?;
+    }
+    Ok(())
+}
+
+/// Replaces a flag's configuration in a locked environment; logs the change there.
+pub(super) async fn rewrite_config(
+    tx: &mut Tx,
+    env: &BumpedEnv,
+    key: &str,
+    update: &FlagConfigUpdate,
+    archived: bool,
+    now: Millis,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE flag_configs SET is_on = $3, off_variation = $4, targets = $5, rules = $6, \
+         fallthrough = $7, prerequisites = $8, salt = $9, version = version + 1, updated_at = $10 \
+         WHERE environment_id = $1 AND flag_id = (SELECT f.id FROM flags f JOIN environments e \
+         ON e.project_id = f.project_id WHERE e.id = $1 AND f.key = $2)",
+        args![
+            env.id,
+            key,
+            update.on,
+            update.off_variation.map(i64::from),
+            to_text(&update.targets),
+            to_text(&update.rules),
+            to_text(&update.fallthrough),
+            to_text(&update.prerequisites),
+            update.salt.clone(),
+            now,
+        ],
+    )
+    .await?;
+    if !archived {
+        log_change(tx, env, ChangeKind::Flag, key, ChangeOp::Upsert).await?;
+    }
+    Ok(())
+}
+
+impl Storage {
+    /// Creates a flag at version 1, with a configuration at version 1 in every environment
+    /// (off, serving `new.off_variation`, falling through to `new.fallthrough`). Bumps
+    /// every environment of the project.
+    pub async fn create_flag(&self, actor: &str, project: &str, new: &NewFlag) -> Result<Flag> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let project_id = lock_project(&mut tx, project).await?;
+        insert_flag(&mut tx, project_id, new, now).await?;
+        let envs = bump_all_envs(&mut tx, project_id, now).await?;
+        log_flag_everywhere(&mut tx, &envs, &new.key, ChangeOp::Upsert).await?;
+        let (_, flag) = fetch_flag(&mut tx, project, &new.key).await?;
+        AuditRecord {
+            actor,
+            action: "flag.create",
+            kind: ResourceKind::Flag,
+            key: &flag.key,
+            project: Some(project),
+            environment: None,
+            before: None,
+            after: to_audit(&flag),
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        self.notify(project, &envs);
+        Ok(flag)
+    }
+
+    /// Returns a flag's project-level fields.
+    pub async fn get_flag(&self, project: &str, key: &str) -> Result<Flag> {
+        let mut tx = self.read().await?;
+        Ok(fetch_flag(&mut tx, project, key).await?.1)
+    }
+
+    /// Lists a project's flags ordered by key, filtered.
+    pub async fn list_flags(
+        &self,
+        project: &str,
+        filter: &FlagFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Flag>> {
+        let limit = page.effective_limit();
+        let mut tx = self.read().await?;
+        let project_id = project_id(&mut tx, project).await?;
+        let mut q = QueryBuilder::new(&format!(
+            "SELECT {FLAG_COLUMNS} FROM flags f JOIN projects p ON p.id = f.project_id WHERE "
+        ));
+        let p = q.arg(project_id);
+        let c = q.arg(page.cursor.clone().unwrap_or_default());
+        q.push(&format!("f.project_id = {p} AND f.key > {c}"));
+        match filter.archived {
+            ArchivedFilter::Exclude => q.push(" AND f.archived = FALSE"),
+            ArchivedFilter::Only => q.push(" AND f.archived = TRUE"),
+            ArchivedFilter::Include => {}
+        }
+        if let Some(kind) = filter.kind {
+            let k = q.arg(kind.as_str());
+            q.push(&format!(" AND f.kind = {k}"));
+        }
+        if let Some(text) = filter.query.as_deref().filter(|t| !t.is_empty()) {
+            let pattern = q.arg(format!("%{}%", like_escape(&text.to_lowercase())));
+            q.push(&format!(
+                " AND (LOWER(f.key) LIKE {pattern} ESCAPE '\\' \
+                 OR LOWER(f.name) LIKE {pattern} ESCAPE '\\')"
+            ));
+        }
+        for tag in normalized_tags(&filter.tags) {
+            let t = q.arg(tag);
+            q.push(&format!(
+                " AND EXISTS (SELECT 1 FROM flag_tags t WHERE t.flag_id = f.id AND t.tag = {t})"
+            ));
+        }
+        let l = q.arg(limit + 1);
+        q.push(&format!(" ORDER BY f.key LIMIT {l}"));
+        let rows = tx.fetch_all(&q.sql, q.args).await?;
+        let mut items = rows.iter().map(flag_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(paginate_by_key(&mut items, limit, |f| f.key.clone()))
+    }
+
+    /// Replaces a flag's name, description, variations, tags and client-side visibility.
+    /// Bumps the flag's version, its version in every environment, and (unless archived)
+    /// every environment's version.
+    pub async fn update_flag(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected_version: i64,
+        update: &FlagUpdate,
+    ) -> Result<Flag> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let project_id = lock_project(&mut tx, project).await?;
+        let (flag_id, before) = fetch_flag(&mut tx, project, key).await?;
+        check_version(ResourceKind::Flag, key, expected_version, before.version)?;
+        let changed = Flag {
+            name: if update.name.is_empty() {
+                key.to_owned()
+            } else {
+                update.name.clone()
+            },
+            description: update.description.clone(),
+            variations: update.variations.clone(),
+            tags: update.tags.clone(),
+            client_side: update.client_side,
+            ..before.clone()
+        };
+        rewrite_flag(&mut tx, flag_id, &changed, now).await?;
+        let envs = if changed.archived {
+            Vec::new()
+        } else {
+            bump_all_envs(&mut tx, project_id, now).await?
+        };
+        log_flag_everywhere(&mut tx, &envs, key, ChangeOp::Upsert).await?;
+        let (_, after) = fetch_flag(&mut tx, project, key).await?;
+        AuditRecord {
+            actor,
+            action: "flag.update",
+            kind: ResourceKind::Flag,
+            key,
+            project: Some(project),
+            environment: None,
+            before: to_audit(&before),
+            after: to_audit(&after),
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        self.notify(project, &envs);
+        Ok(after)
+    }
+
+    /// Archives (takes out of every ruleset) or restores a flag. Setting the state it already
+    /// has changes nothing.
+    pub async fn set_flag_archived(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected_version: i64,
+        archived: bool,
+    ) -> Result<Flag> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let project_id = lock_project(&mut tx, project).await?;
+        let (flag_id, before) = fetch_flag(&mut tx, project, key).await?;
+        check_version(ResourceKind::Flag, key, expected_version, before.version)?;
+        if before.archived == archived {
+            return Ok(before);
+        }
+        let changed = Flag {
+            archived,
+            ..before.clone()
+        };
+        rewrite_flag(&mut tx, flag_id, &changed, now).await?;
+        let envs = bump_all_envs(&mut tx, project_id, now).await?;
+        let op = if archived {
+            ChangeOp::Delete
+        } else {
+            ChangeOp::Upsert
+        };
+        log_flag_everywhere(&mut tx, &envs, key, op).await?;
+        let (_, after) = fetch_flag(&mut tx, project, key).await?;
+        AuditRecord {
+            actor,
+            action: if archived {
+                "flag.archive"
+            } else {
+                "flag.restore"
+            },
+            kind: ResourceKind::Flag,
+            key,
+            project: Some(project),
+            environment: None,
+            before: to_audit(&before),
+            after: to_audit(&after),
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        self.notify(project, &envs);
+        Ok(after)
+    }
+
+    /// Deletes a flag and its configurations; bumps every environment where it was served.
+    pub async fn delete_flag(
+        &self,
+        actor: &str,
+        project: &str,
+        key: &str,
+        expected_version: i64,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let project_id = lock_project(&mut tx, project).await?;
+        let (flag_id, before) = fetch_flag(&mut tx, project, key).await?;
+        check_version(ResourceKind::Flag, key, expected_version, before.version)?;
+        let envs = if before.archived {
+            Vec::new()
+        } else {
+            bump_all_envs(&mut tx, project_id, now).await?
+        };
+        log_flag_everywhere(&mut tx, &envs, key, ChangeOp::Delete).await?;
+        tx.execute("DELETE FROM flags WHERE id = $1", args![flag_id])
+            .await?;
+        AuditRecord {
+            actor,
+            action: "flag.delete",
+            kind: ResourceKind::Flag,
+            key,
+            project: Some(project),
+            environment: None,
+            before: to_audit(&before),
+            after: None,
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        self.notify(project, &envs);
+        Ok(())
+    }
+
+    /// Returns a flag's configuration in one environment.
+    pub async fn get_flag_config(&self, project: &str, env: &str, key: &str) -> Result<FlagConfig> {
+        let mut tx = self.read().await?;
+        let sql = format!(
+            "SELECT {CONFIG_COLUMNS} FROM {CONFIG_FROM} WHERE p.key = $1 AND e.key = $2 AND f.key = $3"
+        );
+        match tx.fetch_optional(&sql, args![project, env, key]).await? {
+            Some(row) => config_from_row(&row),
+            None => {
+                super::projects::fetch_env(&mut tx, project, env).await?;
+                Err(not_found(ResourceKind::Flag, key))
+            }
+        }
+    }
+
+    /// Returns a flag's configurations, in every environment (ordered by environment key) or
+    /// only in those of `envs` when it is not empty.
+    pub async fn list_flag_configs(
+        &self,
+        project: &str,
+        key: &str,
+        envs: &[String],
+    ) -> Result<Vec<FlagConfig>> {
+        let mut tx = self.read().await?;
+        let (flag_id, _) = fetch_flag(&mut tx, project, key).await?;
+        let sql = format!(
+            "SELECT {CONFIG_COLUMNS} FROM {CONFIG_FROM} WHERE c.flag_id = $1 ORDER BY e.key"
+        );
+        let rows = tx.fetch_all(&sql, args![flag_id]).await?;
+        let mut configs = rows
+            .iter()
+            .map(config_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if !envs.is_empty() {
+            configs.retain(|c| envs.contains(&c.environment_key));
+        }
+        Ok(configs)
+    }
+
+    /// Returns the configurations in one environment of the flags named in `keys` (those
+    /// that exist), ordered by flag key: what a flag list shows for an environment.
+    pub async fn env_flag_configs(
+        &self,
+        project: &str,
+        env: &str,
+        keys: &[String],
+    ) -> Result<Vec<FlagConfig>> {
+        let mut tx = self.read().await?;
+        let environment = super::projects::fetch_env(&mut tx, project, env).await?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::new(&format!(
+            "SELECT {CONFIG_COLUMNS} FROM {CONFIG_FROM} WHERE "
+        ));
+        let p = q.arg(environment.project_key.as_str());
+        let e = q.arg(environment.key.as_str());
+        q.push(&format!("p.key = {p} AND e.key = {e} AND f.key IN ("));
+        for (i, key) in keys.iter().enumerate() {
+            let k = q.arg(key.as_str());
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push(&k);
+        }
+        q.push(") ORDER BY f.key");
+        let rows = tx.fetch_all(&q.sql, q.args).await?;
+        rows.iter().map(config_from_row).collect()
+    }
+
+    /// Replaces a flag's configuration in one environment. Bumps the configuration's and the
+    /// environment's versions.
+    pub async fn update_flag_config(
+        &self,
+        actor: &str,
+        project: &str,
+        env: &str,
+        key: &str,
+        expected_version: i64,
+        update: &FlagConfigUpdate,
+    ) -> Result<FlagConfig> {
+        self.write_config(
+            actor,
+            "flag_config.update",
+            project,
+            env,
+            key,
+            expected_version,
+            |_| update.clone(),
+        )
+        .await
+    }
+
+    /// Turns a flag on or off in one environment. Bumps the configuration's and the
+    /// environment's versions.
+    pub async fn toggle_flag(
+        &self,
+        actor: &str,
+        project: &str,
+        env: &str,
+        key: &str,
+        expected_version: i64,
+        on: bool,
+    ) -> Result<FlagConfig> {
+        self.write_config(
+            actor,
+            "flag_config.toggle",
+            project,
+            env,
+            key,
+            expected_version,
+            |c| FlagConfigUpdate {
+                on,
+                ..FlagConfigUpdate::from_config(c)
+            },
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_config(
+        &self,
+        actor: &str,
+        action: &str,
+        project: &str,
+        env: &str,
+        key: &str,
+        expected_version: i64,
+        change: impl FnOnce(&FlagConfig) -> FlagConfigUpdate,
+    ) -> Result<FlagConfig> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let (before, archived) = fetch_config(&mut tx, bumped.id, key).await?;
+        check_version(
+            ResourceKind::FlagConfig,
+            key,
+            expected_version,
+            before.version,
+        )?;
+        let update = change(&before);
+        rewrite_config(&mut tx, &bumped, key, &update, archived, now).await?;
+        let (after, _) = fetch_config(&mut tx, bumped.id, key).await?;
+        AuditRecord {
+            actor,
+            action,
+            kind: ResourceKind::FlagConfig,
+            key,
+            project: Some(project),
+            environment: Some(env),
+            before: to_audit(&before),
+            after: to_audit(&after),
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        self.notify(project, std::slice::from_ref(&bumped));
+        Ok(after)
+    }
+}
+
+/// The canonical JSON of a flag in one environment (SCHEMA.md "Flag"): the project-level
+/// fields merged with the configuration, defaults left out as the engine writes them.
+pub(super) fn canonical_flag(flag: &Flag, config: &FlagConfig) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("key".into(), Value::String(flag.key.clone()));
+    out.insert("kind".into(), Value::String(flag.kind.as_str().into()));
+    out.insert("variations".into(), Value::Array(flag.variations.clone()));
+    out.insert("on".into(), Value::Bool(config.on));
+    if let Some(off) = config.off_variation {
+        out.insert("off_variation".into(), Value::from(off));
+    }
+    if !config.targets.is_empty() {
+        out.insert("targets".into(), Value::Array(config.targets.clone()));
+    }
+    if !config.rules.is_empty() {
+        out.insert("rules".into(), Value::Array(config.rules.clone()));
+    }
+    out.insert("fallthrough".into(), config.fallthrough.clone());
+    if !config.prerequisites.is_empty() {
+        out.insert(
+            "prerequisites".into(),
+            Value::Array(config.prerequisites.clone()),
+        );
+    }
+    if let Some(salt) = &config.salt {
+        out.insert("salt".into(), Value::String(salt.clone()));
+    }
+    out.insert("version".into(), Value::from(config.version));
+    if flag.client_side {
+        out.insert("client_side".into(), Value::Bool(true));
+    }
+    Value::Object(out)
+}

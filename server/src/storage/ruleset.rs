@@ -1,0 +1,601 @@
+//! An environment's whole state as the engine's ruleset JSON, its change log, and import.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::Value;
+
+use super::db::{Tx, args};
+use super::flags::{
+    CONFIG_COLUMNS, CONFIG_FROM, FLAG_COLUMNS, canonical_flag, config_from_row_at, fetch_config,
+    fetch_flag, flag_from_row, insert_flag, log_flag_everywhere, rewrite_config, rewrite_flag,
+};
+use super::segments::{
+    SEGMENT_COLUMNS, SEGMENT_FROM, canonical_segment, segment_from_row, upsert_segment,
+};
+use super::{
+    AuditRecord, BumpedEnv, Change, ChangeKind, ChangeOp, ChangesSince, FlagConfigUpdate, FlagKind,
+    ImportSummary, Millis, NewFlag, ResourceKind, Result, RulesetJson, RulesetPatch, SegmentInput,
+    Storage, StorageError, bump_env, check_version, lock_project, not_found, now_millis, to_audit,
+};
+
+/// An environment's id, version and log floor, read in the current transaction.
+struct EnvState {
+    id: i64,
+    version: i64,
+    log_floor: i64,
+}
+
+async fn env_state(tx: &mut Tx, project: &str, env: &str) -> Result<EnvState> {
+    let row = tx
+        .fetch_optional(
+            "SELECT e.id, e.version, e.log_floor FROM environments e \
+             JOIN projects p ON p.id = e.project_id WHERE p.key = $1 AND e.key = $2",
+            args![project, env],
+        )
+        .await?;
+    match row {
+        Some(row) => Ok(EnvState {
+            id: row.get(0)?,
+            version: row.get(1)?,
+            log_floor: row.get(2)?,
+        }),
+        None => {
+            super::project_id(tx, project).await?;
+            Err(not_found(
+                ResourceKind::Environment,
+                &format!("{project}/{env}"),
+            ))
+        }
+    }
+}
+
+/// The canonical JSON of the environment's flags (not archived), ordered by key; only those
+/// of `keys` when given.
+async fn load_flags(tx: &mut Tx, env_id: i64, keys: Option<&[String]>) -> Result<Vec<Value>> {
+    let mut sql = format!(
+        "SELECT {FLAG_COLUMNS}, {CONFIG_COLUMNS} FROM {CONFIG_FROM} \
+         WHERE c.environment_id = $1 AND f.archived = FALSE"
+    );
+    let mut params = args![env_id];
+    if let Some(keys) = keys {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        sql.push_str(" AND f.key IN (");
+        for (i, key) in keys.iter().enumerate() {
+            params.push(key.into());
+            sql.push_str(&format!(
+                "{}${}",
+                if i > 0 { ", " } else { "" },
+                params.len()
+            ));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ORDER BY f.key");
+    let rows = tx.fetch_all(&sql, params).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(canonical_flag(
+                &flag_from_row(row)?,
+                &config_from_row_at(row, 12)?,
+            ))
+        })
+        .collect()
+}
+
+/// The canonical JSON of the environment's segments, ordered by key; only those of `keys`
+/// when given.
+async fn load_segments(tx: &mut Tx, env_id: i64, keys: Option<&[String]>) -> Result<Vec<Value>> {
+    let mut sql =
+        format!("SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.environment_id = $1");
+    let mut params = args![env_id];
+    if let Some(keys) = keys {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        sql.push_str(" AND s.key IN (");
+        for (i, key) in keys.iter().enumerate() {
+            params.push(key.into());
+            sql.push_str(&format!(
+                "{}${}",
+                if i > 0 { ", " } else { "" },
+                params.len()
+            ));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ORDER BY s.key");
+    let rows = tx.fetch_all(&sql, params).await?;
+    rows.iter()
+        .map(|row| Ok(canonical_segment(&segment_from_row(row)?)))
+        .collect()
+}
+
+async fn changes_after(tx: &mut Tx, env_id: i64, since: i64) -> Result<Vec<Change>> {
+    let rows = tx
+        .fetch_all(
+            "SELECT version, resource_kind, resource_key, op FROM env_changes \
+             WHERE environment_id = $1 AND version > $2 \
+             ORDER BY version, resource_kind, resource_key",
+            args![env_id, since],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Change {
+                version: row.get(0)?,
+                kind: ChangeKind::parse(&row.get::<String>(1)?)?,
+                key: row.get(2)?,
+                op: ChangeOp::parse(&row.get::<String>(3)?)?,
+            })
+        })
+        .collect()
+}
+
+/// An audit entry of an import, written once every change is made.
+struct PendingAudit {
+    action: &'static str,
+    kind: ResourceKind,
+    key: String,
+    environment: Option<String>,
+    before: Option<Value>,
+    after: Option<Value>,
+}
+
+/// A flag of an imported ruleset, split into its project-level and environment parts.
+struct ImportedFlag {
+    key: String,
+    kind: FlagKind,
+    variations: Vec<Value>,
+    client_side: bool,
+    config: FlagConfigUpdate,
+}
+
+fn invalid(message: String) -> StorageError {
+    StorageError::InvalidArgument(message)
+}
+
+fn field_array(obj: &serde_json::Map<String, Value>, field: &str, at: &str) -> Result<Vec<Value>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => Ok(items.clone()),
+        Some(_) => Err(invalid(format!("{at}.{field}: expected an array"))),
+    }
+}
+
+fn parse_flag(value: &Value, at: &str) -> Result<ImportedFlag> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| invalid(format!("{at}: expected an object")))?;
+    let key = obj
+        .get("key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| invalid(format!("{at}.key: expected a non-empty string")))?;
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(FlagKind::parse)
+        .ok_or_else(|| invalid(format!("{at}.kind: expected bool, string, number or json")))?;
+    let variations = field_array(obj, "variations", at)?;
+    if variations.is_empty() {
+        return Err(invalid(format!("{at}.variations: expected at least one")));
+    }
+    let fallthrough = obj
+        .get("fallthrough")
+        .filter(|v| v.is_object())
+        .cloned()
+        .ok_or_else(|| invalid(format!("{at}.fallthrough: required")))?;
+    let off_variation = match obj.get("off_variation") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| invalid(format!("{at}.off_variation: expected an index")))?,
+        ),
+    };
+    let salt = match obj.get("salt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(invalid(format!("{at}.salt: expected a string"))),
+    };
+    let flag_bool = |field: &str| -> Result<bool> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(invalid(format!("{at}.{field}: expected a bool"))),
+        }
+    };
+    Ok(ImportedFlag {
+        key: key.to_owned(),
+        kind,
+        variations,
+        client_side: flag_bool("client_side")?,
+        config: FlagConfigUpdate {
+            on: flag_bool("on")?,
+            off_variation,
+            targets: field_array(obj, "targets", at)?,
+            rules: field_array(obj, "rules", at)?,
+            fallthrough,
+            prerequisites: field_array(obj, "prerequisites", at)?,
+            salt,
+        },
+    })
+}
+
+fn parse_segment(value: &Value, at: &str) -> Result<SegmentInput> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| invalid(format!("{at}: expected an object")))?;
+    let key = obj
+        .get("key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| invalid(format!("{at}.key: expected a non-empty string")))?;
+    Ok(SegmentInput {
+        key: key.to_owned(),
+        name: String::new(),
+        description: String::new(),
+        included: field_array(obj, "included", at)?,
+        excluded: field_array(obj, "excluded", at)?,
+        rules: field_array(obj, "rules", at)?,
+    })
+}
+
+fn parse_ruleset(ruleset: &Value) -> Result<(Vec<ImportedFlag>, Vec<SegmentInput>)> {
+    let obj = ruleset
+        .as_object()
+        .ok_or_else(|| invalid("the ruleset must be a JSON object".into()))?;
+    let flags = field_array(obj, "flags", "ruleset")?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_flag(v, &format!("flags[{i}]")))
+        .collect::<Result<Vec<_>>>()?;
+    let segments = field_array(obj, "segments", "ruleset")?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_segment(v, &format!("segments[{i}]")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut seen = HashSet::new();
+    if let Some(dup) = flags.iter().find(|f| !seen.insert(f.key.as_str())) {
+        return Err(invalid(format!(
+            "flag `{}` appears more than once",
+            dup.key
+        )));
+    }
+    let mut seen = HashSet::new();
+    if let Some(dup) = segments.iter().find(|s| !seen.insert(s.key.as_str())) {
+        return Err(invalid(format!(
+            "segment `{}` appears more than once",
+            dup.key
+        )));
+    }
+    Ok((flags, segments))
+}
+
+impl Storage {
+    /// Loads an environment's whole state, in one consistent snapshot, as the engine's
+    /// ruleset: every flag that is not archived (project-level fields merged with this
+    /// environment's configuration) and every segment, at the environment's version.
+    pub async fn load_ruleset(&self, project: &str, env: &str) -> Result<RulesetJson> {
+        let mut tx = self.read().await?;
+        let state = env_state(&mut tx, project, env).await?;
+        Ok(RulesetJson {
+            version: state.version,
+            flags: load_flags(&mut tx, state.id, None).await?,
+            segments: load_segments(&mut tx, state.id, None).await?,
+        })
+    }
+
+    /// [`Storage::load_ruleset`] as a JSON string: the export of an environment.
+    pub async fn export_environment(&self, project: &str, env: &str) -> Result<String> {
+        Ok(self.load_ruleset(project, env).await?.to_json_string())
+    }
+
+    /// The entries of an environment's change log after version `since`, in version order.
+    pub async fn changes_since(
+        &self,
+        project: &str,
+        env: &str,
+        since: i64,
+    ) -> Result<ChangesSince> {
+        let mut tx = self.read().await?;
+        let state = env_state(&mut tx, project, env).await?;
+        if since < state.log_floor || since > state.version {
+            return Ok(ChangesSince::SnapshotRequired {
+                version: state.version,
+            });
+        }
+        Ok(ChangesSince::Changes {
+            version: state.version,
+            changes: changes_after(&mut tx, state.id, since).await?,
+        })
+    }
+
+    /// What a client holding version `since` needs to reach the current version: the
+    /// current JSON of each flag and segment changed since, and the keys of those gone, in
+    /// one consistent snapshot. `None` when the change log cannot cover it (the client needs
+    /// [`Storage::load_ruleset`]).
+    pub async fn load_patch(
+        &self,
+        project: &str,
+        env: &str,
+        since: i64,
+    ) -> Result<Option<RulesetPatch>> {
+        let mut tx = self.read().await?;
+        let state = env_state(&mut tx, project, env).await?;
+        if since < state.log_floor || since > state.version {
+            return Ok(None);
+        }
+        // The last operation on each resource wins.
+        let mut last: BTreeMap<(ChangeKind, String), ChangeOp> = BTreeMap::new();
+        for change in changes_after(&mut tx, state.id, since).await? {
+            last.insert((change.kind, change.key), change.op);
+        }
+        let keys = |kind: ChangeKind, op: ChangeOp| -> Vec<String> {
+            last.iter()
+                .filter(|((k, _), o)| *k == kind && **o == op)
+                .map(|((_, key), _)| key.clone())
+                .collect()
+        };
+        let flag_keys = keys(ChangeKind::Flag, ChangeOp::Upsert);
+        let segment_keys = keys(ChangeKind::Segment, ChangeOp::Upsert);
+        let upserted_flags = load_flags(&mut tx, state.id, Some(&flag_keys)).await?;
+        let upserted_segments = load_segments(&mut tx, state.id, Some(&segment_keys)).await?;
+        let found = |items: &[Value]| -> HashSet<String> {
+            items
+                .iter()
+                .filter_map(|v| v.get("key").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        };
+        // A resource logged as upserted but not loadable now is gone.
+        let (flags_found, segments_found) = (found(&upserted_flags), found(&upserted_segments));
+        let mut deleted_flags = keys(ChangeKind::Flag, ChangeOp::Delete);
+        deleted_flags.extend(flag_keys.into_iter().filter(|k| !flags_found.contains(k)));
+        deleted_flags.sort();
+        let mut deleted_segments = keys(ChangeKind::Segment, ChangeOp::Delete);
+        deleted_segments.extend(
+            segment_keys
+                .into_iter()
+                .filter(|k| !segments_found.contains(k)),
+        );
+        deleted_segments.sort();
+        Ok(Some(RulesetPatch {
+            from_version: since,
+            version: state.version,
+            upserted_flags,
+            deleted_flags,
+            upserted_segments,
+            deleted_segments,
+        }))
+    }
+
+    /// Forgets an environment's change-log entries up to and including `version`: clients
+    /// holding an older version then need a snapshot.
+    pub async fn prune_changes(&self, project: &str, env: &str, version: i64) -> Result<()> {
+        let mut tx = self.write().await?;
+        let state = env_state(&mut tx, project, env).await?;
+        let floor = version.min(state.version);
+        tx.execute(
+            "DELETE FROM env_changes WHERE environment_id = $1 AND version <= $2",
+            args![state.id, floor],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE environments SET log_floor = $2 WHERE id = $1 AND log_floor < $2",
+            args![state.id, floor],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Imports the engine's ruleset JSON into an environment, in one transaction at one new
+    /// environment version. Each flag it names is created in the project when missing (off
+    /// in the other environments), its variations and client-side visibility are updated
+    /// when they differ (its kind cannot change), and its configuration here is replaced.
+    /// Each segment it names is created or replaced. Nothing else is touched. The ruleset's
+    /// `version` is ignored; `expected_version`, when given, must be the environment's.
+    pub async fn import_environment(
+        &self,
+        actor: &str,
+        project: &str,
+        env: &str,
+        ruleset: &Value,
+        expected_version: Option<i64>,
+    ) -> Result<ImportSummary> {
+        let (flags, segments) = parse_ruleset(ruleset)?;
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let project_id = lock_project(&mut tx, project).await?;
+        let target = bump_env(&mut tx, project, env, now).await?;
+        if let Some(expected) = expected_version {
+            check_version(
+                ResourceKind::Environment,
+                &format!("{project}/{env}"),
+                expected,
+                target.version - 1,
+            )?;
+        }
+        let mut others: Option<Vec<BumpedEnv>> = None;
+        let mut summary = ImportSummary {
+            version: target.version,
+            created_flags: Vec::new(),
+            updated_flags: Vec::new(),
+            segments: Vec::new(),
+        };
+        let mut entries: Vec<PendingAudit> = Vec::new();
+
+        for flag in &flags {
+            let existing = match fetch_flag(&mut tx, project, &flag.key).await {
+                Ok(found) => Some(found),
+                Err(StorageError::NotFound { .. }) => None,
+                Err(err) => return Err(err),
+            };
+            let mut project_level_changed = false;
+            let archived = match existing {
+                None => {
+                    let new = NewFlag {
+                        key: flag.key.clone(),
+                        kind: flag.kind,
+                        variations: flag.variations.clone(),
+                        name: String::new(),
+                        description: String::new(),
+                        tags: Vec::new(),
+                        client_side: flag.client_side,
+                        off_variation: None,
+                        fallthrough: serde_json::json!({ "variation": 0 }),
+                    };
+                    insert_flag(&mut tx, project_id, &new, now).await?;
+                    let (_, created) = fetch_flag(&mut tx, project, &flag.key).await?;
+                    entries.push(PendingAudit {
+                        action: "flag.create",
+                        kind: ResourceKind::Flag,
+                        key: flag.key.clone(),
+                        environment: None,
+                        before: None,
+                        after: to_audit(&created),
+                    });
+                    summary.created_flags.push(flag.key.clone());
+                    project_level_changed = true;
+                    false
+                }
+                Some((flag_id, before)) => {
+                    if before.kind != flag.kind {
+                        return Err(invalid(format!(
+                            "flag `{}` is a {} flag here; an import cannot make it a {} flag",
+                            flag.key,
+                            before.kind.as_str(),
+                            flag.kind.as_str()
+                        )));
+                    }
+                    if before.variations != flag.variations
+                        || before.client_side != flag.client_side
+                    {
+                        let changed = super::Flag {
+                            variations: flag.variations.clone(),
+                            client_side: flag.client_side,
+                            ..before.clone()
+                        };
+                        rewrite_flag(&mut tx, flag_id, &changed, now).await?;
+                        let (_, after) = fetch_flag(&mut tx, project, &flag.key).await?;
+                        entries.push(PendingAudit {
+                            action: "flag.update",
+                            kind: ResourceKind::Flag,
+                            key: flag.key.clone(),
+                            environment: None,
+                            before: to_audit(&before),
+                            after: to_audit(&after),
+                        });
+                        project_level_changed = !before.archived;
+                    }
+                    summary.updated_flags.push(flag.key.clone());
+                    before.archived
+                }
+            };
+            if project_level_changed {
+                if others.is_none() {
+                    others = Some(bump_other_envs(&mut tx, project_id, target.id, now).await?);
+                }
+                let envs = others.as_deref().unwrap_or_default();
+                log_flag_everywhere(&mut tx, envs, &flag.key, ChangeOp::Upsert).await?;
+            }
+            let (before, _) = fetch_config(&mut tx, target.id, &flag.key).await?;
+            rewrite_config(&mut tx, &target, &flag.key, &flag.config, archived, now).await?;
+            let (after, _) = fetch_config(&mut tx, target.id, &flag.key).await?;
+            entries.push(PendingAudit {
+                action: "flag_config.update",
+                kind: ResourceKind::FlagConfig,
+                key: flag.key.clone(),
+                environment: Some(env.to_owned()),
+                before: to_audit(&before),
+                after: to_audit(&after),
+            });
+        }
+
+        for segment in &segments {
+            let before =
+                load_segments(&mut tx, target.id, Some(std::slice::from_ref(&segment.key)))
+                    .await?
+                    .pop();
+            let created = upsert_segment(&mut tx, &target, segment, true, now).await?;
+            let after = load_segments(&mut tx, target.id, Some(std::slice::from_ref(&segment.key)))
+                .await?
+                .pop();
+            let action = if created {
+                "segment.create"
+            } else {
+                "segment.update"
+            };
+            entries.push(PendingAudit {
+                action,
+                kind: ResourceKind::Segment,
+                key: segment.key.clone(),
+                environment: Some(env.to_owned()),
+                before,
+                after,
+            });
+            summary.segments.push(segment.key.clone());
+        }
+
+        for entry in entries {
+            AuditRecord {
+                actor,
+                action: entry.action,
+                kind: entry.kind,
+                key: &entry.key,
+                project: Some(project),
+                environment: entry.environment.as_deref(),
+                before: entry.before,
+                after: entry.after,
+                at: now,
+            }
+            .write(&mut tx)
+            .await?;
+        }
+        AuditRecord {
+            actor,
+            action: "environment.import",
+            kind: ResourceKind::Environment,
+            key: env,
+            project: Some(project),
+            environment: Some(env),
+            before: None,
+            after: to_audit(&summary),
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        let mut bumped = vec![target];
+        bumped.extend(others.unwrap_or_default());
+        self.notify(project, &bumped);
+        Ok(summary)
+    }
+}
+
+/// Bumps every environment of a project but one (already bumped by the caller).
+async fn bump_other_envs(
+    tx: &mut Tx,
+    project_id: i64,
+    except: i64,
+    now: Millis,
+) -> Result<Vec<BumpedEnv>> {
+    let rows = tx
+        .fetch_all(
+            "UPDATE environments SET version = version + 1, updated_at = $3 \
+             WHERE project_id = $1 AND id <> $2 RETURNING id, key, version",
+            args![project_id, except, now],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(BumpedEnv {
+                id: row.get(0)?,
+                key: row.get(1)?,
+                version: row.get(2)?,
+            })
+        })
+        .collect()
+}

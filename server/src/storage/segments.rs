@@ -1,0 +1,275 @@
+//! Segments, per environment.
+
+use serde_json::Value;
+
+use super::db::{Row, Tx, args};
+use super::projects::paginate_by_key;
+use super::{
+    AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Millis, Page, PageRequest, ResourceKind, Result,
+    Segment, SegmentInput, Storage, StorageError, bump_env, check_version, from_text, log_change,
+    not_found, now_millis, to_audit, to_text,
+};
+
+pub(super) const SEGMENT_COLUMNS: &str = "p.key, e.key, s.key, s.name, s.description, s.included, \
+     s.excluded, s.rules, s.version, s.created_at, s.updated_at";
+
+pub(super) const SEGMENT_FROM: &str = "segments s JOIN environments e ON e.id = s.environment_id \
+     JOIN projects p ON p.id = e.project_id";
+
+pub(super) fn segment_from_row(row: &Row) -> Result<Segment> {
+    Ok(Segment {
+        project_key: row.get(0)?,
+        environment_key: row.get(1)?,
+        key: row.get(2)?,
+        name: row.get(3)?,
+        description: row.get(4)?,
+        included: from_text(&row.get::<String>(5)?, "segment included")?,
+        excluded: from_text(&row.get::<String>(6)?, "segment excluded")?,
+        rules: from_text(&row.get::<String>(7)?, "segment rules")?,
+        version: row.get(8)?,
+        created_at: row.get(9)?,
+        updated_at: row.get(10)?,
+    })
+}
+
+async fn fetch_segment(tx: &mut Tx, env_id: i64, key: &str) -> Result<Segment> {
+    let sql = format!(
+        "SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.environment_id = $1 AND s.key = $2"
+    );
+    match tx.fetch_optional(&sql, args![env_id, key]).await? {
+        Some(row) => segment_from_row(&row),
+        None => Err(not_found(ResourceKind::Segment, key)),
+    }
+}
+
+/// Creates a segment or, when `replace` is set and it exists, replaces it; logs it.
+/// Returns whether it was created.
+pub(super) async fn upsert_segment(
+    tx: &mut Tx,
+    env: &BumpedEnv,
+    input: &SegmentInput,
+    replace: bool,
+    now: Millis,
+) -> Result<bool> {
+    let name = if input.name.is_empty() {
+        input.key.clone()
+    } else {
+        input.name.clone()
+    };
+    let updated = if replace {
+        tx.execute(
+            "UPDATE segments SET name = $3, description = $4, included = $5, excluded = $6, \
+             rules = $7, version = version + 1, updated_at = $8 \
+             WHERE environment_id = $1 AND key = $2",
+            args![
+                env.id,
+                &input.key,
+                name.clone(),
+                &input.description,
+                to_text(&input.included),
+                to_text(&input.excluded),
+                to_text(&input.rules),
+                now,
+            ],
+        )
+        .await?
+    } else {
+        0
+    };
+    if updated == 0 {
+        tx.execute(
+            "INSERT INTO segments (environment_id, key, name, description, included, excluded, \
+             rules, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+            args![
+                env.id,
+                &input.key,
+                name,
+                &input.description,
+                to_text(&input.included),
+                to_text(&input.excluded),
+                to_text(&input.rules),
+                now,
+            ],
+        )
+        .await
+        .map_err(StorageError::on_write(ResourceKind::Segment, &input.key))?;
+    }
+    log_change(tx, env, ChangeKind::Segment, &input.key, ChangeOp::Upsert).await?;
+    Ok(updated == 0)
+}
+
+impl Storage {
+    /// Creates a segment at version 1; bumps the environment.
+    pub async fn create_segment(
+        &self,
+        actor: &str,
+        project: &str,
+        env: &str,
+        input: &SegmentInput,
+    ) -> Result<Segment> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let bumped = bump_env(&mut tx, project, env, now).await?;
+        upsert_segment(&mut tx, &bumped, input, false, now).await?;
+        let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
+        AuditRecord {
+            actor,
+            action: "segment.create",
+            kind: ResourceKind::Segment,
+            key: &input.key,
+            project: Some(project),
+            environment: Some(env),
+            before: None,
+            after: to_audit(&after),
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        self.notify(project, std::slice::from_ref(&bumped));
+        Ok(after)
+    }
+
+    /// Returns one segment.
+    pub async fn get_segment(&self, project: &str, env: &str, key: &str) -> Result<Segment> {
+        let mut tx = self.read().await?;
+        let environment = super::projects::fetch_env(&mut tx, project, env).await?;
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE p.key = $1 AND e.key = $2 AND s.key = $3"
+        );
+        match tx
+            .fetch_optional(&sql, args![&environment.project_key, &environment.key, key])
+            .await?
+        {
+            Some(row) => segment_from_row(&row),
+            None => Err(not_found(ResourceKind::Segment, key)),
+        }
+    }
+
+    /// Lists an environment's segments ordered by key.
+    pub async fn list_segments(
+        &self,
+        project: &str,
+        env: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Segment>> {
+        let limit = page.effective_limit();
+        let mut tx = self.read().await?;
+        super::projects::fetch_env(&mut tx, project, env).await?;
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE p.key = $1 AND e.key = $2 \
+             AND s.key > $3 ORDER BY s.key LIMIT $4"
+        );
+        let rows = tx
+            .fetch_all(
+                &sql,
+                args![
+                    project,
+                    env,
+                    page.cursor.clone().unwrap_or_default(),
+                    limit + 1
+                ],
+            )
+            .await?;
+        let mut items = rows
+            .iter()
+            .map(segment_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(paginate_by_key(&mut items, limit, |s| s.key.clone()))
+    }
+
+    /// Replaces a segment's fields (`input.key` names it); bumps its version and the
+    /// environment's.
+    pub async fn update_segment(
+        &self,
+        actor: &str,
+        project: &str,
+        env: &str,
+        expected_version: i64,
+        input: &SegmentInput,
+    ) -> Result<Segment> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let before = fetch_segment(&mut tx, bumped.id, &input.key).await?;
+        check_version(
+            ResourceKind::Segment,
+            &input.key,
+            expected_version,
+            before.version,
+        )?;
+        upsert_segment(&mut tx, &bumped, input, true, now).await?;
+        let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
+        AuditRecord {
+            actor,
+            action: "segment.update",
+            kind: ResourceKind::Segment,
+            key: &input.key,
+            project: Some(project),
+            environment: Some(env),
+            before: to_audit(&before),
+            after: to_audit(&after),
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        self.notify(project, std::slice::from_ref(&bumped));
+        Ok(after)
+    }
+
+    /// Deletes a segment; bumps the environment.
+    pub async fn delete_segment(
+        &self,
+        actor: &str,
+        project: &str,
+        env: &str,
+        key: &str,
+        expected_version: i64,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let before = fetch_segment(&mut tx, bumped.id, key).await?;
+        check_version(ResourceKind::Segment, key, expected_version, before.version)?;
+        tx.execute(
+            "DELETE FROM segments WHERE environment_id = $1 AND key = $2",
+            args![bumped.id, key],
+        )
+        .await?;
+        log_change(&mut tx, &bumped, ChangeKind::Segment, key, ChangeOp::Delete).await?;
+        AuditRecord {
+            actor,
+            action: "segment.delete",
+            kind: ResourceKind::Segment,
+            key,
+            project: Some(project),
+            environment: Some(env),
+            before: to_audit(&before),
+            after: None,
+            at: now,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await?;
+        self.notify(project, std::slice::from_ref(&bumped));
+        Ok(())
+    }
+}
+
+/// The canonical JSON of a segment (SCHEMA.md "Segment"), defaults left out.
+pub(super) fn canonical_segment(segment: &Segment) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("key".into(), Value::String(segment.key.clone()));
+    for (name, list) in [
+        ("included", &segment.included),
+        ("excluded", &segment.excluded),
+        ("rules", &segment.rules),
+    ] {
+        if !list.is_empty() {
+            out.insert(name.into(), Value::Array(list.clone()));
+        }
+    }
+    out.insert("version".into(), Value::from(segment.version));
+    Value::Object(out)
+}

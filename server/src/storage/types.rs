@@ -1,0 +1,583 @@
+//! The records the storage reads and writes.
+//!
+//! Times are milliseconds since the Unix epoch. Targets, rules, fallthroughs,
+//! prerequisites and segment parts are the engine's canonical JSON (conformance/SCHEMA.md),
+//! stored as given: the caller validates them with the engine before writing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{Result, StorageError};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The type every variation of a flag has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagKind {
+    Bool,
+    String,
+    Number,
+    Json,
+}
+
+impl FlagKind {
+    /// The name used in the canonical JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagKind::Bool => "bool",
+            FlagKind::String => "string",
+            FlagKind::Number => "number",
+            FlagKind::Json => "json",
+        }
+    }
+
+    /// Parses the name used in the canonical JSON.
+    pub fn parse(name: &str) -> Option<FlagKind> {
+        match name {
+            "bool" => Some(FlagKind::Bool),
+            "string" => Some(FlagKind::String),
+            "number" => Some(FlagKind::Number),
+            "json" => Some(FlagKind::Json),
+            _ => None,
+        }
+    }
+}
+
+/// What an SDK key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdkKeyKind {
+    /// Backend services: the whole ruleset.
+    Server,
+    /// Browsers: evaluation of client-side flags only.
+    Client,
+    /// Mobile apps: evaluation of client-side flags only.
+    Mobile,
+}
+
+impl SdkKeyKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SdkKeyKind::Server => "server",
+            SdkKeyKind::Client => "client",
+            SdkKeyKind::Mobile => "mobile",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<SdkKeyKind> {
+        match name {
+            "server" => Some(SdkKeyKind::Server),
+            "client" => Some(SdkKeyKind::Client),
+            "mobile" => Some(SdkKeyKind::Mobile),
+            _ => None,
+        }
+    }
+}
+
+/// A role on a project, ordered from least to most powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything.
+    Viewer,
+    /// Also writes flags, flag configurations and segments.
+    Editor,
+    /// Also manages environments, SDK keys, admin tokens and the project.
+    Admin,
+}
+
+impl Role {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "viewer" => Some(Role::Viewer),
+            "editor" => Some(Role::Editor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A project.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Project {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    /// Bumped by every change of the project's own fields.
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What creating a project takes.
+#[derive(Debug, Clone, Default)]
+pub struct NewProject {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// An environment of a project.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Environment {
+    pub project_key: String,
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    /// The environment version, bumped by every change to its flags, segments or own fields.
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What creating an environment takes.
+#[derive(Debug, Clone, Default)]
+pub struct NewEnvironment {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// A flag's project-level fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flag {
+    pub project_key: String,
+    pub key: String,
+    pub kind: FlagKind,
+    pub variations: Vec<Value>,
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub client_side: bool,
+    pub archived: bool,
+    /// Bumped by every change of the project-level fields.
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What creating a flag takes. `off_variation` and `fallthrough` are the configuration every
+/// environment starts with (existing ones now, and environments created later); the flag
+/// starts off everywhere.
+#[derive(Debug, Clone)]
+pub struct NewFlag {
+    pub key: String,
+    pub kind: FlagKind,
+    pub variations: Vec<Value>,
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub client_side: bool,
+    pub off_variation: Option<u32>,
+    /// A canonical Serve, such as `{"variation": 0}`.
+    pub fallthrough: Value,
+}
+
+/// The replacement of a flag's mutable project-level fields.
+#[derive(Debug, Clone)]
+pub struct FlagUpdate {
+    pub name: String,
+    pub description: String,
+    pub variations: Vec<Value>,
+    pub tags: Vec<String>,
+    pub client_side: bool,
+}
+
+/// Which flags to list by archive state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ArchivedFilter {
+    /// Only flags that are not archived.
+    #[default]
+    Exclude,
+    /// Only archived flags.
+    Only,
+    /// Both.
+    Include,
+}
+
+/// Filters of [`Storage::list_flags`](super::Storage::list_flags); all must hold.
+#[derive(Debug, Clone, Default)]
+pub struct FlagFilter {
+    /// Flags carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Flags whose key or name contains this text, ignoring ASCII case.
+    pub query: Option<String>,
+    /// Flags of this kind.
+    pub kind: Option<FlagKind>,
+    /// By archive state.
+    pub archived: ArchivedFilter,
+}
+
+/// A flag's configuration in one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlagConfig {
+    pub project_key: String,
+    pub environment_key: String,
+    pub flag_key: String,
+    pub on: bool,
+    pub off_variation: Option<u32>,
+    /// Canonical Targets.
+    pub targets: Vec<Value>,
+    /// Canonical Rules.
+    pub rules: Vec<Value>,
+    /// A canonical Serve.
+    pub fallthrough: Value,
+    /// Canonical Prerequisites.
+    pub prerequisites: Vec<Value>,
+    pub salt: Option<String>,
+    /// The flag's version in this environment: bumped by every change of this configuration
+    /// and of the project-level flag. This is the `version` of the flag in the ruleset.
+    pub version: i64,
+    pub updated_at: Millis,
+}
+
+/// The replacement of a flag's configuration in one environment.
+#[derive(Debug, Clone)]
+pub struct FlagConfigUpdate {
+    pub on: bool,
+    pub off_variation: Option<u32>,
+    pub targets: Vec<Value>,
+    pub rules: Vec<Value>,
+    pub fallthrough: Value,
+    pub prerequisites: Vec<Value>,
+    pub salt: Option<String>,
+}
+
+impl FlagConfigUpdate {
+    /// The configuration `config` holds, to be modified and written back.
+    pub fn from_config(config: &FlagConfig) -> FlagConfigUpdate {
+        FlagConfigUpdate {
+            on: config.on,
+            off_variation: config.off_variation,
+            targets: config.targets.clone(),
+            rules: config.rules.clone(),
+            fallthrough: config.fallthrough.clone(),
+            prerequisites: config.prerequisites.clone(),
+            salt: config.salt.clone(),
+        }
+    }
+}
+
+/// A segment of one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Segment {
+    pub project_key: String,
+    pub environment_key: String,
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    /// Canonical key lists (`{"context_kind", "values"}`).
+    pub included: Vec<Value>,
+    pub excluded: Vec<Value>,
+    /// Canonical segment rules (`{"id", "clauses"}`).
+    pub rules: Vec<Value>,
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A segment's writable fields, for creation and for replacement (the key names it).
+#[derive(Debug, Clone, Default)]
+pub struct SegmentInput {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub included: Vec<Value>,
+    pub excluded: Vec<Value>,
+    pub rules: Vec<Value>,
+}
+
+/// An SDK key; its secret is never stored, only a hash of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SdkKey {
+    pub id: i64,
+    pub project_key: String,
+    pub environment_key: String,
+    pub kind: SdkKeyKind,
+    pub name: String,
+    /// The first characters of the secret, for people to recognise it.
+    pub prefix: String,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+impl SdkKey {
+    /// Whether the key works at `now`.
+    pub fn is_active(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// What issuing an SDK key stores: see [`super::secrets::generate_sdk_key`].
+#[derive(Debug, Clone)]
+pub struct NewSdkKey {
+    pub kind: SdkKeyKind,
+    pub name: String,
+    pub prefix: String,
+    /// Hex SHA-256 of the secret ([`super::secrets::hash_secret`]).
+    pub hash: String,
+}
+
+/// A role held on a project (`project_key` "*" means every project).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RoleBinding {
+    pub project_key: String,
+    pub role: Role,
+}
+
+/// An admin token; the signed token itself is never stored, only a hash of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdminToken {
+    /// The token's id, carried in the signed token.
+    pub id: String,
+    /// Who uses it: the actor of the audit log.
+    pub principal: String,
+    pub description: String,
+    /// Ordered by project key.
+    pub roles: Vec<RoleBinding>,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+impl AdminToken {
+    /// Whether the token works at `now`.
+    pub fn is_active(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+
+    /// The role the token holds on `project_key`: the higher of its binding for that project
+    /// and its binding for "*".
+    pub fn role_on(&self, project_key: &str) -> Option<Role> {
+        self.roles
+            .iter()
+            .filter(|b| b.project_key == project_key || b.project_key == "*")
+            .map(|b| b.role)
+            .max()
+    }
+}
+
+/// What creating an admin token stores. The id and hash come from whoever signs the token.
+#[derive(Debug, Clone)]
+pub struct NewAdminToken {
+    pub id: String,
+    pub principal: String,
+    pub description: String,
+    /// Hex SHA-256 of the signed token ([`super::secrets::hash_secret`]).
+    pub hash: String,
+    pub roles: Vec<RoleBinding>,
+    pub expires_at: Option<Millis>,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    /// Increases with time.
+    pub id: i64,
+    pub at: Millis,
+    pub actor: String,
+    /// Such as `flag.create`, `flag_config.update`, `sdk_key.revoke`.
+    pub action: String,
+    /// A [`super::ResourceKind`] name.
+    pub resource_kind: String,
+    pub resource_key: String,
+    pub project_key: Option<String>,
+    pub environment_key: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Filters of [`Storage::list_audit`](super::Storage::list_audit); all that are set must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub project_key: Option<String>,
+    pub environment_key: Option<String>,
+    pub resource_kind: Option<String>,
+    pub resource_key: Option<String>,
+    pub actor: Option<String>,
+    /// Entries at or after this time.
+    pub since: Option<Millis>,
+    /// Entries before this time.
+    pub until: Option<Millis>,
+}
+
+/// Where a list starts and how long a page is.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Items per page; 0 means [`PageRequest::DEFAULT_LIMIT`], and more than
+    /// [`PageRequest::MAX_LIMIT`] is lowered to it.
+    pub limit: u32,
+    /// The `next_cursor` of the previous page; `None` for the first page.
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// The first page of `limit` items.
+    pub fn first(limit: u32) -> PageRequest {
+        PageRequest {
+            limit,
+            cursor: None,
+        }
+    }
+
+    pub(crate) fn effective_limit(&self) -> i64 {
+        i64::from(match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        })
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page. Opaque to callers.
+    pub next_cursor: Option<String>,
+}
+
+/// The environment's whole state in the engine's ruleset JSON shape:
+/// `{"version": …, "flags": [...], "segments": [...]}`, flags and segments ordered by key.
+/// Archived flags are left out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RulesetJson {
+    pub version: i64,
+    pub flags: Vec<Value>,
+    pub segments: Vec<Value>,
+}
+
+impl RulesetJson {
+    /// The ruleset as a JSON string.
+    pub fn to_json_string(&self) -> String {
+        // A struct of i64 and JSON values always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The kind of resource a change-log entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Flag,
+    Segment,
+}
+
+impl ChangeKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Flag => "flag",
+            ChangeKind::Segment => "segment",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Result<ChangeKind> {
+        match name {
+            "flag" => Ok(ChangeKind::Flag),
+            "segment" => Ok(ChangeKind::Segment),
+            other => Err(StorageError::Corrupt(format!(
+                "unknown change kind `{other}`"
+            ))),
+        }
+    }
+}
+
+/// Whether a change-log entry put a resource in the ruleset or took it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    Upsert,
+    Delete,
+}
+
+impl ChangeOp {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Upsert => "upsert",
+            ChangeOp::Delete => "delete",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Result<ChangeOp> {
+        match name {
+            "upsert" => Ok(ChangeOp::Upsert),
+            "delete" => Ok(ChangeOp::Delete),
+            other => Err(StorageError::Corrupt(format!(
+                "unknown change op `{other}`"
+            ))),
+        }
+    }
+}
+
+/// One entry of an environment's change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The environment version the change was made at.
+    pub version: i64,
+    pub kind: ChangeKind,
+    pub key: String,
+    pub op: ChangeOp,
+}
+
+/// The answer of [`Storage::changes_since`](super::Storage::changes_since).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangesSince {
+    /// Every change after the version asked for, in version order, up to `version`, the
+    /// environment's current version. Empty when the caller is current.
+    Changes { version: i64, changes: Vec<Change> },
+    /// The log cannot bring the caller from its version to `version` (the version is older
+    /// than the retained log, or newer than the environment): it needs a snapshot.
+    SnapshotRequired { version: i64 },
+}
+
+/// Everything that changed in an environment between two versions, ready to send: the
+/// current JSON of every flag and segment upserted since, and the keys of those deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulesetPatch {
+    pub from_version: i64,
+    pub version: i64,
+    pub upserted_flags: Vec<Value>,
+    pub deleted_flags: Vec<String>,
+    pub upserted_segments: Vec<Value>,
+    pub deleted_segments: Vec<String>,
+}
+
+impl RulesetPatch {
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.upserted_flags.is_empty()
+            && self.deleted_flags.is_empty()
+            && self.upserted_segments.is_empty()
+            && self.deleted_segments.is_empty()
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// The environment version after the import.
+    pub version: i64,
+    /// Flags created in the project.
+    pub created_flags: Vec<String>,
+    /// Flags that existed and whose configuration was replaced.
+    pub updated_flags: Vec<String>,
+    /// Segments created or replaced.
+    pub segments: Vec<String>,
+}

@@ -1,0 +1,58 @@
+//! One storage test suite, run against both engines: every test in `suite.rs` runs once on
+//! SQLite (a fresh file in a temporary folder) and once on Postgres (a fresh database on the
+//! server named by `VEXIL_TEST_DATABASE_URL`, dropped afterwards).
+//!
+//! Postgres is not optional: without `VEXIL_TEST_DATABASE_URL` the Postgres tests fail,
+//! unless `VEXIL_TEST_SKIP_POSTGRES=1` says to skip them. `scripts/services.sh start` starts
+//! a Postgres and prints the variable to export.
+
+mod harness;
+mod suite;
+
+/// Instantiates every listed test of `suite` for both engines.
+macro_rules! storage_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::harness::TestDb::sqlite().await.run(crate::suite::$name).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = crate::harness::TestDb::postgres().await {
+                        db.run(crate::suite::$name).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+storage_suite!(
+    projects_crud_and_pagination,
+    environments_crud,
+    duplicate_keys_are_already_exists,
+    flag_lifecycle,
+    flag_configuration_and_toggle,
+    environment_versions_bump_with_changes,
+    stale_versions_conflict_and_write_nothing,
+    failed_writes_leave_no_audit_entry,
+    audit_log_records_and_filters,
+    change_log_since_version,
+    patches_collapse_changes,
+    ruleset_json_merges_flag_and_config,
+    export_then_import_round_trips,
+    malformed_import_writes_nothing,
+    list_flags_filters_and_pages,
+    segments_crud,
+    sdk_keys_lookup_revoke_rotate,
+    admin_tokens_and_roles,
+    change_notices_follow_commits,
+    concurrent_writes_get_distinct_versions,
+);

@@ -1,0 +1,1547 @@
+//! The storage test suite: each function runs on a fresh, migrated storage of either engine.
+
+use serde_json::{Value, json};
+use vexil_server::storage::secrets::{generate_sdk_key, hash_secret};
+use vexil_server::storage::*;
+
+const ACTOR: &str = "alice";
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn project(key: &str) -> NewProject {
+    NewProject {
+        key: key.into(),
+        name: String::new(),
+        description: format!("the {key} project"),
+    }
+}
+
+fn env(key: &str) -> NewEnvironment {
+    NewEnvironment {
+        key: key.into(),
+        name: key.to_uppercase(),
+        description: String::new(),
+    }
+}
+
+fn bool_flag(key: &str) -> NewFlag {
+    NewFlag {
+        key: key.into(),
+        kind: FlagKind::Bool,
+        variations: vec![json!(true), json!(false)],
+        name: String::new(),
+        description: String::new(),
+        tags: vec![],
+        client_side: false,
+        off_variation: Some(1),
+        fallthrough: json!({ "variation": 0 }),
+    }
+}
+
+fn segment(key: &str, included: &[&str]) -> SegmentInput {
+    SegmentInput {
+        key: key.into(),
+        name: String::new(),
+        description: String::new(),
+        included: vec![json!({ "values": included })],
+        excluded: vec![],
+        rules: vec![],
+    }
+}
+
+/// A project `p` with environments `dev` and `prod`.
+async fn setup(s: &Storage) {
+    s.create_project(ACTOR, &project("p")).await.unwrap();
+    s.create_environment(ACTOR, "p", &env("dev")).await.unwrap();
+    s.create_environment(ACTOR, "p", &env("prod"))
+        .await
+        .unwrap();
+}
+
+async fn env_version(s: &Storage, env: &str) -> i64 {
+    s.get_environment("p", env).await.unwrap().version
+}
+
+async fn audit_count(s: &Storage) -> usize {
+    s.list_audit(&AuditFilter::default(), &PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+async fn all_changes(s: &Storage, env: &str) -> Vec<Change> {
+    match s.changes_since("p", env, 1).await.unwrap() {
+        ChangesSince::Changes { changes, .. } => changes,
+        other => panic!("expected changes, got {other:?}"),
+    }
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T>) {
+    match result {
+        Err(StorageError::Conflict { .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T>, kind: ResourceKind) {
+    match result {
+        Err(StorageError::NotFound { kind: k, .. }) if k == kind => {}
+        other => panic!("expected {kind} not found, got {other:?}"),
+    }
+}
+
+fn assert_exists<T: std::fmt::Debug>(result: Result<T>, kind: ResourceKind) {
+    match result {
+        Err(StorageError::AlreadyExists { kind: k, .. }) if k == kind => {}
+        other => panic!("expected {kind} already exists, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Projects and environments
+
+pub async fn projects_crud_and_pagination(s: Storage) {
+    assert!(s.is_empty().await.unwrap());
+    let created = s.create_project(ACTOR, &project("alpha")).await.unwrap();
+    assert_eq!(created.key, "alpha");
+    assert_eq!(created.name, "alpha", "an empty name defaults to the key");
+    assert_eq!(created.version, 1);
+    assert!(!s.is_empty().await.unwrap());
+    assert_eq!(s.get_project("alpha").await.unwrap(), created);
+
+    for key in ["beta", "gamma", "delta"] {
+        s.create_project(ACTOR, &project(key)).await.unwrap();
+    }
+    let first = s.list_projects(&PageRequest::first(3)).await.unwrap();
+    let keys: Vec<_> = first.items.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["alpha", "beta", "delta"]);
+    let second = s
+        .list_projects(&PageRequest {
+            limit: 3,
+            cursor: first.next_cursor.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.items[0].key, "gamma");
+    assert_eq!(second.next_cursor, None);
+
+    let updated = s
+        .update_project(ACTOR, "alpha", 1, "Alpha", "first")
+        .await
+        .unwrap();
+    assert_eq!((updated.name.as_str(), updated.version), ("Alpha", 2));
+    assert_conflict(s.update_project(ACTOR, "alpha", 1, "Stale", "").await);
+    assert_eq!(s.get_project("alpha").await.unwrap().name, "Alpha");
+
+    assert_conflict(s.delete_project(ACTOR, "alpha", 1).await);
+    s.delete_project(ACTOR, "alpha", 2).await.unwrap();
+    assert_not_found(s.get_project("alpha").await, ResourceKind::Project);
+    assert_not_found(
+        s.update_project(ACTOR, "nope", 1, "", "").await,
+        ResourceKind::Project,
+    );
+}
+
+pub async fn environments_crud(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    let staging = s
+        .create_environment(ACTOR, "p", &env("staging"))
+        .await
+        .unwrap();
+    assert_eq!(staging.version, 1);
+    assert_eq!(staging.name, "STAGING");
+    // A new environment gets a configuration for every existing flag, off.
+    let config = s.get_flag_config("p", "staging", "f").await.unwrap();
+    assert!(!config.on);
+    assert_eq!(config.off_variation, Some(1));
+    assert_eq!(config.fallthrough, json!({ "variation": 0 }));
+
+    let keys: Vec<_> = s
+        .list_environments("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(keys, ["dev", "prod", "staging"]);
+
+    let renamed = s
+        .update_environment(ACTOR, "p", "staging", 1, "Staging", "pre-production")
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Staging");
+    assert_eq!(renamed.version, 2);
+    assert_conflict(
+        s.update_environment(ACTOR, "p", "staging", 1, "x", "")
+            .await,
+    );
+    assert_conflict(s.delete_environment(ACTOR, "p", "staging", 1).await);
+    s.delete_environment(ACTOR, "p", "staging", 2)
+        .await
+        .unwrap();
+    assert_not_found(
+        s.get_environment("p", "staging").await,
+        ResourceKind::Environment,
+    );
+    assert_not_found(
+        s.get_flag_config("p", "staging", "f").await,
+        ResourceKind::Environment,
+    );
+    assert_not_found(s.list_environments("nope").await, ResourceKind::Project);
+    assert_not_found(
+        s.create_environment(ACTOR, "nope", &env("dev")).await,
+        ResourceKind::Project,
+    );
+}
+
+pub async fn duplicate_keys_are_already_exists(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    s.create_segment(ACTOR, "p", "dev", &segment("seg", &["a"]))
+        .await
+        .unwrap();
+    let key = generate_sdk_key(SdkKeyKind::Server).unwrap();
+    let new_key = NewSdkKey {
+        kind: SdkKeyKind::Server,
+        name: "k".into(),
+        prefix: key.prefix.clone(),
+        hash: key.hash.clone(),
+    };
+    s.issue_sdk_key(ACTOR, "p", "dev", &new_key).await.unwrap();
+    let token = NewAdminToken {
+        id: "t1".into(),
+        principal: "bob".into(),
+        description: String::new(),
+        hash: hash_secret("token-1"),
+        roles: vec![],
+        expires_at: None,
+    };
+    s.create_admin_token(ACTOR, &token).await.unwrap();
+
+    let audits = audit_count(&s).await;
+    let (dev, prod) = (env_version(&s, "dev").await, env_version(&s, "prod").await);
+
+    assert_exists(
+        s.create_project(ACTOR, &project("p")).await,
+        ResourceKind::Project,
+    );
+    assert_exists(
+        s.create_environment(ACTOR, "p", &env("dev")).await,
+        ResourceKind::Environment,
+    );
+    assert_exists(
+        s.create_flag(ACTOR, "p", &bool_flag("f")).await,
+        ResourceKind::Flag,
+    );
+    assert_exists(
+        s.create_segment(ACTOR, "p", "dev", &segment("seg", &["b"]))
+            .await,
+        ResourceKind::Segment,
+    );
+    assert_exists(
+        s.issue_sdk_key(ACTOR, "p", "prod", &new_key).await,
+        ResourceKind::SdkKey,
+    );
+    assert_exists(
+        s.create_admin_token(ACTOR, &token).await,
+        ResourceKind::AdminToken,
+    );
+
+    // Nothing of the refused writes is left: no audit entry, no version bump.
+    assert_eq!(audit_count(&s).await, audits);
+    assert_eq!(env_version(&s, "dev").await, dev);
+    assert_eq!(env_version(&s, "prod").await, prod);
+    let seg = s.get_segment("p", "dev", "seg").await.unwrap();
+    assert_eq!(seg.included, vec![json!({ "values": ["a"] })]);
+    // The same key is free in another environment.
+    s.create_segment(ACTOR, "p", "prod", &segment("seg", &["b"]))
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Flags
+
+pub async fn flag_lifecycle(s: Storage) {
+    setup(&s).await;
+    let mut new = bool_flag("checkout");
+    new.name = "New checkout".into();
+    new.tags = vec!["web".into(), "beta".into(), "web".into()];
+    let flag = s.create_flag(ACTOR, "p", &new).await.unwrap();
+    assert_eq!(flag.version, 1);
+    assert_eq!(flag.kind, FlagKind::Bool);
+    assert_eq!(
+        flag.tags,
+        ["beta", "web"],
+        "tags are sorted and deduplicated"
+    );
+    assert!(!flag.archived);
+    assert_eq!(s.get_flag("p", "checkout").await.unwrap(), flag);
+
+    // One configuration per environment, at version 1, off.
+    let configs = s.list_flag_configs("p", "checkout", &[]).await.unwrap();
+    assert_eq!(configs.len(), 2);
+    assert!(configs.iter().all(|c| c.version == 1 && !c.on));
+    assert_eq!(configs[0].environment_key, "dev");
+    let only_prod = s
+        .list_flag_configs("p", "checkout", &["prod".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(only_prod.len(), 1);
+
+    let update = FlagUpdate {
+        name: "Checkout v2".into(),
+        description: "rewritten".into(),
+        variations: vec![json!(true), json!(false)],
+        tags: vec!["web".into()],
+        client_side: true,
+    };
+    let updated = s
+        .update_flag(ACTOR, "p", "checkout", 1, &update)
+        .await
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.name, "Checkout v2");
+    assert!(updated.client_side);
+    assert_eq!(updated.created_at, flag.created_at);
+    // A project-level change bumps the flag's version in every environment.
+    let configs = s.list_flag_configs("p", "checkout", &[]).await.unwrap();
+    assert!(configs.iter().all(|c| c.version == 2));
+
+    let archived = s
+        .set_flag_archived(ACTOR, "p", "checkout", 2, true)
+        .await
+        .unwrap();
+    assert!(archived.archived);
+    assert_eq!(archived.version, 3);
+    let unchanged = s
+        .set_flag_archived(ACTOR, "p", "checkout", 3, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged.version, 3,
+        "archiving an archived flag changes nothing"
+    );
+    let restored = s
+        .set_flag_archived(ACTOR, "p", "checkout", 3, false)
+        .await
+        .unwrap();
+    assert!(!restored.archived);
+    assert_eq!(restored.version, 4);
+
+    assert_conflict(s.delete_flag(ACTOR, "p", "checkout", 3).await);
+    s.delete_flag(ACTOR, "p", "checkout", 4).await.unwrap();
+    assert_not_found(s.get_flag("p", "checkout").await, ResourceKind::Flag);
+    assert_not_found(
+        s.get_flag_config("p", "dev", "checkout").await,
+        ResourceKind::Flag,
+    );
+    assert_not_found(s.get_flag("nope", "checkout").await, ResourceKind::Project);
+    assert_not_found(
+        s.create_flag(ACTOR, "nope", &bool_flag("x")).await,
+        ResourceKind::Project,
+    );
+}
+
+pub async fn flag_configuration_and_toggle(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    let rules = vec![json!({
+        "id": "beta",
+        "clauses": [{ "attribute": "email", "op": "ends_with", "values": ["@example.com"] }],
+        "serve": { "rollout": { "variations": [
+            { "variation": 0, "weight": 50000 }, { "variation": 1, "weight": 50000 }
+        ] }, "experiment": { "key": "exp" } }
+    })];
+    let update = FlagConfigUpdate {
+        on: true,
+        off_variation: None,
+        targets: vec![json!({ "values": ["bob"], "variation": 1 })],
+        rules: rules.clone(),
+        fallthrough: json!({ "variation": 1 }),
+        prerequisites: vec![],
+        salt: Some("pepper".into()),
+    };
+    let config = s
+        .update_flag_config(ACTOR, "p", "dev", "f", 1, &update)
+        .await
+        .unwrap();
+    assert!(config.on);
+    assert_eq!(config.version, 2);
+    assert_eq!(config.off_variation, None);
+    assert_eq!(config.rules, rules);
+    assert_eq!(config.salt.as_deref(), Some("pepper"));
+    assert_eq!(s.get_flag_config("p", "dev", "f").await.unwrap(), config);
+    // The other environment is untouched.
+    let prod = s.get_flag_config("p", "prod", "f").await.unwrap();
+    assert!(!prod.on);
+    assert_eq!(prod.version, 1);
+
+    let off = s
+        .toggle_flag(ACTOR, "p", "dev", "f", 2, false)
+        .await
+        .unwrap();
+    assert!(!off.on);
+    assert_eq!(off.version, 3);
+    assert_eq!(
+        off.rules, rules,
+        "toggling keeps the rest of the configuration"
+    );
+    assert_conflict(s.toggle_flag(ACTOR, "p", "dev", "f", 2, true).await);
+    assert_not_found(
+        s.toggle_flag(ACTOR, "p", "dev", "missing", 1, true).await,
+        ResourceKind::Flag,
+    );
+    assert_not_found(
+        s.toggle_flag(ACTOR, "p", "qa", "f", 1, true).await,
+        ResourceKind::Environment,
+    );
+
+    let configs = s
+        .env_flag_configs("p", "dev", &["f".to_string(), "missing".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].flag_key, "f");
+}
+
+pub async fn environment_versions_bump_with_changes(s: Storage) {
+    setup(&s).await;
+    let (dev0, prod0) = (env_version(&s, "dev").await, env_version(&s, "prod").await);
+    // A project-level change bumps every environment by one.
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    assert_eq!(env_version(&s, "dev").await, dev0 + 1);
+    assert_eq!(env_version(&s, "prod").await, prod0 + 1);
+    // An environment-level change bumps that environment only.
+    s.toggle_flag(ACTOR, "p", "dev", "f", 1, true)
+        .await
+        .unwrap();
+    assert_eq!(env_version(&s, "dev").await, dev0 + 2);
+    assert_eq!(env_version(&s, "prod").await, prod0 + 1);
+    s.create_segment(ACTOR, "p", "prod", &segment("s", &["a"]))
+        .await
+        .unwrap();
+    assert_eq!(env_version(&s, "dev").await, dev0 + 2);
+    assert_eq!(env_version(&s, "prod").await, prod0 + 2);
+    // Reads change nothing.
+    s.load_ruleset("p", "dev").await.unwrap();
+    s.list_flags("p", &FlagFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(env_version(&s, "dev").await, dev0 + 2);
+    // Changes to an archived flag's project-level fields do not touch the rulesets.
+    s.set_flag_archived(ACTOR, "p", "f", 1, true).await.unwrap();
+    let dev_archived = env_version(&s, "dev").await;
+    assert_eq!(dev_archived, dev0 + 3);
+    let update = FlagUpdate {
+        name: "renamed".into(),
+        description: String::new(),
+        variations: vec![json!(true), json!(false)],
+        tags: vec![],
+        client_side: false,
+    };
+    s.update_flag(ACTOR, "p", "f", 2, &update).await.unwrap();
+    assert_eq!(env_version(&s, "dev").await, dev_archived);
+    // Versions never go down, and the ruleset reports the environment's.
+    let ruleset = s.load_ruleset("p", "prod").await.unwrap();
+    assert_eq!(ruleset.version, env_version(&s, "prod").await);
+}
+
+pub async fn stale_versions_conflict_and_write_nothing(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    s.toggle_flag(ACTOR, "p", "dev", "f", 1, true)
+        .await
+        .unwrap();
+    s.create_segment(ACTOR, "p", "dev", &segment("s", &["a"]))
+        .await
+        .unwrap();
+    let before_ruleset = s.load_ruleset("p", "dev").await.unwrap();
+    let before_flag = s.get_flag("p", "f").await.unwrap();
+    let audits = audit_count(&s).await;
+    let changes = all_changes(&s, "dev").await;
+    let prod = env_version(&s, "prod").await;
+
+    let update = FlagUpdate {
+        name: "stale".into(),
+        description: String::new(),
+        variations: vec![json!(false), json!(true)],
+        tags: vec!["x".into()],
+        client_side: true,
+    };
+    assert_conflict(s.update_flag(ACTOR, "p", "f", 0, &update).await);
+    assert_conflict(s.update_flag(ACTOR, "p", "f", 2, &update).await);
+    assert_conflict(s.set_flag_archived(ACTOR, "p", "f", 5, true).await);
+    assert_conflict(s.delete_flag(ACTOR, "p", "f", 7).await);
+    assert_conflict(s.toggle_flag(ACTOR, "p", "dev", "f", 1, false).await);
+    let config = FlagConfigUpdate::from_config(&s.get_flag_config("p", "dev", "f").await.unwrap());
+    assert_conflict(
+        s.update_flag_config(ACTOR, "p", "dev", "f", 1, &config)
+            .await,
+    );
+    assert_conflict(
+        s.update_segment(ACTOR, "p", "dev", 9, &segment("s", &["z"]))
+            .await,
+    );
+    assert_conflict(s.delete_segment(ACTOR, "p", "dev", "s", 2).await);
+    assert_conflict(s.update_environment(ACTOR, "p", "dev", 1, "x", "").await);
+    let ruleset = json!({ "flags": [], "segments": [{ "key": "t" }] });
+    assert_conflict(
+        s.import_environment(ACTOR, "p", "dev", &ruleset, Some(1))
+            .await,
+    );
+
+    match s.update_flag(ACTOR, "p", "f", 3, &update).await {
+        Err(StorageError::Conflict {
+            kind,
+            key,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(
+                (kind, key.as_str(), expected, actual),
+                (ResourceKind::Flag, "f", 3, 1)
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+
+    // Nothing was written: same data, same versions, no audit entry, no change-log entry.
+    assert_eq!(s.load_ruleset("p", "dev").await.unwrap(), before_ruleset);
+    assert_eq!(s.get_flag("p", "f").await.unwrap(), before_flag);
+    assert_eq!(audit_count(&s).await, audits);
+    assert_eq!(all_changes(&s, "dev").await, changes);
+    assert_eq!(env_version(&s, "prod").await, prod);
+}
+
+pub async fn failed_writes_leave_no_audit_entry(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    let audits = audit_count(&s).await;
+    let dev = env_version(&s, "dev").await;
+    // Each of these fails after the transaction has started writing (the environment's
+    // version is bumped first): the whole transaction must roll back.
+    assert_not_found(
+        s.toggle_flag(ACTOR, "p", "dev", "missing", 1, true).await,
+        ResourceKind::Flag,
+    );
+    assert_not_found(
+        s.update_segment(ACTOR, "p", "dev", 1, &segment("missing", &[]))
+            .await,
+        ResourceKind::Segment,
+    );
+    assert_not_found(
+        s.delete_segment(ACTOR, "p", "dev", "missing", 1).await,
+        ResourceKind::Segment,
+    );
+    assert_exists(
+        s.create_flag(ACTOR, "p", &bool_flag("f")).await,
+        ResourceKind::Flag,
+    );
+    assert_eq!(audit_count(&s).await, audits);
+    assert_eq!(env_version(&s, "dev").await, dev);
+}
+
+pub async fn audit_log_records_and_filters(s: Storage) {
+    let start = now_millis();
+    setup(&s).await;
+    s.create_flag("bob", "p", &bool_flag("f")).await.unwrap();
+    s.toggle_flag("carol", "p", "dev", "f", 1, true)
+        .await
+        .unwrap();
+
+    let all = s
+        .list_audit(&AuditFilter::default(), &PageRequest::first(100))
+        .await
+        .unwrap();
+    let actions: Vec<_> = all.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "flag_config.toggle",
+            "flag.create",
+            "environment.create",
+            "environment.create",
+            "project.create"
+        ],
+        "newest first"
+    );
+    assert!(all.items.windows(2).all(|w| w[0].id > w[1].id));
+
+    let toggle = &all.items[0];
+    assert_eq!(toggle.actor, "carol");
+    assert_eq!(toggle.resource_kind, "flag_config");
+    assert_eq!(toggle.resource_key, "f");
+    assert_eq!(toggle.project_key.as_deref(), Some("p"));
+    assert_eq!(toggle.environment_key.as_deref(), Some("dev"));
+    assert_eq!(toggle.before.as_ref().unwrap()["on"], json!(false));
+    assert_eq!(toggle.after.as_ref().unwrap()["on"], json!(true));
+    assert!(toggle.at >= start && toggle.at <= now_millis());
+
+    let create = &all.items[1];
+    assert_eq!(create.before, None);
+    assert_eq!(create.after.as_ref().unwrap()["key"], json!("f"));
+
+    let by_actor = s
+        .list_audit(
+            &AuditFilter {
+                actor: Some("bob".into()),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_actor.items.len(), 1);
+    assert_eq!(by_actor.items[0].action, "flag.create");
+
+    let by_resource = s
+        .list_audit(
+            &AuditFilter {
+                resource_kind: Some("environment".into()),
+                resource_key: Some("prod".into()),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_resource.items.len(), 1);
+
+    let by_env = s
+        .list_audit(
+            &AuditFilter {
+                project_key: Some("p".into()),
+                environment_key: Some("dev".into()),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_env.items.len(), 2);
+
+    let future = s
+        .list_audit(
+            &AuditFilter {
+                since: Some(now_millis() + 60_000),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert!(future.items.is_empty());
+    let in_range = s
+        .list_audit(
+            &AuditFilter {
+                since: Some(start),
+                until: Some(now_millis() + 1),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(in_range.items.len(), 5);
+    let before_start = s
+        .list_audit(
+            &AuditFilter {
+                until: Some(start),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert!(before_start.items.is_empty());
+
+    // Pagination walks the whole log exactly once.
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let got = s.list_audit(&AuditFilter::default(), &page).await.unwrap();
+        assert!(got.items.len() <= 2);
+        seen.extend(got.items.iter().map(|e| e.id));
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all.items.iter().map(|e| e.id).collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------------------------------
+// Change log, rulesets, import
+
+pub async fn change_log_since_version(s: Storage) {
+    setup(&s).await;
+    let v0 = env_version(&s, "dev").await;
+    assert_eq!(
+        s.changes_since("p", "dev", v0).await.unwrap(),
+        ChangesSince::Changes {
+            version: v0,
+            changes: vec![]
+        }
+    );
+    s.create_flag(ACTOR, "p", &bool_flag("a")).await.unwrap(); // v0 + 1
+    s.toggle_flag(ACTOR, "p", "dev", "a", 1, true)
+        .await
+        .unwrap(); // v0 + 2
+    s.create_segment(ACTOR, "p", "dev", &segment("s", &["x"]))
+        .await
+        .unwrap(); // v0 + 3
+    s.delete_segment(ACTOR, "p", "dev", "s", 1).await.unwrap(); // v0 + 4
+    s.set_flag_archived(ACTOR, "p", "a", 1, true).await.unwrap(); // v0 + 5
+    let change = |version, kind, key: &str, op| Change {
+        version,
+        kind,
+        key: key.into(),
+        op,
+    };
+    let expected = vec![
+        change(v0 + 1, ChangeKind::Flag, "a", ChangeOp::Upsert),
+        change(v0 + 2, ChangeKind::Flag, "a", ChangeOp::Upsert),
+        change(v0 + 3, ChangeKind::Segment, "s", ChangeOp::Upsert),
+        change(v0 + 4, ChangeKind::Segment, "s", ChangeOp::Delete),
+        change(v0 + 5, ChangeKind::Flag, "a", ChangeOp::Delete),
+    ];
+    assert_eq!(
+        s.changes_since("p", "dev", v0).await.unwrap(),
+        ChangesSince::Changes {
+            version: v0 + 5,
+            changes: expected.clone()
+        }
+    );
+    assert_eq!(
+        s.changes_since("p", "dev", v0 + 3).await.unwrap(),
+        ChangesSince::Changes {
+            version: v0 + 5,
+            changes: expected[3..].to_vec()
+        }
+    );
+    // prod saw only the project-level changes.
+    let prod: Vec<_> = all_changes(&s, "prod")
+        .await
+        .into_iter()
+        .map(|c| (c.key, c.op))
+        .collect();
+    assert_eq!(
+        prod,
+        [
+            ("a".to_string(), ChangeOp::Upsert),
+            ("a".to_string(), ChangeOp::Delete)
+        ]
+    );
+    // A version from the future, or one older than the log, needs a snapshot.
+    assert_eq!(
+        s.changes_since("p", "dev", v0 + 99).await.unwrap(),
+        ChangesSince::SnapshotRequired { version: v0 + 5 }
+    );
+    assert_eq!(
+        s.changes_since("p", "dev", 0).await.unwrap(),
+        ChangesSince::SnapshotRequired { version: v0 + 5 }
+    );
+    s.prune_changes("p", "dev", v0 + 2).await.unwrap();
+    assert_eq!(
+        s.changes_since("p", "dev", v0 + 1).await.unwrap(),
+        ChangesSince::SnapshotRequired { version: v0 + 5 }
+    );
+    assert_eq!(
+        s.changes_since("p", "dev", v0 + 2).await.unwrap(),
+        ChangesSince::Changes {
+            version: v0 + 5,
+            changes: expected[2..].to_vec()
+        }
+    );
+    assert_not_found(
+        s.changes_since("p", "qa", 1).await,
+        ResourceKind::Environment,
+    );
+}
+
+pub async fn patches_collapse_changes(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("keep")).await.unwrap();
+    s.create_flag(ACTOR, "p", &bool_flag("gone")).await.unwrap();
+    s.create_segment(ACTOR, "p", "dev", &segment("s1", &["a"]))
+        .await
+        .unwrap();
+    let since = env_version(&s, "dev").await;
+    s.toggle_flag(ACTOR, "p", "dev", "keep", 1, true)
+        .await
+        .unwrap();
+    s.toggle_flag(ACTOR, "p", "dev", "keep", 2, false)
+        .await
+        .unwrap();
+    s.delete_flag(ACTOR, "p", "gone", 1).await.unwrap();
+    s.update_segment(ACTOR, "p", "dev", 1, &segment("s1", &["b"]))
+        .await
+        .unwrap();
+    s.create_segment(ACTOR, "p", "dev", &segment("s2", &["c"]))
+        .await
+        .unwrap();
+    s.delete_segment(ACTOR, "p", "dev", "s2", 1).await.unwrap();
+
+    let patch = s.load_patch("p", "dev", since).await.unwrap().unwrap();
+    assert_eq!(patch.from_version, since);
+    assert_eq!(patch.version, env_version(&s, "dev").await);
+    assert_eq!(patch.upserted_flags.len(), 1);
+    assert_eq!(patch.upserted_flags[0]["key"], json!("keep"));
+    assert_eq!(patch.upserted_flags[0]["on"], json!(false));
+    assert_eq!(patch.upserted_flags[0]["version"], json!(3));
+    assert_eq!(patch.deleted_flags, ["gone"]);
+    assert_eq!(patch.upserted_segments.len(), 1);
+    assert_eq!(
+        patch.upserted_segments[0]["included"],
+        json!([{ "values": ["b"] }])
+    );
+    assert_eq!(patch.deleted_segments, ["s2"]);
+
+    let current = s
+        .load_patch("p", "dev", patch.version)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(current.is_empty());
+    assert_eq!(s.load_patch("p", "dev", 0).await.unwrap(), None);
+
+    // Applying the patch to the old snapshot gives the new one.
+    let ruleset = s.load_ruleset("p", "dev").await.unwrap();
+    assert_eq!(ruleset.flags, patch.upserted_flags);
+    assert_eq!(ruleset.segments, patch.upserted_segments);
+}
+
+pub async fn ruleset_json_merges_flag_and_config(s: Storage) {
+    setup(&s).await;
+    let mut flag = bool_flag("b-flag");
+    flag.client_side = true;
+    s.create_flag(ACTOR, "p", &flag).await.unwrap();
+    s.create_flag(
+        ACTOR,
+        "p",
+        &NewFlag {
+            key: "a-flag".into(),
+            kind: FlagKind::String,
+            variations: vec![json!("red"), json!("blue")],
+            off_variation: None,
+            ..bool_flag("a-flag")
+        },
+    )
+    .await
+    .unwrap();
+    s.create_flag(ACTOR, "p", &bool_flag("archived"))
+        .await
+        .unwrap();
+    s.set_flag_archived(ACTOR, "p", "archived", 1, true)
+        .await
+        .unwrap();
+    let update = FlagConfigUpdate {
+        on: true,
+        off_variation: Some(0),
+        targets: vec![json!({ "values": ["bob"], "variation": 1 })],
+        rules: vec![json!({ "id": "r", "clauses": [], "serve": { "variation": 1 } })],
+        fallthrough: json!({ "variation": 0 }),
+        prerequisites: vec![json!({ "key": "b-flag", "variation": 0 })],
+        salt: Some("s".into()),
+    };
+    s.update_flag_config(ACTOR, "p", "dev", "a-flag", 1, &update)
+        .await
+        .unwrap();
+    s.create_segment(ACTOR, "p", "dev", &segment("seg", &["alice"]))
+        .await
+        .unwrap();
+
+    let ruleset = s.load_ruleset("p", "dev").await.unwrap();
+    assert_eq!(ruleset.version, env_version(&s, "dev").await);
+    let parsed: Value =
+        serde_json::from_str(&s.export_environment("p", "dev").await.unwrap()).unwrap();
+    assert_eq!(parsed, serde_json::to_value(&ruleset).unwrap());
+    assert_eq!(
+        parsed,
+        json!({
+            "version": ruleset.version,
+            "flags": [
+                {
+                    "key": "a-flag", "kind": "string", "variations": ["red", "blue"], "on": true,
+                    "off_variation": 0,
+                    "targets": [{ "values": ["bob"], "variation": 1 }],
+                    "rules": [{ "id": "r", "clauses": [], "serve": { "variation": 1 } }],
+                    "fallthrough": { "variation": 0 },
+                    "prerequisites": [{ "key": "b-flag", "variation": 0 }],
+                    "salt": "s", "version": 2
+                },
+                {
+                    "key": "b-flag", "kind": "bool", "variations": [true, false], "on": false,
+                    "off_variation": 1, "fallthrough": { "variation": 0 }, "version": 1,
+                    "client_side": true
+                }
+            ],
+            "segments": [{ "key": "seg", "included": [{ "values": ["alice"] }], "version": 1 }]
+        })
+    );
+    let prod = s.load_ruleset("p", "prod").await.unwrap();
+    assert_eq!(prod.flags.len(), 2);
+    assert!(prod.segments.is_empty());
+}
+
+pub async fn export_then_import_round_trips(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    let update = FlagConfigUpdate {
+        on: true,
+        off_variation: Some(1),
+        targets: vec![],
+        rules: vec![
+            json!({ "id": "r", "clauses": [{ "op": "segment_match", "values": ["seg"] }], "serve": { "variation": 1 } }),
+        ],
+        fallthrough: json!({ "variation": 0 }),
+        prerequisites: vec![],
+        salt: None,
+    };
+    s.update_flag_config(ACTOR, "p", "dev", "f", 1, &update)
+        .await
+        .unwrap();
+    s.create_segment(ACTOR, "p", "dev", &segment("seg", &["alice"]))
+        .await
+        .unwrap();
+    let mut exported: Value =
+        serde_json::from_str(&s.export_environment("p", "dev").await.unwrap()).unwrap();
+    // A flag the project does not have yet is created by the import.
+    exported["flags"].as_array_mut().unwrap().push(json!({
+        "key": "new-flag", "kind": "number", "variations": [1, 2.5], "on": true,
+        "fallthrough": { "variation": 1 }, "client_side": true
+    }));
+
+    let prod_before = env_version(&s, "prod").await;
+    let audits = audit_count(&s).await;
+    let summary = s
+        .import_environment(ACTOR, "p", "prod", &exported, Some(prod_before))
+        .await
+        .unwrap();
+    assert_eq!(summary.version, prod_before + 1, "one import, one version");
+    assert_eq!(summary.created_flags, ["new-flag"]);
+    assert_eq!(summary.updated_flags, ["f"]);
+    assert_eq!(summary.segments, ["seg"]);
+    assert_eq!(env_version(&s, "prod").await, prod_before + 1);
+
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("version");
+        for item in v["flags"].as_array_mut().unwrap() {
+            item.as_object_mut().unwrap().remove("version");
+        }
+        for item in v["segments"].as_array_mut().unwrap() {
+            item.as_object_mut().unwrap().remove("version");
+        }
+        v
+    };
+    let prod: Value =
+        serde_json::from_str(&s.export_environment("p", "prod").await.unwrap()).unwrap();
+    assert_eq!(strip(prod), strip(exported.clone()));
+    // The created flag exists in dev too, off; dev was bumped and logged for it.
+    let dev_config = s.get_flag_config("p", "dev", "new-flag").await.unwrap();
+    assert!(!dev_config.on);
+    let created = s.get_flag("p", "new-flag").await.unwrap();
+    assert_eq!(created.kind, FlagKind::Number);
+    assert!(created.client_side);
+    assert!(
+        all_changes(&s, "dev")
+            .await
+            .iter()
+            .any(|c| c.key == "new-flag" && c.op == ChangeOp::Upsert)
+    );
+    // One audit entry per resource, plus the import itself.
+    let entries = s
+        .list_audit(&AuditFilter::default(), &PageRequest::first(100))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(entries.len(), audits + 5);
+    assert_eq!(entries[0].action, "environment.import");
+
+    // Importing the same again changes configurations but creates nothing.
+    let again = s
+        .import_environment(ACTOR, "p", "prod", &exported, None)
+        .await
+        .unwrap();
+    assert!(again.created_flags.is_empty());
+    assert_eq!(again.version, prod_before + 2);
+}
+
+pub async fn malformed_import_writes_nothing(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    let before = s.load_ruleset("p", "dev").await.unwrap();
+    let audits = audit_count(&s).await;
+    let bad = [
+        json!([]),
+        json!({ "flags": [{ "key": "x", "kind": "bool", "variations": [true] }] }),
+        json!({ "flags": [{ "key": "x", "kind": "colour", "variations": [true], "fallthrough": {} }] }),
+        json!({ "flags": [{ "kind": "bool", "variations": [true], "fallthrough": {} }] }),
+        json!({ "segments": [{ "key": "s" }, { "key": "s" }] }),
+    ];
+    for ruleset in &bad {
+        match s.import_environment(ACTOR, "p", "dev", ruleset, None).await {
+            Err(StorageError::InvalidArgument(_)) => {}
+            other => panic!("expected invalid argument for {ruleset}, got {other:?}"),
+        }
+    }
+    // Refused half-way, after other resources were written: rolled back whole.
+    let kind_change = json!({
+        "segments": [{ "key": "s" }],
+        "flags": [
+            { "key": "g", "kind": "bool", "variations": [true], "fallthrough": { "variation": 0 } },
+            { "key": "f", "kind": "string", "variations": ["x"], "fallthrough": { "variation": 0 } }
+        ]
+    });
+    match s
+        .import_environment(ACTOR, "p", "dev", &kind_change, None)
+        .await
+    {
+        Err(StorageError::InvalidArgument(message)) => assert!(message.contains("`f`")),
+        other => panic!("expected invalid argument, got {other:?}"),
+    }
+    assert_eq!(s.load_ruleset("p", "dev").await.unwrap(), before);
+    assert_not_found(s.get_flag("p", "g").await, ResourceKind::Flag);
+    assert_eq!(audit_count(&s).await, audits);
+}
+
+pub async fn list_flags_filters_and_pages(s: Storage) {
+    setup(&s).await;
+    for i in 0..25 {
+        let mut flag = bool_flag(&format!("flag-{i:02}"));
+        if i % 2 == 0 {
+            flag.tags = vec!["even".into()];
+        }
+        if i % 5 == 0 {
+            flag.tags.push("five".into());
+            flag.name = format!("Special_{i}");
+        }
+        if i == 7 {
+            flag.kind = FlagKind::String;
+            flag.variations = vec![json!("a")];
+        }
+        s.create_flag(ACTOR, "p", &flag).await.unwrap();
+    }
+    s.set_flag_archived(ACTOR, "p", "flag-03", 1, true)
+        .await
+        .unwrap();
+
+    let list = |filter: FlagFilter, page: PageRequest| {
+        let s = s.clone();
+        async move { s.list_flags("p", &filter, &page).await.unwrap() }
+    };
+    let keys = |page: &Page<Flag>| page.items.iter().map(|f| f.key.clone()).collect::<Vec<_>>();
+
+    // Pages of 10 over the 24 live flags, in key order, each exactly once.
+    let mut all = Vec::new();
+    let mut page = PageRequest::first(10);
+    let mut pages = 0;
+    loop {
+        let got = list(FlagFilter::default(), page.clone()).await;
+        pages += 1;
+        all.extend(keys(&got));
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(all.len(), 24);
+    assert!(all.windows(2).all(|w| w[0] < w[1]));
+    assert!(!all.contains(&"flag-03".to_string()));
+
+    let archived = list(
+        FlagFilter {
+            archived: ArchivedFilter::Only,
+            ..FlagFilter::default()
+        },
+        PageRequest::default(),
+    )
+    .await;
+    assert_eq!(keys(&archived), ["flag-03"]);
+    let everything = list(
+        FlagFilter {
+            archived: ArchivedFilter::Include,
+            ..FlagFilter::default()
+        },
+        PageRequest::default(),
+    )
+    .await;
+    assert_eq!(everything.items.len(), 25);
+
+    let both_tags = list(
+        FlagFilter {
+            tags: vec!["even".into(), "five".into()],
+            ..FlagFilter::default()
+        },
+        PageRequest::default(),
+    )
+    .await;
+    assert_eq!(keys(&both_tags), ["flag-00", "flag-10", "flag-20"]);
+
+    let by_name = list(
+        FlagFilter {
+            query: Some("SPECIAL_2".into()),
+            ..FlagFilter::default()
+        },
+        PageRequest::default(),
+    )
+    .await;
+    assert_eq!(keys(&by_name), ["flag-20"], "by name, ignoring case");
+    let literal = list(
+        FlagFilter {
+            query: Some("g_0".into()),
+            ..FlagFilter::default()
+        },
+        PageRequest::default(),
+    )
+    .await;
+    assert!(literal.items.is_empty(), "`_` is no wildcard");
+    let by_key = list(
+        FlagFilter {
+            query: Some("FLAG-2".into()),
+            ..FlagFilter::default()
+        },
+        PageRequest::default(),
+    )
+    .await;
+    assert_eq!(by_key.items.len(), 5);
+    let by_kind = list(
+        FlagFilter {
+            kind: Some(FlagKind::String),
+            ..FlagFilter::default()
+        },
+        PageRequest::default(),
+    )
+    .await;
+    assert_eq!(keys(&by_kind), ["flag-07"]);
+    assert_not_found(
+        s.list_flags("nope", &FlagFilter::default(), &PageRequest::default())
+            .await,
+        ResourceKind::Project,
+    );
+}
+
+pub async fn segments_crud(s: Storage) {
+    setup(&s).await;
+    let mut input = segment("beta", &["alice"]);
+    input.name = "Beta testers".into();
+    input.rules = vec![
+        json!({ "id": "r1", "clauses": [{ "attribute": "plan", "op": "in", "values": ["pro"] }] }),
+    ];
+    let created = s.create_segment(ACTOR, "p", "dev", &input).await.unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(created.name, "Beta testers");
+    assert_eq!(created.rules, input.rules);
+    assert_eq!(s.get_segment("p", "dev", "beta").await.unwrap(), created);
+    assert_not_found(
+        s.get_segment("p", "prod", "beta").await,
+        ResourceKind::Segment,
+    );
+
+    let mut changed = input.clone();
+    changed.excluded = vec![json!({ "values": ["mallory"] })];
+    let updated = s
+        .update_segment(ACTOR, "p", "dev", 1, &changed)
+        .await
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.excluded, changed.excluded);
+    assert_eq!(updated.created_at, created.created_at);
+
+    for key in ["a", "b", "c"] {
+        s.create_segment(ACTOR, "p", "dev", &segment(key, &[]))
+            .await
+            .unwrap();
+    }
+    let first = s
+        .list_segments("p", "dev", &PageRequest::first(2))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    let rest = s
+        .list_segments(
+            "p",
+            "dev",
+            &PageRequest {
+                limit: 2,
+                cursor: first.next_cursor.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let keys: Vec<_> = first
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|s| s.key.as_str())
+        .collect();
+    assert_eq!(keys, ["a", "b", "beta", "c"]);
+    assert_eq!(rest.next_cursor, None);
+
+    s.delete_segment(ACTOR, "p", "dev", "beta", 2)
+        .await
+        .unwrap();
+    assert_not_found(
+        s.get_segment("p", "dev", "beta").await,
+        ResourceKind::Segment,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys and tokens
+
+pub async fn sdk_keys_lookup_revoke_rotate(s: Storage) {
+    setup(&s).await;
+    let secret = generate_sdk_key(SdkKeyKind::Server).unwrap();
+    let issued = s
+        .issue_sdk_key(
+            ACTOR,
+            "p",
+            "dev",
+            &NewSdkKey {
+                kind: SdkKeyKind::Server,
+                name: "backend".into(),
+                prefix: secret.prefix.clone(),
+                hash: secret.hash.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(issued.environment_key, "dev");
+    assert_eq!(issued.kind, SdkKeyKind::Server);
+    assert!(issued.is_active(now_millis()));
+
+    let found = s
+        .lookup_sdk_key(&hash_secret(&secret.secret))
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&issued));
+    assert_eq!(s.lookup_sdk_key(&hash_secret("wrong")).await.unwrap(), None);
+    // The secret itself is stored nowhere, not even in the audit log.
+    let audit = s
+        .list_audit(&AuditFilter::default(), &PageRequest::first(100))
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&audit.items).unwrap();
+    assert!(!text.contains(&secret.secret) && !text.contains(&secret.hash));
+
+    let client = generate_sdk_key(SdkKeyKind::Client).unwrap();
+    s.issue_sdk_key(
+        ACTOR,
+        "p",
+        "prod",
+        &NewSdkKey {
+            kind: SdkKeyKind::Client,
+            name: "web".into(),
+            prefix: client.prefix.clone(),
+            hash: client.hash.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.list_sdk_keys("p", None, false).await.unwrap().len(), 2);
+    assert_eq!(
+        s.list_sdk_keys("p", Some("dev"), false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_not_found(
+        s.list_sdk_keys("p", Some("qa"), false).await,
+        ResourceKind::Environment,
+    );
+
+    // Rotation with a grace period: both work until the old one expires.
+    let replacement = generate_sdk_key(SdkKeyKind::Server).unwrap();
+    let later = now_millis() + 3_600_000;
+    let new_key = s
+        .rotate_sdk_key(
+            ACTOR,
+            "p",
+            issued.id,
+            &NewSdkKey {
+                kind: SdkKeyKind::Server,
+                name: String::new(),
+                prefix: replacement.prefix.clone(),
+                hash: replacement.hash.clone(),
+            },
+            Some(later),
+        )
+        .await
+        .unwrap();
+    assert_ne!(new_key.id, issued.id);
+    assert_eq!(new_key.name, "backend");
+    assert_eq!(new_key.environment_key, "dev");
+    let old = s.lookup_sdk_key(&secret.hash).await.unwrap().unwrap();
+    assert_eq!(old.expires_at, Some(later));
+    assert!(s.lookup_sdk_key(&replacement.hash).await.unwrap().is_some());
+
+    // Rotation to another kind is refused.
+    let wrong = generate_sdk_key(SdkKeyKind::Mobile).unwrap();
+    match s
+        .rotate_sdk_key(
+            ACTOR,
+            "p",
+            new_key.id,
+            &NewSdkKey {
+                kind: SdkKeyKind::Mobile,
+                name: String::new(),
+                prefix: wrong.prefix,
+                hash: wrong.hash.clone(),
+            },
+            None,
+        )
+        .await
+    {
+        Err(StorageError::InvalidArgument(_)) => {}
+        other => panic!("expected invalid argument, got {other:?}"),
+    }
+    assert_eq!(s.lookup_sdk_key(&wrong.hash).await.unwrap(), None);
+
+    // Revocation takes effect at once.
+    let revoked = s.revoke_sdk_key(ACTOR, "p", issued.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(s.lookup_sdk_key(&secret.hash).await.unwrap(), None);
+    let again = s.revoke_sdk_key(ACTOR, "p", issued.id).await.unwrap();
+    assert_eq!(again.revoked_at, revoked.revoked_at);
+    assert_eq!(
+        s.list_sdk_keys("p", Some("dev"), false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list_sdk_keys("p", Some("dev"), true).await.unwrap().len(),
+        2
+    );
+    assert_not_found(
+        s.revoke_sdk_key(ACTOR, "p", 9999).await,
+        ResourceKind::SdkKey,
+    );
+    // A key is only reachable through its own project.
+    s.create_project(ACTOR, &project("other")).await.unwrap();
+    assert_not_found(
+        s.get_sdk_key("other", new_key.id).await,
+        ResourceKind::SdkKey,
+    );
+
+    // Deleting the environment deletes its keys.
+    let dev = env_version(&s, "dev").await;
+    s.delete_environment(ACTOR, "p", "dev", dev).await.unwrap();
+    assert_eq!(s.lookup_sdk_key(&replacement.hash).await.unwrap(), None);
+}
+
+pub async fn admin_tokens_and_roles(s: Storage) {
+    setup(&s).await;
+    let token = s
+        .create_admin_token(
+            "bootstrap",
+            &NewAdminToken {
+                id: "tok-1".into(),
+                principal: "ci-bot".into(),
+                description: "deploys".into(),
+                hash: hash_secret("signed-token-1"),
+                roles: vec![
+                    RoleBinding {
+                        project_key: "p".into(),
+                        role: Role::Editor,
+                    },
+                    RoleBinding {
+                        project_key: "*".into(),
+                        role: Role::Viewer,
+                    },
+                ],
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(token.roles.len(), 2);
+    assert_eq!(
+        token.roles[0].project_key, "*",
+        "roles are ordered by project"
+    );
+    assert_eq!(token.role_on("p"), Some(Role::Editor));
+    assert_eq!(token.role_on("elsewhere"), Some(Role::Viewer));
+    assert_eq!(
+        s.lookup_admin_token(&hash_secret("signed-token-1"))
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&token)
+    );
+    assert_eq!(s.get_admin_token("tok-1").await.unwrap(), token);
+
+    let expired = s
+        .create_admin_token(
+            "bootstrap",
+            &NewAdminToken {
+                id: "tok-2".into(),
+                principal: "old".into(),
+                description: String::new(),
+                hash: hash_secret("signed-token-2"),
+                roles: vec![],
+                expires_at: Some(now_millis() - 1),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!expired.is_active(now_millis()));
+    assert_eq!(
+        s.lookup_admin_token(&hash_secret("signed-token-2"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.list_admin_tokens(false).await.unwrap().len(), 1);
+    assert_eq!(s.list_admin_tokens(true).await.unwrap().len(), 2);
+
+    let admin = s
+        .set_admin_token_roles(
+            ACTOR,
+            "tok-1",
+            &[RoleBinding {
+                project_key: "p".into(),
+                role: Role::Admin,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(admin.role_on("p"), Some(Role::Admin));
+    assert_eq!(admin.role_on("elsewhere"), None);
+    let duplicate = [
+        RoleBinding {
+            project_key: "p".into(),
+            role: Role::Admin,
+        },
+        RoleBinding {
+            project_key: "p".into(),
+            role: Role::Viewer,
+        },
+    ];
+    match s.set_admin_token_roles(ACTOR, "tok-1", &duplicate).await {
+        Err(StorageError::InvalidArgument(_)) => {}
+        other => panic!("expected invalid argument, got {other:?}"),
+    }
+    assert_eq!(s.get_admin_token("tok-1").await.unwrap().roles, admin.roles);
+
+    let revoked = s.revoke_admin_token(ACTOR, "tok-1").await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(
+        s.lookup_admin_token(&hash_secret("signed-token-1"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_not_found(
+        s.revoke_admin_token(ACTOR, "nope").await,
+        ResourceKind::AdminToken,
+    );
+
+    // Deleting a project removes the roles bound to it.
+    s.delete_project(ACTOR, "p", 1).await.unwrap();
+    assert!(s.get_admin_token("tok-1").await.unwrap().roles.is_empty());
+    let entries = s
+        .list_audit(
+            &AuditFilter {
+                resource_kind: Some("admin_token".into()),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries.items.len(), 4);
+    assert_eq!(entries.items.last().unwrap().actor, "bootstrap");
+}
+
+// ---------------------------------------------------------------------------------------
+// Notices and concurrency
+
+pub async fn change_notices_follow_commits(s: Storage) {
+    setup(&s).await;
+    let mut notices = s.subscribe();
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    let mut got = [notices.recv().await.unwrap(), notices.recv().await.unwrap()];
+    got.sort_by(|a, b| a.environment_key.cmp(&b.environment_key));
+    assert_eq!(got[0].environment_key, "dev");
+    assert_eq!(got[0].version, env_version(&s, "dev").await);
+    assert_eq!(got[1].environment_key, "prod");
+    assert_eq!(got[1].project_key, "p");
+
+    // A refused write sends nothing; the next one does.
+    assert_conflict(s.toggle_flag(ACTOR, "p", "dev", "f", 9, true).await);
+    s.toggle_flag(ACTOR, "p", "dev", "f", 1, true)
+        .await
+        .unwrap();
+    let next = notices.recv().await.unwrap();
+    assert_eq!(
+        next,
+        EnvironmentChanged {
+            project_key: "p".into(),
+            environment_key: "dev".into(),
+            version: env_version(&s, "dev").await,
+        }
+    );
+    assert!(notices.try_recv().is_err());
+}
+
+pub async fn concurrent_writes_get_distinct_versions(s: Storage) {
+    setup(&s).await;
+    const N: usize = 12;
+    for i in 0..N {
+        s.create_flag(ACTOR, "p", &bool_flag(&format!("f{i}")))
+            .await
+            .unwrap();
+    }
+    let start = env_version(&s, "dev").await;
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.toggle_flag(ACTOR, "p", "dev", &format!("f{i}"), 1, true)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(env_version(&s, "dev").await, start + N as i64);
+    let ChangesSince::Changes { changes, .. } = s.changes_since("p", "dev", start).await.unwrap()
+    else {
+        panic!("expected changes");
+    };
+    let versions: Vec<_> = changes.iter().map(|c| c.version).collect();
+    let expected: Vec<_> = (1..=N as i64).map(|v| start + v).collect();
+    assert_eq!(
+        versions, expected,
+        "one version per write, no gaps, no duplicates"
+    );
+
+    // Concurrent updates from the same stale version: exactly one wins.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.toggle_flag(ACTOR, "p", "dev", "f0", 2, false).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StorageError::Conflict { .. }) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+}
