@@ -11,7 +11,7 @@ use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
-use crate::context::{AttributeRef, is_valid_kind};
+use crate::context::{AttributeRef, is_valid_kind, short_eq};
 use crate::date;
 use crate::model::{
     Clause, Experiment, Flag, Operator, Rollout, RulesetData, Segment, Serve, TOTAL_WEIGHT,
@@ -97,7 +97,7 @@ pub(crate) struct CompiledKeyList {
 #[derive(Debug)]
 pub(crate) enum Matcher {
     In {
-        strings: FxHashSet<Box<str>>,
+        strings: StringSet,
         numbers: Box<[f64]>,
         has_true: bool,
         has_false: bool,
@@ -125,6 +125,34 @@ impl Matcher {
             Matcher::Date { .. } | Matcher::Semver(..) => 2,
             Matcher::Matches(_) => 3,
             Matcher::Segment(_) => 4,
+        }
+    }
+}
+
+/// Strings to test membership in: a short list is scanned (cheaper than hashing the
+/// candidate), a long one hashed.
+#[derive(Debug)]
+pub(crate) enum StringSet {
+    Few(Box<[Box<str>]>),
+    Many(FxHashSet<Box<str>>),
+}
+
+impl StringSet {
+    const SCAN_LIMIT: usize = 8;
+
+    fn new(strings: Vec<Box<str>>) -> StringSet {
+        if strings.len() <= StringSet::SCAN_LIMIT {
+            StringSet::Few(strings.into_boxed_slice())
+        } else {
+            StringSet::Many(strings.into_iter().collect())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, candidate: &str) -> bool {
+        match self {
+            StringSet::Few(strings) => strings.iter().any(|s| short_eq(s, candidate)),
+            StringSet::Many(strings) => strings.contains(candidate),
         }
     }
 }
@@ -180,6 +208,15 @@ pub struct CompiledFlag {
     pub(crate) problems: Vec<Problem>,
     /// Segment keys this flag's clauses name, with the path of each mention.
     pub(crate) segment_refs: Vec<(Box<str>, String)>,
+    /// The outcome when it does not depend on the context (an off flag, or an on flag with
+    /// nothing but a fixed fallthrough): evaluation then looks at nothing else.
+    pub(crate) fixed: Option<FixedOutcome>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FixedOutcome {
+    pub variation: Option<usize>,
+    pub off: bool,
 }
 
 impl CompiledFlag {
@@ -716,8 +753,9 @@ fn check_segment_references(
         .map(|r| r.iter().map(|(j, _)| *j).collect())
         .collect();
     let components = strongly_connected_components(&adjacency);
+    let cycles = cycles(&components, &adjacency);
     for (node, edges) in refs.iter().enumerate() {
-        let Some(cycle) = cycle_of(node, &components, &adjacency) else {
+        let Some(cycle) = &cycles[node] else {
             continue;
         };
         let names: Vec<&str> = cycle.iter().map(|&i| &*sorted[i]).collect();
@@ -849,8 +887,9 @@ fn check_flag_references(
         .map(|edges| edges.iter().map(|(j, _)| *j).collect())
         .collect();
     let components = strongly_connected_components(&adjacency);
+    let cycles = cycles(&components, &adjacency);
     for node in 0..flags.len() {
-        let Some(cycle) = cycle_of(node, &components, &adjacency) else {
+        let Some(cycle) = &cycles[node] else {
             continue;
         };
         let names: Vec<&str> = cycle.iter().map(|&i| &*flags[i].key).collect();
@@ -926,14 +965,22 @@ fn strongly_connected_components(adjacency: &[Vec<usize>]) -> Vec<usize> {
     component
 }
 
-/// The members of `node`'s cycle (its strongly connected component, when that holds a
-/// cycle), in index order; `None` when the node is on no cycle.
-fn cycle_of(node: usize, components: &[usize], adjacency: &[Vec<usize>]) -> Option<Vec<usize>> {
-    let members: Vec<usize> = (0..components.len())
-        .filter(|&i| components[i] == components[node])
-        .collect();
-    let cyclic = members.len() > 1 || adjacency[node].contains(&node);
-    cyclic.then_some(members)
+/// For each node, the members of its cycle (its strongly connected component, when that
+/// holds a cycle), in index order; `None` for a node on no cycle. Linear in the graph's size.
+fn cycles(components: &[usize], adjacency: &[Vec<usize>]) -> Vec<Option<Vec<usize>>> {
+    let count = components.iter().map(|c| c + 1).max().unwrap_or(0);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for (node, &component) in components.iter().enumerate() {
+        members[component].push(node);
+    }
+    components
+        .iter()
+        .enumerate()
+        .map(|(node, &component)| {
+            let cyclic = members[component].len() > 1 || adjacency[node].contains(&node);
+            cyclic.then(|| members[component].clone())
+        })
+        .collect()
 }
 
 /// Experiment keys are unique, and ranges of one layer do not overlap.
@@ -1149,7 +1196,25 @@ fn compile_flag(flag: Flag) -> CompiledFlag {
         segment_refs,
         ..
     } = ctx;
+    let fixed = if !flag.on {
+        Some(FixedOutcome {
+            variation: flag.off_variation,
+            off: true,
+        })
+    } else {
+        match (
+            &fallthrough,
+            flag.prerequisites.is_empty() && targets.is_empty() && rules.is_empty(),
+        ) {
+            (CompiledServe::Variation(v), true) => Some(FixedOutcome {
+                variation: Some(*v),
+                off: false,
+            }),
+            _ => None,
+        }
+    };
     CompiledFlag {
+        fixed,
         salt: flag.effective_salt().into(),
         targets: targets.into_boxed_slice(),
         rules: rules.into_boxed_slice(),
@@ -1439,14 +1504,12 @@ fn compile_clause(ctx: &mut Ctx<'_>, path: &str, clause: &Clause) -> CompiledCla
         };
     let matcher = match op {
         Operator::In => {
-            let mut strings = FxHashSet::default();
+            let mut strings = Vec::new();
             let mut numbers = Vec::new();
             let (mut has_true, mut has_false) = (false, false);
             for (i, value) in clause.values.iter().enumerate() {
                 match value {
-                    Value::String(s) => {
-                        strings.insert(s.as_str().into());
-                    }
+                    Value::String(s) => strings.push(s.as_str().into()),
                     Value::Number(n) => numbers.push(n.as_f64().unwrap_or(f64::NAN)),
                     Value::Bool(true) => has_true = true,
                     Value::Bool(false) => has_false = true,
@@ -1458,7 +1521,7 @@ fn compile_clause(ctx: &mut Ctx<'_>, path: &str, clause: &Clause) -> CompiledCla
                 }
             }
             Matcher::In {
-                strings,
+                strings: StringSet::new(strings),
                 numbers: numbers.into_boxed_slice(),
                 has_true,
                 has_false,

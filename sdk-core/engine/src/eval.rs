@@ -202,6 +202,20 @@ impl Ruleset {
         depth: usize,
     ) -> Result<Evaluation<'r>, TooDeep> {
         let model = &flag.model;
+        if let Some(fixed) = flag.fixed {
+            return Ok(Evaluation {
+                value: fixed.variation.and_then(|v| model.variations.get(v)),
+                variation: fixed.variation,
+                reason: if fixed.off {
+                    Reason::Off
+                } else {
+                    Reason::Fallthrough
+                },
+                in_experiment: false,
+                experiment_key: None,
+                flag_version: model.version,
+            });
+        }
         let served = |variation: Option<usize>, reason: Reason<&'r str>| Evaluation {
             value: variation.and_then(|v| model.variations.get(v)),
             variation,

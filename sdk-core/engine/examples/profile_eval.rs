@@ -1,0 +1,43 @@
+//! Evaluates one benchmark flag many times, for profilers that count instructions
+//! (`valgrind --tool=callgrind target/release/examples/profile_eval simple 1000000`).
+
+use vexil_engine::{Ruleset, ValueKind};
+
+#[path = "../benches/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let key = args.next().unwrap_or_else(|| "simple".to_owned());
+    let count: usize = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    if key == "build-10k" {
+        let json = serde_json::to_string(&fixtures::large_ruleset(10_000)).expect("json");
+        for _ in 0..count {
+            let ruleset = Ruleset::from_json(std::hint::black_box(&json)).expect("ruleset");
+            println!("{} flags", ruleset.flag_count());
+        }
+        return;
+    }
+    let ruleset = Ruleset::from_value(&fixtures::bench_ruleset()).expect("ruleset");
+    let user = fixtures::user();
+    let mut served = 0usize;
+    for _ in 0..count {
+        if ruleset
+            .evaluate(
+                std::hint::black_box(&key),
+                std::hint::black_box(&user),
+                ValueKind::Bool,
+            )
+            .value
+            .and_then(|v| v.as_bool())
+            == Some(true)
+        {
+            served += 1;
+        }
+    }
+    println!("{key}: {served} of {count} served true");
+}
