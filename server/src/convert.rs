@@ -1,0 +1,654 @@
+//! The one place where the gRPC messages of `vexil.v1` meet the storage records and the
+//! engine's canonical JSON (conformance/SCHEMA.md).
+//!
+//! Going in, typed messages become canonical JSON without judging it: the engine validates the
+//! result, so that every problem is reported once, with the engine's field path. Going out,
+//! stored records become messages; JSON the server wrote itself is read leniently.
+
+use std::collections::BTreeMap;
+
+use prost_types::value::Kind;
+use prost_types::{ListValue, Struct, Timestamp};
+use serde_json::{Map, Number, Value};
+use tonic::Status;
+use vexil_proto::v1 as pb;
+
+use crate::storage::{self, FlagKind, Millis, Role, SdkKeyKind};
+
+// ----- values -------------------------------------------------------------------------------
+
+/// Largest integer a `double` holds exactly.
+const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// A `google.protobuf.Value` as JSON. Integral numbers become JSON integers, so that `1`
+/// stays `1` rather than `1.0`.
+pub fn value_to_json(value: &prost_types::Value) -> Value {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::NumberValue(n)) => number_to_json(*n),
+        Some(Kind::ListValue(list)) => {
+            Value::Array(list.values.iter().map(value_to_json).collect())
+        }
+        Some(Kind::StructValue(s)) => Value::Object(
+            s.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), value_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn number_to_json(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() <= MAX_EXACT_INT {
+        // Exact: the value is integral and within the range a double holds exactly.
+        Value::Number(Number::from(n as i64))
+    } else {
+        Number::from_f64(n).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// JSON as a `google.protobuf.Value`.
+pub fn json_to_value(value: &Value) -> prost_types::Value {
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(json_to_value).collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(Struct {
+            fields: map
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect::<BTreeMap<_, _>>(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// Milliseconds since the epoch as a timestamp.
+pub fn timestamp(ms: Millis) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// A timestamp as milliseconds since the epoch.
+pub fn millis(ts: &Timestamp) -> Millis {
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos) / 1_000_000)
+}
+
+// ----- enums --------------------------------------------------------------------------------
+
+pub fn flag_kind_from_proto(kind: i32, field: &str) -> Result<FlagKind, Status> {
+    match pb::FlagKind::try_from(kind) {
+        Ok(pb::FlagKind::Bool) => Ok(FlagKind::Bool),
+        Ok(pb::FlagKind::String) => Ok(FlagKind::String),
+        Ok(pb::FlagKind::Number) => Ok(FlagKind::Number),
+        Ok(pb::FlagKind::Json) => Ok(FlagKind::Json),
+        _ => Err(Status::invalid_argument(format!(
+            "{field}: a flag kind is required (bool, string, number or json)"
+        ))),
+    }
+}
+
+/// An optional filter: unspecified means any kind.
+pub fn flag_kind_filter(kind: i32) -> Result<Option<FlagKind>, Status> {
+    if kind == pb::FlagKind::Unspecified as i32 {
+        Ok(None)
+    } else {
+        flag_kind_from_proto(kind, "kind").map(Some)
+    }
+}
+
+pub fn flag_kind_to_proto(kind: FlagKind) -> i32 {
+    (match kind {
+        FlagKind::Bool => pb::FlagKind::Bool,
+        FlagKind::String => pb::FlagKind::String,
+        FlagKind::Number => pb::FlagKind::Number,
+        FlagKind::Json => pb::FlagKind::Json,
+    }) as i32
+}
+
+pub fn sdk_key_kind_from_proto(kind: i32) -> Result<SdkKeyKind, Status> {
+    match pb::SdkKeyKind::try_from(kind) {
+        Ok(pb::SdkKeyKind::Server) => Ok(SdkKeyKind::Server),
+        Ok(pb::SdkKeyKind::Client) => Ok(SdkKeyKind::Client),
+        Ok(pb::SdkKeyKind::Mobile) => Ok(SdkKeyKind::Mobile),
+        _ => Err(Status::invalid_argument(
+            "kind: an SDK key kind is required (server, client or mobile)",
+        )),
+    }
+}
+
+pub fn sdk_key_kind_to_proto(kind: SdkKeyKind) -> i32 {
+    (match kind {
+        SdkKeyKind::Server => pb::SdkKeyKind::Server,
+        SdkKeyKind::Client => pb::SdkKeyKind::Client,
+        SdkKeyKind::Mobile => pb::SdkKeyKind::Mobile,
+    }) as i32
+}
+
+pub fn role_from_proto(role: i32, field: &str) -> Result<Role, Status> {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Viewer) => Ok(Role::Viewer),
+        Ok(pb::Role::Editor) => Ok(Role::Editor),
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        _ => Err(Status::invalid_argument(format!(
+            "{field}: a role is required (viewer, editor or admin)"
+        ))),
+    }
+}
+
+pub fn role_to_proto(role: Role) -> i32 {
+    (match role {
+        Role::Viewer => pb::Role::Viewer,
+        Role::Editor => pb::Role::Editor,
+        Role::Admin => pb::Role::Admin,
+    }) as i32
+}
+
+/// The canonical name of an operator (`OPERATOR_STARTS_WITH` is `starts_with`); an unknown
+/// or unspecified operator gets a name the engine refuses with the clause's path.
+fn operator_name(op: i32) -> String {
+    match pb::Operator::try_from(op) {
+        Ok(pb::Operator::Unspecified) | Err(_) => "unspecified".to_owned(),
+        Ok(op) => op
+            .as_str_name()
+            .trim_start_matches("OPERATOR_")
+            .to_ascii_lowercase(),
+    }
+}
+
+fn operator_from_name(name: &str) -> i32 {
+    pb::Operator::from_str_name(&format!("OPERATOR_{}", name.to_ascii_uppercase()))
+        .map_or(pb::Operator::Unspecified as i32, |op| op as i32)
+}
+
+// ----- flag configuration: proto to canonical JSON ------------------------------------------
+
+fn put_nonempty(out: &mut Map<String, Value>, name: &str, text: &str) {
+    if !text.is_empty() {
+        out.insert(name.into(), Value::String(text.to_owned()));
+    }
+}
+
+pub fn target_to_json(target: &pb::Target) -> Value {
+    let mut out = Map::new();
+    put_nonempty(&mut out, "context_kind", &target.context_kind);
+    out.insert("values".into(), Value::from(target.values.clone()));
+    out.insert("variation".into(), Value::from(target.variation));
+    Value::Object(out)
+}
+
+pub fn clause_to_json(clause: &pb::Clause) -> Value {
+    let mut out = Map::new();
+    put_nonempty(&mut out, "context_kind", &clause.context_kind);
+    put_nonempty(&mut out, "attribute", &clause.attribute);
+    out.insert("op".into(), Value::String(operator_name(clause.op)));
+    out.insert(
+        "values".into(),
+        Value::Array(clause.values.iter().map(value_to_json).collect()),
+    );
+    if clause.negate {
+        out.insert("negate".into(), Value::Bool(true));
+    }
+    Value::Object(out)
+}
+
+/// A serve as canonical JSON; a missing serve becomes `{}`, which the engine refuses.
+pub fn serve_to_json(serve: Option<&pb::Serve>) -> Value {
+    let mut out = Map::new();
+    let Some(serve) = serve else {
+        return Value::Object(out);
+    };
+    match &serve.kind {
+        Some(pb::serve::Kind::Variation(v)) => {
+            out.insert("variation".into(), Value::from(*v));
+        }
+        Some(pb::serve::Kind::Rollout(rollout)) => {
+            let mut r = Map::new();
+            r.insert(
+                "variations".into(),
+                Value::Array(
+                    rollout
+                        .variations
+                        .iter()
+                        .map(
+                            |w| serde_json::json!({ "variation": w.variation, "weight": w.weight }),
+                        )
+                        .collect(),
+                ),
+            );
+            if let Some(by) = &rollout.bucket_by {
+                let mut b = Map::new();
+                put_nonempty(&mut b, "context_kind", &by.context_kind);
+                put_nonempty(&mut b, "attribute", &by.attribute);
+                if !b.is_empty() {
+                    r.insert("bucket_by".into(), Value::Object(b));
+                }
+            }
+            match pb::BucketingAlgorithm::try_from(rollout.algorithm) {
+                Ok(pb::BucketingAlgorithm::Unspecified) => {}
+                Ok(pb::BucketingAlgorithm::Murmur3V1) => {
+                    r.insert("algorithm".into(), Value::String("murmur3_v1".into()));
+                }
+                Err(_) => {
+                    r.insert("algorithm".into(), Value::String("unknown".into()));
+                }
+            }
+            out.insert("rollout".into(), Value::Object(r));
+        }
+        None => {}
+    }
+    if let Some(exp) = &serve.experiment {
+        let mut e = Map::new();
+        e.insert("key".into(), Value::String(exp.key.clone()));
+        if let Some(traffic) = exp.traffic_allocation {
+            e.insert("traffic_allocation".into(), Value::from(traffic));
+        }
+        put_nonempty(&mut e, "layer", &exp.layer);
+        if exp.layer_offset != 0 {
+            e.insert("layer_offset".into(), Value::from(exp.layer_offset));
+        }
+        out.insert("experiment".into(), Value::Object(e));
+    }
+    Value::Object(out)
+}
+
+pub fn rule_to_json(rule: &pb::Rule) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), Value::String(rule.id.clone()));
+    out.insert(
+        "clauses".into(),
+        Value::Array(rule.clauses.iter().map(clause_to_json).collect()),
+    );
+    out.insert("serve".into(), serve_to_json(rule.serve.as_ref()));
+    put_nonempty(&mut out, "description", &rule.description);
+    Value::Object(out)
+}
+
+pub fn prerequisite_to_json(prerequisite: &pb::Prerequisite) -> Value {
+    serde_json::json!({ "key": prerequisite.key, "variation": prerequisite.variation })
+}
+
+/// A flag configuration message as the storage's replacement.
+pub fn config_update(config: &pb::FlagConfiguration) -> storage::FlagConfigUpdate {
+    storage::FlagConfigUpdate {
+        on: config.on,
+        off_variation: config.off_variation,
+        targets: config.targets.iter().map(target_to_json).collect(),
+        rules: config.rules.iter().map(rule_to_json).collect(),
+        fallthrough: serve_to_json(config.fallthrough.as_ref()),
+        prerequisites: config
+            .prerequisites
+            .iter()
+            .map(prerequisite_to_json)
+            .collect(),
+        salt: config.salt.clone(),
+    }
+}
+
+pub fn key_list_to_json(list: &pb::SegmentTarget) -> Value {
+    let mut out = Map::new();
+    put_nonempty(&mut out, "context_kind", &list.context_kind);
+    out.insert("values".into(), Value::from(list.values.clone()));
+    Value::Object(out)
+}
+
+pub fn segment_rule_to_json(rule: &pb::SegmentRule) -> Value {
+    serde_json::json!({
+        "id": rule.id,
+        "clauses": rule.clauses.iter().map(clause_to_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A segment message as the storage's input.
+pub fn segment_input(segment: &pb::Segment) -> storage::SegmentInput {
+    storage::SegmentInput {
+        key: segment.key.clone(),
+        name: segment.name.clone(),
+        description: segment.description.clone(),
+        included: segment.included.iter().map(key_list_to_json).collect(),
+        excluded: segment.excluded.iter().map(key_list_to_json).collect(),
+        rules: segment.rules.iter().map(segment_rule_to_json).collect(),
+    }
+}
+
+/// The canonical JSON of a segment about to be written, for validation.
+pub fn segment_json(input: &storage::SegmentInput, version: i64) -> Value {
+    serde_json::json!({
+        "key": input.key,
+        "included": input.included,
+        "excluded": input.excluded,
+        "rules": input.rules,
+        "version": version,
+    })
+}
+
+// ----- canonical JSON to proto ---------------------------------------------------------------
+
+fn str_field(obj: &Value, name: &str) -> String {
+    obj.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn u32_field(obj: &Value, name: &str) -> u32 {
+    obj.get(name)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or_default()
+}
+
+fn array_field<'a>(obj: &'a Value, name: &str) -> &'a [Value] {
+    obj.get(name)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn strings(values: &[Value]) -> Vec<String> {
+    values
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn target_from_json(t: &Value) -> pb::Target {
+    pb::Target {
+        context_kind: str_field(t, "context_kind"),
+        values: strings(array_field(t, "values")),
+        variation: u32_field(t, "variation"),
+    }
+}
+
+fn clause_from_json(c: &Value) -> pb::Clause {
+    pb::Clause {
+        context_kind: str_field(c, "context_kind"),
+        attribute: str_field(c, "attribute"),
+        op: operator_from_name(&str_field(c, "op")),
+        values: array_field(c, "values").iter().map(json_to_value).collect(),
+        negate: c.get("negate").and_then(Value::as_bool).unwrap_or(false),
+    }
+}
+
+fn serve_from_json(s: &Value) -> pb::Serve {
+    let kind = if let Some(v) = s.get("variation").and_then(Value::as_u64) {
+        Some(pb::serve::Kind::Variation(
+            u32::try_from(v).unwrap_or_default(),
+        ))
+    } else {
+        s.get("rollout").map(|r| {
+            pb::serve::Kind::Rollout(pb::Rollout {
+                variations: array_field(r, "variations")
+                    .iter()
+                    .map(|w| pb::WeightedVariation {
+                        variation: u32_field(w, "variation"),
+                        weight: u32_field(w, "weight"),
+                    })
+                    .collect(),
+                bucket_by: r.get("bucket_by").map(|b| pb::BucketBy {
+                    context_kind: str_field(b, "context_kind"),
+                    attribute: str_field(b, "attribute"),
+                }),
+                algorithm: if r.get("algorithm").is_some() {
+                    pb::BucketingAlgorithm::Murmur3V1 as i32
+                } else {
+                    pb::BucketingAlgorithm::Unspecified as i32
+                },
+            })
+        })
+    };
+    pb::Serve {
+        kind,
+        experiment: s.get("experiment").map(|e| pb::ExperimentAllocation {
+            key: str_field(e, "key"),
+            traffic_allocation: e
+                .get("traffic_allocation")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok()),
+            layer: str_field(e, "layer"),
+            layer_offset: u32_field(e, "layer_offset"),
+        }),
+    }
+}
+
+fn rule_from_json(r: &Value) -> pb::Rule {
+    pb::Rule {
+        id: str_field(r, "id"),
+        clauses: array_field(r, "clauses")
+            .iter()
+            .map(clause_from_json)
+            .collect(),
+        serve: r.get("serve").map(serve_from_json),
+        description: str_field(r, "description"),
+    }
+}
+
+fn key_list_from_json(l: &Value) -> pb::SegmentTarget {
+    pb::SegmentTarget {
+        context_kind: str_field(l, "context_kind"),
+        values: strings(array_field(l, "values")),
+    }
+}
+
+// ----- records to proto ---------------------------------------------------------------------
+
+pub fn project(p: &storage::Project) -> pb::Project {
+    pb::Project {
+        key: p.key.clone(),
+        name: p.name.clone(),
+        description: p.description.clone(),
+        version: p.version,
+        created_at: Some(timestamp(p.created_at)),
+        updated_at: Some(timestamp(p.updated_at)),
+    }
+}
+
+pub fn environment(e: &storage::Environment) -> pb::Environment {
+    pb::Environment {
+        project_key: e.project_key.clone(),
+        key: e.key.clone(),
+        name: e.name.clone(),
+        description: e.description.clone(),
+        version: e.version,
+        created_at: Some(timestamp(e.created_at)),
+        updated_at: Some(timestamp(e.updated_at)),
+    }
+}
+
+pub fn flag(f: &storage::Flag, configs: &[storage::FlagConfig]) -> pb::Flag {
+    pb::Flag {
+        key: f.key.clone(),
+        name: f.name.clone(),
+        description: f.description.clone(),
+        kind: flag_kind_to_proto(f.kind),
+        variations: f.variations.iter().map(json_to_value).collect(),
+        tags: f.tags.clone(),
+        client_side: f.client_side,
+        archived: f.archived,
+        version: f.version,
+        created_at: Some(timestamp(f.created_at)),
+        updated_at: Some(timestamp(f.updated_at)),
+        configurations: configs.iter().map(flag_configuration).collect(),
+    }
+}
+
+pub fn flag_configuration(c: &storage::FlagConfig) -> pb::FlagConfiguration {
+    pb::FlagConfiguration {
+        environment_key: c.environment_key.clone(),
+        on: c.on,
+        off_variation: c.off_variation,
+        targets: c.targets.iter().map(target_from_json).collect(),
+        rules: c.rules.iter().map(rule_from_json).collect(),
+        fallthrough: Some(serve_from_json(&c.fallthrough)),
+        prerequisites: c
+            .prerequisites
+            .iter()
+            .map(|p| pb::Prerequisite {
+                key: str_field(p, "key"),
+                variation: u32_field(p, "variation"),
+            })
+            .collect(),
+        salt: c.salt.clone(),
+        version: c.version,
+        updated_at: Some(timestamp(c.updated_at)),
+    }
+}
+
+pub fn segment(s: &storage::Segment) -> pb::Segment {
+    pb::Segment {
+        key: s.key.clone(),
+        name: s.name.clone(),
+        description: s.description.clone(),
+        included: s.included.iter().map(key_list_from_json).collect(),
+        excluded: s.excluded.iter().map(key_list_from_json).collect(),
+        rules: s
+            .rules
+            .iter()
+            .map(|r| pb::SegmentRule {
+                id: str_field(r, "id"),
+                clauses: array_field(r, "clauses")
+                    .iter()
+                    .map(clause_from_json)
+                    .collect(),
+            })
+            .collect(),
+        version: s.version,
+        environment_key: s.environment_key.clone(),
+        created_at: Some(timestamp(s.created_at)),
+        updated_at: Some(timestamp(s.updated_at)),
+    }
+}
+
+pub fn sdk_key(k: &storage::SdkKey) -> pb::SdkKey {
+    pb::SdkKey {
+        id: k.id,
+        project_key: k.project_key.clone(),
+        environment_key: k.environment_key.clone(),
+        kind: sdk_key_kind_to_proto(k.kind),
+        name: k.name.clone(),
+        prefix: k.prefix.clone(),
+        created_at: Some(timestamp(k.created_at)),
+        expires_at: k.expires_at.map(timestamp),
+        revoked_at: k.revoked_at.map(timestamp),
+    }
+}
+
+pub fn admin_token(t: &storage::AdminToken) -> pb::AdminToken {
+    pb::AdminToken {
+        id: t.id.clone(),
+        principal: t.principal.clone(),
+        description: t.description.clone(),
+        roles: t
+            .roles
+            .iter()
+            .map(|b| pb::RoleBinding {
+                project_key: b.project_key.clone(),
+                role: role_to_proto(b.role),
+            })
+            .collect(),
+        created_at: Some(timestamp(t.created_at)),
+        expires_at: t.expires_at.map(timestamp),
+        revoked_at: t.revoked_at.map(timestamp),
+    }
+}
+
+pub fn audit_entry(a: &storage::AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        id: a.id,
+        time: Some(timestamp(a.at)),
+        actor: a.actor.clone(),
+        action: a.action.clone(),
+        resource_kind: a.resource_kind.clone(),
+        resource_key: a.resource_key.clone(),
+        project_key: a.project_key.clone().unwrap_or_default(),
+        environment_key: a.environment_key.clone().unwrap_or_default(),
+        before: a.before.as_ref().map(json_to_value),
+        after: a.after.as_ref().map(json_to_value),
+    }
+}
+
+/// A page request from the wire: an empty token is the first page.
+pub fn page_request(page: Option<&pb::PageRequest>) -> storage::PageRequest {
+    match page {
+        Some(p) => storage::PageRequest {
+            limit: p.page_size,
+            cursor: (!p.page_token.is_empty()).then(|| p.page_token.clone()),
+        },
+        None => storage::PageRequest::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_integers_stay_integers() {
+        let json = serde_json::json!({"a": [1, 2.5, "x", true, null], "b": {"c": -3}});
+        assert_eq!(value_to_json(&json_to_value(&json)), json);
+    }
+
+    #[test]
+    fn operators_have_canonical_names() {
+        assert_eq!(
+            operator_name(pb::Operator::StartsWith as i32),
+            "starts_with"
+        );
+        assert_eq!(operator_name(pb::Operator::SemverEq as i32), "semver_eq");
+        assert_eq!(operator_name(0), "unspecified");
+        assert_eq!(
+            operator_from_name("segment_match"),
+            pb::Operator::SegmentMatch as i32
+        );
+    }
+
+    #[test]
+    fn rules_round_trip_through_json() {
+        let rule = pb::Rule {
+            id: "r1".into(),
+            clauses: vec![pb::Clause {
+                context_kind: "user".into(),
+                attribute: "/email".into(),
+                op: pb::Operator::EndsWith as i32,
+                values: vec![json_to_value(&Value::from("@example.com"))],
+                negate: true,
+            }],
+            serve: Some(pb::Serve {
+                kind: Some(pb::serve::Kind::Rollout(pb::Rollout {
+                    variations: vec![
+                        pb::WeightedVariation {
+                            variation: 0,
+                            weight: 50000,
+                        },
+                        pb::WeightedVariation {
+                            variation: 1,
+                            weight: 50000,
+                        },
+                    ],
+                    bucket_by: None,
+                    algorithm: pb::BucketingAlgorithm::Murmur3V1 as i32,
+                })),
+                experiment: None,
+            }),
+            description: "staff".into(),
+        };
+        assert_eq!(rule_from_json(&rule_to_json(&rule)), rule);
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        for ms in [0, 1, 999, 1_700_000_000_123, -1] {
+            assert_eq!(millis(&timestamp(ms)), ms);
+        }
+    }
+}

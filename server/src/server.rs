@@ -1,0 +1,256 @@
+//! Putting the server together: storage, first start, signing secret, and the gRPC services
+//! (AdminService, health, reflection) on a listener, until a shutdown signal.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use vexil_proto::v1::admin_service_server::AdminServiceServer;
+
+use crate::auth::{self, Authenticator, Signer};
+use crate::limits::MAX_REQUEST_BYTES;
+use crate::services::admin::Admin;
+use crate::storage::secrets::generate_sdk_key;
+use crate::storage::{
+    NewAdminToken, NewEnvironment, NewProject, NewSdkKey, Role, RoleBinding, SdkKeyKind, Storage,
+};
+
+/// Name of the first-start credentials file in the data directory.
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+/// Name of the generated token-signing secret in the data directory.
+pub const JWT_SECRET_FILE: &str = "jwt-secret";
+/// Name of the embedded SQLite database in the data directory.
+pub const SQLITE_FILE: &str = "vexil.db";
+/// The actor of the first start's audit entries.
+const SYSTEM_ACTOR: &str = "system";
+
+/// Where the server keeps its state and how it signs tokens.
+#[derive(Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// `None`: the SQLite file in the data directory.
+    pub database_url: Option<String>,
+    /// `None`: a secret generated at first start and kept in the data directory.
+    pub jwt_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_ref().map(|_| "…"))
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// A server ready to serve: storage open and migrated, first start done.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub storage: Storage,
+    pub signer: Arc<Signer>,
+    /// The credentials file written by this start, if it was the first.
+    pub credentials: Option<PathBuf>,
+}
+
+/// Opens the storage, loads or creates the signing secret, and sets up an empty storage.
+pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let storage = match &settings.database_url {
+        Some(url) => Storage::connect(url).await?,
+        None => Storage::open_sqlite(&settings.data_dir.join(SQLITE_FILE)).await?,
+    };
+    let secret = match &settings.jwt_secret {
+        Some(secret) => {
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "the jwt secret must be at least 16 characters long"
+            );
+            secret.as_bytes().to_vec()
+        }
+        None => auth::load_or_create_secret(&settings.data_dir.join(JWT_SECRET_FILE))?,
+    };
+    let signer = Arc::new(Signer::new(&secret));
+    let credentials = if storage.is_empty().await? {
+        let path = settings.data_dir.join(CREDENTIALS_FILE);
+        first_start(&storage, &signer, &path).await?;
+        tracing::info!(path = %path.display(), "first start: credentials written");
+        Some(path)
+    } else {
+        None
+    };
+    Ok(Prepared {
+        storage,
+        signer,
+        credentials,
+    })
+}
+
+/// The first-start credentials file.
+#[derive(Debug, Serialize)]
+struct Credentials {
+    project: String,
+    admin_token: TokenCredentials,
+    /// Environment key → SDK key kind → secret.
+    sdk_keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenCredentials {
+    id: String,
+    principal: String,
+    token: String,
+}
+
+/// Creates the project `default` with `development` and `production`, an admin token on
+/// every project, and server, client and mobile SDK keys for each environment; writes the
+/// secrets to `path`, readable by the owner only.
+async fn first_start(storage: &Storage, signer: &Signer, path: &Path) -> anyhow::Result<()> {
+    let project = "default";
+    storage
+        .create_project(
+            SYSTEM_ACTOR,
+            &NewProject {
+                key: project.into(),
+                name: "Default".into(),
+                description: "Created at first start".into(),
+            },
+        )
+        .await?;
+    let mut sdk_keys = std::collections::BTreeMap::new();
+    for (env, name) in [("development", "Development"), ("production", "Production")] {
+        storage
+            .create_environment(
+                SYSTEM_ACTOR,
+                project,
+                &NewEnvironment {
+                    key: env.into(),
+                    name: name.into(),
+                    description: String::new(),
+                },
+            )
+            .await?;
+        let mut keys = std::collections::BTreeMap::new();
+        for kind in [SdkKeyKind::Server, SdkKeyKind::Client, SdkKeyKind::Mobile] {
+            let generated =
+                generate_sdk_key(kind).map_err(|err| anyhow::anyhow!("random source: {err}"))?;
+            storage
+                .issue_sdk_key(
+                    SYSTEM_ACTOR,
+                    project,
+                    env,
+                    &NewSdkKey {
+                        kind,
+                        name: format!("{env} {}", kind.as_str()),
+                        prefix: generated.prefix.clone(),
+                        hash: generated.hash.clone(),
+                    },
+                )
+                .await?;
+            keys.insert(kind.as_str().to_owned(), generated.secret);
+        }
+        sdk_keys.insert(env.to_owned(), keys);
+    }
+    let principal = "admin";
+    let issued = signer.issue(principal, None)?;
+    storage
+        .create_admin_token(
+            SYSTEM_ACTOR,
+            &NewAdminToken {
+                id: issued.id.clone(),
+                principal: principal.into(),
+                description: "Created at first start".into(),
+                hash: issued.hash.clone(),
+                roles: vec![RoleBinding {
+                    project_key: "*".into(),
+                    role: Role::Admin,
+                }],
+                expires_at: None,
+            },
+        )
+        .await?;
+    let credentials = Credentials {
+        project: project.into(),
+        admin_token: TokenCredentials {
+            id: issued.id,
+            principal: principal.into(),
+            token: issued.token,
+        },
+        sdk_keys,
+    };
+    let mut text = serde_json::to_string_pretty(&credentials)?;
+    text.push('\n');
+    // A file left by an earlier installation whose storage is gone is stale.
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err.into()),
+    }
+    auth::write_private(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// TLS material, PEM encoded.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsFiles")
+    }
+}
+
+/// Serves AdminService, health and reflection on `listener` until `shutdown` completes,
+/// then lets calls in flight finish.
+pub async fn serve(
+    prepared: Prepared,
+    listener: TcpListener,
+    tls: Option<TlsFiles>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let Prepared {
+        storage, signer, ..
+    } = prepared;
+    let auth = Authenticator::new(signer, storage.clone());
+    let admin = AdminServiceServer::new(Admin::new(storage.clone(), auth))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdminServiceServer<Admin>>()
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vexil_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vexil_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        let identity = tonic::transport::Identity::from_pem(tls.cert, tls.key);
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "serving");
+    builder
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    tracing::info!("server stopped");
+    storage.close().await;
+    Ok(())
+}
