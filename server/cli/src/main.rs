@@ -1,4 +1,7 @@
-//! `vexil`: validate and evaluate flag files offline.
+//! `vexil`: validate and evaluate flag files offline, and administer a Vexil server.
+
+mod convert;
+mod remote;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use vexil_engine::{Ruleset, ValueKind};
 #[command(
     name = "vexil",
     version,
-    about = "Validate and evaluate Vexil flag files"
+    about = "Validate and evaluate Vexil flag files, and administer a Vexil server"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,6 +55,19 @@ enum Command {
         #[arg(long, value_enum)]
         r#type: Option<TypeArg>,
     },
+    /// Manage the project's flags on a server.
+    Flags(remote::FlagsArgs),
+    /// Manage an environment's segments on a server.
+    Segments(remote::SegmentsArgs),
+    /// Manage an environment's SDK keys on a server.
+    Keys(remote::KeysArgs),
+    /// Read the project's audit log on a server.
+    Audit(remote::AuditArgs),
+    /// Print an environment as the engine's ruleset JSON.
+    Export(remote::ExportArgs),
+    /// Import a ruleset file into an environment: the flags and segments it names are
+    /// created or replaced; others are left as they are.
+    Import(remote::ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -165,8 +181,14 @@ fn eval(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Validate { ruleset } => validate(ruleset),
+    let result = match cli.command {
+        Command::Flags(args) => return remote::run(remote::Remote::Flags(args)),
+        Command::Segments(args) => return remote::run(remote::Remote::Segments(args)),
+        Command::Keys(args) => return remote::run(remote::Remote::Keys(args)),
+        Command::Audit(args) => return remote::run(remote::Remote::Audit(args)),
+        Command::Export(args) => return remote::run(remote::Remote::Export(args)),
+        Command::Import(args) => return remote::run(remote::Remote::Import(args)),
+        Command::Validate { ruleset } => validate(&ruleset),
         Command::Eval {
             ruleset,
             flag,
@@ -175,12 +197,12 @@ fn main() -> ExitCode {
             default,
             r#type,
         } => eval(
-            ruleset,
-            flag,
+            &ruleset,
+            &flag,
             context.as_deref(),
             contexts.as_deref(),
-            default,
-            *r#type,
+            &default,
+            r#type,
         ),
     };
     match result {

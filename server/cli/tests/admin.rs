@@ -1,0 +1,418 @@
+//! The `vexil` admin commands against a real server on a loopback port (SQLite in a
+//! temporary folder), run as a user would run them.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+use vexil_server::server::{self, Settings};
+
+/// A server running on its own runtime until dropped.
+struct Server {
+    address: String,
+    token: String,
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let data_dir = dir.path().join("data");
+        let settings = Settings {
+            data_dir: data_dir.clone(),
+            database_url: None,
+            jwt_secret: None,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let addr = runtime.block_on(async {
+            let prepared = server::prepare(&settings)
+                .await
+                .expect("prepare the server");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind a loopback port");
+            let addr = listener.local_addr().expect("local address");
+            tokio::spawn(server::serve(prepared, listener, None, async {
+                let _ = stopped.await;
+            }));
+            addr
+        });
+        let text = std::fs::read_to_string(data_dir.join(server::CREDENTIALS_FILE))
+            .expect("credentials file written at first start");
+        let credentials: Value = serde_json::from_str(&text).expect("credentials are JSON");
+        Server {
+            address: format!("http://{addr}"),
+            token: credentials["admin_token"]["token"]
+                .as_str()
+                .expect("admin token in credentials")
+                .to_owned(),
+            dir,
+            stop: Some(stop),
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Runs `vexil` with the server's address and (unless `token` is `None`) a token.
+    fn run_as(&self, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vexil"));
+        command
+            .args(args)
+            .env("VEXIL_SERVER", &self.address)
+            .env_remove("VEXIL_TOKEN")
+            .env_remove("VEXIL_PROJECT")
+            .env_remove("VEXIL_ENVIRONMENT");
+        if let Some(token) = token {
+            command.env("VEXIL_TOKEN", token);
+        }
+        let output = command.output().expect("run vexil");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_as(Some(&self.token), args)
+    }
+
+    /// Runs `vexil`, expects success, and returns standard output.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(
+            code, 0,
+            "vexil {args:?} failed\nstdout: {out}\nstderr: {err}"
+        );
+        out
+    }
+
+    #[track_caller]
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+const FLAG: &str = r#"{
+  "key": "checkout", "kind": "bool", "variations": [true, false],
+  "off_variation": 1,
+  "targets": [{"values": ["alice"], "variation": 0}],
+  "rules": [{"id": "staff",
+             "clauses": [{"attribute": "email", "op": "ends_with", "values": ["@example.com"]}],
+             "serve": {"variation": 0}}],
+  "fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": 25000},
+                                             {"variation": 1, "weight": 75000}]}},
+  "name": "New checkout", "tags": ["web"]
+}"#;
+
+fn find<'a>(items: &'a Value, field: &str, value: &str) -> Option<&'a Value> {
+    items
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .find(|item| item[field] == value)
+}
+
+#[test]
+fn flags_are_created_toggled_listed_audited_exported_and_imported() {
+    let server = Server::start();
+    let file = server.file("flag.json", FLAG);
+
+    let out = server.ok(&["flags", "create", "--file", &file]);
+    assert!(out.contains("created flag checkout"), "{out}");
+
+    let out = server.ok(&["flags", "toggle", "checkout", "on"]);
+    assert!(out.contains("is on in development"), "{out}");
+
+    let flags = server.json(&["flags", "list", "--json"]);
+    let flag = find(&flags, "key", "checkout").expect("checkout is listed");
+    assert_eq!(flag["kind"], "bool");
+    assert_eq!(flag["name"], "New checkout");
+    assert_eq!(flag["tags"], serde_json::json!(["web"]));
+    let config = find(&flag["configurations"], "environment", "development")
+        .expect("the development configuration is listed");
+    assert_eq!(config["on"], true);
+    assert_eq!(config["off_variation"], 1);
+    assert_eq!(config["rules"][0]["id"], "staff");
+    assert_eq!(config["rules"][0]["clauses"][0]["op"], "ends_with");
+    assert_eq!(config["targets"][0]["values"][0], "alice");
+    assert_eq!(
+        config["fallthrough"]["rollout"]["variations"][1]["weight"],
+        75000
+    );
+
+    // The readable forms.
+    let out = server.ok(&["flags", "list"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("checkout"))
+        .expect("a row for the flag");
+    assert!(line.contains(" on "), "{out}");
+    let out = server.ok(&["flags", "get", "checkout"]);
+    assert!(out.contains("environment development: on"), "{out}");
+    // Production is untouched.
+    let flag = server.json(&["flags", "get", "checkout", "-e", "production", "--json"]);
+    assert_eq!(flag["configurations"][0]["on"], false);
+    assert_eq!(flag["configurations"][0]["rules"], serde_json::json!([]));
+
+    // The audit log holds the creation and the toggle, newest first.
+    let entries = server.json(&["audit", "list", "--json", "--resource", "flag_config"]);
+    let actions: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"flag_config.toggle"), "{actions:?}");
+    assert!(
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["resource_kind"] == "flag_config"),
+        "{entries}"
+    );
+    let entries = server.json(&["audit", "list", "--json"]);
+    let all: Vec<(&str, &str)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["resource_key"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(all.contains(&("flag.create", "checkout")), "{all:?}");
+    assert!(
+        all.iter()
+            .any(|(action, key)| action.contains("toggle") && *key == "checkout"),
+        "{all:?}"
+    );
+    let toggle = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"].as_str().unwrap().contains("toggle"))
+        .unwrap();
+    assert_eq!(toggle["environment"], "development");
+    assert!(toggle["time"].as_str().unwrap().ends_with('Z'));
+    // Time filters: nothing happened before 2000 or will after 2999.
+    let none = server.json(&["audit", "list", "--json", "--until", "2000-01-01"]);
+    assert_eq!(none, serde_json::json!([]));
+    let none = server.json(&["audit", "list", "--json", "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(none, serde_json::json!([]));
+    let by_flag = server.json(&["audit", "list", "--json", "--resource", "flag:checkout"]);
+    assert!(
+        by_flag
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["resource_kind"] == "flag" && e["resource_key"] == "checkout")
+    );
+    let production = server.json(&["audit", "list", "--json", "-e", "production"]);
+    assert!(
+        production
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["environment"] == "production"),
+        "{production}"
+    );
+    let out = server.ok(&["audit", "list", "--actor", "nobody"]);
+    assert_eq!(out.lines().count(), 1, "only the header: {out}");
+
+    // Export development, import it into production: the same flag state there.
+    let exported = server.ok(&["export"]);
+    let ruleset: Value = serde_json::from_str(&exported).expect("the export is JSON");
+    let flag = find(&ruleset["flags"], "key", "checkout").expect("exported");
+    assert_eq!(flag["on"], true);
+    assert_eq!(flag["rules"][0]["id"], "staff");
+    let export_file = server.file("export.json", &exported);
+    let result = server.json(&["import", &export_file, "-e", "production", "--json"]);
+    assert_eq!(result["updated_flags"], serde_json::json!(["checkout"]));
+    let reexported: Value =
+        serde_json::from_str(&server.ok(&["export", "--environment", "production"])).unwrap();
+    let again = find(&reexported["flags"], "key", "checkout").unwrap();
+    for field in ["on", "off_variation", "targets", "rules", "fallthrough"] {
+        assert_eq!(again[field], flag[field], "{field}");
+    }
+
+    // The file form of `get` is accepted by `update`.
+    let form = server.json(&["flags", "get", "checkout", "--file-form"]);
+    let mut form = form;
+    form["rules"][0]["clauses"][0]["values"] = serde_json::json!(["@example.org"]);
+    form["description"] = Value::from("now for .org");
+    let updated = server.file("updated.json", &form.to_string());
+    server.ok(&["flags", "update", "--file", &updated]);
+    let flag = server.json(&["flags", "get", "checkout", "--json"]);
+    assert_eq!(flag["description"], "now for .org");
+    assert_eq!(
+        flag["configurations"][0]["rules"][0]["clauses"][0]["values"][0],
+        "@example.org"
+    );
+    // A stale version is refused.
+    let (code, _, err) = server.run(&[
+        "flags",
+        "toggle",
+        "checkout",
+        "off",
+        "--expected-version",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("vexil: ABORTED: "), "{err}");
+
+    // Archive, restore, delete.
+    server.ok(&["flags", "archive", "checkout"]);
+    let listed = server.json(&["flags", "list", "--json"]);
+    assert!(find(&listed, "key", "checkout").is_none());
+    server.ok(&["flags", "archive", "checkout", "--restore"]);
+    server.ok(&["flags", "delete", "checkout"]);
+    let (code, _, err) = server.run(&["flags", "get", "checkout"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("vexil: NOT_FOUND: "), "{err}");
+}
+
+#[test]
+fn bad_input_and_missing_credentials_get_the_status_and_exit_1() {
+    let server = Server::start();
+
+    // An invalid rule: the server's INVALID_ARGUMENT names the field, and nothing is left.
+    let bad = server.file(
+        "bad.json",
+        r#"{"key": "broken", "kind": "bool", "variations": [true, false],
+            "rules": [{"id": "r", "clauses": [{"attribute": "email", "op": "matches", "values": ["("]}],
+                       "serve": {"variation": 0}}],
+            "fallthrough": {"variation": 0}}"#,
+    );
+    let (code, out, err) = server.run(&["flags", "create", "--file", &bad]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.starts_with("vexil: INVALID_ARGUMENT: "), "{err}");
+    assert!(err.contains("rules[0].clauses[0].values[0]"), "{err}");
+    assert!(!err.contains("Status {"), "no debug dump: {err}");
+    let flags = server.json(&["flags", "list", "--json"]);
+    assert_eq!(flags, serde_json::json!([]));
+
+    // An unknown variation, refused when the flag itself is created.
+    let bad = server.file(
+        "bad2.json",
+        r#"{"key": "broken", "kind": "bool", "variations": [true, false], "off_variation": 7,
+            "fallthrough": {"variation": 0}}"#,
+    );
+    let (code, _, err) = server.run(&["flags", "create", "--file", &bad]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("vexil: INVALID_ARGUMENT: "), "{err}");
+    assert!(err.contains("off_variation"), "{err}");
+
+    // A file of the wrong shape is refused before anything is sent.
+    let bad = server.file(
+        "bad3.json",
+        r#"{"key": "broken", "kind": "bool", "rules": {}}"#,
+    );
+    let (code, _, err) = server.run(&["flags", "create", "--file", &bad]);
+    assert_eq!(code, 1);
+    assert!(err.contains("rules: expected an array"), "{err}");
+
+    // No token, or a bad one.
+    let (code, _, err) = server.run_as(None, &["flags", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("vexil: UNAUTHENTICATED: "), "{err}");
+    assert!(err.contains("VEXIL_TOKEN"), "{err}");
+    let (code, _, err) = server.run_as(Some("not-a-token"), &["audit", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("vexil: UNAUTHENTICATED: "), "{err}");
+
+    // No server there.
+    let (code, _, err) = server.run(&["flags", "list", "--server", "http://127.0.0.1:9"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("vexil: cannot connect to http://127.0.0.1:9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn segments_and_keys_are_managed() {
+    let server = Server::start();
+    let file = server.file(
+        "segment.json",
+        r#"{"key": "beta", "name": "Beta testers",
+            "included": [{"values": ["alice"]}],
+            "rules": [{"id": "s1", "clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}]}]}"#,
+    );
+    server.ok(&["segments", "create", "--file", &file]);
+    let listed = server.json(&["segments", "list", "--json"]);
+    let segment = find(&listed, "key", "beta").expect("listed");
+    assert_eq!(segment["included"][0]["values"][0], "alice");
+    assert_eq!(segment["rules"][0]["clauses"][0]["op"], "in");
+    let update = server.file(
+        "segment2.json",
+        r#"{"key": "beta", "name": "Beta testers", "included": [{"values": ["alice", "bob"]}]}"#,
+    );
+    server.ok(&["segments", "update", "--file", &update]);
+    let segment = server.json(&["segments", "get", "beta"]);
+    assert_eq!(segment["included"][0]["values"][1], "bob");
+    assert_eq!(segment["rules"], serde_json::json!([]));
+    server.ok(&["segments", "delete", "beta"]);
+    let (code, _, err) = server.run(&["segments", "get", "beta"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("vexil: NOT_FOUND: "), "{err}");
+
+    let issued = server.json(&[
+        "keys", "issue", "--kind", "server", "--name", "ci", "--json",
+    ]);
+    assert_eq!(issued["kind"], "server");
+    assert!(!issued["secret"].as_str().unwrap().is_empty());
+    let id = issued["id"].as_i64().unwrap().to_string();
+    let keys = server.json(&["keys", "list", "--json"]);
+    assert!(keys.as_array().unwrap().iter().any(|k| k["name"] == "ci"));
+    let rotated = server.json(&["keys", "rotate", &id, "--json"]);
+    assert_ne!(rotated["id"].as_i64().unwrap().to_string(), id);
+    let new_id = rotated["id"].as_i64().unwrap().to_string();
+    let revoked = server.json(&["keys", "revoke", &new_id, "--json"]);
+    assert!(revoked["revoked_at"].is_string());
+    let out = server.ok(&["keys", "list", "--include-revoked"]);
+    assert!(out.contains("revoked"), "{out}");
+}
+
+#[test]
+fn offline_commands_need_no_server() {
+    // `validate` runs with a server address that leads nowhere and no token.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.json");
+    std::fs::write(&path, r#"{"flags": [], "segments": []}"#).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_vexil"))
+        .args(["validate", Path::new(&path).to_str().unwrap()])
+        .env("VEXIL_SERVER", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+}
