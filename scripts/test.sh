@@ -25,14 +25,12 @@ step() { printf '\n== %s\n' "$*"; }
 
 # Adds the counts of every "test result:" line cargo printed.
 count_cargo() {
-  local p f
-  p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$1" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' | paste -sd+ | bc || true)
-  f=$(grep -Eo '[0-9]+ failed;' "$1" | grep -Eo '[0-9]+' | paste -sd+ | bc || true)
-  passed=$((passed + ${p:-0}))
-  failed=$((failed + ${f:-0}))
+  local counts
+  counts=$(awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
+                END { print p + 0, f + 0 }' "$1")
+  passed=$((passed + ${counts% *}))
+  failed=$((failed + ${counts#* }))
 }
-
-command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
 
 step "formatting"
 if ! cargo fmt --all -- --check; then
