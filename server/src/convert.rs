@@ -588,6 +588,189 @@ pub fn page_request(page: Option<&pb::PageRequest>) -> storage::PageRequest {
     }
 }
 
+// ----- ruleset JSON to the Sync messages -----------------------------------------------------
+
+fn flag_kind_from_name(name: &str) -> i32 {
+    (match name {
+        "bool" => pb::FlagKind::Bool,
+        "string" => pb::FlagKind::String,
+        "number" => pb::FlagKind::Number,
+        "json" => pb::FlagKind::Json,
+        _ => pb::FlagKind::Unspecified,
+    }) as i32
+}
+
+/// A flag of the engine's ruleset JSON as sent by Sync.
+pub fn ruleset_flag_from_json(f: &Value) -> pb::RulesetFlag {
+    pb::RulesetFlag {
+        key: str_field(f, "key"),
+        kind: flag_kind_from_name(&str_field(f, "kind")),
+        variations: array_field(f, "variations")
+            .iter()
+            .map(json_to_value)
+            .collect(),
+        on: f.get("on").and_then(Value::as_bool).unwrap_or(false),
+        off_variation: f
+            .get("off_variation")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok()),
+        targets: array_field(f, "targets")
+            .iter()
+            .map(target_from_json)
+            .collect(),
+        rules: array_field(f, "rules").iter().map(rule_from_json).collect(),
+        fallthrough: f.get("fallthrough").map(serve_from_json),
+        prerequisites: array_field(f, "prerequisites")
+            .iter()
+            .map(|p| pb::Prerequisite {
+                key: str_field(p, "key"),
+                variation: u32_field(p, "variation"),
+            })
+            .collect(),
+        salt: f.get("salt").and_then(Value::as_str).map(str::to_owned),
+        version: f.get("version").and_then(Value::as_i64).unwrap_or(0),
+        client_side: f
+            .get("client_side")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }
+}
+
+/// A segment of the engine's ruleset JSON as sent by Sync.
+pub fn ruleset_segment_from_json(s: &Value, environment_key: &str) -> pb::Segment {
+    pb::Segment {
+        key: str_field(s, "key"),
+        included: array_field(s, "included")
+            .iter()
+            .map(key_list_from_json)
+            .collect(),
+        excluded: array_field(s, "excluded")
+            .iter()
+            .map(key_list_from_json)
+            .collect(),
+        rules: array_field(s, "rules")
+            .iter()
+            .map(|r| pb::SegmentRule {
+                id: str_field(r, "id"),
+                clauses: array_field(r, "clauses")
+                    .iter()
+                    .map(clause_from_json)
+                    .collect(),
+            })
+            .collect(),
+        version: s.get("version").and_then(Value::as_i64).unwrap_or(0),
+        environment_key: environment_key.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A stored patch as the Sync message.
+pub fn patch(patch: &storage::RulesetPatch, environment_key: &str) -> pb::Patch {
+    pb::Patch {
+        from_version: patch.from_version,
+        version: patch.version,
+        upserted_flags: patch
+            .upserted_flags
+            .iter()
+            .map(ruleset_flag_from_json)
+            .collect(),
+        deleted_flags: patch.deleted_flags.clone(),
+        upserted_segments: patch
+            .upserted_segments
+            .iter()
+            .map(|s| ruleset_segment_from_json(s, environment_key))
+            .collect(),
+        deleted_segments: patch.deleted_segments.clone(),
+    }
+}
+
+// ----- contexts and results -----------------------------------------------------------------
+
+/// A context message as the engine's canonical context JSON. An empty kind is left out (the
+/// engine reads it as `user`); whether the result is a valid context is the engine's call.
+pub fn context_to_json(context: &pb::Context) -> Value {
+    let mut out = Map::new();
+    if !context.kind.is_empty() {
+        out.insert("kind".into(), Value::String(context.kind.clone()));
+    }
+    if context.kind == "multi" {
+        out.insert(
+            "contexts".into(),
+            Value::Array(context.contexts.iter().map(context_to_json).collect()),
+        );
+        return Value::Object(out);
+    }
+    out.insert("key".into(), Value::String(context.key.clone()));
+    if let Some(attributes) = &context.attributes {
+        out.insert(
+            "attributes".into(),
+            Value::Object(
+                attributes
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), value_to_json(v)))
+                    .collect(),
+            ),
+        );
+    }
+    Value::Object(out)
+}
+
+/// An engine reason as the message.
+pub fn reason<S: AsRef<str>>(reason: &vexil_engine::Reason<S>) -> pb::Reason {
+    use vexil_engine::Reason as R;
+    let mut out = pb::Reason::default();
+    out.kind = match reason {
+        R::Off => pb::ReasonKind::Off,
+        R::TargetMatch => pb::ReasonKind::TargetMatch,
+        R::RuleMatch {
+            rule_index,
+            rule_id,
+        } => {
+            out.rule_index = u32::try_from(*rule_index).ok();
+            out.rule_id = rule_id.as_ref().to_owned();
+            pb::ReasonKind::RuleMatch
+        }
+        R::Fallthrough => pb::ReasonKind::Fallthrough,
+        R::PrerequisiteFailed { prerequisite_key } => {
+            out.prerequisite_key = prerequisite_key.as_ref().to_owned();
+            pb::ReasonKind::PrerequisiteFailed
+        }
+        R::Error { error_kind } => {
+            out.error_kind = (match error_kind {
+                vexil_engine::ErrorKind::FlagNotFound => pb::ErrorKind::FlagNotFound,
+                vexil_engine::ErrorKind::WrongType => pb::ErrorKind::WrongType,
+                vexil_engine::ErrorKind::MalformedFlag => pb::ErrorKind::MalformedFlag,
+                vexil_engine::ErrorKind::InvalidContext => pb::ErrorKind::InvalidContext,
+                vexil_engine::ErrorKind::ClientNotReady => pb::ErrorKind::ClientNotReady,
+            }) as i32;
+            pb::ReasonKind::Error
+        }
+    } as i32;
+    out
+}
+
+/// An evaluation as the message; `default` fills the value where no variation was served
+/// (`None`: the value is left empty).
+pub fn evaluation_result(
+    flag_key: &str,
+    evaluation: &vexil_engine::Evaluation<'_>,
+    default: Option<&prost_types::Value>,
+) -> pb::EvaluationResult {
+    pb::EvaluationResult {
+        flag_key: flag_key.to_owned(),
+        value: match evaluation.value {
+            Some(value) => Some(json_to_value(value)),
+            None => default.cloned(),
+        },
+        variation: evaluation.variation.and_then(|v| u32::try_from(v).ok()),
+        reason: Some(reason(&evaluation.reason)),
+        in_experiment: evaluation.in_experiment,
+        flag_version: i64::try_from(evaluation.flag_version).unwrap_or(i64::MAX),
+        experiment_key: evaluation.experiment_key.unwrap_or_default().to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

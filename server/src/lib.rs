@@ -8,7 +8,11 @@
 
 pub mod auth;
 pub mod convert;
+pub mod http;
 pub mod limits;
+pub mod live;
+pub mod metrics;
+pub mod sdk_auth;
 pub mod server;
 pub mod services;
 pub mod status;

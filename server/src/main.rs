@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use vexil_server::server::{self, Settings, TlsFiles};
+use std::time::Duration;
+
+use vexil_server::live::LiveSettings;
+use vexil_server::server::{self, ServeOptions, Settings, TlsFiles};
 
 /// The Vexil feature-flag server.
 ///
@@ -43,6 +46,29 @@ struct Options {
     #[arg(long, env = "VEXIL_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
+    /// Address of the HTTP endpoints: the snapshot for CDNs (/v1/snapshot), /healthz,
+    /// /readyz and /metrics.
+    #[arg(long, env = "VEXIL_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+
+    /// Redis shared by every instance: change notices between instances and cached
+    /// rulesets (redis://host:port). Without it the instance works alone.
+    #[arg(long, env = "VEXIL_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+
+    /// Prefix of Vexil's Redis keys and channel, for deployments sharing a Redis.
+    #[arg(long, env = "VEXIL_REDIS_PREFIX", default_value = "vexil")]
+    redis_prefix: String,
+
+    /// Seconds between comparisons of the versions held in memory with the database (the
+    /// safety net for lost change notices).
+    #[arg(long, env = "VEXIL_VERSION_CHECK_INTERVAL", default_value_t = 3.0, value_parser = positive_seconds)]
+    version_check_interval: f64,
+
+    /// Seconds between heartbeats on idle Sync and Watch streams.
+    #[arg(long, env = "VEXIL_HEARTBEAT_INTERVAL", default_value_t = 15.0, value_parser = positive_seconds)]
+    heartbeat_interval: f64,
+
     /// Log format. Levels are set with RUST_LOG (default: info).
     #[arg(long, env = "VEXIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -54,6 +80,15 @@ enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
+        _ => Err(format!(
+            "expected a number of seconds above 0 and at most 86400, got `{text}`"
+        )),
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -114,5 +149,21 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", options.listen))?;
-    server::serve(prepared, listener, tls, shutdown_signal()).await
+    let http = tokio::net::TcpListener::bind(options.http_listen)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", options.http_listen))?;
+    let live = LiveSettings {
+        redis_url: options.redis_url,
+        redis_prefix: options.redis_prefix,
+        version_check_interval: Duration::from_secs_f64(options.version_check_interval),
+        heartbeat_interval: Duration::from_secs_f64(options.heartbeat_interval),
+    };
+    server::serve_with(
+        prepared,
+        listener,
+        Some(http),
+        ServeOptions { tls, live },
+        shutdown_signal(),
+    )
+    .await
 }

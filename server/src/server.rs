@@ -1,5 +1,6 @@
-//! Putting the server together: storage, first start, signing secret, and the gRPC services
-//! (AdminService, health, reflection) on a listener, until a shutdown signal.
+//! Putting the server together: storage, first start, signing secret, the live rulesets,
+//! the gRPC services (admin, evaluation, sync, health, reflection) and the HTTP endpoints,
+//! until a shutdown signal.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,17 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use vexil_proto::v1::admin_service_server::AdminServiceServer;
+use vexil_proto::v1::evaluation_service_server::EvaluationServiceServer;
+use vexil_proto::v1::sync_service_server::SyncServiceServer;
 
 use crate::auth::{self, Authenticator, Signer};
 use crate::limits::MAX_REQUEST_BYTES;
+use crate::live::{Hub, LiveSettings};
+use crate::metrics::Metrics;
+use crate::sdk_auth::SdkAuth;
 use crate::services::admin::Admin;
+use crate::services::evaluation::EvaluationApi;
+use crate::services::sync::SyncApi;
 use crate::storage::secrets::generate_sdk_key;
 use crate::storage::{
     NewAdminToken, NewEnvironment, NewProject, NewSdkKey, Role, RoleBinding, SdkKeyKind, Storage,
@@ -24,6 +32,9 @@ pub const CREDENTIALS_FILE: &str = "credentials.json";
 pub const JWT_SECRET_FILE: &str = "jwt-secret";
 /// Name of the embedded SQLite database in the data directory.
 pub const SQLITE_FILE: &str = "vexil.db";
+/// HTTP/2 pings on idle connections, and how long a ping may go unanswered.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The actor of the first start's audit entries.
 const SYSTEM_ACTOR: &str = "system";
 
@@ -206,24 +217,71 @@ impl std::fmt::Debug for TlsFiles {
     }
 }
 
-/// Serves AdminService, health and reflection on `listener` until `shutdown` completes,
-/// then lets calls in flight finish.
+/// How to serve, beyond the gRPC listener.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub tls: Option<TlsFiles>,
+    pub live: LiveSettings,
+}
+
+/// Serves the gRPC services on `listener` with the defaults (no TLS, no Redis, no HTTP)
+/// until `shutdown` completes: see [`serve_with`].
 pub async fn serve(
     prepared: Prepared,
     listener: TcpListener,
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    serve_with(
+        prepared,
+        listener,
+        None,
+        ServeOptions {
+            tls,
+            ..ServeOptions::default()
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Serves AdminService, EvaluationService, SyncService, health and reflection on
+/// `listener`, and the HTTP endpoints on `http` when given, until `shutdown` completes;
+/// then ends the streams and lets calls in flight finish.
+pub async fn serve_with(
+    prepared: Prepared,
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let Prepared {
         storage, signer, ..
     } = prepared;
+    if let Some(url) = &options.live.redis_url {
+        crate::live::check_url(url).map_err(|err| anyhow::anyhow!(err))?;
+    }
+    let metrics = Metrics::new();
+    let hub = Hub::start(storage.clone(), metrics, options.live.clone());
+    let sdk_auth = Arc::new(SdkAuth::new(storage.clone()));
     let auth = Authenticator::new(signer, storage.clone());
     let admin = AdminServiceServer::new(Admin::new(storage.clone(), auth))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let evaluation =
+        EvaluationServiceServer::new(EvaluationApi::new(hub.clone(), sdk_auth.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let sync = SyncServiceServer::new(SyncApi::new(hub.clone(), sdk_auth.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AdminServiceServer<Admin>>()
+        .await;
+    health_reporter
+        .set_serving::<EvaluationServiceServer<EvaluationApi>>()
+        .await;
+    health_reporter
+        .set_serving::<SyncServiceServer<SyncApi>>()
         .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -235,21 +293,57 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
+    // Dead peers of long-lived streams are found by HTTP/2 pings as well as by the
+    // heartbeats the streams send.
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_nodelay(true);
+    if let Some(tls) = options.tls {
         let identity = tonic::transport::Identity::from_pem(tls.cert, tls.key);
         builder =
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "serving");
-    builder
+
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let http_task = http.map(|listener| {
+        let mut stop = stop.clone();
+        tokio::spawn(crate::http::serve(
+            listener,
+            hub.clone(),
+            sdk_auth.clone(),
+            async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            },
+        ))
+    });
+    let stop_hub = hub.clone();
+    let grpc_shutdown = async move {
+        shutdown.await;
+        // Streams never end on their own: end them so that the graceful shutdown can.
+        stop_hub.shutdown();
+        stopping.send_replace(true);
+    };
+    let served = builder
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .add_service(evaluation)
+        .add_service(sync)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), grpc_shutdown)
+        .await;
+    hub.shutdown();
+    if let Some(task) = http_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "http server failed"),
+            Err(err) => tracing::warn!(error = %err, "http server task failed"),
+        }
+    }
+    served?;
     tracing::info!("server stopped");
     storage.close().await;
     Ok(())

@@ -599,3 +599,28 @@ async fn bump_other_envs(
         })
         .collect()
 }
+
+impl Storage {
+    /// The current version of every environment and when it was committed, as
+    /// `(project, environment, version, updated_at)`: the periodic check that catches
+    /// changes whose notice was lost.
+    pub async fn environment_versions(&self) -> Result<Vec<(String, String, i64, Millis)>> {
+        let mut tx = self.read().await?;
+        let rows = tx
+            .fetch_all(
+                "SELECT p.key, e.key, e.version, e.updated_at FROM environments e \
+                 JOIN projects p ON p.id = e.project_id",
+                args![],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .collect()
+    }
+
+    /// The current version of one environment.
+    pub async fn environment_version(&self, project: &str, env: &str) -> Result<i64> {
+        let mut tx = self.read().await?;
+        Ok(env_state(&mut tx, project, env).await?.version)
+    }
+}

@@ -1,0 +1,232 @@
+//! Prometheus metrics of one server instance, served in the text format on `/metrics`.
+//!
+//! Names follow Prometheus conventions (`_total` counters, `_seconds` histograms). Label
+//! values are bounded: environments are `project/environment` keys, which an operator
+//! creates; flag keys and contexts never become labels.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets from 50 µs to 2.5 s: evaluations take microseconds, propagation
+/// milliseconds, and both must show their tails.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+
+/// Every metric of the instance.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Flags evaluated, by environment and RPC (`Evaluate`, `EvaluateAll`, `Watch`).
+    pub evaluations: IntCounterVec,
+    /// Evaluation RPCs answered, by RPC and gRPC code (`OK` or the error's name).
+    pub rpc_requests: IntCounterVec,
+    /// Time to answer an evaluation RPC, by RPC.
+    pub rpc_latency: HistogramVec,
+    /// Open Sync and Watch streams, by kind.
+    pub active_streams: IntGaugeVec,
+    /// Lookups per cache layer (`l1` rulesets in memory, `l2` Redis snapshots, `l3` HTTP
+    /// snapshots answered `304`) and result (`hit`, `miss`).
+    pub cache_requests: IntCounterVec,
+    /// Time from a change's commit to the instance pushing it to its streams.
+    pub propagation_lag: HistogramVec,
+    /// Errors talking to Redis, by operation.
+    pub redis_errors: IntCounterVec,
+    /// Errors talking to the database, by operation.
+    pub database_errors: IntCounterVec,
+    /// Environment version held in memory, by environment.
+    pub environment_version: IntGaugeVec,
+    /// 1 while the Redis change-notice subscription is up.
+    pub redis_connected: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        // Metric definitions are static and valid; a failure here is a programming error
+        // caught by the tests, so fall back to an unregistered metric rather than panic.
+        fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|err| unreachable_metric(name, &err));
+            register(registry, &metric, name);
+            metric
+        }
+        fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+            let metric = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .unwrap_or_else(|err| unreachable_metric(name, &err));
+            register(registry, &metric, name);
+            metric
+        }
+        fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|err| unreachable_metric(name, &err));
+            register(registry, &metric, name);
+            metric
+        }
+        let redis_connected = IntGauge::new(
+            "vexil_redis_connected",
+            "1 while the Redis change-notice subscription is up",
+        )
+        .unwrap_or_else(|err| unreachable_metric("vexil_redis_connected", &err));
+        register(&registry, &redis_connected, "vexil_redis_connected");
+        Metrics {
+            evaluations: counter(
+                &registry,
+                "vexil_evaluations_total",
+                "Flags evaluated, by environment and RPC",
+                &["environment", "rpc"],
+            ),
+            rpc_requests: counter(
+                &registry,
+                "vexil_rpc_requests_total",
+                "Evaluation and sync RPCs answered, by RPC and gRPC code",
+                &["rpc", "code"],
+            ),
+            rpc_latency: histogram(
+                &registry,
+                "vexil_rpc_duration_seconds",
+                "Time to answer an evaluation RPC, by RPC",
+                &["rpc"],
+            ),
+            active_streams: gauge_vec(
+                &registry,
+                "vexil_active_streams",
+                "Open Sync and Watch streams",
+                &["kind"],
+            ),
+            cache_requests: counter(
+                &registry,
+                "vexil_cache_requests_total",
+                "Lookups per cache layer (l1 memory, l2 Redis, l3 HTTP) and result",
+                &["layer", "result"],
+            ),
+            propagation_lag: histogram(
+                &registry,
+                "vexil_propagation_lag_seconds",
+                "Time from a change's commit to this instance pushing it to its streams",
+                &["source"],
+            ),
+            redis_errors: counter(
+                &registry,
+                "vexil_redis_errors_total",
+                "Errors talking to Redis, by operation",
+                &["operation"],
+            ),
+            database_errors: counter(
+                &registry,
+                "vexil_database_errors_total",
+                "Errors talking to the database, by operation",
+                &["operation"],
+            ),
+            environment_version: gauge_vec(
+                &registry,
+                "vexil_environment_version",
+                "Environment version held in memory",
+                &["environment"],
+            ),
+            redis_connected,
+            registry,
+        }
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(error = %err, "cannot encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Counts the answer of an RPC and its latency.
+    pub fn observe_rpc(&self, rpc: &str, code: tonic::Code, seconds: f64) {
+        self.rpc_requests
+            .with_label_values(&[rpc, code_name(code)])
+            .inc();
+        self.rpc_latency.with_label_values(&[rpc]).observe(seconds);
+    }
+
+    pub fn cache(&self, layer: &str, hit: bool) {
+        self.cache_requests
+            .with_label_values(&[layer, if hit { "hit" } else { "miss" }])
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: &M,
+    name: &str,
+) {
+    if let Err(err) = registry.register(Box::new(metric.clone())) {
+        tracing::error!(metric = name, error = %err, "cannot register metric");
+    }
+}
+
+#[cold]
+fn unreachable_metric<M>(name: &str, err: &prometheus::Error) -> M {
+    // Only reachable with an invalid static definition, which the unit test below rules out.
+    tracing::error!(metric = name, error = %err, "invalid metric definition");
+    std::process::abort()
+}
+
+/// The name of a gRPC code as Prometheus label (`OK`, `NOT_FOUND`, …).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_renders() {
+        let metrics = Metrics::new();
+        metrics
+            .evaluations
+            .with_label_values(&["default/production", "Evaluate"])
+            .inc_by(3);
+        metrics.observe_rpc("Evaluate", tonic::Code::Ok, 0.0002);
+        metrics.cache("l1", true);
+        let text = metrics.render();
+        assert!(text.contains(
+            "vexil_evaluations_total{environment=\"default/production\",rpc=\"Evaluate\"} 3"
+        ));
+        assert!(
+            text.contains("vexil_rpc_duration_seconds_bucket{rpc=\"Evaluate\",le=\"0.00025\"} 1")
+        );
+        assert!(text.contains("vexil_cache_requests_total{layer=\"l1\",result=\"hit\"} 1"));
+        assert!(text.contains("vexil_redis_connected 0"));
+    }
+}

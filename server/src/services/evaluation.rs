@@ -1,0 +1,438 @@
+//! EvaluationService: flags evaluated on the server, from the ruleset held in memory, for
+//! SDK keys of every kind. Client and mobile keys see only flags marked `client_side`; to
+//! them every other flag does not exist (`FLAG_NOT_FOUND`). No rule ever leaves the server.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use prost::Message;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+use vexil_engine::{Context, ErrorKind, Evaluation, Reason, Ruleset, ValueKind};
+use vexil_proto::v1 as pb;
+use vexil_proto::v1::evaluation_service_server::EvaluationService;
+
+use super::streams::{self, ResponseStream, StreamGuard, StreamHandler};
+use crate::convert;
+use crate::live::{Environment, Hub, Update};
+use crate::sdk_auth::SdkAuth;
+use crate::status::from_storage;
+use crate::storage::{SdkKey, SdkKeyKind};
+
+/// Most flag keys one request may list.
+const MAX_LISTED_FLAGS: usize = 20_000;
+
+/// The EvaluationService.
+#[derive(Debug, Clone)]
+pub struct EvaluationApi {
+    hub: Hub,
+    auth: Arc<SdkAuth>,
+}
+
+impl EvaluationApi {
+    pub fn new(hub: Hub, auth: Arc<SdkAuth>) -> EvaluationApi {
+        EvaluationApi { hub, auth }
+    }
+
+    async fn environment(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(SdkKey, Arc<Environment>), Status> {
+        let key = self.auth.authenticate(metadata).await?;
+        let environment = self
+            .hub
+            .environment(&key.project_key, &key.environment_key)
+            .await
+            .map_err(from_storage)?;
+        Ok((key, environment))
+    }
+
+    fn observe<T>(&self, rpc: &str, started: Instant, result: &Result<T, Status>) {
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.hub
+            .metrics()
+            .observe_rpc(rpc, code, started.elapsed().as_secs_f64());
+    }
+
+    fn count(&self, environment: &Environment, rpc: &str, flags: usize) {
+        self.hub
+            .metrics()
+            .evaluations
+            .with_label_values(&[environment.label.as_str(), rpc])
+            .inc_by(flags as u64);
+    }
+}
+
+/// The context of a request, read once: valid, or the JSON the engine refused (each flag
+/// then reports `INVALID_CONTEXT` after its own errors, as the engine orders them).
+enum RequestContext {
+    Valid(Context),
+    Invalid(Value),
+}
+
+impl RequestContext {
+    fn read(context: Option<&pb::Context>) -> Result<RequestContext, Status> {
+        let context = context.ok_or_else(|| Status::invalid_argument("context: required"))?;
+        let json = convert::context_to_json(context);
+        Ok(match Context::from_json(&json) {
+            Ok(context) => RequestContext::Valid(context),
+            Err(_) => RequestContext::Invalid(json),
+        })
+    }
+}
+
+/// Evaluates flags of one ruleset as one key may see them.
+struct Evaluator<'r> {
+    ruleset: &'r Ruleset,
+    client_only: bool,
+}
+
+impl<'r> Evaluator<'r> {
+    fn new(ruleset: &'r Ruleset, key_kind: SdkKeyKind) -> Evaluator<'r> {
+        Evaluator {
+            ruleset,
+            client_only: key_kind != SdkKeyKind::Server,
+        }
+    }
+
+    fn visible(&self, flag_key: &str) -> bool {
+        !self.client_only || self.ruleset.flag(flag_key).is_some_and(|f| f.client_side)
+    }
+
+    /// Every flag the key may see, in key order.
+    fn visible_keys(&self) -> impl Iterator<Item = &'r str> + '_ {
+        self.ruleset.flag_keys().filter(|key| self.visible(key))
+    }
+
+    fn evaluate(
+        &self,
+        flag_key: &str,
+        context: &RequestContext,
+        kind: ValueKind,
+        default: Option<&prost_types::Value>,
+    ) -> pb::EvaluationResult {
+        if !self.visible(flag_key) {
+            let hidden = Evaluation {
+                value: None,
+                variation: None,
+                reason: Reason::Error {
+                    error_kind: ErrorKind::FlagNotFound,
+                },
+                in_experiment: false,
+                experiment_key: None,
+                flag_version: 0,
+            };
+            return convert::evaluation_result(flag_key, &hidden, default);
+        }
+        let evaluation = match context {
+            RequestContext::Valid(context) => self.ruleset.evaluate(flag_key, context, kind),
+            RequestContext::Invalid(json) => self.ruleset.evaluate_json(flag_key, json, kind),
+        };
+        convert::evaluation_result(flag_key, &evaluation, default)
+    }
+}
+
+fn requested_kind(kind: i32, default: Option<&prost_types::Value>) -> Result<ValueKind, Status> {
+    Ok(match pb::FlagKind::try_from(kind) {
+        Ok(pb::FlagKind::Bool) => ValueKind::Bool,
+        Ok(pb::FlagKind::String) => ValueKind::String,
+        Ok(pb::FlagKind::Number) => ValueKind::Number,
+        Ok(pb::FlagKind::Json) => ValueKind::Json,
+        Ok(pb::FlagKind::Unspecified) => match default {
+            Some(default) => ValueKind::of_default(&convert::value_to_json(default)),
+            None => ValueKind::Json,
+        },
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "kind: unknown flag kind {kind}"
+            )));
+        }
+    })
+}
+
+fn check_flag_keys(keys: &[String]) -> Result<(), Status> {
+    if keys.len() > MAX_LISTED_FLAGS {
+        return Err(Status::invalid_argument(format!(
+            "flag_keys: at most {MAX_LISTED_FLAGS} keys, got {}",
+            keys.len()
+        )));
+    }
+    if let Some(i) = keys.iter().position(String::is_empty) {
+        return Err(Status::invalid_argument(format!(
+            "flag_keys[{i}]: must not be empty"
+        )));
+    }
+    Ok(())
+}
+
+/// The results for `listed` keys (each once, in the order given), or for every visible flag.
+fn evaluate_many(
+    evaluator: &Evaluator<'_>,
+    context: &RequestContext,
+    listed: &[String],
+) -> Vec<pb::EvaluationResult> {
+    if listed.is_empty() {
+        evaluator
+            .visible_keys()
+            .map(|key| evaluator.evaluate(key, context, ValueKind::Json, None))
+            .collect()
+    } else {
+        let mut seen = HashSet::with_capacity(listed.len());
+        listed
+            .iter()
+            .filter(|key| seen.insert(key.as_str()))
+            .map(|key| evaluator.evaluate(key, context, ValueKind::Json, None))
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl EvaluationService for EvaluationApi {
+    async fn evaluate(
+        &self,
+        request: Request<pb::EvaluateRequest>,
+    ) -> Result<Response<pb::EvaluateResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let (key, environment) = self.environment(request.metadata()).await?;
+            let request = request.into_inner();
+            if request.flag_key.is_empty() {
+                return Err(Status::invalid_argument("flag_key: must not be empty"));
+            }
+            let default = request.default_value.as_ref();
+            let kind = requested_kind(request.kind, default)?;
+            let context = RequestContext::read(request.context.as_ref())?;
+            let held = environment.current();
+            let evaluator = Evaluator::new(&held.ruleset, key.kind);
+            let result = evaluator.evaluate(&request.flag_key, &context, kind, default);
+            self.count(&environment, "Evaluate", 1);
+            Ok(Response::new(pb::EvaluateResponse {
+                result: Some(result),
+                environment_version: held.version,
+            }))
+        }
+        .await;
+        self.observe("Evaluate", started, &result);
+        result
+    }
+
+    async fn evaluate_all(
+        &self,
+        request: Request<pb::EvaluateAllRequest>,
+    ) -> Result<Response<pb::EvaluateAllResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let (key, environment) = self.environment(request.metadata()).await?;
+            let request = request.into_inner();
+            check_flag_keys(&request.flag_keys)?;
+            let context = RequestContext::read(request.context.as_ref())?;
+            let held = environment.current();
+            let evaluator = Evaluator::new(&held.ruleset, key.kind);
+            let results = evaluate_many(&evaluator, &context, &request.flag_keys);
+            self.count(&environment, "EvaluateAll", results.len());
+            Ok(Response::new(pb::EvaluateAllResponse {
+                results,
+                environment_version: held.version,
+            }))
+        }
+        .await;
+        self.observe("EvaluateAll", started, &result);
+        result
+    }
+
+    type WatchStream = ResponseStream<pb::WatchResponse>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let (key, environment) = self.environment(request.metadata()).await?;
+            let request = request.into_inner();
+            check_flag_keys(&request.flag_keys)?;
+            if request.version < 0 {
+                return Err(Status::invalid_argument("version: must not be negative"));
+            }
+            let context = RequestContext::read(request.context.as_ref())?;
+            let updates = environment.subscribe();
+            let held = environment.current();
+            let mut watcher = Watcher {
+                key_kind: key.kind,
+                listed: request.flag_keys,
+                context,
+                last: BTreeMap::new(),
+                version: held.version,
+                hub: self.hub.clone(),
+                environment: environment.clone(),
+            };
+            let values = watcher.all_values(&held.ruleset);
+            let first = vec![pb::WatchResponse {
+                event: Some(pb::watch_response::Event::Values(pb::WatchValues {
+                    results: values,
+                    environment_version: held.version,
+                })),
+            }];
+            let guard = StreamGuard::new(self.hub.metrics(), "watch");
+            Ok(Response::new(streams::spawn_stream(
+                &self.hub,
+                environment,
+                updates,
+                first,
+                watcher,
+                guard,
+            )))
+        }
+        .await;
+        self.observe("Watch", started, &result);
+        result
+    }
+}
+
+/// The state of one Watch stream: what it last sent for each flag.
+struct Watcher {
+    key_kind: SdkKeyKind,
+    listed: Vec<String>,
+    context: RequestContext,
+    /// Flag key → fingerprint of the result last sent.
+    last: BTreeMap<Box<str>, u64>,
+    version: i64,
+    hub: Hub,
+    environment: Arc<Environment>,
+}
+
+/// What identifies a result for change detection: everything but the flag's version (a
+/// change of a flag that leaves the value and the reason alone is no change to a watcher).
+fn fingerprint(result: &pb::EvaluationResult) -> u64 {
+    let mut comparable = result.clone();
+    comparable.flag_version = 0;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    comparable.encode_to_vec().hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Watcher {
+    /// Every watched result, remembered as sent.
+    fn all_values(&mut self, ruleset: &Ruleset) -> Vec<pb::EvaluationResult> {
+        let evaluator = Evaluator::new(ruleset, self.key_kind);
+        let results = evaluate_many(&evaluator, &self.context, &self.listed);
+        self.last = results
+            .iter()
+            .map(|r| (r.flag_key.as_str().into(), fingerprint(r)))
+            .collect();
+        self.count(results.len());
+        results
+    }
+
+    fn count(&self, flags: usize) {
+        self.hub
+            .metrics()
+            .evaluations
+            .with_label_values(&[self.environment.label.as_str(), "Watch"])
+            .inc_by(flags as u64);
+    }
+
+    /// The changes between what was sent and `ruleset`, for the flags in `candidates`
+    /// (`None`: every flag).
+    fn changes(
+        &mut self,
+        ruleset: &Ruleset,
+        candidates: Option<&HashSet<String>>,
+        version: i64,
+    ) -> Option<pb::WatchResponse> {
+        let evaluator = Evaluator::new(ruleset, self.key_kind);
+        let keys: Vec<String> = if !self.listed.is_empty() {
+            self.listed
+                .iter()
+                .filter(|key| candidates.is_none_or(|c| c.contains(*key)))
+                .cloned()
+                .collect()
+        } else {
+            match candidates {
+                Some(candidates) => candidates.iter().cloned().collect(),
+                None => {
+                    let mut keys: Vec<String> =
+                        evaluator.visible_keys().map(str::to_owned).collect();
+                    keys.extend(self.last.keys().map(|k| k.to_string()));
+                    keys.sort();
+                    keys.dedup();
+                    keys
+                }
+            }
+        };
+        let mut updated = Vec::new();
+        let mut removed = Vec::new();
+        for key in keys {
+            let listed_or_visible = !self.listed.is_empty() || evaluator.visible(&key);
+            let exists = ruleset.flag(&key).is_some() || ruleset.is_malformed(&key);
+            if listed_or_visible && (exists || !self.listed.is_empty()) {
+                let result = evaluator.evaluate(&key, &self.context, ValueKind::Json, None);
+                let print = fingerprint(&result);
+                if self.last.get(key.as_str()) != Some(&print) {
+                    self.last.insert(key.as_str().into(), print);
+                    updated.push(result);
+                }
+            } else if self.last.remove(key.as_str()).is_some() {
+                removed.push(key);
+            }
+        }
+        self.count(updated.len());
+        self.version = version;
+        if updated.is_empty() && removed.is_empty() {
+            return None;
+        }
+        updated.sort_by(|a, b| a.flag_key.cmp(&b.flag_key));
+        removed.sort();
+        Some(pb::WatchResponse {
+            event: Some(pb::watch_response::Event::Changes(pb::WatchChanges {
+                updated,
+                removed,
+                environment_version: version,
+            })),
+        })
+    }
+}
+
+impl StreamHandler for Watcher {
+    type Message = pb::WatchResponse;
+
+    async fn on_update(&mut self, update: &Update) -> Result<Vec<pb::WatchResponse>, Status> {
+        if update.state.version <= self.version {
+            return Ok(Vec::new());
+        }
+        // A missed update means unknown changes: compare everything.
+        let candidates = if update.from_version == self.version {
+            update.affected.as_ref()
+        } else {
+            None
+        };
+        Ok(self
+            .changes(&update.state.ruleset, candidates, update.state.version)
+            .into_iter()
+            .collect())
+    }
+
+    async fn on_missed(
+        &mut self,
+        environment: &Environment,
+    ) -> Result<Vec<pb::WatchResponse>, Status> {
+        let held = environment.current();
+        Ok(self
+            .changes(&held.ruleset, None, held.version)
+            .into_iter()
+            .collect())
+    }
+
+    fn heartbeat(&self) -> pb::WatchResponse {
+        pb::WatchResponse {
+            event: Some(pb::watch_response::Event::Heartbeat(streams::heartbeat(
+                self.version,
+            ))),
+        }
+    }
+}

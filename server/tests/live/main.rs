@@ -1,0 +1,888 @@
+//! Evaluation, Sync, Watch, the HTTP snapshot and propagation between instances, end to
+//! end over loopback gRPC and HTTP.
+
+mod support;
+mod vectors;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::transport::Channel;
+use vexil_proto::v1 as pb;
+use vexil_proto::v1::admin_service_client::AdminServiceClient;
+use vexil_server::convert::{json_to_value, value_to_json};
+use vexil_server::live::LiveSettings;
+
+use support::{Cluster, PrivateRedis, authed, eventually, unique};
+
+const PROJECT: &str = "default";
+const ENV: &str = "production";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn settings() -> LiveSettings {
+    LiveSettings {
+        heartbeat_interval: Duration::from_millis(300),
+        ..LiveSettings::default()
+    }
+}
+
+fn user(key: &str, attributes: Value) -> pb::Context {
+    let fields = attributes
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    pb::Context {
+        kind: "user".into(),
+        key: key.into(),
+        attributes: Some(prost_types::Struct { fields }),
+        contexts: Vec::new(),
+    }
+}
+
+fn serve(variation: u32) -> Option<pb::Serve> {
+    Some(pb::Serve {
+        kind: Some(pb::serve::Kind::Variation(variation)),
+        experiment: None,
+    })
+}
+
+/// Creates a bool flag (variations false, true; off serves false) in the project.
+async fn create_bool_flag(
+    admin: &mut AdminServiceClient<Channel>,
+    token: &str,
+    key: &str,
+    client_side: bool,
+) {
+    admin
+        .create_flag(authed(
+            pb::CreateFlagRequest {
+                project_key: PROJECT.into(),
+                key: key.into(),
+                name: key.into(),
+                kind: pb::FlagKind::Bool as i32,
+                variations: vec![json_to_value(&json!(false)), json_to_value(&json!(true))],
+                client_side,
+                off_variation: Some(0),
+                fallthrough: serve(1),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .expect("create flag");
+}
+
+async fn config_version(admin: &mut AdminServiceClient<Channel>, token: &str, key: &str) -> i64 {
+    let flag = admin
+        .get_flag(authed(
+            pb::GetFlagRequest {
+                project_key: PROJECT.into(),
+                key: key.into(),
+                environment_keys: vec![ENV.into()],
+            },
+            token,
+        ))
+        .await
+        .expect("get flag")
+        .into_inner();
+    flag.configurations[0].version
+}
+
+async fn toggle(admin: &mut AdminServiceClient<Channel>, token: &str, key: &str, on: bool) {
+    let version = config_version(admin, token, key).await;
+    admin
+        .toggle_flag(authed(
+            pb::ToggleFlagRequest {
+                project_key: PROJECT.into(),
+                environment_key: ENV.into(),
+                key: key.into(),
+                expected_version: version,
+                on,
+            },
+            token,
+        ))
+        .await
+        .expect("toggle flag");
+}
+
+/// Turns a flag on with one rule: users whose `email` ends with `suffix` get false,
+/// everyone else true.
+async fn set_email_rule(
+    admin: &mut AdminServiceClient<Channel>,
+    token: &str,
+    key: &str,
+    suffix: &str,
+) {
+    let version = config_version(admin, token, key).await;
+    admin
+        .update_flag_configuration(authed(
+            pb::UpdateFlagConfigurationRequest {
+                project_key: PROJECT.into(),
+                environment_key: ENV.into(),
+                key: key.into(),
+                expected_version: version,
+                configuration: Some(pb::FlagConfiguration {
+                    on: true,
+                    off_variation: Some(0),
+                    rules: vec![pb::Rule {
+                        id: "by-email".into(),
+                        clauses: vec![pb::Clause {
+                            context_kind: "user".into(),
+                            attribute: "email".into(),
+                            op: pb::Operator::EndsWith as i32,
+                            values: vec![json_to_value(&json!(suffix))],
+                            negate: false,
+                        }],
+                        serve: serve(0),
+                        description: String::new(),
+                    }],
+                    fallthrough: serve(1),
+                    ..Default::default()
+                }),
+            },
+            token,
+        ))
+        .await
+        .expect("update configuration");
+}
+
+async fn evaluate_bool(
+    client: &mut vexil_proto::v1::evaluation_service_client::EvaluationServiceClient<Channel>,
+    key: &str,
+    flag: &str,
+    context: pb::Context,
+) -> pb::EvaluationResult {
+    client
+        .evaluate(authed(
+            pb::EvaluateRequest {
+                flag_key: flag.into(),
+                context: Some(context),
+                default_value: Some(json_to_value(&json!(false))),
+                kind: pb::FlagKind::Bool as i32,
+            },
+            key,
+        ))
+        .await
+        .expect("evaluate")
+        .into_inner()
+        .result
+        .expect("result")
+}
+
+fn value(result: &pb::EvaluationResult) -> Value {
+    result
+        .value
+        .as_ref()
+        .map(value_to_json)
+        .unwrap_or(Value::Null)
+}
+
+fn reason_kind(result: &pb::EvaluationResult) -> pb::ReasonKind {
+    result
+        .reason
+        .as_ref()
+        .and_then(|r| pb::ReasonKind::try_from(r.kind).ok())
+        .unwrap_or(pb::ReasonKind::Unspecified)
+}
+
+fn error_kind(result: &pb::EvaluationResult) -> pb::ErrorKind {
+    result
+        .reason
+        .as_ref()
+        .and_then(|r| pb::ErrorKind::try_from(r.error_kind).ok())
+        .unwrap_or(pb::ErrorKind::Unspecified)
+}
+
+#[tokio::test]
+async fn evaluations_follow_writes_and_client_keys_see_only_client_side_values() {
+    let cluster = Cluster::sqlite(settings()).await;
+    let instance = &cluster.instances[0];
+    let token = cluster.root_token();
+    let server_key = cluster.sdk_key(ENV, "server");
+    let client_key = cluster.sdk_key(ENV, "client");
+    let mut admin = instance.admin().await;
+    create_bool_flag(&mut admin, &token, "server-only", false).await;
+    create_bool_flag(&mut admin, &token, "public", true).await;
+    let mut eval = instance.evaluation().await;
+
+    // Off: the off variation, reason OFF.
+    eventually(WAIT, "the new flag is evaluated", || {
+        let mut eval = eval.clone();
+        let key = server_key.clone();
+        async move {
+            let r = evaluate_bool(&mut eval, &key, "public", user("alice", json!({}))).await;
+            reason_kind(&r) == pb::ReasonKind::Off
+        }
+    })
+    .await;
+    toggle(&mut admin, &token, "public", true).await;
+    eventually(WAIT, "the toggle is seen", || {
+        let mut eval = eval.clone();
+        let key = server_key.clone();
+        async move {
+            let r = evaluate_bool(&mut eval, &key, "public", user("alice", json!({}))).await;
+            value(&r) == json!(true) && reason_kind(&r) == pb::ReasonKind::Fallthrough
+        }
+    })
+    .await;
+
+    // A client key: the client-side flag is served, the other does not exist for it.
+    let r = evaluate_bool(&mut eval, &client_key, "public", user("alice", json!({}))).await;
+    assert_eq!(value(&r), json!(true));
+    let r = evaluate_bool(
+        &mut eval,
+        &client_key,
+        "server-only",
+        user("alice", json!({})),
+    )
+    .await;
+    assert_eq!(reason_kind(&r), pb::ReasonKind::Error);
+    assert_eq!(error_kind(&r), pb::ErrorKind::FlagNotFound);
+    assert_eq!(value(&r), json!(false), "the default is returned");
+    assert_eq!(r.flag_version, 0, "nothing about the hidden flag leaks");
+
+    // EvaluateAll: the server key sees both, the client key one.
+    let all = eval
+        .evaluate_all(authed(
+            pb::EvaluateAllRequest {
+                context: Some(user("alice", json!({}))),
+                flag_keys: vec![],
+            },
+            &server_key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let keys: Vec<_> = all.results.iter().map(|r| r.flag_key.as_str()).collect();
+    assert_eq!(keys, ["public", "server-only"]);
+    let all = eval
+        .evaluate_all(authed(
+            pb::EvaluateAllRequest {
+                context: Some(user("alice", json!({}))),
+                flag_keys: vec![],
+            },
+            &client_key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let keys: Vec<_> = all.results.iter().map(|r| r.flag_key.as_str()).collect();
+    assert_eq!(keys, ["public"]);
+
+    // Wrong type, unknown flag and invalid context are results, not failures.
+    let r = eval
+        .evaluate(authed(
+            pb::EvaluateRequest {
+                flag_key: "public".into(),
+                context: Some(user("alice", json!({}))),
+                default_value: Some(json_to_value(&json!("text"))),
+                kind: pb::FlagKind::Unspecified as i32,
+            },
+            &server_key,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(error_kind(&r), pb::ErrorKind::WrongType);
+    assert_eq!(value(&r), json!("text"));
+    let r = evaluate_bool(&mut eval, &server_key, "public", user("", json!({}))).await;
+    assert_eq!(error_kind(&r), pb::ErrorKind::InvalidContext);
+
+    // Bad requests and bad keys fail with a status naming the problem.
+    let status = eval
+        .evaluate(authed(
+            pb::EvaluateRequest {
+                flag_key: String::new(),
+                context: Some(user("alice", json!({}))),
+                ..Default::default()
+            },
+            &server_key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("flag_key"),
+        "{}",
+        status.message()
+    );
+    let status = eval
+        .evaluate(authed(
+            pb::EvaluateRequest {
+                flag_key: "public".into(),
+                context: None,
+                ..Default::default()
+            },
+            &server_key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("context"), "{}", status.message());
+    let status = eval
+        .evaluate(authed(
+            pb::EvaluateRequest {
+                flag_key: "public".into(),
+                context: Some(user("alice", json!({}))),
+                ..Default::default()
+            },
+            "vxl-server-0000",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = eval
+        .evaluate(authed(
+            pb::EvaluateRequest {
+                flag_key: "public".into(),
+                context: Some(user("alice", json!({}))),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Unauthenticated,
+        "admin tokens are not SDK keys"
+    );
+
+    // Client and mobile keys never receive rules: Sync and the HTTP snapshot refuse them.
+    let mut sync = instance.sync().await;
+    for kind in ["client", "mobile"] {
+        let key = cluster.sdk_key(ENV, kind);
+        let status = sync
+            .sync(authed(pb::SyncRequest::default(), &key))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{kind}");
+        let response = instance
+            .http_get(
+                "/v1/snapshot",
+                &[("Authorization", &format!("Bearer {key}"))],
+            )
+            .await;
+        assert_eq!(response.status, 403, "{kind}");
+        assert!(!String::from_utf8_lossy(&response.body).contains("fallthrough"));
+    }
+    drop(admin);
+    cluster.stop().await;
+}
+
+async fn next_watch(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::watch_response::Event {
+    loop {
+        let message = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("a watch message in time")
+            .expect("stream open")
+            .expect("stream not ended");
+        match message.event.expect("event") {
+            pb::watch_response::Event::Heartbeat(_) => continue,
+            event => return event,
+        }
+    }
+}
+
+#[tokio::test]
+async fn watch_sends_exactly_the_changes_that_affect_the_context() {
+    let cluster = Cluster::sqlite(settings()).await;
+    let instance = &cluster.instances[0];
+    let token = cluster.root_token();
+    let client_key = cluster.sdk_key(ENV, "client");
+    let mut admin = instance.admin().await;
+    create_bool_flag(&mut admin, &token, "checkout", true).await;
+    create_bool_flag(&mut admin, &token, "banner", true).await;
+    toggle(&mut admin, &token, "checkout", true).await;
+    toggle(&mut admin, &token, "banner", true).await;
+    instance.refresh_now().await;
+
+    let mut eval = instance.evaluation().await;
+    let mut stream = eval
+        .watch(authed(
+            pb::WatchRequest {
+                context: Some(user("alice", json!({"email": "alice@example.com"}))),
+                flag_keys: vec![],
+                version: 0,
+            },
+            &client_key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let pb::watch_response::Event::Values(values) = next_watch(&mut stream).await else {
+        panic!("a watch starts with every value");
+    };
+    let keys: Vec<_> = values.results.iter().map(|r| r.flag_key.as_str()).collect();
+    assert_eq!(keys, ["banner", "checkout"]);
+    assert!(values.results.iter().all(|r| value(r) == json!(true)));
+
+    // A rule that does not match alice changes nothing for her: no message (heartbeats
+    // only). The next change that does affect her is the next message.
+    set_email_rule(&mut admin, &token, "checkout", "@other.org").await;
+    toggle(&mut admin, &token, "banner", false).await;
+    let pb::watch_response::Event::Changes(changes) = next_watch(&mut stream).await else {
+        panic!("expected changes");
+    };
+    let updated: Vec<_> = changes
+        .updated
+        .iter()
+        .map(|r| (r.flag_key.as_str(), value(r)))
+        .collect();
+    assert_eq!(updated, [("banner", json!(false))]);
+    assert!(changes.removed.is_empty());
+
+    // A rule that matches her changes her value and reason.
+    set_email_rule(&mut admin, &token, "checkout", "@example.com").await;
+    let pb::watch_response::Event::Changes(changes) = next_watch(&mut stream).await else {
+        panic!("expected changes");
+    };
+    assert_eq!(changes.updated.len(), 1);
+    assert_eq!(changes.updated[0].flag_key, "checkout");
+    assert_eq!(value(&changes.updated[0]), json!(false));
+    assert_eq!(reason_kind(&changes.updated[0]), pb::ReasonKind::RuleMatch);
+
+    // A flag no longer client-side disappears from a client key's stream.
+    let flag = admin
+        .get_flag(authed(
+            pb::GetFlagRequest {
+                project_key: PROJECT.into(),
+                key: "banner".into(),
+                environment_keys: vec![],
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    admin
+        .update_flag(authed(
+            pb::UpdateFlagRequest {
+                project_key: PROJECT.into(),
+                key: "banner".into(),
+                expected_version: flag.version,
+                name: flag.name.clone(),
+                variations: flag.variations.clone(),
+                client_side: false,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let pb::watch_response::Event::Changes(changes) = next_watch(&mut stream).await else {
+        panic!("expected changes");
+    };
+    assert!(changes.updated.is_empty());
+    assert_eq!(changes.removed, ["banner"]);
+
+    // Heartbeats keep an idle stream alive.
+    let beat = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        beat.event,
+        Some(pb::watch_response::Event::Heartbeat(_))
+    ));
+    drop(stream);
+    drop(admin);
+    cluster.stop().await;
+}
+
+async fn next_sync(stream: &mut tonic::Streaming<pb::SyncResponse>) -> pb::sync_response::Event {
+    loop {
+        let message = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("a sync message in time")
+            .expect("stream open")
+            .expect("stream not ended");
+        match message.event.expect("event") {
+            pb::sync_response::Event::Heartbeat(_) => continue,
+            event => return event,
+        }
+    }
+}
+
+async fn open_sync(
+    instance: &support::Instance,
+    key: &str,
+    version: i64,
+) -> tonic::Streaming<pb::SyncResponse> {
+    instance
+        .sync()
+        .await
+        .sync(authed(
+            pb::SyncRequest {
+                version,
+                sdk_name: "live-tests".into(),
+                sdk_version: "0".into(),
+            },
+            key,
+        ))
+        .await
+        .expect("open sync")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn sync_sends_a_snapshot_then_patches_and_resumes_from_a_version() {
+    let cluster = Cluster::sqlite(settings()).await;
+    let instance = &cluster.instances[0];
+    let token = cluster.root_token();
+    let server_key = cluster.sdk_key(ENV, "server");
+    let mut admin = instance.admin().await;
+    create_bool_flag(&mut admin, &token, "alpha", false).await;
+    instance.refresh_now().await;
+
+    let mut stream = open_sync(instance, &server_key, 0).await;
+    let pb::sync_response::Event::Snapshot(snapshot) = next_sync(&mut stream).await else {
+        panic!("a new client gets a snapshot");
+    };
+    assert_eq!(snapshot.flags.len(), 1);
+    assert_eq!(snapshot.flags[0].key, "alpha");
+    assert!(
+        snapshot.flags[0].fallthrough.is_some(),
+        "server keys get rules"
+    );
+    let mut held = snapshot.version;
+
+    toggle(&mut admin, &token, "alpha", true).await;
+    let pb::sync_response::Event::Patch(patch) = next_sync(&mut stream).await else {
+        panic!("a change is a patch");
+    };
+    assert_eq!(patch.from_version, held);
+    assert_eq!(patch.upserted_flags.len(), 1);
+    assert!(patch.upserted_flags[0].on);
+    held = patch.version;
+
+    // Cut the stream, change twice, reconnect with the held version: one patch with both.
+    drop(stream);
+    create_bool_flag(&mut admin, &token, "beta", false).await;
+    let alpha = admin
+        .get_flag(authed(
+            pb::GetFlagRequest {
+                project_key: PROJECT.into(),
+                key: "alpha".into(),
+                environment_keys: vec![],
+            },
+            &token,
+        ))
+        .await
+        .expect("get flag")
+        .into_inner();
+    admin
+        .delete_flag(authed(
+            pb::DeleteFlagRequest {
+                project_key: PROJECT.into(),
+                key: "alpha".into(),
+                expected_version: alpha.version,
+            },
+            &token,
+        ))
+        .await
+        .expect("delete flag");
+    instance.refresh_now().await;
+    let mut stream = open_sync(instance, &server_key, held).await;
+    let pb::sync_response::Event::Patch(patch) = next_sync(&mut stream).await else {
+        panic!("a client resuming from its version gets a patch, not a snapshot");
+    };
+    assert_eq!(patch.from_version, held);
+    let upserted: Vec<_> = patch
+        .upserted_flags
+        .iter()
+        .map(|f| f.key.as_str())
+        .collect();
+    assert_eq!(upserted, ["beta"]);
+    assert_eq!(patch.deleted_flags, ["alpha"]);
+    held = patch.version;
+
+    // A current client gets a heartbeat at once; one claiming a future version a snapshot.
+    let mut current = open_sync(instance, &server_key, held).await;
+    let first = tokio::time::timeout(WAIT, current.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match first.event {
+        Some(pb::sync_response::Event::Heartbeat(beat)) => {
+            assert_eq!(beat.environment_version, held)
+        }
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    let mut future = open_sync(instance, &server_key, held + 100).await;
+    assert!(matches!(
+        next_sync(&mut future).await,
+        pb::sync_response::Event::Snapshot(_)
+    ));
+    let status = instance
+        .sync()
+        .await
+        .sync(authed(
+            pb::SyncRequest {
+                version: -1,
+                ..Default::default()
+            },
+            &server_key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("version"));
+    drop((stream, current, future, admin));
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn http_snapshot_has_etag_304_and_gzip() {
+    use std::io::Read;
+    let cluster = Cluster::sqlite(settings()).await;
+    let instance = &cluster.instances[0];
+    let token = cluster.root_token();
+    let server_key = cluster.sdk_key(ENV, "server");
+    let mut admin = instance.admin().await;
+    create_bool_flag(&mut admin, &token, "alpha", false).await;
+    instance.refresh_now().await;
+    let auth = format!("Bearer {server_key}");
+
+    let plain = instance
+        .http_get("/v1/snapshot", &[("Authorization", &auth)])
+        .await;
+    assert_eq!(plain.status, 200);
+    let body: Value = serde_json::from_slice(&plain.body).expect("snapshot is JSON");
+    assert_eq!(body["flags"][0]["key"], "alpha");
+    let etag = plain.header("etag").expect("etag").to_owned();
+    assert_eq!(etag, format!("\"{}\"", body["version"]));
+    assert!(plain.header("cache-control").unwrap().contains("public"));
+
+    let not_modified = instance
+        .http_get(
+            "/v1/snapshot",
+            &[("Authorization", &auth), ("If-None-Match", &etag)],
+        )
+        .await;
+    assert_eq!(not_modified.status, 304);
+    assert!(not_modified.body.is_empty());
+
+    let zipped = instance
+        .http_get(
+            "/v1/snapshot",
+            &[("Authorization", &auth), ("Accept-Encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(zipped.status, 200);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(zipped.body.as_slice())
+        .read_to_string(&mut text)
+        .expect("gzip body");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), body);
+
+    // After a change the old ETag no longer matches.
+    toggle(&mut admin, &token, "alpha", true).await;
+    instance.refresh_now().await;
+    let changed = instance
+        .http_get(
+            "/v1/snapshot",
+            &[("Authorization", &auth), ("If-None-Match", &etag)],
+        )
+        .await;
+    assert_eq!(changed.status, 200);
+    assert_ne!(changed.header("etag"), Some(etag.as_str()));
+
+    let missing = instance.http_get("/v1/snapshot", &[]).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(instance.http_get("/healthz", &[]).await.status, 200);
+    eventually(WAIT, "ready", || async {
+        instance.http_get("/readyz", &[]).await.status == 200
+    })
+    .await;
+    let metrics = instance.http_get("/metrics", &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(text.contains("vexil_cache_requests_total{layer=\"l3\",result=\"hit\"} 1"));
+    drop(admin);
+    cluster.stop().await;
+}
+
+/// The acceptance test of propagation: three instances on one Postgres and one Redis.
+#[tokio::test]
+async fn three_instances_propagate_through_redis_and_survive_its_loss() {
+    let mut redis = PrivateRedis::start();
+    let live = LiveSettings {
+        redis_url: Some(redis.url()),
+        redis_prefix: unique("vexil_live"),
+        // Long enough that a change arriving quickly must have come through Redis, short
+        // enough to keep the Redis-down phase of the test brief.
+        version_check_interval: Duration::from_secs(4),
+        heartbeat_interval: Duration::from_millis(500),
+    };
+    let Some(cluster) = Cluster::postgres(3, live).await else {
+        return;
+    };
+    let (a, b, c) = (
+        &cluster.instances[0],
+        &cluster.instances[1],
+        &cluster.instances[2],
+    );
+    let token = cluster.root_token();
+    let server_key = cluster.sdk_key(ENV, "server");
+    let client_key = cluster.sdk_key(ENV, "client");
+    let mut admin = a.admin().await;
+    create_bool_flag(&mut admin, &token, "checkout", true).await;
+    for instance in [a, b, c] {
+        instance.refresh_now().await;
+        eventually(WAIT, "redis subscription up", || async {
+            instance.metric("vexil_redis_connected").await == 1.0
+        })
+        .await;
+    }
+
+    let mut sync_c = open_sync(c, &server_key, 0).await;
+    let pb::sync_response::Event::Snapshot(snapshot) = next_sync(&mut sync_c).await else {
+        panic!("snapshot first");
+    };
+    let mut held = snapshot.version;
+    let mut eval_b = b.evaluation().await;
+    let mut watch_b = eval_b
+        .watch(authed(
+            pb::WatchRequest {
+                context: Some(user("alice", json!({}))),
+                flag_keys: vec!["checkout".into()],
+                version: 0,
+            },
+            &client_key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let pb::watch_response::Event::Values(values) = next_watch(&mut watch_b).await else {
+        panic!("values first");
+    };
+    assert_eq!(value(&values.results[0]), json!(false));
+
+    // 1. Through Redis: the change reaches C's Sync and B's Watch, by notice.
+    let started = Instant::now();
+    toggle(&mut admin, &token, "checkout", true).await;
+    let pb::sync_response::Event::Patch(patch) = next_sync(&mut sync_c).await else {
+        panic!("patch");
+    };
+    assert_eq!(patch.from_version, held);
+    held = patch.version;
+    let pb::watch_response::Event::Changes(changes) = next_watch(&mut watch_b).await else {
+        panic!("changes");
+    };
+    assert_eq!(value(&changes.updated[0]), json!(true));
+    eprintln!("propagation with redis: {:?}", started.elapsed());
+    let by_notice = "vexil_propagation_lag_seconds_count{source=\"notice\"}";
+    assert!(
+        c.metric(by_notice).await >= 1.0,
+        "C learnt of the change by notice"
+    );
+    assert!(
+        b.metric(by_notice).await >= 1.0,
+        "B learnt of the change by notice"
+    );
+
+    // 2. Redis down: serving goes on, and the change still arrives by the periodic check.
+    redis.stop();
+    let r = evaluate_bool(&mut eval_b, &server_key, "checkout", user("bob", json!({}))).await;
+    assert_eq!(value(&r), json!(true), "serving continues from memory");
+    let started = Instant::now();
+    toggle(&mut admin, &token, "checkout", false).await;
+    let pb::sync_response::Event::Patch(patch) = next_sync(&mut sync_c).await else {
+        panic!("patch");
+    };
+    assert_eq!(patch.from_version, held);
+    held = patch.version;
+    let pb::watch_response::Event::Changes(changes) = next_watch(&mut watch_b).await else {
+        panic!("changes");
+    };
+    assert_eq!(value(&changes.updated[0]), json!(false));
+    eprintln!("propagation without redis: {:?}", started.elapsed());
+    let by_check = "vexil_propagation_lag_seconds_count{source=\"check\"}";
+    assert!(
+        c.metric(by_check).await >= 1.0,
+        "C learnt of it by the periodic check"
+    );
+    assert!(
+        b.metric(by_check).await >= 1.0,
+        "B learnt of it by the periodic check"
+    );
+
+    // 3. Redis back: the subscription comes back by itself and notices are fast again.
+    redis.restart();
+    for instance in [a, b, c] {
+        eventually(
+            Duration::from_secs(20),
+            "redis subscription back",
+            || async { instance.metric("vexil_redis_connected").await == 1.0 },
+        )
+        .await;
+    }
+    let notices_before = c.metric(by_notice).await;
+    let checks_before = c.metric(by_check).await;
+    toggle(&mut admin, &token, "checkout", true).await;
+    let pb::sync_response::Event::Patch(patch) = next_sync(&mut sync_c).await else {
+        panic!("patch");
+    };
+    assert_eq!(patch.from_version, held);
+    held = patch.version;
+    let pb::watch_response::Event::Changes(_) = next_watch(&mut watch_b).await else {
+        panic!("changes");
+    };
+    assert_eq!(c.metric(by_notice).await, notices_before + 1.0);
+    assert_eq!(c.metric(by_check).await, checks_before);
+
+    // 4. A stream cut mid-way resumes from its version on another instance, by patch.
+    drop(sync_c);
+    toggle(&mut admin, &token, "checkout", false).await;
+    b.refresh_now().await;
+    let mut resumed = open_sync(b, &server_key, held).await;
+    let pb::sync_response::Event::Patch(patch) = next_sync(&mut resumed).await else {
+        panic!("resuming gets a patch, not a snapshot");
+    };
+    assert_eq!(patch.from_version, held);
+    assert!(!patch.upserted_flags[0].on);
+
+    // 5. A new instance warms up from the Redis snapshot (L2) written after the last change.
+    drop((resumed, watch_b, eval_b, admin));
+    let mut cluster = cluster;
+    let d = cluster.add_instance().await;
+    eventually(WAIT, "the new instance is ready", || async {
+        cluster.instances[d].http_get("/readyz", &[]).await.status == 200
+    })
+    .await;
+    assert!(
+        cluster.instances[d]
+            .metric("vexil_cache_requests_total{layer=\"l2\",result=\"hit\"}")
+            .await
+            >= 1.0,
+        "the new instance loaded the environment from Redis"
+    );
+    cluster.stop().await;
+}
+
+impl support::Instance {
+    /// Waits until the instance holds the store's current version of the environment (the
+    /// server gets there on its own, by notice or periodic check).
+    async fn refresh_now(&self) {
+        let target = self
+            .storage
+            .environment_version(PROJECT, ENV)
+            .await
+            .expect("environment exists");
+        let metric = format!("vexil_environment_version{{environment=\"{PROJECT}/{ENV}\"}}");
+        eventually(WAIT, "the instance holds the latest version", || async {
+            self.metric(&metric).await as i64 >= target
+        })
+        .await;
+    }
+}
