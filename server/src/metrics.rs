@@ -41,6 +41,8 @@ pub struct Metrics {
     pub environment_version: IntGaugeVec,
     /// 1 while the Redis change-notice subscription is up.
     pub redis_connected: IntGauge,
+    /// 1 when the instance is configured with Redis.
+    pub redis_configured: IntGauge,
 }
 
 impl Metrics {
@@ -75,6 +77,12 @@ impl Metrics {
         )
         .unwrap_or_else(|err| unreachable_metric("vexil_redis_connected", &err));
         register(&registry, &redis_connected, "vexil_redis_connected");
+        let redis_configured = IntGauge::new(
+            "vexil_redis_configured",
+            "1 when the instance is configured with Redis",
+        )
+        .unwrap_or_else(|err| unreachable_metric("vexil_redis_configured", &err));
+        register(&registry, &redis_configured, "vexil_redis_configured");
         Metrics {
             evaluations: counter(
                 &registry,
@@ -131,6 +139,7 @@ impl Metrics {
                 &["environment"],
             ),
             redis_connected,
+            redis_configured,
             registry,
         }
     }
@@ -228,5 +237,45 @@ mod tests {
         );
         assert!(text.contains("vexil_cache_requests_total{layer=\"l1\",result=\"hit\"} 1"));
         assert!(text.contains("vexil_redis_connected 0"));
+    }
+
+    /// The example alert rules only name metrics that exist.
+    #[test]
+    fn alert_rules_name_existing_metrics() {
+        let metrics = Metrics::new();
+        // Give every labelled family a child so that it renders.
+        metrics
+            .evaluations
+            .with_label_values(&["p/e", "Evaluate"])
+            .inc();
+        metrics.observe_rpc("Evaluate", tonic::Code::Ok, 0.001);
+        metrics.active_streams.with_label_values(&["sync"]).inc();
+        metrics.cache("l1", true);
+        metrics
+            .propagation_lag
+            .with_label_values(&["notice"])
+            .observe(0.01);
+        metrics.redis_errors.with_label_values(&["publish"]).inc();
+        metrics.database_errors.with_label_values(&["load"]).inc();
+        metrics
+            .environment_version
+            .with_label_values(&["p/e"])
+            .set(1);
+        let rendered = metrics.render();
+        let rules = include_str!("../deploy/prometheus-alerts.yml");
+        let mut named = 0;
+        for (start, _) in rules.match_indices("vexil_") {
+            let name: String = rules[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                rendered.contains(&format!("\n{name}{{"))
+                    || rendered.contains(&format!("\n{name} ")),
+                "the alert rules name `{name}`, which the server does not export"
+            );
+            named += 1;
+        }
+        assert!(named >= 6);
     }
 }

@@ -247,6 +247,7 @@ impl Hub {
             .redis_url
             .as_deref()
             .map(|url| RedisBus::new(url, &settings.redis_prefix, metrics.clone()));
+        metrics.redis_configured.set(i64::from(bus.is_some()));
         let (closing, _) = watch::channel(false);
         let hub = Hub {
             inner: Arc::new(HubInner {

@@ -6,6 +6,9 @@
 //! environments, keys, tokens, projects and imports). Every write of a flag, configuration
 //! or segment is first applied in memory to the environment's whole ruleset and validated by
 //! the engine; a problem refuses the write with `INVALID_ARGUMENT` and nothing is stored.
+//! The write then commits only if the environments it touches are still at the versions
+//! validated against (storage guards); when another change slipped in between, validation
+//! and write run again, a few times, before the call fails with `ABORTED`.
 
 use std::collections::HashSet;
 
@@ -19,9 +22,27 @@ use crate::auth::{Authenticator, Caller};
 use crate::convert;
 use crate::limits;
 use crate::storage::{
-    self, ArchivedFilter, AuditFilter, FlagConfigUpdate, FlagFilter, NewAdminToken, NewEnvironment,
-    NewFlag, NewProject, NewSdkKey, Role, RoleBinding, RulesetJson, Storage, secrets,
+    self, ArchivedFilter, AuditFilter, EnvGuards, FlagConfigUpdate, FlagFilter, NewAdminToken,
+    NewEnvironment, NewFlag, NewProject, NewSdkKey, ResourceKind, Role, RoleBinding, RulesetJson,
+    Storage, StorageError, secrets,
 };
+
+/// How many times a validated write is attempted when its environment keeps changing
+/// between validation and write.
+const WRITE_ATTEMPTS: usize = 5;
+
+/// Whether a write failed because an environment changed after it was validated (worth a
+/// new attempt), rather than because the resource itself was stale.
+fn environment_moved(err: &StorageError, attempt: usize) -> bool {
+    attempt + 1 < WRITE_ATTEMPTS
+        && matches!(
+            err,
+            StorageError::Conflict {
+                kind: ResourceKind::Environment,
+                ..
+            }
+        )
+}
 
 /// The admin API over a storage.
 #[derive(Debug, Clone)]
@@ -44,15 +65,17 @@ impl Admin {
 
     /// Checks a write against the environment's ruleset: `change` edits the ruleset JSON in
     /// memory, and the write is refused when the result has a problem about `resource` (a flag
-    /// or segment key), or a problem the ruleset did not have before.
+    /// or segment key), or a problem the ruleset did not have before. Returns the environment
+    /// version validated against, for the write's guards.
     async fn check_env(
         &self,
         project: &str,
         env: &str,
         resource: Option<(vexil_engine::ResourceKind, &str)>,
         change: impl FnOnce(&mut RulesetJson),
-    ) -> Result<(), Status> {
+    ) -> Result<i64, Status> {
         let mut ruleset = self.storage.load_ruleset(project, env).await?;
+        let version = ruleset.version;
         let before = problems(&ruleset)?;
         change(&mut ruleset);
         let after = problems(&ruleset)?;
@@ -63,7 +86,8 @@ impl Admin {
                     || !before.contains(p)
             })
             .collect();
-        refuse(&refused)
+        refuse(&refused)?;
+        Ok(version)
     }
 
     async fn environment_keys(&self, project: &str) -> Result<Vec<String>, Status> {
@@ -563,43 +587,54 @@ impl AdminService for Admin {
         // An unknown flag is NOT_FOUND before anything else.
         self.storage.get_flag(&req.project_key, &req.key).await?;
         // New variations must fit every environment's configuration of the flag.
-        for env in self.environment_keys(&req.project_key).await? {
-            let key = req.key.clone();
-            let variations = variations.clone();
-            let client_side = req.client_side;
-            self.check_env(
-                &req.project_key,
-                &env,
-                Some((vexil_engine::ResourceKind::Flag, &req.key)),
-                move |ruleset| {
-                    if let Some(flag) = ruleset
-                        .flags
-                        .iter_mut()
-                        .find(|f| key_of(f) == Some(key.as_str()))
-                    {
-                        flag["variations"] = Value::Array(variations);
-                        flag["client_side"] = Value::Bool(client_side);
-                    }
-                },
-            )
-            .await?;
-        }
-        let flag = self
-            .storage
-            .update_flag(
-                caller.actor(),
-                &req.project_key,
-                &req.key,
-                req.expected_version,
-                &storage::FlagUpdate {
-                    name: req.name,
-                    description: req.description,
-                    variations,
-                    tags: req.tags,
-                    client_side: req.client_side,
-                },
-            )
-            .await?;
+        let mut attempt = 0;
+        let flag = loop {
+            let mut guards = EnvGuards::new();
+            for env in self.environment_keys(&req.project_key).await? {
+                let key = req.key.clone();
+                let variations = variations.clone();
+                let client_side = req.client_side;
+                let version = self
+                    .check_env(
+                        &req.project_key,
+                        &env,
+                        Some((vexil_engine::ResourceKind::Flag, &req.key)),
+                        move |ruleset| {
+                            if let Some(flag) = ruleset
+                                .flags
+                                .iter_mut()
+                                .find(|f| key_of(f) == Some(key.as_str()))
+                            {
+                                flag["variations"] = Value::Array(variations);
+                                flag["client_side"] = Value::Bool(client_side);
+                            }
+                        },
+                    )
+                    .await?;
+                guards.insert(env, version);
+            }
+            match self
+                .storage
+                .guarded(guards)
+                .update_flag(
+                    caller.actor(),
+                    &req.project_key,
+                    &req.key,
+                    req.expected_version,
+                    &storage::FlagUpdate {
+                        name: req.name.clone(),
+                        description: req.description.clone(),
+                        variations: variations.clone(),
+                        tags: req.tags.clone(),
+                        client_side: req.client_side,
+                    },
+                )
+                .await
+            {
+                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                written => break written?,
+            }
+        };
         Ok(Response::new(convert::flag(&flag, &[])))
     }
 
@@ -626,47 +661,60 @@ impl AdminService for Admin {
     async fn archive_flag(&self, request: Request<pb::ArchiveFlagRequest>) -> Reply<pb::Flag> {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Editor)?;
-        if req.archived {
-            // Archiving takes the flag out of every ruleset: no other flag may depend on it.
-            for env in self.environment_keys(&req.project_key).await? {
-                let key = req.key.clone();
-                self.check_env(&req.project_key, &env, None, move |ruleset| {
-                    remove(&mut ruleset.flags, &key)
-                })
-                .await?;
+        let mut attempt = 0;
+        let flag = loop {
+            let mut guards = EnvGuards::new();
+            if req.archived {
+                // Archiving takes the flag out of every ruleset: no other flag may depend on it.
+                for env in self.environment_keys(&req.project_key).await? {
+                    let key = req.key.clone();
+                    let version = self
+                        .check_env(&req.project_key, &env, None, move |ruleset| {
+                            remove(&mut ruleset.flags, &key)
+                        })
+                        .await?;
+                    guards.insert(env, version);
+                }
+            } else {
+                // Restoring puts the flag back in every ruleset, as configured there.
+                let flag = self.storage.get_flag(&req.project_key, &req.key).await?;
+                let configs = self
+                    .storage
+                    .list_flag_configs(&req.project_key, &req.key, &[])
+                    .await?;
+                for config in configs {
+                    let candidate = flag_json(
+                        &flag,
+                        &FlagConfigUpdate::from_config(&config),
+                        config.version,
+                    );
+                    let version = self
+                        .check_env(
+                            &req.project_key,
+                            &config.environment_key,
+                            Some((vexil_engine::ResourceKind::Flag, &req.key)),
+                            move |ruleset| upsert(&mut ruleset.flags, candidate),
+                        )
+                        .await?;
+                    guards.insert(config.environment_key.clone(), version);
+                }
             }
-        } else {
-            // Restoring puts the flag back in every ruleset, as configured there.
-            let flag = self.storage.get_flag(&req.project_key, &req.key).await?;
-            let configs = self
+            match self
                 .storage
-                .list_flag_configs(&req.project_key, &req.key, &[])
-                .await?;
-            for config in configs {
-                let candidate = flag_json(
-                    &flag,
-                    &FlagConfigUpdate::from_config(&config),
-                    config.version,
-                );
-                self.check_env(
+                .guarded(guards)
+                .set_flag_archived(
+                    caller.actor(),
                     &req.project_key,
-                    &config.environment_key,
-                    Some((vexil_engine::ResourceKind::Flag, &req.key)),
-                    move |ruleset| upsert(&mut ruleset.flags, candidate),
+                    &req.key,
+                    req.expected_version,
+                    req.archived,
                 )
-                .await?;
+                .await
+            {
+                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                written => break written?,
             }
-        }
-        let flag = self
-            .storage
-            .set_flag_archived(
-                caller.actor(),
-                &req.project_key,
-                &req.key,
-                req.expected_version,
-                req.archived,
-            )
-            .await?;
+        };
         Ok(Response::new(convert::flag(&flag, &[])))
     }
 
@@ -676,21 +724,33 @@ impl AdminService for Admin {
     ) -> Reply<pb::DeleteFlagResponse> {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Editor)?;
-        for env in self.environment_keys(&req.project_key).await? {
-            let key = req.key.clone();
-            self.check_env(&req.project_key, &env, None, move |ruleset| {
-                remove(&mut ruleset.flags, &key)
-            })
-            .await?;
+        let mut attempt = 0;
+        loop {
+            let mut guards = EnvGuards::new();
+            for env in self.environment_keys(&req.project_key).await? {
+                let key = req.key.clone();
+                let version = self
+                    .check_env(&req.project_key, &env, None, move |ruleset| {
+                        remove(&mut ruleset.flags, &key)
+                    })
+                    .await?;
+                guards.insert(env, version);
+            }
+            match self
+                .storage
+                .guarded(guards)
+                .delete_flag(
+                    caller.actor(),
+                    &req.project_key,
+                    &req.key,
+                    req.expected_version,
+                )
+                .await
+            {
+                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                written => break written?,
+            }
         }
-        self.storage
-            .delete_flag(
-                caller.actor(),
-                &req.project_key,
-                &req.key,
-                req.expected_version,
-            )
-            .await?;
         Ok(Response::new(pb::DeleteFlagResponse {}))
     }
 
@@ -710,24 +770,35 @@ impl AdminService for Admin {
         let update = convert::config_update(configuration);
         let flag = self.storage.get_flag(&req.project_key, &req.key).await?;
         let candidate = flag_json(&flag, &update, req.expected_version);
-        self.check_env(
-            &req.project_key,
-            &req.environment_key,
-            Some((vexil_engine::ResourceKind::Flag, &req.key)),
-            move |ruleset| upsert(&mut ruleset.flags, candidate),
-        )
-        .await?;
-        let config = self
-            .storage
-            .update_flag_config(
-                caller.actor(),
-                &req.project_key,
-                &req.environment_key,
-                &req.key,
-                req.expected_version,
-                &update,
-            )
-            .await?;
+        let mut attempt = 0;
+        let config = loop {
+            let candidate = candidate.clone();
+            let version = self
+                .check_env(
+                    &req.project_key,
+                    &req.environment_key,
+                    Some((vexil_engine::ResourceKind::Flag, &req.key)),
+                    move |ruleset| upsert(&mut ruleset.flags, candidate),
+                )
+                .await?;
+            let guards = EnvGuards::from([(req.environment_key.clone(), version)]);
+            match self
+                .storage
+                .guarded(guards)
+                .update_flag_config(
+                    caller.actor(),
+                    &req.project_key,
+                    &req.environment_key,
+                    &req.key,
+                    req.expected_version,
+                    &update,
+                )
+                .await
+            {
+                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                written => break written?,
+            }
+        };
         Ok(Response::new(convert::flag_configuration(&config)))
     }
 
@@ -745,22 +816,33 @@ impl AdminService for Admin {
         check_segment_sizes(segment)?;
         let input = convert::segment_input(segment);
         let candidate = convert::segment_json(&input, 1);
-        self.check_env(
-            &req.project_key,
-            &req.environment_key,
-            Some((vexil_engine::ResourceKind::Segment, &input.key)),
-            move |ruleset| upsert(&mut ruleset.segments, candidate),
-        )
-        .await?;
-        let stored = self
-            .storage
-            .create_segment(
-                caller.actor(),
-                &req.project_key,
-                &req.environment_key,
-                &input,
-            )
-            .await?;
+        let mut attempt = 0;
+        let stored = loop {
+            let candidate = candidate.clone();
+            let version = self
+                .check_env(
+                    &req.project_key,
+                    &req.environment_key,
+                    Some((vexil_engine::ResourceKind::Segment, &input.key)),
+                    move |ruleset| upsert(&mut ruleset.segments, candidate),
+                )
+                .await?;
+            let guards = EnvGuards::from([(req.environment_key.clone(), version)]);
+            match self
+                .storage
+                .guarded(guards)
+                .create_segment(
+                    caller.actor(),
+                    &req.project_key,
+                    &req.environment_key,
+                    &input,
+                )
+                .await
+            {
+                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                written => break written?,
+            }
+        };
         Ok(Response::new(convert::segment(&stored)))
     }
 
@@ -806,23 +888,34 @@ impl AdminService for Admin {
         check_segment_sizes(segment)?;
         let input = convert::segment_input(segment);
         let candidate = convert::segment_json(&input, req.expected_version);
-        self.check_env(
-            &req.project_key,
-            &req.environment_key,
-            Some((vexil_engine::ResourceKind::Segment, &input.key)),
-            move |ruleset| upsert(&mut ruleset.segments, candidate),
-        )
-        .await?;
-        let stored = self
-            .storage
-            .update_segment(
-                caller.actor(),
-                &req.project_key,
-                &req.environment_key,
-                req.expected_version,
-                &input,
-            )
-            .await?;
+        let mut attempt = 0;
+        let stored = loop {
+            let candidate = candidate.clone();
+            let version = self
+                .check_env(
+                    &req.project_key,
+                    &req.environment_key,
+                    Some((vexil_engine::ResourceKind::Segment, &input.key)),
+                    move |ruleset| upsert(&mut ruleset.segments, candidate),
+                )
+                .await?;
+            let guards = EnvGuards::from([(req.environment_key.clone(), version)]);
+            match self
+                .storage
+                .guarded(guards)
+                .update_segment(
+                    caller.actor(),
+                    &req.project_key,
+                    &req.environment_key,
+                    req.expected_version,
+                    &input,
+                )
+                .await
+            {
+                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                written => break written?,
+            }
+        };
         Ok(Response::new(convert::segment(&stored)))
     }
 
@@ -832,23 +925,34 @@ impl AdminService for Admin {
     ) -> Reply<pb::DeleteSegmentResponse> {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Editor)?;
-        let key = req.key.clone();
-        self.check_env(
-            &req.project_key,
-            &req.environment_key,
-            None,
-            move |ruleset| remove(&mut ruleset.segments, &key),
-        )
-        .await?;
-        self.storage
-            .delete_segment(
-                caller.actor(),
-                &req.project_key,
-                &req.environment_key,
-                &req.key,
-                req.expected_version,
-            )
-            .await?;
+        let mut attempt = 0;
+        loop {
+            let key = req.key.clone();
+            let version = self
+                .check_env(
+                    &req.project_key,
+                    &req.environment_key,
+                    None,
+                    move |ruleset| remove(&mut ruleset.segments, &key),
+                )
+                .await?;
+            let guards = EnvGuards::from([(req.environment_key.clone(), version)]);
+            match self
+                .storage
+                .guarded(guards)
+                .delete_segment(
+                    caller.actor(),
+                    &req.project_key,
+                    &req.environment_key,
+                    &req.key,
+                    req.expected_version,
+                )
+                .await
+            {
+                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                written => break written?,
+            }
+        }
         Ok(Response::new(pb::DeleteSegmentResponse {}))
     }
 
@@ -1088,6 +1192,7 @@ impl AdminService for Admin {
             .storage
             .load_ruleset(&req.project_key, &req.environment_key)
             .await?;
+        let validated_version = ruleset.version;
         let before = problems(&ruleset)?;
         let named: HashSet<(vexil_engine::ResourceKind, String)> = flags
             .iter()
@@ -1108,8 +1213,12 @@ impl AdminService for Admin {
             .filter(|p| named.contains(&(p.resource, p.key.clone())) || !before.contains(p))
             .collect();
         refuse(&refused)?;
+        // A change of the environment since the validation fails the import (ABORTED): an
+        // import is rare enough for its caller to retry.
+        let guards = EnvGuards::from([(req.environment_key.clone(), validated_version)]);
         let summary = self
             .storage
+            .guarded(guards)
             .import_environment(
                 caller.actor(),
                 &req.project_key,

@@ -266,7 +266,7 @@ impl Storage {
         let mut tx = self.write().await?;
         let project_id = lock_project(&mut tx, project).await?;
         insert_flag(&mut tx, project_id, new, now).await?;
-        let envs = bump_all_envs(&mut tx, project_id, now).await?;
+        let envs = bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?;
         log_flag_everywhere(&mut tx, &envs, &new.key, ChangeOp::Upsert).await?;
         let (_, flag) = fetch_flag(&mut tx, project, &new.key).await?;
         AuditRecord {
@@ -370,7 +370,7 @@ impl Storage {
         let envs = if changed.archived {
             Vec::new()
         } else {
-            bump_all_envs(&mut tx, project_id, now).await?
+            bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?
         };
         log_flag_everywhere(&mut tx, &envs, key, ChangeOp::Upsert).await?;
         let (_, after) = fetch_flag(&mut tx, project, key).await?;
@@ -415,7 +415,7 @@ impl Storage {
             ..before.clone()
         };
         rewrite_flag(&mut tx, flag_id, &changed, now).await?;
-        let envs = bump_all_envs(&mut tx, project_id, now).await?;
+        let envs = bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?;
         let op = if archived {
             ChangeOp::Delete
         } else {
@@ -461,7 +461,7 @@ impl Storage {
         let envs = if before.archived {
             Vec::new()
         } else {
-            bump_all_envs(&mut tx, project_id, now).await?
+            bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?
         };
         log_flag_everywhere(&mut tx, &envs, key, ChangeOp::Delete).await?;
         tx.execute("DELETE FROM flags WHERE id = $1", args![flag_id])
@@ -616,7 +616,7 @@ impl Storage {
     ) -> Result<FlagConfig> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         let (before, archived) = fetch_config(&mut tx, bumped.id, key).await?;
         check_version(
             ResourceKind::FlagConfig,

@@ -63,7 +63,14 @@ pub enum Backend {
 pub struct Storage {
     pool: Pool,
     changes: broadcast::Sender<EnvironmentChanged>,
+    /// Environment versions the writes of this handle were validated against (see
+    /// [`Storage::guarded`]).
+    guards: Option<std::sync::Arc<EnvGuards>>,
 }
+
+/// Environment key → the version a write was validated against, within the project the
+/// write is about.
+pub type EnvGuards = std::collections::HashMap<String, i64>;
 
 /// Sent to [`Storage::subscribe`]rs after a write committed a new environment version.
 /// Only writes made through this `Storage` value (and its clones) are seen: other server
@@ -143,7 +150,11 @@ impl Storage {
             Pool::Sqlite(lite) => sqlx::migrate!("./migrations/sqlite").run(lite).await?,
         }
         let (changes, _) = broadcast::channel(NOTICE_CAPACITY);
-        let storage = Storage { pool, changes };
+        let storage = Storage {
+            pool,
+            changes,
+            guards: None,
+        };
         tracing::info!(backend = ?storage.backend(), "storage ready");
         Ok(storage)
     }
@@ -154,6 +165,24 @@ impl Storage {
             Pool::Postgres(_) => Backend::Postgres,
             Pool::Sqlite(_) => Backend::Sqlite,
         }
+    }
+
+    /// A handle on the same storage whose writes also fail with
+    /// [`StorageError::Conflict`] (about the environment, writing nothing) when one of the
+    /// environments they touch is no longer at the version given in `guards`. The admin API
+    /// validates a change against an environment's whole ruleset and then writes it with
+    /// these guards, so that a concurrent change of the same environment (such as deleting a
+    /// segment another flag is starting to use) cannot slip in between.
+    pub fn guarded(&self, guards: EnvGuards) -> Storage {
+        Storage {
+            pool: self.pool.clone(),
+            changes: self.changes.clone(),
+            guards: Some(std::sync::Arc::new(guards)),
+        }
+    }
+
+    fn guards(&self) -> Option<&EnvGuards> {
+        self.guards.as_deref()
     }
 
     /// Notices of every environment version committed through this storage from now on.
@@ -317,7 +346,13 @@ struct BumpedEnv {
 
 /// Bumps an environment's version, which also locks its row until the end of the
 /// transaction. Every write to an environment's flags or segments starts here.
-async fn bump_env(tx: &mut Tx, project: &str, env: &str, now: Millis) -> Result<BumpedEnv> {
+async fn bump_env(
+    tx: &mut Tx,
+    project: &str,
+    env: &str,
+    now: Millis,
+    guards: Option<&EnvGuards>,
+) -> Result<BumpedEnv> {
     let row = tx
         .fetch_optional(
             "UPDATE environments SET version = version + 1, updated_at = $3 \
@@ -327,11 +362,15 @@ async fn bump_env(tx: &mut Tx, project: &str, env: &str, now: Millis) -> Result<
         )
         .await?;
     match row {
-        Some(row) => Ok(BumpedEnv {
-            id: row.get(0)?,
-            key: env.to_owned(),
-            version: row.get(1)?,
-        }),
+        Some(row) => {
+            let bumped = BumpedEnv {
+                id: row.get(0)?,
+                key: env.to_owned(),
+                version: row.get(1)?,
+            };
+            check_guard(guards, project, &bumped)?;
+            Ok(bumped)
+        }
         None => {
             project_id(tx, project).await?;
             Err(not_found(
@@ -344,7 +383,13 @@ async fn bump_env(tx: &mut Tx, project: &str, env: &str, now: Millis) -> Result<
 
 /// Bumps the version of every environment of a project (locked already), for a change that
 /// touches all of them.
-async fn bump_all_envs(tx: &mut Tx, project_id: i64, now: Millis) -> Result<Vec<BumpedEnv>> {
+async fn bump_all_envs(
+    tx: &mut Tx,
+    project: &str,
+    project_id: i64,
+    now: Millis,
+    guards: Option<&EnvGuards>,
+) -> Result<Vec<BumpedEnv>> {
     let rows = tx
         .fetch_all(
             "UPDATE environments SET version = version + 1, updated_at = $2 \
@@ -354,13 +399,29 @@ async fn bump_all_envs(tx: &mut Tx, project_id: i64, now: Millis) -> Result<Vec<
         .await?;
     rows.iter()
         .map(|row| {
-            Ok(BumpedEnv {
+            let bumped = BumpedEnv {
                 id: row.get(0)?,
                 key: row.get(1)?,
                 version: row.get(2)?,
-            })
+            };
+            check_guard(guards, project, &bumped)?;
+            Ok(bumped)
         })
         .collect()
+}
+
+/// Fails with a conflict when a guard names the environment just bumped with another
+/// version than the one it had before the bump.
+fn check_guard(guards: Option<&EnvGuards>, project: &str, bumped: &BumpedEnv) -> Result<()> {
+    match guards.and_then(|guards| guards.get(&bumped.key)) {
+        Some(&expected) => check_version(
+            ResourceKind::Environment,
+            &format!("{project}/{}", bumped.key),
+            expected,
+            bumped.version - 1,
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Records a change in an environment's change log.

@@ -289,7 +289,7 @@ impl Storage {
         let mut tx = self.write().await?;
         lock_env(&mut tx, project, env).await?;
         let before = fetch_env(&mut tx, project, env).await?;
-        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         check_version(
             ResourceKind::Environment,
             &format!("{project}/{env}"),
@@ -332,7 +332,7 @@ impl Storage {
         let mut tx = self.write().await?;
         lock_env(&mut tx, project, env).await?;
         let before = fetch_env(&mut tx, project, env).await?;
-        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         check_version(
             ResourceKind::Environment,
             &format!("{project}/{env}"),

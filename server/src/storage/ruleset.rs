@@ -409,7 +409,7 @@ impl Storage {
         let now = now_millis();
         let mut tx = self.write().await?;
         let project_id = lock_project(&mut tx, project).await?;
-        let target = bump_env(&mut tx, project, env, now).await?;
+        let target = bump_env(&mut tx, project, env, now, self.guards()).await?;
         if let Some(expected) = expected_version {
             check_version(
                 ResourceKind::Environment,

@@ -109,7 +109,7 @@ impl Storage {
     ) -> Result<Segment> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         upsert_segment(&mut tx, &bumped, input, false, now).await?;
         let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
         AuditRecord {
@@ -190,7 +190,7 @@ impl Storage {
     ) -> Result<Segment> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         let before = fetch_segment(&mut tx, bumped.id, &input.key).await?;
         check_version(
             ResourceKind::Segment,
@@ -229,7 +229,7 @@ impl Storage {
     ) -> Result<()> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        let bumped = bump_env(&mut tx, project, env, now).await?;
+        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         let before = fetch_segment(&mut tx, bumped.id, key).await?;
         check_version(ResourceKind::Segment, key, expected_version, before.version)?;
         tx.execute(

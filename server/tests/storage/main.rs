@@ -55,4 +55,5 @@ storage_suite!(
     admin_tokens_and_roles,
     change_notices_follow_commits,
     concurrent_writes_get_distinct_versions,
+    guarded_writes_fail_when_the_environment_moved,
 );

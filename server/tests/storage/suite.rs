@@ -1545,3 +1545,65 @@ pub async fn concurrent_writes_get_distinct_versions(s: Storage) {
     }
     assert_eq!(wins, 1);
 }
+
+/// Writes through a guarded handle commit only while the guarded environments are still at
+/// the versions validated against; otherwise nothing is written.
+pub async fn guarded_writes_fail_when_the_environment_moved(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    s.create_segment(ACTOR, "p", "dev", &segment("s", &["a"]))
+        .await
+        .unwrap();
+    let validated = env_version(&s, "dev").await;
+    // Another change of the environment lands after the validation.
+    s.create_segment(ACTOR, "p", "dev", &segment("other", &["b"]))
+        .await
+        .unwrap();
+    let before = s.load_ruleset("p", "dev").await.unwrap();
+    let audits = audit_count(&s).await;
+
+    let stale = s.guarded(EnvGuards::from([("dev".to_owned(), validated)]));
+    match stale.delete_segment(ACTOR, "p", "dev", "s", 1).await {
+        Err(StorageError::Conflict {
+            kind,
+            key,
+            expected,
+            actual,
+        }) => assert_eq!(
+            (kind, key.as_str(), expected, actual),
+            (ResourceKind::Environment, "p/dev", validated, validated + 1)
+        ),
+        other => panic!("expected an environment conflict, got {other:?}"),
+    }
+    // A project-level write guards every environment it bumps.
+    let update = FlagUpdate {
+        name: "renamed".into(),
+        description: String::new(),
+        variations: vec![json!(false), json!(true)],
+        tags: vec![],
+        client_side: false,
+    };
+    let prod = env_version(&s, "prod").await;
+    let stale_prod = s.guarded(EnvGuards::from([("prod".to_owned(), prod - 1)]));
+    assert!(matches!(
+        stale_prod.update_flag(ACTOR, "p", "f", 1, &update).await,
+        Err(StorageError::Conflict {
+            kind: ResourceKind::Environment,
+            ..
+        })
+    ));
+    assert_eq!(s.load_ruleset("p", "dev").await.unwrap(), before);
+    assert_eq!(audit_count(&s).await, audits);
+    assert_eq!(env_version(&s, "prod").await, prod);
+
+    // Guards at the current versions let the writes through.
+    let current = s.guarded(EnvGuards::from([
+        ("dev".to_owned(), env_version(&s, "dev").await),
+        ("prod".to_owned(), prod),
+    ]));
+    current
+        .delete_segment(ACTOR, "p", "dev", "s", 1)
+        .await
+        .unwrap();
+    assert!(s.get_segment("p", "dev", "s").await.is_err());
+}
