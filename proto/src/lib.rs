@@ -6,9 +6,12 @@
 //! time by the pure-Rust `protox` compiler, so no system `protoc` is needed.
 //!
 //! Well-known types (`google.protobuf.Value`, `Struct`, `Timestamp`) are those of
-//! [`prost_types`], re-exported here.
+//! [`prost_types`], re-exported here. [`json`] converts between the messages and the flag
+//! model's canonical JSON, for the server and the SDK core alike.
 
 pub use prost_types;
+
+pub mod json;
 
 /// The package `vexil.v1`.
 #[allow(clippy::all, missing_docs, missing_debug_implementations)]

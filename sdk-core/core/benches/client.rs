@@ -1,0 +1,127 @@
+//! The client's costs against the engine's own: a variation call through the client API
+//! (target ≤ 1.2 × the engine's evaluation), `track` on the caller's thread (≤ 200 ns),
+//! and start-up from a persisted cache of 10,000 flags (≤ 50 ms).
+//!
+//! `cargo bench -p vexil-core --bench client`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use vexil_core::{Client, Config, EventConfig};
+use vexil_engine::{Context, Ruleset, SingleContext, ValueKind};
+
+fn flag(i: usize) -> Value {
+    json!({
+        "key": format!("flag-{i}"), "kind": "bool", "variations": [true, false], "on": true,
+        "rules": [{"id": "beta", "clauses": [
+            {"attribute": "plan", "op": "in", "values": ["beta", "enterprise"]}],
+            "serve": {"variation": 0}}],
+        "fallthrough": {"variation": 1}, "version": 1
+    })
+}
+
+fn ruleset_json(flags: usize) -> String {
+    json!({"version": 7, "flags": (0..flags).map(flag).collect::<Vec<_>>(), "segments": []})
+        .to_string()
+}
+
+fn context() -> Context {
+    let mut user = SingleContext::new("user", "alice").unwrap_or_else(|_| unreachable!());
+    user.set("plan", json!("beta"));
+    Context::from(user)
+}
+
+fn variation(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap_or_else(|_| unreachable!());
+    let bootstrap = dir.path().join("flags.json");
+    std::fs::write(&bootstrap, ruleset_json(100)).unwrap_or_else(|_| unreachable!());
+    let ruleset = Ruleset::from_json(&ruleset_json(100)).unwrap_or_else(|_| unreachable!());
+    let alice = context();
+    let mut group = c.benchmark_group("variation");
+    group.bench_function("engine evaluate", |b| {
+        b.iter(|| {
+            black_box(
+                ruleset
+                    .evaluate(black_box("flag-42"), &alice, ValueKind::Bool)
+                    .value,
+            )
+        })
+    });
+    for (name, events) in [
+        (
+            "client bool_variation (summaries on)",
+            EventConfig::default(),
+        ),
+        (
+            "client bool_variation (events off)",
+            EventConfig {
+                enabled: false,
+                ..EventConfig::default()
+            },
+        ),
+    ] {
+        let client = Client::new(
+            Config::new("vxl-server-bench")
+                .with_offline(true)
+                .with_bootstrap(&bootstrap)
+                .with_events(events),
+        )
+        .unwrap_or_else(|_| unreachable!());
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(client.bool_variation(black_box("flag-42"), &alice, false)))
+        });
+    }
+    group.finish();
+
+    let client = Client::new(
+        Config::new("vxl-server-bench")
+            .with_endpoint("http://127.0.0.1:9")
+            .with_events(EventConfig {
+                capacity: 1_000_000,
+                flush_interval: Duration::from_secs(3600),
+                batch_size: 1_000_000,
+                ..EventConfig::default()
+            }),
+    )
+    .unwrap_or_else(|_| unreachable!());
+    c.bench_function("track", |b| {
+        b.iter(|| client.track(black_box("checkout"), &alice, Some(1.0)))
+    });
+}
+
+fn startup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap_or_else(|_| unreachable!());
+    let bootstrap = dir.path().join("flags.json");
+    std::fs::write(&bootstrap, ruleset_json(10_000)).unwrap_or_else(|_| unreachable!());
+    let cache = dir.path().join("cache");
+    // Write the cache file once, through a client's own persistence.
+    {
+        let seed = Client::new(
+            Config::new("vxl-server-bench")
+                .with_offline(true)
+                .with_bootstrap(&bootstrap),
+        )
+        .unwrap_or_else(|_| unreachable!());
+        seed.write_cache_to(&cache)
+            .unwrap_or_else(|_| unreachable!());
+    }
+    let mut group = c.benchmark_group("startup");
+    group.sample_size(10);
+    group.bench_function("from cache, 10k flags", |b| {
+        b.iter(|| {
+            let client = Client::new(
+                Config::new("vxl-server-bench")
+                    .with_offline(true)
+                    .with_cache_dir(&cache),
+            )
+            .unwrap_or_else(|_| unreachable!());
+            black_box(client.version())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, variation, startup);
+criterion_main!(benches);

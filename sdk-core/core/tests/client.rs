@@ -1,0 +1,276 @@
+//! The client against a real vexil-server over loopback gRPC.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use vexil_core::{Client, Config, EventConfig, Mode, Source, Status};
+use vexil_engine::{Context, ErrorKind, Reason, SingleContext};
+
+use support::{TestServer, eventually};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn user(key: &str) -> Context {
+    Context::from(SingleContext::new("user", key).unwrap())
+}
+
+fn quick(config: Config) -> Config {
+    Config {
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        stream_timeout: Duration::from_secs(3),
+        ..config
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_client_syncs_sees_changes_and_survives_the_server_going_away() {
+    let mut server = TestServer::start().await;
+    server.create_bool_flag("checkout", false).await;
+    let cache = tempfile::tempdir().unwrap();
+    let client = Client::new(quick(
+        Config::new(server.sdk_key("server"))
+            .with_endpoint(server.endpoint())
+            .with_cache_dir(cache.path()),
+    ))
+    .unwrap();
+    assert_eq!(client.mode(), Mode::Local);
+    let alice = user("alice");
+
+    // Before any data: the default, with a reason and source that say so.
+    let early = client.bool_variation_detail("checkout", &alice, true);
+    if early.source == Source::Defaults {
+        assert!(early.value);
+        assert_eq!(
+            early.reason,
+            Reason::Error {
+                error_kind: ErrorKind::ClientNotReady
+            }
+        );
+    }
+
+    assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
+    // The server's memory follows its own writes within milliseconds.
+    eventually(WAIT, "the new flag is synced", || {
+        client
+            .bool_variation_detail("checkout", &alice, true)
+            .reason
+            == Reason::Off
+    })
+    .await;
+    let detail = client.bool_variation_detail("checkout", &alice, true);
+    assert!(!detail.value, "off serves false");
+    assert_eq!(detail.reason, Reason::Off);
+    assert_eq!(detail.source, Source::Network);
+    let version = detail.version;
+    assert!(version > 0);
+
+    // A change reaches the client and its listener.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    client.on_change(move |change| sink.lock().unwrap().extend(change.flag_keys.clone()));
+    server.toggle("checkout", true).await;
+    eventually(WAIT, "the toggle reaches the client", || {
+        client.bool_variation("checkout", &alice, false)
+    })
+    .await;
+    eventually(WAIT, "the listener hears of it", || {
+        seen.lock().unwrap().contains(&"checkout".to_owned())
+    })
+    .await;
+    assert!(client.version() > version);
+
+    // Unknown flags and wrong types: the default and an ERROR reason, never a failure.
+    let missing = client.string_variation_detail("nope", &alice, "d");
+    assert_eq!(missing.value, "d");
+    assert_eq!(
+        missing.reason,
+        Reason::Error {
+            error_kind: ErrorKind::FlagNotFound
+        }
+    );
+    let wrong = client.number_variation_detail("checkout", &alice, 7.0);
+    assert_eq!(wrong.value, 7.0);
+    assert_eq!(
+        wrong.reason,
+        Reason::Error {
+            error_kind: ErrorKind::WrongType
+        }
+    );
+    let all = client.all_flags(&alice);
+    assert_eq!(all["checkout"].value, Some(json!(true)));
+
+    // The server goes away: the last good values, reported stale.
+    server.kill().await;
+    eventually(WAIT, "the client notices", || {
+        matches!(client.status(), Status::Stale { .. })
+    })
+    .await;
+    let stale = client.bool_variation_detail("checkout", &alice, false);
+    assert!(stale.value);
+    assert_eq!(stale.source, Source::Stale);
+
+    // A client started now, with the server down, starts from the persisted cache.
+    let held = client.version();
+    let cached = Client::new(quick(
+        Config::new(server.sdk_key("server"))
+            .with_endpoint(server.endpoint())
+            .with_cache_dir(cache.path()),
+    ))
+    .unwrap();
+    let detail = cached.bool_variation_detail("checkout", &alice, false);
+    assert!(detail.value, "the cached ruleset serves true");
+    assert_eq!(detail.source, Source::Cache);
+    assert_eq!(detail.version, held);
+    assert_eq!(cached.status(), Status::Initializing);
+
+    // The server comes back: both resume from their version and see later changes.
+    server.restart().await;
+    assert_eq!(cached.wait_for_initialization(WAIT), Status::Ready);
+    eventually(WAIT, "the first client reconnects", || {
+        client.status() == Status::Ready
+    })
+    .await;
+    server.toggle("checkout", false).await;
+    eventually(WAIT, "the change after the restart arrives", || {
+        !client.bool_variation("checkout", &alice, true)
+            && !cached.bool_variation("checkout", &alice, true)
+    })
+    .await;
+    assert_eq!(
+        client
+            .bool_variation_detail("checkout", &alice, true)
+            .source,
+        Source::Network
+    );
+    client.close();
+    cached.close();
+    assert_eq!(client.status(), Status::Closed);
+    // After close, calls still answer from the last data.
+    assert!(!client.bool_variation("checkout", &alice, true));
+    server.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_cache_is_ignored_and_a_bootstrap_file_serves_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "vxl-server-0123456789abcdef";
+    let cache_dir = dir.path().join("cache");
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    // Garbage where the key's cache file is (named by the key's SHA-256).
+    let cache_file = cache_dir.join(format!("vexil-{}.json", &sha_hex(key)[..16]));
+    std::fs::write(&cache_file, b"{ not json").unwrap();
+    let bootstrap = dir.path().join("flags.json");
+    std::fs::write(
+        &bootstrap,
+        json!({"flags": [{"key": "banner", "kind": "string", "variations": ["a", "b"],
+            "on": true, "fallthrough": {"variation": 1}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let client = Client::new(
+        Config::new(key)
+            .with_offline(true)
+            .with_cache_dir(&cache_dir)
+            .with_bootstrap(&bootstrap),
+    )
+    .unwrap();
+    assert_eq!(client.status(), Status::Offline);
+    let detail = client.string_variation_detail("banner", &user("u"), "x");
+    assert_eq!(detail.value, "b");
+    assert_eq!(detail.source, Source::Bootstrap);
+    assert!(
+        client.flush(Duration::from_secs(1)),
+        "offline: nothing to send"
+    );
+    client.close();
+
+    // Fully offline without any file: defaults, with the reason.
+    let bare = Client::new(Config::new(key).with_offline(true)).unwrap();
+    let detail = bare.bool_variation_detail("banner", &user("u"), true);
+    assert!(detail.value);
+    assert_eq!(detail.source, Source::Defaults);
+    assert!(matches!(
+        Client::new(Config::new("not-a-key")),
+        Err(vexil_core::Error::InvalidKey)
+    ));
+}
+
+fn sha_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_client_gets_values_only_and_identify_switches_context() {
+    let server = TestServer::start().await;
+    server.create_bool_flag("public", true).await;
+    server.create_bool_flag("internal", false).await;
+    server.toggle("public", true).await;
+    let client = Client::new(quick(
+        Config::new(server.sdk_key("mobile"))
+            .with_endpoint(server.endpoint())
+            .with_context(user("alice")),
+    ))
+    .unwrap();
+    assert_eq!(client.mode(), Mode::Remote);
+    assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
+    let alice = user("alice");
+    eventually(WAIT, "the toggled flag is served", || {
+        client.bool_variation("public", &alice, false)
+    })
+    .await;
+    let hidden = client.bool_variation_detail("internal", &alice, true);
+    assert!(hidden.value);
+    assert_eq!(
+        hidden.reason,
+        Reason::Error {
+            error_kind: ErrorKind::FlagNotFound
+        }
+    );
+    let all = client.all_flags(&alice);
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["public"]);
+
+    assert!(client.identify(user("bob"), WAIT), "bob's values arrive");
+    server.toggle("public", false).await;
+    eventually(WAIT, "the change reaches the watch", || {
+        !client.bool_variation("public", &user("bob"), true)
+    })
+    .await;
+    client.close();
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_bounded_while_the_server_is_down() {
+    let mut server = TestServer::start().await;
+    let key = server.sdk_key("server");
+    let endpoint = server.endpoint();
+    server.kill().await;
+    let client = Client::new(quick(Config::new(key).with_endpoint(endpoint).with_events(
+        EventConfig {
+            capacity: 10,
+            batch_size: 5,
+            flush_interval: Duration::from_millis(50),
+            attempts: 1,
+            ..EventConfig::default()
+        },
+    )))
+    .unwrap();
+    let alice = user("alice");
+    for i in 0..50 {
+        client.track("clicked", &alice, Some(f64::from(i)));
+    }
+    assert!(
+        !client.flush(Duration::from_secs(5)),
+        "nothing can be delivered"
+    );
+    let stats = client.event_stats();
+    assert!(stats.dropped >= 30, "drops are counted: {stats:?}");
+    assert!(stats.queued <= 10, "the queue stays bounded: {stats:?}");
+    assert_eq!(stats.sent, 0);
+    client.close();
+}
