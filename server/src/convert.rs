@@ -365,6 +365,7 @@ pub fn evaluation_result(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vexil_proto::json::{operator_from_name, operator_name};
 
     #[test]
     fn values_round_trip_and_integers_stay_integers() {

@@ -43,6 +43,11 @@ pub struct Metrics {
     pub redis_connected: IntGauge,
     /// 1 when the instance is configured with Redis.
     pub redis_configured: IntGauge,
+    /// Analytics events stored, by environment and type (`exposure`, `track`, `summary`).
+    pub events: IntCounterVec,
+    /// Event batches published, by result (`stored`, or `duplicate`: a retry, not stored
+    /// again).
+    pub event_batches: IntCounterVec,
 }
 
 impl Metrics {
@@ -137,6 +142,18 @@ impl Metrics {
                 "vexil_environment_version",
                 "Environment version held in memory",
                 &["environment"],
+            ),
+            events: counter(
+                &registry,
+                "vexil_events_total",
+                "Analytics events stored, by environment and type (exposure, track, summary)",
+                &["environment", "type"],
+            ),
+            event_batches: counter(
+                &registry,
+                "vexil_event_batches_total",
+                "Event batches published, by result (stored, duplicate)",
+                &["result"],
             ),
             redis_connected,
             redis_configured,
@@ -237,6 +254,26 @@ mod tests {
         );
         assert!(text.contains("vexil_cache_requests_total{layer=\"l1\",result=\"hit\"} 1"));
         assert!(text.contains("vexil_redis_connected 0"));
+    }
+
+    #[test]
+    fn event_metrics_render() {
+        let metrics = Metrics::new();
+        metrics
+            .events
+            .with_label_values(&["default/production", "track"])
+            .inc_by(2);
+        metrics
+            .event_batches
+            .with_label_values(&["duplicate"])
+            .inc();
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "vexil_events_total{environment=\"default/production\",type=\"track\"} 2"
+            )
+        );
+        assert!(text.contains("vexil_event_batches_total{result=\"duplicate\"} 1"));
     }
 
     /// The example alert rules only name metrics that exist.

@@ -1,6 +1,6 @@
 //! Putting the server together: storage, first start, signing secret, the live rulesets,
-//! the gRPC services (admin, evaluation, sync, health, reflection) and the HTTP endpoints,
-//! until a shutdown signal.
+//! the gRPC services (admin, evaluation, sync, events, health, reflection) and the HTTP
+//! endpoints, until a shutdown signal.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use vexil_proto::v1::admin_service_server::AdminServiceServer;
 use vexil_proto::v1::evaluation_service_server::EvaluationServiceServer;
+use vexil_proto::v1::event_service_server::EventServiceServer;
 use vexil_proto::v1::sync_service_server::SyncServiceServer;
 
 use crate::auth::{self, Authenticator, Signer};
@@ -20,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::sdk_auth::SdkAuth;
 use crate::services::admin::Admin;
 use crate::services::evaluation::EvaluationApi;
+use crate::services::events::EventApi;
 use crate::services::sync::SyncApi;
 use crate::storage::secrets::generate_sdk_key;
 use crate::storage::{
@@ -245,9 +247,9 @@ pub async fn serve(
     .await
 }
 
-/// Serves AdminService, EvaluationService, SyncService, health and reflection on
-/// `listener`, and the HTTP endpoints on `http` when given, until `shutdown` completes;
-/// then ends the streams and lets calls in flight finish.
+/// Serves AdminService, EvaluationService, SyncService, EventService, health and
+/// reflection on `listener`, and the HTTP endpoints on `http` when given, until `shutdown`
+/// completes; then ends the streams and lets calls in flight finish.
 pub async fn serve_with(
     prepared: Prepared,
     listener: TcpListener,
@@ -272,6 +274,10 @@ pub async fn serve_with(
             .max_decoding_message_size(MAX_REQUEST_BYTES);
     let sync = SyncServiceServer::new(SyncApi::new(hub.clone(), sdk_auth.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
+    // SDKs send event batches gzip-compressed.
+    let events = EventServiceServer::new(EventApi::new(hub.clone(), sdk_auth.clone()))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -282,6 +288,9 @@ pub async fn serve_with(
         .await;
     health_reporter
         .set_serving::<SyncServiceServer<SyncApi>>()
+        .await;
+    health_reporter
+        .set_serving::<EventServiceServer<EventApi>>()
         .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -333,6 +342,7 @@ pub async fn serve_with(
         .add_service(admin)
         .add_service(evaluation)
         .add_service(sync)
+        .add_service(events)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), grpc_shutdown)
         .await;
     hub.shutdown();

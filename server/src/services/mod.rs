@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod evaluation;
+pub mod events;
 mod streams;
 pub mod sync;

@@ -28,6 +28,7 @@
 mod audit;
 pub(crate) mod db;
 mod error;
+mod events;
 mod flags;
 mod keys;
 mod projects;

@@ -581,3 +581,132 @@ pub struct ImportSummary {
     /// Segments created or replaced.
     pub segments: Vec<String>,
 }
+
+// ----- analytics events ---------------------------------------------------------------------
+
+/// The context of an event as stored: the engine's canonical JSON, plus the kind and key(s)
+/// that analytics group and join by (see [`EventContext::new`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventContext {
+    pub json: Value,
+    /// The context's kind, or `multi` for a multi-kind context.
+    pub kind: String,
+    /// The context's key; for a multi-kind context its `kind:key` pairs, sorted by kind and
+    /// separated by a space, with `%` and space in keys escaped as `%25` and `%20`.
+    pub key: String,
+}
+
+impl EventContext {
+    /// The stored form of a context the engine accepted.
+    pub fn new(context: &vexil_engine::Context) -> EventContext {
+        let json = context.to_json();
+        match context.parts() {
+            [single] => EventContext {
+                json,
+                kind: single.kind().to_owned(),
+                key: single.key().to_owned(),
+            },
+            parts => {
+                let mut pairs: Vec<String> = parts
+                    .iter()
+                    .map(|p| {
+                        let key = p.key().replace('%', "%25").replace(' ', "%20");
+                        format!("{}:{key}", p.kind())
+                    })
+                    .collect();
+                pairs.sort();
+                EventContext {
+                    json,
+                    kind: "multi".into(),
+                    key: pairs.join(" "),
+                }
+            }
+        }
+    }
+}
+
+/// A batch of events from an SDK, validated by the caller.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventBatch {
+    /// Chosen by the SDK and kept across retries: unique per environment.
+    pub batch_id: String,
+    pub sdk_name: String,
+    pub sdk_version: String,
+    pub exposures: Vec<ExposureEvent>,
+    pub track_events: Vec<TrackEvent>,
+    pub summaries: Vec<EvaluationSummary>,
+}
+
+impl EventBatch {
+    /// Exposures, track events and summaries (counters are part of their summary).
+    pub fn len(&self) -> usize {
+        self.exposures.len() + self.track_events.len() + self.summaries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A context was served a variation of a flag in an experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExposureEvent {
+    pub at: Millis,
+    pub flag_key: String,
+    pub flag_version: i64,
+    pub experiment_key: String,
+    pub variation: i64,
+    pub in_experiment: bool,
+    pub context: EventContext,
+}
+
+/// A metric event recorded by `track`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackEvent {
+    pub at: Millis,
+    pub name: String,
+    /// Set for value metrics, `None` for conversions.
+    pub value: Option<f64>,
+    /// Extra data, a JSON object.
+    pub data: Option<Value>,
+    pub context: EventContext,
+}
+
+/// Counts of evaluations of one flag over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationSummary {
+    pub start: Millis,
+    pub end: Millis,
+    pub flag_key: String,
+    pub counters: Vec<EvaluationCounter>,
+}
+
+/// How many evaluations of a flag version served one outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationCounter {
+    pub flag_version: i64,
+    /// `None` when the default was served.
+    pub variation: Option<i64>,
+    /// Why the default was served (`flag_not_found`, `wrong_type`, …), if because of an error.
+    pub error_kind: Option<String>,
+    pub count: i64,
+}
+
+/// What [`Storage::store_event_batch`](super::Storage::store_event_batch) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// Events accepted from the batch; for a duplicate, those accepted the first time.
+    pub accepted: u32,
+    /// The batch id had been stored before: nothing was written.
+    pub duplicate: bool,
+}
+
+/// How many events of each type an environment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventCounts {
+    pub batches: i64,
+    pub exposures: i64,
+    pub track_events: i64,
+    pub summaries: i64,
+    pub counters: i64,
+}

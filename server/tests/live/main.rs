@@ -1,6 +1,7 @@
 //! Evaluation, Sync, Watch, the HTTP snapshot and propagation between instances, end to
 //! end over loopback gRPC and HTTP.
 
+mod events;
 mod support;
 mod vectors;
 

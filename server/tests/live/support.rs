@@ -454,3 +454,11 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl Instance {
+    pub async fn events(
+        &self,
+    ) -> vexil_proto::v1::event_service_client::EventServiceClient<Channel> {
+        vexil_proto::v1::event_service_client::EventServiceClient::new(self.channel().await)
+    }
+}

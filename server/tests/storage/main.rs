@@ -56,4 +56,6 @@ storage_suite!(
     change_notices_follow_commits,
     concurrent_writes_get_distinct_versions,
     guarded_writes_fail_when_the_environment_moved,
+    event_batches_are_stored_once,
+    large_and_concurrent_event_batches,
 );

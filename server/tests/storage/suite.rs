@@ -1607,3 +1607,194 @@ pub async fn guarded_writes_fail_when_the_environment_moved(s: Storage) {
         .unwrap();
     assert!(s.get_segment("p", "dev", "s").await.is_err());
 }
+
+// ---------------------------------------------------------------------------------------
+// Analytics events
+
+fn event_context(context: Value) -> EventContext {
+    EventContext::new(&vexil_engine::Context::from_json(&context).unwrap())
+}
+
+fn event_batch(batch_id: &str) -> EventBatch {
+    EventBatch {
+        batch_id: batch_id.into(),
+        sdk_name: "vexil-test".into(),
+        sdk_version: "1.0.0".into(),
+        exposures: vec![ExposureEvent {
+            at: 1_700_000_000_001,
+            flag_key: "checkout".into(),
+            flag_version: 3,
+            experiment_key: "checkout-exp".into(),
+            variation: 1,
+            in_experiment: true,
+            context: event_context(
+                json!({"kind": "user", "key": "alice", "attributes": {"plan": "pro"}}),
+            ),
+        }],
+        track_events: vec![
+            TrackEvent {
+                at: 1_700_000_000_002,
+                name: "purchase".into(),
+                value: Some(12.5),
+                data: Some(json!({"currency": "EUR", "items": [1, 2]})),
+                context: event_context(json!({"kind": "multi", "contexts": [
+                    {"kind": "user", "key": "alice smith"},
+                    {"kind": "org", "key": "acme%"},
+                ]})),
+            },
+            TrackEvent {
+                at: 1_700_000_000_003,
+                name: "signup".into(),
+                value: None,
+                data: None,
+                context: event_context(json!({"key": "bob"})),
+            },
+        ],
+        summaries: vec![EvaluationSummary {
+            start: 1_700_000_000_000,
+            end: 1_700_000_060_000,
+            flag_key: "checkout".into(),
+            counters: vec![
+                EvaluationCounter {
+                    flag_version: 3,
+                    variation: None,
+                    error_kind: Some("wrong_type".into()),
+                    count: 2,
+                },
+                EvaluationCounter {
+                    flag_version: 3,
+                    variation: Some(0),
+                    error_kind: None,
+                    count: 40,
+                },
+            ],
+        }],
+    }
+}
+
+pub async fn event_batches_are_stored_once(s: Storage) {
+    setup(&s).await;
+    let batch = event_batch("batch-1");
+    let stored = s.store_event_batch("p", "dev", &batch).await.unwrap();
+    assert_eq!(
+        stored,
+        StoredBatch {
+            accepted: 4,
+            duplicate: false
+        }
+    );
+    let counts = EventCounts {
+        batches: 1,
+        exposures: 1,
+        track_events: 2,
+        summaries: 1,
+        counters: 2,
+    };
+    assert_eq!(s.count_events("p", "dev").await.unwrap(), counts);
+
+    // Everything reads back as written; the multi-kind context's keys are sorted by kind
+    // and escaped.
+    assert_eq!(
+        s.list_exposures("p", "dev", 10).await.unwrap(),
+        batch.exposures
+    );
+    let tracked = s.list_track_events("p", "dev", 10).await.unwrap();
+    assert_eq!(tracked, batch.track_events);
+    assert_eq!(tracked[0].context.kind, "multi");
+    assert_eq!(tracked[0].context.key, "org:acme%25 user:alice%20smith");
+    assert_eq!(
+        (
+            tracked[1].context.kind.as_str(),
+            tracked[1].context.key.as_str()
+        ),
+        ("user", "bob")
+    );
+    assert_eq!(
+        tracked[1].context.json,
+        json!({"kind": "user", "key": "bob"})
+    );
+    // Counters read back ordered by version and variation, the default (none) first.
+    let summaries = s.list_evaluation_summaries("p", "dev", 10).await.unwrap();
+    assert_eq!(summaries, batch.summaries);
+    assert_eq!(s.list_track_events("p", "dev", 1).await.unwrap().len(), 1);
+
+    // A retry is acknowledged as a duplicate and stores nothing, even with other events.
+    let mut retry = event_batch("batch-1");
+    retry.track_events.clear();
+    let again = s.store_event_batch("p", "dev", &retry).await.unwrap();
+    assert_eq!(
+        again,
+        StoredBatch {
+            accepted: 4,
+            duplicate: true
+        }
+    );
+    assert_eq!(s.count_events("p", "dev").await.unwrap(), counts);
+
+    // Batch ids are per environment; an empty batch is a batch.
+    let other = s.store_event_batch("p", "prod", &batch).await.unwrap();
+    assert!(!other.duplicate);
+    assert_eq!(s.count_events("p", "prod").await.unwrap(), counts);
+    let empty = s
+        .store_event_batch(
+            "p",
+            "dev",
+            &EventBatch {
+                batch_id: "empty".into(),
+                ..EventBatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(empty.accepted, 0);
+    assert_eq!(s.count_events("p", "dev").await.unwrap().batches, 2);
+
+    assert!(matches!(
+        s.store_event_batch("p", "nope", &batch).await,
+        Err(StorageError::NotFound {
+            kind: ResourceKind::Environment,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.count_events("nope", "dev").await,
+        Err(StorageError::NotFound {
+            kind: ResourceKind::Project,
+            ..
+        })
+    ));
+}
+
+pub async fn large_and_concurrent_event_batches(s: Storage) {
+    setup(&s).await;
+    // More rows than one multi-row INSERT holds, for every table.
+    let mut batch = event_batch("big");
+    let exposure = batch.exposures[0].clone();
+    let tracked = batch.track_events[1].clone();
+    let summary = batch.summaries[0].clone();
+    batch.exposures = vec![exposure; 1201];
+    batch.track_events = vec![tracked; 1202];
+    batch.summaries = vec![summary; 601];
+    let stored = s.store_event_batch("p", "dev", &batch).await.unwrap();
+    assert_eq!(stored.accepted, 1201 + 1202 + 601);
+    let counts = s.count_events("p", "dev").await.unwrap();
+    assert_eq!(
+        (
+            counts.exposures,
+            counts.track_events,
+            counts.summaries,
+            counts.counters
+        ),
+        (1201, 1202, 601, 1202)
+    );
+
+    // The same batch delivered twice at once is stored exactly once.
+    let small = event_batch("raced");
+    let (a, b) = tokio::join!(
+        s.store_event_batch("p", "prod", &small),
+        s.store_event_batch("p", "prod", &small)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.duplicate != b.duplicate, "{a:?} {b:?}");
+    assert_eq!(s.count_events("p", "prod").await.unwrap().track_events, 2);
+}

@@ -203,3 +203,55 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl TestServer {
+    /// The server's storage, opened beside it (SQLite in WAL mode allows both).
+    pub async fn storage(&self) -> vexil_server::storage::Storage {
+        vexil_server::storage::Storage::open_sqlite(&self.data_dir().join(server::SQLITE_FILE))
+            .await
+            .expect("open the server's database")
+    }
+
+    /// Creates a bool flag whose fallthrough is a 50/50 experiment, and turns it on.
+    pub async fn create_experiment_flag(&self, key: &str, experiment: &str) {
+        self.admin()
+            .await
+            .create_flag(self.authed(pb::CreateFlagRequest {
+                project_key: PROJECT.into(),
+                key: key.into(),
+                name: key.into(),
+                kind: pb::FlagKind::Bool as i32,
+                variations: vec![
+                    vexil_proto::json::json_to_value(&json!(false)),
+                    vexil_proto::json::json_to_value(&json!(true)),
+                ],
+                off_variation: Some(0),
+                fallthrough: Some(pb::Serve {
+                    kind: Some(pb::serve::Kind::Rollout(pb::Rollout {
+                        variations: vec![
+                            pb::WeightedVariation {
+                                variation: 0,
+                                weight: 50_000,
+                            },
+                            pb::WeightedVariation {
+                                variation: 1,
+                                weight: 50_000,
+                            },
+                        ],
+                        bucket_by: None,
+                        algorithm: pb::BucketingAlgorithm::Murmur3V1 as i32,
+                    })),
+                    experiment: Some(pb::ExperimentAllocation {
+                        key: experiment.into(),
+                        traffic_allocation: None,
+                        layer: String::new(),
+                        layer_offset: 0,
+                    }),
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("create experiment flag");
+        self.toggle(key, true).await;
+    }
+}
