@@ -63,6 +63,15 @@ if grep -q '^error' "$log/cargo.txt" && ! grep -q 'test result' "$log/cargo.txt"
   failed=$((failed + 1))
 fi
 
+step "conformance matrix (every SDK's testee, vectors and live scenarios)"
+if conformance/run 2>&1 | tee "$log/conformance.txt"; then :; else status=1; fi
+counts=$(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$log/conformance.txt")
+passed=$((passed + ${counts% *}))
+failed=$((failed + ${counts#* }))
+if ! grep -qE '^[0-9]+ passed, [0-9]+ failed$' "$log/conformance.txt"; then
+  failed=$((failed + 1))
+fi
+
 echo
 echo "$passed passed, $failed failed"
 [ "$status" = 0 ] && [ "$failed" = 0 ]

@@ -367,6 +367,23 @@ impl Client {
         })
     }
 
+    /// [`Client::variation_detail`] for a context given as its canonical JSON, as bindings
+    /// receive it (dicts, objects). A context that is not valid gives the default with an
+    /// `ERROR`/`INVALID_CONTEXT` reason, after the flag's own errors (not found, malformed,
+    /// wrong type), in the engine's order.
+    pub fn variation_detail_json(
+        &self,
+        flag_key: &str,
+        context: &Value,
+        kind: ValueKind,
+        default: &Value,
+    ) -> Detail<Value> {
+        match Context::from_json(context) {
+            Ok(context) => self.variation_detail(flag_key, &context, kind, default),
+            Err(_) => self.inner.invalid_context(flag_key, context, kind, default),
+        }
+    }
+
     fn detail<T>(
         &self,
         flag_key: &str,
@@ -650,6 +667,54 @@ impl Inner {
                 );
                 f(None, &info)
             }
+        }
+    }
+
+    /// The answer for a context that is not valid (see [`Client::variation_detail_json`]).
+    fn invalid_context(
+        &self,
+        flag_key: &str,
+        context: &Value,
+        kind: ValueKind,
+        default: &Value,
+    ) -> Detail<Value> {
+        let data = self.data.load();
+        let (source, version) = (self.source(&data), data.version());
+        let info = match &**data {
+            Data::Ruleset { ruleset, .. } => {
+                let e = ruleset.evaluate_json(flag_key, context, kind);
+                Info {
+                    variation: e.variation,
+                    reason: e.reason.to_owned_reason(),
+                    in_experiment: e.in_experiment,
+                    experiment_key: e.experiment_key.map(str::to_owned),
+                    flag_version: i64::try_from(e.flag_version).unwrap_or(i64::MAX),
+                    source,
+                    version,
+                }
+            }
+            Data::Values { values, .. } => match values.get(flag_key) {
+                None => error_info(ErrorKind::FlagNotFound, 0),
+                Some(v) if v.value.as_ref().is_some_and(|value| !kind.admits(value)) => {
+                    error_info(ErrorKind::WrongType, v.flag_version)
+                }
+                Some(v) => error_info(ErrorKind::InvalidContext, v.flag_version),
+            },
+            Data::Empty => error_info(ErrorKind::ClientNotReady, 0),
+        };
+        Detail {
+            value: default.clone(),
+            variation: info.variation,
+            reason: info.reason,
+            in_experiment: info.in_experiment,
+            experiment_key: info.experiment_key,
+            flag_version: info.flag_version,
+            source: if matches!(**data, Data::Empty) {
+                Source::Defaults
+            } else {
+                source
+            },
+            version,
         }
     }
 
