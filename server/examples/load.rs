@@ -43,13 +43,9 @@ const IMPORT_CHUNK: usize = 2_000;
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for vexil-server's evaluation path")]
 struct Cli {
-    /// The vexil-server binary to start.
-    #[arg(
-        long,
-        env = "VEXIL_SERVER_BIN",
-        default_value = "/work/target-server/release/vexil-server"
-    )]
-    server_bin: PathBuf,
+    /// The vexil-server binary to start (default: the one built beside this example).
+    #[arg(long, env = "VEXIL_SERVER_BIN")]
+    server_bin: Option<PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -118,17 +114,35 @@ enum StreamKind {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.server_bin.is_none() {
+        // target/<profile>/examples/load -> target/<profile>/vexil-server
+        let exe = std::env::current_exe()?;
+        cli.server_bin = exe
+            .parent()
+            .and_then(|examples| examples.parent())
+            .map(|profile| profile.join("vexil-server"));
+    }
+    let server_bin = cli
+        .server_bin
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("pass --server-bin"))?;
     anyhow::ensure!(
-        cli.server_bin.is_file(),
+        server_bin.is_file(),
         "no server binary at {} (build it, or pass --server-bin)",
-        cli.server_bin.display()
+        server_bin.display()
     );
     println!(
         "host: {} CPUs; generator: this process (tokio, {} workers); server: separate process(es) {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         tokio::runtime::Handle::current().metrics().num_workers(),
-        cli.server_bin.display()
+        server_bin.display()
+    );
+    println!(
+        "load average at start: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     match cli.scenario {
         Scenario::Evaluate {
@@ -136,9 +150,9 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             seconds,
             rate,
-        } => evaluate(&cli.server_bin, channels, concurrency, seconds, rate).await,
+        } => evaluate(&server_bin, channels, concurrency, seconds, rate).await,
         Scenario::EvaluateAll { flags, requests } => {
-            evaluate_all(&cli.server_bin, flags, requests).await
+            evaluate_all(&server_bin, flags, requests).await
         }
         Scenario::Propagation {
             instances,
@@ -150,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
             redis_url,
         } => {
             propagation(
-                &cli.server_bin,
+                &server_bin,
                 instances,
                 streams,
                 changes,
@@ -165,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
             streams,
             kind,
             flags,
-        } => memory(&cli.server_bin, streams, kind, flags).await,
+        } => memory(&server_bin, streams, kind, flags).await,
     }
 }
 
@@ -208,7 +222,12 @@ impl Instance {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         let (grpc, http) = (free_port()?, free_port()?);
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        // VEXIL_LOAD_LOG_DIR keeps the server logs (named by port) after the run.
+        let log_path = match std::env::var_os("VEXIL_LOAD_LOG_DIR") {
+            Some(keep) => PathBuf::from(keep).join(format!("server-{}.log", grpc.port())),
+            None => dir.path().join("server.log"),
+        };
+        let log = std::fs::File::create(&log_path)?;
         let mut command = Command::new(bin);
         command
             .arg("--listen")
@@ -217,7 +236,10 @@ impl Instance {
             .arg(http.to_string())
             .arg("--data-dir")
             .arg(&data_dir)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("VEXIL_LOAD_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log);
         for (flag, value) in [
@@ -241,8 +263,7 @@ impl Instance {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = instance.child.try_wait()? {
-                let log = std::fs::read_to_string(instance._dir.path().join("server.log"))
-                    .unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 bail!("vexil-server exited with {status}:\n{log}");
             }
             if http_get(instance.http, "/readyz").is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
@@ -521,16 +542,19 @@ async fn evaluate(
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_before = cpu_seconds(server.child.id());
+    let own_before = cpu_seconds(std::process::id());
     let mut latencies = Vec::new();
     while let Some(done) = tasks.join_next().await {
         latencies.extend(done?);
     }
     let cpu = cpu_seconds(server.child.id()) - cpu_before;
+    let own = cpu_seconds(std::process::id()) - own_before;
     println!(
-        "closed loop, {concurrency} in flight: {:.0} req/s over {seconds} s, errors {}, server CPU {:.2} cores; latency {}",
+        "closed loop, {concurrency} in flight: {:.0} req/s over {seconds} s, errors {}, CPU: server {:.2} cores, generator {:.2} cores; latency {}",
         latencies.len() as f64 / seconds,
         errors.load(Ordering::Relaxed),
         cpu / seconds,
+        own / seconds,
         summary(&mut latencies)
     );
 
@@ -542,6 +566,7 @@ async fn evaluate(
     let runtime = tokio::runtime::Handle::current();
     let (pool2, key2) = (pool.clone(), sdk_key.clone());
     let cpu_before = cpu_seconds(server.child.id());
+    let own_before = cpu_seconds(std::process::id());
     let pacer = std::thread::spawn(move || {
         let start = Instant::now();
         let mut handles = Vec::with_capacity(total);
@@ -558,12 +583,11 @@ async fn evaluate(
             let key = key2.clone();
             handles.push(runtime.spawn(async move {
                 let issued = Instant::now();
-                let ok = client
+                let reply = client
                     .evaluate(authed(evaluate_request(i % 100_000), &key))
-                    .await
-                    .is_ok();
+                    .await;
                 let done = Instant::now();
-                (millis(done - due), millis(done - issued), ok)
+                (millis(done - due), millis(done - issued), reply.err())
             }));
         }
         (handles, late, start.elapsed())
@@ -573,8 +597,11 @@ async fn evaluate(
         .map_err(|_| anyhow::anyhow!("pacer thread panicked"))?;
     let (mut from_due, mut from_issue, mut failed) = (Vec::new(), Vec::new(), 0);
     for (i, handle) in handles.into_iter().enumerate() {
-        let (due, issue, ok) = handle.await?;
-        if !ok {
+        let (due, issue, error) = handle.await?;
+        if let Some(error) = error {
+            if failed == 0 {
+                println!("first error: {error}");
+            }
             failed += 1;
         }
         if i >= skip {
@@ -583,11 +610,13 @@ async fn evaluate(
         }
     }
     let cpu = cpu_seconds(server.child.id()) - cpu_before;
+    let own = cpu_seconds(std::process::id()) - own_before;
     println!(
-        "open loop, {rate:.0} req/s target: issued {total} in {:.2} s ({:.0} req/s), issued >1 ms late: {late}, errors {failed}, server CPU {:.2} cores",
+        "open loop, {rate:.0} req/s target: issued {total} in {:.2} s ({:.0} req/s), issued >1 ms late: {late}, errors {failed}, CPU: server {:.2} cores, generator {:.2} cores",
         paced.as_secs_f64(),
         total as f64 / paced.as_secs_f64(),
-        cpu / paced.as_secs_f64()
+        cpu / paced.as_secs_f64(),
+        own / paced.as_secs_f64()
     );
     println!(
         "  latency from intended send time: {}",

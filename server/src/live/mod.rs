@@ -626,10 +626,14 @@ async fn local_notices(hub: std::sync::Weak<HubInner>) {
                     version: changed.version,
                     committed_at: now_millis(),
                 };
-                if let Some(bus) = &hub.bus {
-                    bus.publish(&hub.instance_id, &notice).await;
-                }
-                hub.on_notice(&notice).await;
+                // Tell the other instances and refresh this one at the same time: neither
+                // should wait for the other.
+                let publish = async {
+                    if let Some(bus) = &hub.bus {
+                        bus.publish(&hub.instance_id, &notice).await;
+                    }
+                };
+                tokio::join!(publish, hub.on_notice(&notice));
                 if let Some(bus) = &hub.bus
                     && let Some(held) = hub.held(&notice.project, &notice.environment)
                 {
