@@ -267,7 +267,7 @@ pub async fn serve_with(
     let hub = Hub::start(storage.clone(), metrics, options.live.clone());
     let sdk_auth = Arc::new(SdkAuth::new(storage.clone()));
     let auth = Authenticator::new(signer, storage.clone());
-    let admin = AdminServiceServer::new(Admin::new(storage.clone(), auth))
+    let admin = AdminServiceServer::new(Admin::new(storage.clone(), auth).with_hub(hub.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let evaluation =
         EvaluationServiceServer::new(EvaluationApi::new(hub.clone(), sdk_auth.clone()))

@@ -333,6 +333,15 @@ impl Hub {
         }
     }
 
+    /// Brings every held environment of a project up to the store's version.
+    pub async fn refresh_project(&self, project: &str) {
+        for held in self.inner.held_all() {
+            if held.project == project {
+                self.inner.refresh(&held, None, None, "write").await;
+            }
+        }
+    }
+
     /// Compares every held version with the store, as the periodic check does.
     pub async fn check_versions(&self) {
         self.inner.check_versions().await;

@@ -21,6 +21,7 @@ use vexil_proto::v1::admin_service_server::AdminService;
 use crate::auth::{Authenticator, Caller};
 use crate::convert;
 use crate::limits;
+use crate::live::Hub;
 use crate::storage::{
     self, ArchivedFilter, AuditFilter, EnvGuards, FlagConfigUpdate, FlagFilter, NewAdminToken,
     NewEnvironment, NewFlag, NewProject, NewSdkKey, ResourceKind, Role, RoleBinding, RulesetJson,
@@ -49,13 +50,33 @@ fn environment_moved(err: &StorageError, attempt: usize) -> bool {
 pub struct Admin {
     storage: Storage,
     auth: Authenticator,
+    /// The instance's live rulesets, brought up to date before a write answers.
+    hub: Option<Hub>,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 
 impl Admin {
     pub fn new(storage: Storage, auth: Authenticator) -> Admin {
-        Admin { storage, auth }
+        Admin {
+            storage,
+            auth,
+            hub: None,
+        }
+    }
+
+    /// Makes every write wait until this instance's rulesets hold it, so that a caller
+    /// evaluating through the same instance right after a write sees it (other instances
+    /// follow within milliseconds, through the change notices).
+    pub fn with_hub(mut self, hub: Hub) -> Admin {
+        self.hub = Some(hub);
+        self
+    }
+
+    async fn settle(&self, project: &str) {
+        if let Some(hub) = &self.hub {
+            hub.refresh_project(project).await;
+        }
     }
 
     async fn caller<T>(&self, request: Request<T>) -> Result<(Caller, T), Status> {
@@ -510,6 +531,7 @@ impl AdminService for Admin {
             .storage
             .create_flag(caller.actor(), &req.project_key, &new)
             .await?;
+        self.settle(&req.project_key).await;
         Ok(Response::new(convert::flag(&flag, &[])))
     }
 
@@ -635,6 +657,7 @@ impl AdminService for Admin {
                 written => break written?,
             }
         };
+        self.settle(&req.project_key).await;
         Ok(Response::new(convert::flag(&flag, &[])))
     }
 
@@ -655,6 +678,7 @@ impl AdminService for Admin {
                 req.on,
             )
             .await?;
+        self.settle(&req.project_key).await;
         Ok(Response::new(convert::flag_configuration(&config)))
     }
 
@@ -715,6 +739,7 @@ impl AdminService for Admin {
                 written => break written?,
             }
         };
+        self.settle(&req.project_key).await;
         Ok(Response::new(convert::flag(&flag, &[])))
     }
 
@@ -751,6 +776,7 @@ impl AdminService for Admin {
                 written => break written?,
             }
         }
+        self.settle(&req.project_key).await;
         Ok(Response::new(pb::DeleteFlagResponse {}))
     }
 
@@ -799,6 +825,7 @@ impl AdminService for Admin {
                 written => break written?,
             }
         };
+        self.settle(&req.project_key).await;
         Ok(Response::new(convert::flag_configuration(&config)))
     }
 
@@ -843,6 +870,7 @@ impl AdminService for Admin {
                 written => break written?,
             }
         };
+        self.settle(&req.project_key).await;
         Ok(Response::new(convert::segment(&stored)))
     }
 
@@ -916,6 +944,7 @@ impl AdminService for Admin {
                 written => break written?,
             }
         };
+        self.settle(&req.project_key).await;
         Ok(Response::new(convert::segment(&stored)))
     }
 
@@ -953,6 +982,7 @@ impl AdminService for Admin {
                 written => break written?,
             }
         }
+        self.settle(&req.project_key).await;
         Ok(Response::new(pb::DeleteSegmentResponse {}))
     }
 
@@ -1227,6 +1257,7 @@ impl AdminService for Admin {
                 req.expected_version,
             )
             .await?;
+        self.settle(&req.project_key).await;
         Ok(Response::new(pb::ImportEnvironmentResponse {
             version: summary.version,
             created_flags: summary.created_flags,

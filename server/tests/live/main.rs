@@ -211,26 +211,18 @@ async fn evaluations_follow_writes_and_client_keys_see_only_client_side_values()
     create_bool_flag(&mut admin, &token, "public", true).await;
     let mut eval = instance.evaluation().await;
 
-    // Off: the off variation, reason OFF.
-    eventually(WAIT, "the new flag is evaluated", || {
-        let mut eval = eval.clone();
-        let key = server_key.clone();
-        async move {
-            let r = evaluate_bool(&mut eval, &key, "public", user("alice", json!({}))).await;
-            reason_kind(&r) == pb::ReasonKind::Off
-        }
-    })
-    .await;
+    // A write answers once this instance holds it: evaluations through it see it at once.
+    let r = evaluate_bool(&mut eval, &server_key, "public", user("alice", json!({}))).await;
+    assert_eq!(
+        reason_kind(&r),
+        pb::ReasonKind::Off,
+        "off: the off variation"
+    );
+    assert_eq!(value(&r), json!(false));
     toggle(&mut admin, &token, "public", true).await;
-    eventually(WAIT, "the toggle is seen", || {
-        let mut eval = eval.clone();
-        let key = server_key.clone();
-        async move {
-            let r = evaluate_bool(&mut eval, &key, "public", user("alice", json!({}))).await;
-            value(&r) == json!(true) && reason_kind(&r) == pb::ReasonKind::Fallthrough
-        }
-    })
-    .await;
+    let r = evaluate_bool(&mut eval, &server_key, "public", user("alice", json!({}))).await;
+    assert_eq!(value(&r), json!(true));
+    assert_eq!(reason_kind(&r), pb::ReasonKind::Fallthrough);
 
     // A client key: the client-side flag is served, the other does not exist for it.
     let r = evaluate_bool(&mut eval, &client_key, "public", user("alice", json!({}))).await;
