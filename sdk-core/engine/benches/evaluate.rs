@@ -48,6 +48,15 @@ fn large(c: &mut Criterion) {
     group.bench_function("evaluate_all", |b| {
         b.iter(|| ruleset.evaluate_all(black_box(&user)).len())
     });
+    // The same, into a buffer reused across iterations, as a server evaluating many
+    // contexts would do.
+    let mut buffer = Vec::new();
+    group.bench_function("evaluate_all_into", |b| {
+        b.iter(|| {
+            ruleset.evaluate_all_into(black_box(&user), &mut buffer);
+            buffer.len()
+        })
+    });
     group.bench_function("build_from_json", |b| {
         b.iter(|| {
             Ruleset::from_json(black_box(&json))

@@ -22,6 +22,17 @@ fn main() {
         }
         return;
     }
+    if key == "all-10k" {
+        let json = serde_json::to_string(&fixtures::large_ruleset(10_000)).expect("json");
+        let ruleset = Ruleset::from_json(&json).expect("ruleset");
+        let user = fixtures::user();
+        let mut total = 0usize;
+        for _ in 0..count {
+            total += ruleset.evaluate_all(std::hint::black_box(&user)).len();
+        }
+        println!("{total} evaluations");
+        return;
+    }
     let ruleset = Ruleset::from_value(&fixtures::bench_ruleset()).expect("ruleset");
     let user = fixtures::user();
     let mut served = 0usize;

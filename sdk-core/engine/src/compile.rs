@@ -11,11 +11,14 @@ use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
-use crate::context::{AttributeRef, is_valid_kind, short_eq};
+use crate::context::{AttributeRef, Name, is_valid_kind, short_eq};
 use crate::date;
+use crate::eval::bucket_prefix;
+use crate::index::KeyIndex;
 use crate::model::{
     Clause, Experiment, Flag, Operator, Rollout, RulesetData, Segment, Serve, TOTAL_WEIGHT,
 };
+use crate::murmur3::Murmur3;
 use crate::semver::OwnedVersion;
 
 /// Longest flag, segment, rule or experiment key accepted.
@@ -83,15 +86,15 @@ pub(crate) fn is_valid_key(key: &str) -> bool {
 
 #[derive(Debug)]
 pub(crate) struct CompiledTarget {
-    pub kind: Box<str>,
-    pub keys: FxHashSet<Box<str>>,
+    pub kind: Name,
+    pub keys: StringSet,
     pub variation: usize,
 }
 
 #[derive(Debug)]
 pub(crate) struct CompiledKeyList {
-    pub kind: Box<str>,
-    pub keys: FxHashSet<Box<str>>,
+    pub kind: Name,
+    pub keys: StringSet,
 }
 
 #[derive(Debug)]
@@ -117,14 +120,16 @@ pub(crate) enum Matcher {
 }
 
 impl Matcher {
-    /// A rough rank of evaluation cost, to order the clauses of a rule.
+    /// A rough rank of evaluation cost, to order the clauses of a rule. A numeric
+    /// comparison (one float compare per value) ranks below `in`, which compares strings.
     fn cost(&self) -> u8 {
         match self {
-            Matcher::In { .. } | Matcher::Number(..) => 0,
-            Matcher::StartsWith(_) | Matcher::EndsWith(_) | Matcher::Contains(_) => 1,
-            Matcher::Date { .. } | Matcher::Semver(..) => 2,
-            Matcher::Matches(_) => 3,
-            Matcher::Segment(_) => 4,
+            Matcher::Number(..) => 0,
+            Matcher::In { .. } => 1,
+            Matcher::StartsWith(_) | Matcher::EndsWith(_) | Matcher::Contains(_) => 2,
+            Matcher::Date { .. } | Matcher::Semver(..) => 3,
+            Matcher::Matches(_) => 4,
+            Matcher::Segment(_) => 5,
         }
     }
 }
@@ -159,7 +164,7 @@ impl StringSet {
 
 #[derive(Debug)]
 pub(crate) struct CompiledClause {
-    pub kind: Box<str>,
+    pub kind: Name,
     /// `None` only for `segment_match`.
     pub attribute: Option<AttributeRef>,
     pub negate: bool,
@@ -169,7 +174,8 @@ pub(crate) struct CompiledClause {
 #[derive(Debug)]
 pub(crate) struct CompiledExperiment {
     pub key: Box<str>,
-    pub layer_salt: Box<str>,
+    /// The bucketing hash state after `layer/{layer}:`.
+    pub layer_prefix: Murmur3,
     pub start: u32,
     pub end: u32,
 }
@@ -178,7 +184,7 @@ pub(crate) struct CompiledExperiment {
 pub(crate) struct CompiledRollout {
     /// (variation, running sum of weights), in order.
     pub thresholds: Box<[(usize, u32)]>,
-    pub bucket_kind: Box<str>,
+    pub bucket_kind: Name,
     pub bucket_attribute: AttributeRef,
     pub experiment: Option<CompiledExperiment>,
 }
@@ -200,7 +206,8 @@ pub(crate) struct CompiledRule {
 #[derive(Debug)]
 pub struct CompiledFlag {
     pub(crate) model: Flag,
-    pub(crate) salt: Box<str>,
+    /// The bucketing hash state after `{salt}:`.
+    pub(crate) salt_prefix: Murmur3,
     pub(crate) targets: Box<[CompiledTarget]>,
     pub(crate) rules: Box<[CompiledRule]>,
     pub(crate) fallthrough: CompiledServe,
@@ -268,9 +275,22 @@ pub struct Ruleset {
     pub(crate) version: u64,
     /// Sorted by key.
     pub(crate) flags: Vec<FlagEntry>,
-    pub(crate) flag_index: FxHashMap<Box<str>, usize>,
+    /// Position of each flag in `flags`, by key.
+    pub(crate) flag_index: KeyIndex,
     pub(crate) segments: FxHashMap<Box<str>, SegmentEntry>,
     pub(crate) problems: Vec<Problem>,
+}
+
+/// A ruleset in which every flag and segment fits the model, for [`Ruleset::from_json`]'s
+/// fast path. `null` stands for an absent field, as in [`Ruleset::from_value`].
+#[derive(serde::Deserialize)]
+struct TypedRuleset {
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    flags: Option<Vec<Flag>>,
+    #[serde(default)]
+    segments: Option<Vec<Segment>>,
 }
 
 /// Changes to apply to a ruleset: upserted and deleted flags and segments, and the version
@@ -295,6 +315,26 @@ pub struct Patch {
 impl Ruleset {
     /// Reads and compiles a ruleset from its JSON text.
     pub fn from_json(text: &str) -> Result<Ruleset, LoadError> {
+        // Fast path: read the text straight into the model, skipping the intermediate
+        // `Value` tree (building and dropping it costs more than the typed parse). It
+        // accepts only what the slow path accepts, and builds the same ruleset: every flag
+        // and segment deserializes, so the slow path would compile exactly these. Anything
+        // else (a malformed flag, a bad shape, invalid JSON) goes the slow way, which keeps
+        // the raw JSON and explains the problem.
+        // A derived struct would also read a JSON array (by position): only objects qualify.
+        let object = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{');
+        if object && let Ok(typed) = serde_json::from_str::<TypedRuleset>(text) {
+            let mut builder = Builder::default();
+            for flag in typed.flags.unwrap_or_default() {
+                builder.add_flag(flag);
+            }
+            for segment in typed.segments.unwrap_or_default() {
+                builder.add_segment(segment);
+            }
+            return Ok(builder.finish(typed.version.unwrap_or(0)));
+        }
         let value: Value = serde_json::from_str(text)?;
         Ruleset::from_value(&value)
     }
@@ -381,6 +421,12 @@ impl Ruleset {
         builder.finish(patch.version)
     }
 
+    /// The position of a flag in `flags`.
+    #[inline]
+    pub(crate) fn flag_position(&self, key: &str) -> Option<usize> {
+        find_flag(&self.flag_index, &self.flags, key)
+    }
+
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -405,20 +451,19 @@ impl Ruleset {
 
     /// The model of a flag, if it exists and fits the model.
     pub fn flag(&self, key: &str) -> Option<&Flag> {
-        let entry = &self.flags[*self.flag_index.get(key)?];
+        let entry = &self.flags[self.flag_position(key)?];
         entry.compiled.as_deref().map(CompiledFlag::model)
     }
 
     /// Whether the flag exists and is malformed.
     pub fn is_malformed(&self, key: &str) -> bool {
-        self.flag_index
-            .get(key)
-            .is_some_and(|&i| self.flags[i].malformed)
+        self.flag_position(key)
+            .is_some_and(|i| self.flags[i].malformed)
     }
 
     /// The JSON of a flag as it would be exported (its raw form if it did not fit the model).
     pub fn flag_json(&self, key: &str) -> Option<Value> {
-        let entry = &self.flags[*self.flag_index.get(key)?];
+        let entry = &self.flags[self.flag_position(key)?];
         Some(flag_entry_json(entry))
     }
 
@@ -437,6 +482,11 @@ impl Ruleset {
             "segments": segment_keys.into_iter().map(|k| segment_entry_json(&self.segments[k])).collect::<Vec<_>>(),
         })
     }
+}
+
+#[inline(always)]
+fn find_flag(index: &KeyIndex, flags: &[FlagEntry], key: &str) -> Option<usize> {
+    index.get(key, |p| flags.get(p).map_or("", |e| &*e.key))
 }
 
 fn flag_entry_json(entry: &FlagEntry) -> Value {
@@ -661,11 +711,7 @@ impl Builder {
         }
         let mut flags: Vec<FlagEntry> = by_key.into_values().collect();
         flags.sort_by(|a, b| a.key.cmp(&b.key));
-        let flag_index: FxHashMap<Box<str>, usize> = flags
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.key.clone(), i))
-            .collect();
+        let flag_index = KeyIndex::new(flags.iter().map(|e| &*e.key));
 
         check_flag_references(&mut flags, &flag_index, &segment_map, &mut flag_problems);
         check_experiments(&mut flags, &mut flag_problems);
@@ -801,7 +847,7 @@ fn check_segment_references(
 
 fn check_flag_references(
     flags: &mut [FlagEntry],
-    index: &FxHashMap<Box<str>, usize>,
+    index: &KeyIndex,
     segments: &FxHashMap<Box<str>, SegmentEntry>,
     problems: &mut FxHashMap<Box<str>, Vec<Problem>>,
 ) {
@@ -828,7 +874,7 @@ fn check_flag_references(
             }
         }
         for (p, prerequisite) in compiled.model.prerequisites.iter().enumerate() {
-            match index.get(prerequisite.key.as_str()) {
+            match find_flag(index, flags, &prerequisite.key) {
                 None => {
                     bad = true;
                     problems.entry(key.clone()).or_default().push(problem(
@@ -838,7 +884,7 @@ fn check_flag_references(
                         format!("prerequisite flag {:?} does not exist", prerequisite.key),
                     ));
                 }
-                Some(&j) => {
+                Some(j) => {
                     if let Some(other) = &flags[j].compiled
                         && prerequisite.variation >= other.model.variations.len()
                     {
@@ -876,7 +922,7 @@ fn check_flag_references(
                         .prerequisites
                         .iter()
                         .enumerate()
-                        .filter_map(|(p, pre)| index.get(pre.key.as_str()).map(|&j| (j, p)))
+                        .filter_map(|(p, pre)| find_flag(index, flags, &pre.key).map(|j| (j, p)))
                         .collect()
                 })
                 .unwrap_or_default()
@@ -1166,8 +1212,8 @@ fn compile_flag(flag: Flag) -> CompiledFlag {
             target.variation,
         );
         targets.push(CompiledTarget {
-            kind: target.context_kind.as_str().into(),
-            keys: target.values.iter().map(|v| v.as_str().into()).collect(),
+            kind: Name::new(&target.context_kind),
+            keys: StringSet::new(target.values.iter().map(|v| v.as_str().into()).collect()),
             variation: target.variation,
         });
     }
@@ -1215,7 +1261,7 @@ fn compile_flag(flag: Flag) -> CompiledFlag {
     };
     CompiledFlag {
         fixed,
-        salt: flag.effective_salt().into(),
+        salt_prefix: bucket_prefix(flag.effective_salt()),
         targets: targets.into_boxed_slice(),
         rules: rules.into_boxed_slice(),
         fallthrough,
@@ -1361,7 +1407,7 @@ fn compile_rollout(
         let clamp = |v: i64| u32::try_from(v.clamp(0, total)).unwrap_or(0);
         CompiledExperiment {
             key: experiment.key.as_str().into(),
-            layer_salt: format!("layer/{}", experiment.effective_layer()).into(),
+            layer_prefix: bucket_prefix(&format!("layer/{}", experiment.effective_layer())),
             start: clamp(experiment.layer_offset),
             end: clamp(
                 experiment
@@ -1372,7 +1418,7 @@ fn compile_rollout(
     });
     CompiledRollout {
         thresholds: thresholds.into_boxed_slice(),
-        bucket_kind: rollout.bucket_by.context_kind.as_str().into(),
+        bucket_kind: Name::new(&rollout.bucket_by.context_kind),
         bucket_attribute,
         experiment,
     }
@@ -1394,8 +1440,8 @@ fn compile_segment(segment: Segment) -> CompiledSegment {
             .map(|(i, list)| {
                 check_kind(ctx, format!("{name}[{i}].context_kind"), &list.context_kind);
                 CompiledKeyList {
-                    kind: list.context_kind.as_str().into(),
-                    keys: list.values.iter().map(|v| v.as_str().into()).collect(),
+                    kind: Name::new(&list.context_kind),
+                    keys: StringSet::new(list.values.iter().map(|v| v.as_str().into()).collect()),
                 }
             })
             .collect::<Box<[_]>>()
@@ -1620,7 +1666,7 @@ fn compile_clause(ctx: &mut Ctx<'_>, path: &str, clause: &Clause) -> CompiledCla
         }
     };
     CompiledClause {
-        kind: clause.context_kind.as_str().into(),
+        kind: Name::new(&clause.context_kind),
         attribute,
         negate: clause.negate,
         matcher,

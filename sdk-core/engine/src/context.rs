@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::index::hash_key;
+
 /// Why a context is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
@@ -38,17 +40,85 @@ pub struct SingleContext {
     /// Stored as JSON strings so that attribute references to `key` and `kind` resolve to a
     /// `&Value` like every other attribute.
     kind: Value,
+    /// The hash of `kind`, to find a kind by comparing one word (see [`Name`]).
+    kind_hash: u64,
     key: Value,
-    /// In insertion order. Contexts hold few attributes, and a scan that compares lengths
+    /// In insertion order. Contexts hold few attributes, and a scan that compares hashes
     /// first beats a tree search made of `memcmp` calls (measured: about 3x on lookups).
-    attributes: Vec<(Box<str>, Value)>,
+    attributes: Vec<(Name, Value)>,
 }
 
-/// String equality that compares lengths, then bytes inline: attribute names and kinds are
-/// short, and a call to `memcmp` costs more than the comparison itself.
+/// A context kind or attribute name with its hash, computed once: when the ruleset and the
+/// context both carry the hash, finding a name costs one word comparison per candidate,
+/// and the text is compared only to confirm a match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Name {
+    hash: u64,
+    text: Box<str>,
+}
+
+impl Name {
+    pub(crate) fn new(text: &str) -> Name {
+        Name {
+            hash: hash_key(text.as_bytes()),
+            text: text.into(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    #[inline]
+    fn is(&self, other: &Name) -> bool {
+        self.hash == other.hash && short_eq(&self.text, &other.text)
+    }
+}
+
+/// String equality that compares lengths, then the bytes inline a word at a time:
+/// attribute names, kinds and clause values are short, and a call to `memcmp` (or a
+/// byte-by-byte loop) costs more than a few word comparisons.
 #[inline]
 pub(crate) fn short_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    match n {
+        0 => true,
+        // Three probes cover every byte of a 1 to 3 byte string.
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        // Two overlapping 4-byte words cover 4 to 8 bytes.
+        4..=8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                if word8(a, i) != word8(b, i) {
+                    return false;
+                }
+                i += 8;
+            }
+            // The last word may overlap the previous one.
+            word8(a, n - 8) == word8(b, n - 8)
+        }
+    }
+}
+
+/// The 4 bytes of `s` at `at`, as a word (native byte order).
+#[inline(always)]
+pub(crate) fn word4(s: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&s[at..at + 4]);
+    u32::from_ne_bytes(w)
+}
+
+/// The 8 bytes of `s` at `at`, as a word (native byte order).
+#[inline(always)]
+pub(crate) fn word8(s: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[at..at + 8]);
+    u64::from_ne_bytes(w)
 }
 
 impl SingleContext {
@@ -61,6 +131,7 @@ impl SingleContext {
         }
         Ok(SingleContext {
             kind: Value::String(kind.to_owned()),
+            kind_hash: hash_key(kind.as_bytes()),
             key: Value::String(key.to_owned()),
             attributes: Vec::new(),
         })
@@ -68,9 +139,9 @@ impl SingleContext {
 
     /// Sets an attribute (replacing any previous value).
     pub fn set(&mut self, name: &str, value: Value) -> &mut Self {
-        match self.attributes.iter_mut().find(|(n, _)| **n == *name) {
+        match self.attributes.iter_mut().find(|(n, _)| n.as_str() == name) {
             Some((_, slot)) => *slot = value,
-            None => self.attributes.push((name.into(), value)),
+            None => self.attributes.push((Name::new(name), value)),
         }
         self
     }
@@ -90,7 +161,7 @@ impl SingleContext {
 
     /// The attributes, in the order they were set.
     pub fn attributes(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.attributes.iter().map(|(n, v)| (&**n, v))
+        self.attributes.iter().map(|(n, v)| (n.as_str(), v))
     }
 
     /// One attribute by name.
@@ -98,7 +169,16 @@ impl SingleContext {
     pub fn attribute(&self, name: &str) -> Option<&Value> {
         self.attributes
             .iter()
-            .find(|(n, _)| short_eq(n, name))
+            .find(|(n, _)| short_eq(n.as_str(), name))
+            .map(|(_, v)| v)
+    }
+
+    /// One attribute by name, found by hash.
+    #[inline]
+    pub(crate) fn attribute_named(&self, name: &Name) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n.is(name))
             .map(|(_, v)| v)
     }
 
@@ -126,7 +206,7 @@ impl SingleContext {
             Some(Value::Object(attributes)) => {
                 context.attributes = attributes
                     .iter()
-                    .map(|(n, v)| (n.as_str().into(), v.clone()))
+                    .map(|(n, v)| (Name::new(n), v.clone()))
                     .collect();
             }
             Some(_) => return Err(ContextError::AttributesNotAnObject),
@@ -142,7 +222,7 @@ impl SingleContext {
             let attributes: Map<String, Value> = self
                 .attributes
                 .iter()
-                .map(|(n, v)| (n.to_string(), v.clone()))
+                .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
                 .collect();
             object.insert("attributes".into(), Value::Object(attributes));
         }
@@ -220,6 +300,14 @@ impl Context {
         self.parts.iter().find(|p| short_eq(p.kind(), kind))
     }
 
+    /// The context of the given kind, found by hash.
+    #[inline]
+    pub(crate) fn get_kind(&self, kind: &Name) -> Option<&SingleContext> {
+        self.parts
+            .iter()
+            .find(|p| p.kind_hash == kind.hash && short_eq(p.kind(), kind.as_str()))
+    }
+
     pub fn parts(&self) -> &[SingleContext] {
         &self.parts
     }
@@ -235,7 +323,7 @@ pub(crate) enum AttributeRef {
     Key,
     Kind,
     /// A top-level attribute, named literally.
-    Name(Box<str>),
+    Name(Name),
     /// A JSON Pointer into the attributes, already unescaped, split into tokens.
     Pointer(Box<[Box<str>]>),
 }
@@ -250,7 +338,7 @@ impl AttributeRef {
             return Some(match reference {
                 "key" => AttributeRef::Key,
                 "kind" => AttributeRef::Kind,
-                name => AttributeRef::Name(name.into()),
+                name => AttributeRef::Name(Name::new(name)),
             });
         };
         let mut tokens = Vec::new();
@@ -273,7 +361,7 @@ impl AttributeRef {
         let found = match self {
             AttributeRef::Key => Some(context.key_value()),
             AttributeRef::Kind => Some(context.kind_value()),
-            AttributeRef::Name(name) => context.attribute(name),
+            AttributeRef::Name(name) => context.attribute_named(name),
             AttributeRef::Pointer(tokens) => {
                 let mut current = context.attribute(&tokens[0]);
                 for token in &tokens[1..] {
@@ -321,6 +409,41 @@ fn unescape_pointer_token(raw: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn short_eq_agrees_with_eq() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abc",
+            "abd",
+            "xbc",
+            "user",
+            "usex",
+            "email",
+            "emaik",
+            "country",
+            "countrx",
+            "xountry",
+            "app_vers",
+            "app_verx",
+            "app_version",
+            "app_versiox",
+            "xpp_version",
+            "app_xersion",
+            "some-longer-name-0123456789",
+            "some-longer-name-0123456788",
+            "some-longer-nXme-0123456789",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(short_eq(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn parses_single_and_multi() {

@@ -4,12 +4,13 @@
 use serde_json::Value;
 
 use crate::compile::{
-    CompiledClause, CompiledFlag, CompiledRollout, CompiledServe, FlagEntry, Matcher, Ruleset,
+    CompiledClause, CompiledFlag, CompiledRollout, CompiledServe, FixedOutcome, FlagEntry, Matcher,
+    Ruleset,
 };
 use crate::context::{Context, SingleContext};
 use crate::date;
 use crate::model::{Operator, TOTAL_WEIGHT, ValueKind};
-use crate::murmur3::murmur3_x86_32;
+use crate::murmur3::Murmur3;
 use crate::result::{ErrorKind, Evaluation, Reason};
 use crate::semver::Version;
 
@@ -21,24 +22,12 @@ const MAX_DEPTH: usize = 64;
 /// than [`MAX_DEPTH`], since everything else is caught when the ruleset is built).
 struct TooDeep;
 
-/// A context's value for bucketing, as the bytes hashed after `{salt}:`.
-enum BucketValue<'a> {
-    Text(&'a str),
-    Integer([u8; 24], usize),
-}
-
-impl BucketValue<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            BucketValue::Text(s) => s.as_bytes(),
-            BucketValue::Integer(buf, len) => &buf[buf.len() - len..],
-        }
-    }
-}
-
-fn bucket_value(value: &Value) -> Option<BucketValue<'_>> {
+/// A context's value for bucketing, as the bytes hashed after `{salt}:`: a string's own
+/// bytes, or an integer's decimal digits written into `buf` (no allocation, no move).
+#[inline]
+fn bucket_bytes<'a>(value: &'a Value, buf: &'a mut [u8; 24]) -> Option<&'a [u8]> {
     match value {
-        Value::String(s) => Some(BucketValue::Text(s)),
+        Value::String(s) => Some(s.as_bytes()),
         Value::Number(n) => {
             let integer = if let Some(i) = n.as_i64() {
                 i
@@ -52,7 +41,6 @@ fn bucket_value(value: &Value) -> Option<BucketValue<'_>> {
             if integer.unsigned_abs() >= 1 << 53 {
                 return None;
             }
-            let mut buf = [0u8; 24];
             let mut pos = buf.len();
             let mut rest = integer.unsigned_abs();
             loop {
@@ -67,7 +55,7 @@ fn bucket_value(value: &Value) -> Option<BucketValue<'_>> {
                 pos -= 1;
                 buf[pos] = b'-';
             }
-            Some(BucketValue::Integer(buf, buf.len() - pos))
+            Some(&buf[pos..])
         }
         _ => None,
     }
@@ -75,14 +63,33 @@ fn bucket_value(value: &Value) -> Option<BucketValue<'_>> {
 
 /// The `murmur3_v1` bucket of `{salt}:{value}`, in [0, 100000).
 pub fn bucket(salt: &str, value: &[u8]) -> u32 {
-    let hash = murmur3_x86_32(&[salt.as_bytes(), b":", value], 0);
-    ((u64::from(hash) * u64::from(TOTAL_WEIGHT)) >> 32) as u32
+    bucket_after(&bucket_prefix(salt), value)
+}
+
+/// The hash state after `{salt}:`, computed once per rollout when the ruleset is built.
+pub(crate) fn bucket_prefix(salt: &str) -> Murmur3 {
+    let mut state = Murmur3::new(0);
+    state.update(salt.as_bytes());
+    state.update(b":");
+    state
+}
+
+/// The bucket of `{salt}:{value}`, from the state after `{salt}:`.
+#[inline]
+fn bucket_after(prefix: &Murmur3, value: &[u8]) -> u32 {
+    let mut state = *prefix;
+    state.update(value);
+    ((u64::from(state.finish()) * u64::from(TOTAL_WEIGHT)) >> 32) as u32
 }
 
 impl Ruleset {
     /// Evaluates a flag for a context. `requested` is the type the caller wants (`Json`
     /// accepts any flag). Never fails: errors come back as an `ERROR` reason, and the caller
     /// uses its default wherever `value` is `None`.
+    ///
+    /// Inlined so that a caller reading one field (the typed variations read only `value`)
+    /// lets the compiler drop the rest; the context-dependent work stays out of line.
+    #[inline]
     pub fn evaluate<'r>(
         &'r self,
         flag_key: &str,
@@ -90,12 +97,17 @@ impl Ruleset {
         requested: ValueKind,
     ) -> Evaluation<'r> {
         match self.preflight(flag_key, requested) {
-            Ok(flag) => self
-                .evaluate_flag(flag, context, 0)
-                .unwrap_or_else(|TooDeep| {
-                    Evaluation::error(ErrorKind::MalformedFlag, flag.model.version)
-                }),
+            Ok(flag) => self.evaluate_valid(flag, context),
             Err(error) => error,
+        }
+    }
+
+    /// Evaluates a flag that exists and is well-formed, as the top of a chain.
+    #[inline]
+    fn evaluate_valid<'r>(&'r self, flag: &'r CompiledFlag, context: &Context) -> Evaluation<'r> {
+        match flag.fixed {
+            Some(fixed) => fixed_evaluation(flag, fixed),
+            None => self.evaluate_flag(flag, context, 0),
         }
     }
 
@@ -107,7 +119,7 @@ impl Ruleset {
         flag_key: &str,
         requested: ValueKind,
     ) -> Result<&'r CompiledFlag, Evaluation<'r>> {
-        let Some(&index) = self.flag_index.get(flag_key) else {
+        let Some(index) = self.flag_position(flag_key) else {
             return Err(Evaluation::error(ErrorKind::FlagNotFound, 0));
         };
         let entry = &self.flags[index];
@@ -176,26 +188,56 @@ impl Ruleset {
 
     /// Every flag, evaluated for one context (as a `json` request, so no `WRONG_TYPE`).
     pub fn evaluate_all<'r>(&'r self, context: &Context) -> Vec<(&'r str, Evaluation<'r>)> {
-        self.flags
-            .iter()
-            .map(|entry| (&*entry.key, self.evaluate_entry(entry, context)))
-            .collect()
+        let mut out = Vec::with_capacity(self.flags.len());
+        self.evaluate_all_into(context, &mut out);
+        out
     }
 
+    /// Like [`Ruleset::evaluate_all`], into a caller's buffer (cleared first): a caller
+    /// evaluating many contexts reuses one allocation instead of a fresh one per context.
+    pub fn evaluate_all_into<'r>(
+        &'r self,
+        context: &Context,
+        out: &mut Vec<(&'r str, Evaluation<'r>)>,
+    ) {
+        out.clear();
+        out.reserve(self.flags.len());
+        out.extend(
+            self.flags
+                .iter()
+                .map(|entry| (&*entry.key, self.evaluate_entry(entry, context))),
+        );
+    }
+
+    #[inline]
     fn evaluate_entry<'r>(&'r self, entry: &'r FlagEntry, context: &Context) -> Evaluation<'r> {
         match entry.compiled.as_deref() {
-            Some(flag) if !entry.malformed => {
-                self.evaluate_flag(flag, context, 0)
-                    .unwrap_or_else(|TooDeep| {
-                        Evaluation::error(ErrorKind::MalformedFlag, flag.model.version)
-                    })
-            }
+            Some(flag) if !entry.malformed => self.evaluate_valid(flag, context),
             Some(flag) => Evaluation::error(ErrorKind::MalformedFlag, flag.model.version),
             None => Evaluation::error(ErrorKind::MalformedFlag, 0),
         }
     }
 
+    /// Evaluates a well-formed flag. Returns an evaluation rather than a `Result` so that it
+    /// is built in place, not copied out of one: the only error it can report is a chain
+    /// deeper than [`MAX_DEPTH`], as `ERROR`/`MALFORMED_FLAG` with this flag's version (a
+    /// prerequisite's caller turns that back into [`TooDeep`], so the chain's top flag is the
+    /// one reported, as before).
+    #[inline(never)]
     fn evaluate_flag<'r>(
+        &'r self,
+        flag: &'r CompiledFlag,
+        context: &Context,
+        depth: usize,
+    ) -> Evaluation<'r> {
+        match self.try_evaluate_flag(flag, context, depth) {
+            Ok(evaluation) => evaluation,
+            Err(TooDeep) => Evaluation::error(ErrorKind::MalformedFlag, flag.model.version),
+        }
+    }
+
+    #[inline(always)]
+    fn try_evaluate_flag<'r>(
         &'r self,
         flag: &'r CompiledFlag,
         context: &Context,
@@ -203,18 +245,7 @@ impl Ruleset {
     ) -> Result<Evaluation<'r>, TooDeep> {
         let model = &flag.model;
         if let Some(fixed) = flag.fixed {
-            return Ok(Evaluation {
-                value: fixed.variation.and_then(|v| model.variations.get(v)),
-                variation: fixed.variation,
-                reason: if fixed.off {
-                    Reason::Off
-                } else {
-                    Reason::Fallthrough
-                },
-                in_experiment: false,
-                experiment_key: None,
-                flag_version: model.version,
-            });
+            return Ok(fixed_evaluation(flag, fixed));
         }
         let served = |variation: Option<usize>, reason: Reason<&'r str>| Evaluation {
             value: variation.and_then(|v| model.variations.get(v)),
@@ -243,7 +274,7 @@ impl Ruleset {
             }
         }
         for target in flag.targets.iter() {
-            if let Some(single) = context.get(&target.kind)
+            if let Some(single) = context.get_kind(&target.kind)
                 && target.keys.contains(single.key())
             {
                 return Ok(served(Some(target.variation), Reason::TargetMatch));
@@ -271,7 +302,7 @@ impl Ruleset {
         if depth >= MAX_DEPTH {
             return Err(TooDeep);
         }
-        let Some(&index) = self.flag_index.get(key) else {
+        let Some(index) = self.flag_position(key) else {
             return Ok(false);
         };
         let entry = &self.flags[index];
@@ -281,13 +312,16 @@ impl Ruleset {
         if entry.malformed || !flag.model.on {
             return Ok(false);
         }
-        let result = self.evaluate_flag(flag, context, depth + 1)?;
-        Ok(!matches!(
-            result.reason,
-            Reason::Error { .. } | Reason::PrerequisiteFailed { .. }
-        ) && result.variation == Some(required))
+        let result = self.evaluate_flag(flag, context, depth + 1);
+        // `evaluate_flag` reports nothing but a too-deep chain as an error.
+        if result.is_error() {
+            return Err(TooDeep);
+        }
+        Ok(!matches!(result.reason, Reason::PrerequisiteFailed { .. })
+            && result.variation == Some(required))
     }
 
+    #[inline(always)]
     fn serve<'r>(
         &'r self,
         flag: &'r CompiledFlag,
@@ -297,7 +331,9 @@ impl Ruleset {
     ) -> Evaluation<'r> {
         let (variation, experiment_key) = match serve {
             CompiledServe::Variation(v) => (*v, None),
-            CompiledServe::Rollout(rollout) => rollout_variation(&flag.salt, rollout, context),
+            CompiledServe::Rollout(rollout) => {
+                rollout_variation(&flag.salt_prefix, rollout, context)
+            }
         };
         Evaluation {
             value: flag.model.variations.get(variation),
@@ -331,16 +367,9 @@ impl Ruleset {
         depth: usize,
     ) -> Result<bool, TooDeep> {
         if let Matcher::Segment(keys) = &clause.matcher {
-            let mut any = false;
-            for key in keys.iter() {
-                if self.in_segment(key, context, depth + 1)? {
-                    any = true;
-                    break;
-                }
-            }
-            return Ok(any != clause.negate);
+            return self.segment_clause_matches(keys, clause.negate, context, depth);
         }
-        let Some(single) = context.get(&clause.kind) else {
+        let Some(single) = context.get_kind(&clause.kind) else {
             return Ok(false);
         };
         let Some(value) = clause.attribute.as_ref().and_then(|a| a.resolve(single)) else {
@@ -353,6 +382,24 @@ impl Ruleset {
         Ok(matched != clause.negate)
     }
 
+    #[inline(never)]
+    fn segment_clause_matches(
+        &self,
+        keys: &[Box<str>],
+        negate: bool,
+        context: &Context,
+        depth: usize,
+    ) -> Result<bool, TooDeep> {
+        let mut any = false;
+        for key in keys {
+            if self.in_segment(key, context, depth + 1)? {
+                any = true;
+                break;
+            }
+        }
+        Ok(any != negate)
+    }
+
     fn in_segment(&self, key: &str, context: &Context, depth: usize) -> Result<bool, TooDeep> {
         if depth >= MAX_DEPTH {
             return Err(TooDeep);
@@ -363,7 +410,7 @@ impl Ruleset {
         let listed = |lists: &[crate::compile::CompiledKeyList]| {
             lists.iter().any(|list| {
                 context
-                    .get(&list.kind)
+                    .get_kind(&list.kind)
                     .is_some_and(|single: &SingleContext| list.keys.contains(single.key()))
             })
         };
@@ -382,31 +429,50 @@ impl Ruleset {
     }
 }
 
+/// The result of a flag whose outcome does not depend on the context.
+#[inline]
+fn fixed_evaluation(flag: &CompiledFlag, fixed: FixedOutcome) -> Evaluation<'_> {
+    Evaluation {
+        value: fixed.variation.and_then(|v| flag.model.variations.get(v)),
+        variation: fixed.variation,
+        reason: if fixed.off {
+            Reason::Off
+        } else {
+            Reason::Fallthrough
+        },
+        in_experiment: false,
+        experiment_key: None,
+        flag_version: flag.model.version,
+    }
+}
+
 /// The variation a rollout serves, and the experiment the context is counted in, if any.
+#[inline(never)]
 fn rollout_variation<'r>(
-    salt: &str,
+    salt_prefix: &Murmur3,
     rollout: &'r CompiledRollout,
     context: &Context,
 ) -> (usize, Option<&'r str>) {
     let control = rollout.thresholds.first().map_or(0, |(v, _)| *v);
+    let mut buf = [0u8; 24];
     let value = context
-        .get(&rollout.bucket_kind)
+        .get_kind(&rollout.bucket_kind)
         .and_then(|single| rollout.bucket_attribute.resolve(single))
-        .and_then(bucket_value);
+        .and_then(|value| bucket_bytes(value, &mut buf));
     let Some(value) = value else {
         // No bucket value: bucket 0, never in an experiment.
         return (pick(rollout, 0).unwrap_or(control), None);
     };
     if let Some(experiment) = &rollout.experiment {
-        let layer_bucket = bucket(&experiment.layer_salt, value.bytes());
+        let layer_bucket = bucket_after(&experiment.layer_prefix, value);
         if layer_bucket < experiment.start || layer_bucket >= experiment.end {
             return (control, None);
         }
-        let variation = pick(rollout, bucket(salt, value.bytes())).unwrap_or(control);
+        let variation = pick(rollout, bucket_after(salt_prefix, value)).unwrap_or(control);
         return (variation, Some(&experiment.key));
     }
     (
-        pick(rollout, bucket(salt, value.bytes())).unwrap_or(control),
+        pick(rollout, bucket_after(salt_prefix, value)).unwrap_or(control),
         None,
     )
 }
@@ -419,6 +485,9 @@ fn pick(rollout: &CompiledRollout, bucket: u32) -> Option<usize> {
         .map(|(variation, _)| *variation)
 }
 
+/// Whether a value satisfies a clause's operator. The common, cheap operators are inlined
+/// into the clause loop; the costly ones (regex, dates, versions) live out of line so that
+/// their code and stack frame do not weigh on every clause.
 fn matches(matcher: &Matcher, value: &Value) -> bool {
     match matcher {
         Matcher::In {
@@ -439,12 +508,6 @@ fn matches(matcher: &Matcher, value: &Value) -> bool {
         Matcher::EndsWith(values) => value
             .as_str()
             .is_some_and(|a| values.iter().any(|v| a.ends_with(&**v))),
-        Matcher::Contains(values) => value
-            .as_str()
-            .is_some_and(|a| values.iter().any(|v| a.contains(&**v))),
-        Matcher::Matches(regexes) => value
-            .as_str()
-            .is_some_and(|a| regexes.iter().any(|r| r.is_match(a))),
         Matcher::Number(op, values) => value.as_f64().is_some_and(|a| {
             values.iter().any(|&v| match op {
                 Operator::Lt => a < v,
@@ -453,6 +516,19 @@ fn matches(matcher: &Matcher, value: &Value) -> bool {
                 _ => a >= v,
             })
         }),
+        _ => matches_costly(matcher, value),
+    }
+}
+
+#[inline(never)]
+fn matches_costly(matcher: &Matcher, value: &Value) -> bool {
+    match matcher {
+        Matcher::Contains(values) => value
+            .as_str()
+            .is_some_and(|a| values.iter().any(|v| a.contains(&**v))),
+        Matcher::Matches(regexes) => value
+            .as_str()
+            .is_some_and(|a| regexes.iter().any(|r| r.is_match(a))),
         Matcher::Date { after, millis } => date::to_epoch_millis(value)
             .is_some_and(|a| millis.iter().any(|&v| if *after { a > v } else { a < v })),
         Matcher::Semver(op, versions) => {
@@ -468,6 +544,11 @@ fn matches(matcher: &Matcher, value: &Value) -> bool {
                 }
             })
         }
-        Matcher::Segment(_) => false,
+        // Handled by `matches`, or (segments) before the value is looked up.
+        Matcher::In { .. }
+        | Matcher::StartsWith(_)
+        | Matcher::EndsWith(_)
+        | Matcher::Number(..)
+        | Matcher::Segment(_) => false,
     }
 }

@@ -29,6 +29,7 @@ mod compile;
 mod context;
 mod date;
 mod eval;
+mod index;
 pub mod model;
 mod murmur3;
 mod result;

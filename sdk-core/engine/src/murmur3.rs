@@ -15,49 +15,83 @@ fn mix_block(h: u32, block: u32) -> u32 {
 
 /// Hashes the concatenation of `parts` with the given seed.
 pub fn murmur3_x86_32(parts: &[&[u8]], seed: u32) -> u32 {
-    let mut h = seed;
-    let mut pending = [0u8; 4];
-    let mut pending_len = 0usize;
-    let mut total_len: usize = 0;
+    let mut state = Murmur3::new(seed);
     for part in parts {
-        total_len += part.len();
-        let mut bytes: &[u8] = part;
-        if pending_len > 0 {
-            let take = (4 - pending_len).min(bytes.len());
-            pending[pending_len..pending_len + take].copy_from_slice(&bytes[..take]);
-            pending_len += take;
-            bytes = &bytes[take..];
-            if pending_len < 4 {
-                continue;
+        state.update(part);
+    }
+    state.finish()
+}
+
+/// A hash in progress. Cloning it after a common prefix (a rollout's `{salt}:`) lets each
+/// evaluation hash only the bytes that differ.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Murmur3 {
+    h: u32,
+    /// Bytes of an incomplete block, little-endian, and how many there are (0 to 3).
+    pending: u32,
+    pending_len: u32,
+    /// Bytes hashed so far, modulo 2^32 as the reference implementation mixes it in.
+    total_len: u32,
+}
+
+impl Murmur3 {
+    pub(crate) fn new(seed: u32) -> Murmur3 {
+        Murmur3 {
+            h: seed,
+            pending: 0,
+            pending_len: 0,
+            total_len: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn update(&mut self, mut bytes: &[u8]) {
+        self.total_len = self.total_len.wrapping_add(bytes.len() as u32);
+        // Complete a pending block first (at most 3 bytes, one at a time).
+        while self.pending_len > 0 {
+            let Some((&byte, rest)) = bytes.split_first() else {
+                return;
+            };
+            self.pending |= u32::from(byte) << (8 * self.pending_len);
+            self.pending_len += 1;
+            bytes = rest;
+            if self.pending_len == 4 {
+                self.h = mix_block(self.h, self.pending);
+                self.pending = 0;
+                self.pending_len = 0;
             }
-            h = mix_block(h, u32::from_le_bytes(pending));
         }
         let mut chunks = bytes.chunks_exact(4);
         for chunk in &mut chunks {
-            h = mix_block(
-                h,
+            self.h = mix_block(
+                self.h,
                 u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
             );
         }
-        let rest = chunks.remainder();
-        pending[..rest.len()].copy_from_slice(rest);
-        pending_len = rest.len();
-    }
-    if pending_len > 0 {
-        let mut k: u32 = 0;
-        for (i, byte) in pending[..pending_len].iter().enumerate() {
-            k |= u32::from(*byte) << (8 * i);
+        for (i, &byte) in chunks.remainder().iter().enumerate() {
+            self.pending |= u32::from(byte) << (8 * i);
         }
-        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        self.pending_len = chunks.remainder().len() as u32;
     }
-    // The length is mixed in modulo 2^32, as the reference implementation does.
-    h ^= total_len as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h
+
+    #[inline]
+    pub(crate) fn finish(self) -> u32 {
+        let mut h = self.h;
+        if self.pending_len > 0 {
+            h ^= self
+                .pending
+                .wrapping_mul(C1)
+                .rotate_left(15)
+                .wrapping_mul(C2);
+        }
+        h ^= self.total_len;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^= h >> 16;
+        h
+    }
 }
 
 #[cfg(test)]

@@ -144,3 +144,115 @@ fn duplicate_keys_are_problems() {
         "{messages:?}"
     );
 }
+
+/// `from_json` reads well-formed text through a typed fast path; it must load exactly
+/// what `from_value` loads, and fail exactly where it fails.
+#[test]
+fn json_text_loads_like_its_value() {
+    let flag = r#"{"key": "f", "kind": "bool", "variations": [true, false], "on": true,
+        "rules": [{"id": "r", "serve": {"variation": 0}, "clauses": [
+            {"op": "segment_match", "values": ["s"]}]}], "fallthrough": {"variation": 1}}"#;
+    let segment = r#"{"key": "s", "included": [{"values": ["a"]}]}"#;
+    let texts = [
+        "{}".to_owned(),
+        " \n{\"version\": null, \"flags\": null, \"segments\": null}".to_owned(),
+        format!(r#"{{"version": 7, "flags": [{flag}], "segments": [{segment}]}}"#),
+        format!(r#"{{"flags": [{flag}, {flag}], "extra": {{"x": [1]}}}}"#),
+        format!(r#"{{"flags": [{flag}], "segments": [{segment}, {{"key": 5}}]}}"#),
+        format!(r#"{{"flags": [{flag}, {{"key": "g", "on": "yes"}}, 5], "segments": [{segment}]}}"#),
+        format!(r#"{{"version": 1, "version": 2, "flags": [{flag}]}}"#),
+        r#"{"flags": [{"key": "f", "key": "g", "kind": "bool", "variations": [true], "fallthrough": {"variation": 0}}]}"#.to_owned(),
+        r#"{"flags": [["f", "bool", [true], true, null, [], [], {"variation": 0}]]}"#.to_owned(),
+        r#"[7, [], []]"#.to_owned(),
+        r#"{"version": -1}"#.to_owned(),
+        r#"{"version": 1.0}"#.to_owned(),
+        r#"{"flags": {}}"#.to_owned(),
+        r#"{"flags": []} x"#.to_owned(),
+    ];
+    for text in &texts {
+        let from_value = serde_json::from_str::<serde_json::Value>(text)
+            .map_err(vexil_engine::LoadError::from)
+            .and_then(|v| Ruleset::from_value(&v))
+            .map_err(|e| e.to_string());
+        let from_json = Ruleset::from_json(text).map_err(|e| e.to_string());
+        match (from_value, from_json) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.to_value(), b.to_value(), "{text}");
+                assert_eq!(a.problems(), b.problems(), "{text}");
+                assert_eq!(a.version(), b.version(), "{text}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "{text}"),
+            (a, b) => panic!("{text}: {:?} vs {:?}", a.is_ok(), b.is_ok()),
+        }
+    }
+}
+
+/// Chains longer than the evaluation depth limit (64) end in `MALFORMED_FLAG`, reported on
+/// the flag evaluated (with its version), whether the chain is of prerequisites or of
+/// nested segments; shorter chains evaluate normally.
+#[test]
+fn chains_deeper_than_the_limit_are_malformed() {
+    let count = 80;
+    let flags: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut flag = json!({"key": format!("c{i}"), "kind": "bool", "variations": [true, false],
+                "on": true, "off_variation": 1, "fallthrough": {"variation": 0}, "version": i + 1});
+            if i + 1 < count {
+                flag["prerequisites"] = json!([{"key": format!("c{}", i + 1), "variation": 0}]);
+            }
+            flag
+        })
+        .chain(std::iter::once(json!({"key": "seg", "kind": "bool", "variations": [true, false],
+            "on": true, "version": 7, "fallthrough": {"variation": 1},
+            "rules": [{"id": "r", "serve": {"variation": 0},
+                "clauses": [{"op": "segment_match", "values": ["s0"]}]}]})))
+        .collect();
+    let segments: Vec<Value> = (0..count)
+        .map(|i| {
+            if i + 1 < count {
+                json!({"key": format!("s{i}"), "rules": [{"id": "r", "clauses": [
+                    {"op": "segment_match", "values": [format!("s{}", i + 1)]}]}]})
+            } else {
+                json!({"key": format!("s{i}"), "included": [{"values": ["alice"]}]})
+            }
+        })
+        .collect();
+    let ruleset = Ruleset::from_value(&json!({"flags": flags, "segments": segments})).unwrap();
+    assert!(ruleset.problems().is_empty(), "{:?}", ruleset.problems());
+    let user = alice();
+    for i in 0..count {
+        let evaluation = ruleset.evaluate(&format!("c{i}"), &user, ValueKind::Bool);
+        // c{i} follows count - 1 - i prerequisite links.
+        if count - 1 - i > 64 {
+            assert_eq!(
+                evaluation.reason,
+                Reason::Error {
+                    error_kind: ErrorKind::MalformedFlag
+                },
+                "c{i}"
+            );
+            assert_eq!(evaluation.flag_version, i as u64 + 1, "c{i}");
+            assert_eq!(evaluation.value, None, "c{i}");
+        } else {
+            assert_eq!(evaluation.reason, Reason::Fallthrough, "c{i}");
+            assert_eq!(evaluation.value, Some(&json!(true)), "c{i}");
+        }
+    }
+    let evaluation = ruleset.evaluate("seg", &user, ValueKind::Bool);
+    assert_eq!(
+        evaluation.reason,
+        Reason::Error {
+            error_kind: ErrorKind::MalformedFlag
+        }
+    );
+    assert_eq!(evaluation.flag_version, 7);
+    let all = ruleset.evaluate_all(&user);
+    assert_eq!(all.len(), count + 1);
+    for (key, evaluation) in &all {
+        assert_eq!(
+            *evaluation,
+            ruleset.evaluate(key, &user, ValueKind::Json),
+            "{key}"
+        );
+    }
+}

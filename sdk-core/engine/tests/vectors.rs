@@ -183,3 +183,17 @@ fn exported_ruleset_round_trips() {
         assert_eq!(again.problems().len(), ruleset.problems().len(), "{name}");
     }
 }
+
+#[test]
+fn vector_rulesets_load_alike_from_text_and_value() {
+    for (name, file) in vector_files() {
+        let value = json!({
+            "flags": file.get("flags").cloned().unwrap_or(json!([])),
+            "segments": file.get("segments").cloned().unwrap_or(json!([])),
+        });
+        let from_value = Ruleset::from_value(&value).expect("vector ruleset loads");
+        let from_json = Ruleset::from_json(&value.to_string()).expect("vector ruleset loads");
+        assert_eq!(from_json.to_value(), from_value.to_value(), "{name}");
+        assert_eq!(from_json.problems(), from_value.problems(), "{name}");
+    }
+}
