@@ -6,7 +6,9 @@
 //! The caller's thread only pushes onto the queue (a short lock); converting to messages and
 //! sending happen on the client's background runtime.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,7 +100,7 @@ impl EventQueue {
             queue: Mutex::new(VecDeque::new()),
             summaries: Mutex::new(Summaries {
                 start: now_millis(),
-                counts: HashMap::new(),
+                counts: HashMap::default(),
             }),
             exposures: Mutex::new(ExposureMemory::default()),
             retry: Mutex::new(None),
@@ -156,7 +158,7 @@ impl EventQueue {
         if !self.config.enabled {
             return;
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut hasher = rustc_hash::FxHasher::default();
         for part in context.parts() {
             part.kind().hash(&mut hasher);
             part.key().hash(&mut hasher);
@@ -214,7 +216,7 @@ impl EventQueue {
             None => {
                 summaries
                     .counts
-                    .insert(flag_key.to_owned(), HashMap::from([(outcome, 1)]));
+                    .insert(flag_key.to_owned(), HashMap::from_iter([(outcome, 1)]));
             }
         }
     }

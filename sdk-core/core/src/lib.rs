@@ -395,9 +395,9 @@ impl Client {
             .evaluate(flag_key, context, kind, |served, info| Detail {
                 value: value(served),
                 variation: info.variation,
-                reason: info.reason.clone(),
+                reason: info.reason.to_owned_reason(),
                 in_experiment: info.in_experiment,
-                experiment_key: info.experiment_key.clone(),
+                experiment_key: info.experiment_key.map(str::to_owned),
                 flag_version: info.flag_version,
                 source: info.source,
                 version: info.version,
@@ -553,11 +553,12 @@ impl Drop for Client {
 }
 
 /// What the caller learns besides the value.
-struct Info {
+/// Borrowed from the data, so that a plain variation call allocates nothing.
+struct Info<'a> {
     variation: Option<usize>,
-    reason: Reason<String>,
+    reason: Reason<&'a str>,
     in_experiment: bool,
-    experiment_key: Option<String>,
+    experiment_key: Option<&'a str>,
     flag_version: i64,
     source: Source,
     version: i64,
@@ -617,9 +618,9 @@ impl Inner {
                 );
                 let info = Info {
                     variation: e.variation,
-                    reason: e.reason.to_owned_reason(),
+                    reason: e.reason,
                     in_experiment: e.in_experiment,
-                    experiment_key: e.experiment_key.map(str::to_owned),
+                    experiment_key: e.experiment_key,
                     flag_version,
                     source: self.source(&data),
                     version,
@@ -645,7 +646,7 @@ impl Inner {
                     info.flag_version,
                     info.variation.and_then(|v| u32::try_from(v).ok()),
                     info.reason.error_kind(),
-                    info.experiment_key.as_deref(),
+                    info.experiment_key,
                     info.in_experiment,
                     context,
                 );
@@ -685,9 +686,9 @@ impl Inner {
                 let e = ruleset.evaluate_json(flag_key, context, kind);
                 Info {
                     variation: e.variation,
-                    reason: e.reason.to_owned_reason(),
+                    reason: e.reason,
                     in_experiment: e.in_experiment,
-                    experiment_key: e.experiment_key.map(str::to_owned),
+                    experiment_key: e.experiment_key,
                     flag_version: i64::try_from(e.flag_version).unwrap_or(i64::MAX),
                     source,
                     version,
@@ -705,9 +706,9 @@ impl Inner {
         Detail {
             value: default.clone(),
             variation: info.variation,
-            reason: info.reason,
+            reason: info.reason.to_owned_reason(),
             in_experiment: info.in_experiment,
-            experiment_key: info.experiment_key,
+            experiment_key: info.experiment_key.map(str::to_owned),
             flag_version: info.flag_version,
             source: if matches!(**data, Data::Empty) {
                 Source::Defaults
@@ -792,19 +793,40 @@ impl Inner {
     }
 }
 
-fn remote_info(v: &RemoteValue) -> Info {
+fn remote_info(v: &RemoteValue) -> Info<'_> {
     Info {
         variation: v.variation,
-        reason: v.reason.clone(),
+        reason: borrow_reason(&v.reason),
         in_experiment: v.in_experiment,
-        experiment_key: v.experiment_key.clone(),
+        experiment_key: v.experiment_key.as_deref(),
         flag_version: v.flag_version,
         source: Source::Defaults,
         version: 0,
     }
 }
 
-fn error_info(kind: ErrorKind, flag_version: i64) -> Info {
+fn borrow_reason(reason: &Reason<String>) -> Reason<&str> {
+    match reason {
+        Reason::Off => Reason::Off,
+        Reason::TargetMatch => Reason::TargetMatch,
+        Reason::RuleMatch {
+            rule_index,
+            rule_id,
+        } => Reason::RuleMatch {
+            rule_index: *rule_index,
+            rule_id,
+        },
+        Reason::Fallthrough => Reason::Fallthrough,
+        Reason::PrerequisiteFailed { prerequisite_key } => {
+            Reason::PrerequisiteFailed { prerequisite_key }
+        }
+        Reason::Error { error_kind } => Reason::Error {
+            error_kind: *error_kind,
+        },
+    }
+}
+
+fn error_info(kind: ErrorKind, flag_version: i64) -> Info<'static> {
     Info {
         variation: None,
         reason: Reason::Error { error_kind: kind },
