@@ -2,7 +2,7 @@
 //! SDK keys of every kind. Client and mobile keys see only flags marked `client_side`; to
 //! them every other flag does not exist (`FLAG_NOT_FOUND`). No rule ever leaves the server.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,7 @@ use vexil_proto::v1::evaluation_service_server::EvaluationService;
 
 use super::streams::{self, ResponseStream, StreamGuard, StreamHandler};
 use crate::convert;
-use crate::live::{Environment, Hub, Update};
+use crate::live::{Environment, Hub, Loaded, Update};
 use crate::sdk_auth::SdkAuth;
 use crate::status::from_storage;
 use crate::storage::{SdkKey, SdkKeyKind};
@@ -266,12 +266,13 @@ impl EvaluationService for EvaluationApi {
                 key_kind: key.kind,
                 listed: request.flag_keys,
                 context,
-                last: BTreeMap::new(),
+                last: Fingerprints::default(),
+                previous: held.clone(),
                 version: held.version,
                 hub: self.hub.clone(),
                 environment: environment.clone(),
             };
-            let values = watcher.all_values(&held.ruleset);
+            let values = watcher.all_values(&held);
             let first = vec![pb::WatchResponse {
                 event: Some(pb::watch_response::Event::Values(pb::WatchValues {
                     results: values,
@@ -299,11 +300,54 @@ struct Watcher {
     key_kind: SdkKeyKind,
     listed: Vec<String>,
     context: RequestContext,
-    /// Flag key → fingerprint of the result last sent.
-    last: BTreeMap<Box<str>, u64>,
+    /// What was last sent for each flag.
+    last: Fingerprints,
+    /// The ruleset last compared against: names the flags that disappear.
+    previous: Arc<Loaded>,
     version: i64,
     hub: Hub,
     environment: Arc<Environment>,
+}
+
+/// Fingerprints of the results last sent, by hash of flag key: 16 bytes a flag, sorted for
+/// binary search, so that a stream watching thousands of flags stays small (no copy of the
+/// keys, which the rulesets hold).
+#[derive(Debug, Default)]
+struct Fingerprints(Vec<(u64, u64)>);
+
+fn key_hash(key: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Fingerprints {
+    fn get(&self, key: &str) -> Option<u64> {
+        let hash = key_hash(key);
+        self.0
+            .binary_search_by_key(&hash, |(k, _)| *k)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    fn insert(&mut self, key: &str, print: u64) {
+        let hash = key_hash(key);
+        match self.0.binary_search_by_key(&hash, |(k, _)| *k) {
+            Ok(i) => self.0[i].1 = print,
+            Err(i) => self.0.insert(i, (hash, print)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        let hash = key_hash(key);
+        match self.0.binary_search_by_key(&hash, |(k, _)| *k) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// What identifies a result for change detection: everything but the flag's version (a
@@ -318,13 +362,17 @@ fn fingerprint(result: &pb::EvaluationResult) -> u64 {
 
 impl Watcher {
     /// Every watched result, remembered as sent.
-    fn all_values(&mut self, ruleset: &Ruleset) -> Vec<pb::EvaluationResult> {
-        let evaluator = Evaluator::new(ruleset, self.key_kind);
+    fn all_values(&mut self, state: &Arc<Loaded>) -> Vec<pb::EvaluationResult> {
+        let evaluator = Evaluator::new(&state.ruleset, self.key_kind);
         let results = evaluate_many(&evaluator, &self.context, &self.listed);
-        self.last = results
+        let mut last: Vec<(u64, u64)> = results
             .iter()
-            .map(|r| (r.flag_key.as_str().into(), fingerprint(r)))
+            .map(|r| (key_hash(&r.flag_key), fingerprint(r)))
             .collect();
+        last.sort_unstable();
+        last.shrink_to_fit();
+        self.last = Fingerprints(last);
+        self.previous = state.clone();
         self.count(results.len());
         results
     }
@@ -341,10 +389,11 @@ impl Watcher {
     /// (`None`: every flag).
     fn changes(
         &mut self,
-        ruleset: &Ruleset,
+        state: &Arc<Loaded>,
         candidates: Option<&HashSet<String>>,
         version: i64,
     ) -> Option<pb::WatchResponse> {
+        let ruleset = &state.ruleset;
         let evaluator = Evaluator::new(ruleset, self.key_kind);
         let keys: Vec<String> = if !self.listed.is_empty() {
             self.listed
@@ -358,7 +407,8 @@ impl Watcher {
                 None => {
                     let mut keys: Vec<String> =
                         evaluator.visible_keys().map(str::to_owned).collect();
-                    keys.extend(self.last.keys().map(|k| k.to_string()));
+                    let before = Evaluator::new(&self.previous.ruleset, self.key_kind);
+                    keys.extend(before.visible_keys().map(str::to_owned));
                     keys.sort();
                     keys.dedup();
                     keys
@@ -373,15 +423,16 @@ impl Watcher {
             if listed_or_visible && (exists || !self.listed.is_empty()) {
                 let result = evaluator.evaluate(&key, &self.context, ValueKind::Json, None);
                 let print = fingerprint(&result);
-                if self.last.get(key.as_str()) != Some(&print) {
-                    self.last.insert(key.as_str().into(), print);
+                if self.last.get(&key) != Some(print) {
+                    self.last.insert(&key, print);
                     updated.push(result);
                 }
-            } else if self.last.remove(key.as_str()).is_some() {
+            } else if self.last.remove(&key) {
                 removed.push(key);
             }
         }
         self.count(updated.len());
+        self.previous = state.clone();
         self.version = version;
         if updated.is_empty() && removed.is_empty() {
             return None;
@@ -412,7 +463,7 @@ impl StreamHandler for Watcher {
             None
         };
         Ok(self
-            .changes(&update.state.ruleset, candidates, update.state.version)
+            .changes(&update.state, candidates, update.state.version)
             .into_iter()
             .collect())
     }
@@ -423,7 +474,7 @@ impl StreamHandler for Watcher {
     ) -> Result<Vec<pb::WatchResponse>, Status> {
         let held = environment.current();
         Ok(self
-            .changes(&held.ruleset, None, held.version)
+            .changes(&held, None, held.version)
             .into_iter()
             .collect())
     }
