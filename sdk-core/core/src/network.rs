@@ -108,7 +108,7 @@ fn authed<T>(inner: &Inner, message: T) -> Request<T> {
 /// Runs a stream again and again until the client closes or the key is refused.
 async fn reconnecting<F, Fut>(inner: Arc<Inner>, mut run: F)
 where
-    F: FnMut(Arc<Inner>, Instant) -> Fut,
+    F: FnMut(Arc<Inner>) -> Fut,
     Fut: Future<Output = (Ended, bool)>,
 {
     let mut backoff = Backoff::new(&inner.config);
@@ -116,7 +116,7 @@ where
     loop {
         let started = Instant::now();
         let (ended, got_data) = tokio::select! {
-            ended = run(inner.clone(), started) => ended,
+            ended = run(inner.clone()) => ended,
             _ = closing.wait_for(|c| *c) => (Ended::Closing, false),
         };
         inner.connected.store(false, Ordering::Relaxed);
@@ -166,7 +166,7 @@ fn mark_live(inner: &Inner) {
 // ----- local mode ------------------------------------------------------------------------------
 
 pub(crate) async fn sync_loop(inner: Arc<Inner>, channel: Channel) {
-    reconnecting(inner, |inner, _| {
+    reconnecting(inner, |inner| {
         let channel = channel.clone();
         async move {
             let mut got_data = false;
@@ -334,7 +334,7 @@ fn apply_patch(inner: &Inner, patch: &pb::Patch) -> Result<(), String> {
 // ----- remote mode -----------------------------------------------------------------------------
 
 pub(crate) async fn watch_loop(inner: Arc<Inner>, channel: Channel) {
-    reconnecting(inner, |inner, _| {
+    reconnecting(inner, |inner| {
         let channel = channel.clone();
         async move {
             let mut got_data = false;

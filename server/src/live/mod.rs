@@ -325,14 +325,6 @@ impl Hub {
         self.inner.environment(project, env).await
     }
 
-    /// Brings an environment held in memory up to the store's version (see
-    /// [`HubInner::refresh`]); nothing when it is not held.
-    pub async fn refresh(&self, project: &str, env: &str) {
-        if let Some(held) = self.inner.held(project, env) {
-            self.inner.refresh(&held, None, None, "request").await;
-        }
-    }
-
     /// Brings every held environment of a project up to the store's version.
     pub async fn refresh_project(&self, project: &str) {
         for held in self.inner.held_all() {
@@ -340,11 +332,6 @@ impl Hub {
                 self.inner.refresh(&held, None, None, "write").await;
             }
         }
-    }
-
-    /// Compares every held version with the store, as the periodic check does.
-    pub async fn check_versions(&self) {
-        self.inner.check_versions().await;
     }
 }
 
