@@ -1,0 +1,119 @@
+//! One call of each public computation; the target is ≤ 1 ms per comparison.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use vexil_stats::{
+    Design, MetricKind, Settings, Summary, achieved_power, compare, holm, required_sample_size,
+    sample_ratio_mismatch,
+};
+
+fn comparisons(criterion: &mut Criterion) {
+    let settings = Settings::default();
+    let control = Summary::from_values(
+        &(0..1_000)
+            .map(|i| (i % 37) as f64 * 1.5)
+            .collect::<Vec<_>>(),
+    );
+    let treatment = Summary::from_values(
+        &(0..1_100)
+            .map(|i| (i % 41) as f64 * 1.45)
+            .collect::<Vec<_>>(),
+    );
+    criterion.bench_function("compare mean (Welch)", |bench| {
+        bench.iter(|| {
+            compare(
+                MetricKind::Mean,
+                black_box(&control),
+                black_box(&treatment),
+                &settings,
+            )
+        })
+    });
+    let counts_control = Summary {
+        n: 500_000,
+        sum: 1_000_000.0,
+        sum_squares: 3_000_000.0,
+    };
+    let counts_treatment = Summary {
+        n: 500_300,
+        sum: 1_012_000.0,
+        sum_squares: 3_050_000.0,
+    };
+    criterion.bench_function("compare count (Welch)", |bench| {
+        bench.iter(|| {
+            compare(
+                MetricKind::Count,
+                black_box(&counts_control),
+                black_box(&counts_treatment),
+                &settings,
+            )
+        })
+    });
+    let conversions_control = Summary {
+        n: 1_000_000,
+        sum: 100_000.0,
+        sum_squares: 100_000.0,
+    };
+    let conversions_treatment = Summary {
+        n: 1_000_000,
+        sum: 100_700.0,
+        sum_squares: 100_700.0,
+    };
+    criterion.bench_function("compare conversion (z-test)", |bench| {
+        bench.iter(|| {
+            compare(
+                MetricKind::Conversion,
+                black_box(&conversions_control),
+                black_box(&conversions_treatment),
+                &settings,
+            )
+        })
+    });
+}
+
+fn planning(criterion: &mut Criterion) {
+    let design = Design {
+        kind: MetricKind::Conversion,
+        baseline_mean: 0.1,
+        baseline_std_dev: None,
+        minimum_detectable_effect: 0.05,
+        alpha: 0.05,
+        power: 0.8,
+        treatments: 1,
+    };
+    criterion.bench_function("required_sample_size conversion", |bench| {
+        bench.iter(|| required_sample_size(black_box(&design)))
+    });
+    let mean_design = Design {
+        kind: MetricKind::Mean,
+        baseline_mean: 50.0,
+        baseline_std_dev: Some(20.0),
+        minimum_detectable_effect: 0.01,
+        treatments: 3,
+        ..design
+    };
+    criterion.bench_function("required_sample_size mean", |bench| {
+        bench.iter(|| required_sample_size(black_box(&mean_design)))
+    });
+    criterion.bench_function("achieved_power", |bench| {
+        bench.iter(|| achieved_power(black_box(&design), black_box(40_000)))
+    });
+}
+
+fn checks(criterion: &mut Criterion) {
+    criterion.bench_function("sample_ratio_mismatch 3 variations", |bench| {
+        bench.iter(|| {
+            sample_ratio_mismatch(
+                black_box(&[20_150, 19_870, 59_980]),
+                black_box(&[1.0, 1.0, 3.0]),
+            )
+        })
+    });
+    let p_values: Vec<f64> = (1..=20).map(|i| f64::from(i) / 400.0).collect();
+    criterion.bench_function("holm 20 p-values", |bench| {
+        bench.iter(|| holm(black_box(&p_values)))
+    });
+}
+
+criterion_group!(benches, comparisons, planning, checks);
+criterion_main!(benches);

@@ -1,0 +1,125 @@
+//! The statistics engine of Vexil experiments: pure functions over sufficient statistics, no
+//! I/O. Distributions come from [statrs].
+//!
+//! # Inputs
+//!
+//! A [`Summary`] holds, for one variation and one metric, the number of exposed contexts n, the
+//! sum Σx and the sum of squares Σx² of the per-context values x. Means are x̄ = Σx/n, sample
+//! variances s² = (Σx² − (Σx)²/n)/(n − 1). For a [`MetricKind::Conversion`] the values are 0/1
+//! and the per-context variance is the Bernoulli p̂(1 − p̂). Below, c is control, t the
+//! treatment, d = x̄_t − x̄_c the absolute lift.
+//!
+//! # Fixed-horizon test and interval ([`compare`])
+//!
+//! * **Mean, Count — Welch's t-test.** SE = √(s²_t/n_t + s²_c/n_c), t = d/SE, degrees of
+//!   freedom by Welch–Satterthwaite ν = SE⁴ / ((s²_t/n_t)²/(n_t − 1) + (s²_c/n_c)²/(n_c − 1)),
+//!   p = 2·P(T_ν > |t|); interval d ± t_{ν,1−α/2}·SE. This is scipy's
+//!   `ttest_ind(treatment, control, equal_var=False)` and its `confidence_interval(1 − α)`
+//!   (Welch, 1947). Above ν = 10⁶ Student's t is evaluated by its expansion in 1/ν
+//!   (Cornish–Fisher for the quantile), exact to ~1e-13 there, because statrs' incomplete beta
+//!   loses accuracy at such ν.
+//! * **Conversion — two-proportion z-test.** The *test* uses the pooled rate
+//!   p̄ = (Σx_c + Σx_t)/(n_c + n_t): z = d/√(p̄(1 − p̄)(1/n_c + 1/n_t)), p = 2·P(Z > |z|)
+//!   (statsmodels `proportions_ztest`). The *interval* uses the unpooled Wald standard error
+//!   SE = √(p̂_t(1 − p̂_t)/n_t + p̂_c(1 − p̂_c)/n_c): d ± z_{1−α/2}·SE (statsmodels
+//!   `confint_proportions_2indep(method="wald", compare="diff")`). Pooling is right under the
+//!   null the test assumes; the interval must not assume the null.
+//!
+//! [`Comparison::standard_error`] is the unpooled SE of both cases.
+//!
+//! # Relative lift (delta method)
+//!
+//! r = d/x̄_c = x̄_t/x̄_c − 1. The delta method on g(a, b) = a/b − 1 with independent means gives
+//! Var(r) ≈ s²_t/(n_t x̄_c²) + x̄_t² s²_c/(n_c x̄_c⁴), and the interval r ± z_{1−α/2}·√Var(r)
+//! (normal quantile for every kind). A zero control mean is an error.
+//!
+//! # Sequential inference: mSPRT with a normal mixture
+//!
+//! Fixed-horizon p-values are only valid when read once; read daily they inflate false
+//! positives (the simulation test shows about 4× at 20 looks). Vexil reports the always-valid
+//! p-value and confidence sequence of the **mixture sequential probability ratio test** of
+//! Johari, Koomen, Pekelis and Walsh, "Always Valid Inference: Continuous Monitoring of A/B
+//! Tests", *Operations Research* 70(3), 2022 (arXiv:1512.04922, 2015/2017). With the lift
+//! estimate d, its variance V = SE² (unpooled) and a N(0, τ²) mixing distribution over the true
+//! lift θ, the mixture likelihood ratio against θ₀ is
+//!
+//! Λ(θ₀) = √(V/(V + τ²)) · exp(τ² (d − θ₀)² / (2V(V + τ²))).
+//!
+//! * always-valid p-value p = min(1, 1/Λ(0)); by Ville's inequality P(∃ n: p_n ≤ α) ≤ α under
+//!   the null, so it may be read after every context. (A caller holding the history may also
+//!   report the running minimum, which has the same guarantee.)
+//! * confidence sequence {θ : Λ(θ) < 1/α} = d ± √(V(V + τ²)/τ² · (2 ln(1/α) + ln((V + τ²)/V))),
+//!   which covers the true lift at all times simultaneously with probability ≥ 1 − α.
+//!
+//! The variance is estimated, not known, so the guarantee is asymptotic (large n). With τ set
+//! in units of the per-context standard deviation, τ² = ρ²·(s²_c + s²_t)/2, the interval is
+//! exactly the two-sided asymptotic confidence sequence of Waudby-Smith, Arbour, Sinha, Kennedy
+//! and Ramdas, "Time-uniform central limit theory and asymptotic confidence sequences",
+//! *Annals of Statistics* 52(6), 2024 (arXiv:2103.06476), which justifies the plug-in.
+//!
+//! **Tuning parameter:** ρ = [`Settings::mixture_std_dev`], default
+//! [`DEFAULT_MIXTURE_STD_DEV`] = 0.04, which makes the sequence narrowest near 10,000 contexts
+//! per variation at α = 0.05. [`Settings::tuned_for`] picks ρ = √(2x*/n) for a planned n, with
+//! x* = 2 ln(1/α) + ln(1 + 2 ln(1/α)). Any ρ > 0 keeps the guarantee; it only moves where the
+//! sequence is tightest.
+//!
+//! # Sample-ratio mismatch ([`sample_ratio_mismatch`])
+//!
+//! Pearson's chi-square goodness of fit of the contexts per variation Oᵢ against Eᵢ = N wᵢ/Σw:
+//! χ² = Σ (Oᵢ − Eᵢ)²/Eᵢ with k − 1 degrees of freedom (scipy `chisquare`). A mismatch is
+//! reported when p < [`SRM_ALPHA`] = 0.001 (Fabijan et al., "Diagnosing Sample Ratio Mismatch in
+//! Online Controlled Experiments", KDD 2019).
+//!
+//! # Multiple comparisons ([`holm`])
+//!
+//! Holm's step-down adjustment (Holm, "A simple sequentially rejective multiple test
+//! procedure", *Scand. J. Statist.* 6, 1979): sorted ascending, p̃₍ᵢ₎ = min(1, max_{j≤i} (m − j +
+//! 1) p₍ⱼ₎) (statsmodels `multipletests(method="holm")`).
+//!
+//! # Sample size and power ([`required_sample_size`], [`achieved_power`])
+//!
+//! Two-sided, equal allocation, normal approximation, with a standardised effect δ:
+//! for conversions δ = (p₂ − p₁)/√((p₁(1 − p₁) + p₂(1 − p₂))/2) with p₂ = p₁(1 + MDE)
+//! (the unpooled variance of the Wald interval); for means and counts δ = x̄·MDE/σ. With
+//! n contexts per variation the power is
+//!
+//! power(n) = Φ(δ√(n/2) − z_{1−α'/2}) + Φ(−δ√(n/2) − z_{1−α'/2}),
+//!
+//! statsmodels' `NormalIndPower().power(δ, n, α', ratio=1, alternative="two-sided")`; the sample
+//! size is the smallest integer n reaching the requested power. With several treatments the
+//! level is split by Bonferroni, α' = α / treatments, so the family-wise error rate over the
+//! treatment comparisons stays ≤ α. The t-test's exact power would need a handful more contexts
+//! only when n is in the tens.
+//!
+//! # Example
+//!
+//! ```
+//! use vexil_stats::{MetricKind, Settings, Summary, compare};
+//!
+//! let control = Summary { n: 10_000, sum: 1_000.0, sum_squares: 1_000.0 };
+//! let treatment = Summary { n: 10_000, sum: 1_120.0, sum_squares: 1_120.0 };
+//! let result = compare(MetricKind::Conversion, &control, &treatment, &Settings::default())?;
+//! assert!((result.relative_lift - 0.12).abs() < 1e-12);
+//! assert!(result.p_value < 0.01); // significant when read once …
+//! assert!(result.sequential_p_value > result.p_value); // … and stricter when read any time
+//! assert!(result.sequential_interval.lower < result.absolute_interval.lower);
+//! # Ok::<(), vexil_stats::StatsError>(())
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod compare;
+mod dist;
+mod error;
+mod holm;
+mod power;
+mod sequential;
+mod srm;
+mod summary;
+
+pub use compare::{Comparison, DEFAULT_MIXTURE_STD_DEV, Interval, MetricKind, Settings, compare};
+pub use error::StatsError;
+pub use holm::holm;
+pub use power::{Design, achieved_power, required_sample_size};
+pub use srm::{SRM_ALPHA, SampleRatio, sample_ratio_mismatch};
+pub use summary::Summary;

@@ -1,0 +1,264 @@
+//! Checks every statistic against values computed by scipy and statsmodels
+//! (tests/reference/generate.py, whose output reference.json is committed beside it).
+
+use serde_json::Value;
+use vexil_stats::{
+    Design, Interval, MetricKind, Settings, Summary, achieved_power, compare, holm,
+    required_sample_size, sample_ratio_mismatch,
+};
+
+const RELATIVE_TOLERANCE: f64 = 1e-6;
+/// Only for reference values that are zero up to rounding (e.g. a chi-square of exactly 0).
+const ABSOLUTE_TOLERANCE_NEAR_ZERO: f64 = 1e-12;
+
+fn reference() -> Value {
+    let text = include_str!("reference/reference.json");
+    serde_json::from_str(text).expect("reference.json parses")
+}
+
+fn number(value: &Value, key: &str) -> f64 {
+    value[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("reference field {key} is a number: {value}"))
+}
+
+fn pair(value: &Value, key: &str) -> (f64, f64) {
+    let items = value[key].as_array().expect("an interval is a pair");
+    (items[0].as_f64().unwrap(), items[1].as_f64().unwrap())
+}
+
+fn assert_close(case: &str, what: &str, actual: f64, expected: f64) {
+    let difference = (actual - expected).abs();
+    let relative = difference / expected.abs();
+    assert!(
+        relative <= RELATIVE_TOLERANCE || difference <= ABSOLUTE_TOLERANCE_NEAR_ZERO,
+        "{case}: {what} = {actual:e}, reference {expected:e} (relative error {relative:e})"
+    );
+}
+
+fn assert_interval(case: &str, what: &str, actual: Interval, expected: (f64, f64)) {
+    assert_close(case, &format!("{what}.lower"), actual.lower, expected.0);
+    assert_close(case, &format!("{what}.upper"), actual.upper, expected.1);
+}
+
+fn summary_of(case: &str, value: &Value) -> Summary {
+    let summary = Summary {
+        n: value["n"].as_u64().expect("n"),
+        sum: number(value, "sum"),
+        sum_squares: number(value, "sum_squares"),
+    };
+    if let Some(values) = value.get("values").and_then(Value::as_array) {
+        let values: Vec<f64> = values.iter().map(|v| v.as_f64().unwrap()).collect();
+        let from_values = Summary::from_values(&values);
+        assert_eq!(from_values.n, summary.n, "{case}: from_values n");
+        assert_close(case, "from_values sum", from_values.sum, summary.sum);
+        assert_close(
+            case,
+            "from_values sum_squares",
+            from_values.sum_squares,
+            summary.sum_squares,
+        );
+        // Summary::mean and ::variance against numpy.
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let variance = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
+            / (values.len() as f64 - 1.0);
+        assert_close(case, "mean", from_values.mean(), mean);
+        assert_close(case, "variance", from_values.variance(), variance);
+    }
+    summary
+}
+
+#[test]
+fn comparisons_match_scipy_and_statsmodels() {
+    let reference = reference();
+    let cases = reference["comparisons"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let kind = match case["kind"].as_str().unwrap() {
+            "conversion" => MetricKind::Conversion,
+            "mean" => MetricKind::Mean,
+            "count" => MetricKind::Count,
+            other => panic!("unknown kind {other}"),
+        };
+        let settings = Settings {
+            alpha: number(case, "alpha"),
+            mixture_std_dev: number(case, "mixture_std_dev"),
+        };
+        let control = summary_of(name, &case["control"]);
+        let treatment = summary_of(name, &case["treatment"]);
+        let result = compare(kind, &control, &treatment, &settings)
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        let expected = &case["expected"];
+        assert_close(
+            name,
+            "control_mean",
+            result.control_mean,
+            number(expected, "control_mean"),
+        );
+        assert_close(
+            name,
+            "treatment_mean",
+            result.treatment_mean,
+            number(expected, "treatment_mean"),
+        );
+        assert_close(
+            name,
+            "absolute_lift",
+            result.absolute_lift,
+            number(expected, "absolute_lift"),
+        );
+        assert_interval(
+            name,
+            "absolute_interval",
+            result.absolute_interval,
+            pair(expected, "absolute_interval"),
+        );
+        assert_close(
+            name,
+            "relative_lift",
+            result.relative_lift,
+            number(expected, "relative_lift"),
+        );
+        assert_interval(
+            name,
+            "relative_interval",
+            result.relative_interval,
+            pair(expected, "relative_interval"),
+        );
+        assert_close(name, "p_value", result.p_value, number(expected, "p_value"));
+        assert_close(
+            name,
+            "sequential_p_value",
+            result.sequential_p_value,
+            number(expected, "sequential_p_value"),
+        );
+        assert_interval(
+            name,
+            "sequential_interval",
+            result.sequential_interval,
+            pair(expected, "sequential_interval"),
+        );
+        assert_close(
+            name,
+            "standard_error",
+            result.standard_error,
+            number(expected, "standard_error"),
+        );
+    }
+}
+
+#[test]
+fn sample_ratio_matches_scipy_chisquare() {
+    let reference = reference();
+    for case in reference["sample_ratio"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let observed: Vec<u64> = case["observed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let weights: Vec<f64> = case["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let result = sample_ratio_mismatch(&observed, &weights)
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        let expected = &case["expected"];
+        assert_close(
+            name,
+            "chi_square",
+            result.chi_square,
+            number(expected, "chi_square"),
+        );
+        assert_eq!(
+            u64::from(result.degrees_of_freedom),
+            expected["degrees_of_freedom"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_close(name, "p_value", result.p_value, number(expected, "p_value"));
+        assert_eq!(
+            result.mismatch,
+            expected["mismatch"].as_bool().unwrap(),
+            "{name}: mismatch"
+        );
+    }
+}
+
+#[test]
+fn holm_matches_statsmodels_multipletests() {
+    let reference = reference();
+    for (index, case) in reference["holm"].as_array().unwrap().iter().enumerate() {
+        let name = format!("holm case {index}");
+        let p_values: Vec<f64> = case["p_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let expected: Vec<f64> = case["expected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let adjusted = holm(&p_values);
+        assert_eq!(adjusted.len(), expected.len(), "{name}");
+        for (position, (actual, expected)) in adjusted.iter().zip(&expected).enumerate() {
+            assert_close(&name, &format!("adjusted[{position}]"), *actual, *expected);
+        }
+    }
+}
+
+#[test]
+fn power_and_sample_size_match_statsmodels_normal_ind_power() {
+    let reference = reference();
+    for (index, case) in reference["power"].as_array().unwrap().iter().enumerate() {
+        let name = format!("power case {index}");
+        let raw = &case["design"];
+        let design = Design {
+            kind: match raw["kind"].as_str().unwrap() {
+                "conversion" => MetricKind::Conversion,
+                "mean" => MetricKind::Mean,
+                _ => MetricKind::Count,
+            },
+            baseline_mean: number(raw, "baseline_mean"),
+            baseline_std_dev: raw["baseline_std_dev"].as_f64(),
+            minimum_detectable_effect: number(raw, "minimum_detectable_effect"),
+            alpha: number(raw, "alpha"),
+            power: number(raw, "power"),
+            treatments: raw["treatments"].as_u64().unwrap() as u32,
+        };
+        let expected = &case["expected"];
+        let required =
+            required_sample_size(&design).unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert_eq!(
+            required,
+            expected["required_sample_size"].as_u64().unwrap(),
+            "{name}: required sample size"
+        );
+        assert_close(
+            &name,
+            "power at the required size",
+            achieved_power(&design, required).unwrap(),
+            number(expected, "power_at_required"),
+        );
+        let contexts = expected["contexts"].as_u64().unwrap();
+        assert_close(
+            &name,
+            "power at other size",
+            achieved_power(&design, contexts).unwrap(),
+            number(expected, "power_at_contexts"),
+        );
+        // One context fewer than required must fall short of the requested power.
+        if required > 2 {
+            assert!(
+                achieved_power(&design, required - 1).unwrap() < design.power,
+                "{name}"
+            );
+        }
+    }
+}
