@@ -1,5 +1,5 @@
 //! Putting the server together: storage, first start, signing secret, the live rulesets,
-//! the gRPC services (admin, evaluation, sync, events, health, reflection) and the HTTP
+//! the gRPC services (admin, experiments, evaluation, sync, events, health, reflection) and the HTTP
 //! endpoints, until a shutdown signal.
 
 use std::future::Future;
@@ -12,6 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use vexil_proto::v1::admin_service_server::AdminServiceServer;
 use vexil_proto::v1::evaluation_service_server::EvaluationServiceServer;
 use vexil_proto::v1::event_service_server::EventServiceServer;
+use vexil_proto::v1::experiment_service_server::ExperimentServiceServer;
 use vexil_proto::v1::sync_service_server::SyncServiceServer;
 
 use crate::auth::{self, Authenticator, Signer};
@@ -22,6 +23,7 @@ use crate::sdk_auth::SdkAuth;
 use crate::services::admin::Admin;
 use crate::services::evaluation::EvaluationApi;
 use crate::services::events::EventApi;
+use crate::services::experiments::ExperimentApi;
 use crate::services::sync::SyncApi;
 use crate::storage::secrets::generate_sdk_key;
 use crate::storage::{
@@ -267,8 +269,13 @@ pub async fn serve_with(
     let hub = Hub::start(storage.clone(), metrics, options.live.clone());
     let sdk_auth = Arc::new(SdkAuth::new(storage.clone()));
     let auth = Authenticator::new(signer, storage.clone());
-    let admin = AdminServiceServer::new(Admin::new(storage.clone(), auth).with_hub(hub.clone()))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let admin =
+        AdminServiceServer::new(Admin::new(storage.clone(), auth.clone()).with_hub(hub.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let experiments = ExperimentServiceServer::new(
+        ExperimentApi::new(storage.clone(), auth).with_hub(hub.clone()),
+    )
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let evaluation =
         EvaluationServiceServer::new(EvaluationApi::new(hub.clone(), sdk_auth.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -291,6 +298,9 @@ pub async fn serve_with(
         .await;
     health_reporter
         .set_serving::<EventServiceServer<EventApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ExperimentServiceServer<ExperimentApi>>()
         .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -343,6 +353,7 @@ pub async fn serve_with(
         .add_service(evaluation)
         .add_service(sync)
         .add_service(events)
+        .add_service(experiments)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), grpc_shutdown)
         .await;
     hub.shutdown();

@@ -11,6 +11,7 @@ pub fn from_storage(err: StorageError) -> Status {
         StorageError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
         StorageError::Conflict { .. } => Status::aborted(err.to_string()),
         StorageError::InvalidArgument(message) => Status::invalid_argument(message.clone()),
+        StorageError::FailedPrecondition(message) => Status::failed_precondition(message.clone()),
         StorageError::Contention(_) => Status::unavailable(err.to_string()),
         StorageError::Corrupt(_)
         | StorageError::Migrate(_)

@@ -1,6 +1,7 @@
 //! `vexil`: validate and evaluate flag files offline, and administer a Vexil server.
 
 mod convert;
+mod experiments;
 mod remote;
 
 use std::io::{BufRead, BufReader, Write};
@@ -68,6 +69,10 @@ enum Command {
     /// Import a ruleset file into an environment: the flags and segments it names are
     /// created or replaced; others are left as they are.
     Import(remote::ImportArgs),
+    /// Design, run and read experiments in an environment.
+    Experiments(Box<experiments::ExperimentsArgs>),
+    /// Define the project's metrics, measured by experiments.
+    Metrics(experiments::MetricsArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -188,6 +193,8 @@ fn main() -> ExitCode {
         Command::Audit(args) => return remote::run(remote::Remote::Audit(args)),
         Command::Export(args) => return remote::run(remote::Remote::Export(args)),
         Command::Import(args) => return remote::run(remote::Remote::Import(args)),
+        Command::Experiments(args) => return remote::run(remote::Remote::Experiments(args)),
+        Command::Metrics(args) => return remote::run(remote::Remote::Metrics(args)),
         Command::Validate { ruleset } => validate(&ruleset),
         Command::Eval {
             ruleset,

@@ -130,6 +130,23 @@ enum FlagsCommand {
         #[arg(long)]
         expected_version: Option<i64>,
     },
+    /// Evaluations per flag and variation per hour, as SDKs reported them.
+    Usage {
+        /// Only this flag.
+        key: Option<String>,
+        /// From this time (RFC 3339, a date, or epoch seconds); 24 hours ago when not given.
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to this time; now when not given.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Flags not evaluated, or serving a single variation to everyone, for N days.
+    Stale {
+        /// The period looked back, in days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Delete a flag and its configuration in every environment.
     Delete {
         /// The flag's key.
@@ -325,10 +342,12 @@ pub enum Remote {
     Audit(AuditArgs),
     Export(ExportArgs),
     Import(ImportArgs),
+    Experiments(Box<crate::experiments::ExperimentsArgs>),
+    Metrics(crate::experiments::MetricsArgs),
 }
 
 /// A failure to report: a status from the server, or anything else.
-enum Failure {
+pub(crate) enum Failure {
     Status(Status),
     Other(anyhow::Error),
 }
@@ -351,7 +370,7 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-type Outcome<T = ()> = Result<T, Failure>;
+pub(crate) type Outcome<T = ()> = Result<T, Failure>;
 
 /// The canonical name of a gRPC status code.
 fn code_name(code: Code) -> &'static str {
@@ -395,6 +414,8 @@ pub fn run(command: Remote) -> ExitCode {
         Remote::Audit(a) => a.conn.clone(),
         Remote::Export(a) => a.conn.clone(),
         Remote::Import(a) => a.conn.clone(),
+        Remote::Experiments(a) => a.conn.clone(),
+        Remote::Metrics(a) => a.conn.clone(),
     };
     match runtime.block_on(dispatch(command)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -448,14 +469,24 @@ async fn dispatch(command: Remote) -> Outcome {
             let client = Client::connect(&a.conn).await?;
             import(client, &a.env.environment, &a.file, a.expected_version).await
         }
+        Remote::Experiments(a) => {
+            let client = Client::connect(&a.conn).await?;
+            crate::experiments::experiments(client, *a).await
+        }
+        Remote::Metrics(a) => {
+            let client = Client::connect(&a.conn).await?;
+            crate::experiments::metrics(client, a).await
+        }
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     admin: AdminServiceClient<Channel>,
+    /// The connection, for the other services.
+    pub(crate) channel: Channel,
     token: Option<String>,
-    project: String,
-    json: bool,
+    pub(crate) project: String,
+    pub(crate) json: bool,
 }
 
 impl Client {
@@ -491,7 +522,8 @@ impl Client {
                 anyhow::anyhow!("cannot connect to {}: {text}", conn.server)
             })?;
         Ok(Client {
-            admin: AdminServiceClient::new(channel),
+            admin: AdminServiceClient::new(channel.clone()),
+            channel,
             token: conn
                 .token
                 .as_deref()
@@ -504,7 +536,7 @@ impl Client {
     }
 
     /// A request carrying the admin token.
-    fn req<T>(&self, message: T) -> Outcome<Request<T>> {
+    pub(crate) fn req<T>(&self, message: T) -> Outcome<Request<T>> {
         let mut request = Request::new(message);
         if let Some(token) = &self.token {
             let value = format!("Bearer {token}")
@@ -539,7 +571,7 @@ impl Client {
     }
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
@@ -547,7 +579,7 @@ fn print_json(value: &Value) {
 }
 
 /// Prints rows under headers, in aligned columns.
-fn table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -585,7 +617,7 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
-fn time(ts: Option<&prost_types::Timestamp>) -> String {
+pub(crate) fn time(ts: Option<&prost_types::Timestamp>) -> String {
     ts.map_or_else(|| "-".to_owned(), convert::format_time)
 }
 
@@ -658,6 +690,12 @@ fn read_flag_file(path: &Path, meta: &FlagMeta) -> Outcome<FlagFile> {
 
 async fn flags(mut c: Client, environment: &str, command: FlagsCommand) -> Outcome {
     match command {
+        FlagsCommand::Usage { key, since, until } => {
+            crate::experiments::usage(&c, environment, key, since, until).await?;
+        }
+        FlagsCommand::Stale { days } => {
+            crate::experiments::stale(&c, environment, days).await?;
+        }
         FlagsCommand::List {
             query,
             tags,

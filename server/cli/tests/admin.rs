@@ -6,6 +6,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
+use vexil_proto::v1 as pb;
+use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_server::server::{self, Settings};
 
 /// A server running on its own runtime until dropped.
@@ -415,4 +417,221 @@ fn offline_commands_need_no_server() {
         .output()
         .unwrap();
     assert!(output.status.success());
+}
+
+/// Publishes exposures (users 0..40, even ones to the control), conversions (every third
+/// user) and an evaluation summary with the development server key.
+fn publish_experiment_events(server: &Server) {
+    let credentials: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            server
+                .dir
+                .path()
+                .join("data")
+                .join(server::CREDENTIALS_FILE),
+        )
+        .expect("credentials"),
+    )
+    .expect("credentials are JSON");
+    let key = credentials["sdk_keys"]["development"]["server"]
+        .as_str()
+        .expect("server key")
+        .to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |offset: i64| prost_types::Timestamp {
+        seconds: now - 60 + offset,
+        nanos: 0,
+    };
+    let user = |i: i32| {
+        Some(pb::Context {
+            kind: "user".into(),
+            key: format!("user-{i}"),
+            ..Default::default()
+        })
+    };
+    let mut batch = pb::PublishRequest {
+        batch_id: "cli-test".into(),
+        sdk_name: "test".into(),
+        sdk_version: "0".into(),
+        ..Default::default()
+    };
+    for i in 0..40 {
+        batch.exposures.push(pb::ExposureEvent {
+            time: Some(at(0)),
+            flag_key: "checkout".into(),
+            flag_version: 2,
+            experiment_key: "checkout-test".into(),
+            variation: (i % 2) as u32,
+            context: user(i),
+            in_experiment: true,
+        });
+        if i % 3 == 0 {
+            batch.track_events.push(pb::TrackEvent {
+                time: Some(at(10)),
+                name: "purchase".into(),
+                context: user(i),
+                value: None,
+                data: None,
+            });
+        }
+    }
+    batch.summaries.push(pb::EvaluationSummary {
+        start: Some(at(0)),
+        end: Some(at(30)),
+        flag_key: "checkout".into(),
+        counters: vec![pb::EvaluationCounter {
+            flag_version: 2,
+            variation: Some(1),
+            error_kind: 0,
+            count: 40,
+        }],
+    });
+    let address = server.address.clone();
+    server.runtime.as_ref().unwrap().block_on(async move {
+        let mut events = EventServiceClient::connect(address).await.expect("connect");
+        let mut request = tonic::Request::new(batch);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        events.publish(request).await.expect("publish");
+    });
+}
+
+#[test]
+fn experiments_are_designed_run_and_read() {
+    let server = Server::start();
+    let flag = server.file("checkout.json", FLAG);
+    server.ok(&["flags", "create", "--file", &flag]);
+    let metric = server.json(&[
+        "metrics",
+        "create",
+        "purchase-rate",
+        "--event",
+        "purchase",
+        "--kind",
+        "conversion",
+        "--json",
+    ]);
+    assert_eq!(metric["kind"], "conversion");
+    let metrics = server.json(&["metrics", "list", "--json"]);
+    assert!(find(&metrics, "key", "purchase-rate").is_some());
+
+    // A bad design is refused, naming the field.
+    let (code, _, err) = server.run(&[
+        "experiments",
+        "create",
+        "bad",
+        "--flag",
+        "checkout",
+        "--variations",
+        "0,1",
+        "--weights",
+        "50,40",
+        "--primary",
+        "purchase-rate",
+        "--mde",
+        "0.1",
+        "--baseline",
+        "0.2",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("INVALID_ARGUMENT") && err.contains("experiment.variations"),
+        "{err}"
+    );
+
+    let created = server.json(&[
+        "experiments",
+        "create",
+        "checkout-test",
+        "--flag",
+        "checkout",
+        "--rule",
+        "staff",
+        "--variations",
+        "0,1",
+        "--primary",
+        "purchase-rate",
+        "--mde",
+        "0.1",
+        "--baseline",
+        "0.2",
+        "--hypothesis",
+        "staff buy more with the new checkout",
+        "--json",
+    ]);
+    assert_eq!(created["status"], "draft");
+    assert_eq!(created["rule_id"], "staff");
+    assert!(created["required_sample_size"].as_u64().unwrap() > 1000);
+    let shown = server.ok(&["experiments", "get", "checkout-test"]);
+    assert!(shown.contains("contexts per variation"), "{shown}");
+
+    let started = server.json(&["experiments", "start", "checkout-test", "--json"]);
+    assert_eq!(started["status"], "running");
+    let running = server.json(&["experiments", "list", "--status", "running", "--json"]);
+    assert_eq!(running.as_array().unwrap().len(), 1);
+    let drafts = server.ok(&["experiments", "list", "--status", "draft"]);
+    assert_eq!(drafts.lines().count(), 1, "only the header: {drafts}");
+
+    publish_experiment_events(&server);
+    let results = server.json(&["experiments", "results", "checkout-test", "--json"]);
+    let contexts: Vec<u64> = results["exposures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["contexts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(contexts, [20, 20]);
+    assert_eq!(results["srm"]["mismatch"], false);
+    // Every third user converted: 0, 6, 12, … among the even (control) users.
+    let metric = &results["metrics"][0];
+    assert_eq!(metric["variations"][0]["sum"], 7.0);
+    assert_eq!(metric["variations"][1]["sum"], 7.0);
+    assert!(metric["variations"][1]["p_value"].as_f64().is_some());
+
+    let svg = server.dir.path().join("lift.svg");
+    let svg_arg = svg.to_string_lossy().into_owned();
+    let table = server.ok(&["experiments", "results", "checkout-test", "--svg", &svg_arg]);
+    assert!(table.contains("sample ratio"), "{table}");
+    assert!(table.contains("purchase-rate"), "{table}");
+    assert!(table.contains("ABSOLUTE LIFT"), "{table}");
+    let chart = std::fs::read_to_string(&svg).expect("chart written");
+    assert!(chart.starts_with("<svg"), "{chart}");
+    assert!(chart.contains("purchase-rate"));
+    assert!(chart.trim_end().ends_with("</svg>"));
+
+    let stopped = server.json(&["experiments", "stop", "checkout-test", "--json"]);
+    assert_eq!(stopped["status"], "stopped");
+    let decided = server.json(&[
+        "experiments",
+        "decide",
+        "checkout-test",
+        "--ship",
+        "1",
+        "--apply",
+        "--rationale",
+        "cleaner",
+        "--json",
+    ]);
+    assert_eq!(decided["decision"]["variation"], 1);
+    assert_eq!(decided["decision"]["applied"], true);
+    let exported: Value = serde_json::from_str(&server.ok(&["export"])).expect("export is JSON");
+    let checkout = find(&exported["flags"], "key", "checkout").expect("flag exported");
+    assert_eq!(
+        checkout["rules"][0]["serve"],
+        serde_json::json!({"variation": 1})
+    );
+
+    let usage = server.json(&["flags", "usage", "checkout", "--json"]);
+    assert_eq!(usage[0]["count"], 40);
+    assert_eq!(usage[0]["variation"], 1);
+    let usage_text = server.ok(&["flags", "usage"]);
+    assert!(usage_text.contains("EVALUATIONS") && usage_text.contains("checkout"));
+    let stale = server.json(&["flags", "stale", "--days", "7", "--json"]);
+    let checkout = find(&stale, "flag", "checkout").expect("checkout served one variation");
+    assert_eq!(checkout["reason"], "single_variation");
+    assert_eq!(checkout["variation"], 1);
 }

@@ -34,7 +34,7 @@ const WRITE_ATTEMPTS: usize = 5;
 
 /// Whether a write failed because an environment changed after it was validated (worth a
 /// new attempt), rather than because the resource itself was stale.
-fn environment_moved(err: &StorageError, attempt: usize) -> bool {
+pub(crate) fn environment_moved(err: &StorageError, attempt: usize) -> bool {
     attempt + 1 < WRITE_ATTEMPTS
         && matches!(
             err,
@@ -95,20 +95,7 @@ impl Admin {
         resource: Option<(vexil_engine::ResourceKind, &str)>,
         change: impl FnOnce(&mut RulesetJson),
     ) -> Result<i64, Status> {
-        let mut ruleset = self.storage.load_ruleset(project, env).await?;
-        let version = ruleset.version;
-        let before = problems(&ruleset)?;
-        change(&mut ruleset);
-        let after = problems(&ruleset)?;
-        let refused: Vec<&Problem> = after
-            .iter()
-            .filter(|p| {
-                resource.is_some_and(|(kind, key)| p.resource == kind && p.key == key)
-                    || !before.contains(p)
-            })
-            .collect();
-        refuse(&refused)?;
-        Ok(version)
+        check_env(&self.storage, project, env, resource, change).await
     }
 
     async fn environment_keys(&self, project: &str) -> Result<Vec<String>, Status> {
@@ -120,6 +107,33 @@ impl Admin {
             .map(|e| e.key)
             .collect())
     }
+}
+
+/// Checks a write against the environment's ruleset: `change` edits the ruleset JSON in
+/// memory, and the write is refused when the result has a problem about `resource` (a flag
+/// or segment key), or a problem the ruleset did not have before. Returns the environment
+/// version validated against, for the write's guards.
+pub(crate) async fn check_env(
+    storage: &Storage,
+    project: &str,
+    env: &str,
+    resource: Option<(vexil_engine::ResourceKind, &str)>,
+    change: impl FnOnce(&mut RulesetJson),
+) -> Result<i64, Status> {
+    let mut ruleset = storage.load_ruleset(project, env).await?;
+    let version = ruleset.version;
+    let before = problems(&ruleset)?;
+    change(&mut ruleset);
+    let after = problems(&ruleset)?;
+    let refused: Vec<&Problem> = after
+        .iter()
+        .filter(|p| {
+            resource.is_some_and(|(kind, key)| p.resource == kind && p.key == key)
+                || !before.contains(p)
+        })
+        .collect();
+    refuse(&refused)?;
+    Ok(version)
 }
 
 /// The problems of a ruleset JSON.
@@ -152,7 +166,7 @@ fn key_of(value: &Value) -> Option<&str> {
 }
 
 /// Puts `value` in place of the item with its key, or adds it.
-fn upsert(list: &mut Vec<Value>, value: Value) {
+pub(crate) fn upsert(list: &mut Vec<Value>, value: Value) {
     let key = key_of(&value).map(str::to_owned);
     match list.iter_mut().find(|v| key_of(v) == key.as_deref()) {
         Some(slot) => *slot = value,
@@ -165,7 +179,7 @@ fn remove(list: &mut Vec<Value>, key: &str) {
 }
 
 /// The canonical JSON of a flag with a configuration, as the ruleset holds it.
-fn flag_json(flag: &storage::Flag, config: &FlagConfigUpdate, version: i64) -> Value {
+pub(crate) fn flag_json(flag: &storage::Flag, config: &FlagConfigUpdate, version: i64) -> Value {
     let mut out = serde_json::Map::new();
     out.insert("key".into(), Value::String(flag.key.clone()));
     out.insert("kind".into(), Value::String(flag.kind.as_str().into()));

@@ -3,5 +3,6 @@
 pub mod admin;
 pub mod evaluation;
 pub mod events;
+pub mod experiments;
 mod streams;
 pub mod sync;

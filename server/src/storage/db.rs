@@ -15,6 +15,19 @@ pub(crate) enum Arg {
     I64(Option<i64>),
     Text(Option<String>),
     Bool(bool),
+    F64(Option<f64>),
+}
+
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::F64(Some(v))
+    }
+}
+
+impl From<Option<f64>> for Arg {
+    fn from(v: Option<f64>) -> Self {
+        Arg::F64(v)
+    }
 }
 
 impl From<i64> for Arg {
@@ -136,6 +149,7 @@ macro_rules! bind_all {
                 Arg::I64(v) => query.bind(v),
                 Arg::Text(v) => query.bind(v),
                 Arg::Bool(v) => query.bind(v),
+                Arg::F64(v) => query.bind(v),
             };
         }
         query

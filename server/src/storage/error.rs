@@ -14,6 +14,8 @@ pub enum ResourceKind {
     Segment,
     SdkKey,
     AdminToken,
+    Metric,
+    Experiment,
 }
 
 impl ResourceKind {
@@ -27,6 +29,8 @@ impl ResourceKind {
             ResourceKind::Segment => "segment",
             ResourceKind::SdkKey => "sdk_key",
             ResourceKind::AdminToken => "admin_token",
+            ResourceKind::Metric => "metric",
+            ResourceKind::Experiment => "experiment",
         }
     }
 }
@@ -60,6 +64,11 @@ pub enum StorageError {
     /// The request itself is unusable (a malformed import, an unknown reference).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// The resource is not in a state that allows the change (an experiment that is not
+    /// running cannot be stopped).
+    #[error("{0}")]
+    FailedPrecondition(String),
 
     /// The database gave up because of concurrent transactions; retrying may succeed.
     #[error("the database is busy, try again")]

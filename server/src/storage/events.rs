@@ -5,17 +5,40 @@
 //!
 //! Each event type has a table of its own with one row per event and a typed column per
 //! field of the message (migration `0002_events.sql`), rather than one JSON document per
-//! batch. Experiment analytics will ask "exposures of experiment X per variation since T",
-//! "sum of metric M per unit", "evaluations of flag F per variation per hour": filters and
-//! aggregates over environment, flag or experiment, event name and time, which plain
-//! columns and the B-tree indexes on `(environment_id, flag_key | experiment_key | name,
-//! at)` answer directly, with the same SQL on SQLite and Postgres (neither engine's JSON
-//! functions are needed, and they differ). Evaluation counters are flattened into rows that
-//! repeat their summary's environment, flag and window, so that totals need no join.
+//! batch: analytics filter and aggregate by environment, flag or experiment, event name,
+//! context and time, which plain columns and B-tree indexes answer with the same SQL on
+//! SQLite and Postgres (neither engine's JSON functions are needed, and they differ).
 //!
 //! Contexts are kept whole as canonical JSON (attributes may matter to a later analysis)
 //! next to `context_kind` and `context_key`, the experiment unit to group and join by (see
 //! [`EventContext`]).
+//!
+//! # Staying fast as data grows: roll-ups, not partitions
+//!
+//! The reads that matter are "results of experiment X" and "evaluations of flag F per
+//! hour". Neither should cost time proportional to the raw history, so the same
+//! transaction that stores a batch also folds it into two roll-ups (migration
+//! `0003_experiments.sql`):
+//!
+//! * `experiment_units`: one row per experiment and context with its first exposure, its
+//!   variation and when it was first seen with another one (a context exposed to several
+//!   variations is counted apart and excluded from the analysis). Raw exposures grow with
+//!   traffic (SDKs deduplicate per process and hour); this table grows with distinct
+//!   contexts only, and its primary key is the join key of the results query.
+//! * `evaluation_hourly`: evaluation counters summed per flag, variation, error and hour,
+//!   keyed so that a batch adds to existing rows (`ON CONFLICT … DO UPDATE`). Usage and
+//!   stale-flag reports read hours × flags rows, however many SDK instances report.
+//!
+//! Track events stay raw, because a metric counts only the events after each context's
+//! first exposure, which is not known when the event arrives; their index
+//! `(environment_id, name, context_kind, context_key, at, value)` lets the results query
+//! join every unit to its events and read the value from the index alone.
+//!
+//! Time partitioning was the alternative. It makes dropping old raw events cheap, but it
+//! speeds up neither read above (results span an experiment's whole life; usage would still
+//! sum raw counters) and it has no SQLite counterpart, so the two engines would run
+//! different schemas. Roll-ups give the same layout on both engines; a retention policy for
+//! raw events can later delete by time without touching the roll-ups.
 //!
 //! # Idempotency
 //!
@@ -26,11 +49,13 @@
 //! makes the second wait for the first to commit; SQLite writes one at a time), so exactly
 //! one stores the events.
 
+use std::collections::BTreeMap;
+
 use super::db::{Arg, Row, Tx, args};
 use super::{
     EvaluationCounter, EvaluationSummary, EventBatch, EventContext, EventCounts, ExposureEvent,
-    QueryBuilder, ResourceKind, Result, Storage, StorageError, StoredBatch, TrackEvent, from_text,
-    not_found, now_millis, project_id, to_text,
+    Millis, QueryBuilder, ResourceKind, Result, Storage, StorageError, StoredBatch, TrackEvent,
+    from_text, not_found, now_millis, project_id, to_text,
 };
 
 /// Rows per multi-row INSERT. At most 11 parameters a row keep a statement far below the
@@ -39,7 +64,7 @@ use super::{
 const ROWS_PER_INSERT: usize = 500;
 
 /// The id of an environment, or not found (naming the project when that is what is missing).
-async fn env_id(tx: &mut Tx, project: &str, env: &str) -> Result<i64> {
+pub(super) async fn env_id(tx: &mut Tx, project: &str, env: &str) -> Result<i64> {
     let row = tx
         .fetch_optional(
             "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id \
@@ -102,6 +127,155 @@ fn context_from_row(row: &Row, first: usize) -> Result<EventContext> {
         key: row.get(first + 1)?,
         json: from_text(&row.get::<String>(first + 2)?, "event context")?,
     })
+}
+
+/// One hour in milliseconds.
+pub const HOUR_MILLIS: i64 = 3_600_000;
+
+/// The start of the hour `at` falls in.
+pub fn hour_of(at: Millis) -> Millis {
+    at.div_euclid(HOUR_MILLIS) * HOUR_MILLIS
+}
+
+/// SQL for the smaller of two nullable expressions (NULL only when both are).
+fn least_of(a: &str, b: &str) -> String {
+    format!(
+        "(CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL THEN {a} WHEN {a} < {b} THEN {a} ELSE {b} END)"
+    )
+}
+
+/// One experiment unit as a batch saw it, before merging with what is stored.
+struct UnitSeen {
+    variation: i64,
+    first_at: Millis,
+    multiple_at: Option<Millis>,
+}
+
+/// Folds the batch's in-experiment exposures into `experiment_units`: one row per
+/// experiment and context, keeping the earliest exposure and the earliest time the context
+/// was seen with a second variation. Rows are merged in Rust first (a statement may not
+/// update one row twice) and written in key order, so that concurrent batches lock rows in
+/// the same order.
+async fn upsert_experiment_units(
+    tx: &mut Tx,
+    env_id: i64,
+    exposures: &[ExposureEvent],
+) -> Result<()> {
+    let mut units: BTreeMap<(&str, &str, &str), UnitSeen> = BTreeMap::new();
+    let mut sorted: Vec<&ExposureEvent> = exposures.iter().filter(|e| e.in_experiment).collect();
+    sorted.sort_by_key(|e| e.at);
+    for e in sorted {
+        let key = (
+            e.experiment_key.as_str(),
+            e.context.kind.as_str(),
+            e.context.key.as_str(),
+        );
+        match units.get_mut(&key) {
+            None => {
+                units.insert(
+                    key,
+                    UnitSeen {
+                        variation: e.variation,
+                        first_at: e.at,
+                        multiple_at: None,
+                    },
+                );
+            }
+            // Exposures are visited in time order: the first other variation is the earliest.
+            Some(seen) if seen.variation != e.variation && seen.multiple_at.is_none() => {
+                seen.multiple_at = Some(e.at);
+            }
+            Some(_) => {}
+        }
+    }
+    let rows: Vec<_> = units.into_iter().collect();
+    let stored_first = "experiment_units.first_at";
+    let later_first = format!(
+        "(CASE WHEN excluded.first_at > {stored_first} THEN excluded.first_at ELSE {stored_first} END)"
+    );
+    let switched = format!(
+        "(CASE WHEN experiment_units.variation <> excluded.variation THEN {later_first} END)"
+    );
+    let multiple = least_of(
+        &least_of("experiment_units.multiple_at", "excluded.multiple_at"),
+        &switched,
+    );
+    let tail = format!(
+        " ON CONFLICT (environment_id, experiment_key, context_kind, context_key) DO UPDATE SET \
+         first_at = {}, multiple_at = {multiple}",
+        least_of(stored_first, "excluded.first_at")
+    );
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut query = QueryBuilder::new(
+            "INSERT INTO experiment_units (environment_id, experiment_key, context_kind, \
+             context_key, variation, first_at, multiple_at) VALUES ",
+        );
+        for (i, ((experiment, kind, key), seen)) in chunk.iter().enumerate() {
+            let row = placeholders(
+                &mut query,
+                args![
+                    env_id,
+                    *experiment,
+                    *kind,
+                    *key,
+                    seen.variation,
+                    seen.first_at,
+                    seen.multiple_at,
+                ],
+            );
+            query.push(if i == 0 { "(" } else { ", (" });
+            query.push(&row);
+            query.push(")");
+        }
+        query.push(&tail);
+        tx.execute(&query.sql, query.args).await?;
+    }
+    Ok(())
+}
+
+/// Adds the batch's evaluation counters to `evaluation_hourly`, by the hour their window
+/// starts in (SDK windows last seconds to minutes, so the error of that choice is small
+/// against an hour).
+async fn upsert_hourly_usage(
+    tx: &mut Tx,
+    env_id: i64,
+    summaries: &[EvaluationSummary],
+) -> Result<()> {
+    let mut totals: BTreeMap<(&str, Millis, i64, &str), i64> = BTreeMap::new();
+    for s in summaries {
+        for c in &s.counters {
+            let key = (
+                s.flag_key.as_str(),
+                hour_of(s.start),
+                c.variation.unwrap_or(-1),
+                c.error_kind.as_deref().unwrap_or(""),
+            );
+            let total = totals.entry(key).or_insert(0);
+            *total = total.saturating_add(c.count);
+        }
+    }
+    let rows: Vec<_> = totals.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut query = QueryBuilder::new(
+            "INSERT INTO evaluation_hourly (environment_id, flag_key, hour, variation, \
+             error_kind, count) VALUES ",
+        );
+        for (i, ((flag, hour, variation, error), count)) in chunk.iter().enumerate() {
+            let row = placeholders(
+                &mut query,
+                args![env_id, *flag, *hour, *variation, *error, *count],
+            );
+            query.push(if i == 0 { "(" } else { ", (" });
+            query.push(&row);
+            query.push(")");
+        }
+        query.push(
+            " ON CONFLICT (environment_id, flag_key, hour, variation, error_kind) \
+             DO UPDATE SET count = evaluation_hourly.count + excluded.count",
+        );
+        tx.execute(&query.sql, query.args).await?;
+    }
+    Ok(())
 }
 
 /// The limit of a listing, never negative.
@@ -242,6 +416,9 @@ impl Storage {
             },
         )
         .await?;
+
+        upsert_experiment_units(&mut tx, env_id, &batch.exposures).await?;
+        upsert_hourly_usage(&mut tx, env_id, &batch.summaries).await?;
 
         tx.commit().await?;
         Ok(StoredBatch {

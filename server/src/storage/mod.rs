@@ -25,10 +25,12 @@
 //!
 //! Validation of flags and segments is the caller's job (the engine's), before calling.
 
+mod analytics;
 mod audit;
 pub(crate) mod db;
 mod error;
 mod events;
+mod experiments;
 mod flags;
 mod keys;
 mod projects;
@@ -48,8 +50,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::broadcast;
 
+pub use analytics::*;
 use db::{Arg, Mode, Pool, Tx, args};
 pub use error::{ResourceKind, Result, StorageError};
+pub use events::{HOUR_MILLIS, hour_of};
+pub use experiments::*;
 pub use types::*;
 
 /// Which engine a [`Storage`] runs on.

@@ -1,0 +1,337 @@
+//! Ingestion and results speed of experiments on Postgres, over gRPC on loopback.
+//!
+//! `cargo run --release -p vexil-server --example experiments_bench -- [postgres url]`
+//! (default: `VEXIL_TEST_DATABASE_URL`). Creates a fresh database next to the one named by
+//! the url, serves it from this process, and:
+//!
+//! 1. ingestion: concurrent publishers send batches of exposures and track events through
+//!    `EventService.Publish`; prints events per second;
+//! 2. results: generates one experiment with 1,000,000 exposed contexts and 10,000,000
+//!    track events with `generate_series`, then times `GetExperimentResults` (a conversion
+//!    metric and a sum metric over the same event).
+//!
+//! The database is dropped at the end. Prints figures; asserts nothing. The publishers run
+//! in the same process as the server, so they share its cores.
+
+use std::time::Instant;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tonic::Request;
+use tonic::transport::Channel;
+use vexil_proto::v1 as pb;
+use vexil_proto::v1::admin_service_client::AdminServiceClient;
+use vexil_proto::v1::event_service_client::EventServiceClient;
+use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
+use vexil_server::convert::json_to_value;
+use vexil_server::server::{self, Settings};
+
+const PUBLISHERS: usize = 8;
+const BATCHES_PER_PUBLISHER: usize = 25;
+const EVENTS_PER_BATCH: usize = 5_000;
+const CONTEXTS: i64 = 1_000_000;
+const EVENTS: i64 = 10_000_000;
+
+fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{host}/{database}?{query}"),
+        None => format!("{host}/{database}"),
+    }
+}
+
+fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: ms / 1000,
+        nanos: (ms % 1000) as i32 * 1_000_000,
+    })
+}
+
+/// A batch of 20 % exposures and 80 % track events of distinct users.
+fn batch(publisher: usize, number: usize, now: i64) -> pb::PublishRequest {
+    let mut request = pb::PublishRequest {
+        batch_id: format!("bench-{publisher}-{number}"),
+        sdk_name: "bench".into(),
+        sdk_version: "0".into(),
+        ..Default::default()
+    };
+    for i in 0..EVENTS_PER_BATCH {
+        let user = format!("user-{publisher}-{number}-{}", i / 5);
+        let context = Some(pb::Context {
+            kind: "user".into(),
+            key: user,
+            ..Default::default()
+        });
+        if i % 5 == 0 {
+            request.exposures.push(pb::ExposureEvent {
+                time: timestamp(now),
+                flag_key: "checkout".into(),
+                flag_version: 3,
+                experiment_key: "ingest".into(),
+                variation: (i % 2) as u32,
+                context,
+                in_experiment: true,
+            });
+        } else {
+            request.track_events.push(pb::TrackEvent {
+                time: timestamp(now + 1),
+                name: "purchase".into(),
+                context,
+                value: Some((i % 97) as f64),
+                data: None,
+            });
+        }
+    }
+    request
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let admin_url = match std::env::args().nth(1) {
+        Some(url) => url,
+        None => std::env::var("VEXIL_TEST_DATABASE_URL")
+            .map_err(|_| anyhow::anyhow!("give a Postgres url or set VEXIL_TEST_DATABASE_URL"))?,
+    };
+    let database = format!("vexil_xbench_{}", std::process::id());
+    let mut admin = PgConnection::connect(&admin_url).await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await?;
+    let url = with_database(&admin_url, &database);
+    let outcome = run(&url).await;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    outcome
+}
+
+async fn run(url: &str) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let prepared = server::prepare(&Settings {
+        data_dir: data_dir.clone(),
+        database_url: Some(url.to_owned()),
+        jwt_secret: None,
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server::serve(prepared, listener, None, async {
+        let _ = stopped.await;
+    }));
+    let credentials: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        data_dir.join(server::CREDENTIALS_FILE),
+    )?)?;
+    let token = credentials["admin_token"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let sdk_key = credentials["sdk_keys"]["production"]["server"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let channel = Channel::from_shared(address)?.connect().await?;
+
+    // ----- ingestion ------------------------------------------------------------------------
+    let now = vexil_server::storage::now_millis();
+    // Build every batch first: only the publishing is timed.
+    let mut work = Vec::new();
+    for p in 0..PUBLISHERS {
+        work.push(
+            (0..BATCHES_PER_PUBLISHER)
+                .map(|n| batch(p, n, now))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for batches in work {
+        let mut events = EventServiceClient::new(channel.clone())
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(16 << 20);
+        let key = sdk_key.clone();
+        tasks.push(tokio::spawn(async move {
+            for b in batches {
+                events.publish(authed(b, &key)).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed();
+    let total = PUBLISHERS * BATCHES_PER_PUBLISHER * EVENTS_PER_BATCH;
+    println!(
+        "ingestion: {total} events in {} batches of {EVENTS_PER_BATCH} from {PUBLISHERS} publishers: \
+         {:.2?}, {:.0} events/s",
+        PUBLISHERS * BATCHES_PER_PUBLISHER,
+        elapsed,
+        total as f64 / elapsed.as_secs_f64()
+    );
+
+    // ----- results ----------------------------------------------------------------------------
+    let mut adminc = AdminServiceClient::new(channel.clone());
+    let mut experiments = ExperimentServiceClient::new(channel.clone());
+    adminc
+        .create_flag(authed(
+            pb::CreateFlagRequest {
+                project_key: "default".into(),
+                key: "checkout".into(),
+                kind: pb::FlagKind::Bool as i32,
+                variations: vec![
+                    json_to_value(&serde_json::json!(false)),
+                    json_to_value(&serde_json::json!(true)),
+                ],
+                off_variation: Some(0),
+                fallthrough: Some(pb::Serve {
+                    kind: Some(pb::serve::Kind::Variation(0)),
+                    experiment: None,
+                }),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await?;
+    for (key, kind) in [
+        ("purchase-rate", pb::MetricKind::Conversion),
+        ("revenue", pb::MetricKind::Sum),
+    ] {
+        experiments
+            .create_metric(authed(
+                pb::CreateMetricRequest {
+                    metric: Some(pb::Metric {
+                        project_key: "default".into(),
+                        key: key.into(),
+                        event_name: "purchase".into(),
+                        kind: kind as i32,
+                        ..Default::default()
+                    }),
+                },
+                &token,
+            ))
+            .await?;
+    }
+    let goal = |key: &str| pb::ExperimentMetric {
+        metric_key: key.into(),
+        direction: pb::MetricDirection::Increase as i32,
+    };
+    experiments
+        .create_experiment(authed(
+            pb::CreateExperimentRequest {
+                experiment: Some(pb::Experiment {
+                    project_key: "default".into(),
+                    environment_key: "production".into(),
+                    key: "big".into(),
+                    flag_key: "checkout".into(),
+                    variations: vec![
+                        pb::WeightedVariation {
+                            variation: 0,
+                            weight: 50_000,
+                        },
+                        pb::WeightedVariation {
+                            variation: 1,
+                            weight: 50_000,
+                        },
+                    ],
+                    primary_metric: Some(goal("purchase-rate")),
+                    guardrail_metrics: vec![goal("revenue")],
+                    minimum_detectable_effect: 0.02,
+                    baseline_mean: 0.3,
+                    ..Default::default()
+                }),
+            },
+            &token,
+        ))
+        .await?;
+
+    let mut db = PgConnection::connect(url).await?;
+    let started = Instant::now();
+    let t0 = now - 86_400_000;
+    sqlx::raw_sql(&format!(
+        "WITH env AS (SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id \
+           WHERE p.key = 'default' AND e.key = 'production') \
+         INSERT INTO experiment_units (environment_id, experiment_key, context_kind, context_key, \
+           variation, first_at, multiple_at) \
+         SELECT env.id, 'big', 'user', 'u' || g, g % 2, {t0} + g, \
+           CASE WHEN g % 1000 = 0 THEN {t0} + g + 5 END \
+         FROM env, generate_series(1, {CONTEXTS}) g"
+    ))
+    .execute(&mut db)
+    .await?;
+    // Ten million purchases: 30 % of the contexts buy, the treatment's a little more often.
+    sqlx::raw_sql(&format!(
+        "WITH env AS (SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id \
+           WHERE p.key = 'default' AND e.key = 'production'), \
+         batch AS (INSERT INTO event_batches (environment_id, batch_id, sdk_name, sdk_version, \
+           received_at, accepted) SELECT env.id, 'generated', 'bench', '0', {now}, {EVENTS} \
+           FROM env RETURNING id, environment_id) \
+         INSERT INTO track_events (environment_id, batch_ref, at, name, value, data, \
+           context_kind, context_key, context) \
+         SELECT batch.environment_id, batch.id, {t0} + {CONTEXTS} + g, 'purchase', \
+           (g % 50)::float8, NULL, 'user', \
+           'u' || (1 + (g::bigint * 7919) % (CASE WHEN g % 2 = 0 THEN 300000 ELSE 320000 END)), \
+           '{{\"kind\":\"user\",\"key\":\"u\"}}' \
+         FROM batch, generate_series(1, {EVENTS}) g"
+    ))
+    .execute(&mut db)
+    .await?;
+    sqlx::raw_sql("ANALYZE experiment_units; ANALYZE track_events;")
+        .execute(&mut db)
+        .await?;
+    println!(
+        "generated {CONTEXTS} exposed contexts and {EVENTS} track events in {:.1?}",
+        started.elapsed()
+    );
+
+    for run in 1..=3 {
+        let started = Instant::now();
+        let results = experiments
+            .get_experiment_results(authed(
+                pb::GetExperimentResultsRequest {
+                    project_key: "default".into(),
+                    environment_key: "production".into(),
+                    key: "big".into(),
+                    until: None,
+                },
+                &token,
+            ))
+            .await?
+            .into_inner();
+        let elapsed = started.elapsed();
+        let units: Vec<u64> = results.exposures.iter().map(|e| e.units).collect();
+        let rates: Vec<f64> = results.metrics[0]
+            .variations
+            .iter()
+            .map(|v| v.mean)
+            .collect();
+        println!(
+            "results run {run}: {elapsed:.2?} (2 metrics; contexts per variation {units:?}, \
+             {} excluded, conversion {rates:.4?}, srm p {:.3})",
+            results.multiple_exposure_contexts, results.srm_p_value
+        );
+    }
+    db.close().await?;
+
+    let _ = stop.send(());
+    serving.await??;
+    Ok(())
+}
