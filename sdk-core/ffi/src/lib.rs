@@ -1,0 +1,1056 @@
+//! The C ABI of sdk-core, for the Go and .NET SDKs and any C caller. The documentation of
+//! every function, the error convention, memory ownership and thread safety is carried into
+//! the generated header `include/vexil.h` (see `cbindgen.toml`), which is the reference.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+// Every entry point checks its pointers itself and documents what it requires; marking them
+// all `unsafe` would add nothing for C callers.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+// A C signature takes one parameter per input and output; grouping them in structs would
+// only move the same fields into types every caller has to fill.
+#![allow(clippy::too_many_arguments)]
+
+mod options;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use vexil_core::{Client, Detail, ListenerId, Status};
+use vexil_engine::{Context, ValueKind};
+
+/// The result of every call that can fail.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VexilCode {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL (the message names it).
+    NullArgument = 1,
+    /// A string argument was not valid UTF-8 (the message names it and the byte offset).
+    InvalidUtf8 = 2,
+    /// A JSON argument did not parse (the message names it, with line and column).
+    InvalidJson = 3,
+    /// A context is not valid (not an object, missing kind or key, …).
+    InvalidContext = 4,
+    /// The client options are not valid (the message names the field).
+    InvalidOptions = 5,
+    /// The SDK key is not a server, client or mobile key.
+    InvalidKey = 6,
+    /// The endpoint is not a valid `http://` or `https://` address.
+    InvalidEndpoint = 7,
+    /// Another argument is out of range (for instance an unknown value kind).
+    InvalidArgument = 8,
+    /// The background runtime could not start (threads, file descriptors).
+    Runtime = 9,
+    /// The call was made from inside a change callback, where it would deadlock.
+    InCallback = 10,
+    /// A bug in Vexil: a panic was caught at the boundary. The host process is unaffected.
+    Internal = 11,
+}
+
+/// Where a client stands (see `vexil_client_status`).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VexilStatus {
+    /// Waiting for the first data from the server; cached or bootstrap data is served.
+    Initializing = 0,
+    /// Connected, with current data.
+    Ready = 1,
+    /// Connection lost or data too old: the last good data is served; reconnecting.
+    Stale = 2,
+    /// Offline mode: no network; cache, bootstrap or defaults.
+    Offline = 3,
+    /// The server refused the SDK key; no retry.
+    Failed = 4,
+    /// `vexil_client_close` was called.
+    Closed = 5,
+}
+
+/// The type a variation asks for, passed as an `int32_t` to `vexil_variation_detail`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VexilValueKind {
+    Bool = 0,
+    String = 1,
+    Number = 2,
+    /// Any JSON value (no type check).
+    Json = 3,
+}
+
+/// A change callback: `flag_keys_json` is a JSON array of the flags whose value may have
+/// changed (UTF-8, `flag_keys_json_len` bytes, valid only during the call), `version` the
+/// environment version after the change.
+pub type VexilChangeCallback = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        flag_keys_json: *const c_char,
+        flag_keys_json_len: usize,
+        version: i64,
+    ),
+>;
+
+/// A client: opaque. Create with `vexil_client_new`, release with `vexil_client_free`.
+pub struct VexilClient {
+    client: Client,
+    listeners: Mutex<HashMap<u64, Registered>>,
+    /// The ids handed to C for `vexil_client_remove_listener`.
+    next_listener: AtomicU64,
+}
+
+impl std::fmt::Debug for VexilClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VexilClient")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An evaluation context, parsed and validated once: opaque, immutable, reusable across
+/// calls and threads. Create with `vexil_context_new`, release with `vexil_context_free`.
+#[derive(Debug)]
+pub struct VexilContext {
+    context: Context,
+}
+
+/// A registered change callback. The mutex is held while the callback runs, so that
+/// removing it waits for a running call and no call starts afterwards.
+struct Registered {
+    id: ListenerId,
+    slot: Arc<Mutex<Option<CallbackTarget>>>,
+}
+
+#[derive(Clone, Copy)]
+struct CallbackTarget {
+    callback: unsafe extern "C" fn(*mut c_void, *const c_char, usize, i64),
+    user_data: *mut c_void,
+}
+
+// SAFETY: the caller of `vexil_client_on_change` promises that `user_data` may be used from
+// the client's thread (documented in the header).
+unsafe impl Send for CallbackTarget {}
+
+thread_local! {
+    /// Set while this thread runs a change callback.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A failed call: its code and a message naming the argument or field.
+#[derive(Debug)]
+struct Failure {
+    code: VexilCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: VexilCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+/// Runs an entry point: catches panics, and turns a failure into its code and message.
+fn guard(error_message: *mut *mut c_char, body: impl FnOnce() -> Outcome) -> VexilCode {
+    let outcome = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(Failure::new(
+                VexilCode::Internal,
+                format!("internal error (please report it): {what}"),
+            ))
+        }
+    };
+    let (code, message) = match outcome {
+        Ok(()) => (VexilCode::Ok, None),
+        Err(failure) => (failure.code, Some(failure.message)),
+    };
+    if !error_message.is_null() {
+        let written = message.map_or(std::ptr::null_mut(), |m| alloc_string(m.as_bytes()));
+        // SAFETY: the caller passes either NULL or a writable `char *` location.
+        unsafe { error_message.write(written) };
+    }
+    code
+}
+
+fn not_in_callback(function: &str) -> Outcome {
+    if IN_CALLBACK.with(Cell::get) {
+        return Err(Failure::new(
+            VexilCode::InCallback,
+            format!("{function} cannot be called from inside a change callback"),
+        ));
+    }
+    Ok(())
+}
+
+/// A borrowed object argument.
+fn object<'a, T>(pointer: *const T, name: &str) -> Result<&'a T, Failure> {
+    // SAFETY: non-NULL pointers given to the ABI point to live objects of this type (the
+    // header's contract); `as_ref` checks NULL.
+    unsafe { pointer.as_ref() }.ok_or_else(|| null_argument(name))
+}
+
+/// A string argument: `len` bytes of UTF-8 at `pointer` (NULL is allowed when `len` is 0).
+fn text<'a>(pointer: *const c_char, len: usize, name: &str) -> Result<&'a str, Failure> {
+    if len == 0 {
+        return Ok("");
+    }
+    if pointer.is_null() {
+        return Err(null_argument(name));
+    }
+    // SAFETY: the caller guarantees `len` readable bytes at `pointer` for the call.
+    let bytes = unsafe { std::slice::from_raw_parts(pointer.cast::<u8>(), len) };
+    std::str::from_utf8(bytes).map_err(|err| {
+        Failure::new(
+            VexilCode::InvalidUtf8,
+            format!("{name}: not valid UTF-8 at byte {}", err.valid_up_to()),
+        )
+    })
+}
+
+fn json_argument(pointer: *const c_char, len: usize, name: &str) -> Result<Value, Failure> {
+    let text = text(pointer, len, name)?;
+    serde_json::from_str(text)
+        .map_err(|err| Failure::new(VexilCode::InvalidJson, format!("{name}: {err}")))
+}
+
+/// Writes an output argument, refusing NULL.
+fn write_out<T>(pointer: *mut T, name: &str, value: T) -> Outcome {
+    if pointer.is_null() {
+        return Err(null_argument(name));
+    }
+    // SAFETY: non-NULL output pointers are writable locations of `T` (the header's contract).
+    unsafe { pointer.write(value) };
+    Ok(())
+}
+
+/// Checks output pointers before any work is done, so that a call either fails without
+/// effect or writes every output.
+fn require_out<T>(pointer: *mut T, name: &str) -> Outcome {
+    if pointer.is_null() {
+        Err(null_argument(name))
+    } else {
+        Ok(())
+    }
+}
+
+fn write_string(out: *mut *mut c_char, out_len: *mut usize, bytes: &[u8]) -> Outcome {
+    require_out(out, "out")?;
+    require_out(out_len, "out_len")?;
+    write_out(out_len, "out_len", bytes.len())?;
+    write_out(out, "out", alloc_string(bytes))
+}
+
+fn null_argument(name: &str) -> Failure {
+    Failure::new(VexilCode::NullArgument, format!("{name}: must not be NULL"))
+}
+
+/// Size of the length header in front of every string handed out.
+const STRING_HEADER: usize = std::mem::size_of::<usize>();
+
+fn string_layout(len: usize) -> Option<std::alloc::Layout> {
+    std::alloc::Layout::from_size_align(STRING_HEADER + len + 1, STRING_HEADER).ok()
+}
+
+/// A string owned by the caller until `vexil_string_free`: the bytes, then a NUL (the bytes
+/// may contain NULs themselves, hence the length outputs). Its length is kept just before
+/// it, so that freeing needs only the pointer.
+fn alloc_string(bytes: &[u8]) -> *mut c_char {
+    let Some(layout) = string_layout(bytes.len()) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: the layout has a non-zero size; the writes stay inside the allocation.
+    unsafe {
+        let base = std::alloc::alloc(layout);
+        if base.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        base.cast::<usize>().write(bytes.len());
+        let text = base.add(STRING_HEADER);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), text, bytes.len());
+        text.add(bytes.len()).write(0);
+        text.cast::<c_char>()
+    }
+}
+
+fn value_kind(kind: i32) -> Result<ValueKind, Failure> {
+    Ok(match kind {
+        0 => ValueKind::Bool,
+        1 => ValueKind::String,
+        2 => ValueKind::Number,
+        3 => ValueKind::Json,
+        other => {
+            return Err(Failure::new(
+                VexilCode::InvalidArgument,
+                format!("kind: {other} is not a VexilValueKind (0 to 3)"),
+            ));
+        }
+    })
+}
+
+fn status_code(status: &Status) -> VexilStatus {
+    match status {
+        Status::Initializing => VexilStatus::Initializing,
+        Status::Ready => VexilStatus::Ready,
+        Status::Stale { .. } => VexilStatus::Stale,
+        Status::Offline => VexilStatus::Offline,
+        Status::Failed { .. } => VexilStatus::Failed,
+        Status::Closed => VexilStatus::Closed,
+    }
+}
+
+fn detail_json<T: Into<Value>>(detail: Detail<T>) -> Value {
+    json!({
+        "value": detail.value.into(),
+        "variation": detail.variation,
+        "reason": serde_json::to_value(&detail.reason).unwrap_or(Value::Null),
+        "in_experiment": detail.in_experiment,
+        "experiment_key": detail.experiment_key,
+        "flag_version": detail.flag_version,
+        "source": detail.source.as_str(),
+        "version": detail.version,
+    })
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+// ----- library -------------------------------------------------------------------------------
+
+/// The version of this library, a static NUL-terminated string (never freed).
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Frees a string returned by this library (outputs and error messages). NULL is ignored.
+/// Each string must be freed exactly once, and only with this function.
+///
+/// Thread safety: any thread; the string must not be used afterwards.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_string_free(string: *mut c_char) {
+    if string.is_null() {
+        return;
+    }
+    let _ = catch_unwind(|| {
+        // SAFETY: `string` was returned by `alloc_string`: its length precedes it, and the
+        // layout is recomputed from it exactly.
+        unsafe {
+            let base = string.cast::<u8>().sub(STRING_HEADER);
+            let len = base.cast::<usize>().read();
+            if let Some(layout) = string_layout(len) {
+                std::alloc::dealloc(base, layout);
+            }
+        }
+    });
+}
+
+// ----- contexts ------------------------------------------------------------------------------
+
+/// Parses and validates a context from its canonical JSON (`{"kind": "user", "key":
+/// "alice", "email": "…"}`, or `{"kind": "multi", "contexts": [...]}`), once, for reuse in
+/// any number of calls.
+///
+/// `json`: `json_len` bytes of UTF-8. On success `*out` receives a context to release with
+/// `vexil_context_free`. Fails with NULL_ARGUMENT, INVALID_UTF8, INVALID_JSON or
+/// INVALID_CONTEXT.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_context_new(
+    json: *const c_char,
+    json_len: usize,
+    out: *mut *mut VexilContext,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        require_out(out, "out")?;
+        let value = json_argument(json, json_len, "json")?;
+        let context = Context::from_json(&value)
+            .map_err(|err| Failure::new(VexilCode::InvalidContext, format!("json: {err}")))?;
+        write_out(
+            out,
+            "out",
+            Box::into_raw(Box::new(VexilContext { context })),
+        )
+    })
+}
+
+/// Writes the context's canonical JSON into `*out` (free with `vexil_string_free`), its
+/// length in bytes into `*out_len`.
+///
+/// Thread safety: any thread, concurrently with any call that reads the same context.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_context_to_json(
+    context: *const VexilContext,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let context = object(context, "context")?;
+        write_string(
+            out,
+            out_len,
+            context.context.to_json().to_string().as_bytes(),
+        )
+    })
+}
+
+/// Releases a context. NULL is ignored.
+///
+/// Thread safety: no other call may be using the context, and it must not be used
+/// afterwards. A context passed to `vexil_client_identify` may be freed right after the
+/// call (the client keeps its own copy).
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_context_free(context: *mut VexilContext) {
+    if context.is_null() {
+        return;
+    }
+    // SAFETY: `context` came from `vexil_context_new` and is freed once (the contract).
+    let _ = catch_unwind(|| drop(unsafe { Box::from_raw(context) }));
+}
+
+// ----- clients -------------------------------------------------------------------------------
+
+/// Creates a client and starts its background work at once (one thread of its own); never
+/// waits for the network (see `vexil_client_wait_for_initialization`).
+///
+/// `sdk_key`: `sdk_key_len` bytes of UTF-8; its kind decides the mode (`vxl-server-…`: local
+/// evaluation; `vxl-client-…`, `vxl-mobile-…`: remote evaluation).
+///
+/// `options_json` (`options_json_len` bytes; NULL with length 0 for the defaults): a JSON
+/// object, every field optional: `endpoint` (default `"http://127.0.0.1:50051"`),
+/// `cache_dir`, `bootstrap` (path of a ruleset JSON file), `offline` (bool), `context` (the
+/// first context of a remote-mode client, canonical JSON), `max_cache_age_ms`,
+/// `connect_timeout_ms`, `stream_timeout_ms`, `initial_backoff_ms`, `max_backoff_ms`,
+/// `sdk_name`, `sdk_version`, and `events`: `{enabled, capacity, batch_size,
+/// flush_interval_ms, exposure_window_ms, exposure_memory, summaries, attempts}`. An unknown
+/// field or a wrong type fails with INVALID_OPTIONS naming the field.
+///
+/// On success `*out` receives the client: close it with `vexil_client_close` (optional) and
+/// release it with `vexil_client_free`. Fails with NULL_ARGUMENT, INVALID_UTF8,
+/// INVALID_JSON, INVALID_OPTIONS, INVALID_CONTEXT, INVALID_KEY, INVALID_ENDPOINT or RUNTIME.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_new(
+    sdk_key: *const c_char,
+    sdk_key_len: usize,
+    options_json: *const c_char,
+    options_json_len: usize,
+    out: *mut *mut VexilClient,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        require_out(out, "out")?;
+        if sdk_key.is_null() {
+            return Err(null_argument("sdk_key"));
+        }
+        let key = text(sdk_key, sdk_key_len, "sdk_key")?;
+        let options = text(options_json, options_json_len, "options_json")?;
+        let config = options::config(key, options)?;
+        let client = Client::new(config).map_err(|err| {
+            let code = match err {
+                vexil_core::Error::InvalidKey => VexilCode::InvalidKey,
+                vexil_core::Error::InvalidEndpoint { .. } => VexilCode::InvalidEndpoint,
+                vexil_core::Error::Runtime(_) => VexilCode::Runtime,
+            };
+            Failure::new(code, err.to_string())
+        })?;
+        let client = VexilClient {
+            client,
+            listeners: Mutex::new(HashMap::new()),
+            next_listener: AtomicU64::new(1),
+        };
+        write_out(out, "out", Box::into_raw(Box::new(client)))
+    })
+}
+
+/// Flushes pending events (up to 5 s), stops the client's background work and releases its
+/// thread. The handle stays valid: variation calls keep answering from the last data, and
+/// `vexil_client_free` must still be called. Calling it again does nothing.
+///
+/// Fails with NULL_ARGUMENT, or IN_CALLBACK from inside a change callback.
+///
+/// Thread safety: any thread, concurrently with other calls on the client (except
+/// `vexil_client_free`).
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_close(
+    client: *const VexilClient,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        not_in_callback("vexil_client_close")?;
+        object(client, "client")?.client.close();
+        Ok(())
+    })
+}
+
+/// Closes the client if it is not closed yet (see `vexil_client_close`), unregisters every
+/// change callback (waiting for one that is running), and releases the client. NULL is
+/// ignored. After it returns, no callback of this client runs again.
+///
+/// Fails with IN_CALLBACK (and releases nothing) from inside a change callback.
+///
+/// Thread safety: no other call may be using the client, and it must not be used
+/// afterwards.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_free(
+    client: *mut VexilClient,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        if client.is_null() {
+            return Ok(());
+        }
+        not_in_callback("vexil_client_free")?;
+        // SAFETY: `client` came from `vexil_client_new` and is freed once (the contract).
+        let client = unsafe { Box::from_raw(client) };
+        let registered: Vec<Registered> = match client.listeners.lock() {
+            Ok(mut held) => held.drain().map(|(_, r)| r).collect(),
+            Err(poisoned) => poisoned.into_inner().drain().map(|(_, r)| r).collect(),
+        };
+        for r in registered {
+            unregister(&client.client, r);
+        }
+        client.client.close();
+        drop(client);
+        Ok(())
+    })
+}
+
+/// Waits until the first data from the server arrives, the key is refused, or `timeout_ms`
+/// passes, and writes the status then into `*out`. Cached and bootstrap data are served
+/// meanwhile. Blocks the calling thread.
+///
+/// Fails with NULL_ARGUMENT, or IN_CALLBACK from inside a change callback.
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_wait_for_initialization(
+    client: *const VexilClient,
+    timeout_ms: u64,
+    out: *mut VexilStatus,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        require_out(out, "out")?;
+        not_in_callback("vexil_client_wait_for_initialization")?;
+        let status = client.client.wait_for_initialization(millis(timeout_ms));
+        write_out(out, "out", status_code(&status))
+    })
+}
+
+/// Writes the client's status now into `*out`.
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_status(
+    client: *const VexilClient,
+    out: *mut VexilStatus,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        write_out(out, "out", status_code(&client.client.status()))
+    })
+}
+
+/// Writes everything about where the client stands as a JSON object into `*out` (free with
+/// `vexil_string_free`): `status` (`"INITIALIZING"`, `"READY"`, `"STALE"`, `"OFFLINE"`,
+/// `"FAILED"`, `"CLOSED"`), `reason` (why STALE or FAILED, else null), `mode` (`"LOCAL"` or
+/// `"REMOTE"`), `source` (`"NETWORK"`, `"STALE"`, `"CACHE"`, `"BOOTSTRAP"`, `"DEFAULTS"`),
+/// `version` (the environment version held, 0 when none) and `events` (`{dropped, sent,
+/// failed_batches, queued}`).
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_state(
+    client: *const VexilClient,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = &object(client, "client")?.client;
+        let status = client.status();
+        let reason = match &status {
+            Status::Stale { reason } | Status::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        let status_name = match status_code(&status) {
+            VexilStatus::Initializing => "INITIALIZING",
+            VexilStatus::Ready => "READY",
+            VexilStatus::Stale => "STALE",
+            VexilStatus::Offline => "OFFLINE",
+            VexilStatus::Failed => "FAILED",
+            VexilStatus::Closed => "CLOSED",
+        };
+        let events = client.event_stats();
+        let state = json!({
+            "status": status_name,
+            "reason": reason,
+            "mode": match client.mode() {
+                vexil_core::Mode::Local => "LOCAL",
+                vexil_core::Mode::Remote => "REMOTE",
+            },
+            "source": client.source().as_str(),
+            "version": client.version(),
+            "events": {
+                "dropped": events.dropped,
+                "sent": events.sent,
+                "failed_batches": events.failed_batches,
+                "queued": events.queued,
+            },
+        });
+        write_string(out, out_len, state.to_string().as_bytes())
+    })
+}
+
+// ----- variations ----------------------------------------------------------------------------
+
+/// Evaluates a bool flag for a context and writes the value into `*out` (the default when
+/// the flag is unknown, of another type, or there is no data yet). Never blocks.
+///
+/// `flag_key`: `flag_key_len` bytes of UTF-8. Fails only on misuse: NULL_ARGUMENT,
+/// INVALID_UTF8 (then `*out` is untouched).
+///
+/// Thread safety: any thread, concurrently with any call on the client and the context.
+/// The same holds for every variation function below.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_bool_variation(
+    client: *const VexilClient,
+    flag_key: *const c_char,
+    flag_key_len: usize,
+    context: *const VexilContext,
+    default_value: bool,
+    out: *mut bool,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let flag = text(flag_key, flag_key_len, "flag_key")?;
+        let context = object(context, "context")?;
+        require_out(out, "out")?;
+        let value = client
+            .client
+            .bool_variation(flag, &context.context, default_value);
+        write_out(out, "out", value)
+    })
+}
+
+/// Evaluates a number flag; see `vexil_bool_variation`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_number_variation(
+    client: *const VexilClient,
+    flag_key: *const c_char,
+    flag_key_len: usize,
+    context: *const VexilContext,
+    default_value: f64,
+    out: *mut f64,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let flag = text(flag_key, flag_key_len, "flag_key")?;
+        let context = object(context, "context")?;
+        require_out(out, "out")?;
+        let value = client
+            .client
+            .number_variation(flag, &context.context, default_value);
+        write_out(out, "out", value)
+    })
+}
+
+/// Evaluates a string flag; see `vexil_bool_variation`. `default_value`:
+/// `default_value_len` bytes of UTF-8. The value is written into `*out` (free with
+/// `vexil_string_free`; NUL-terminated, but it may contain NULs: use `*out_len`).
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_string_variation(
+    client: *const VexilClient,
+    flag_key: *const c_char,
+    flag_key_len: usize,
+    context: *const VexilContext,
+    default_value: *const c_char,
+    default_value_len: usize,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let flag = text(flag_key, flag_key_len, "flag_key")?;
+        let context = object(context, "context")?;
+        let default = text(default_value, default_value_len, "default_value")?;
+        require_out(out, "out")?;
+        require_out(out_len, "out_len")?;
+        let value = client
+            .client
+            .string_variation(flag, &context.context, default);
+        write_string(out, out_len, value.as_bytes())
+    })
+}
+
+/// Evaluates any flag as JSON (no type check); see `vexil_bool_variation`. The default is
+/// JSON text (`default_json_len` bytes), the value is written as JSON text into `*out`
+/// (free with `vexil_string_free`). Also fails with INVALID_JSON for the default.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_json_variation(
+    client: *const VexilClient,
+    flag_key: *const c_char,
+    flag_key_len: usize,
+    context: *const VexilContext,
+    default_json: *const c_char,
+    default_json_len: usize,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let flag = text(flag_key, flag_key_len, "flag_key")?;
+        let context = object(context, "context")?;
+        let default = json_argument(default_json, default_json_len, "default_json")?;
+        require_out(out, "out")?;
+        require_out(out_len, "out_len")?;
+        let value = client
+            .client
+            .json_variation(flag, &context.context, default);
+        write_string(out, out_len, value.to_string().as_bytes())
+    })
+}
+
+/// Evaluates a flag of the type `kind` (a `VexilValueKind`) with everything known about
+/// the answer, written as a JSON object into `*out` (free with `vexil_string_free`):
+/// `value` (the default, given as JSON text, when the flag cannot be served), `variation`
+/// (index or null), `reason` (`{"kind": "RULE_MATCH", "rule_index": 0, "rule_id": "…"}`,
+/// `{"kind": "ERROR", "error_kind": "FLAG_NOT_FOUND"}`, …), `in_experiment`,
+/// `experiment_key` (or null), `flag_version`, `source` (`"NETWORK"`, `"STALE"`,
+/// `"CACHE"`, `"BOOTSTRAP"`, `"DEFAULTS"`) and `version` (the environment version).
+///
+/// Fails only on misuse: NULL_ARGUMENT, INVALID_UTF8, INVALID_JSON (the default),
+/// INVALID_ARGUMENT (`kind`).
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_variation_detail(
+    client: *const VexilClient,
+    flag_key: *const c_char,
+    flag_key_len: usize,
+    context: *const VexilContext,
+    kind: i32,
+    default_json: *const c_char,
+    default_json_len: usize,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let flag = text(flag_key, flag_key_len, "flag_key")?;
+        let context = object(context, "context")?;
+        let kind = value_kind(kind)?;
+        let default = json_argument(default_json, default_json_len, "default_json")?;
+        require_out(out, "out")?;
+        require_out(out_len, "out_len")?;
+        let detail = client
+            .client
+            .variation_detail(flag, &context.context, kind, &default);
+        write_string(out, out_len, detail_json(detail).to_string().as_bytes())
+    })
+}
+
+/// `vexil_variation_detail` for a context given as JSON text, for contexts that arrive as
+/// JSON and may not be valid: an invalid context is not a failure of the call but an
+/// answer with the default and the reason `{"kind": "ERROR", "error_kind":
+/// "INVALID_CONTEXT"}` (after the flag's own errors, in the engine's order). Text that is
+/// not JSON at all still fails with INVALID_JSON.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_variation_detail_json_context(
+    client: *const VexilClient,
+    flag_key: *const c_char,
+    flag_key_len: usize,
+    context_json: *const c_char,
+    context_json_len: usize,
+    kind: i32,
+    default_json: *const c_char,
+    default_json_len: usize,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let flag = text(flag_key, flag_key_len, "flag_key")?;
+        let context = json_argument(context_json, context_json_len, "context_json")?;
+        let kind = value_kind(kind)?;
+        let default = json_argument(default_json, default_json_len, "default_json")?;
+        require_out(out, "out")?;
+        require_out(out_len, "out_len")?;
+        let detail = client
+            .client
+            .variation_detail_json(flag, &context, kind, &default);
+        write_string(out, out_len, detail_json(detail).to_string().as_bytes())
+    })
+}
+
+/// Every flag's value for a context (remote mode: for the identified context), written as
+/// a JSON object into `*out` (free with `vexil_string_free`): flag key → the detail object
+/// of `vexil_variation_detail`, whose `value` is null for a flag that cannot be served.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_all_flags(
+    client: *const VexilClient,
+    context: *const VexilContext,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let context = object(context, "context")?;
+        require_out(out, "out")?;
+        require_out(out_len, "out_len")?;
+        let flags: serde_json::Map<String, Value> = client
+            .client
+            .all_flags(&context.context)
+            .into_iter()
+            .map(|(key, detail)| (key, detail_json(detail)))
+            .collect();
+        write_string(out, out_len, Value::Object(flags).to_string().as_bytes())
+    })
+}
+
+/// Times `iterations` calls of `vexil_bool_variation`'s evaluation inside Rust (no ABI
+/// crossing) and writes the total in nanoseconds into `*out_elapsed_ns`: the reference the
+/// Go and .NET benchmarks divide by, measured in the same process. Not for production use.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_benchmark_bool_variation(
+    client: *const VexilClient,
+    flag_key: *const c_char,
+    flag_key_len: usize,
+    context: *const VexilContext,
+    iterations: u64,
+    out_elapsed_ns: *mut u64,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let flag = text(flag_key, flag_key_len, "flag_key")?;
+        let context = object(context, "context")?;
+        require_out(out_elapsed_ns, "out_elapsed_ns")?;
+        let started = Instant::now();
+        for _ in 0..iterations {
+            std::hint::black_box(client.client.bool_variation(
+                std::hint::black_box(flag),
+                &context.context,
+                false,
+            ));
+        }
+        let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        write_out(out_elapsed_ns, "out_elapsed_ns", elapsed)
+    })
+}
+
+// ----- events and contexts -------------------------------------------------------------------
+
+/// Records a metric event `name` (`name_len` bytes of UTF-8) for a context, with a value
+/// when `has_value` is true (a non-finite value is sent without value). Returns at once:
+/// the event is queued and sent in the background.
+///
+/// Thread safety: any thread, concurrently with any call on the client and the context.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_track(
+    client: *const VexilClient,
+    name: *const c_char,
+    name_len: usize,
+    context: *const VexilContext,
+    has_value: bool,
+    value: f64,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let name = text(name, name_len, "name")?;
+        if name.is_empty() {
+            return Err(Failure::new(
+                VexilCode::InvalidArgument,
+                "name: must not be empty",
+            ));
+        }
+        let context = object(context, "context")?;
+        client
+            .client
+            .track(name, &context.context, has_value.then_some(value));
+        Ok(())
+    })
+}
+
+/// Sends every pending event now and waits up to `timeout_ms`; writes into `*out_delivered`
+/// whether everything was delivered. Blocks the calling thread.
+///
+/// Fails with NULL_ARGUMENT, or IN_CALLBACK from inside a change callback.
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_flush(
+    client: *const VexilClient,
+    timeout_ms: u64,
+    out_delivered: *mut bool,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        require_out(out_delivered, "out_delivered")?;
+        not_in_callback("vexil_client_flush")?;
+        let delivered = client.client.flush(millis(timeout_ms));
+        write_out(out_delivered, "out_delivered", delivered)
+    })
+}
+
+/// Remote mode: evaluates for `context` from now on and waits up to `timeout_ms` for its
+/// values (the previous context's values are served meanwhile); writes into `*out_arrived`
+/// whether they arrived. Local mode only stores the context (every call names its own) and
+/// answers true at once. The client copies the context: it may be freed after the call.
+///
+/// Fails with NULL_ARGUMENT, or IN_CALLBACK from inside a change callback.
+///
+/// Thread safety: any thread, concurrently with other calls on the client; concurrent
+/// identify calls leave the last one's context.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_identify(
+    client: *const VexilClient,
+    context: *const VexilContext,
+    timeout_ms: u64,
+    out_arrived: *mut bool,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let context = object(context, "context")?;
+        require_out(out_arrived, "out_arrived")?;
+        not_in_callback("vexil_client_identify")?;
+        let arrived = client
+            .client
+            .identify(context.context.clone(), millis(timeout_ms));
+        write_out(out_arrived, "out_arrived", arrived)
+    })
+}
+
+// ----- change callbacks ----------------------------------------------------------------------
+
+/// Registers `callback`, called after every change of flag data with `user_data`, and
+/// writes its id into `*out_listener_id` (for `vexil_client_remove_listener`).
+///
+/// The callback runs on the client's own background thread, never on the caller's, one
+/// change at a time; while it runs the client receives no further data, so it should
+/// return quickly (hand the change over to a queue of your own). It must not call
+/// `vexil_client_close`, `vexil_client_free`, `vexil_client_flush`,
+/// `vexil_client_identify`, `vexil_client_wait_for_initialization` or
+/// `vexil_client_remove_listener` (they fail with IN_CALLBACK there); variation calls are
+/// fine. `user_data` is handed back untouched and must stay valid until the callback is
+/// removed (by `vexil_client_remove_listener` or `vexil_client_free`), and usable from
+/// another thread.
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_on_change(
+    client: *const VexilClient,
+    callback: VexilChangeCallback,
+    user_data: *mut c_void,
+    out_listener_id: *mut u64,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let Some(callback) = callback else {
+            return Err(null_argument("callback"));
+        };
+        require_out(out_listener_id, "out_listener_id")?;
+        let slot = Arc::new(Mutex::new(Some(CallbackTarget {
+            callback,
+            user_data,
+        })));
+        let held = slot.clone();
+        let id = client.client.on_change(move |change| {
+            let target = match held.lock() {
+                Ok(target) => target,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let Some(target) = *target else { return };
+            let keys = Value::from(change.flag_keys.clone()).to_string();
+            IN_CALLBACK.with(|flag| flag.set(true));
+            // SAFETY: the registrant guarantees the function and `user_data` are valid
+            // until removal, which waits for this call (the lock is held).
+            unsafe {
+                (target.callback)(
+                    target.user_data,
+                    keys.as_ptr().cast(),
+                    keys.len(),
+                    change.version,
+                );
+            }
+            IN_CALLBACK.with(|flag| flag.set(false));
+        });
+        let listener_id = client.next_listener.fetch_add(1, Ordering::Relaxed);
+        let mut listeners = match client.listeners.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        listeners.insert(listener_id, Registered { id, slot });
+        write_out(out_listener_id, "out_listener_id", listener_id)
+    })
+}
+
+/// Unregisters a callback. When it returns the callback is not running and will not be
+/// called again, so its `user_data` may be released. An unknown id is ignored.
+///
+/// Fails with NULL_ARGUMENT, or IN_CALLBACK from inside a change callback.
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_remove_listener(
+    client: *const VexilClient,
+    listener_id: u64,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        not_in_callback("vexil_client_remove_listener")?;
+        let removed = match client.listeners.lock() {
+            Ok(mut l) => l.remove(&listener_id),
+            Err(poisoned) => poisoned.into_inner().remove(&listener_id),
+        };
+        if let Some(registered) = removed {
+            unregister(&client.client, registered);
+        }
+        Ok(())
+    })
+}
+
+fn unregister(client: &Client, registered: Registered) {
+    client.remove_listener(registered.id);
+    // Waits for a running call, and disarms calls already under way in the client.
+    match registered.slot.lock() {
+        Ok(mut target) => *target = None,
+        Err(poisoned) => *poisoned.into_inner() = None,
+    }
+}

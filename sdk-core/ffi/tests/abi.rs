@@ -1,0 +1,548 @@
+//! The C ABI called as C would call it: misuse gives error codes and messages, never a
+//! panic across the boundary; an offline client bootstrapped from a file evaluates.
+
+use std::ffi::{CStr, c_char};
+use std::ptr::{null, null_mut};
+
+use serde_json::{Value, json};
+use vexil_ffi::*;
+
+/// Takes an error message out of the library.
+fn message(ptr: *mut c_char) -> String {
+    assert!(!ptr.is_null(), "a failure comes with a message");
+    let text = unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned();
+    vexil_string_free(ptr);
+    text
+}
+
+fn take(ptr: *mut c_char, len: usize) -> String {
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }.to_vec();
+    vexil_string_free(ptr);
+    String::from_utf8(bytes).unwrap()
+}
+
+fn context(json: &str) -> *mut VexilContext {
+    let mut out = null_mut();
+    let code = vexil_context_new(json.as_ptr().cast(), json.len(), &mut out, null_mut());
+    assert_eq!(code, VexilCode::Ok);
+    out
+}
+
+/// An offline client serving the flags of `flags` from a bootstrap file.
+fn offline_client(flags: Value) -> (*mut VexilClient, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ruleset.json");
+    std::fs::write(&path, json!({"flags": flags, "segments": []}).to_string()).unwrap();
+    let options = json!({"offline": true, "bootstrap": path}).to_string();
+    let key = "vxl-server-test";
+    let mut client = null_mut();
+    let mut error = null_mut();
+    let code = vexil_client_new(
+        key.as_ptr().cast(),
+        key.len(),
+        options.as_ptr().cast(),
+        options.len(),
+        &mut client,
+        &mut error,
+    );
+    assert_eq!(code, VexilCode::Ok);
+    assert!(error.is_null(), "no message on success");
+    (client, dir)
+}
+
+fn flags() -> Value {
+    json!([
+        {"key": "checkout", "kind": "bool", "variations": [false, true], "on": true,
+         "off_variation": 0, "fallthrough": {"variation": 1}},
+        {"key": "banner", "kind": "string", "variations": ["a\u{0}b", "plain"], "on": true,
+         "fallthrough": {"variation": 0}},
+        {"key": "limit", "kind": "number", "variations": [1.5, 2], "on": true,
+         "fallthrough": {"variation": 0}},
+        {"key": "layout", "kind": "json", "variations": [{"columns": 3}], "on": true,
+         "fallthrough": {"variation": 0}},
+    ])
+}
+
+#[test]
+fn variations_of_an_offline_bootstrapped_client() {
+    let (client, _dir) = offline_client(flags());
+    let alice = context(r#"{"kind":"user","key":"alice"}"#);
+    let key = "checkout";
+    let mut value = false;
+    let code = vexil_bool_variation(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        false,
+        &mut value,
+        null_mut(),
+    );
+    assert_eq!((code, value), (VexilCode::Ok, true));
+
+    let (mut out, mut len) = (null_mut(), 0);
+    let key = "banner";
+    let code = vexil_string_variation(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        null(),
+        0,
+        &mut out,
+        &mut len,
+        null_mut(),
+    );
+    assert_eq!(code, VexilCode::Ok);
+    assert_eq!(take(out, len), "a\u{0}b", "a NUL inside a value survives");
+
+    let mut number = 0.0;
+    let key = "limit";
+    let code = vexil_number_variation(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        9.0,
+        &mut number,
+        null_mut(),
+    );
+    assert_eq!((code, number), (VexilCode::Ok, 1.5));
+
+    let key = "layout";
+    let default = "null";
+    let code = vexil_json_variation(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        default.as_ptr().cast(),
+        default.len(),
+        &mut out,
+        &mut len,
+        null_mut(),
+    );
+    assert_eq!(code, VexilCode::Ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&take(out, len)).unwrap(),
+        json!({"columns": 3})
+    );
+
+    // Detail: the wrong type answers the default with its reason, and says where data came from.
+    let key = "checkout";
+    let default = "\"d\"";
+    let code = vexil_variation_detail(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        VexilValueKind::String as i32,
+        default.as_ptr().cast(),
+        default.len(),
+        &mut out,
+        &mut len,
+        null_mut(),
+    );
+    assert_eq!(code, VexilCode::Ok);
+    let detail: Value = serde_json::from_str(&take(out, len)).unwrap();
+    assert_eq!(detail["value"], "d");
+    assert_eq!(
+        detail["reason"],
+        json!({"kind": "ERROR", "error_kind": "WRONG_TYPE"})
+    );
+    assert_eq!(detail["source"], "BOOTSTRAP");
+
+    let code = vexil_variation_detail(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        VexilValueKind::Bool as i32,
+        "false".as_ptr().cast(),
+        5,
+        &mut out,
+        &mut len,
+        null_mut(),
+    );
+    assert_eq!(code, VexilCode::Ok);
+    let detail: Value = serde_json::from_str(&take(out, len)).unwrap();
+    assert_eq!(
+        (detail["value"].clone(), detail["variation"].clone()),
+        (json!(true), json!(1))
+    );
+    assert_eq!(detail["reason"], json!({"kind": "FALLTHROUGH"}));
+
+    // A context given as JSON that is not valid is an answer, not a failure.
+    let bad_context = r#"{"kind":"user"}"#;
+    let code = vexil_variation_detail_json_context(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        bad_context.as_ptr().cast(),
+        bad_context.len(),
+        0,
+        "false".as_ptr().cast(),
+        5,
+        &mut out,
+        &mut len,
+        null_mut(),
+    );
+    assert_eq!(code, VexilCode::Ok);
+    let detail: Value = serde_json::from_str(&take(out, len)).unwrap();
+    assert_eq!(
+        detail["reason"],
+        json!({"kind": "ERROR", "error_kind": "INVALID_CONTEXT"})
+    );
+
+    let code = vexil_all_flags(client, alice, &mut out, &mut len, null_mut());
+    assert_eq!(code, VexilCode::Ok);
+    let all: Value = serde_json::from_str(&take(out, len)).unwrap();
+    assert_eq!(all.as_object().unwrap().len(), 4);
+    assert_eq!(all["limit"]["value"], json!(1.5));
+
+    let mut status = VexilStatus::Ready;
+    assert_eq!(
+        vexil_client_status(client, &mut status, null_mut()),
+        VexilCode::Ok
+    );
+    assert_eq!(status, VexilStatus::Offline);
+    assert_eq!(
+        vexil_client_state(client, &mut out, &mut len, null_mut()),
+        VexilCode::Ok
+    );
+    let state: Value = serde_json::from_str(&take(out, len)).unwrap();
+    assert_eq!(
+        (
+            state["status"].clone(),
+            state["mode"].clone(),
+            state["source"].clone()
+        ),
+        (json!("OFFLINE"), json!("LOCAL"), json!("BOOTSTRAP"))
+    );
+
+    let name = "purchase";
+    assert_eq!(
+        vexil_track(
+            client,
+            name.as_ptr().cast(),
+            name.len(),
+            alice,
+            true,
+            9.5,
+            null_mut()
+        ),
+        VexilCode::Ok
+    );
+    let mut delivered = false;
+    assert_eq!(
+        vexil_client_flush(client, 100, &mut delivered, null_mut()),
+        VexilCode::Ok
+    );
+    assert!(delivered, "offline: nothing to deliver");
+
+    let mut elapsed = 0;
+    assert_eq!(
+        vexil_benchmark_bool_variation(
+            client,
+            key.as_ptr().cast(),
+            key.len(),
+            alice,
+            1000,
+            &mut elapsed,
+            null_mut()
+        ),
+        VexilCode::Ok
+    );
+    assert!(elapsed > 0);
+
+    assert_eq!(vexil_client_close(client, null_mut()), VexilCode::Ok);
+    assert_eq!(
+        vexil_client_close(client, null_mut()),
+        VexilCode::Ok,
+        "closing twice is fine"
+    );
+    assert_eq!(
+        vexil_client_status(client, &mut status, null_mut()),
+        VexilCode::Ok
+    );
+    assert_eq!(status, VexilStatus::Closed);
+    let mut value = false;
+    assert_eq!(
+        vexil_bool_variation(
+            client,
+            key.as_ptr().cast(),
+            key.len(),
+            alice,
+            false,
+            &mut value,
+            null_mut()
+        ),
+        VexilCode::Ok
+    );
+    assert!(value, "a closed client answers from its last data");
+    assert_eq!(vexil_client_free(client, null_mut()), VexilCode::Ok);
+    vexil_context_free(alice);
+}
+
+#[test]
+fn null_arguments_are_refused_by_name() {
+    let (client, _dir) = offline_client(flags());
+    let alice = context(r#"{"kind":"user","key":"alice"}"#);
+    let key = "checkout";
+    let mut value = false;
+    let mut error = null_mut();
+
+    let code = vexil_bool_variation(
+        null(),
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        false,
+        &mut value,
+        &mut error,
+    );
+    assert_eq!(code, VexilCode::NullArgument);
+    assert_eq!(message(error), "client: must not be NULL");
+
+    let code = vexil_bool_variation(client, null(), 3, alice, false, &mut value, &mut error);
+    assert_eq!(code, VexilCode::NullArgument);
+    assert_eq!(message(error), "flag_key: must not be NULL");
+
+    let code = vexil_bool_variation(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        null(),
+        false,
+        &mut value,
+        &mut error,
+    );
+    assert_eq!(code, VexilCode::NullArgument);
+    assert_eq!(message(error), "context: must not be NULL");
+
+    let code = vexil_bool_variation(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        false,
+        null_mut(),
+        &mut error,
+    );
+    assert_eq!(code, VexilCode::NullArgument);
+    assert_eq!(message(error), "out: must not be NULL");
+
+    // Without a message location the code alone is returned.
+    let code = vexil_bool_variation(client, null(), 3, alice, false, &mut value, null_mut());
+    assert_eq!(code, VexilCode::NullArgument);
+
+    let (mut out, mut len) = (null_mut(), 0usize);
+    assert_eq!(
+        vexil_all_flags(client, alice, null_mut(), &mut len, null_mut()),
+        VexilCode::NullArgument
+    );
+    assert_eq!(
+        vexil_all_flags(client, alice, &mut out, null_mut(), null_mut()),
+        VexilCode::NullArgument
+    );
+    assert!(out.is_null(), "no output is written on failure");
+    let mut id = 0;
+    assert_eq!(
+        vexil_client_on_change(client, None, null_mut(), &mut id, &mut error),
+        VexilCode::NullArgument
+    );
+    assert_eq!(message(error), "callback: must not be NULL");
+    assert_eq!(
+        vexil_track(client, null(), 4, alice, false, 0.0, null_mut()),
+        VexilCode::NullArgument
+    );
+
+    // Freeing NULL does nothing.
+    vexil_string_free(null_mut());
+    vexil_context_free(null_mut());
+    assert_eq!(vexil_client_free(null_mut(), null_mut()), VexilCode::Ok);
+    assert_eq!(vexil_client_free(client, null_mut()), VexilCode::Ok);
+    vexil_context_free(alice);
+}
+
+#[test]
+fn invalid_utf8_json_and_contexts_are_refused() {
+    let (client, _dir) = offline_client(flags());
+    let alice = context(r#"{"kind":"user","key":"alice"}"#);
+    let mut error = null_mut();
+    let mut value = false;
+
+    let bad = b"chec\xffkout";
+    let code = vexil_bool_variation(
+        client,
+        bad.as_ptr().cast(),
+        bad.len(),
+        alice,
+        false,
+        &mut value,
+        &mut error,
+    );
+    assert_eq!(code, VexilCode::InvalidUtf8);
+    assert_eq!(message(error), "flag_key: not valid UTF-8 at byte 4");
+
+    let mut ctx = null_mut();
+    let text = "{not json";
+    assert_eq!(
+        vexil_context_new(text.as_ptr().cast(), text.len(), &mut ctx, &mut error),
+        VexilCode::InvalidJson
+    );
+    assert!(message(error).starts_with("json: "));
+    let text = r#"{"kind":"user"}"#;
+    assert_eq!(
+        vexil_context_new(text.as_ptr().cast(), text.len(), &mut ctx, &mut error),
+        VexilCode::InvalidContext
+    );
+    assert!(message(error).contains("key"));
+    assert!(ctx.is_null());
+    assert_eq!(
+        vexil_context_new(bad.as_ptr().cast(), bad.len(), &mut ctx, &mut error),
+        VexilCode::InvalidUtf8
+    );
+    message(error);
+
+    let (mut out, mut len) = (null_mut(), 0);
+    let key = "checkout";
+    let default = "[1,";
+    let code = vexil_variation_detail(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        0,
+        default.as_ptr().cast(),
+        default.len(),
+        &mut out,
+        &mut len,
+        &mut error,
+    );
+    assert_eq!(code, VexilCode::InvalidJson);
+    assert!(message(error).starts_with("default_json: "));
+    let code = vexil_variation_detail(
+        client,
+        key.as_ptr().cast(),
+        key.len(),
+        alice,
+        7,
+        "1".as_ptr().cast(),
+        1,
+        &mut out,
+        &mut len,
+        &mut error,
+    );
+    assert_eq!(code, VexilCode::InvalidArgument);
+    assert_eq!(message(error), "kind: 7 is not a VexilValueKind (0 to 3)");
+
+    let name = "";
+    assert_eq!(
+        vexil_track(
+            client,
+            name.as_ptr().cast(),
+            0,
+            alice,
+            false,
+            0.0,
+            &mut error
+        ),
+        VexilCode::InvalidArgument
+    );
+    assert_eq!(message(error), "name: must not be empty");
+
+    // The context round-trips through its canonical JSON.
+    assert_eq!(
+        vexil_context_to_json(alice, &mut out, &mut len, null_mut()),
+        VexilCode::Ok
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&take(out, len)).unwrap(),
+        json!({"kind": "user", "key": "alice"})
+    );
+
+    vexil_client_free(client, null_mut());
+    vexil_context_free(alice);
+}
+
+fn new_client(key: &str, options: &str) -> (VexilCode, String) {
+    let mut client = null_mut();
+    let mut error = null_mut();
+    let code = vexil_client_new(
+        key.as_ptr().cast(),
+        key.len(),
+        options.as_ptr().cast(),
+        options.len(),
+        &mut client,
+        &mut error,
+    );
+    if code == VexilCode::Ok {
+        assert_eq!(vexil_client_free(client, null_mut()), VexilCode::Ok);
+        return (code, String::new());
+    }
+    assert!(client.is_null());
+    (code, message(error))
+}
+
+#[test]
+fn client_options_are_checked_by_field() {
+    assert_eq!(
+        new_client("nope", ""),
+        (
+            VexilCode::InvalidKey,
+            "the SDK key must start with vxl-server-, vxl-client- or vxl-mobile-".into()
+        )
+    );
+    let (code, text) = new_client("vxl-server-x", r#"{"offline": true, "endpont": "x"}"#);
+    assert_eq!(code, VexilCode::InvalidOptions);
+    assert!(text.contains("endpont"), "{text}");
+    let (code, text) = new_client(
+        "vxl-server-x",
+        r#"{"offline": true, "events": {"flush_interval_ms": "soon"}}"#,
+    );
+    assert_eq!(code, VexilCode::InvalidOptions);
+    assert!(
+        text.starts_with("options_json.events.flush_interval_ms: "),
+        "{text}"
+    );
+    let (code, text) = new_client(
+        "vxl-server-x",
+        r#"{"offline": true, "events": {"batch_size": 0}}"#,
+    );
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            VexilCode::InvalidOptions,
+            "options_json.events.batch_size: must be at least 1"
+        )
+    );
+    let (code, text) = new_client("vxl-server-x", r#"{"offline": true,"#);
+    assert_eq!(code, VexilCode::InvalidJson);
+    assert!(text.starts_with("options_json: "), "{text}");
+    let (code, text) = new_client(
+        "vxl-mobile-x",
+        r#"{"offline": true, "context": {"key": "a"}}"#,
+    );
+    assert_eq!(code, VexilCode::InvalidContext);
+    assert!(text.starts_with("options_json.context: "), "{text}");
+    let (code, _) = new_client("vxl-server-x", r#"{"endpoint": "not a url"}"#);
+    assert_eq!(code, VexilCode::InvalidEndpoint);
+    assert_eq!(
+        new_client("vxl-server-x", r#"{"offline": true}"#).0,
+        VexilCode::Ok
+    );
+    assert_eq!(
+        new_client("vxl-server-x", "").0,
+        VexilCode::Ok,
+        "empty options: the defaults"
+    );
+}
+
+#[test]
+fn version_is_a_static_string() {
+    let version = unsafe { CStr::from_ptr(vexil_version()) };
+    assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}

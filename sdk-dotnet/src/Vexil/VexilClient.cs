@@ -1,0 +1,357 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Text;
+using System.Threading;
+
+namespace Vexil
+{
+    /// <summary>
+    /// Evaluates flags for one SDK key, from data the native core keeps current in the
+    /// background. Thread-safe. <see cref="Dispose"/> releases it (flushing events first).
+    /// </summary>
+    public sealed unsafe class VexilClient : IDisposable
+    {
+        readonly ClientHandle handle;
+        readonly object changeLock = new object();
+        EventHandler<FlagChangeEventArgs> flagsChanged;
+        Native.ChangeCallback callback; // kept alive while registered
+        ulong listenerId;
+        BlockingCollection<FlagChangeEventArgs> pending;
+        Thread dispatcher;
+
+        /// <summary>
+        /// Creates a client and starts its background work at once; never waits for the
+        /// network (see <see cref="WaitForInitialization"/>). Throws a
+        /// <see cref="VexilException"/> for an invalid key, endpoint, option or context.
+        /// </summary>
+        public VexilClient(string sdkKey, ClientOptions options = null)
+        {
+            if (sdkKey == null) throw new VexilException(VexilErrorCode.NullArgument, "sdkKey: must not be null");
+            var key = Native.Utf8(sdkKey);
+            var json = Native.Utf8((options ?? new ClientOptions()).ToJson());
+            IntPtr ptr, message;
+            int code;
+            fixed (byte* k = key)
+            fixed (byte* o = json)
+            {
+                code = Native.vexil_client_new(k, (UIntPtr)key.Length, o, (UIntPtr)json.Length, out ptr, out message);
+            }
+            Native.Check(code, message);
+            handle = new ClientHandle(ptr);
+        }
+
+        /// <summary>Waits until the first data arrives, the key is refused, or the timeout passes; returns the status then.</summary>
+        public ClientStatus WaitForInitialization(TimeSpan timeout)
+        {
+            Native.Check(Native.vexil_client_wait_for_initialization(handle, Millis(timeout), out var status, out var message), message);
+            return (ClientStatus)status;
+        }
+
+        /// <summary>The status now.</summary>
+        public ClientStatus Status
+        {
+            get
+            {
+                if (handle.IsClosed) return ClientStatus.Closed;
+                Native.Check(Native.vexil_client_status(handle, out var status, out var message), message);
+                return (ClientStatus)status;
+            }
+        }
+
+        /// <summary>
+        /// Everything about where the client stands, as the JSON object of the C ABI:
+        /// status, reason, mode, source, version and event counters.
+        /// </summary>
+        public Dictionary<string, object> State()
+        {
+            Native.Check(Native.vexil_client_state(handle, out var json, out var len, out var message), message);
+            return (Dictionary<string, object>)Json.Parse(Native.TakeString(json, len));
+        }
+
+        /// <summary>A bool flag's value for the context, or the default (unknown flag, wrong type, no data, disposed context or client).</summary>
+        public bool BoolVariation(string flagKey, Context context, bool defaultValue)
+        {
+            if (flagKey == null || context == null) return defaultValue;
+            // Short keys (all real ones) are encoded on the stack: no allocation per call.
+            const int stackBytes = 512;
+            byte* buffer = stackalloc byte[stackBytes];
+            var max = Encoding.UTF8.GetMaxByteCount(flagKey.Length);
+            byte[] heap = max <= stackBytes ? null : Encoding.UTF8.GetBytes(flagKey);
+            fixed (byte* h = heap)
+            fixed (char* chars = flagKey)
+            {
+                byte* key = heap == null ? buffer : h;
+                var n = heap == null ? Encoding.UTF8.GetBytes(chars, flagKey.Length, buffer, stackBytes) : heap.Length;
+                try
+                {
+                    var code = Native.vexil_bool_variation(handle, key, (UIntPtr)n, context.Handle, defaultValue ? (byte)1 : (byte)0, out var value, IntPtr.Zero);
+                    return code == 0 ? value != 0 : defaultValue;
+                }
+                catch (ObjectDisposedException)
+                {
+                    return defaultValue;
+                }
+            }
+        }
+
+        /// <summary>A number flag's value; see <see cref="BoolVariation"/>.</summary>
+        public double NumberVariation(string flagKey, Context context, double defaultValue)
+        {
+            if (flagKey == null || context == null) return defaultValue;
+            var key = Native.Utf8(flagKey);
+            try
+            {
+                fixed (byte* k = key)
+                {
+                    var code = Native.vexil_number_variation(handle, k, (UIntPtr)key.Length, context.Handle, defaultValue, out var value, IntPtr.Zero);
+                    return code == 0 ? value : defaultValue;
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                return defaultValue;
+            }
+        }
+
+        /// <summary>A string flag's value; see <see cref="BoolVariation"/>.</summary>
+        public string StringVariation(string flagKey, Context context, string defaultValue)
+        {
+            if (flagKey == null || context == null || defaultValue == null) return defaultValue;
+            var key = Native.Utf8(flagKey);
+            var def = Native.Utf8(defaultValue);
+            try
+            {
+                fixed (byte* k = key)
+                fixed (byte* d = def)
+                {
+                    var code = Native.vexil_string_variation(handle, k, (UIntPtr)key.Length, context.Handle, d, (UIntPtr)def.Length, out var value, out var len, IntPtr.Zero);
+                    return code == 0 ? Native.TakeString(value, len) : defaultValue;
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                return defaultValue;
+            }
+        }
+
+        /// <summary>Any flag's value as parsed JSON (see <see cref="Json"/>), or the default.</summary>
+        public object JsonVariation(string flagKey, Context context, object defaultValue) =>
+            JsonVariationDetail(flagKey, context, defaultValue).Value;
+
+        /// <summary><see cref="BoolVariation"/> with the reason, variation and source.</summary>
+        public Detail<bool> BoolVariationDetail(string flagKey, Context context, bool defaultValue) =>
+            TypedDetail(flagKey, context, ValueKind.Bool, defaultValue, v => v is bool b ? b : defaultValue);
+
+        /// <summary><see cref="NumberVariation"/> with the reason, variation and source.</summary>
+        public Detail<double> NumberVariationDetail(string flagKey, Context context, double defaultValue) =>
+            TypedDetail(flagKey, context, ValueKind.Number, defaultValue, v => v is double d ? d : defaultValue);
+
+        /// <summary><see cref="StringVariation"/> with the reason, variation and source.</summary>
+        public Detail<string> StringVariationDetail(string flagKey, Context context, string defaultValue) =>
+            TypedDetail(flagKey, context, ValueKind.String, defaultValue, v => v is string s ? s : defaultValue);
+
+        /// <summary><see cref="JsonVariation"/> with the reason, variation and source.</summary>
+        public Detail<object> JsonVariationDetail(string flagKey, Context context, object defaultValue) =>
+            TypedDetail(flagKey, context, ValueKind.Json, defaultValue, v => v);
+
+        Detail<T> TypedDetail<T>(string flagKey, Context context, ValueKind kind, T defaultValue, Func<object, T> convert)
+        {
+            if (flagKey == null) return Detail<T>.Error(defaultValue, "FLAG_NOT_FOUND");
+            if (context == null) return Detail<T>.Error(defaultValue, "INVALID_CONTEXT");
+            string defaultJson;
+            try
+            {
+                defaultJson = Json.Write(defaultValue);
+            }
+            catch (ArgumentException)
+            {
+                return Detail<T>.Error(defaultValue, "WRONG_TYPE");
+            }
+            var key = Native.Utf8(flagKey);
+            var def = Native.Utf8(defaultJson);
+            string json;
+            try
+            {
+                fixed (byte* k = key)
+                fixed (byte* d = def)
+                {
+                    var code = Native.vexil_variation_detail(handle, k, (UIntPtr)key.Length, context.Handle, (int)kind, d, (UIntPtr)def.Length, out var ptr, out var len, out var message);
+                    Native.Check(code, message);
+                    json = Native.TakeString(ptr, len);
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                return Detail<T>.Error(defaultValue, handle.IsClosed ? "CLIENT_NOT_READY" : "INVALID_CONTEXT");
+            }
+            return Detail<T>.FromJson((Dictionary<string, object>)Json.Parse(json), convert);
+        }
+
+        /// <summary>
+        /// Evaluates for a context given as JSON that may not be valid: an invalid context is
+        /// answered with the default and an ERROR/INVALID_CONTEXT reason. The default is JSON
+        /// text. Throws only when the context or default is not JSON at all.
+        /// </summary>
+        public Detail<object> DetailForJsonContext(string flagKey, string contextJson, ValueKind kind, string defaultJson)
+        {
+            if (flagKey == null) throw new VexilException(VexilErrorCode.NullArgument, "flagKey: must not be null");
+            if (contextJson == null) throw new VexilException(VexilErrorCode.NullArgument, "contextJson: must not be null");
+            if (defaultJson == null) throw new VexilException(VexilErrorCode.NullArgument, "defaultJson: must not be null");
+            var key = Native.Utf8(flagKey);
+            var ctx = Native.Utf8(contextJson);
+            var def = Native.Utf8(defaultJson);
+            string json;
+            fixed (byte* k = key)
+            fixed (byte* c = ctx)
+            fixed (byte* d = def)
+            {
+                var code = Native.vexil_variation_detail_json_context(handle, k, (UIntPtr)key.Length, c, (UIntPtr)ctx.Length, (int)kind, d, (UIntPtr)def.Length, out var ptr, out var len, out var message);
+                Native.Check(code, message);
+                json = Native.TakeString(ptr, len);
+            }
+            return Detail<object>.FromJson((Dictionary<string, object>)Json.Parse(json), v => v);
+        }
+
+        /// <summary>Every flag's detail for the context (remote mode: the identified context); Value is null for a flag that cannot be served.</summary>
+        public Dictionary<string, Detail<object>> AllFlags(Context context)
+        {
+            if (context == null) throw new VexilException(VexilErrorCode.NullArgument, "context: must not be null");
+            Native.Check(Native.vexil_all_flags(handle, context.Handle, out var ptr, out var len, out var message), message);
+            var all = (Dictionary<string, object>)Json.Parse(Native.TakeString(ptr, len));
+            var flags = new Dictionary<string, Detail<object>>();
+            foreach (var pair in all) flags[pair.Key] = Detail<object>.FromJson((Dictionary<string, object>)pair.Value, v => v);
+            return flags;
+        }
+
+        /// <summary>Records a metric event for the context, with an optional value; returns at once.</summary>
+        public void Track(string eventName, Context context, double? value = null)
+        {
+            if (eventName == null) throw new VexilException(VexilErrorCode.NullArgument, "eventName: must not be null");
+            if (context == null) throw new VexilException(VexilErrorCode.NullArgument, "context: must not be null");
+            var name = Native.Utf8(eventName);
+            fixed (byte* n = name)
+            {
+                Native.Check(Native.vexil_track(handle, n, (UIntPtr)name.Length, context.Handle, value.HasValue ? (byte)1 : (byte)0, value ?? 0, out var message), message);
+            }
+        }
+
+        /// <summary>Sends pending events now; waits up to the timeout. Returns whether everything was delivered.</summary>
+        public bool Flush(TimeSpan timeout)
+        {
+            Native.Check(Native.vexil_client_flush(handle, Millis(timeout), out var delivered, out var message), message);
+            return delivered != 0;
+        }
+
+        /// <summary>
+        /// Client and mobile keys: evaluates for the context from now on and waits up to the
+        /// timeout for its values. Returns whether they arrived. Local mode returns true at once.
+        /// </summary>
+        public bool Identify(Context context, TimeSpan timeout)
+        {
+            if (context == null) throw new VexilException(VexilErrorCode.NullArgument, "context: must not be null");
+            Native.Check(Native.vexil_client_identify(handle, context.Handle, Millis(timeout), out var arrived, out var message), message);
+            return arrived != 0;
+        }
+
+        /// <summary>
+        /// Raised after every change of flag data, on a thread of this client's own (one
+        /// change at a time, in order), never on the native thread: a slow handler delays
+        /// other handlers, never flag updates.
+        /// </summary>
+        public event EventHandler<FlagChangeEventArgs> FlagsChanged
+        {
+            add
+            {
+                lock (changeLock)
+                {
+                    if (callback == null) StartChanges();
+                    flagsChanged += value;
+                }
+            }
+            remove
+            {
+                lock (changeLock) flagsChanged -= value;
+            }
+        }
+
+        void StartChanges()
+        {
+            pending = new BlockingCollection<FlagChangeEventArgs>();
+            var queue = pending;
+            Native.ChangeCallback onChange = (userData, keys, len, version) =>
+            {
+                try
+                {
+                    var text = Encoding.UTF8.GetString((byte*)keys, (int)len.ToUInt64());
+                    var list = new List<string>();
+                    foreach (var key in (List<object>)Json.Parse(text)) list.Add((string)key);
+                    queue.TryAdd(new FlagChangeEventArgs(list, version));
+                }
+                catch (Exception)
+                {
+                    // Never let an exception unwind into native code.
+                }
+            };
+            Native.Check(Native.vexil_client_on_change(handle, onChange, IntPtr.Zero, out listenerId, out var message), message);
+            callback = onChange;
+            dispatcher = new Thread(() =>
+            {
+                foreach (var change in queue.GetConsumingEnumerable())
+                {
+                    EventHandler<FlagChangeEventArgs> handlers;
+                    lock (changeLock) handlers = flagsChanged;
+                    try
+                    {
+                        handlers?.Invoke(this, change);
+                    }
+                    catch (Exception)
+                    {
+                        // A failing handler must not stop the deliveries to the others.
+                    }
+                }
+            })
+            { IsBackground = true, Name = "vexil-changes" };
+            dispatcher.Start();
+        }
+
+        /// <summary>Times the same evaluation as <see cref="BoolVariation"/> inside the native library (no interop), for benchmarks.</summary>
+        public TimeSpan BenchmarkNativeBoolVariation(string flagKey, Context context, ulong iterations)
+        {
+            var key = Native.Utf8(flagKey);
+            fixed (byte* k = key)
+            {
+                Native.Check(Native.vexil_benchmark_bool_variation(handle, k, (UIntPtr)key.Length, context.Handle, iterations, out var ns, out var message), message);
+                return TimeSpan.FromTicks((long)(ns / 100));
+            }
+        }
+
+        /// <summary>Flushes events (up to 5 s) and stops the background work; variation calls keep answering from the last data until <see cref="Dispose"/>.</summary>
+        public void Close()
+        {
+            if (handle.IsClosed) return;
+            Native.Check(Native.vexil_client_close(handle, out var message), message);
+        }
+
+        /// <summary>Closes the client (see <see cref="Close"/>), ends change deliveries and releases the native client. Calling it again does nothing.</summary>
+        public void Dispose()
+        {
+            lock (changeLock)
+            {
+                if (handle.IsClosed) return;
+                if (callback != null)
+                {
+                    // Waits for a running native callback; none runs afterwards.
+                    Native.vexil_client_remove_listener(handle, listenerId, out var message);
+                    Native.vexil_string_free(message);
+                    pending.CompleteAdding();
+                    callback = null;
+                }
+            }
+            if (dispatcher != null && dispatcher != Thread.CurrentThread) dispatcher.Join();
+            handle.Dispose();
+        }
+
+        static ulong Millis(TimeSpan timeout) => timeout <= TimeSpan.Zero ? 0UL : (ulong)timeout.TotalMilliseconds;
+    }
+}

@@ -1,0 +1,203 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Threading;
+using NUnit.Framework;
+using Vexil;
+
+namespace Vexil.Tests
+{
+    [TestFixture]
+    public class ClientTests
+    {
+        static VexilClient Bootstrapped(params object[] flags)
+        {
+            var path = Paths.WriteRuleset(Paths.TempDir(), flags);
+            return new VexilClient("vxl-server-test", new ClientOptions { Offline = true, Bootstrap = path });
+        }
+
+        static Dictionary<string, object> Flag(string key, string kind, object value) => new Dictionary<string, object>
+        {
+            { "key", key }, { "kind", kind }, { "variations", new List<object> { value } }, { "on", true },
+            { "fallthrough", new Dictionary<string, object> { { "variation", 0 } } },
+        };
+
+        [Test]
+        public void InvalidInputThrowsWithItsCode()
+        {
+            var e = Assert.Throws<VexilException>(() => new VexilClient("nope", new ClientOptions { Offline = true }));
+            Assert.AreEqual(VexilErrorCode.InvalidKey, e.Code);
+            e = Assert.Throws<VexilException>(() => new VexilClient("vxl-server-x", new ClientOptions { Endpoint = "not a url" }));
+            Assert.AreEqual(VexilErrorCode.InvalidEndpoint, e.Code);
+            e = Assert.Throws<VexilException>(() => Context.Parse("{\"kind\": \"user\"}"));
+            Assert.AreEqual(VexilErrorCode.InvalidContext, e.Code);
+            StringAssert.Contains("key", e.Message);
+            e = Assert.Throws<VexilException>(() => Context.Parse("{\"kind\": "));
+            Assert.AreEqual(VexilErrorCode.InvalidJson, e.Code);
+            e = Assert.Throws<VexilException>(() => new VexilClient("vxl-server-x", new ClientOptions { Offline = true, FlushInterval = TimeSpan.FromSeconds(-1) }));
+            Assert.AreEqual(VexilErrorCode.InvalidOptions, e.Code);
+        }
+
+        [Test]
+        public void TypedVariationsAndDetails()
+        {
+            using (var client = Bootstrapped(Paths.BoolFlag("checkout"), Flag("banner", "string", "hello"), Flag("limit", "number", 2.5),
+                Flag("layout", "json", new Dictionary<string, object> { { "columns", 3 } })))
+            using (var alice = Context.Builder("user", "alice").Set("plan", "pro").Build())
+            {
+                Assert.IsTrue(client.BoolVariation("checkout", alice, false));
+                Assert.AreEqual("hello", client.StringVariation("banner", alice, "d"));
+                Assert.AreEqual(2.5, client.NumberVariation("limit", alice, 1));
+                Assert.AreEqual("{\"columns\":3}", Json.Write(client.JsonVariation("layout", alice, null)));
+                var detail = client.BoolVariationDetail("checkout", alice, false);
+                Assert.AreEqual("FALLTHROUGH", detail.Reason.Kind);
+                Assert.AreEqual(1, detail.Variation);
+                Assert.AreEqual("BOOTSTRAP", detail.Source);
+                var wrong = client.StringVariationDetail("checkout", alice, "d");
+                Assert.AreEqual("d", wrong.Value);
+                Assert.AreEqual("WRONG_TYPE", wrong.Reason.ErrorKind);
+                Assert.AreEqual("FLAG_NOT_FOUND", client.NumberVariationDetail("nope", alice, 7).Reason.ErrorKind);
+                Assert.AreEqual("INVALID_CONTEXT", client.BoolVariationDetail("checkout", null, false).Reason.ErrorKind);
+                Assert.AreEqual(4, client.AllFlags(alice).Count);
+                client.Track("purchase", alice, 3.0);
+                var e = Assert.Throws<VexilException>(() => client.Track("", alice));
+                Assert.AreEqual(VexilErrorCode.InvalidArgument, e.Code);
+                Assert.AreEqual(ClientStatus.Offline, client.Status);
+                Assert.AreEqual("LOCAL", client.State()["mode"]);
+                Assert.IsTrue(client.Flush(TimeSpan.FromSeconds(1)));
+                client.Close();
+                Assert.AreEqual(ClientStatus.Closed, client.Status);
+                Assert.IsTrue(client.BoolVariation("checkout", alice, false), "a closed client answers from its last data");
+                client.Dispose();
+                Assert.IsFalse(client.BoolVariation("checkout", alice, false), "a disposed client answers the default");
+                Assert.AreEqual("CLIENT_NOT_READY", client.BoolVariationDetail("checkout", alice, false).Reason.ErrorKind);
+                Assert.AreEqual(ClientStatus.Closed, client.Status);
+            }
+        }
+
+        [Test]
+        public void ConcurrentUseAndDispose()
+        {
+            var client = Bootstrapped(Paths.BoolFlag("checkout"));
+            using (var alice = Context.Builder("user", "alice").Build())
+            {
+                var threads = new List<Thread>();
+                for (var i = 0; i < 4; i++)
+                {
+                    var t = new Thread(() =>
+                    {
+                        for (var n = 0; n < 2000; n++)
+                        {
+                            client.BoolVariation("checkout", alice, false);
+                            client.StringVariationDetail("checkout", alice, "x");
+                        }
+                    });
+                    t.Start();
+                    threads.Add(t);
+                }
+                Thread.Sleep(5);
+                client.Dispose();
+                foreach (var t in threads) t.Join();
+            }
+        }
+
+        /// <summary>10,000 clients created and disposed: resident memory stays flat.</summary>
+        [Test]
+        public void TenThousandClientsFlatMemory()
+        {
+            using (var alice = Context.Builder("user", "alice").Build())
+            {
+                Action<int> cycle = n =>
+                {
+                    for (var i = 0; i < n; i++)
+                    {
+                        using (var client = new VexilClient("vxl-server-memory", new ClientOptions { Offline = true }))
+                            client.BoolVariation("checkout", alice, false);
+                    }
+                };
+                cycle(1000);
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                var before = Rss();
+                cycle(10000);
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                var after = Rss();
+                Console.WriteLine("RSS before {0} KiB, after 10,000 clients {1} KiB", before, after);
+                Assert.Less(after - before, 20 * 1024, "RSS grew by more than 20 MiB over 10,000 clients");
+            }
+        }
+
+        static long Rss()
+        {
+            foreach (var line in File.ReadAllLines("/proc/self/status"))
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries)[1]);
+            throw new InvalidOperationException("no VmRSS");
+        }
+    }
+
+    [TestFixture]
+    public class ServerTests
+    {
+        [Test]
+        public void AgainstARealServer()
+        {
+            using (var server = new TestServer())
+            using (var alice = Context.Builder("user", "alice").Build())
+            {
+                server.ImportFlags(Paths.BoolFlag("checkout"));
+                // Initial sync, then a change raised as an event.
+                using (var client = new VexilClient(server.Key("server"), new ClientOptions { Endpoint = server.Endpoint, InitialBackoff = TimeSpan.FromMilliseconds(100), MaxBackoff = TimeSpan.FromMilliseconds(500) }))
+                {
+                    Assert.AreEqual(ClientStatus.Ready, client.WaitForInitialization(TimeSpan.FromSeconds(15)));
+                    var detail = client.BoolVariationDetail("checkout", alice, false);
+                    Assert.IsTrue(detail.Value);
+                    Assert.AreEqual("NETWORK", detail.Source);
+                    var changed = new ManualResetEventSlim();
+                    client.FlagsChanged += (sender, change) =>
+                    {
+                        if (change.Version > detail.Version && ((IList<string>)change.FlagKeys).Contains("checkout")) changed.Set();
+                    };
+                    server.Cli("flags", "toggle", "checkout", "off");
+                    Assert.IsTrue(changed.Wait(TimeSpan.FromSeconds(10)), "no change event");
+                    Assert.IsFalse(client.BoolVariation("checkout", alice, true));
+                }
+
+                // Remote evaluation with a mobile key, and identify.
+                var flag = Paths.BoolFlag("mobile-checkout");
+                flag["client_side"] = true;
+                flag["rules"] = new List<object> { new Dictionary<string, object> {
+                    { "id", "bob" },
+                    { "clauses", new List<object> { new Dictionary<string, object> { { "attribute", "key" }, { "op", "in" }, { "values", new List<object> { "bob" } } } } },
+                    { "serve", new Dictionary<string, object> { { "variation", 0 } } } } };
+                server.ImportFlags(flag, Paths.BoolFlag("server-only"));
+                using (var client = new VexilClient(server.Key("mobile"), new ClientOptions { Endpoint = server.Endpoint, Context = alice }))
+                using (var bob = Context.Builder("user", "bob").Build())
+                {
+                    Assert.AreEqual(ClientStatus.Ready, client.WaitForInitialization(TimeSpan.FromSeconds(15)));
+                    Assert.IsTrue(client.BoolVariation("mobile-checkout", alice, false));
+                    Assert.AreEqual("FLAG_NOT_FOUND", client.BoolVariationDetail("server-only", alice, false).Reason.ErrorKind);
+                    Assert.IsTrue(client.Identify(bob, TimeSpan.FromSeconds(10)));
+                    var d = client.BoolVariationDetail("mobile-checkout", bob, true);
+                    Assert.IsFalse(d.Value);
+                    Assert.AreEqual("RULE_MATCH", d.Reason.Kind);
+                }
+
+                // Track and flush, counted by the server.
+                using (var client = new VexilClient(server.Key("server"), new ClientOptions { Endpoint = server.Endpoint, FlushInterval = TimeSpan.FromHours(1) }))
+                {
+                    Assert.AreEqual(ClientStatus.Ready, client.WaitForInitialization(TimeSpan.FromSeconds(15)));
+                    const string series = "vexil_events_total{environment=\"default/production\",type=\"track\"}";
+                    var before = server.Metric(series);
+                    client.Track("purchase", alice, 1);
+                    client.Track("purchase", alice, 2);
+                    client.Track("purchase", alice);
+                    Assert.IsTrue(client.Flush(TimeSpan.FromSeconds(10)));
+                    Assert.AreEqual(3, server.Metric(series) - before);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+module github.com/vexil-flags/vexil/sdk-go
+
+go 1.24

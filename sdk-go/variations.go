@@ -1,0 +1,280 @@
+package vexil
+
+/*
+#include "vexil.h"
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// Kind is the type a variation asks for.
+type Kind int32
+
+const (
+	KindBool   Kind = 0
+	KindString Kind = 1
+	KindNumber Kind = 2
+	// KindJSON: any JSON value, no type check.
+	KindJSON Kind = 3
+)
+
+// Reason says why a value was served: Kind is OFF, TARGET_MATCH, RULE_MATCH, FALLTHROUGH,
+// PREREQUISITE_FAILED or ERROR.
+type Reason struct {
+	Kind            string `json:"kind"`
+	RuleIndex       *int   `json:"rule_index,omitempty"`
+	RuleID          string `json:"rule_id,omitempty"`
+	PrerequisiteKey string `json:"prerequisite_key,omitempty"`
+	// ErrorKind, for ERROR: FLAG_NOT_FOUND, WRONG_TYPE, MALFORMED_FLAG, INVALID_CONTEXT or
+	// CLIENT_NOT_READY.
+	ErrorKind string `json:"error_kind,omitempty"`
+}
+
+// Detail is a variation's answer with everything known about it.
+type Detail[T any] struct {
+	Value T
+	// Variation is the index served, nil when the default was returned.
+	Variation *int
+	Reason    Reason
+	// InExperiment: the context was assigned by an experiment (and an exposure recorded).
+	InExperiment  bool
+	ExperimentKey string
+	FlagVersion   int64
+	// Source of the data: NETWORK, STALE, CACHE, BOOTSTRAP or DEFAULTS.
+	Source string
+	// Version is the environment version of the data.
+	Version int64
+}
+
+type wireDetail struct {
+	Value         json.RawMessage `json:"value"`
+	Variation     *int            `json:"variation"`
+	Reason        Reason          `json:"reason"`
+	InExperiment  bool            `json:"in_experiment"`
+	ExperimentKey *string         `json:"experiment_key"`
+	FlagVersion   int64           `json:"flag_version"`
+	Source        string          `json:"source"`
+	Version       int64           `json:"version"`
+}
+
+// errorDetail is the answer for a call that cannot reach the evaluation (a closed client
+// or context): the default with an ERROR reason.
+func errorDetail[T any](def T, errorKind string) Detail[T] {
+	return Detail[T]{Value: def, Reason: Reason{Kind: "ERROR", ErrorKind: errorKind}, Source: "DEFAULTS"}
+}
+
+// call runs a variation on live native handles, or answers fallback (closed client:
+// CLIENT_NOT_READY; nil or closed context: INVALID_CONTEXT; a key that is not UTF-8 names
+// no flag: FLAG_NOT_FOUND).
+func call[T any](c *Client, flagKey string, context *Context, fallback T, run func(*C.VexilClient, *C.VexilContext) T, errorAnswer func(string) T) T {
+	if !utf8.ValidString(flagKey) {
+		return errorAnswer("FLAG_NOT_FOUND")
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return errorAnswer("CLIENT_NOT_READY")
+	}
+	if context == nil {
+		return errorAnswer("INVALID_CONTEXT")
+	}
+	context.mu.RLock()
+	defer context.mu.RUnlock()
+	if context.ptr == nil {
+		return errorAnswer("INVALID_CONTEXT")
+	}
+	return run(c.ptr, context.ptr)
+}
+
+// BoolVariation returns a bool flag's value for context, or def when the flag is unknown,
+// not a bool, or there is no data. Never blocks on the network.
+func (c *Client) BoolVariation(flagKey string, context *Context, def bool) bool {
+	return call(c, flagKey, context, def, func(client *C.VexilClient, ctx *C.VexilContext) bool {
+		var out C.bool
+		if C.vexil_bool_variation(client, stringPtr(flagKey), C.size_t(len(flagKey)), ctx, C.bool(def), &out, nil) != 0 {
+			return def
+		}
+		return bool(out)
+	}, func(string) bool { return def })
+}
+
+// NumberVariation: see BoolVariation.
+func (c *Client) NumberVariation(flagKey string, context *Context, def float64) float64 {
+	return call(c, flagKey, context, def, func(client *C.VexilClient, ctx *C.VexilContext) float64 {
+		var out C.double
+		if C.vexil_number_variation(client, stringPtr(flagKey), C.size_t(len(flagKey)), ctx, C.double(def), &out, nil) != 0 {
+			return def
+		}
+		return float64(out)
+	}, func(string) float64 { return def })
+}
+
+// StringVariation: see BoolVariation.
+func (c *Client) StringVariation(flagKey string, context *Context, def string) string {
+	return call(c, flagKey, context, def, func(client *C.VexilClient, ctx *C.VexilContext) string {
+		var out *C.char
+		var length C.size_t
+		if C.vexil_string_variation(client, stringPtr(flagKey), C.size_t(len(flagKey)), ctx, stringPtr(def), C.size_t(len(def)), &out, &length, nil) != 0 {
+			return def
+		}
+		return takeString(out, length)
+	}, func(string) string { return def })
+}
+
+// JSONVariation returns any flag's value as JSON (no type check), or def (which must be
+// valid JSON).
+func (c *Client) JSONVariation(flagKey string, context *Context, def json.RawMessage) json.RawMessage {
+	return c.JSONVariationDetail(flagKey, context, def).Value
+}
+
+// BoolVariationDetail is BoolVariation with the reason, variation and source.
+func (c *Client) BoolVariationDetail(flagKey string, context *Context, def bool) Detail[bool] {
+	return typedDetail(c, flagKey, context, KindBool, def)
+}
+
+// NumberVariationDetail is NumberVariation with the reason, variation and source.
+func (c *Client) NumberVariationDetail(flagKey string, context *Context, def float64) Detail[float64] {
+	return typedDetail(c, flagKey, context, KindNumber, def)
+}
+
+// StringVariationDetail is StringVariation with the reason, variation and source.
+func (c *Client) StringVariationDetail(flagKey string, context *Context, def string) Detail[string] {
+	return typedDetail(c, flagKey, context, KindString, def)
+}
+
+// JSONVariationDetail is JSONVariation with the reason, variation and source. A def that
+// is not valid JSON is answered with an ERROR/WRONG_TYPE reason and def itself.
+func (c *Client) JSONVariationDetail(flagKey string, context *Context, def json.RawMessage) Detail[json.RawMessage] {
+	if !json.Valid(def) {
+		return errorDetail(def, "WRONG_TYPE")
+	}
+	detail, ok := rawDetail(c, flagKey, context, KindJSON, def)
+	if !ok {
+		return errorDetail(def, detail.Reason.ErrorKind)
+	}
+	return convert(detail, detail.Value)
+}
+
+func typedDetail[T any](c *Client, flagKey string, context *Context, kind Kind, def T) Detail[T] {
+	encoded, err := json.Marshal(def)
+	if err != nil {
+		return errorDetail(def, "WRONG_TYPE")
+	}
+	detail, ok := rawDetail(c, flagKey, context, kind, encoded)
+	if !ok {
+		return errorDetail(def, detail.Reason.ErrorKind)
+	}
+	value := def
+	if err := json.Unmarshal(detail.Value, &value); err != nil {
+		value = def
+	}
+	return convert(detail, value)
+}
+
+func convert[T any](wire wireDetail, value T) Detail[T] {
+	detail := Detail[T]{Value: value, Variation: wire.Variation, Reason: wire.Reason, InExperiment: wire.InExperiment,
+		FlagVersion: wire.FlagVersion, Source: wire.Source, Version: wire.Version}
+	if wire.ExperimentKey != nil {
+		detail.ExperimentKey = *wire.ExperimentKey
+	}
+	return detail
+}
+
+// rawDetail evaluates with the detail form of the ABI; ok is false when the evaluation
+// could not be reached (the reason's error kind says why).
+func rawDetail(c *Client, flagKey string, context *Context, kind Kind, def []byte) (wireDetail, bool) {
+	type answer struct {
+		detail wireDetail
+		ok     bool
+	}
+	result := call(c, flagKey, context, answer{}, func(client *C.VexilClient, ctx *C.VexilContext) answer {
+		var out *C.char
+		var length C.size_t
+		var message *C.char
+		code := C.vexil_variation_detail(client, stringPtr(flagKey), C.size_t(len(flagKey)), ctx, C.int32_t(kind), bytesPtr(def), C.size_t(len(def)), &out, &length, &message)
+		if err := failure(code, message); err != nil {
+			return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: "WRONG_TYPE"}}}
+		}
+		var detail wireDetail
+		if err := json.Unmarshal([]byte(takeString(out, length)), &detail); err != nil {
+			return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: "CLIENT_NOT_READY"}}}
+		}
+		return answer{detail: detail, ok: true}
+	}, func(errorKind string) answer {
+		return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: errorKind}}}
+	})
+	return result.detail, result.ok
+}
+
+// DetailForJSONContext evaluates flagKey for a context given as JSON that may not be
+// valid (for instance received from elsewhere): an invalid context is answered with def
+// and an ERROR/INVALID_CONTEXT reason, not an error. def is JSON; kind is the type asked
+// for. It returns an error only when contextJSON or def is not JSON at all, or the client
+// is closed.
+func (c *Client) DetailForJSONContext(flagKey string, contextJSON []byte, kind Kind, def json.RawMessage) (Detail[json.RawMessage], error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return Detail[json.RawMessage]{}, ErrClosed
+	}
+	var out *C.char
+	var length C.size_t
+	var message *C.char
+	code := C.vexil_variation_detail_json_context(c.ptr, stringPtr(flagKey), C.size_t(len(flagKey)), bytesPtr(contextJSON), C.size_t(len(contextJSON)),
+		C.int32_t(kind), bytesPtr(def), C.size_t(len(def)), &out, &length, &message)
+	if err := failure(code, message); err != nil {
+		return Detail[json.RawMessage]{}, err
+	}
+	var wire wireDetail
+	if err := json.Unmarshal([]byte(takeString(out, length)), &wire); err != nil {
+		return Detail[json.RawMessage]{}, err
+	}
+	return convert(wire, wire.Value), nil
+}
+
+// AllFlags returns every flag's detail for context (remote mode: for the identified
+// context), keyed by flag; Value is JSON null for a flag that cannot be served.
+func (c *Client) AllFlags(context *Context) (map[string]Detail[json.RawMessage], error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return nil, ErrClosed
+	}
+	if context == nil {
+		return nil, &Error{Code: CodeNullArgument, Message: "context: must not be nil"}
+	}
+	context.mu.RLock()
+	defer context.mu.RUnlock()
+	if context.ptr == nil {
+		return nil, ErrClosed
+	}
+	var out *C.char
+	var length C.size_t
+	var message *C.char
+	if err := failure(C.vexil_all_flags(c.ptr, context.ptr, &out, &length, &message), message); err != nil {
+		return nil, err
+	}
+	var wire map[string]wireDetail
+	if err := json.Unmarshal([]byte(takeString(out, length)), &wire); err != nil {
+		return nil, err
+	}
+	flags := make(map[string]Detail[json.RawMessage], len(wire))
+	for key, detail := range wire {
+		flags[key] = convert(detail, detail.Value)
+	}
+	return flags, nil
+}
+
+// benchmarkNative times iterations of the BoolVariation evaluation inside the native
+// library (no cgo crossing), for the benchmark's ratio.
+func (c *Client) benchmarkNative(flagKey string, context *Context, iterations uint64) (uint64, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var elapsed C.uint64_t
+	var message *C.char
+	code := C.vexil_benchmark_bool_variation(c.ptr, stringPtr(flagKey), C.size_t(len(flagKey)), context.ptr, C.uint64_t(iterations), &elapsed, &message)
+	return uint64(elapsed), failure(code, message)
+}
