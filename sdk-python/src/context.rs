@@ -1,0 +1,219 @@
+//! Evaluation contexts: the reusable `vexil.Context` (converted once, held natively) and
+//! plain dicts of the canonical JSON shape, converted on each call.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use serde_json::Value;
+use vexil_engine::{Context as EngineContext, SingleContext};
+
+use crate::InvalidContextError;
+use crate::convert::{to_json, to_python, type_name};
+
+/// An evaluation context built once and reused: a single kind (`Context("alice",
+/// kind="user", attributes={...})`) or several (`Context.multi(user, org)`). Immutable, so
+/// it can be shared between threads.
+#[pyclass(frozen, module = "vexil", name = "Context")]
+#[derive(Debug)]
+pub struct Context {
+    pub(crate) inner: EngineContext,
+}
+
+#[pymethods]
+impl Context {
+    #[new]
+    #[pyo3(signature = (key, *, kind = "user", attributes = None))]
+    fn new(key: &str, kind: &str, attributes: Option<&Bound<'_, PyAny>>) -> PyResult<Context> {
+        crate::guard(|| {
+            let mut single = SingleContext::new(kind, key)
+                .map_err(|err| InvalidContextError::new_err(err.to_string()))?;
+            if let Some(attributes) = attributes.filter(|a| !a.is_none()) {
+                let Ok(attributes) = attributes.cast::<PyDict>() else {
+                    return Err(PyTypeError::new_err(format!(
+                        "attributes: expected a dict, got {}",
+                        type_name(attributes)
+                    )));
+                };
+                set_attributes(&mut single, attributes).map_err(|e| e.into_err("attributes"))?;
+            }
+            Ok(Context {
+                inner: EngineContext::from(single),
+            })
+        })
+    }
+
+    /// A multi-kind context from single-kind contexts of distinct kinds.
+    #[staticmethod]
+    #[pyo3(signature = (*contexts))]
+    fn multi(contexts: &Bound<'_, PyTuple>) -> PyResult<Context> {
+        crate::guard(|| {
+            let mut parts = Vec::with_capacity(contexts.len());
+            for (i, part) in contexts.iter().enumerate() {
+                let Ok(part) = part.cast::<Context>() else {
+                    return Err(PyTypeError::new_err(format!(
+                        "contexts[{i}]: expected a vexil.Context, got {}",
+                        type_name(&part)
+                    )));
+                };
+                match part.get().inner.parts() {
+                    [single] => parts.push(single.clone()),
+                    _ => {
+                        return Err(InvalidContextError::new_err(format!(
+                            "contexts[{i}]: a multi-kind context cannot nest another multi-kind context"
+                        )));
+                    }
+                }
+            }
+            EngineContext::multi(parts)
+                .map(|inner| Context { inner })
+                .map_err(|err| InvalidContextError::new_err(err.to_string()))
+        })
+    }
+
+    /// Reads the canonical JSON shape: `{"kind": "user", "key": "alice", "attributes":
+    /// {...}}` or `{"kind": "multi", "contexts": [...]}`.
+    #[staticmethod]
+    fn from_dict(value: &Bound<'_, PyAny>) -> PyResult<Context> {
+        crate::guard(|| {
+            if !value.is_instance_of::<PyDict>() {
+                return Err(PyTypeError::new_err(format!(
+                    "context: expected a dict, got {}",
+                    type_name(value)
+                )));
+            }
+            let json = to_json(value).map_err(|e| e.into_err("context"))?;
+            EngineContext::from_json(&json)
+                .map(|inner| Context { inner })
+                .map_err(|err| InvalidContextError::new_err(err.to_string()))
+        })
+    }
+
+    /// The canonical JSON shape, as a dict.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::guard(|| to_python(py, &self.inner.to_json()))
+    }
+
+    /// The kind, or `"multi"` for a multi-kind context.
+    #[getter]
+    fn kind(&self) -> &str {
+        match self.inner.parts() {
+            [single] => single.kind(),
+            _ => "multi",
+        }
+    }
+
+    /// The key of a single-kind context; `None` for a multi-kind one.
+    #[getter]
+    fn key(&self) -> Option<&str> {
+        match self.inner.parts() {
+            [single] => Some(single.key()),
+            _ => None,
+        }
+    }
+
+    /// The kinds this context carries.
+    #[getter]
+    fn kinds(&self) -> Vec<&str> {
+        self.inner.parts().iter().map(SingleContext::kind).collect()
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<Context>()
+            .is_ok_and(|other| other.get().inner == self.inner)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("vexil.Context({})", self.inner.to_json())
+    }
+}
+
+fn set_attributes(
+    single: &mut SingleContext,
+    attributes: &Bound<'_, PyDict>,
+) -> Result<(), crate::convert::NotJson> {
+    // The same conversion as a JSON object, so that errors name the attribute.
+    if let Value::Object(map) = to_json(attributes.as_any())? {
+        for (name, value) in map {
+            single.set(&name, value);
+        }
+    }
+    Ok(())
+}
+
+/// A context argument as a call receives it.
+#[derive(Debug)]
+pub(crate) enum ContextArg<'a> {
+    Held(&'a EngineContext),
+    Built(EngineContext),
+    /// Not a valid context: its JSON, so that the core answers `ERROR`/`INVALID_CONTEXT`
+    /// after the flag's own errors, in the engine's order.
+    Invalid(Value),
+}
+
+/// Reads a `vexil.Context` or a dict. Anything else is a `TypeError`; a dict that is not a
+/// valid context is [`ContextArg::Invalid`] (evaluation never raises for it).
+pub(crate) fn context_arg<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<ContextArg<'a>> {
+    if let Ok(held) = object.cast::<Context>() {
+        return Ok(ContextArg::Held(&held.get().inner));
+    }
+    let Ok(dict) = object.cast::<PyDict>() else {
+        return Err(PyTypeError::new_err(format!(
+            "context: expected a vexil.Context or a dict, got {}",
+            type_name(object)
+        )));
+    };
+    if let Some(context) = from_dict_fast(dict) {
+        return Ok(ContextArg::Built(context));
+    }
+    // The slow path says exactly why: a value that is not JSON raises, a shape the engine
+    // refuses is an invalid context.
+    let json = to_json(object).map_err(|e| e.into_err("context"))?;
+    Ok(match EngineContext::from_json(&json) {
+        Ok(context) => ContextArg::Built(context),
+        Err(_) => ContextArg::Invalid(json),
+    })
+}
+
+/// The context of a dict, read straight from the Python objects (no intermediate JSON
+/// object); `None` when anything is off, for [`context_arg`]'s slow path to explain.
+fn from_dict_fast(dict: &Bound<'_, PyDict>) -> Option<EngineContext> {
+    let py = dict.py();
+    let kind = dict.get_item(intern!(py, "kind")).ok()?;
+    if let Some(kind) = &kind
+        && kind.cast::<PyString>().ok()?.to_str().ok()? == "multi"
+    {
+        let parts = dict.get_item(intern!(py, "contexts")).ok()??;
+        let parts = parts.cast::<PyList>().ok()?;
+        let mut singles = Vec::with_capacity(parts.len());
+        for part in parts.iter() {
+            singles.push(single_from_dict(part.cast::<PyDict>().ok()?)?);
+        }
+        return EngineContext::multi(singles).ok();
+    }
+    single_from_dict(dict).map(EngineContext::from)
+}
+
+fn single_from_dict(dict: &Bound<'_, PyDict>) -> Option<SingleContext> {
+    let py = dict.py();
+    let kind = dict.get_item(intern!(py, "kind")).ok()?;
+    let kind = match &kind {
+        None => "user",
+        Some(kind) => kind.cast::<PyString>().ok()?.to_str().ok()?,
+    };
+    let key = dict.get_item(intern!(py, "key")).ok()??;
+    let key = key.cast::<PyString>().ok()?.to_str().ok()?;
+    let mut single = SingleContext::new(kind, key).ok()?;
+    match dict.get_item(intern!(py, "attributes")).ok()? {
+        None => {}
+        Some(attributes) if attributes.is_none() => {}
+        Some(attributes) => {
+            for (name, value) in attributes.cast::<PyDict>().ok()?.iter() {
+                let name = name.cast::<PyString>().ok()?.to_str().ok()?;
+                single.set(name, to_json(&value).ok()?);
+            }
+        }
+    }
+    Some(single)
+}
