@@ -1,0 +1,658 @@
+//! The uniffi interface of sdk-core, for the Swift SDK (`sdk-swift`).
+//!
+//! A thin layer over [`vexil_core::Client`]: it converts options, contexts, values and errors,
+//! and nothing else (no evaluation, caching or retries of its own). The Swift package wraps the
+//! bindings generated from this library into its idiomatic API; these types are not meant to be
+//! used directly.
+//!
+//! Every exported function returns a `Result`, even those that cannot fail, so that the
+//! generated Swift functions are `throws`: uniffi catches a panic at the boundary and reports it
+//! as an error, and the Swift side turns it into a `VexilError` (or the caller's default, for a
+//! variation call) instead of crashing the application.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vexil_core::{Client, Config, Context, Detail, EventConfig, Source, Status};
+use vexil_engine::{ErrorKind, Reason, ValueKind};
+
+uniffi::setup_scaffolding!();
+
+/// Why a call could not be performed. Messages name the field at fault and never contain
+/// the SDK key.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum NativeError {
+    /// The options are not valid (for instance a key of an unknown kind, a bad endpoint).
+    #[error("{message}")]
+    InvalidOptions { message: String },
+    /// The context is not valid; `message` says which field.
+    #[error("{message}")]
+    InvalidContext { message: String },
+    /// The client could not start its background work.
+    #[error("{message}")]
+    Runtime { message: String },
+}
+
+impl From<vexil_core::Error> for NativeError {
+    fn from(err: vexil_core::Error) -> Self {
+        match err {
+            vexil_core::Error::Runtime(_) => NativeError::Runtime {
+                message: err.to_string(),
+            },
+            _ => NativeError::InvalidOptions {
+                message: format!("options: {err}"),
+            },
+        }
+    }
+}
+
+type NativeResult<T> = Result<T, NativeError>;
+
+/// A context, validated and converted once, then reused for any number of calls.
+///
+/// Built from its canonical JSON. An invalid context is still an object: variation calls with
+/// it answer the default with an `ERROR`/`INVALID_CONTEXT` reason (evaluation never fails), and
+/// [`NativeContext::validation_error`] says what is wrong.
+#[derive(Debug, uniffi::Object)]
+pub struct NativeContext {
+    parsed: Result<Context, String>,
+    /// The JSON as given, for evaluating an invalid context (the engine reports it in order).
+    json: Value,
+}
+
+#[uniffi::export]
+impl NativeContext {
+    #[uniffi::constructor]
+    pub fn from_json(json: String) -> NativeResult<Arc<NativeContext>> {
+        let (parsed, json) = match serde_json::from_str::<Value>(&json) {
+            Ok(value) => (
+                Context::from_json(&value).map_err(|err| format!("context: {err}")),
+                value,
+            ),
+            Err(err) => (Err(format!("context: not JSON: {err}")), Value::Null),
+        };
+        Ok(Arc::new(NativeContext { parsed, json }))
+    }
+
+    /// What is wrong with this context, or `None` when it is valid.
+    pub fn validation_error(&self) -> NativeResult<Option<String>> {
+        Ok(self.parsed.as_ref().err().cloned())
+    }
+
+    /// The canonical JSON of a valid context (as the engine sees it), else the JSON given.
+    pub fn to_json(&self) -> NativeResult<String> {
+        Ok(match &self.parsed {
+            Ok(context) => context.to_json().to_string(),
+            Err(_) => self.json.to_string(),
+        })
+    }
+}
+
+impl NativeContext {
+    fn valid(&self) -> NativeResult<&Context> {
+        self.parsed
+            .as_ref()
+            .map_err(|message| NativeError::InvalidContext {
+                message: message.clone(),
+            })
+    }
+}
+
+/// Options of a client; `None` fields keep the core's defaults.
+#[derive(Debug, uniffi::Record)]
+pub struct NativeOptions {
+    pub sdk_key: String,
+    pub endpoint: Option<String>,
+    pub cache_dir: Option<String>,
+    pub bootstrap_file: Option<String>,
+    pub offline: bool,
+    /// Remote mode (client and mobile keys): the first context.
+    pub context: Option<Arc<NativeContext>>,
+    pub events_enabled: bool,
+    pub flush_interval_ms: Option<u64>,
+    pub event_capacity: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub stream_timeout_ms: Option<u64>,
+    pub initial_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+    pub max_cache_age_ms: Option<u64>,
+    pub sdk_name: String,
+    pub sdk_version: String,
+}
+
+fn millis(value: Option<u64>, default: Duration) -> Duration {
+    value.map_or(default, Duration::from_millis)
+}
+
+impl NativeOptions {
+    fn into_config(self) -> NativeResult<Config> {
+        let mut config = Config::new(self.sdk_key).with_offline(self.offline);
+        if let Some(endpoint) = self.endpoint {
+            config = config.with_endpoint(endpoint);
+        }
+        if let Some(dir) = self.cache_dir {
+            config = config.with_cache_dir(PathBuf::from(dir));
+        }
+        if let Some(file) = self.bootstrap_file {
+            config = config.with_bootstrap(PathBuf::from(file));
+        }
+        if let Some(context) = self.context {
+            let context = context.valid().map_err(|err| NativeError::InvalidOptions {
+                message: format!("options.context: {err}"),
+            })?;
+            config = config.with_context(context.clone());
+        }
+        config.connect_timeout = millis(self.connect_timeout_ms, config.connect_timeout);
+        config.stream_timeout = millis(self.stream_timeout_ms, config.stream_timeout);
+        config.initial_backoff = millis(self.initial_backoff_ms, config.initial_backoff);
+        config.max_backoff = millis(self.max_backoff_ms, config.max_backoff);
+        config.max_cache_age = millis(self.max_cache_age_ms, config.max_cache_age);
+        if config.initial_backoff > config.max_backoff {
+            return Err(NativeError::InvalidOptions {
+                message: "options.initialBackoff: longer than options.maxBackoff".into(),
+            });
+        }
+        let defaults = EventConfig::default();
+        let capacity = match self.event_capacity {
+            None => defaults.capacity,
+            Some(0) => {
+                return Err(NativeError::InvalidOptions {
+                    message: "options.eventCapacity: must be at least 1".into(),
+                });
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let flush_interval = millis(self.flush_interval_ms, defaults.flush_interval);
+        if flush_interval.is_zero() {
+            return Err(NativeError::InvalidOptions {
+                message: "options.flushInterval: must be positive".into(),
+            });
+        }
+        Ok(config
+            .with_events(EventConfig {
+                enabled: self.events_enabled,
+                capacity,
+                flush_interval,
+                ..defaults
+            })
+            .with_sdk(self.sdk_name, self.sdk_version))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum NativeValueKind {
+    Bool,
+    String,
+    Number,
+    Json,
+}
+
+impl From<NativeValueKind> for ValueKind {
+    fn from(kind: NativeValueKind) -> Self {
+        match kind {
+            NativeValueKind::Bool => ValueKind::Bool,
+            NativeValueKind::String => ValueKind::String,
+            NativeValueKind::Number => ValueKind::Number,
+            NativeValueKind::Json => ValueKind::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum NativeErrorKind {
+    FlagNotFound,
+    WrongType,
+    MalformedFlag,
+    InvalidContext,
+    ClientNotReady,
+}
+
+/// Why a value was served: the reasons of the engine.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum NativeReason {
+    Off,
+    TargetMatch,
+    RuleMatch { rule_index: u64, rule_id: String },
+    Fallthrough,
+    PrerequisiteFailed { prerequisite_key: String },
+    Error { error_kind: NativeErrorKind },
+}
+
+impl From<Reason<String>> for NativeReason {
+    fn from(reason: Reason<String>) -> Self {
+        match reason {
+            Reason::Off => NativeReason::Off,
+            Reason::TargetMatch => NativeReason::TargetMatch,
+            Reason::RuleMatch {
+                rule_index,
+                rule_id,
+            } => NativeReason::RuleMatch {
+                rule_index: u64::try_from(rule_index).unwrap_or(u64::MAX),
+                rule_id,
+            },
+            Reason::Fallthrough => NativeReason::Fallthrough,
+            Reason::PrerequisiteFailed { prerequisite_key } => {
+                NativeReason::PrerequisiteFailed { prerequisite_key }
+            }
+            Reason::Error { error_kind } => NativeReason::Error {
+                error_kind: match error_kind {
+                    ErrorKind::FlagNotFound => NativeErrorKind::FlagNotFound,
+                    ErrorKind::WrongType => NativeErrorKind::WrongType,
+                    ErrorKind::MalformedFlag => NativeErrorKind::MalformedFlag,
+                    ErrorKind::InvalidContext => NativeErrorKind::InvalidContext,
+                    ErrorKind::ClientNotReady => NativeErrorKind::ClientNotReady,
+                },
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum NativeSource {
+    Network,
+    Stale,
+    Cache,
+    Bootstrap,
+    Defaults,
+}
+
+impl From<Source> for NativeSource {
+    fn from(source: Source) -> Self {
+        match source {
+            Source::Network => NativeSource::Network,
+            Source::Stale => NativeSource::Stale,
+            Source::Cache => NativeSource::Cache,
+            Source::Bootstrap => NativeSource::Bootstrap,
+            Source::Defaults => NativeSource::Defaults,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum NativeStatus {
+    Initializing,
+    Ready,
+    Stale { reason: String },
+    Offline,
+    Failed { reason: String },
+    Closed,
+}
+
+impl From<Status> for NativeStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Initializing => NativeStatus::Initializing,
+            Status::Ready => NativeStatus::Ready,
+            Status::Stale { reason } => NativeStatus::Stale { reason },
+            Status::Offline => NativeStatus::Offline,
+            Status::Failed { reason } => NativeStatus::Failed { reason },
+            Status::Closed => NativeStatus::Closed,
+        }
+    }
+}
+
+/// A variation with everything known about it; the value as JSON (`None`: not served, in
+/// `all_flags`).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct NativeDetail {
+    pub value_json: Option<String>,
+    pub variation: Option<u64>,
+    pub reason: NativeReason,
+    pub in_experiment: bool,
+    pub experiment_key: Option<String>,
+    pub flag_version: i64,
+    pub source: NativeSource,
+    pub version: i64,
+}
+
+impl NativeDetail {
+    fn from_core<T>(detail: Detail<T>, value: impl FnOnce(T) -> Option<String>) -> Self {
+        NativeDetail {
+            value_json: value(detail.value),
+            variation: detail.variation.and_then(|v| u64::try_from(v).ok()),
+            reason: detail.reason.into(),
+            in_experiment: detail.in_experiment,
+            experiment_key: detail.experiment_key,
+            flag_version: detail.flag_version,
+            source: detail.source.into(),
+            version: detail.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct NativeEventStats {
+    pub dropped: u64,
+    pub sent: u64,
+    pub failed_batches: u64,
+    pub queued: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct NativeFlagChange {
+    pub flag_keys: Vec<String>,
+    pub version: i64,
+}
+
+/// Receives changes of flag data, on the client's background thread.
+#[uniffi::export(callback_interface)]
+pub trait NativeChangeListener: Send + Sync {
+    fn on_change(&self, change: NativeFlagChange);
+}
+
+fn parse_default(default_json: &str) -> NativeResult<Value> {
+    serde_json::from_str(default_json).map_err(|err| NativeError::InvalidOptions {
+        message: format!("default: not JSON: {err}"),
+    })
+}
+
+/// A client of sdk-core.
+#[derive(Debug, uniffi::Object)]
+pub struct NativeClient {
+    client: Client,
+    /// Listener ids handed out to Swift, mapped to the core's.
+    listeners: Mutex<HashMap<u64, vexil_core::ListenerId>>,
+    next_listener: AtomicU64,
+}
+
+#[uniffi::export]
+impl NativeClient {
+    /// Starts a client at once; never waits for the network.
+    #[uniffi::constructor]
+    pub fn new(options: NativeOptions) -> NativeResult<Arc<NativeClient>> {
+        let client = Client::new(options.into_config()?)?;
+        Ok(Arc::new(NativeClient {
+            client,
+            listeners: Mutex::new(HashMap::new()),
+            next_listener: AtomicU64::new(1),
+        }))
+    }
+
+    pub fn status(&self) -> NativeResult<NativeStatus> {
+        Ok(self.client.status().into())
+    }
+
+    pub fn is_remote(&self) -> NativeResult<bool> {
+        Ok(self.client.mode() == vexil_core::Mode::Remote)
+    }
+
+    pub fn source(&self) -> NativeResult<NativeSource> {
+        Ok(self.client.source().into())
+    }
+
+    pub fn version(&self) -> NativeResult<i64> {
+        Ok(self.client.version())
+    }
+
+    pub fn bool_variation(
+        &self,
+        flag_key: String,
+        context: &NativeContext,
+        default_value: bool,
+    ) -> NativeResult<bool> {
+        Ok(match &context.parsed {
+            Ok(parsed) => self.client.bool_variation(&flag_key, parsed, default_value),
+            Err(_) => default_value,
+        })
+    }
+
+    pub fn string_variation(
+        &self,
+        flag_key: String,
+        context: &NativeContext,
+        default_value: String,
+    ) -> NativeResult<String> {
+        Ok(match &context.parsed {
+            Ok(parsed) => self
+                .client
+                .string_variation(&flag_key, parsed, &default_value),
+            Err(_) => default_value,
+        })
+    }
+
+    pub fn number_variation(
+        &self,
+        flag_key: String,
+        context: &NativeContext,
+        default_value: f64,
+    ) -> NativeResult<f64> {
+        Ok(match &context.parsed {
+            Ok(parsed) => self
+                .client
+                .number_variation(&flag_key, parsed, default_value),
+            Err(_) => default_value,
+        })
+    }
+
+    /// Any flag's value as JSON; the default given as JSON.
+    pub fn json_variation(
+        &self,
+        flag_key: String,
+        context: &NativeContext,
+        default_json: String,
+    ) -> NativeResult<String> {
+        let default = parse_default(&default_json)?;
+        Ok(match &context.parsed {
+            Ok(parsed) => self
+                .client
+                .json_variation(&flag_key, parsed, default)
+                .to_string(),
+            Err(_) => default_json,
+        })
+    }
+
+    /// A variation of `kind` with its detail. An invalid context gives the default with the
+    /// engine's reason (`INVALID_CONTEXT`, after the flag's own errors).
+    pub fn variation_detail(
+        &self,
+        flag_key: String,
+        context: &NativeContext,
+        kind: NativeValueKind,
+        default_json: String,
+    ) -> NativeResult<NativeDetail> {
+        let default = parse_default(&default_json)?;
+        let detail = match &context.parsed {
+            Ok(parsed) => self
+                .client
+                .variation_detail(&flag_key, parsed, kind.into(), &default),
+            Err(_) => {
+                self.client
+                    .variation_detail_json(&flag_key, &context.json, kind.into(), &default)
+            }
+        };
+        Ok(NativeDetail::from_core(detail, |value| {
+            Some(value.to_string())
+        }))
+    }
+
+    /// Every flag's detail for a context (remote mode: the identified context's values).
+    pub fn all_flags(
+        &self,
+        context: &NativeContext,
+    ) -> NativeResult<HashMap<String, NativeDetail>> {
+        let context = context.valid()?;
+        Ok(self
+            .client
+            .all_flags(context)
+            .into_iter()
+            .map(|(key, detail)| {
+                let detail = NativeDetail::from_core(detail, |value| value.map(|v| v.to_string()));
+                (key, detail)
+            })
+            .collect())
+    }
+
+    /// Queues a metric event; returns at once.
+    pub fn track(
+        &self,
+        event_name: String,
+        context: &NativeContext,
+        value: Option<f64>,
+    ) -> NativeResult<()> {
+        if event_name.is_empty() {
+            return Err(NativeError::InvalidOptions {
+                message: "eventName: must not be empty".into(),
+            });
+        }
+        self.client.track(&event_name, context.valid()?, value);
+        Ok(())
+    }
+
+    /// Remote mode: switches to `context` and waits up to `timeout_ms` for its values.
+    /// Blocks: the Swift side calls it off the caller's thread.
+    pub fn identify(&self, context: &NativeContext, timeout_ms: u64) -> NativeResult<bool> {
+        let context = context.valid()?.clone();
+        Ok(self
+            .client
+            .identify(context, Duration::from_millis(timeout_ms)))
+    }
+
+    /// Sends pending events; waits up to `timeout_ms`. Blocks, like [`NativeClient::identify`].
+    pub fn flush(&self, timeout_ms: u64) -> NativeResult<bool> {
+        Ok(self.client.flush(Duration::from_millis(timeout_ms)))
+    }
+
+    pub fn event_stats(&self) -> NativeResult<NativeEventStats> {
+        let stats = self.client.event_stats();
+        Ok(NativeEventStats {
+            dropped: stats.dropped,
+            sent: stats.sent,
+            failed_batches: stats.failed_batches,
+            queued: stats.queued,
+        })
+    }
+
+    pub fn add_change_listener(
+        &self,
+        listener: Box<dyn NativeChangeListener>,
+    ) -> NativeResult<u64> {
+        let id = self.client.on_change(move |change| {
+            listener.on_change(NativeFlagChange {
+                flag_keys: change.flag_keys.clone(),
+                version: change.version,
+            });
+        });
+        let handle = self.next_listener.fetch_add(1, Ordering::Relaxed);
+        lock(&self.listeners).insert(handle, id);
+        Ok(handle)
+    }
+
+    pub fn remove_change_listener(&self, handle: u64) -> NativeResult<()> {
+        if let Some(id) = lock(&self.listeners).remove(&handle) {
+            self.client.remove_listener(id);
+        }
+        Ok(())
+    }
+
+    /// Flushes events (up to 5 s) and stops the background work. Blocks.
+    pub fn close(&self) -> NativeResult<()> {
+        self.client.close();
+        Ok(())
+    }
+
+    /// For the benchmarks only: times `iterations` calls of `bool_variation` made in Rust with
+    /// the same arguments, and returns the total in nanoseconds, so that the cost of the
+    /// binding can be told apart from the engine's.
+    pub fn benchmark_bool_variation(
+        &self,
+        flag_key: String,
+        context: &NativeContext,
+        iterations: u64,
+    ) -> NativeResult<u64> {
+        let context = context.valid()?;
+        let started = Instant::now();
+        for _ in 0..iterations {
+            std::hint::black_box(self.client.bool_variation(
+                std::hint::black_box(&flag_key),
+                context,
+                false,
+            ));
+        }
+        Ok(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// For the tests of the binding only: panics inside an exported function, so that the Swift
+/// side can check that a panic arrives as an error and not as a crash.
+#[uniffi::export]
+pub fn debug_panic(message: String) -> NativeResult<()> {
+    std::panic::panic_any(message)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(key: &str) -> NativeOptions {
+        NativeOptions {
+            sdk_key: key.into(),
+            endpoint: None,
+            cache_dir: None,
+            bootstrap_file: None,
+            offline: true,
+            context: None,
+            events_enabled: false,
+            flush_interval_ms: None,
+            event_capacity: None,
+            connect_timeout_ms: None,
+            stream_timeout_ms: None,
+            initial_backoff_ms: None,
+            max_backoff_ms: None,
+            max_cache_age_ms: None,
+            sdk_name: "test".into(),
+            sdk_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn invalid_context_is_kept_and_explained() {
+        let context = NativeContext::from_json(r#"{"kind":"user","key":""}"#.into()).unwrap();
+        let error = context.validation_error().unwrap().unwrap();
+        assert!(error.starts_with("context: "), "{error}");
+        let client = NativeClient::new(options("vxl-server-test")).unwrap();
+        let detail = client
+            .variation_detail("f".into(), &context, NativeValueKind::Bool, "true".into())
+            .unwrap();
+        assert_eq!(detail.value_json.as_deref(), Some("true"));
+        assert!(matches!(detail.reason, NativeReason::Error { .. }));
+        assert!(matches!(
+            client.track("e".into(), &context, None),
+            Err(NativeError::InvalidContext { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_options_name_the_field() {
+        let err = NativeClient::new(options("nope")).unwrap_err().to_string();
+        assert!(err.starts_with("options: "), "{err}");
+        let mut bad = options("vxl-server-x");
+        bad.flush_interval_ms = Some(0);
+        let err = NativeClient::new(bad).unwrap_err().to_string();
+        assert!(err.contains("options.flushInterval"), "{err}");
+    }
+
+    #[test]
+    fn not_json_context() {
+        let context = NativeContext::from_json("{".into()).unwrap();
+        assert!(
+            context
+                .validation_error()
+                .unwrap()
+                .unwrap()
+                .contains("not JSON")
+        );
+    }
+}

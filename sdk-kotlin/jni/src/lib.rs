@@ -1,0 +1,666 @@
+//! The Kotlin SDK's JNI library: the native half of the `dev.vexil` Kotlin/Java package, over
+//! `vexil-core`. It converts values and errors and nothing else: evaluation, caching, retries
+//! and events all stay in the core client.
+//!
+//! Every native method of `dev.vexil.Native` is implemented here. The rules they follow:
+//!
+//! * Each runs inside `EnvUnowned::with_env`, which catches panics; errors and panics become
+//!   exceptions of the `VexilException` hierarchy (see [`failure`]), never a JVM crash.
+//! * Clients and contexts are opaque handles (`jlong`): a small heap "shell" holding an
+//!   `ArcSwapOption`. `close()` empties the shell at once (the client's threads, data and
+//!   listener global reference are released, even while another thread is inside a call, which
+//!   keeps its own `Arc` until it returns); the shell itself is freed by the Java object's
+//!   `Cleaner` once it is unreachable, so a handle is never used after it is freed. The Java
+//!   side passes the owning objects along with the handles so that they stay reachable for
+//!   the duration of each call.
+//! * No local reference outlives a call: native methods create at most a few locals, released
+//!   by the JVM when they return, and the change callback runs in its own local frame.
+//! * The change callback runs on the client's background thread, attached to the JVM for the
+//!   call and detached after.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod failure;
+mod options;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use jni::objects::{JClass, JObject, JString, JValue};
+use jni::refs::Global;
+use jni::sys::{jboolean, jdouble, jint, jlong};
+use jni::vm::JavaVM;
+use jni::{Env, EnvUnowned, jni_sig, jni_str};
+use serde_json::{Map, Value, json};
+use vexil_core::{Client, Context, Detail, FlagChange, ListenerId, Source, Status};
+use vexil_engine::ValueKind;
+
+use failure::{Failure, ThrowVexilException};
+
+/// What a Java `VexilClient` holds.
+struct ClientHandle {
+    client: ArcSwapOption<Client>,
+    /// The listener that forwards changes to the Java dispatcher (it owns the dispatcher's
+    /// global reference, deleted when the listener is removed).
+    listener: Mutex<Option<ListenerId>>,
+}
+
+/// What a Java `Context` holds: the context converted once, reused by every call.
+struct ContextHandle {
+    context: ArcSwapOption<Context>,
+}
+
+fn into_handle<T>(value: T) -> jlong {
+    Box::into_raw(Box::new(value)) as jlong
+}
+
+/// # Safety
+/// `handle` must be 0 or come from [`into_handle`] for a `T` not yet freed.
+unsafe fn handle_ref<'a, T>(handle: jlong, what: &str) -> Result<&'a T, Failure> {
+    let pointer = handle as *const T;
+    if pointer.is_null() {
+        return Err(Failure::Closed(format!("{what} handle is null")));
+    }
+    // SAFETY: the caller guarantees the handle is live (the Java owner is reachable and its
+    // Cleaner has not run).
+    Ok(unsafe { &*pointer })
+}
+
+/// # Safety
+/// `handle` must be 0 or come from [`into_handle`] for a `T`, freed only here and only once.
+unsafe fn free_handle<T>(handle: jlong) {
+    let pointer = handle as *mut T;
+    if !pointer.is_null() {
+        // SAFETY: see the function's contract.
+        drop(unsafe { Box::from_raw(pointer) });
+    }
+}
+
+fn client_of(handle: jlong) -> Result<Option<Arc<Client>>, Failure> {
+    // SAFETY: handles come from `Java_dev_vexil_Native_clientNew`; the Java object passed
+    // alongside keeps the shell alive during the call.
+    let shell = unsafe { handle_ref::<ClientHandle>(handle, "client") }?;
+    Ok(shell.client.load_full())
+}
+
+fn context_of(handle: jlong) -> Result<Arc<Context>, Failure> {
+    // SAFETY: as for `client_of`, from `Java_dev_vexil_Native_contextNew`.
+    let shell = unsafe { handle_ref::<ContextHandle>(handle, "context") }?;
+    shell
+        .context
+        .load_full()
+        .ok_or_else(|| Failure::Closed("the context is closed".to_owned()))
+}
+
+fn rust_string(env: &Env<'_>, text: &JString<'_>, what: &str) -> Result<String, Failure> {
+    if text.is_null() {
+        return Err(Failure::Config(format!("{what}: must not be null")));
+    }
+    Ok(text.try_to_string(env)?)
+}
+
+fn parse_json(text: &str, what: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text)
+        .map_err(|err| Failure::Config(format!("{what}: not valid JSON: {err}")))
+}
+
+fn kind_of(code: jint) -> Result<ValueKind, Failure> {
+    match code {
+        0 => Ok(ValueKind::Bool),
+        1 => Ok(ValueKind::String),
+        2 => Ok(ValueKind::Number),
+        3 => Ok(ValueKind::Json),
+        other => Err(Failure::Config(format!("type: unknown type code {other}"))),
+    }
+}
+
+fn status_json(status: &Status) -> Value {
+    let (name, reason) = match status {
+        Status::Initializing => ("INITIALIZING", None),
+        Status::Ready => ("READY", None),
+        Status::Stale { reason } => ("STALE", Some(reason.as_str())),
+        Status::Offline => ("OFFLINE", None),
+        Status::Failed { reason } => ("FAILED", Some(reason.as_str())),
+        Status::Closed => ("CLOSED", None),
+    };
+    json!({ "status": name, "reason": reason })
+}
+
+fn detail_json<T: Into<Value>>(detail: Detail<T>) -> Value {
+    json!({
+        "value": detail.value.into(),
+        "variation": detail.variation,
+        "reason": serde_json::to_value(&detail.reason).unwrap_or(Value::Null),
+        "in_experiment": detail.in_experiment,
+        "experiment_key": detail.experiment_key,
+        "flag_version": detail.flag_version,
+        "source": detail.source.as_str(),
+        "version": detail.version,
+    })
+}
+
+/// The detail a closed client answers with: the caller's default, as before any data.
+fn closed_detail(default: Value) -> Value {
+    json!({
+        "value": default,
+        "variation": null,
+        "reason": {"kind": "ERROR", "error_kind": "CLIENT_NOT_READY"},
+        "in_experiment": false,
+        "experiment_key": null,
+        "flag_version": 0,
+        "source": Source::Defaults.as_str(),
+        "version": 0,
+    })
+}
+
+fn java_string<'l>(env: &mut Env<'l>, text: &str) -> Result<JString<'l>, Failure> {
+    Ok(JString::from_str(env, text)?)
+}
+
+/// Forwards a change to the Java dispatcher, from the client's background thread.
+fn dispatch_change(dispatcher: &Global<JObject<'static>>, change: &FlagChange) {
+    let Ok(vm) = JavaVM::singleton() else { return };
+    let keys = Value::from(change.flag_keys.clone()).to_string();
+    // A scoped attachment: the thread is detached again when the callback returns, and the
+    // callback's local references live in a frame of their own.
+    let _ = vm.attach_current_thread_for_scope(|env| -> jni::errors::Result<()> {
+        let keys = JString::from_str(env, &keys)?;
+        env.call_method(
+            dispatcher.as_obj(),
+            jni_str!("onNativeChange"),
+            jni_sig!("(Ljava/lang/String;J)V"),
+            &[JValue::Object(&keys), JValue::Long(change.version)],
+        )?;
+        Ok(())
+    });
+    // A Java exception thrown by the dispatcher is caught by the attachment (the dispatcher
+    // itself already isolates listeners), so nothing is left pending on this thread.
+}
+
+// ----- contexts -----------------------------------------------------------------------------
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_contextNew<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    json: JString<'l>,
+) -> jlong {
+    env.with_env(|env| -> Result<jlong, Failure> {
+        let text = rust_string(env, &json, "context")?;
+        let value = serde_json::from_str::<Value>(&text)
+            .map_err(|err| Failure::InvalidContext(format!("context: not valid JSON: {err}")))?;
+        let context =
+            Context::from_json(&value).map_err(|err| Failure::InvalidContext(err.to_string()))?;
+        Ok(into_handle(ContextHandle {
+            context: ArcSwapOption::from_pointee(context),
+        }))
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_contextClose<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _owner: JObject<'l>,
+    handle: jlong,
+) {
+    env.with_env(|_env| -> Result<(), Failure> {
+        // SAFETY: `_owner` keeps the shell alive during the call.
+        let shell = unsafe { handle_ref::<ContextHandle>(handle, "context") }?;
+        shell.context.store(None);
+        Ok(())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_contextFree<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+) {
+    env.with_env(|_env| -> Result<(), Failure> {
+        // SAFETY: called once, by the Cleaner of the owning Context after it became unreachable.
+        unsafe { free_handle::<ContextHandle>(handle) };
+        Ok(())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+// ----- clients ------------------------------------------------------------------------------
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_clientNew<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    sdk_key: JString<'l>,
+    options: JString<'l>,
+    dispatcher: JObject<'l>,
+) -> jlong {
+    env.with_env(|env| -> Result<jlong, Failure> {
+        let key = rust_string(env, &sdk_key, "sdkKey")?;
+        let options = rust_string(env, &options, "options")?;
+        let config = options::config(key, &options)?;
+        let client = Client::new(config).map_err(|err| match err {
+            vexil_core::Error::InvalidKey => Failure::Config(format!("sdkKey: {err}")),
+            vexil_core::Error::InvalidEndpoint { .. } => {
+                Failure::Config(format!("endpoint: {err}"))
+            }
+            vexil_core::Error::Runtime(_) => Failure::Config(err.to_string()),
+        })?;
+        let listener = if dispatcher.is_null() {
+            None
+        } else {
+            let dispatcher = env.new_global_ref(&dispatcher)?;
+            Some(client.on_change(move |change| dispatch_change(&dispatcher, change)))
+        };
+        Ok(into_handle(ClientHandle {
+            client: ArcSwapOption::from_pointee(client),
+            listener: Mutex::new(listener),
+        }))
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_clientClose<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _owner: JObject<'l>,
+    handle: jlong,
+) {
+    env.with_env(|_env| -> Result<(), Failure> {
+        // SAFETY: `_owner` keeps the shell alive during the call.
+        let shell = unsafe { handle_ref::<ClientHandle>(handle, "client") }?;
+        let Some(client) = shell.client.swap(None) else {
+            return Ok(());
+        };
+        let listener = match shell.listener.lock() {
+            Ok(mut held) => held.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(id) = listener {
+            // Drops the dispatcher's global reference.
+            client.remove_listener(id);
+        }
+        client.close();
+        Ok(())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_clientFree<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+) {
+    env.with_env(|_env| -> Result<(), Failure> {
+        // SAFETY: called once, by the Cleaner of the owning client after it became unreachable.
+        unsafe { free_handle::<ClientHandle>(handle) };
+        Ok(())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+// ----- variations ---------------------------------------------------------------------------
+
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_vexil_Native_boolVariation<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    flag: JString<'l>,
+    _context: JObject<'l>,
+    context: jlong,
+    default: jboolean,
+) -> jboolean {
+    env.with_env(|env| -> Result<jboolean, Failure> {
+        let context = context_of(context)?;
+        let Some(client) = client_of(client)? else {
+            return Ok(default);
+        };
+        let flag = flag.mutf8_chars(env)?;
+        Ok(client.bool_variation(&flag.to_str(), &context, default))
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_vexil_Native_stringVariation<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    flag: JString<'l>,
+    _context: JObject<'l>,
+    context: jlong,
+    default: JString<'l>,
+) -> JString<'l> {
+    env.with_env(|env| -> Result<JString<'l>, Failure> {
+        let context = context_of(context)?;
+        let default_text = rust_string(env, &default, "default")?;
+        let Some(client) = client_of(client)? else {
+            return Ok(default);
+        };
+        let value = {
+            let flag = flag.mutf8_chars(env)?;
+            client.string_variation(&flag.to_str(), &context, &default_text)
+        };
+        if value == default_text {
+            return Ok(default);
+        }
+        java_string(env, &value)
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_vexil_Native_doubleVariation<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    flag: JString<'l>,
+    _context: JObject<'l>,
+    context: jlong,
+    default: jdouble,
+) -> jdouble {
+    env.with_env(|env| -> Result<jdouble, Failure> {
+        let context = context_of(context)?;
+        let Some(client) = client_of(client)? else {
+            return Ok(default);
+        };
+        let flag = flag.mutf8_chars(env)?;
+        Ok(client.number_variation(&flag.to_str(), &context, default))
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_vexil_Native_jsonVariation<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    flag: JString<'l>,
+    _context: JObject<'l>,
+    context: jlong,
+    default: JString<'l>,
+) -> JString<'l> {
+    env.with_env(|env| -> Result<JString<'l>, Failure> {
+        let context = context_of(context)?;
+        let default_value = parse_json(&rust_string(env, &default, "default")?, "default")?;
+        let Some(client) = client_of(client)? else {
+            return Ok(default);
+        };
+        let value = {
+            let flag = flag.mutf8_chars(env)?;
+            client.json_variation(&flag.to_str(), &context, default_value)
+        };
+        java_string(env, &value.to_string())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+/// Any type's variation with its detail, as JSON: `{value, variation, reason, …}`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_vexil_Native_variationDetail<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    flag: JString<'l>,
+    _context: JObject<'l>,
+    context: jlong,
+    kind: jint,
+    default: JString<'l>,
+) -> JString<'l> {
+    env.with_env(|env| -> Result<JString<'l>, Failure> {
+        let context = context_of(context)?;
+        let kind = kind_of(kind)?;
+        let default = parse_json(&rust_string(env, &default, "default")?, "default")?;
+        let flag = rust_string(env, &flag, "flagKey")?;
+        let detail = match client_of(client)? {
+            Some(client) => detail_json(client.variation_detail(&flag, &context, kind, &default)),
+            None => closed_detail(default),
+        };
+        java_string(env, &detail.to_string())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+/// A variation for a context given as JSON: an invalid context is not an exception but a
+/// detail with the default and an `INVALID_CONTEXT` reason, in the engine's order of errors.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_variationDetailJson<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    flag: JString<'l>,
+    context: JString<'l>,
+    kind: jint,
+    default: JString<'l>,
+) -> JString<'l> {
+    env.with_env(|env| -> Result<JString<'l>, Failure> {
+        let kind = kind_of(kind)?;
+        let default = parse_json(&rust_string(env, &default, "default")?, "default")?;
+        let context = parse_json(&rust_string(env, &context, "context")?, "context")?;
+        let flag = rust_string(env, &flag, "flagKey")?;
+        let detail = match client_of(client)? {
+            Some(client) => {
+                detail_json(client.variation_detail_json(&flag, &context, kind, &default))
+            }
+            None => closed_detail(default),
+        };
+        java_string(env, &detail.to_string())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_allFlags<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    _context: JObject<'l>,
+    context: jlong,
+) -> JString<'l> {
+    env.with_env(|env| -> Result<JString<'l>, Failure> {
+        let context = context_of(context)?;
+        let flags: BTreeMap<String, Detail<Option<Value>>> = match client_of(client)? {
+            Some(client) => client.all_flags(&context),
+            None => BTreeMap::new(),
+        };
+        let out: Map<String, Value> = flags
+            .into_iter()
+            .map(|(key, detail)| (key, detail_json(detail)))
+            .collect();
+        java_string(env, &Value::Object(out).to_string())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+// ----- lifecycle, events --------------------------------------------------------------------
+
+fn millis(value: jlong) -> Duration {
+    Duration::from_millis(u64::try_from(value).unwrap_or(0))
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_waitForInitialization<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    timeout_ms: jlong,
+) -> JString<'l> {
+    env.with_env(|env| -> Result<JString<'l>, Failure> {
+        let status = match client_of(client)? {
+            Some(client) => client.wait_for_initialization(millis(timeout_ms)),
+            None => Status::Closed,
+        };
+        java_string(env, &status_json(&status).to_string())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+/// `{status, reason, source, version, events: {dropped, sent, queued, failedBatches}}`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_status<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+) -> JString<'l> {
+    env.with_env(|env| -> Result<JString<'l>, Failure> {
+        let answer = match client_of(client)? {
+            Some(client) => {
+                let mut answer = status_json(&client.status());
+                let events = client.event_stats();
+                answer["source"] = client.source().as_str().into();
+                answer["version"] = client.version().into();
+                answer["events"] = json!({
+                    "dropped": events.dropped, "sent": events.sent, "queued": events.queued,
+                    "failedBatches": events.failed_batches,
+                });
+                answer
+            }
+            None => {
+                let mut answer = status_json(&Status::Closed);
+                answer["source"] = Source::Defaults.as_str().into();
+                answer["version"] = 0.into();
+                answer["events"] =
+                    json!({"dropped": 0, "sent": 0, "queued": 0, "failedBatches": 0});
+                answer
+            }
+        };
+        java_string(env, &answer.to_string())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_identify<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    _context: JObject<'l>,
+    context: jlong,
+    timeout_ms: jlong,
+) -> jboolean {
+    env.with_env(|_env| -> Result<jboolean, Failure> {
+        let context = context_of(context)?;
+        Ok(match client_of(client)? {
+            Some(client) => client.identify((*context).clone(), millis(timeout_ms)),
+            None => false,
+        })
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_vexil_Native_track<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    name: JString<'l>,
+    _context: JObject<'l>,
+    context: jlong,
+    value: jdouble,
+    has_value: jboolean,
+) {
+    env.with_env(|env| -> Result<(), Failure> {
+        let context = context_of(context)?;
+        let name = rust_string(env, &name, "eventName")?;
+        if name.is_empty() {
+            return Err(Failure::Config("eventName: must not be empty".to_owned()));
+        }
+        if let Some(client) = client_of(client)? {
+            client.track(&name, &context, has_value.then_some(value));
+        }
+        Ok(())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_flush<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    timeout_ms: jlong,
+) -> jboolean {
+    env.with_env(|_env| -> Result<jboolean, Failure> {
+        Ok(match client_of(client)? {
+            Some(client) => client.flush(millis(timeout_ms)),
+            None => false,
+        })
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+// ----- for tests and benchmarks -------------------------------------------------------------
+
+/// Times `iterations` bool variations made in Rust with the same client, flag and context as
+/// a Java call would use: the engine's own cost, to compare the JNI call with. Nanoseconds.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_dev_vexil_Native_benchmarkBoolVariation<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _client: JObject<'l>,
+    client: jlong,
+    flag: JString<'l>,
+    _context: JObject<'l>,
+    context: jlong,
+    iterations: jlong,
+) -> jlong {
+    env.with_env(|env| -> Result<jlong, Failure> {
+        let context = context_of(context)?;
+        let flag = rust_string(env, &flag, "flagKey")?;
+        let Some(client) = client_of(client)? else {
+            return Err(Failure::Closed("the client is closed".to_owned()));
+        };
+        let started = Instant::now();
+        for _ in 0..iterations.max(0) {
+            std::hint::black_box(client.bool_variation(
+                std::hint::black_box(&flag),
+                std::hint::black_box(&context),
+                false,
+            ));
+        }
+        Ok(i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX))
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+/// Panics, so that tests can check a Rust panic reaches Java as an exception.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_panicForTest<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+) {
+    env.with_env(|_env| -> Result<(), Failure> {
+        #[allow(clippy::panic)]
+        {
+            panic!("a deliberate panic (test)")
+        }
+    })
+    .resolve::<ThrowVexilException>()
+}
