@@ -63,6 +63,22 @@ if grep -q '^error' "$log/cargo.txt" && ! grep -q 'test result' "$log/cargo.txt"
   failed=$((failed + 1))
 fi
 
+# Each SDK folder with a ci.sh builds its package with its own toolchain (installing the toolchain
+# when missing, caching it under $VEXIL_CACHE_DIR) and runs its own test suite; the script's last
+# line is "N passed, N failed".
+for suite in sdk-*/ci.sh; do
+  [ -x "$suite" ] || continue
+  step "$(dirname "$suite") (its own toolchain and test suite)"
+  name="$(dirname "$suite")"
+  if "$suite" 2>&1 | tee "$log/$name.txt"; then :; else status=1; fi
+  counts=$(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$log/$name.txt")
+  passed=$((passed + ${counts% *}))
+  failed=$((failed + ${counts#* }))
+  if ! grep -qE '^[0-9]+ passed, [0-9]+ failed$' "$log/$name.txt"; then
+    failed=$((failed + 1))
+  fi
+done
+
 step "conformance matrix (every SDK's testee, vectors and live scenarios)"
 if conformance/run 2>&1 | tee "$log/conformance.txt"; then :; else status=1; fi
 counts=$(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$log/conformance.txt")
