@@ -200,7 +200,7 @@ func TestTenThousandClientsFlatMemory(t *testing.T) {
 			}
 		}
 	}
-	cycle(1000) // warm-up: allocator pools, thread stacks
+	cycle(1000)          // warm-up: allocator pools, thread stacks
 	debug.FreeOSMemory() // a GC that also returns freed Go memory to the system
 	before := rssKiB(t)
 	cycle(10000)

@@ -524,7 +524,7 @@ fn client_options_are_checked_by_field() {
     assert!(text.starts_with("options_json: "), "{text}");
     let (code, text) = new_client(
         "vxl-mobile-x",
-        r#"{"offline": true, "context": {"key": "a"}}"#,
+        r#"{"offline": true, "context": {"kind": "user", "key": ""}}"#,
     );
     assert_eq!(code, VexilCode::InvalidContext);
     assert!(text.starts_with("options_json.context: "), "{text}");
