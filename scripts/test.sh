@@ -70,7 +70,9 @@ for suite in sdk-*/ci.sh; do
   [ -x "$suite" ] || continue
   step "$(dirname "$suite") (its own toolchain and test suite)"
   name="$(dirname "$suite")"
-  if "$suite" 2>&1 | tee "$log/$name.txt"; then :; else status=1; fi
+  if "$suite" 2>&1 | tee "$log/$name.raw"; then :; else status=1; fi
+  # Colour codes some tools print would hide the count at the start of a line.
+  sed 's/\x1b\[[0-9;]*m//g' "$log/$name.raw" >"$log/$name.txt"
   counts=$(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$log/$name.txt")
   passed=$((passed + ${counts% *}))
   failed=$((failed + ${counts#* }))

@@ -29,7 +29,7 @@ if [ -f "$m2/.vexil-kotlin-ready" ]; then offline=(-o); fi
 
 cd "$here"
 rm -rf target/surefire-reports
-mvn -B -q "${offline[@]}" -Dmaven.repo.local="$m2" test \
+mvn -B -q -Dstyle.color=never "${offline[@]}" -Dmaven.repo.local="$m2" test \
   -Dvexil.native.library="$CARGO_TARGET_DIR/debug/libvexil_jni.so" \
   -Dvexil.bin.dir="$CARGO_TARGET_DIR/debug"
 status=$?
@@ -52,5 +52,6 @@ done
 if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
   failed=1 # the build itself failed before or outside the tests
 fi
-echo "$passed passed, $failed failed"
+# A newline first: Maven may leave a colour reset without one, and the count must start its line.
+printf '\n%s passed, %s failed\n' "$passed" "$failed"
 [ $failed -eq 0 ]
