@@ -18,6 +18,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use vexil_engine::{Reason, Ruleset};
 
+use crate::events::SummaryCounters;
+
 /// Version of the cache file layout; files of another format are ignored.
 const CACHE_FORMAT: u32 = 2;
 
@@ -77,6 +79,8 @@ pub enum Data {
         source: Source,
         /// When the data was received from the server (ms since the epoch).
         received_at: i64,
+        /// Evaluations of this ruleset's flags, for the summaries.
+        counters: SummaryCounters,
     },
     /// Values evaluated by the server for one context.
     Values {
@@ -288,6 +292,7 @@ mod tests {
                 version: 7,
                 source: Source::Network,
                 received_at: 1,
+                counters: Default::default(),
             },
         )
         .unwrap();

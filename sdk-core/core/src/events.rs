@@ -10,18 +10,18 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
-use vexil_engine::Context;
+use vexil_engine::{Context, Ruleset};
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::event_service_client::EventServiceClient;
 
 use crate::config::EventConfig;
-use crate::data::now_millis;
+use crate::data::{Data, now_millis};
 
 /// An event waiting to be sent.
 #[derive(Debug, Clone)]
@@ -58,6 +58,85 @@ struct Summaries {
     counts: HashMap<String, HashMap<Outcome, u64>>,
 }
 
+/// The evaluation counters of one ruleset: one per flag and variation, plus one per flag for
+/// "no variation" (an off flag without an off variation). Counting is one relaxed atomic add
+/// at a position found from the flag's index in the ruleset, so the hot path takes no lock
+/// and hashes nothing; the sender drains the counters into the next batch. Created on the
+/// first count, so that a client with summaries off never allocates them.
+#[derive(Debug, Default)]
+pub(crate) struct SummaryCounters(OnceLock<CounterTable>);
+
+#[derive(Debug)]
+struct CounterTable {
+    /// Flag `i` owns `counts[offsets[i]..offsets[i + 1]]`: slot 0 for no variation, slot
+    /// `v + 1` for variation `v`.
+    offsets: Box<[u32]>,
+    counts: Box<[AtomicU64]>,
+}
+
+impl CounterTable {
+    fn new(ruleset: &Ruleset) -> CounterTable {
+        let mut offsets = Vec::with_capacity(ruleset.flag_count() + 1);
+        let mut total = 0u32;
+        offsets.push(0);
+        for index in 0..ruleset.flag_count() {
+            let slots = ruleset
+                .flag_at(index)
+                .and_then(|(_, model)| model)
+                .map_or(0, |flag| flag.variations.len() + 1);
+            total = total.saturating_add(u32::try_from(slots).unwrap_or(u32::MAX));
+            offsets.push(total);
+        }
+        CounterTable {
+            offsets: offsets.into_boxed_slice(),
+            counts: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The counter of a flag's outcome, if the table has one.
+    #[inline]
+    fn slot(&self, index: usize, variation: Option<usize>) -> Option<&AtomicU64> {
+        let start = *self.offsets.get(index)? as usize;
+        let end = *self.offsets.get(index + 1)? as usize;
+        let slot = start + variation.map_or(0, |v| v + 1);
+        if slot < end {
+            self.counts.get(slot)
+        } else {
+            None
+        }
+    }
+
+    /// Moves every non-zero count into `into`, naming each by the ruleset's flag.
+    fn drain(&self, ruleset: &Ruleset, into: &mut HashMap<String, HashMap<Outcome, u64>>) {
+        for (index, bounds) in self.offsets.windows(2).enumerate() {
+            let (start, end) = (bounds[0] as usize, bounds[1] as usize);
+            let Some((key, Some(flag))) = ruleset.flag_at(index) else {
+                continue;
+            };
+            for (slot, counter) in self.counts[start..end].iter().enumerate() {
+                // A load first: most counters are zero, and a swap is a locked instruction.
+                if counter.load(Ordering::Relaxed) == 0 {
+                    continue;
+                }
+                let count = counter.swap(0, Ordering::Relaxed);
+                if count == 0 {
+                    continue;
+                }
+                let outcome = Outcome {
+                    flag_version: i64::try_from(flag.version).unwrap_or(i64::MAX),
+                    variation: slot.checked_sub(1).and_then(|v| u32::try_from(v).ok()),
+                    error_kind: 0,
+                };
+                *into
+                    .entry(key.to_owned())
+                    .or_default()
+                    .entry(outcome)
+                    .or_insert(0) += count;
+            }
+        }
+    }
+}
+
 /// Recently sent exposures, for deduplication: bounded in size and in time.
 #[derive(Debug, Default)]
 struct ExposureMemory {
@@ -83,6 +162,9 @@ pub(crate) struct EventQueue {
     config: EventConfig,
     queue: Mutex<VecDeque<Event>>,
     summaries: Mutex<Summaries>,
+    /// Every ruleset data whose counters hold counts, drained into each batch: the current
+    /// one, and older ones until no evaluation can still be counting on them.
+    counted: Mutex<Vec<Arc<Data>>>,
     exposures: Mutex<ExposureMemory>,
     /// A batch that failed every attempt, resent (same id) before anything else.
     retry: Mutex<Option<pb::PublishRequest>>,
@@ -102,6 +184,7 @@ impl EventQueue {
                 start: now_millis(),
                 counts: HashMap::default(),
             }),
+            counted: Mutex::new(Vec::new()),
             exposures: Mutex::new(ExposureMemory::default()),
             retry: Mutex::new(None),
             dropped: AtomicU64::new(0),
@@ -194,7 +277,42 @@ impl EventQueue {
         });
     }
 
-    /// Counts one evaluation for the summaries.
+    /// Whether evaluations are counted for the summaries.
+    #[inline]
+    pub(crate) fn counts_summaries(&self) -> bool {
+        self.config.enabled && self.config.summaries
+    }
+
+    /// Counts a successful evaluation of the flag at `index` of `data`'s ruleset, without a
+    /// lock. Returns false when it could not (not ruleset data, or no such counter): the
+    /// caller then counts it with [`EventQueue::count`].
+    #[inline]
+    pub(crate) fn count_at(
+        &self,
+        data: &Arc<Data>,
+        index: usize,
+        variation: Option<usize>,
+    ) -> bool {
+        let Data::Ruleset {
+            ruleset, counters, ..
+        } = &**data
+        else {
+            return false;
+        };
+        let table = counters.0.get_or_init(|| {
+            lock(&self.counted).push(Arc::clone(data));
+            CounterTable::new(ruleset)
+        });
+        match table.slot(index, variation) {
+            Some(counter) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts one evaluation for the summaries, under a lock (errors, remote values).
     pub(crate) fn count(
         &self,
         flag_key: &str,
@@ -232,12 +350,13 @@ impl EventQueue {
             let n = queue.len().min(self.config.batch_size);
             queue.drain(..n).collect()
         };
-        let (start, counts) = {
+        let (start, mut counts) = {
             let mut summaries = lock(&self.summaries);
             let start = summaries.start;
             summaries.start = now_millis();
             (start, std::mem::take(&mut summaries.counts))
         };
+        self.drain_counters(&mut counts);
         if events.is_empty() && counts.is_empty() {
             return None;
         }
@@ -300,6 +419,24 @@ impl EventQueue {
             });
         }
         Some(request)
+    }
+
+    /// Moves the lock-free counters of every counted ruleset into `counts`, and forgets the
+    /// rulesets nothing else holds any more (replaced, and no evaluation still on them: the
+    /// strong count is read before draining, so a count cannot land after the last drain).
+    fn drain_counters(&self, counts: &mut HashMap<String, HashMap<Outcome, u64>>) {
+        let mut counted = lock(&self.counted);
+        counted.retain(|data| {
+            let last_holder = Arc::strong_count(data) == 1;
+            if let Data::Ruleset {
+                ruleset, counters, ..
+            } = &**data
+                && let Some(table) = counters.0.get()
+            {
+                table.drain(ruleset, counts);
+            }
+            !last_holder
+        });
     }
 
     /// Sends everything pending; a batch that fails every attempt is kept (with its id) for

@@ -282,21 +282,21 @@ impl Client {
 
     pub fn bool_variation(&self, flag_key: &str, context: &Context, default: bool) -> bool {
         self.inner
-            .evaluate(flag_key, context, ValueKind::Bool, |value, _| {
+            .evaluate(flag_key, context, ValueKind::Bool, false, |value, _| {
                 value.and_then(Value::as_bool).unwrap_or(default)
             })
     }
 
     pub fn string_variation(&self, flag_key: &str, context: &Context, default: &str) -> String {
         self.inner
-            .evaluate(flag_key, context, ValueKind::String, |value, _| {
+            .evaluate(flag_key, context, ValueKind::String, false, |value, _| {
                 value.and_then(Value::as_str).unwrap_or(default).to_owned()
             })
     }
 
     pub fn number_variation(&self, flag_key: &str, context: &Context, default: f64) -> f64 {
         self.inner
-            .evaluate(flag_key, context, ValueKind::Number, |value, _| {
+            .evaluate(flag_key, context, ValueKind::Number, false, |value, _| {
                 value.and_then(Value::as_f64).unwrap_or(default)
             })
     }
@@ -304,7 +304,7 @@ impl Client {
     /// Any flag's value as JSON (no type check).
     pub fn json_variation(&self, flag_key: &str, context: &Context, default: Value) -> Value {
         self.inner
-            .evaluate(flag_key, context, ValueKind::Json, |value, _| {
+            .evaluate(flag_key, context, ValueKind::Json, false, |value, _| {
                 value.cloned().unwrap_or(default)
             })
     }
@@ -392,7 +392,7 @@ impl Client {
         value: impl FnOnce(Option<&Value>) -> T,
     ) -> Detail<T> {
         self.inner
-            .evaluate(flag_key, context, kind, |served, info| Detail {
+            .evaluate(flag_key, context, kind, true, |served, info| Detail {
                 value: value(served),
                 variation: info.variation,
                 reason: info.reason.to_owned_reason(),
@@ -560,6 +560,7 @@ struct Info<'a> {
     in_experiment: bool,
     experiment_key: Option<&'a str>,
     flag_version: i64,
+    /// `Source::Defaults` unless the caller asked for it (see `Inner::evaluate`).
     source: Source,
     version: i64,
 }
@@ -598,31 +599,51 @@ impl Inner {
         flag_key: &str,
         context: &Context,
         kind: ValueKind,
+        with_source: bool,
         f: impl FnOnce(Option<&Value>, &Info) -> R,
     ) -> R {
+        // The source may read the clock: only the `…_detail` calls, which report it, pay.
+        let source = |data: &Data| {
+            if with_source {
+                self.source(data)
+            } else {
+                Source::Defaults
+            }
+        };
         let data = self.data.load();
         let version = data.version();
         match &**data {
             Data::Ruleset { ruleset, .. } => {
-                let e = ruleset.evaluate(flag_key, context, kind);
+                // One key lookup: the index serves the evaluation and the summary counter.
+                let index = ruleset.flag_index(flag_key);
+                let e = ruleset.evaluate_at(index.unwrap_or(usize::MAX), context, kind);
                 let flag_version = i64::try_from(e.flag_version).unwrap_or(i64::MAX);
-                let variation = e.variation.and_then(|v| u32::try_from(v).ok());
-                self.record(
-                    flag_key,
-                    flag_version,
-                    variation,
-                    e.reason.error_kind(),
-                    e.experiment_key,
-                    e.in_experiment,
-                    context,
-                );
+                let error = e.reason.error_kind();
+                let counted = match index {
+                    Some(index) if error.is_none() && self.events.counts_summaries() => {
+                        self.events.count_at(&data, index, e.variation)
+                    }
+                    _ => false,
+                };
+                if !counted || e.experiment_key.is_some() {
+                    self.record(
+                        flag_key,
+                        flag_version,
+                        e.variation.and_then(|v| u32::try_from(v).ok()),
+                        error,
+                        e.experiment_key,
+                        e.in_experiment,
+                        context,
+                        !counted,
+                    );
+                }
                 let info = Info {
                     variation: e.variation,
                     reason: e.reason,
                     in_experiment: e.in_experiment,
                     experiment_key: e.experiment_key,
                     flag_version,
-                    source: self.source(&data),
+                    source: source(&data),
                     version,
                 };
                 f(e.value, &info)
@@ -637,7 +658,7 @@ impl Inner {
                     None => (None, error_info(ErrorKind::FlagNotFound, 0)),
                 };
                 let info = Info {
-                    source: self.source(&data),
+                    source: source(&data),
                     version,
                     ..info
                 };
@@ -649,6 +670,7 @@ impl Inner {
                     info.experiment_key,
                     info.in_experiment,
                     context,
+                    true,
                 );
                 f(served, &info)
             }
@@ -665,6 +687,7 @@ impl Inner {
                     None,
                     false,
                     context,
+                    true,
                 );
                 f(None, &info)
             }
@@ -729,13 +752,16 @@ impl Inner {
         experiment_key: Option<&str>,
         in_experiment: bool,
         context: &Context,
+        count: bool,
     ) {
         if !self.events.enabled() {
             return;
         }
-        let error_kind = error.map_or(0, proto_error_kind);
-        self.events
-            .count(flag_key, flag_version, variation, error_kind);
+        if count {
+            let error_kind = error.map_or(0, proto_error_kind);
+            self.events
+                .count(flag_key, flag_version, variation, error_kind);
+        }
         if let (Some(experiment), Some(variation)) = (experiment_key, variation) {
             // In remote mode the server evaluated for the identified context.
             let exposed = match self.mode {
@@ -864,6 +890,7 @@ fn initial_data(config: &Config, mode: Mode, cache: Option<&std::path::Path>) ->
                     version,
                     source: Source::Cache,
                     received_at: saved_at,
+                    counters: Default::default(),
                 };
             }
             Ok(Some(Cached::Values {
@@ -897,6 +924,7 @@ fn initial_data(config: &Config, mode: Mode, cache: Option<&std::path::Path>) ->
                     ruleset,
                     source: Source::Bootstrap,
                     received_at: data::now_millis(),
+                    counters: Default::default(),
                 };
             }
             Err(problem) => tracing::warn!(problem, "ignoring the bootstrap file"),

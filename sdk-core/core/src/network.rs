@@ -256,6 +256,7 @@ fn apply_snapshot(inner: &Inner, snapshot: &pb::Snapshot) {
             version: snapshot.version,
             source: Source::Network,
             received_at: now_millis(),
+            counters: Default::default(),
         },
         changed,
     );
@@ -325,6 +326,7 @@ fn apply_patch(inner: &Inner, patch: &pb::Patch) -> Result<(), String> {
             version: patch.version,
             source: Source::Network,
             received_at: now_millis(),
+            counters: Default::default(),
         },
         changed,
     );

@@ -78,3 +78,97 @@ async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
     assert_eq!(after.track_events, 5, "{after:?}");
     client.close();
 }
+
+/// Evaluation summaries count every call exactly once: across a change of data (the counters
+/// of the replaced ruleset are drained too), with calls from several threads racing the
+/// flushes, and with errors (counted apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_count_every_evaluation_exactly_once() {
+    let server = TestServer::start().await;
+    server.create_bool_flag("counted", false).await;
+    let client = std::sync::Arc::new(
+        Client::new(
+            Config::new(server.sdk_key("server"))
+                .with_endpoint(server.endpoint())
+                .with_events(EventConfig {
+                    flush_interval: Duration::from_secs(3600),
+                    ..EventConfig::default()
+                }),
+        )
+        .unwrap(),
+    );
+    assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
+    let alice = user("alice");
+    // Served `true` (variation 1) while on; `false` (variation 0) once toggled off.
+    let (mut served_true, mut served_false) = (0i64, 0i64);
+    let mut tally = |value: bool| {
+        *(if value {
+            &mut served_true
+        } else {
+            &mut served_false
+        }) += 1
+    };
+    for _ in 0..7 {
+        tally(client.bool_variation("counted", &alice, false));
+    }
+    // Threads counting while the counters are drained.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, alice) = (client.clone(), alice.clone());
+            std::thread::spawn(move || {
+                (0..500)
+                    .filter(|_| client.bool_variation("counted", &alice, false))
+                    .count() as i64
+            })
+        })
+        .collect();
+    assert!(client.flush(WAIT));
+    assert!(client.flush(WAIT));
+    let from_threads: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    server.toggle("counted", false).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let value = client.bool_variation("counted", &alice, true);
+        tally(value);
+        if !value {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the toggle arrives");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        tally(client.bool_variation("counted", &alice, true));
+    }
+    for _ in 0..3 {
+        client.bool_variation("missing", &alice, false);
+    }
+    assert!(client.flush(WAIT));
+    served_true += from_threads;
+    served_false += 4 * 500 - from_threads;
+
+    let usage = server
+        .storage()
+        .await
+        .flag_usage(PROJECT, ENV, None, 0, i64::MAX / 2)
+        .await
+        .unwrap();
+    let total = |flag: &str, variation: Option<i64>| -> i64 {
+        usage
+            .iter()
+            .filter(|b| b.flag_key == flag && b.variation == variation)
+            .map(|b| b.count)
+            .sum()
+    };
+    assert_eq!(total("counted", Some(1)), served_true, "{usage:?}");
+    assert_eq!(total("counted", Some(0)), served_false, "{usage:?}");
+    assert_eq!(total("counted", None), 0, "{usage:?}");
+    assert_eq!(total("missing", None), 3, "{usage:?}");
+    assert!(
+        usage
+            .iter()
+            .filter(|b| b.flag_key == "missing")
+            .all(|b| b.error_kind.is_some()),
+        "{usage:?}"
+    );
+    client.close();
+}

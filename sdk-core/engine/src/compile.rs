@@ -449,6 +449,24 @@ impl Ruleset {
         self.flags.iter().map(|e| &*e.key)
     }
 
+    /// A flag's position in this ruleset, in `0..flag_count()` (flags are in key order). For
+    /// callers that keep per-flag state in an array for one ruleset: look the key up once,
+    /// then [`Ruleset::evaluate_at`] and [`Ruleset::flag_at`] need no second lookup.
+    #[inline]
+    pub fn flag_index(&self, key: &str) -> Option<usize> {
+        self.flag_position(key)
+    }
+
+    /// The key and model of the flag at `index` (the model is `None` when the flag did not
+    /// fit it).
+    pub fn flag_at(&self, index: usize) -> Option<(&str, Option<&Flag>)> {
+        let entry = self.flags.get(index)?;
+        Some((
+            &entry.key,
+            entry.compiled.as_deref().map(CompiledFlag::model),
+        ))
+    }
+
     /// The model of a flag, if it exists and fits the model.
     pub fn flag(&self, key: &str) -> Option<&Flag> {
         let entry = &self.flags[self.flag_position(key)?];

@@ -1,5 +1,7 @@
 //! Evaluation contexts: one or several (multi-kind) kinds, each with a key and attributes.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::index::hash_key;
@@ -231,15 +233,18 @@ impl SingleContext {
 }
 
 /// What a flag is evaluated for: a single context or several kinds at once.
+///
+/// Immutable once built, and shared: a clone (an SDK queueing an event for it) is a
+/// reference-count increment, not a copy of every attribute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Context {
-    parts: Vec<SingleContext>,
+    parts: Arc<[SingleContext]>,
 }
 
 impl From<SingleContext> for Context {
     fn from(single: SingleContext) -> Context {
         Context {
-            parts: vec![single],
+            parts: Arc::new([single]),
         }
     }
 }
@@ -260,7 +265,9 @@ impl Context {
                 return Err(ContextError::DuplicateKind(part.kind().to_owned()));
             }
         }
-        Ok(Context { parts })
+        Ok(Context {
+            parts: parts.into(),
+        })
     }
 
     /// Reads the canonical JSON form (see `conformance/SCHEMA.md`).
@@ -285,7 +292,7 @@ impl Context {
     }
 
     pub fn to_json(&self) -> Value {
-        match self.parts.as_slice() {
+        match &*self.parts {
             [single] => single.to_json(),
             parts => serde_json::json!({
                 "kind": "multi",

@@ -102,6 +102,21 @@ impl Ruleset {
         }
     }
 
+    /// Evaluates the flag at `index` (see [`Ruleset::flag_index`]) exactly as
+    /// [`Ruleset::evaluate`] evaluates it by key; an index out of range is `FLAG_NOT_FOUND`.
+    #[inline]
+    pub fn evaluate_at<'r>(
+        &'r self,
+        index: usize,
+        context: &Context,
+        requested: ValueKind,
+    ) -> Evaluation<'r> {
+        match self.preflight_at(index, requested) {
+            Ok(flag) => self.evaluate_valid(flag, context),
+            Err(error) => error,
+        }
+    }
+
     /// Evaluates a flag that exists and is well-formed, as the top of a chain.
     #[inline]
     fn evaluate_valid<'r>(&'r self, flag: &'r CompiledFlag, context: &Context) -> Evaluation<'r> {
@@ -119,10 +134,21 @@ impl Ruleset {
         flag_key: &str,
         requested: ValueKind,
     ) -> Result<&'r CompiledFlag, Evaluation<'r>> {
-        let Some(index) = self.flag_position(flag_key) else {
+        match self.flag_position(flag_key) {
+            Some(index) => self.preflight_at(index, requested),
+            None => Err(Evaluation::error(ErrorKind::FlagNotFound, 0)),
+        }
+    }
+
+    #[inline]
+    fn preflight_at<'r>(
+        &'r self,
+        index: usize,
+        requested: ValueKind,
+    ) -> Result<&'r CompiledFlag, Evaluation<'r>> {
+        let Some(entry) = self.flags.get(index) else {
             return Err(Evaluation::error(ErrorKind::FlagNotFound, 0));
         };
-        let entry = &self.flags[index];
         let Some(flag) = entry.compiled.as_deref() else {
             return Err(Evaluation::error(ErrorKind::MalformedFlag, 0));
         };

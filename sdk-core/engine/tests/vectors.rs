@@ -86,6 +86,39 @@ fn every_vector_case_evaluates_as_expected() {
     );
 }
 
+/// Evaluating by position (`flag_index` then `evaluate_at`) gives exactly what evaluating by
+/// key gives, for every case whose context is valid.
+#[test]
+fn evaluation_by_position_agrees_with_evaluation_by_key() {
+    let mut compared = 0;
+    for (name, file) in vector_files() {
+        let ruleset = ruleset_of(&file);
+        for case in file["cases"].as_array().expect("cases") {
+            let Ok(context) = vexil_engine::Context::from_json(&case["context"]) else {
+                continue;
+            };
+            let flag = case["flag"].as_str().expect("case flag");
+            let kind = requested_kind(case);
+            let by_key = ruleset.evaluate(flag, &context, kind);
+            let by_position = match ruleset.flag_index(flag) {
+                Some(index) => {
+                    let (key, _) = ruleset.flag_at(index).expect("flag at its index");
+                    assert_eq!(key, flag, "{name}");
+                    ruleset.evaluate_at(index, &context, kind)
+                }
+                None => ruleset.evaluate_at(ruleset.flag_count(), &context, kind),
+            };
+            assert_eq!(
+                format!("{by_key:?}"),
+                format!("{by_position:?}"),
+                "{name}: {flag}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 300, "only {compared} cases compared");
+}
+
 #[test]
 fn validation_reports_exactly_the_expected_problems() {
     let mut failures = Vec::new();

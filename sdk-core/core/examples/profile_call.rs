@@ -1,0 +1,61 @@
+//! Calls one variation many times, for profilers that count instructions:
+//! `valgrind --tool=callgrind target/release/examples/profile_call client 100000`
+//! (`engine` for the engine's own evaluation of the same flag, `off` for a client with
+//! events off). Run with a count of 0 to measure the set-up alone.
+
+use std::hint::black_box;
+
+use serde_json::json;
+use vexil_core::{Client, Config, EventConfig};
+use vexil_engine::{Context, Ruleset, SingleContext, ValueKind};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "client".to_owned());
+    let count: usize = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let flags: Vec<_> = (0..100)
+        .map(|i| {
+            json!({"key": format!("flag-{i}"), "kind": "bool", "variations": [true, false],
+                "on": true, "rules": [{"id": "beta", "serve": {"variation": 0}, "clauses": [
+                    {"attribute": "plan", "op": "in", "values": ["beta", "enterprise"]}]}],
+                "fallthrough": {"variation": 1}, "version": 1})
+        })
+        .collect();
+    let text = json!({"version": 7, "flags": flags}).to_string();
+    let mut user = SingleContext::new("user", "alice").expect("context");
+    user.set("plan", json!("beta"));
+    let alice = Context::from(user);
+    let mut served = 0usize;
+    if mode == "engine" {
+        let ruleset = Ruleset::from_json(&text).expect("ruleset");
+        for _ in 0..count {
+            let value = ruleset.evaluate(black_box("flag-42"), &alice, ValueKind::Bool);
+            served += usize::from(value.value.and_then(|v| v.as_bool()) == Some(true));
+        }
+    } else {
+        let dir = std::env::temp_dir().join(format!("vexil-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary folder");
+        let bootstrap = dir.join("flags.json");
+        std::fs::write(&bootstrap, &text).expect("bootstrap file");
+        let events = EventConfig {
+            enabled: mode != "off",
+            ..EventConfig::default()
+        };
+        let client = Client::new(
+            Config::new("vxl-server-profile")
+                .with_offline(true)
+                .with_bootstrap(&bootstrap)
+                .with_events(events),
+        )
+        .expect("client");
+        for _ in 0..count {
+            served += usize::from(client.bool_variation(black_box("flag-42"), &alice, false));
+        }
+        client.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!("{mode}: {served} of {count} served true");
+}
