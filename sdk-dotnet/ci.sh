@@ -26,11 +26,11 @@ cargo build -q --workspace --lib --bins --tests || fail "cargo build failed"
 
 out="$CARGO_TARGET_DIR/dotnet"
 mkdir -p "$out"
-mcs -langversion:7 -unsafe -nologo -warnaserror+ -target:library -doc:"$out/Vexil.xml" -out:"$out/Vexil.dll" "$here"/src/Vexil/*.cs ||
+mcs -langversion:7 -unsafe -nologo -optimize+ -warnaserror+ -target:library -doc:"$out/Vexil.xml" -out:"$out/Vexil.dll" "$here"/src/Vexil/*.cs ||
 	fail "the library does not compile"
 mcs -langversion:7 -nologo -target:library -out:"$out/Vexil.Tests.dll" -r:"$out/Vexil.dll" -r:"$nunit" -r:System.Net \
 	"$here/tests/TestSupport.cs" "$here/tests/VectorTests.cs" "$here/tests/ClientTests.cs" || fail "the tests do not compile"
-mcs -langversion:7 -nologo -target:exe -out:"$out/Vexil.Benchmark.exe" -r:"$out/Vexil.dll" -r:System.Net \
+mcs -langversion:7 -unsafe -nologo -target:exe -out:"$out/Vexil.Benchmark.exe" -r:"$out/Vexil.dll" -r:System.Net \
 	"$here/tests/TestSupport.cs" "$here/tests/Benchmark.cs" || fail "the benchmark does not compile"
 # The native library by absolute path, for Mono's loader.
 printf '<configuration>\n  <dllmap dll="vexil_ffi" target="%s/debug/libvexil_ffi.so"/>\n</configuration>\n' "$CARGO_TARGET_DIR" >"$out/Vexil.dll.config"

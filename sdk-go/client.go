@@ -259,6 +259,9 @@ func (c *Client) Flush(ctx context.Context) error {
 // waits until its values arrive or ctx is done (at most 10 s without a deadline); the
 // previous context's values are served meanwhile. In local mode it returns at once.
 func (c *Client) Identify(ctx context.Context, evalContext *Context) error {
+	if evalContext == nil {
+		return &Error{Code: CodeNullArgument, Message: "evalContext: must not be nil"}
+	}
 	timeout := waitBudget(ctx)
 	return c.blockingCall(ctx, func(ptr *C.VexilClient) error {
 		evalContext.mu.RLock()
@@ -310,6 +313,9 @@ func (c *Client) blockingCall(ctx context.Context, call func(*C.VexilClient) err
 // Track records a metric event for a context (value: nil for none). It returns at once;
 // the event is sent in the background.
 func (c *Client) Track(eventName string, context *Context, value *float64) error {
+	if context == nil {
+		return &Error{Code: CodeNullArgument, Message: "context: must not be nil"}
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.ptr == nil {

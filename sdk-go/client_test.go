@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,6 +99,19 @@ func TestTypedVariationsAndDetails(t *testing.T) {
 	if got := client.BoolVariationDetail("check\xffout", alice, false); got.Reason.ErrorKind != "FLAG_NOT_FOUND" {
 		t.Errorf("invalid UTF-8 key %+v", got)
 	}
+	// The typed variations answer the default for misuse, as the details do.
+	if client.BoolVariation("checkout", nil, false) || client.NumberVariation("limit", nil, 1) != 1 || client.StringVariation("banner", nil, "d") != "d" {
+		t.Error("nil context: not the defaults")
+	}
+	if client.BoolVariation("check\xffout", alice, false) || client.NumberVariation("limit\xff", alice, 1) != 1 || client.StringVariation("banner\xff", alice, "d") != "d" {
+		t.Error("key that is not UTF-8: not the defaults")
+	}
+	if got := client.StringVariation("banner", alice, "d\xff"); got != "d\xff" {
+		t.Errorf("default that is not UTF-8: %q", got)
+	}
+	if client.BoolVariation("", alice, false) || client.StringVariation("", alice, "") != "" {
+		t.Error("empty key: not the defaults")
+	}
 	all, err := client.AllFlags(alice)
 	if err != nil || len(all) != 5 || string(all["banner"].Value) != `"hello"` {
 		t.Errorf("all flags %v %v", all, err)
@@ -109,6 +123,12 @@ func TestTypedVariationsAndDetails(t *testing.T) {
 	var vexilErr *Error
 	if err := client.Track("", alice, nil); !errors.As(err, &vexilErr) || vexilErr.Code != CodeInvalidArgument {
 		t.Errorf("empty event name: %v", err)
+	}
+	if err := client.Track("purchase", nil, nil); !errors.As(err, &vexilErr) || vexilErr.Code != CodeNullArgument || !strings.Contains(err.Error(), "context") {
+		t.Errorf("track without context: %v", err)
+	}
+	if err := client.Identify(context.Background(), nil); !errors.As(err, &vexilErr) || vexilErr.Code != CodeNullArgument || !strings.Contains(err.Error(), "evalContext") {
+		t.Errorf("identify without context: %v", err)
 	}
 	state, err := client.State()
 	if err != nil || state.Status != "OFFLINE" || state.Mode != "LOCAL" || state.Source != "BOOTSTRAP" {
@@ -123,6 +143,9 @@ func TestTypedVariationsAndDetails(t *testing.T) {
 	if got := client.BoolVariationDetail("checkout", alice, false); got.Value || got.Reason.ErrorKind != "INVALID_CONTEXT" {
 		t.Errorf("closed context %+v", got)
 	}
+	if client.BoolVariation("checkout", alice, false) || client.NumberVariation("limit", alice, 1) != 1 || client.StringVariation("banner", alice, "d") != "d" {
+		t.Error("closed context: not the defaults")
+	}
 	bob := mustContext(t, "user", "bob")
 	if err := client.Close(); err != nil {
 		t.Fatal(err)
@@ -132,6 +155,9 @@ func TestTypedVariationsAndDetails(t *testing.T) {
 	}
 	if got := client.BoolVariationDetail("checkout", bob, false); got.Value || got.Reason.ErrorKind != "CLIENT_NOT_READY" {
 		t.Errorf("closed client %+v", got)
+	}
+	if client.BoolVariation("checkout", bob, false) || client.NumberVariation("limit", bob, 1) != 1 || client.StringVariation("banner", bob, "d") != "d" {
+		t.Error("closed client: not the defaults")
 	}
 	if err := client.Track("x", bob, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("track after close: %v", err)

@@ -76,6 +76,45 @@ namespace Vexil.Tests
             }
         }
 
+        /// <summary>
+        /// The typed variations copy ASCII keys into a per-thread buffer and encode the others
+        /// (longer keys, non-ASCII keys, which name no flag as flag keys are ASCII); misuse
+        /// answers the default, never an exception.
+        /// </summary>
+        [Test]
+        public void TypedVariationsForEveryKindOfKeyAndMisuse()
+        {
+            var longKey = new string('k', 200);
+            using (var client = Bootstrapped(Paths.BoolFlag("checkout"), Paths.BoolFlag(longKey), Flag("banner", "string", "\u00e9t\u00e9"),
+                Flag("limit", "number", 2.5)))
+            {
+                var alice = Context.Builder("user", "alice").Build();
+                Assert.IsTrue(client.BoolVariation(longKey, alice, false), "key longer than the per-thread buffer");
+                Assert.IsFalse(client.BoolVariation(longKey + "x", alice, false));
+                Assert.AreEqual("\u00e9t\u00e9", client.StringVariation("banner", alice, "d"), "non-ASCII value");
+                Assert.AreEqual("d\u00e9", client.StringVariation("nope", alice, "d\u00e9"), "non-ASCII default");
+                Assert.IsTrue(client.BoolVariation("caf\u00e9", alice, true), "a non-ASCII key names no flag");
+                Assert.IsFalse(client.BoolVariation("checkout\u00e9", alice, false), "nor does an ASCII key with more");
+                Assert.IsFalse(client.BoolVariation("check\ud800out", alice, false), "a lone surrogate names no flag");
+                Assert.AreEqual("FLAG_NOT_FOUND", client.BoolVariationDetail("caf\u00e9", alice, false).Reason.ErrorKind);
+                Assert.IsFalse(client.BoolVariation("", alice, false));
+                Assert.IsFalse(client.BoolVariation(null, alice, false));
+                Assert.AreEqual(1.0, client.NumberVariation(null, alice, 1));
+                Assert.AreEqual("d", client.StringVariation(null, alice, "d"));
+                Assert.IsNull(client.StringVariation("banner", alice, null));
+                Assert.IsFalse(client.BoolVariation("checkout", null, false));
+                Assert.AreEqual(1.0, client.NumberVariation("limit", null, 1));
+                Assert.AreEqual("d", client.StringVariation("banner", null, "d"));
+                Assert.IsTrue(client.BoolVariation("checkout", alice, false));
+                Assert.AreEqual(2.5, client.NumberVariation("limit", alice, 1));
+                alice.Dispose();
+                Assert.IsFalse(client.BoolVariation("checkout", alice, false), "a disposed context answers the default");
+                Assert.AreEqual(1.0, client.NumberVariation("limit", alice, 1));
+                Assert.AreEqual("d", client.StringVariation("banner", alice, "d"));
+                alice.Dispose();
+            }
+        }
+
         [Test]
         public void ConcurrentUseAndDispose()
         {
@@ -99,6 +138,40 @@ namespace Vexil.Tests
                 Thread.Sleep(5);
                 client.Dispose();
                 foreach (var t in threads) t.Join();
+            }
+        }
+
+        /// <summary>
+        /// A context disposed while threads evaluate with it: the disposal waits for the calls
+        /// inside, and every call that starts afterwards answers the default.
+        /// </summary>
+        [Test]
+        public void ConcurrentUseAndContextDispose()
+        {
+            using (var client = Bootstrapped(Paths.BoolFlag("checkout")))
+            {
+                var alice = Context.Builder("user", "alice").Build();
+                var disposed = 0;
+                var wrongAfterDispose = 0;
+                var threads = new List<Thread>();
+                for (var i = 0; i < 4; i++)
+                {
+                    var t = new Thread(() =>
+                    {
+                        for (var n = 0; n < 20000; n++)
+                        {
+                            var wasDisposed = Volatile.Read(ref disposed) == 1;
+                            if (client.BoolVariation("checkout", alice, false) && wasDisposed) Interlocked.Increment(ref wrongAfterDispose);
+                        }
+                    });
+                    t.Start();
+                    threads.Add(t);
+                }
+                Thread.Sleep(5);
+                alice.Dispose();
+                Volatile.Write(ref disposed, 1);
+                foreach (var t in threads) t.Join();
+                Assert.AreEqual(0, wrongAfterDispose, "calls after Dispose answered from the freed context");
             }
         }
 

@@ -367,6 +367,62 @@ fn null_arguments_are_refused_by_name() {
     vexil_context_free(alice);
 }
 
+/// Keys are checked as ASCII first and as UTF-8 otherwise: a valid non-ASCII key is
+/// accepted (flag keys are ASCII, so it names no flag), and an invalid byte is found
+/// wherever it is.
+#[test]
+fn ascii_and_other_utf8_keys_are_accepted() {
+    let (client, _dir) = offline_client(flags());
+    let alice = context(r#"{"kind":"user","key":"alice"}"#);
+    let evaluate = |key: &[u8], kind: i32| {
+        let (mut out, mut len, mut error) = (null_mut(), 0, null_mut());
+        let code = vexil_variation_detail(
+            client,
+            key.as_ptr().cast(),
+            key.len(),
+            alice,
+            kind,
+            "true".as_ptr().cast(),
+            4,
+            &mut out,
+            &mut len,
+            &mut error,
+        );
+        if code == VexilCode::Ok {
+            let detail: Value = serde_json::from_str(&take(out, len)).unwrap();
+            Ok((detail["value"].clone(), detail["reason"].clone()))
+        } else {
+            Err((code, message(error)))
+        }
+    };
+    let (value, reason) = evaluate(b"checkout", 0).unwrap();
+    assert_eq!(
+        (value, reason["kind"].clone()),
+        (json!(true), json!("FALLTHROUGH"))
+    );
+    for key in ["caf\u{e9}-r\u{e9}duit", "checkout\u{1f600}"] {
+        let (value, reason) = evaluate(key.as_bytes(), 0).unwrap();
+        assert_eq!(value, json!(true), "{key}: the default");
+        assert_eq!(reason["error_kind"], json!("FLAG_NOT_FOUND"), "{key}");
+    }
+    assert_eq!(
+        evaluate(b"checkout-and-more\xff", 0),
+        Err((
+            VexilCode::InvalidUtf8,
+            "flag_key: not valid UTF-8 at byte 17".to_owned()
+        ))
+    );
+    assert_eq!(
+        evaluate(b"caf\xc3", 0),
+        Err((
+            VexilCode::InvalidUtf8,
+            "flag_key: not valid UTF-8 at byte 3".to_owned()
+        ))
+    );
+    vexil_context_free(alice);
+    assert_eq!(vexil_client_free(client, null_mut()), VexilCode::Ok);
+}
+
 #[test]
 fn invalid_utf8_json_and_contexts_are_refused() {
     let (client, _dir) = offline_client(flags());

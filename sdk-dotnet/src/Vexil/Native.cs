@@ -1,10 +1,17 @@
 using System;
 using System.Runtime.InteropServices;
+using System.Security;
 using System.Text;
+using System.Threading;
 
 namespace Vexil
 {
-    /// <summary>The C ABI of the native library (include/vexil.h), one declaration per function.</summary>
+    /// <summary>
+    /// The C ABI of the native library (include/vexil.h), one declaration per function. No
+    /// security stack walk per call (.NET Framework makes one otherwise; Mono and .NET 8
+    /// ignore the attribute).
+    /// </summary>
+    [SuppressUnmanagedCodeSecurity]
     internal static unsafe class Native
     {
         const string Library = "vexil_ffi";
@@ -39,14 +46,18 @@ namespace Vexil
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int vexil_client_state(ClientHandle client, out IntPtr json, out UIntPtr jsonLen, out IntPtr errorMessage);
 
-        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int vexil_bool_variation(ClientHandle client, byte* flagKey, UIntPtr flagKeyLen, ContextHandle context, byte defaultValue, out byte value, IntPtr errorMessage);
+        // The typed variations are the hot path: blittable arguments only (pointers and
+        // numbers), so that the runtime copies nothing and runs no marshalling code; the
+        // handles' lifetimes are guarded by GatedHandle.Enter/Leave around the call.
 
-        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int vexil_number_variation(ClientHandle client, byte* flagKey, UIntPtr flagKeyLen, ContextHandle context, double defaultValue, out double value, IntPtr errorMessage);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int vexil_bool_variation(IntPtr client, byte* flagKey, UIntPtr flagKeyLen, IntPtr context, byte defaultValue, byte* value, IntPtr errorMessage);
 
-        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int vexil_string_variation(ClientHandle client, byte* flagKey, UIntPtr flagKeyLen, ContextHandle context, byte* defaultValue, UIntPtr defaultLen, out IntPtr value, out UIntPtr valueLen, IntPtr errorMessage);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int vexil_number_variation(IntPtr client, byte* flagKey, UIntPtr flagKeyLen, IntPtr context, double defaultValue, double* value, IntPtr errorMessage);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int vexil_string_variation(IntPtr client, byte* flagKey, UIntPtr flagKeyLen, IntPtr context, byte* defaultValue, UIntPtr defaultLen, IntPtr* value, UIntPtr* valueLen, IntPtr errorMessage);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int vexil_variation_detail(ClientHandle client, byte* flagKey, UIntPtr flagKeyLen, ContextHandle context, int kind, byte* defaultJson, UIntPtr defaultJsonLen, out IntPtr json, out UIntPtr jsonLen, out IntPtr errorMessage);
@@ -106,18 +117,95 @@ namespace Vexil
         }
 
         internal static byte[] Utf8(string s) => s == null ? null : Encoding.UTF8.GetBytes(s);
+
+        /// <summary>
+        /// This thread's buffer for the flag key of a variation call: used only for the
+        /// duration of one native call, which never calls back into managed code. A buffer
+        /// per thread costs less than stackalloc on Mono, and nothing is allocated per call.
+        /// </summary>
+        [ThreadStatic] static byte[] keyBuffer;
+
+        /// <summary>Size of <see cref="KeyBuffer"/>: longer keys are encoded on the heap.</summary>
+        const int KeyBufferBytes = 128;
+
+        internal static byte[] KeyBuffer => keyBuffer ?? (keyBuffer = new byte[KeyBufferBytes]);
+
+        /// <summary>
+        /// Copies an ASCII string of at most <paramref name="capacity"/> characters into
+        /// <paramref name="buffer"/> (ASCII is its own UTF-8) and returns its length; returns -1
+        /// for a longer string or one with other characters, which the caller encodes with
+        /// <see cref="Utf8"/>. Flag keys are short ASCII, and this costs a fraction of the
+        /// general encoder.
+        /// </summary>
+        internal static int CopyAscii(string s, byte* buffer, int capacity)
+        {
+            var n = s.Length;
+            if (n > capacity) return -1;
+            fixed (char* chars = s)
+            {
+                for (var i = 0; i < n; i++)
+                {
+                    var c = chars[i];
+                    if (c >= 0x80) return -1;
+                    buffer[i] = (byte)c;
+                }
+            }
+            return n;
+        }
     }
 
-    /// <summary>A native client, released exactly once (vexil_client_free).</summary>
-    internal sealed class ClientHandle : SafeHandle
+    /// <summary>
+    /// A native handle that the variation calls use through a gate instead of the SafeHandle
+    /// reference count: <see cref="Enter"/> and <see cref="Leave"/> are one interlocked
+    /// increment and decrement, where DangerousAddRef and DangerousRelease (or marshalling
+    /// the SafeHandle) cost noticeably more on this hot path. Releasing the handle closes the
+    /// gate and waits for the calls inside, which are short and never block, before the
+    /// native object is freed. Every other call passes the SafeHandle itself.
+    /// </summary>
+    internal abstract class GatedHandle : SafeHandle
     {
-        internal ClientHandle(IntPtr handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
+        /// <summary>Added to the count of calls inside when the gate closes: the count turns negative.</summary>
+        const int Closed = int.MinValue;
+
+        int callsInside;
+
+        protected GatedHandle(IntPtr handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
 
         public override bool IsInvalid => handle == IntPtr.Zero;
 
-        protected override bool ReleaseHandle()
+        /// <summary>
+        /// Admits a call and returns the native pointer, valid until <see cref="Leave"/>; returns
+        /// IntPtr.Zero once the handle is released, and then nothing is to be left.
+        /// </summary>
+        internal IntPtr Enter()
         {
-            return Native.vexil_client_free(handle, out var message) == 0 || FreeMessage(message);
+            if (Interlocked.Increment(ref callsInside) > 0) return handle;
+            Interlocked.Decrement(ref callsInside);
+            return IntPtr.Zero;
+        }
+
+        internal void Leave() => Interlocked.Decrement(ref callsInside);
+
+        protected sealed override bool ReleaseHandle()
+        {
+            Interlocked.Add(ref callsInside, Closed);
+            var spin = new SpinWait();
+            while (Volatile.Read(ref callsInside) != Closed) spin.SpinOnce();
+            return Free(handle);
+        }
+
+        /// <summary>Frees the native object; no call uses it any more.</summary>
+        protected abstract bool Free(IntPtr native);
+    }
+
+    /// <summary>A native client, released exactly once (vexil_client_free).</summary>
+    internal sealed class ClientHandle : GatedHandle
+    {
+        internal ClientHandle(IntPtr handle) : base(handle) { }
+
+        protected override bool Free(IntPtr native)
+        {
+            return Native.vexil_client_free(native, out var message) == 0 || FreeMessage(message);
         }
 
         static bool FreeMessage(IntPtr message)
@@ -128,15 +216,13 @@ namespace Vexil
     }
 
     /// <summary>A native context, released exactly once (vexil_context_free).</summary>
-    internal sealed class ContextHandle : SafeHandle
+    internal sealed class ContextHandle : GatedHandle
     {
-        internal ContextHandle(IntPtr handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
+        internal ContextHandle(IntPtr handle) : base(handle) { }
 
-        public override bool IsInvalid => handle == IntPtr.Zero;
-
-        protected override bool ReleaseHandle()
+        protected override bool Free(IntPtr native)
         {
-            Native.vexil_context_free(handle);
+            Native.vexil_context_free(native);
             return true;
         }
     }

@@ -69,29 +69,37 @@ namespace Vexil
             return (Dictionary<string, object>)Json.Parse(Native.TakeString(json, len));
         }
 
+        // The typed variations are the hot path: the key is copied into this thread's buffer
+        // (ASCII) or encoded (anything else), both handles are entered through their gates, and one
+        // blittable native call answers. No allocation, no exception: misuse answers the
+        // default, as the native call does for a key that is not UTF-8.
+
         /// <summary>A bool flag's value for the context, or the default (unknown flag, wrong type, no data, disposed context or client).</summary>
         public bool BoolVariation(string flagKey, Context context, bool defaultValue)
         {
             if (flagKey == null || context == null) return defaultValue;
-            // Short keys (all real ones) are encoded on the stack: no allocation per call.
-            const int stackBytes = 512;
-            byte* buffer = stackalloc byte[stackBytes];
-            var max = Encoding.UTF8.GetMaxByteCount(flagKey.Length);
-            byte[] heap = max <= stackBytes ? null : Encoding.UTF8.GetBytes(flagKey);
-            fixed (byte* h = heap)
-            fixed (char* chars = flagKey)
+            var buffer = Native.KeyBuffer;
+            fixed (byte* ascii = buffer)
             {
-                byte* key = heap == null ? buffer : h;
-                var n = heap == null ? Encoding.UTF8.GetBytes(chars, flagKey.Length, buffer, stackBytes) : heap.Length;
-                try
-                {
-                    var code = Native.vexil_bool_variation(handle, key, (UIntPtr)n, context.Handle, defaultValue ? (byte)1 : (byte)0, out var value, IntPtr.Zero);
-                    return code == 0 ? value != 0 : defaultValue;
-                }
-                catch (ObjectDisposedException)
-                {
-                    return defaultValue;
-                }
+                var length = Native.CopyAscii(flagKey, ascii, buffer.Length);
+                if (length >= 0) return BoolVariationOf(ascii, length, context, defaultValue);
+            }
+            var encoded = Native.Utf8(flagKey);
+            fixed (byte* key = encoded) return BoolVariationOf(key, encoded.Length, context, defaultValue);
+        }
+
+        bool BoolVariationOf(byte* key, int keyLength, Context context, bool defaultValue)
+        {
+            if (!Enter(context, out var client, out var ctx)) return defaultValue;
+            try
+            {
+                byte value;
+                var code = Native.vexil_bool_variation(client, key, (UIntPtr)keyLength, ctx, defaultValue ? (byte)1 : (byte)0, &value, IntPtr.Zero);
+                return code == 0 ? value != 0 : defaultValue;
+            }
+            finally
+            {
+                Leave(context);
             }
         }
 
@@ -99,18 +107,28 @@ namespace Vexil
         public double NumberVariation(string flagKey, Context context, double defaultValue)
         {
             if (flagKey == null || context == null) return defaultValue;
-            var key = Native.Utf8(flagKey);
+            var buffer = Native.KeyBuffer;
+            fixed (byte* ascii = buffer)
+            {
+                var length = Native.CopyAscii(flagKey, ascii, buffer.Length);
+                if (length >= 0) return NumberVariationOf(ascii, length, context, defaultValue);
+            }
+            var encoded = Native.Utf8(flagKey);
+            fixed (byte* key = encoded) return NumberVariationOf(key, encoded.Length, context, defaultValue);
+        }
+
+        double NumberVariationOf(byte* key, int keyLength, Context context, double defaultValue)
+        {
+            if (!Enter(context, out var client, out var ctx)) return defaultValue;
             try
             {
-                fixed (byte* k = key)
-                {
-                    var code = Native.vexil_number_variation(handle, k, (UIntPtr)key.Length, context.Handle, defaultValue, out var value, IntPtr.Zero);
-                    return code == 0 ? value : defaultValue;
-                }
+                double value;
+                var code = Native.vexil_number_variation(client, key, (UIntPtr)keyLength, ctx, defaultValue, &value, IntPtr.Zero);
+                return code == 0 ? value : defaultValue;
             }
-            catch (ObjectDisposedException)
+            finally
             {
-                return defaultValue;
+                Leave(context);
             }
         }
 
@@ -118,21 +136,56 @@ namespace Vexil
         public string StringVariation(string flagKey, Context context, string defaultValue)
         {
             if (flagKey == null || context == null || defaultValue == null) return defaultValue;
-            var key = Native.Utf8(flagKey);
+            var buffer = Native.KeyBuffer;
+            fixed (byte* ascii = buffer)
+            {
+                var length = Native.CopyAscii(flagKey, ascii, buffer.Length);
+                if (length >= 0) return StringVariationOf(ascii, length, context, defaultValue);
+            }
+            var encoded = Native.Utf8(flagKey);
+            fixed (byte* key = encoded) return StringVariationOf(key, encoded.Length, context, defaultValue);
+        }
+
+        string StringVariationOf(byte* key, int keyLength, Context context, string defaultValue)
+        {
             var def = Native.Utf8(defaultValue);
+            if (!Enter(context, out var client, out var ctx)) return defaultValue;
             try
             {
-                fixed (byte* k = key)
+                IntPtr value;
+                UIntPtr valueLength;
+                int code;
                 fixed (byte* d = def)
                 {
-                    var code = Native.vexil_string_variation(handle, k, (UIntPtr)key.Length, context.Handle, d, (UIntPtr)def.Length, out var value, out var len, IntPtr.Zero);
-                    return code == 0 ? Native.TakeString(value, len) : defaultValue;
+                    code = Native.vexil_string_variation(client, key, (UIntPtr)keyLength, ctx, d, (UIntPtr)def.Length, &value, &valueLength, IntPtr.Zero);
                 }
+                return code == 0 ? Native.TakeString(value, valueLength) : defaultValue;
             }
-            catch (ObjectDisposedException)
+            finally
             {
-                return defaultValue;
+                Leave(context);
             }
+        }
+
+        /// <summary>
+        /// Enters the client's and the context's gates and gives their native pointers; false
+        /// (and nothing entered) when either is disposed. Every true is followed by <see cref="Leave"/>.
+        /// </summary>
+        bool Enter(Context context, out IntPtr client, out IntPtr ctx)
+        {
+            ctx = IntPtr.Zero;
+            client = handle.Enter();
+            if (client == IntPtr.Zero) return false;
+            ctx = context.Handle.Enter();
+            if (ctx != IntPtr.Zero) return true;
+            handle.Leave();
+            return false;
+        }
+
+        void Leave(Context context)
+        {
+            context.Handle.Leave();
+            handle.Leave();
         }
 
         /// <summary>Any flag's value as parsed JSON (see <see cref="Json"/>), or the default.</summary>
