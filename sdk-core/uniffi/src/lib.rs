@@ -92,6 +92,11 @@ impl NativeContext {
             Err(_) => self.json.to_string(),
         })
     }
+
+    /// This context's address, for the fast variation calls (see [`fast_bool_variation`]).
+    pub fn address(&self) -> NativeResult<u64> {
+        Ok(address_of(self))
+    }
 }
 
 impl NativeContext {
@@ -378,6 +383,11 @@ impl NativeClient {
         Ok(self.client.status().into())
     }
 
+    /// This client's address, for the fast variation calls (see [`fast_bool_variation`]).
+    pub fn address(&self) -> NativeResult<u64> {
+        Ok(address_of(self))
+    }
+
     pub fn is_remote(&self) -> NativeResult<bool> {
         Ok(self.client.mode() == vexil_core::Mode::Remote)
     }
@@ -578,6 +588,100 @@ impl NativeClient {
     }
 }
 
+// ----- fast variation calls ------------------------------------------------------------------
+//
+// A method call on a uniffi object clones the object's `Arc` on the Swift side (a call into
+// the library) and drops it after, for the client and for the context, and a `String` argument
+// is copied into a buffer the library allocates and frees: four atomic read-modify-writes (each
+// costs tens of nanoseconds), a memory allocation and an extra call, which is several times
+// the cost of the evaluation itself. The typed variations answering a primitive are the calls
+// made on every screen and in loops, so they take this path instead: the Swift package passes
+// the addresses of the client and context, and the flag key's UTF-8 bytes in place.
+//
+// The contract with the Swift package, which alone calls these (they are not part of its API):
+// `client` and `context` come from `address()` of objects that the caller keeps alive for the
+// duration of the call (`withExtendedLifetime`), and `flag_key_utf8`/`flag_key_len` point to
+// `flag_key_len` bytes readable for the duration of the call (`String.withUTF8`). Evaluation
+// never fails; a null address or a key that is not UTF-8 is reported as an error, and the
+// Swift side answers the default, as for any other failure.
+
+fn address_of<T>(object: &T) -> u64 {
+    object as *const T as usize as u64
+}
+
+/// # Safety
+/// See the contract above.
+unsafe fn fast_call_arguments<'a>(
+    client: u64,
+    context: u64,
+    flag_key_utf8: u64,
+    flag_key_len: u64,
+) -> NativeResult<(&'a NativeClient, &'a NativeContext, &'a str)> {
+    let invalid = |message: &str| NativeError::InvalidOptions {
+        message: message.to_owned(),
+    };
+    let client = client as usize as *const NativeClient;
+    let context = context as usize as *const NativeContext;
+    if client.is_null() || context.is_null() {
+        return Err(invalid("client, context: null address"));
+    }
+    let len = usize::try_from(flag_key_len).map_err(|_| invalid("flagKey: too long"))?;
+    let bytes: &[u8] = if len == 0 {
+        &[]
+    } else {
+        let data = flag_key_utf8 as usize as *const u8;
+        if data.is_null() {
+            return Err(invalid("flagKey: null address"));
+        }
+        // SAFETY: per the contract, `len` bytes are readable at `data` during the call.
+        unsafe { std::slice::from_raw_parts(data, len) }
+    };
+    let flag_key = std::str::from_utf8(bytes).map_err(|_| invalid("flagKey: not UTF-8"))?;
+    // SAFETY: per the contract, both objects are alive (each inside its `Arc`) during the call.
+    Ok(unsafe { (&*client, &*context, flag_key) })
+}
+
+/// `NativeClient::bool_variation` by addresses; the fast path of the Swift package (see the
+/// contract above).
+#[uniffi::export]
+pub fn fast_bool_variation(
+    client: u64,
+    context: u64,
+    flag_key_utf8: u64,
+    flag_key_len: u64,
+    default_value: bool,
+) -> NativeResult<bool> {
+    // SAFETY: the Swift package upholds the contract above.
+    let (client, context, flag_key) =
+        unsafe { fast_call_arguments(client, context, flag_key_utf8, flag_key_len) }?;
+    Ok(match &context.parsed {
+        Ok(parsed) => client
+            .client
+            .bool_variation(flag_key, parsed, default_value),
+        Err(_) => default_value,
+    })
+}
+
+/// `NativeClient::number_variation` by addresses (see [`fast_bool_variation`]).
+#[uniffi::export]
+pub fn fast_number_variation(
+    client: u64,
+    context: u64,
+    flag_key_utf8: u64,
+    flag_key_len: u64,
+    default_value: f64,
+) -> NativeResult<f64> {
+    // SAFETY: the Swift package upholds the contract above.
+    let (client, context, flag_key) =
+        unsafe { fast_call_arguments(client, context, flag_key_utf8, flag_key_len) }?;
+    Ok(match &context.parsed {
+        Ok(parsed) => client
+            .client
+            .number_variation(flag_key, parsed, default_value),
+        Err(_) => default_value,
+    })
+}
+
 /// For the tests of the binding only: panics inside an exported function, so that the Swift
 /// side can check that a panic arrives as an error and not as a crash.
 #[uniffi::export]
@@ -642,6 +746,61 @@ mod tests {
         bad.flush_interval_ms = Some(0);
         let err = NativeClient::new(bad).unwrap_err().to_string();
         assert!(err.contains("options.flushInterval"), "{err}");
+    }
+
+    #[test]
+    fn fast_calls_read_addresses_and_keys_in_place() {
+        let dir = std::env::temp_dir().join(format!("vexil-uniffi-fast-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ruleset = dir.join("ruleset.json");
+        std::fs::write(
+            &ruleset,
+            r#"{"flags": [{"key": "on", "kind": "bool", "variations": [false, true], "on": true,
+                "fallthrough": {"variation": 1}},
+               {"key": "rate", "kind": "number", "variations": [0.5], "on": true,
+                "fallthrough": {"variation": 0}}], "segments": []}"#,
+        )
+        .unwrap();
+        let mut config = options("vxl-server-fast");
+        config.bootstrap_file = Some(ruleset.to_string_lossy().into_owned());
+        let client = NativeClient::new(config).unwrap();
+        let context = NativeContext::from_json(r#"{"kind":"user","key":"a"}"#.into()).unwrap();
+        let (c, x) = (client.address().unwrap(), context.address().unwrap());
+        let call = |key: &str, default| {
+            fast_bool_variation(
+                c,
+                x,
+                key.as_ptr() as usize as u64,
+                key.len() as u64,
+                default,
+            )
+        };
+        assert!(call("on", false).unwrap());
+        assert!(!call("missing", false).unwrap());
+        assert!(call("", true).unwrap());
+        let rate = "rate";
+        let value =
+            fast_number_variation(c, x, rate.as_ptr() as usize as u64, rate.len() as u64, 1.0);
+        assert_eq!(value.unwrap(), 0.5);
+        // An invalid context answers the default, as through the object methods.
+        let invalid = NativeContext::from_json(r#"{"kind":"user","key":""}"#.into()).unwrap();
+        let key = "on";
+        let answer = fast_bool_variation(
+            c,
+            invalid.address().unwrap(),
+            key.as_ptr() as usize as u64,
+            2,
+            false,
+        );
+        assert!(!answer.unwrap());
+        // Bad arguments are errors, not crashes.
+        assert!(fast_bool_variation(0, x, key.as_ptr() as usize as u64, 2, false).is_err());
+        let not_utf8 = [0xffu8, 0xfe];
+        let answer = fast_bool_variation(c, x, not_utf8.as_ptr() as usize as u64, 2, false);
+        assert!(
+            matches!(answer, Err(NativeError::InvalidOptions { message }) if message.contains("flagKey"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,13 +6,17 @@
 //!
 //! * Each runs inside `EnvUnowned::with_env`, which catches panics; errors and panics become
 //!   exceptions of the `VexilException` hierarchy (see [`failure`]), never a JVM crash.
-//! * Clients and contexts are opaque handles (`jlong`): a small heap "shell" holding an
-//!   `ArcSwapOption`. `close()` empties the shell at once (the client's threads, data and
-//!   listener global reference are released, even while another thread is inside a call, which
-//!   keeps its own `Arc` until it returns); the shell itself is freed by the Java object's
-//!   `Cleaner` once it is unreachable, so a handle is never used after it is freed. The Java
-//!   side passes the owning objects along with the handles so that they stay reachable for
-//!   the duration of each call.
+//!   The variation calls that answer a primitive skip that machinery on their way to success
+//!   (see [`primitive_variation`]): it costs more than the evaluation itself.
+//! * Clients and contexts are opaque handles (`jlong`): a heap "shell" holding the client or
+//!   context and a `closed` flag. `close()` sets the flag and stops the client at once (its
+//!   threads, network connection and listener global reference are released); the shell, with
+//!   the memory it holds, is freed by the Java object's `Cleaner` once it is unreachable, so a
+//!   handle is never used after it is freed, and a call racing with `close()` on another
+//!   thread still reads live memory. The Java side passes the owning objects along with the
+//!   handles so that they stay reachable for the duration of each call. A call therefore
+//!   reads its handles with plain loads: no reference count or other atomic read-modify-write,
+//!   which costs tens of nanoseconds per operation.
 //! * No local reference outlives a call: native methods create at most a few locals, released
 //!   by the JVM when they return, and the change callback runs in its own local frame.
 //! * The change callback runs on the client's background thread, attached to the JVM for the
@@ -21,13 +25,15 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod failure;
+mod flag_key;
 mod options;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use jni::objects::{JClass, JObject, JString, JValue};
 use jni::refs::Global;
 use jni::sys::{jboolean, jdouble, jint, jlong};
@@ -38,10 +44,13 @@ use vexil_core::{Client, Context, Detail, FlagChange, ListenerId, Source, Status
 use vexil_engine::ValueKind;
 
 use failure::{Failure, ThrowVexilException};
+use flag_key::with_flag_key;
 
 /// What a Java `VexilClient` holds.
 struct ClientHandle {
-    client: ArcSwapOption<Client>,
+    client: Client,
+    /// Set by `close()`: calls answer their defaults from then on.
+    closed: AtomicBool,
     /// The listener that forwards changes to the Java dispatcher (it owns the dispatcher's
     /// global reference, deleted when the listener is removed).
     listener: Mutex<Option<ListenerId>>,
@@ -49,7 +58,9 @@ struct ClientHandle {
 
 /// What a Java `Context` holds: the context converted once, reused by every call.
 struct ContextHandle {
-    context: ArcSwapOption<Context>,
+    context: Context,
+    /// Set by `close()`: calls with the context are refused from then on.
+    closed: AtomicBool,
 }
 
 fn into_handle<T>(value: T) -> jlong {
@@ -78,20 +89,61 @@ unsafe fn free_handle<T>(handle: jlong) {
     }
 }
 
-fn client_of(handle: jlong) -> Result<Option<Arc<Client>>, Failure> {
+/// The client of a handle, for the duration of one call; `None` once it is closed.
+fn client_of<'a>(handle: jlong) -> Result<Option<&'a Client>, Failure> {
     // SAFETY: handles come from `Java_dev_vexil_Native_clientNew`; the Java object passed
     // alongside keeps the shell alive during the call.
     let shell = unsafe { handle_ref::<ClientHandle>(handle, "client") }?;
-    Ok(shell.client.load_full())
+    Ok((!shell.closed.load(Ordering::Acquire)).then_some(&shell.client))
 }
 
-fn context_of(handle: jlong) -> Result<Arc<Context>, Failure> {
+/// The context of a handle, for the duration of one call.
+fn context_of<'a>(handle: jlong) -> Result<&'a Context, Failure> {
     // SAFETY: as for `client_of`, from `Java_dev_vexil_Native_contextNew`.
     let shell = unsafe { handle_ref::<ContextHandle>(handle, "context") }?;
-    shell
-        .context
-        .load_full()
-        .ok_or_else(|| Failure::Closed("the context is closed".to_owned()))
+    if shell.closed.load(Ordering::Acquire) {
+        return Err(Failure::Closed("the context is closed".to_owned()));
+    }
+    Ok(&shell.context)
+}
+
+/// The hot path of the variations that answer a primitive (bool, number): it reads the
+/// handles and the flag key straight from the raw JNI environment, with no allocation for
+/// keys of usual length, and leaves the `with_env` machinery to failures and panics, which
+/// still become Java exceptions.
+fn primitive_variation<'l, T: Copy + Default>(
+    mut env: EnvUnowned<'l>,
+    client: jlong,
+    flag: &JString<'l>,
+    flag_length: jint,
+    context: jlong,
+    default: T,
+    evaluate: impl FnOnce(&Client, &str, &Context, T) -> T,
+) -> T {
+    let raw = env.as_raw();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let context = context_of(context)?;
+        let Some(client) = client_of(client)? else {
+            return Ok(default);
+        };
+        // SAFETY: `raw` is this native call's environment, on this thread, and `flag` is a
+        // local reference of the call (or null, which the reader reports).
+        unsafe {
+            with_flag_key(raw, flag.as_raw(), Some(flag_length), |key| {
+                evaluate(client, key, context, default)
+            })
+        }
+    }));
+    match outcome {
+        Ok(Ok(value)) => value,
+        Ok(Err(failure)) => env
+            .with_env(|_env| -> Result<T, Failure> { Err(failure) })
+            .resolve::<ThrowVexilException>(),
+        // Re-raised inside `with_env`, whose panic policy turns it into a NativeException.
+        Err(payload) => env
+            .with_env(|_env| -> Result<T, Failure> { resume_unwind(payload) })
+            .resolve::<ThrowVexilException>(),
+    }
 }
 
 fn rust_string(env: &Env<'_>, text: &JString<'_>, what: &str) -> Result<String, Failure> {
@@ -194,7 +246,8 @@ pub extern "system" fn Java_dev_vexil_Native_contextNew<'l>(
         let context =
             Context::from_json(&value).map_err(|err| Failure::InvalidContext(err.to_string()))?;
         Ok(into_handle(ContextHandle {
-            context: ArcSwapOption::from_pointee(context),
+            context,
+            closed: AtomicBool::new(false),
         }))
     })
     .resolve::<ThrowVexilException>()
@@ -210,7 +263,7 @@ pub extern "system" fn Java_dev_vexil_Native_contextClose<'l>(
     env.with_env(|_env| -> Result<(), Failure> {
         // SAFETY: `_owner` keeps the shell alive during the call.
         let shell = unsafe { handle_ref::<ContextHandle>(handle, "context") }?;
-        shell.context.store(None);
+        shell.closed.store(true, Ordering::Release);
         Ok(())
     })
     .resolve::<ThrowVexilException>()
@@ -258,7 +311,8 @@ pub extern "system" fn Java_dev_vexil_Native_clientNew<'l>(
             Some(client.on_change(move |change| dispatch_change(&dispatcher, change)))
         };
         Ok(into_handle(ClientHandle {
-            client: ArcSwapOption::from_pointee(client),
+            client,
+            closed: AtomicBool::new(false),
             listener: Mutex::new(listener),
         }))
     })
@@ -275,9 +329,10 @@ pub extern "system" fn Java_dev_vexil_Native_clientClose<'l>(
     env.with_env(|_env| -> Result<(), Failure> {
         // SAFETY: `_owner` keeps the shell alive during the call.
         let shell = unsafe { handle_ref::<ClientHandle>(handle, "client") }?;
-        let Some(client) = shell.client.swap(None) else {
+        if shell.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
-        };
+        }
+        let client = &shell.client;
         let listener = match shell.listener.lock() {
             Ok(mut held) => held.take(),
             Err(poisoned) => poisoned.into_inner().take(),
@@ -311,24 +366,25 @@ pub extern "system" fn Java_dev_vexil_Native_clientFree<'l>(
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "system" fn Java_dev_vexil_Native_boolVariation<'l>(
-    mut env: EnvUnowned<'l>,
+    env: EnvUnowned<'l>,
     _class: JClass<'l>,
     _client: JObject<'l>,
     client: jlong,
     flag: JString<'l>,
+    flag_length: jint,
     _context: JObject<'l>,
     context: jlong,
     default: jboolean,
 ) -> jboolean {
-    env.with_env(|env| -> Result<jboolean, Failure> {
-        let context = context_of(context)?;
-        let Some(client) = client_of(client)? else {
-            return Ok(default);
-        };
-        let flag = flag.mutf8_chars(env)?;
-        Ok(client.bool_variation(&flag.to_str(), &context, default))
-    })
-    .resolve::<ThrowVexilException>()
+    primitive_variation(
+        env,
+        client,
+        &flag,
+        flag_length,
+        context,
+        default,
+        Client::bool_variation,
+    )
 }
 
 #[unsafe(no_mangle)]
@@ -349,10 +405,12 @@ pub extern "system" fn Java_dev_vexil_Native_stringVariation<'l>(
         let Some(client) = client_of(client)? else {
             return Ok(default);
         };
-        let value = {
-            let flag = flag.mutf8_chars(env)?;
-            client.string_variation(&flag.to_str(), &context, &default_text)
-        };
+        // SAFETY: this call's environment and local reference.
+        let value = unsafe {
+            with_flag_key(env.get_raw(), flag.as_raw(), None, |key| {
+                client.string_variation(key, context, &default_text)
+            })
+        }?;
         if value == default_text {
             return Ok(default);
         }
@@ -364,24 +422,25 @@ pub extern "system" fn Java_dev_vexil_Native_stringVariation<'l>(
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "system" fn Java_dev_vexil_Native_doubleVariation<'l>(
-    mut env: EnvUnowned<'l>,
+    env: EnvUnowned<'l>,
     _class: JClass<'l>,
     _client: JObject<'l>,
     client: jlong,
     flag: JString<'l>,
+    flag_length: jint,
     _context: JObject<'l>,
     context: jlong,
     default: jdouble,
 ) -> jdouble {
-    env.with_env(|env| -> Result<jdouble, Failure> {
-        let context = context_of(context)?;
-        let Some(client) = client_of(client)? else {
-            return Ok(default);
-        };
-        let flag = flag.mutf8_chars(env)?;
-        Ok(client.number_variation(&flag.to_str(), &context, default))
-    })
-    .resolve::<ThrowVexilException>()
+    primitive_variation(
+        env,
+        client,
+        &flag,
+        flag_length,
+        context,
+        default,
+        Client::number_variation,
+    )
 }
 
 #[unsafe(no_mangle)]
@@ -402,10 +461,12 @@ pub extern "system" fn Java_dev_vexil_Native_jsonVariation<'l>(
         let Some(client) = client_of(client)? else {
             return Ok(default);
         };
-        let value = {
-            let flag = flag.mutf8_chars(env)?;
-            client.json_variation(&flag.to_str(), &context, default_value)
-        };
+        // SAFETY: this call's environment and local reference.
+        let value = unsafe {
+            with_flag_key(env.get_raw(), flag.as_raw(), None, |key| {
+                client.json_variation(key, context, default_value)
+            })
+        }?;
         java_string(env, &value.to_string())
     })
     .resolve::<ThrowVexilException>()
@@ -431,7 +492,7 @@ pub extern "system" fn Java_dev_vexil_Native_variationDetail<'l>(
         let default = parse_json(&rust_string(env, &default, "default")?, "default")?;
         let flag = rust_string(env, &flag, "flagKey")?;
         let detail = match client_of(client)? {
-            Some(client) => detail_json(client.variation_detail(&flag, &context, kind, &default)),
+            Some(client) => detail_json(client.variation_detail(&flag, context, kind, &default)),
             None => closed_detail(default),
         };
         java_string(env, &detail.to_string())
@@ -480,7 +541,7 @@ pub extern "system" fn Java_dev_vexil_Native_allFlags<'l>(
     env.with_env(|env| -> Result<JString<'l>, Failure> {
         let context = context_of(context)?;
         let flags: BTreeMap<String, Detail<Option<Value>>> = match client_of(client)? {
-            Some(client) => client.all_flags(&context),
+            Some(client) => client.all_flags(context),
             None => BTreeMap::new(),
         };
         let out: Map<String, Value> = flags
@@ -564,7 +625,7 @@ pub extern "system" fn Java_dev_vexil_Native_identify<'l>(
     env.with_env(|_env| -> Result<jboolean, Failure> {
         let context = context_of(context)?;
         Ok(match client_of(client)? {
-            Some(client) => client.identify((*context).clone(), millis(timeout_ms)),
+            Some(client) => client.identify(context.clone(), millis(timeout_ms)),
             None => false,
         })
     })
@@ -591,7 +652,7 @@ pub extern "system" fn Java_dev_vexil_Native_track<'l>(
             return Err(Failure::Config("eventName: must not be empty".to_owned()));
         }
         if let Some(client) = client_of(client)? {
-            client.track(&name, &context, has_value.then_some(value));
+            client.track(&name, context, has_value.then_some(value));
         }
         Ok(())
     })
@@ -641,7 +702,7 @@ pub extern "system" fn Java_dev_vexil_Native_benchmarkBoolVariation<'l>(
         for _ in 0..iterations.max(0) {
             std::hint::black_box(client.bool_variation(
                 std::hint::black_box(&flag),
-                std::hint::black_box(&context),
+                std::hint::black_box(context),
                 false,
             ));
         }

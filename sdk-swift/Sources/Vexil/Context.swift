@@ -16,6 +16,8 @@ import VexilNative
 public final class Context: Sendable, CustomStringConvertible {
     /// `nil` only when the native library failed to build it (then every call answers defaults).
     let native: NativeContext?
+    /// `native`'s address for the fast variation calls (see `FastCall.swift`); 0 without one.
+    let nativeAddress: UInt64
     /// The canonical JSON of the context (as given, when it is invalid).
     public let json: String
     /// What is wrong with this context, or `nil` when it is valid.
@@ -46,6 +48,7 @@ public final class Context: Sendable, CustomStringConvertible {
             problem = "context: \(VexilError.from(error))"
         }
         self.native = native
+        self.nativeAddress = (try? native?.address()) ?? 0
         self.validationError = problem
         self.json = canonical
     }

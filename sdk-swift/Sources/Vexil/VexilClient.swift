@@ -21,6 +21,8 @@ public final class VexilClient: @unchecked Sendable {
     // @unchecked: every stored property is immutable or guarded by `lock`, and the native
     // client is thread-safe (a Rust `Sync` object behind an `Arc`).
     private let native: NativeClient
+    /// `native`'s address, for the fast variation calls (see `FastCall.swift`).
+    private let nativeAddress: UInt64
     private let lock = NSLock()
     private var streams: [UInt64: AsyncStream<FlagChange>.Continuation] = [:]
 
@@ -29,6 +31,7 @@ public final class VexilClient: @unchecked Sendable {
     public init(options: VexilOptions) throws {
         let nativeOptions = try options.native()
         native = try vexilNative { try NativeClient(options: nativeOptions) }
+        nativeAddress = try vexilNative { [native] in try native.address() }
     }
 
     deinit {
@@ -82,9 +85,10 @@ public final class VexilClient: @unchecked Sendable {
     // MARK: - Variations
 
     public func boolVariation(_ flagKey: String, context: Context, default defaultValue: Bool) -> Bool {
-        guard let nativeContext = context.native else { return defaultValue }
-        return (try? native.boolVariation(flagKey: flagKey, context: nativeContext, defaultValue: defaultValue))
-            ?? defaultValue
+        fastCall(flagKey, context, defaultValue) {
+            try fastBoolVariation(
+                client: $0, context: $1, flagKeyUtf8: $2, flagKeyLen: $3, defaultValue: defaultValue)
+        }
     }
 
     public func stringVariation(_ flagKey: String, context: Context, default defaultValue: String) -> String {
@@ -94,9 +98,10 @@ public final class VexilClient: @unchecked Sendable {
     }
 
     public func numberVariation(_ flagKey: String, context: Context, default defaultValue: Double) -> Double {
-        guard let nativeContext = context.native else { return defaultValue }
-        return (try? native.numberVariation(flagKey: flagKey, context: nativeContext, defaultValue: defaultValue))
-            ?? defaultValue
+        fastCall(flagKey, context, defaultValue) {
+            try fastNumberVariation(
+                client: $0, context: $1, flagKeyUtf8: $2, flagKeyLen: $3, defaultValue: defaultValue)
+        }
     }
 
     /// Any flag's value as JSON (no type check).
@@ -255,6 +260,26 @@ public final class VexilClient: @unchecked Sendable {
     }
 
     // MARK: - Private
+
+    /// Runs a fast variation call (see `FastCall.swift`) with this client's and the context's
+    /// addresses and the flag key's UTF-8 bytes in place; any failure answers the default.
+    @inline(__always)
+    private func fastCall<T>(
+        _ flagKey: String, _ context: Context, _ defaultValue: T,
+        _ call: (UInt64, UInt64, UInt64, UInt64) throws -> T
+    ) -> T {
+        let contextAddress = context.nativeAddress
+        guard contextAddress != 0 else { return defaultValue }
+        // The addresses stay valid while `self` and `context` (which own the native objects)
+        // are alive, which the extended lifetime guarantees until the call has returned.
+        return withExtendedLifetime(self) {
+            withExtendedLifetime(context) {
+                withFlagKeyBytes(flagKey) { bytes, count in
+                    (try? call(nativeAddress, contextAddress, bytes, count)) ?? defaultValue
+                }
+            }
+        }
+    }
 
     private func valid(_ context: Context) throws -> NativeContext {
         if let problem = context.validationError { throw VexilError.invalidContext(problem) }

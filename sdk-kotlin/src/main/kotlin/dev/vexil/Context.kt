@@ -11,9 +11,9 @@ import java.io.Closeable
 /**
  * An evaluation context: one kind (`user`, `device`, …) with a key and attributes, or several
  * kinds at once (multi-kind). Converted and validated once, natively, when built; reuse it for
- * as many calls as you like, from any thread. [close] releases its native memory at once
- * (otherwise it is released when the object is garbage collected); a closed context cannot be
- * used any more.
+ * as many calls as you like, from any thread. After [close] the context cannot be used any
+ * more; its (small) native memory is released when the object is garbage collected, so that
+ * calls never pay for reference counting.
  *
  * ```kotlin
  * val alice = context("user", "alice") { attr("country", "NL"); attr("beta", true) }
@@ -39,7 +39,7 @@ class Context private constructor(json: JsonElement) : Closeable {
     /** The kind, or `multi` for a multi-kind context. */
     val kind: String get() = ((json as JsonObject)["kind"] as? JsonPrimitive)?.content ?: "user"
 
-    /** Releases the native memory now. Idempotent. */
+    /** Marks the context closed: calls with it throw [ClosedException]. Idempotent. */
     override fun close() {
         Native.contextClose(this, handle)
     }

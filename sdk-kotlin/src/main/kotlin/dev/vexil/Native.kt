@@ -20,8 +20,10 @@ internal object Native {
     @JvmStatic external fun clientClose(owner: Any, handle: Long)
     @JvmStatic external fun clientFree(handle: Long)
 
+    // The hot calls pass `flagKey.length` along: it saves the native side a JNI call.
     @JvmStatic external fun boolVariation(
-        client: Any, clientHandle: Long, flagKey: String, context: Any, contextHandle: Long, default: Boolean,
+        client: Any, clientHandle: Long, flagKey: String, flagKeyLength: Int, context: Any, contextHandle: Long,
+        default: Boolean,
     ): Boolean
 
     @JvmStatic external fun stringVariation(
@@ -29,7 +31,8 @@ internal object Native {
     ): String
 
     @JvmStatic external fun doubleVariation(
-        client: Any, clientHandle: Long, flagKey: String, context: Any, contextHandle: Long, default: Double,
+        client: Any, clientHandle: Long, flagKey: String, flagKeyLength: Int, context: Any, contextHandle: Long,
+        default: Double,
     ): Double
 
     @JvmStatic external fun jsonVariation(

@@ -61,14 +61,14 @@ class VexilClient @JvmOverloads constructor(
     // ----- variations ---------------------------------------------------------------------
 
     fun boolVariation(flagKey: String, context: Context, default: Boolean): Boolean =
-        Native.boolVariation(this, handle, flagKey, context, context.handle, default)
+        Native.boolVariation(this, handle, flagKey, flagKey.length, context, context.handle, default)
 
     fun stringVariation(flagKey: String, context: Context, default: String): String =
         Native.stringVariation(this, handle, flagKey, context, context.handle, default)
 
     /** A number flag's value (JSON numbers are doubles). */
     fun doubleVariation(flagKey: String, context: Context, default: Double): Double =
-        Native.doubleVariation(this, handle, flagKey, context, context.handle, default)
+        Native.doubleVariation(this, handle, flagKey, flagKey.length, context, context.handle, default)
 
     /** Any flag's value as JSON, without a type check. */
     fun jsonVariation(flagKey: String, context: Context, default: JsonElement): JsonElement =
@@ -197,7 +197,8 @@ class VexilClient @JvmOverloads constructor(
 
     /**
      * Flushes pending events (up to 5 s), stops the background work and releases the native
-     * client, its thread and its listeners. Idempotent.
+     * client's thread, connection and listeners; the memory holding its flag data is released
+     * when this object is garbage collected. Idempotent.
      */
     override fun close() {
         Native.clientClose(this, handle)
