@@ -10,6 +10,8 @@
 //!    track events with `generate_series`, then times `GetExperimentResults` (a conversion
 //!    metric and a sum metric over the same event).
 //!
+//! `VEXIL_BENCH_ONLY=ingestion` stops after the first part (the second takes minutes).
+//!
 //! The database is dropped at the end. Prints figures; asserts nothing. The publishers run
 //! in the same process as the server, so they share its cores.
 
@@ -187,6 +189,12 @@ async fn run(url: &str) -> anyhow::Result<()> {
         elapsed,
         total as f64 / elapsed.as_secs_f64()
     );
+
+    if std::env::var("VEXIL_BENCH_ONLY").as_deref() == Ok("ingestion") {
+        let _ = stop.send(());
+        serving.await??;
+        return Ok(());
+    }
 
     // ----- results ----------------------------------------------------------------------------
     let mut adminc = AdminServiceClient::new(channel.clone());

@@ -237,6 +237,8 @@ impl Storage {
 
     /// The environment's flags (not archived) that were not evaluated since `since`, or
     /// served one and the same variation to every evaluation since then, ordered by key.
+    /// Only flags created before `since` qualify: a younger flag has not existed for the
+    /// whole period, so its silence or single variation says nothing yet.
     pub async fn stale_flags(
         &self,
         project: &str,
@@ -248,8 +250,8 @@ impl Storage {
         let flags = tx
             .fetch_all(
                 "SELECT f.key FROM flags f JOIN environments e ON e.project_id = f.project_id \
-                 WHERE e.id = $1 AND NOT f.archived ORDER BY f.key",
-                args![env_id],
+                 WHERE e.id = $1 AND NOT f.archived AND f.created_at < $2 ORDER BY f.key",
+                args![env_id, since],
             )
             .await?;
         let outcomes = tx

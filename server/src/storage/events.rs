@@ -40,6 +40,14 @@
 //! different schemas. Roll-ups give the same layout on both engines; a retention policy for
 //! raw events can later delete by time without touching the roll-ups.
 //!
+//! # Bulk writes
+//!
+//! On Postgres each table of a batch is written by one `INSERT … SELECT … FROM UNNEST(…)`
+//! whose parameters are one array per column: a constant statement text (prepared once per
+//! connection), binary-encoded values and one round trip per table, whatever the batch
+//! size. SQLite, whose statements take no arrays and which runs in-process (no round trips
+//! to save), writes multi-row `VALUES` statements.
+//!
 //! # Idempotency
 //!
 //! SDKs retry a failed publish with the same batch id. A batch is stored in one
@@ -50,6 +58,8 @@
 //! one stores the events.
 
 use std::collections::BTreeMap;
+
+use sqlx::{Postgres, Transaction};
 
 use super::db::{Arg, Row, Tx, args};
 use super::{
@@ -62,6 +72,8 @@ use super::{
 /// parameter limits of both engines (32,766 on SQLite, 65,535 on Postgres), and a batch of
 /// 10,000 events takes a few dozen statements rather than 10,000 round trips.
 const ROWS_PER_INSERT: usize = 500;
+
+type PgTransaction = Transaction<'static, Postgres>;
 
 /// The id of an environment, or not found (naming the project when that is what is missing).
 pub(super) async fn env_id(tx: &mut Tx, project: &str, env: &str) -> Result<i64> {
@@ -130,6 +142,244 @@ fn context_from_row(row: &Row, first: usize) -> Result<EventContext> {
 }
 
 /// One hour in milliseconds.
+/// Stores a batch's raw events with multi-row `VALUES` statements (SQLite, whose
+/// statements take no arrays).
+async fn insert_raw_events(
+    tx: &mut Tx,
+    env_id: i64,
+    batch_ref: i64,
+    batch: &EventBatch,
+) -> Result<()> {
+    insert_rows(
+        tx,
+        "INSERT INTO exposures (environment_id, batch_ref, at, flag_key, flag_version, \
+             experiment_key, variation, in_experiment, context_kind, context_key, context) VALUES ",
+        &batch.exposures,
+        |q, e| {
+            let mut values = args![
+                env_id,
+                batch_ref,
+                e.at,
+                &e.flag_key,
+                e.flag_version,
+                &e.experiment_key,
+                e.variation,
+                e.in_experiment,
+            ];
+            values.extend(context_args(&e.context));
+            placeholders(q, values)
+        },
+    )
+    .await?;
+
+    insert_rows(
+        tx,
+        "INSERT INTO track_events (environment_id, batch_ref, at, name, value, data, \
+             context_kind, context_key, context) VALUES ",
+        &batch.track_events,
+        |q, e| {
+            let head = placeholders(q, args![env_id, batch_ref, e.at, &e.name]);
+            // The storage binds no floating-point type: the value travels as its exact
+            // decimal text (Rust prints the shortest round-trip form) and the database
+            // converts it.
+            let value = q.arg(e.value.map(|v| format!("{v:e}")));
+            let data = q.arg(e.data.as_ref().map(to_text));
+            let context = placeholders(q, context_args(&e.context).to_vec());
+            format!("{head}, CAST({value} AS DOUBLE PRECISION), {data}, {context}")
+        },
+    )
+    .await?;
+
+    let summaries: Vec<(i64, &EvaluationSummary)> = (0_i64..).zip(&batch.summaries).collect();
+    insert_rows(
+        tx,
+        "INSERT INTO evaluation_summaries (batch_ref, position, environment_id, flag_key, \
+             window_start, window_end) VALUES ",
+        &summaries,
+        |q, (position, s)| {
+            placeholders(
+                q,
+                args![batch_ref, *position, env_id, &s.flag_key, s.start, s.end],
+            )
+        },
+    )
+    .await?;
+    let counters: Vec<(i64, &EvaluationSummary, &EvaluationCounter)> = summaries
+        .iter()
+        .flat_map(|(position, s)| s.counters.iter().map(move |c| (*position, *s, c)))
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO evaluation_counters (batch_ref, position, environment_id, flag_key, \
+             window_start, window_end, flag_version, variation, error_kind, count) VALUES ",
+        &counters,
+        |q, (position, s, c)| {
+            placeholders(
+                q,
+                args![
+                    batch_ref,
+                    *position,
+                    env_id,
+                    &s.flag_key,
+                    s.start,
+                    s.end,
+                    c.flag_version,
+                    c.variation,
+                    c.error_kind.clone(),
+                    c.count,
+                ],
+            )
+        },
+    )
+    .await?;
+
+    Ok(())
+}
+
+/// Stores a batch's raw events on Postgres with one `INSERT … SELECT FROM UNNEST(…)` per
+/// table: each column travels as one binary array, so a batch of thousands of events costs
+/// four statements whose text (and server-side plan) is the same for every batch, instead
+/// of many statements with thousands of placeholders each.
+async fn insert_raw_events_postgres(
+    pg: &mut PgTransaction,
+    env_id: i64,
+    batch_ref: i64,
+    batch: &EventBatch,
+) -> Result<()> {
+    if !batch.exposures.is_empty() {
+        let exposures = &batch.exposures;
+        sqlx::query(
+            "INSERT INTO exposures (environment_id, batch_ref, at, flag_key, flag_version, \
+             experiment_key, variation, in_experiment, context_kind, context_key, context) \
+             SELECT $1, $2, u.* FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], \
+             $7::BIGINT[], $8::BOOLEAN[], $9::TEXT[], $10::TEXT[], $11::TEXT[]) AS u",
+        )
+        .bind(env_id)
+        .bind(batch_ref)
+        .bind(exposures.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(column(exposures, |e| e.flag_key.as_str()))
+        .bind(exposures.iter().map(|e| e.flag_version).collect::<Vec<_>>())
+        .bind(column(exposures, |e| e.experiment_key.as_str()))
+        .bind(exposures.iter().map(|e| e.variation).collect::<Vec<_>>())
+        .bind(
+            exposures
+                .iter()
+                .map(|e| e.in_experiment)
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(exposures, |e| e.context.kind.as_str()))
+        .bind(column(exposures, |e| e.context.key.as_str()))
+        .bind(
+            exposures
+                .iter()
+                .map(|e| to_text(&e.context.json))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **pg)
+        .await?;
+    }
+    if !batch.track_events.is_empty() {
+        let events = &batch.track_events;
+        sqlx::query(
+            "INSERT INTO track_events (environment_id, batch_ref, at, name, value, data, \
+             context_kind, context_key, context) \
+             SELECT $1, $2, u.* FROM UNNEST($3::BIGINT[], $4::TEXT[], \
+             $5::DOUBLE PRECISION[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[]) AS u",
+        )
+        .bind(env_id)
+        .bind(batch_ref)
+        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(column(events, |e| e.name.as_str()))
+        // Binary float8: the value is stored exactly as received.
+        .bind(events.iter().map(|e| e.value).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.data.as_ref().map(to_text))
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(events, |e| e.context.kind.as_str()))
+        .bind(column(events, |e| e.context.key.as_str()))
+        .bind(
+            events
+                .iter()
+                .map(|e| to_text(&e.context.json))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **pg)
+        .await?;
+    }
+    if !batch.summaries.is_empty() {
+        let summaries = &batch.summaries;
+        let positions: Vec<i64> = (0_i64..).take(summaries.len()).collect();
+        sqlx::query(
+            "INSERT INTO evaluation_summaries (batch_ref, position, environment_id, flag_key, \
+             window_start, window_end) \
+             SELECT $1, u.position, $2, u.flag_key, u.window_start, u.window_end \
+             FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[]) \
+             AS u (position, flag_key, window_start, window_end)",
+        )
+        .bind(batch_ref)
+        .bind(env_id)
+        .bind(&positions)
+        .bind(column(summaries, |s| s.flag_key.as_str()))
+        .bind(summaries.iter().map(|s| s.start).collect::<Vec<_>>())
+        .bind(summaries.iter().map(|s| s.end).collect::<Vec<_>>())
+        .execute(&mut **pg)
+        .await?;
+        let counters: Vec<(i64, &EvaluationSummary, &EvaluationCounter)> = positions
+            .iter()
+            .zip(summaries)
+            .flat_map(|(position, s)| s.counters.iter().map(move |c| (*position, s, c)))
+            .collect();
+        if !counters.is_empty() {
+            sqlx::query(
+                "INSERT INTO evaluation_counters (batch_ref, position, environment_id, \
+                 flag_key, window_start, window_end, flag_version, variation, error_kind, count) \
+                 SELECT $1, u.position, $2, u.flag_key, u.window_start, u.window_end, \
+                 u.flag_version, u.variation, u.error_kind, u.count \
+                 FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], \
+                 $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[]) \
+                 AS u (position, flag_key, window_start, window_end, flag_version, variation, \
+                 error_kind, count)",
+            )
+            .bind(batch_ref)
+            .bind(env_id)
+            .bind(counters.iter().map(|(p, _, _)| *p).collect::<Vec<_>>())
+            .bind(column(&counters, |(_, s, _)| s.flag_key.as_str()))
+            .bind(counters.iter().map(|(_, s, _)| s.start).collect::<Vec<_>>())
+            .bind(counters.iter().map(|(_, s, _)| s.end).collect::<Vec<_>>())
+            .bind(
+                counters
+                    .iter()
+                    .map(|(_, _, c)| c.flag_version)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                counters
+                    .iter()
+                    .map(|(_, _, c)| c.variation)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                counters
+                    .iter()
+                    .map(|(_, _, c)| c.error_kind.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(counters.iter().map(|(_, _, c)| c.count).collect::<Vec<_>>())
+            .execute(&mut **pg)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One text column of `items`, as an array to bind.
+fn column<'a, T>(items: &'a [T], field: impl Fn(&'a T) -> &'a str) -> Vec<&'a str> {
+    items.iter().map(field).collect()
+}
+
 pub const HOUR_MILLIS: i64 = 3_600_000;
 
 /// The start of the hour `at` falls in.
@@ -205,6 +455,44 @@ async fn upsert_experiment_units(
          first_at = {}, multiple_at = {multiple}",
         least_of(stored_first, "excluded.first_at")
     );
+    if let Tx::Postgres(pg) = tx {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO experiment_units (environment_id, experiment_key, context_kind, \
+             context_key, variation, first_at, multiple_at) \
+             SELECT $1, u.* FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], \
+             $6::BIGINT[], $7::BIGINT[]) AS u{tail}"
+        );
+        sqlx::query(&sql)
+            .bind(env_id)
+            .bind(rows.iter().map(|((x, _, _), _)| *x).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|((_, kind, _), _)| *kind)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|((_, _, key), _)| *key).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|(_, seen)| seen.variation)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|(_, seen)| seen.first_at)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|(_, seen)| seen.multiple_at)
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut **pg)
+            .await?;
+        return Ok(());
+    }
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut query = QueryBuilder::new(
             "INSERT INTO experiment_units (environment_id, experiment_key, context_kind, \
@@ -255,6 +543,44 @@ async fn upsert_hourly_usage(
         }
     }
     let rows: Vec<_> = totals.into_iter().collect();
+    if let Tx::Postgres(pg) = tx {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO evaluation_hourly (environment_id, flag_key, hour, variation, \
+             error_kind, count) \
+             SELECT $1, u.* FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], \
+             $6::BIGINT[]) AS u \
+             ON CONFLICT (environment_id, flag_key, hour, variation, error_kind) \
+             DO UPDATE SET count = evaluation_hourly.count + excluded.count",
+        )
+        .bind(env_id)
+        .bind(
+            rows.iter()
+                .map(|((flag, _, _, _), _)| *flag)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|((_, hour, _, _), _)| *hour)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|((_, _, variation, _), _)| *variation)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|((_, _, _, error), _)| *error)
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|(_, count)| *count).collect::<Vec<_>>())
+        .execute(&mut **pg)
+        .await?;
+        return Ok(());
+    }
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut query = QueryBuilder::new(
             "INSERT INTO evaluation_hourly (environment_id, flag_key, hour, variation, \
@@ -334,89 +660,10 @@ impl Storage {
         };
         let batch_ref: i64 = inserted.get(0)?;
 
-        insert_rows(
-            &mut tx,
-            "INSERT INTO exposures (environment_id, batch_ref, at, flag_key, flag_version, \
-             experiment_key, variation, in_experiment, context_kind, context_key, context) VALUES ",
-            &batch.exposures,
-            |q, e| {
-                let mut values = args![
-                    env_id,
-                    batch_ref,
-                    e.at,
-                    &e.flag_key,
-                    e.flag_version,
-                    &e.experiment_key,
-                    e.variation,
-                    e.in_experiment,
-                ];
-                values.extend(context_args(&e.context));
-                placeholders(q, values)
-            },
-        )
-        .await?;
-
-        insert_rows(
-            &mut tx,
-            "INSERT INTO track_events (environment_id, batch_ref, at, name, value, data, \
-             context_kind, context_key, context) VALUES ",
-            &batch.track_events,
-            |q, e| {
-                let head = placeholders(q, args![env_id, batch_ref, e.at, &e.name]);
-                // The storage binds no floating-point type: the value travels as its exact
-                // decimal text (Rust prints the shortest round-trip form) and the database
-                // converts it.
-                let value = q.arg(e.value.map(|v| format!("{v:e}")));
-                let data = q.arg(e.data.as_ref().map(to_text));
-                let context = placeholders(q, context_args(&e.context).to_vec());
-                format!("{head}, CAST({value} AS DOUBLE PRECISION), {data}, {context}")
-            },
-        )
-        .await?;
-
-        let summaries: Vec<(i64, &EvaluationSummary)> = (0_i64..).zip(&batch.summaries).collect();
-        insert_rows(
-            &mut tx,
-            "INSERT INTO evaluation_summaries (batch_ref, position, environment_id, flag_key, \
-             window_start, window_end) VALUES ",
-            &summaries,
-            |q, (position, s)| {
-                placeholders(
-                    q,
-                    args![batch_ref, *position, env_id, &s.flag_key, s.start, s.end],
-                )
-            },
-        )
-        .await?;
-        let counters: Vec<(i64, &EvaluationSummary, &EvaluationCounter)> = summaries
-            .iter()
-            .flat_map(|(position, s)| s.counters.iter().map(move |c| (*position, *s, c)))
-            .collect();
-        insert_rows(
-            &mut tx,
-            "INSERT INTO evaluation_counters (batch_ref, position, environment_id, flag_key, \
-             window_start, window_end, flag_version, variation, error_kind, count) VALUES ",
-            &counters,
-            |q, (position, s, c)| {
-                placeholders(
-                    q,
-                    args![
-                        batch_ref,
-                        *position,
-                        env_id,
-                        &s.flag_key,
-                        s.start,
-                        s.end,
-                        c.flag_version,
-                        c.variation,
-                        c.error_kind.clone(),
-                        c.count,
-                    ],
-                )
-            },
-        )
-        .await?;
-
+        match &mut tx {
+            Tx::Postgres(pg) => insert_raw_events_postgres(pg, env_id, batch_ref, batch).await?,
+            Tx::Sqlite(_) => insert_raw_events(&mut tx, env_id, batch_ref, batch).await?,
+        }
         upsert_experiment_units(&mut tx, env_id, &batch.exposures).await?;
         upsert_hourly_usage(&mut tx, env_id, &batch.summaries).await?;
 

@@ -120,6 +120,19 @@ impl TestServer {
             .to_owned()
     }
 
+    /// The URL of the server's database (its Postgres database, or its SQLite file), for
+    /// tests that need state no RPC can produce, such as rows dated in the past.
+    #[allow(dead_code)]
+    pub fn database_url(&self) -> String {
+        match &self.postgres {
+            Some((admin_url, database)) => replace_database(admin_url, database),
+            None => format!(
+                "sqlite:{}",
+                self.data_dir.join(server::SQLITE_FILE).display()
+            ),
+        }
+    }
+
     /// Stops the server gracefully and removes its database.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

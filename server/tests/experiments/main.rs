@@ -1027,11 +1027,19 @@ async fn results_on_postgres() {
 
 async fn usage_and_stale_flags(server: TestServer) {
     let mut f = Fixture::new(server).await;
-    for key in ["busy", "quiet", "settled"] {
+    for key in ["busy", "quiet", "settled", "fresh", "fresh-settled"] {
         f.create_flag(key, vec![]).await;
     }
     let hour = 3_600_000_i64;
     let now = vexil_server::storage::now_millis();
+    // Only flags older than the report's period can be judged stale: date the first three
+    // thirty days back and leave the "fresh" ones created just now.
+    set_flags_created_at(
+        &f.server.database_url(),
+        &["busy", "quiet", "settled"],
+        now - 30 * 24 * hour,
+    )
+    .await;
     let this_hour = now - now.rem_euclid(hour);
     let summary =
         |flag: &str, start: i64, counters: Vec<(Option<u32>, i32, u64)>| pb::EvaluationSummary {
@@ -1066,6 +1074,7 @@ async fn usage_and_stale_flags(server: TestServer) {
             vec![(None, pb::ErrorKind::WrongType as i32, 2)],
         ),
         summary("settled", this_hour - hour, vec![(Some(1), 0, 40)]),
+        summary("fresh-settled", this_hour - hour, vec![(Some(0), 0, 9)]),
     ];
     f.publish(first).await;
     let mut second = batch("usage-2");
@@ -1108,6 +1117,7 @@ async fn usage_and_stale_flags(server: TestServer) {
             ("busy".to_owned(), this_hour - 2 * hour, Some(0), 0, 6),
             ("busy".to_owned(), this_hour - 2 * hour, Some(1), 0, 7),
             ("busy".to_owned(), this_hour - hour, None, wrong_type, 2),
+            ("fresh-settled".to_owned(), this_hour - hour, Some(0), 0, 9),
             ("settled".to_owned(), this_hour - hour, Some(1), 0, 42),
         ]
     );
@@ -1186,6 +1196,41 @@ async fn usage_and_stale_flags(server: TestServer) {
     );
     assert!(status.message().starts_with("days:"));
     f.server.stop().await;
+}
+
+/// Sets the creation time of the default project's flags `keys` straight in the server's
+/// database: no RPC can create a flag in the past.
+async fn set_flags_created_at(database_url: &str, keys: &[&str], created_at: i64) {
+    use sqlx::Connection;
+    let statement = "UPDATE flags SET created_at = $1 WHERE key = $2 \
+                     AND project_id = (SELECT id FROM projects WHERE key = $3)";
+    if database_url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        for key in keys {
+            let done = sqlx::query(statement)
+                .bind(created_at)
+                .bind(*key)
+                .bind(PROJECT)
+                .execute(&mut db)
+                .await
+                .unwrap();
+            assert_eq!(done.rows_affected(), 1, "flag {key}");
+        }
+        db.close().await.unwrap();
+    } else {
+        let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+        for key in keys {
+            let done = sqlx::query(statement)
+                .bind(created_at)
+                .bind(*key)
+                .bind(PROJECT)
+                .execute(&mut db)
+                .await
+                .unwrap();
+            assert_eq!(done.rows_affected(), 1, "flag {key}");
+        }
+        db.close().await.unwrap();
+    }
 }
 
 #[tokio::test]
