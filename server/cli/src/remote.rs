@@ -141,7 +141,8 @@ enum FlagsCommand {
         #[arg(long)]
         until: Option<String>,
     },
-    /// Flags not evaluated, or serving a single variation to everyone, for N days.
+    /// Flags not evaluated, or serving a single variation to everyone, for N days (only flags
+    /// created more than N days ago are judged).
     Stale {
         /// The period looked back, in days.
         #[arg(long, default_value_t = 30)]

@@ -630,8 +630,9 @@ fn experiments_are_designed_run_and_read() {
     assert_eq!(usage[0]["variation"], 1);
     let usage_text = server.ok(&["flags", "usage"]);
     assert!(usage_text.contains("EVALUATIONS") && usage_text.contains("checkout"));
+    // `checkout` served one variation only, but it was created moments ago: a flag younger
+    // than the period is not judged (the server's experiments tests cover older flags).
     let stale = server.json(&["flags", "stale", "--days", "7", "--json"]);
-    let checkout = find(&stale, "flag", "checkout").expect("checkout served one variation");
-    assert_eq!(checkout["reason"], "single_variation");
-    assert_eq!(checkout["variation"], 1);
+    assert!(stale.as_array().is_some(), "{stale}");
+    assert!(find(&stale, "flag", "checkout").is_none(), "{stale}");
 }
