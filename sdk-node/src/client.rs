@@ -224,14 +224,17 @@ fn with_str_arg<R>(
     field: &str,
     f: impl FnOnce(&str) -> R,
 ) -> Result<R> {
-    if js.type_of(value) != Type::String {
-        return Err(invalid_argument(
-            field,
-            format!("expected a string, got {}", js.type_of(value).name()),
-        ));
+    // Read first, typed only on failure: one Node-API call fewer on the hot path.
+    if let Some(result) = js.with_str(value, f) {
+        return Ok(result);
     }
-    js.with_str(value, f)
-        .ok_or_else(|| invalid_argument(field, "cannot read the string"))
+    Err(invalid_argument(
+        field,
+        match js.type_of(value) {
+            Type::String => "cannot read the string".to_owned(),
+            other => format!("expected a string, got {}", other.name()),
+        },
+    ))
 }
 
 fn string_arg(js: Js, value: sys::napi_value, field: &str) -> Result<String> {
@@ -558,30 +561,8 @@ impl Client {
         context: Unknown,
         default_value: Unknown,
     ) -> Result<bool> {
-        guard(|| {
-            let js = Js { env: env.raw() };
-            let default = match js.type_of(default_value.raw()) {
-                Type::Boolean => js.bool(default_value.raw()).unwrap_or(false),
-                other => {
-                    return Err(invalid_argument(
-                        "defaultValue",
-                        format!("expected a boolean, got {}", other.name()),
-                    ));
-                }
-            };
-            let context = context_arg(js, context.raw());
-            with_str_arg(js, flag_key.raw(), "flagKey", |flag| {
-                match context.as_context() {
-                    Ok(context) => self.core.bool_variation(flag, context, default),
-                    Err(json) => self
-                        .core
-                        .variation_detail_json(flag, json, ValueKind::Bool, &Value::Bool(default))
-                        .value
-                        .as_bool()
-                        .unwrap_or(default),
-                }
-            })
-        })
+        let args = [flag_key.raw(), context.raw(), default_value.raw()];
+        guard(|| bool_variation(Js { env: env.raw() }, args, || &self.core))
     }
 
     /// The flag's value for `context` if it is a string flag, else `defaultValue`.
@@ -593,28 +574,8 @@ impl Client {
         context: Unknown,
         default_value: Unknown,
     ) -> Result<String> {
-        guard(|| {
-            let js = Js { env: env.raw() };
-            let default = string_arg(js, default_value.raw(), "defaultValue")?;
-            let context = context_arg(js, context.raw());
-            with_str_arg(js, flag_key.raw(), "flagKey", |flag| {
-                match context.as_context() {
-                    Ok(context) => self.core.string_variation(flag, context, &default),
-                    Err(json) => {
-                        let detail = self.core.variation_detail_json(
-                            flag,
-                            json,
-                            ValueKind::String,
-                            &Value::Null,
-                        );
-                        match detail.value {
-                            Value::String(s) => s,
-                            _ => default,
-                        }
-                    }
-                }
-            })
-        })
+        let args = [flag_key.raw(), context.raw(), default_value.raw()];
+        guard(|| string_variation(Js { env: env.raw() }, args, || &self.core))
     }
 
     /// The flag's value for `context` if it is a number flag, else `defaultValue`.
@@ -626,30 +587,8 @@ impl Client {
         context: Unknown,
         default_value: Unknown,
     ) -> Result<f64> {
-        guard(|| {
-            let js = Js { env: env.raw() };
-            let default = match js.type_of(default_value.raw()) {
-                Type::Number => js.number(default_value.raw()).unwrap_or(0.0),
-                other => {
-                    return Err(invalid_argument(
-                        "defaultValue",
-                        format!("expected a number, got {}", other.name()),
-                    ));
-                }
-            };
-            let context = context_arg(js, context.raw());
-            with_str_arg(js, flag_key.raw(), "flagKey", |flag| {
-                match context.as_context() {
-                    Ok(context) => self.core.number_variation(flag, context, default),
-                    Err(json) => self
-                        .core
-                        .variation_detail_json(flag, json, ValueKind::Number, &Value::Null)
-                        .value
-                        .as_f64()
-                        .unwrap_or(default),
-                }
-            })
-        })
+        let args = [flag_key.raw(), context.raw(), default_value.raw()];
+        guard(|| number_variation(Js { env: env.raw() }, args, || &self.core))
     }
 
     /// The flag's value for `context`, of any kind (no type check), else `defaultValue`.
@@ -665,23 +604,8 @@ impl Client {
         context: Unknown,
         default_value: Unknown,
     ) -> Result<Value> {
-        guard(|| {
-            let js = Js { env: env.raw() };
-            let default = js
-                .json(default_value.raw())
-                .map_err(|problem| invalid_argument("defaultValue", problem))?;
-            let context = context_arg(js, context.raw());
-            with_str_arg(js, flag_key.raw(), "flagKey", |flag| {
-                match context.as_context() {
-                    Ok(context) => self.core.json_variation(flag, context, default),
-                    Err(json) => {
-                        self.core
-                            .variation_detail_json(flag, json, ValueKind::Json, &default)
-                            .value
-                    }
-                }
-            })
-        })
+        let args = [flag_key.raw(), context.raw(), default_value.raw()];
+        guard(|| json_variation(Js { env: env.raw() }, args, || &self.core))
     }
 
     /// The flag's value with its variation, reason, experiment, flag version, source and
@@ -996,6 +920,115 @@ impl Client {
             promise(env, move || core.close(), |()| ())
         })
     }
+}
+
+/// The arguments of a typed variation call: flag key, context, default value.
+pub(crate) type VariationArgs = [sys::napi_value; 3];
+
+// The bodies of the typed variation calls, shared by the methods napi-rs declares (which
+// give `index.d.ts` its types) and the raw Node-API callbacks that replace them on the
+// prototype (see `fast.rs`). `core` is asked for only after the context has been read: a
+// getter on a plain context object runs JavaScript, which may call into this client.
+
+pub(crate) fn bool_variation<'c>(
+    js: Js,
+    [flag_key, context, default_value]: VariationArgs,
+    core: impl FnOnce() -> &'c vexil_core::Client,
+) -> Result<bool> {
+    // Read first, typed only on failure (as `with_str_arg`).
+    let Some(default) = js.bool(default_value) else {
+        return Err(invalid_argument(
+            "defaultValue",
+            format!(
+                "expected a boolean, got {}",
+                js.type_of(default_value).name()
+            ),
+        ));
+    };
+    let context = context_arg(js, context);
+    with_str_arg(js, flag_key, "flagKey", |flag| {
+        let core = core();
+        match context.as_context() {
+            Ok(context) => core.bool_variation(flag, context, default),
+            Err(json) => core
+                .variation_detail_json(flag, json, ValueKind::Bool, &Value::Bool(default))
+                .value
+                .as_bool()
+                .unwrap_or(default),
+        }
+    })
+}
+
+pub(crate) fn string_variation<'c>(
+    js: Js,
+    [flag_key, context, default_value]: VariationArgs,
+    core: impl FnOnce() -> &'c vexil_core::Client,
+) -> Result<String> {
+    let default = string_arg(js, default_value, "defaultValue")?;
+    let context = context_arg(js, context);
+    with_str_arg(js, flag_key, "flagKey", |flag| {
+        let core = core();
+        match context.as_context() {
+            Ok(context) => core.string_variation(flag, context, &default),
+            Err(json) => {
+                let detail =
+                    core.variation_detail_json(flag, json, ValueKind::String, &Value::Null);
+                match detail.value {
+                    Value::String(s) => s,
+                    _ => default,
+                }
+            }
+        }
+    })
+}
+
+pub(crate) fn number_variation<'c>(
+    js: Js,
+    [flag_key, context, default_value]: VariationArgs,
+    core: impl FnOnce() -> &'c vexil_core::Client,
+) -> Result<f64> {
+    let default = match js.type_of(default_value) {
+        Type::Number => js.number(default_value).unwrap_or(0.0),
+        other => {
+            return Err(invalid_argument(
+                "defaultValue",
+                format!("expected a number, got {}", other.name()),
+            ));
+        }
+    };
+    let context = context_arg(js, context);
+    with_str_arg(js, flag_key, "flagKey", |flag| {
+        let core = core();
+        match context.as_context() {
+            Ok(context) => core.number_variation(flag, context, default),
+            Err(json) => core
+                .variation_detail_json(flag, json, ValueKind::Number, &Value::Null)
+                .value
+                .as_f64()
+                .unwrap_or(default),
+        }
+    })
+}
+
+pub(crate) fn json_variation<'c>(
+    js: Js,
+    [flag_key, context, default_value]: VariationArgs,
+    core: impl FnOnce() -> &'c vexil_core::Client,
+) -> Result<Value> {
+    let default = js
+        .json(default_value)
+        .map_err(|problem| invalid_argument("defaultValue", problem))?;
+    let context = context_arg(js, context);
+    with_str_arg(js, flag_key, "flagKey", |flag| {
+        let core = core();
+        match context.as_context() {
+            Ok(context) => core.json_variation(flag, context, default),
+            Err(json) => {
+                core.variation_detail_json(flag, json, ValueKind::Json, &default)
+                    .value
+            }
+        }
+    })
 }
 
 impl Client {

@@ -2,7 +2,7 @@
 //! `{kind: "multi", contexts: [...]}`), read natively on every call, or a [`Context`] made
 //! once and reused, which costs nothing to pass.
 
-use napi::bindgen_prelude::{TypeTag, Unknown};
+use napi::bindgen_prelude::Unknown;
 use napi::{Env, JsValue, sys};
 use napi_derive::napi;
 use serde_json::Value;
@@ -84,25 +84,11 @@ impl ContextArg<'_> {
 
 /// Whether `value` is a [`Context`] made by this addon, and if so the context inside.
 fn native_context<'a>(js: Js, value: sys::napi_value) -> Option<&'a vexil_core::Context> {
-    let tag = <Context as TypeTag>::type_tag();
-    let mut tagged = false;
-    // SAFETY: `env` and `value` come from the current call; the tag outlives the call.
-    let status = unsafe { sys::napi_check_object_type_tag(js.env, value, &tag, &mut tagged) };
-    if status != sys::Status::napi_ok || !tagged {
-        return None;
-    }
-    let mut wrapped = std::ptr::null_mut();
-    // SAFETY: an object with this tag was made by napi-rs for `Context` and wraps a
-    // `Context`. The JavaScript object (an argument of the current call) keeps it alive for
-    // the duration of the call, which is as long as the reference is used.
-    unsafe {
-        if sys::napi_unwrap(js.env, value, &mut wrapped) != sys::Status::napi_ok
-            || wrapped.is_null()
-        {
-            return None;
-        }
-        Some(&(*wrapped.cast::<Context>()).inner)
-    }
+    let context = js.unwrap_class::<Context>(value)?;
+    // SAFETY: the JavaScript object (an argument of the current call) keeps the `Context`
+    // alive for the call, which is as long as the reference is used; a `Context` is never
+    // changed after it is made.
+    Some(unsafe { &context.as_ref().inner })
 }
 
 /// Reads a context argument: a [`Context`], a plain object, or anything else (invalid).

@@ -3,9 +3,9 @@
 //! napi-rs's generic conversions allocate for each, these do not.
 
 use std::ffi::CStr;
-use std::ptr;
+use std::ptr::{self, NonNull};
 
-use napi::bindgen_prelude::FromNapiValue;
+use napi::bindgen_prelude::{FromNapiValue, TypeTag};
 use napi::sys;
 use serde_json::Value;
 
@@ -254,6 +254,26 @@ impl Js {
             // SAFETY: `env` and `value` come from the current Node-API call.
             _ => unsafe { Value::from_napi_value(self.env, value) }.map_err(|e| e.reason.clone()),
         }
+    }
+
+    /// The Rust value napi-rs wrapped in `value` if `value` is an instance of the class `T`
+    /// (checked by its type tag), else `None`. The JavaScript object owns the value: the
+    /// pointer is valid while the object is alive (for an argument or `this`, the call).
+    pub fn unwrap_class<T: TypeTag>(self, value: sys::napi_value) -> Option<NonNull<T>> {
+        let tag = T::type_tag();
+        let mut tagged = false;
+        // SAFETY: `env` and `value` come from the current call; the tag outlives the call.
+        let status = unsafe { sys::napi_check_object_type_tag(self.env, value, &tag, &mut tagged) };
+        if status != sys::Status::napi_ok || !tagged {
+            return None;
+        }
+        let mut wrapped = ptr::null_mut();
+        // SAFETY: an object with `T`'s tag was made by napi-rs for `T`, which wraps a boxed
+        // `T` in it.
+        if unsafe { sys::napi_unwrap(self.env, value, &mut wrapped) } != sys::Status::napi_ok {
+            return None;
+        }
+        NonNull::new(wrapped.cast::<T>())
     }
 
     pub fn strict_equals(self, a: sys::napi_value, b: sys::napi_value) -> bool {

@@ -12,6 +12,7 @@ pub mod bench;
 mod client;
 mod context;
 mod error;
+mod fast;
 mod js;
 
 pub use client::{

@@ -77,6 +77,11 @@ test('misused variation calls throw; invalid contexts give the default with a re
   throwsCode(() => offline.numberVariation('f', { key: 'a' }, '3'), 'VEXIL_INVALID_ARGUMENT', 'defaultValue')
   throwsCode(() => offline.jsonVariation('f', { key: 'a' }, () => 1), 'VEXIL_INVALID_ARGUMENT', 'defaultValue')
   throwsCode(() => offline.variationDetail('f', { key: 'a' }, 1, 'integer'), 'VEXIL_INVALID_ARGUMENT', 'type')
+  // The variation methods check what they are called on (a Context wraps another type).
+  for (const method of ['boolVariation', 'stringVariation', 'numberVariation', 'jsonVariation']) {
+    throwsCode(() => Client.prototype[method].call({}, 'f', { key: 'a' }, false), 'VEXIL_INVALID_ARGUMENT', 'this')
+    throwsCode(() => Client.prototype[method].call(new Context({ key: 'a' }), 'f', { key: 'a' }, false), 'VEXIL_INVALID_ARGUMENT', 'this')
+  }
   // Evaluation itself never throws: an invalid context is the default with a reason.
   assert.equal(offline.boolVariation('f', 'not a context', true), true)
   assert.equal(offline.boolVariation('f', undefined, true), true)

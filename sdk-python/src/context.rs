@@ -179,41 +179,93 @@ pub(crate) fn context_arg<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<ContextA
 /// The context of a dict, read straight from the Python objects (no intermediate JSON
 /// object); `None` when anything is off, for [`context_arg`]'s slow path to explain.
 fn from_dict_fast(dict: &Bound<'_, PyDict>) -> Option<EngineContext> {
-    let py = dict.py();
-    let kind = dict.get_item(intern!(py, "kind")).ok()?;
-    if let Some(kind) = &kind
-        && kind.cast::<PyString>().ok()?.to_str().ok()? == "multi"
-    {
-        let parts = dict.get_item(intern!(py, "contexts")).ok()??;
+    let fields = ContextFields::read(dict)?;
+    if fields.is_multi()? {
+        let parts = fields.contexts?;
         let parts = parts.cast::<PyList>().ok()?;
         let mut singles = Vec::with_capacity(parts.len());
         for part in parts.iter() {
-            singles.push(single_from_dict(part.cast::<PyDict>().ok()?)?);
+            let part = ContextFields::read(part.cast::<PyDict>().ok()?)?;
+            singles.push(part.single()?);
         }
         return EngineContext::multi(singles).ok();
     }
-    single_from_dict(dict).map(EngineContext::from)
+    fields.single().map(EngineContext::from)
 }
 
-fn single_from_dict(dict: &Bound<'_, PyDict>) -> Option<SingleContext> {
-    let py = dict.py();
-    let kind = dict.get_item(intern!(py, "kind")).ok()?;
-    let kind = match &kind {
-        None => "user",
-        Some(kind) => kind.cast::<PyString>().ok()?.to_str().ok()?,
-    };
-    let key = dict.get_item(intern!(py, "key")).ok()??;
-    let key = key.cast::<PyString>().ok()?.to_str().ok()?;
-    let mut single = SingleContext::new(kind, key).ok()?;
-    match dict.get_item(intern!(py, "attributes")).ok()? {
-        None => {}
-        Some(attributes) if attributes.is_none() => {}
-        Some(attributes) => {
-            for (name, value) in attributes.cast::<PyDict>().ok()?.iter() {
-                let name = name.cast::<PyString>().ok()?.to_str().ok()?;
-                single.set(name, to_json(&value).ok()?);
-            }
+/// The fields of a context dict the engine reads (others are ignored, as the engine does).
+struct ContextFields<'py> {
+    kind: Option<Bound<'py, PyAny>>,
+    key: Option<Bound<'py, PyAny>>,
+    attributes: Option<Bound<'py, PyAny>>,
+    contexts: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> ContextFields<'py> {
+    /// One pass over the dict: cheaper than a lookup per field for the few entries a context
+    /// has. Keys written as literals are interned, so the identity checks usually decide.
+    fn read(dict: &Bound<'py, PyDict>) -> Option<ContextFields<'py>> {
+        let py = dict.py();
+        let names = [
+            intern!(py, "kind"),
+            intern!(py, "key"),
+            intern!(py, "attributes"),
+            intern!(py, "contexts"),
+        ];
+        let mut fields = [None, None, None, None];
+        for (name, value) in dict.iter() {
+            let slot = match names.iter().position(|known| name.is(known)) {
+                Some(slot) => slot,
+                None => {
+                    let Ok(name) = name.cast::<PyString>() else {
+                        continue;
+                    };
+                    let name = name.to_str().ok()?;
+                    match names
+                        .iter()
+                        .position(|known| known.to_str().ok() == Some(name))
+                    {
+                        Some(slot) => slot,
+                        None => continue,
+                    }
+                }
+            };
+            fields[slot] = Some(value);
+        }
+        let [kind, key, attributes, contexts] = fields;
+        Some(ContextFields {
+            kind,
+            key,
+            attributes,
+            contexts,
+        })
+    }
+
+    fn kind(&self) -> Option<&str> {
+        match &self.kind {
+            None => Some("user"),
+            Some(kind) => kind.cast::<PyString>().ok()?.to_str().ok(),
         }
     }
-    Some(single)
+
+    /// Whether the kind is `multi`; `None` when the kind is not a string.
+    fn is_multi(&self) -> Option<bool> {
+        self.kind().map(|kind| kind == "multi")
+    }
+
+    fn single(&self) -> Option<SingleContext> {
+        let key = self.key.as_ref()?.cast::<PyString>().ok()?.to_str().ok()?;
+        let mut single = SingleContext::new(self.kind()?, key).ok()?;
+        match &self.attributes {
+            None => {}
+            Some(attributes) if attributes.is_none() => {}
+            Some(attributes) => {
+                for (name, value) in attributes.cast::<PyDict>().ok()?.iter() {
+                    let name = name.cast::<PyString>().ok()?.to_str().ok()?;
+                    single.set(name, to_json(&value).ok()?);
+                }
+            }
+        }
+        Some(single)
+    }
 }

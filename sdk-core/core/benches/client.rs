@@ -118,7 +118,11 @@ fn startup(c: &mut Criterion) {
                     .with_cache_dir(&cache),
             )
             .unwrap_or_else(|_| unreachable!());
-            assert_eq!(client.source(), vexil_core::Source::Cache, "started from the cache");
+            assert_eq!(
+                client.source(),
+                vexil_core::Source::Cache,
+                "started from the cache"
+            );
             client
         })
     });
