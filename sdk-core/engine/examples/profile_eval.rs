@@ -1,5 +1,9 @@
 //! Evaluates one benchmark flag many times, for profilers that count instructions
 //! (`valgrind --tool=callgrind target/release/examples/profile_eval simple 1000000`).
+//!
+//! `profile_eval <flag key | all-10k | build-10k> [count] [bool | evaluate]`: a flag is
+//! evaluated with `bool_variation` (what the criterion benchmark times) by default, or with
+//! `evaluate` (the full result, of which the harness reads the value).
 
 use vexil_engine::{Ruleset, ValueKind};
 
@@ -14,6 +18,14 @@ fn main() {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let full = match args.next().as_deref() {
+        None | Some("bool") => false,
+        Some("evaluate") => true,
+        Some(other) => {
+            eprintln!("unknown mode {other:?}: expected bool or evaluate");
+            std::process::exit(2);
+        }
+    };
     if key == "build-10k" {
         let json = serde_json::to_string(&fixtures::large_ruleset(10_000)).expect("json");
         for _ in 0..count {
@@ -37,16 +49,18 @@ fn main() {
     let user = fixtures::user();
     let mut served = 0usize;
     for _ in 0..count {
-        if ruleset
-            .evaluate(
-                std::hint::black_box(&key),
-                std::hint::black_box(&user),
-                ValueKind::Bool,
-            )
-            .value
-            .and_then(|v| v.as_bool())
-            == Some(true)
-        {
+        let key = std::hint::black_box(key.as_str());
+        let user = std::hint::black_box(&user);
+        let value = if full {
+            ruleset
+                .evaluate(key, user, ValueKind::Bool)
+                .value
+                .and_then(|v| v.as_bool())
+                == Some(true)
+        } else {
+            ruleset.bool_variation(key, user, false)
+        };
+        if value {
             served += 1;
         }
     }

@@ -116,7 +116,6 @@ pub(crate) enum Matcher {
         millis: Box<[f64]>,
     },
     Semver(Operator, Box<[OwnedVersion]>),
-    Segment(Box<[Box<str>]>),
 }
 
 impl Matcher {
@@ -129,7 +128,6 @@ impl Matcher {
             Matcher::StartsWith(_) | Matcher::EndsWith(_) | Matcher::Contains(_) => 2,
             Matcher::Date { .. } | Matcher::Semver(..) => 3,
             Matcher::Matches(_) => 4,
-            Matcher::Segment(_) => 5,
         }
     }
 }
@@ -165,10 +163,47 @@ impl StringSet {
 #[derive(Debug)]
 pub(crate) struct CompiledClause {
     pub kind: Name,
-    /// `None` only for `segment_match`.
-    pub attribute: Option<AttributeRef>,
     pub negate: bool,
-    pub matcher: Matcher,
+    pub test: ClauseTest,
+}
+
+/// What a clause tests. The commonest shape has a form of its own, which the clause loop
+/// evaluates inline; it means exactly what the general form with the same operator,
+/// attribute and values means. An explicit tag (`repr`) makes telling the forms apart one
+/// byte comparison rather than a decoding of the fields' spare values.
+#[derive(Debug)]
+#[repr(u8)]
+pub(crate) enum ClauseTest {
+    /// `in` over a few strings (no numbers or booleans), of a top-level attribute named
+    /// literally (not `key` or `kind`).
+    AttributeIn { name: Name, values: Box<[Box<str>]> },
+    /// `segment_match`: reads no attribute.
+    Segment(Box<[Box<str>]>),
+    General {
+        attribute: AttributeRef,
+        matcher: Matcher,
+    },
+}
+
+impl ClauseTest {
+    fn cost(&self) -> u8 {
+        match self {
+            ClauseTest::AttributeIn { .. } => 1,
+            ClauseTest::General { matcher, .. } => matcher.cost(),
+            ClauseTest::Segment(_) => 5,
+        }
+    }
+}
+
+/// The clauses of a rule (of a flag or a segment), AND-ed, cheapest first.
+#[derive(Debug)]
+pub(crate) struct Clauses {
+    /// The context kind every clause but `segment_match` reads, when they all read the
+    /// same one (and there is at least one such clause): evaluation then finds that kind
+    /// once for the rule. Segment clauses sort last, so a context without the kind fails
+    /// the rule before any segment is looked at, as it would clause by clause.
+    pub kind: Option<Name>,
+    pub clauses: Box<[CompiledClause]>,
 }
 
 #[derive(Debug)]
@@ -198,7 +233,7 @@ pub(crate) enum CompiledServe {
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
     pub id: Box<str>,
-    pub clauses: Box<[CompiledClause]>,
+    pub clauses: Clauses,
     pub serve: CompiledServe,
 }
 
@@ -237,7 +272,7 @@ pub struct CompiledSegment {
     pub(crate) model: Segment,
     pub(crate) included: Box<[CompiledKeyList]>,
     pub(crate) excluded: Box<[CompiledKeyList]>,
-    pub(crate) rules: Box<[Box<[CompiledClause]>]>,
+    pub(crate) rules: Box<[Clauses]>,
     pub(crate) problems: Vec<Problem>,
     pub(crate) segment_refs: Vec<(Box<str>, String)>,
 }
@@ -342,6 +377,17 @@ impl Ruleset {
     /// Compiles a ruleset from its JSON value. Only a value that is not a ruleset at all is
     /// an error; problems in flags and segments are recorded (see [`Ruleset::problems`]).
     pub fn from_value(value: &Value) -> Result<Ruleset, LoadError> {
+        Ruleset::from_value_with(value, false)
+    }
+
+    /// [`Ruleset::from_value`] with every clause in its general form, for the tests that
+    /// check the specialised forms against it.
+    #[cfg(test)]
+    pub(crate) fn from_value_general(value: &Value) -> Result<Ruleset, LoadError> {
+        Ruleset::from_value_with(value, true)
+    }
+
+    fn from_value_with(value: &Value, general_only: bool) -> Result<Ruleset, LoadError> {
         let object = value
             .as_object()
             .ok_or_else(|| LoadError::Shape("not an object".into()))?;
@@ -360,7 +406,10 @@ impl Ruleset {
         };
         let flags = array("flags")?;
         let segments = array("segments")?;
-        let mut builder = Builder::default();
+        let mut builder = Builder {
+            general_only,
+            ..Builder::default()
+        };
         for (index, flag) in flags.iter().enumerate() {
             builder.add_flag_value(flag, index);
         }
@@ -535,6 +584,8 @@ pub fn validate_json(text: &str) -> Result<Vec<Problem>, LoadError> {
 
 #[derive(Default)]
 struct Builder {
+    /// Compile every clause in its general form (tests compare the two).
+    general_only: bool,
     flags: Vec<FlagEntry>,
     /// Problems that are not any one flag's own: duplicates, unreadable JSON.
     extra_flag_problems: Vec<(Box<str>, Problem)>,
@@ -594,7 +645,7 @@ impl Builder {
     }
 
     fn add_flag(&mut self, flag: Flag) {
-        let compiled = compile_flag(flag);
+        let compiled = compile_flag(flag, !self.general_only);
         self.flags.push(FlagEntry {
             key: compiled.model.key.as_str().into(),
             malformed: !compiled.problems.is_empty(),
@@ -645,7 +696,7 @@ impl Builder {
     }
 
     fn add_segment(&mut self, segment: Segment) {
-        let compiled = compile_segment(segment);
+        let compiled = compile_segment(segment, !self.general_only);
         self.segments.push((
             compiled.model.key.as_str().into(),
             SegmentEntry {
@@ -675,6 +726,7 @@ impl Builder {
 
     fn finish(self, version: u64) -> Ruleset {
         let Builder {
+            general_only: _,
             flags,
             extra_flag_problems,
             segments,
@@ -1156,6 +1208,9 @@ struct Ctx<'a> {
     key: &'a str,
     problems: Vec<Problem>,
     segment_refs: Vec<(Box<str>, String)>,
+    /// Whether clauses get their specialised forms (always, but in the tests that compare
+    /// them with the general forms).
+    specialise: bool,
 }
 
 impl Ctx<'_> {
@@ -1180,13 +1235,14 @@ fn check_kind(ctx: &mut Ctx<'_>, path: String, kind: &str) {
     }
 }
 
-fn compile_flag(flag: Flag) -> CompiledFlag {
+fn compile_flag(flag: Flag, specialise: bool) -> CompiledFlag {
     let key = flag.key.clone();
     let mut ctx = Ctx {
         resource: ResourceKind::Flag,
         key: &key,
         problems: Vec::new(),
         segment_refs: Vec::new(),
+        specialise,
     };
     check_key(&mut ctx, "key", &flag.key, "flag key");
     if flag.variations.is_empty() {
@@ -1442,13 +1498,14 @@ fn compile_rollout(
     }
 }
 
-fn compile_segment(segment: Segment) -> CompiledSegment {
+fn compile_segment(segment: Segment, specialise: bool) -> CompiledSegment {
     let key = segment.key.clone();
     let mut ctx = Ctx {
         resource: ResourceKind::Segment,
         key: &key,
         problems: Vec::new(),
         segment_refs: Vec::new(),
+        specialise,
     };
     check_key(&mut ctx, "key", &segment.key, "segment key");
     let lists = |ctx: &mut Ctx<'_>, name: &str, lists: &[crate::model::KeyList]| {
@@ -1498,11 +1555,7 @@ fn compile_segment(segment: Segment) -> CompiledSegment {
     }
 }
 
-fn compile_clauses(
-    ctx: &mut Ctx<'_>,
-    rule_path: &str,
-    clauses: &[Clause],
-) -> Box<[CompiledClause]> {
+fn compile_clauses(ctx: &mut Ctx<'_>, rule_path: &str, clauses: &[Clause]) -> Clauses {
     let mut compiled: Vec<CompiledClause> = clauses
         .iter()
         .enumerate()
@@ -1510,35 +1563,48 @@ fn compile_clauses(
         .collect();
     // Clauses are AND-ed and free of side effects, so the cheap ones run first: a rule that
     // fails on `country in [...]` never reaches its regex or its segment.
-    compiled.sort_by_key(|clause| clause.matcher.cost());
-    compiled.into_boxed_slice()
+    compiled.sort_by_key(|clause| clause.test.cost());
+    let mut reading = compiled
+        .iter()
+        .filter(|c| !matches!(c.test, ClauseTest::Segment(_)))
+        .map(|c| &c.kind);
+    let kind = match reading.next() {
+        Some(first) if ctx.specialise && reading.all(|k| k.as_str() == first.as_str()) => {
+            Some(first.clone())
+        }
+        _ => None,
+    };
+    Clauses {
+        kind,
+        clauses: compiled.into_boxed_slice(),
+    }
 }
 
 fn compile_clause(ctx: &mut Ctx<'_>, path: &str, clause: &Clause) -> CompiledClause {
     let op = clause.op;
     check_kind(ctx, format!("{path}.context_kind"), &clause.context_kind);
     let attribute = if op == Operator::SegmentMatch {
-        None
+        AttributeRef::Key // not read
     } else {
         match clause
             .attribute
             .as_deref()
             .map(|a| (a, AttributeRef::parse(a)))
         {
-            Some((_, Some(attribute))) => Some(attribute),
+            Some((_, Some(attribute))) => attribute,
             Some((text, None)) => {
                 ctx.report(
                     format!("{path}.attribute"),
                     format!("invalid attribute reference {text:?}"),
                 );
-                Some(AttributeRef::Key)
+                AttributeRef::Key
             }
             None => {
                 ctx.report(
                     format!("{path}.attribute"),
                     format!("operator {} needs an attribute", op.as_str()),
                 );
-                Some(AttributeRef::Key)
+                AttributeRef::Key
             }
         }
     };
@@ -1680,14 +1746,33 @@ fn compile_clause(ctx: &mut Ctx<'_>, path: &str, clause: &Clause) -> CompiledCla
                     ),
                 }
             }
-            Matcher::Segment(keys.into_boxed_slice())
+            return CompiledClause {
+                kind: Name::new(&clause.context_kind),
+                negate: clause.negate,
+                test: ClauseTest::Segment(keys.into_boxed_slice()),
+            };
         }
     };
     CompiledClause {
         kind: Name::new(&clause.context_kind),
-        attribute,
         negate: clause.negate,
-        matcher,
+        test: specialised(ctx.specialise, attribute, matcher),
+    }
+}
+
+/// The clause's own form when it has the commonest shape, else the general one.
+fn specialised(specialise: bool, attribute: AttributeRef, matcher: Matcher) -> ClauseTest {
+    match (attribute, matcher) {
+        (
+            AttributeRef::Name(name),
+            Matcher::In {
+                strings: StringSet::Few(values),
+                numbers,
+                has_true: false,
+                has_false: false,
+            },
+        ) if specialise && numbers.is_empty() => ClauseTest::AttributeIn { name, values },
+        (attribute, matcher) => ClauseTest::General { attribute, matcher },
     }
 }
 

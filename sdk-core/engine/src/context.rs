@@ -71,10 +71,18 @@ impl Name {
         &self.text
     }
 
+    /// Whether both name the same text. Equal hashes of equal lengths up to 8 bytes are
+    /// equal texts (see [`hash_key`]), so only longer names compare their bytes.
     #[inline]
     fn is(&self, other: &Name) -> bool {
-        self.hash == other.hash && short_eq(&self.text, &other.text)
+        same_text(self.hash, &self.text, other.hash, &other.text)
     }
+}
+
+/// Whether two strings with the given [`hash_key`] hashes are equal.
+#[inline(always)]
+fn same_text(hash_a: u64, a: &str, hash_b: u64, b: &str) -> bool {
+    hash_a == hash_b && a.len() == b.len() && (a.len() <= 8 || short_eq(a, b))
 }
 
 /// String equality that compares lengths, then the bytes inline a word at a time:
@@ -93,6 +101,8 @@ pub(crate) fn short_eq(a: &str, b: &str) -> bool {
         1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         // Two overlapping 4-byte words cover 4 to 8 bytes.
         4..=8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        // And two 8-byte words 9 to 16 (the loop below, unrolled for its commonest case).
+        9..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
         _ => {
             let mut i = 0;
             while i + 8 < n {
@@ -312,7 +322,7 @@ impl Context {
     pub(crate) fn get_kind(&self, kind: &Name) -> Option<&SingleContext> {
         self.parts
             .iter()
-            .find(|p| p.kind_hash == kind.hash && short_eq(p.kind(), kind.as_str()))
+            .find(|p| same_text(p.kind_hash, p.kind(), kind.hash, kind.as_str()))
     }
 
     pub fn parts(&self) -> &[SingleContext] {
@@ -441,6 +451,16 @@ mod tests {
             "app_versiox",
             "xpp_version",
             "app_xersion",
+            "app_vexsion",
+            "abcdefghi",
+            "abcdefghj",
+            "xbcdefghi",
+            "abcdefgxi",
+            "abcdefghijklmnop",
+            "abcdefghijklmnox",
+            "abcdefgxijklmnop",
+            "abcdefghxjklmnop",
+            "abcdefghijklmnopq",
             "some-longer-name-0123456789",
             "some-longer-name-0123456788",
             "some-longer-nXme-0123456789",

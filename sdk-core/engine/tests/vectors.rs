@@ -119,6 +119,53 @@ fn evaluation_by_position_agrees_with_evaluation_by_key() {
     assert!(compared >= 300, "only {compared} cases compared");
 }
 
+/// The typed variations and `served_value` (which skip building the rest of the result)
+/// serve each case's expected value, or the default where the expected result is one.
+#[test]
+fn typed_variations_serve_the_expected_values() {
+    let mut compared = 0;
+    for (name, file) in vector_files() {
+        let ruleset = ruleset_of(&file);
+        for (i, case) in file["cases"].as_array().expect("cases").iter().enumerate() {
+            let Ok(context) = vexil_engine::Context::from_json(&case["context"]) else {
+                continue;
+            };
+            let flag = case["flag"].as_str().expect("case flag");
+            let default = &case["default"];
+            let kind = requested_kind(case);
+            let expected = &case["expect"]["value"];
+            let label = format!("{name} case {i} ({flag})");
+            let served = ruleset.served_value(flag, &context, kind);
+            assert_eq!(served.unwrap_or(default), expected, "{label}");
+            if let Some(index) = ruleset.flag_index(flag) {
+                assert_eq!(
+                    ruleset.served_value_at(index, &context, kind),
+                    served,
+                    "{label}"
+                );
+            }
+            match (kind, default) {
+                (ValueKind::Bool, Value::Bool(d)) => {
+                    let value = ruleset.bool_variation(flag, &context, *d);
+                    assert_eq!(&Value::Bool(value), expected, "{label}");
+                }
+                (ValueKind::String, Value::String(d)) => {
+                    let value = ruleset.string_variation(flag, &context, d);
+                    assert_eq!(expected.as_str(), Some(value), "{label}");
+                }
+                (ValueKind::Number, Value::Number(d)) => {
+                    let d = d.as_f64().expect("number default");
+                    let value = ruleset.number_variation(flag, &context, d);
+                    assert_eq!(expected.as_f64(), Some(value), "{label}");
+                }
+                _ => {}
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 300, "only {compared} cases compared");
+}
+
 #[test]
 fn validation_reports_exactly_the_expected_problems() {
     let mut failures = Vec::new();
