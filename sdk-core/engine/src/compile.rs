@@ -1564,9 +1564,10 @@ fn compile_clauses(ctx: &mut Ctx<'_>, rule_path: &str, clauses: &[Clause]) -> Cl
     // Clauses are AND-ed and free of side effects, so the cheap ones run first: a rule that
     // fails on `country in [...]` never reaches its regex or its segment.
     compiled.sort_by_key(|clause| clause.test.cost());
+    // Segment clauses sort last: the others are the ones before the first of them.
     let mut reading = compiled
         .iter()
-        .filter(|c| !matches!(c.test, ClauseTest::Segment(_)))
+        .take_while(|c| !matches!(c.test, ClauseTest::Segment(_)))
         .map(|c| &c.kind);
     let kind = match reading.next() {
         Some(first) if ctx.specialise && reading.all(|k| k.as_str() == first.as_str()) => {
