@@ -6,13 +6,15 @@
 //!
 //! 1. ingestion: concurrent publishers send batches of exposures and track events through
 //!    `EventService.Publish`; prints events per second;
+//!    and how long until the compactor has taken every event into the roll-ups;
 //! 2. results: generates one experiment with 1,000,000 exposed contexts and 10,000,000
-//!    track events with `generate_series`, then times `GetExperimentResults` (a conversion
-//!    metric and a sum metric over the same event).
+//!    track events with `generate_series`, times the compactor's build of their roll-ups,
+//!    then times `GetExperimentResults` (a conversion metric and a sum metric over the same
+//!    event) as of now, as of an hour boundary and as of a time inside an hour.
 //!
 //! `VEXIL_BENCH_ONLY=ingestion` stops after the first part (the second takes minutes).
 //!
-//! The database is dropped at the end. Prints figures; asserts nothing. The publishers run
+//! The database is dropped at the end (kept with `VEXIL_BENCH_KEEP_DATABASE=1`). Prints figures; asserts nothing. The publishers run
 //! in the same process as the server, so they share its cores.
 
 use std::time::Instant;
@@ -104,6 +106,22 @@ fn batch(publisher: usize, number: usize, now: i64) -> pb::PublishRequest {
     request
 }
 
+/// Waits until the server's compactor has taken in every stored event.
+async fn wait_for_rollups(db: &mut PgConnection) -> anyhow::Result<()> {
+    loop {
+        let (pending, stale): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM analytics_pending), \
+             (SELECT COUNT(*) FROM experiment_units WHERE rollup_state <> 0)",
+        )
+        .fetch_one(&mut *db)
+        .await?;
+        if pending == 0 && stale == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let admin_url = match std::env::args().nth(1) {
@@ -118,9 +136,13 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let url = with_database(&admin_url, &database);
     let outcome = run(&url).await;
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    if std::env::var_os("VEXIL_BENCH_KEEP_DATABASE").is_some() {
+        println!("kept database {database}");
+    } else {
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+    }
     outcome
 }
 
@@ -188,6 +210,14 @@ async fn run(url: &str) -> anyhow::Result<()> {
         PUBLISHERS * BATCHES_PER_PUBLISHER,
         elapsed,
         total as f64 / elapsed.as_secs_f64()
+    );
+    let mut db = PgConnection::connect(url).await?;
+    wait_for_rollups(&mut db).await?;
+    let drained = started.elapsed();
+    println!(
+        "roll-ups up to date {drained:.2?} after the first publish: {:.0} events/s \
+         stored and compacted",
+        total as f64 / drained.as_secs_f64()
     );
 
     if std::env::var("VEXIL_BENCH_ONLY").as_deref() == Ok("ingestion") {
@@ -271,7 +301,6 @@ async fn run(url: &str) -> anyhow::Result<()> {
         ))
         .await?;
 
-    let mut db = PgConnection::connect(url).await?;
     let started = Instant::now();
     let t0 = now - 86_400_000;
     sqlx::raw_sql(&format!(
@@ -309,8 +338,31 @@ async fn run(url: &str) -> anyhow::Result<()> {
         "generated {CONTEXTS} exposed contexts and {EVENTS} track events in {:.1?}",
         started.elapsed()
     );
+    // The generated units are marked for a rebuild: the server's compactor builds their
+    // roll-up rows from the raw events.
+    let started = Instant::now();
+    wait_for_rollups(&mut db).await?;
+    let compacted = started.elapsed();
+    let rows: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM experiment_unit_events")
+        .fetch_one(&mut db)
+        .await?;
+    println!(
+        "compaction of the generated data: {compacted:.1?} ({:.0} events/s), {} roll-up rows",
+        EVENTS as f64 / compacted.as_secs_f64(),
+        rows.0
+    );
 
-    for run in 1..=3 {
+    // Now, then at a cut-off on an hour boundary (what charts ask for), then at one inside
+    // an hour (whose hour is recounted from raw events).
+    let mid = t0 + CONTEXTS + EVENTS / 2;
+    let hour = vexil_server::storage::HOUR_MILLIS;
+    let cutoffs = [
+        (None, "now"),
+        (Some(mid - mid % hour - 1), "hour boundary"),
+        (Some(mid), "inside an hour"),
+    ];
+    for run in 1..=5 {
+        let (until, label) = cutoffs[(run - 1).min(2)];
         let started = Instant::now();
         let results = experiments
             .get_experiment_results(authed(
@@ -318,7 +370,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
                     project_key: "default".into(),
                     environment_key: "production".into(),
                     key: "big".into(),
-                    until: None,
+                    until: until.and_then(timestamp),
                 },
                 &token,
             ))
@@ -332,7 +384,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
             .map(|v| v.mean)
             .collect();
         println!(
-            "results run {run}: {elapsed:.2?} (2 metrics; contexts per variation {units:?}, \
+            "results run {run}, as of {label}: {elapsed:.2?} (2 metrics; contexts per variation {units:?}, \
              {} excluded, conversion {rates:.4?}, srm p {:.3})",
             results.multiple_exposure_contexts, results.srm_p_value
         );

@@ -42,6 +42,19 @@ const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// The actor of the first start's audit entries.
 const SYSTEM_ACTOR: &str = "system";
 
+/// How often the experiment roll-ups take in new events (a results read also catches up
+/// before it reads).
+const ANALYTICS_COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A task aborted when this handle is dropped, however the function holding it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Where the server keeps its state and how it signs tokens.
 #[derive(Clone)]
 pub struct Settings {
@@ -267,6 +280,12 @@ pub async fn serve_with(
     }
     let metrics = Metrics::new();
     let hub = Hub::start(storage.clone(), metrics, options.live.clone());
+    // Folds new events into the experiment roll-ups; stops with the server.
+    let _compactor = AbortOnDrop(tokio::spawn(
+        storage
+            .clone()
+            .compact_analytics_every(ANALYTICS_COMPACTION_INTERVAL),
+    ));
     let sdk_auth = Arc::new(SdkAuth::new(storage.clone()));
     let auth = Authenticator::new(signer, storage.clone());
     let admin =

@@ -901,10 +901,14 @@ async fn results_over_time(
         StepArg::Auto if span <= 3 * 24 * hour => hour,
         StepArg::Auto => 24 * hour,
     };
-    // Too many points for one chart: widen the step.
+    // Too many points for one chart: widen the step, in whole hours.
     let step = step.max((span + MAX_POINTS - 1) / MAX_POINTS).max(1);
+    let step = (step + hour - 1) / hour * hour;
+    // Points on hour boundaries, each read as of the millisecond before it: the server
+    // then sums whole hourly roll-ups and never recounts raw events. The last point is
+    // the end itself.
     let mut cut_offs = Vec::new();
-    let mut t = start + step;
+    let mut t = start - start.rem_euclid(hour) + step;
     while t < end {
         cut_offs.push(t);
         t += step;
@@ -912,9 +916,16 @@ async fn results_over_time(
     cut_offs.push(end);
     let mut series = Vec::with_capacity(cut_offs.len());
     for t in cut_offs {
-        let until = prost_types::Timestamp {
-            seconds: t,
-            nanos: 0,
+        let until = if t < end {
+            prost_types::Timestamp {
+                seconds: t - 1,
+                nanos: 999_000_000,
+            }
+        } else {
+            prost_types::Timestamp {
+                seconds: t,
+                nanos: 0,
+            }
         };
         series.push((t, results_at(c, environment, &x.key, Some(until)).await?));
     }

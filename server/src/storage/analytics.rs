@@ -3,21 +3,21 @@
 //!
 //! # Experiment aggregates
 //!
-//! Results never load events: one SQL aggregate per event name joins each experiment unit
-//! (`experiment_units`, one row per context) to its track events of the metric's event
-//! name from its first exposure on, reduces them to the values per context of every metric
-//! kind (0/1, a count, a sum, a mean), and returns per variation and kind only `n`,
-//! `Σ value` and `Σ value²`: the
-//! sufficient statistics the tests need. A context seen with more than one variation is
-//! counted apart and left out of every sum. A cut-off time (`until`) gives the results as
-//! they were then, for charts over time.
+//! Results never load events: after catching the compactor up, one SQL aggregate sums
+//! each unit's roll-up rows (`experiment_unit_events`, per unit, event name and hour) up to
+//! the cut-off time (`until`) into its values for every metric kind (0/1, a count, a sum, a
+//! mean), and returns per variation only `n`, `Σ value` and `Σ value²`: the sufficient
+//! statistics the tests need. Rows of the cut-off's hour whose last event is later than the
+//! cut-off are recounted from raw events (a chart asking for hour boundaries never needs
+//! to). A context seen with more than one variation is counted apart and left out of every
+//! sum.
 
 use std::collections::BTreeMap;
 
-use super::db::{Tx, args};
+use super::db::{Arg, Tx, args};
 use super::events::env_id;
 use super::experiments::MetricKind;
-use super::{Millis, Result, Storage};
+use super::{CATCH_UP_LIMIT, Millis, Result, Storage, hour_of};
 
 /// Contexts per variation of an experiment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,26 +74,22 @@ pub struct StaleFlag {
     pub last_evaluated: Option<Millis>,
 }
 
-/// The per-context values of every metric kind, over the events joined as `t` and grouped
-/// by unit, in the column order of [`KIND_COLUMNS`]. The mean is NULL for a context without
-/// events: not counted.
-const UNIT_VALUES: &str = "CAST(CASE WHEN COUNT(t.at) > 0 THEN 1 ELSE 0 END AS DOUBLE PRECISION) AS conversion, \
-     CAST(COUNT(t.at) AS DOUBLE PRECISION) AS events, \
-     CAST(COALESCE(SUM(t.value), CAST(0 AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS total, \
-     CAST(AVG(t.value) AS DOUBLE PRECISION) AS mean";
-
-/// The metric kinds in the column order of [`UNIT_VALUES`].
-const KIND_COLUMNS: [(MetricKind, &str); 4] = [
-    (MetricKind::Conversion, "conversion"),
-    (MetricKind::Count, "events"),
-    (MetricKind::Sum, "total"),
-    (MetricKind::Mean, "mean"),
-];
+/// One variation's sums over the units that sent an event of one name: units, and
+/// `Σ x`, `Σ x²` of their event count, of their value total, and of their mean value (over
+/// the units with a value).
+#[derive(Debug, Clone, Copy, Default)]
+struct EventSums {
+    units: u64,
+    events: (f64, f64),
+    total: (f64, f64),
+    mean: (u64, f64, f64),
+}
 
 impl Storage {
     /// The unit counts and, for each `(event name, kind)` of `metrics`, the sufficient
     /// statistics per variation of experiment `key`, counting exposures and events up to
-    /// `until` (inclusive), from one snapshot.
+    /// `until` (inclusive), from one snapshot. Brings the roll-ups up to date first (for
+    /// [`CATCH_UP_LIMIT`] at most).
     pub async fn experiment_aggregates(
         &self,
         project: &str,
@@ -102,12 +98,12 @@ impl Storage {
         metrics: &[(String, MetricKind)],
         until: Millis,
     ) -> Result<ExperimentAggregates> {
+        self.compact_analytics(CATCH_UP_LIMIT).await?;
         let mut tx = self.read().await?;
         if matches!(tx, Tx::Postgres(_)) {
-            // One join of a million units to ten million events: enough memory to hash and
-            // group in memory rather than sort on disk, and no JIT compilation, whose cost
-            // is paid on every call of this rare, ad-hoc query. Both last for this
-            // transaction only.
+            // Grouping a million units: enough memory to hash them rather than sort on
+            // disk, and no JIT compilation, whose cost would be paid on every call. Both
+            // last for this transaction only.
             tx.execute("SET LOCAL work_mem = '256MB'", args![]).await?;
             tx.execute("SET LOCAL jit = off", args![]).await?;
         }
@@ -132,64 +128,111 @@ impl Storage {
                 *units.per_variation.entry(variation).or_insert(0) += count;
             }
         }
-        // One pass per event name serves every metric reading it, whatever its kind: the
-        // join of units to events is the expensive part.
-        let mut per_event: BTreeMap<&str, [BTreeMap<i64, MetricSums>; 4]> = BTreeMap::new();
-        for (event_name, _) in metrics {
-            if per_event.contains_key(event_name.as_str()) {
-                continue;
-            }
-            let mut columns = String::new();
-            for (_, column) in KIND_COLUMNS {
-                columns.push_str(&format!(
-                    ", COUNT(v.{column}), \
-                     COALESCE(SUM(v.{column}), CAST(0 AS DOUBLE PRECISION)), \
-                     COALESCE(SUM(v.{column} * v.{column}), CAST(0 AS DOUBLE PRECISION))"
-                ));
-            }
+
+        let mut names: Vec<&str> = metrics.iter().map(|(name, _)| name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut per_event: BTreeMap<(String, i64), EventSums> = BTreeMap::new();
+        if !names.is_empty() {
+            let list = (0..names.len())
+                .map(|i| format!("${}", i + 5))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Whole roll-up rows up to the cut-off, plus the rows of the cut-off's hour that
+            // end after it, recounted from their raw events. A unit's rows all carry its
+            // variation and `multiple_at`.
             let sql = format!(
-                "SELECT v.variation{columns} FROM ( \
-                   SELECT u.variation AS variation, {UNIT_VALUES} \
-                   FROM experiment_units u LEFT JOIN track_events t \
-                     ON t.environment_id = u.environment_id AND t.name = $3 \
-                     AND t.context_kind = u.context_kind AND t.context_key = u.context_key \
-                     AND t.at >= u.first_at AND t.at <= $4 \
-                   WHERE u.environment_id = $1 AND u.experiment_key = $2 AND u.first_at <= $4 \
-                     AND (u.multiple_at IS NULL OR u.multiple_at > $4) \
-                   GROUP BY u.variation, u.context_kind, u.context_key \
-                 ) v GROUP BY v.variation ORDER BY v.variation"
+                "SELECT v.event_name, v.variation, COUNT(*), \
+                   CAST(SUM(v.e) AS DOUBLE PRECISION), CAST(SUM(v.e * v.e) AS DOUBLE PRECISION), \
+                   CAST(SUM(v.s) AS DOUBLE PRECISION), CAST(SUM(v.s * v.s) AS DOUBLE PRECISION), \
+                   COUNT(v.m), CAST(COALESCE(SUM(v.m), 0.0) AS DOUBLE PRECISION), \
+                   CAST(COALESCE(SUM(v.m * v.m), 0.0) AS DOUBLE PRECISION) \
+                 FROM ( \
+                   SELECT r.event_name, MIN(r.variation) AS variation, \
+                     CAST(SUM(r.events) AS DOUBLE PRECISION) AS e, \
+                     CAST(SUM(r.total) AS DOUBLE PRECISION) AS s, \
+                     CASE WHEN SUM(r.valued) > 0 \
+                       THEN CAST(SUM(r.total) AS DOUBLE PRECISION) / SUM(r.valued) END AS m \
+                   FROM ( \
+                     SELECT event_name, variation, context_kind, context_key, events, valued, \
+                       total FROM experiment_unit_events \
+                     WHERE environment_id = $1 AND experiment_key = $2 AND last_at <= $3 \
+                       AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list}) \
+                     UNION ALL \
+                     SELECT r.event_name, r.variation, r.context_kind, r.context_key, \
+                       COUNT(*), COUNT(t.value), COALESCE(SUM(t.value), 0.0) \
+                     FROM experiment_unit_events r \
+                     JOIN experiment_units u ON u.environment_id = r.environment_id \
+                       AND u.experiment_key = r.experiment_key \
+                       AND u.context_kind = r.context_kind AND u.context_key = r.context_key \
+                     JOIN track_events t ON t.environment_id = r.environment_id \
+                       AND t.context_kind = r.context_kind AND t.context_key = r.context_key \
+                       AND t.name = r.event_name AND t.at >= r.hour AND t.at >= u.first_at \
+                       AND t.at <= $3 \
+                     WHERE r.environment_id = $1 AND r.experiment_key = $2 AND r.hour = $4 \
+                       AND r.last_at > $3 AND (r.multiple_at IS NULL OR r.multiple_at > $3) \
+                       AND r.event_name IN ({list}) \
+                       AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
+                         WHERE p.batch_ref = t.batch_ref) \
+                     GROUP BY r.event_name, r.variation, r.context_kind, r.context_key \
+                   ) r GROUP BY r.event_name, r.context_kind, r.context_key \
+                 ) v GROUP BY v.event_name, v.variation"
             );
-            let rows = tx
-                .fetch_all(&sql, args![env_id, key, event_name.as_str(), until])
-                .await?;
-            let mut by_kind: [BTreeMap<i64, MetricSums>; 4] = Default::default();
-            for row in &rows {
-                let variation: i64 = row.get(0)?;
-                for (k, sums) in by_kind.iter_mut().enumerate() {
-                    let first = 1 + 3 * k;
-                    sums.insert(
-                        variation,
-                        MetricSums {
-                            n: u64::try_from(row.get::<i64>(first)?).unwrap_or(0),
-                            sum: row.get(first + 1)?,
-                            sum_squares: row.get(first + 2)?,
-                        },
-                    );
-                }
+            let mut query_args = args![env_id, key, until, hour_of(until)];
+            query_args.extend(names.iter().map(|name| Arg::from(*name)));
+            for row in tx.fetch_all(&sql, query_args).await? {
+                let count = |i: usize| -> Result<u64> {
+                    Ok(u64::try_from(row.get::<i64>(i)?).unwrap_or(0))
+                };
+                per_event.insert(
+                    (row.get(0)?, row.get(1)?),
+                    EventSums {
+                        units: count(2)?,
+                        events: (row.get(3)?, row.get(4)?),
+                        total: (row.get(5)?, row.get(6)?),
+                        mean: (count(7)?, row.get(8)?, row.get(9)?),
+                    },
+                );
             }
-            per_event.insert(event_name.as_str(), by_kind);
         }
         let sums = metrics
             .iter()
             .map(|(event_name, kind)| {
-                let column = KIND_COLUMNS
+                units
+                    .per_variation
                     .iter()
-                    .position(|(k, _)| k == kind)
-                    .unwrap_or(0);
-                per_event
-                    .get(event_name.as_str())
-                    .map(|by_kind| by_kind[column].clone())
-                    .unwrap_or_default()
+                    .map(|(&variation, &n)| {
+                        let e = per_event
+                            .get(&(event_name.clone(), variation))
+                            .copied()
+                            .unwrap_or_default();
+                        let sums = match kind {
+                            // Each converted unit is a 1.
+                            MetricKind::Conversion => MetricSums {
+                                n,
+                                sum: e.units as f64,
+                                sum_squares: e.units as f64,
+                            },
+                            MetricKind::Count => MetricSums {
+                                n,
+                                sum: e.events.0,
+                                sum_squares: e.events.1,
+                            },
+                            MetricKind::Sum => MetricSums {
+                                n,
+                                sum: e.total.0,
+                                sum_squares: e.total.1,
+                            },
+                            // Units without a value have no mean: not counted.
+                            MetricKind::Mean => MetricSums {
+                                n: e.mean.0,
+                                sum: e.mean.1,
+                                sum_squares: e.mean.2,
+                            },
+                        };
+                        (variation, sums)
+                    })
+                    .collect()
             })
             .collect();
         Ok(ExperimentAggregates {

@@ -24,15 +24,15 @@
 //!   variation and when it was first seen with another one (a context exposed to several
 //!   variations is counted apart and excluded from the analysis). Raw exposures grow with
 //!   traffic (SDKs deduplicate per process and hour); this table grows with distinct
-//!   contexts only, and its primary key is the join key of the results query.
+//!   contexts only. A unit the batch creates or changes is marked for the compactor.
 //! * `evaluation_hourly`: evaluation counters summed per flag, variation, error and hour,
 //!   keyed so that a batch adds to existing rows (`ON CONFLICT … DO UPDATE`). Usage and
 //!   stale-flag reports read hours × flags rows, however many SDK instances report.
 //!
-//! Track events stay raw, because a metric counts only the events after each context's
-//! first exposure, which is not known when the event arrives; their index
-//! `(environment_id, name, context_kind, context_key, at, value)` lets the results query
-//! join every unit to its events and read the value from the index alone.
+//! Track events count for a metric only from each context's first exposure on, which may
+//! arrive after them; so a batch's track events are only queued (`analytics_pending`), and
+//! the compactor (`compaction.rs`) folds them into per-unit, per-hour roll-ups, outside the
+//! publisher's transaction.
 //!
 //! Time partitioning was the alternative. It makes dropping old raw events cheap, but it
 //! speeds up neither read above (results span an experiment's whole life; usage would still
@@ -387,6 +387,9 @@ pub fn hour_of(at: Millis) -> Millis {
     at.div_euclid(HOUR_MILLIS) * HOUR_MILLIS
 }
 
+/// A time no event has, standing for NULL where NULLs must compare equal.
+const NO_TIME: &str = "-9223372036854775807";
+
 /// SQL for the smaller of two nullable expressions (NULL only when both are).
 fn least_of(a: &str, b: &str) -> String {
     format!(
@@ -450,9 +453,17 @@ async fn upsert_experiment_units(
         &least_of("experiment_units.multiple_at", "excluded.multiple_at"),
         &switched,
     );
+    // The unit keeps the variation of its earliest exposure, whatever the order batches
+    // arrive in. A row is written (and marked for a roll-up rebuild, see
+    // `compaction.rs`) only when the batch changes it: repeated exposures, most of the
+    // traffic, leave stored units untouched.
     let tail = format!(
         " ON CONFLICT (environment_id, experiment_key, context_kind, context_key) DO UPDATE SET \
-         first_at = {}, multiple_at = {multiple}",
+         variation = CASE WHEN excluded.first_at < {stored_first} THEN excluded.variation \
+         ELSE experiment_units.variation END, \
+         first_at = {}, multiple_at = {multiple}, rollup_state = 1 \
+         WHERE excluded.first_at < {stored_first} \
+         OR COALESCE({multiple}, {NO_TIME}) <> COALESCE(experiment_units.multiple_at, {NO_TIME})",
         least_of(stored_first, "excluded.first_at")
     );
     if let Tx::Postgres(pg) = tx {
@@ -461,8 +472,8 @@ async fn upsert_experiment_units(
         }
         let sql = format!(
             "INSERT INTO experiment_units (environment_id, experiment_key, context_kind, \
-             context_key, variation, first_at, multiple_at) \
-             SELECT $1, u.* FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], \
+             context_key, variation, first_at, multiple_at, rollup_state) \
+             SELECT $1, u.*, 1 FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], \
              $6::BIGINT[], $7::BIGINT[]) AS u{tail}"
         );
         sqlx::query(&sql)
@@ -496,7 +507,7 @@ async fn upsert_experiment_units(
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut query = QueryBuilder::new(
             "INSERT INTO experiment_units (environment_id, experiment_key, context_kind, \
-             context_key, variation, first_at, multiple_at) VALUES ",
+             context_key, variation, first_at, multiple_at, rollup_state) VALUES ",
         );
         for (i, ((experiment, kind, key), seen)) in chunk.iter().enumerate() {
             let row = placeholders(
@@ -513,7 +524,7 @@ async fn upsert_experiment_units(
             );
             query.push(if i == 0 { "(" } else { ", (" });
             query.push(&row);
-            query.push(")");
+            query.push(", 1)");
         }
         query.push(&tail);
         tx.execute(&query.sql, query.args).await?;
@@ -665,6 +676,14 @@ impl Storage {
             Tx::Sqlite(_) => insert_raw_events(&mut tx, env_id, batch_ref, batch).await?,
         }
         upsert_experiment_units(&mut tx, env_id, &batch.exposures).await?;
+        if !batch.track_events.is_empty() {
+            // The compactor adds these events to the experiment roll-ups.
+            tx.execute(
+                "INSERT INTO analytics_pending (batch_ref) VALUES ($1)",
+                args![batch_ref],
+            )
+            .await?;
+        }
         upsert_hourly_usage(&mut tx, env_id, &batch.summaries).await?;
 
         tx.commit().await?;

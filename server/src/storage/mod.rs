@@ -27,6 +27,7 @@
 
 mod analytics;
 mod audit;
+mod compaction;
 pub(crate) mod db;
 mod error;
 mod events;
@@ -51,6 +52,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tokio::sync::broadcast;
 
 pub use analytics::*;
+pub use compaction::{BATCHES_PER_ROUND, CATCH_UP_LIMIT, CompactionRound, UNITS_PER_ROUND};
 use db::{Arg, Mode, Pool, Tx, args};
 pub use error::{ResourceKind, Result, StorageError};
 pub use events::{HOUR_MILLIS, hour_of};

@@ -58,4 +58,6 @@ storage_suite!(
     guarded_writes_fail_when_the_environment_moved,
     event_batches_are_stored_once,
     large_and_concurrent_event_batches,
+    experiment_rollups_match_their_definition,
+    experiment_rollups_under_concurrent_writes,
 );

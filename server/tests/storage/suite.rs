@@ -1,5 +1,7 @@
 //! The storage test suite: each function runs on a fresh, migrated storage of either engine.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 use vexil_server::storage::secrets::{generate_sdk_key, hash_secret};
 use vexil_server::storage::*;
@@ -1797,4 +1799,329 @@ pub async fn large_and_concurrent_event_batches(s: Storage) {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a.duplicate != b.duplicate, "{a:?} {b:?}");
     assert_eq!(s.count_events("p", "prod").await.unwrap().track_events, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Experiment roll-ups
+
+/// A small deterministic generator (xorshift64*), so that every run checks the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MILLIS;
+
+/// Exposures and track events of 60 users in two experiments over five hours: users
+/// exposed to two variations, events before a user's first exposure, events with and
+/// without a value, exposures outside the experiment, in batches of a few events each.
+fn rollup_workload(seed: u64) -> Vec<EventBatch> {
+    let mut rng = Rng(seed);
+    let user = |i: u64| event_context(json!({"key": format!("u{i}")}));
+    let mut exposures = Vec::new();
+    let mut tracks = Vec::new();
+    for i in 0..60u64 {
+        let experiment = if i % 4 == 0 { "other" } else { "x" };
+        let variation = (i % 3) as i64;
+        for _ in 0..1 + rng.below(3) {
+            // Now and then another variation: the user is excluded from then on.
+            let variation = if rng.below(8) == 0 {
+                (variation + 1) % 3
+            } else {
+                variation
+            };
+            exposures.push(ExposureEvent {
+                at: T0 + rng.below(5 * HOUR_MILLIS as u64) as i64,
+                flag_key: "checkout".into(),
+                flag_version: 1,
+                experiment_key: experiment.into(),
+                variation,
+                in_experiment: rng.below(10) != 0,
+                context: user(i),
+            });
+        }
+        for _ in 0..rng.below(6) {
+            tracks.push(TrackEvent {
+                at: T0 + rng.below(5 * HOUR_MILLIS as u64) as i64,
+                name: if rng.below(3) == 0 {
+                    "signup"
+                } else {
+                    "purchase"
+                }
+                .into(),
+                value: (rng.below(4) != 0).then(|| rng.below(40) as f64 / 2.0),
+                data: None,
+                context: user(i),
+            });
+        }
+    }
+    // Users never exposed send events too.
+    for i in 60..70u64 {
+        tracks.push(TrackEvent {
+            at: T0 + rng.below(5 * HOUR_MILLIS as u64) as i64,
+            name: "purchase".into(),
+            value: Some(1.0),
+            data: None,
+            context: user(i),
+        });
+    }
+    // Shuffled, then cut into batches: arrival order is unrelated to event time.
+    let mut all: Vec<(Option<ExposureEvent>, Option<TrackEvent>)> = exposures
+        .into_iter()
+        .map(|e| (Some(e), None))
+        .chain(tracks.into_iter().map(|t| (None, Some(t))))
+        .collect();
+    for i in (1..all.len()).rev() {
+        all.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut batches = Vec::new();
+    for (n, chunk) in all.chunks(7).enumerate() {
+        let mut batch = EventBatch {
+            batch_id: format!("rollup-{seed}-{n}"),
+            sdk_name: "vexil-test".into(),
+            sdk_version: "1.0.0".into(),
+            ..EventBatch::default()
+        };
+        for (exposure, track) in chunk {
+            batch.exposures.extend(exposure.clone());
+            batch.track_events.extend(track.clone());
+        }
+        batches.push(batch);
+    }
+    batches
+}
+
+/// The aggregates of experiment `x` at `until`, computed from the events by definition.
+fn aggregates_by_definition(
+    batches: &[EventBatch],
+    metrics: &[(String, MetricKind)],
+    until: Millis,
+) -> ExperimentAggregates {
+    let exposures: Vec<&ExposureEvent> = batches
+        .iter()
+        .flat_map(|b| &b.exposures)
+        .filter(|e| e.in_experiment && e.experiment_key == "x" && e.at <= until)
+        .collect();
+    // User → (first exposure, its variation, exposed to another one).
+    let mut units: BTreeMap<String, (Millis, i64, bool)> = BTreeMap::new();
+    for e in &exposures {
+        let unit = units
+            .entry(e.context.key.clone())
+            .or_insert((e.at, e.variation, false));
+        if e.at < unit.0 {
+            *unit = (e.at, e.variation, unit.2);
+        }
+    }
+    for e in &exposures {
+        let unit = units.get_mut(&e.context.key).unwrap();
+        if e.variation != unit.1 {
+            unit.2 = true;
+        }
+    }
+    let mut aggregates = ExperimentAggregates::default();
+    for (first, variation, multiple) in units.values() {
+        let _ = first;
+        if *multiple {
+            aggregates.units.multiple += 1;
+        } else {
+            *aggregates
+                .units
+                .per_variation
+                .entry(*variation)
+                .or_insert(0) += 1;
+        }
+    }
+    for (name, kind) in metrics {
+        let mut sums: BTreeMap<i64, MetricSums> = aggregates
+            .units
+            .per_variation
+            .keys()
+            .map(|v| (*v, MetricSums::default()))
+            .collect();
+        for (key, (first, variation, multiple)) in &units {
+            if *multiple {
+                continue;
+            }
+            let events: Vec<&TrackEvent> = batches
+                .iter()
+                .flat_map(|b| &b.track_events)
+                .filter(|t| {
+                    t.context.key == *key && t.name == *name && t.at >= *first && t.at <= until
+                })
+                .collect();
+            let values: Vec<f64> = events.iter().filter_map(|t| t.value).collect();
+            let x = match kind {
+                MetricKind::Conversion => Some(if events.is_empty() { 0.0 } else { 1.0 }),
+                MetricKind::Count => Some(events.len() as f64),
+                MetricKind::Sum => Some(values.iter().sum()),
+                MetricKind::Mean => {
+                    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+                }
+            };
+            if let Some(x) = x {
+                let s = sums.get_mut(variation).unwrap();
+                s.n += 1;
+                s.sum += x;
+                s.sum_squares += x * x;
+            }
+        }
+        aggregates.metrics.push(sums);
+    }
+    aggregates
+}
+
+fn rollup_metrics() -> Vec<(String, MetricKind)> {
+    vec![
+        ("purchase".into(), MetricKind::Conversion),
+        ("purchase".into(), MetricKind::Count),
+        ("purchase".into(), MetricKind::Sum),
+        ("purchase".into(), MetricKind::Mean),
+        ("signup".into(), MetricKind::Conversion),
+        ("never-sent".into(), MetricKind::Sum),
+    ]
+}
+
+fn assert_aggregates_match(got: &ExperimentAggregates, want: &ExperimentAggregates, at: Millis) {
+    assert_eq!(got.units, want.units, "units at {at}");
+    assert_eq!(got.metrics.len(), want.metrics.len());
+    for (i, (g, w)) in got.metrics.iter().zip(&want.metrics).enumerate() {
+        assert_eq!(
+            g.keys().collect::<Vec<_>>(),
+            w.keys().collect::<Vec<_>>(),
+            "metric {i} at {at}"
+        );
+        for (variation, w) in w {
+            let g = g[variation];
+            assert_eq!(g.n, w.n, "metric {i}, variation {variation} at {at}");
+            for (a, b) in [(g.sum, w.sum), (g.sum_squares, w.sum_squares)] {
+                assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "metric {i}, variation {variation} at {at}: {g:?} against {w:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Cut-offs before, inside and after the data: hour boundaries, the millisecond before
+/// them, and the exact times of events.
+fn rollup_cutoffs(batches: &[EventBatch]) -> Vec<Millis> {
+    let mut cutoffs = vec![T0 - 1, T0 + 6 * HOUR_MILLIS];
+    for h in 0..=5 {
+        cutoffs.push(T0 + h * HOUR_MILLIS);
+        cutoffs.push(T0 + h * HOUR_MILLIS - 1);
+        cutoffs.push(T0 + h * HOUR_MILLIS + HOUR_MILLIS / 2);
+    }
+    cutoffs.extend(
+        batches
+            .iter()
+            .flat_map(|b| &b.track_events)
+            .take(8)
+            .map(|t| t.at),
+    );
+    cutoffs.extend(
+        batches
+            .iter()
+            .flat_map(|b| &b.exposures)
+            .take(4)
+            .map(|e| e.at),
+    );
+    cutoffs
+}
+
+async fn assert_matches_at_every_cutoff(
+    s: &Storage,
+    batches: &[EventBatch],
+    metrics: &[(String, MetricKind)],
+) {
+    for until in rollup_cutoffs(batches) {
+        let got = s
+            .experiment_aggregates("p", "dev", "x", metrics, until)
+            .await
+            .unwrap();
+        assert_aggregates_match(
+            &got,
+            &aggregates_by_definition(batches, metrics, until),
+            until,
+        );
+    }
+}
+
+pub async fn experiment_rollups_match_their_definition(s: Storage) {
+    setup(&s).await;
+    let batches = rollup_workload(7);
+    let metrics = rollup_metrics();
+    // Compaction rounds between some batches, in the middle of the data's arrival.
+    for (n, batch) in batches.iter().enumerate() {
+        s.store_event_batch("p", "dev", batch).await.unwrap();
+        if n % 5 == 2 {
+            s.compact_analytics_once().await.unwrap();
+        }
+        if n == batches.len() / 2 {
+            // Results read half-way see exactly the batches stored so far.
+            let until = T0 + 3 * HOUR_MILLIS + 17;
+            let got = s
+                .experiment_aggregates("p", "dev", "x", &metrics, until)
+                .await
+                .unwrap();
+            let want = aggregates_by_definition(&batches[..=n], &metrics, until);
+            assert_aggregates_match(&got, &want, until);
+        }
+    }
+    assert_matches_at_every_cutoff(&s, &batches, &metrics).await;
+    assert_eq!(s.analytics_backlog().await.unwrap(), (0, 0));
+    // The other environment saw nothing.
+    let empty = s
+        .experiment_aggregates("p", "prod", "x", &metrics, T0 + 6 * HOUR_MILLIS)
+        .await
+        .unwrap();
+    assert_eq!(empty.units, UnitCounts::default());
+    assert!(empty.metrics.iter().all(BTreeMap::is_empty));
+}
+
+pub async fn experiment_rollups_under_concurrent_writes(s: Storage) {
+    setup(&s).await;
+    let batches = rollup_workload(11);
+    let metrics = rollup_metrics();
+    // Four publishers and a compactor running rounds all the while.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let compactor = tokio::spawn({
+        let s = s.clone();
+        let done = done.clone();
+        async move {
+            let mut rounds = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                s.compact_analytics_once().await.unwrap();
+                rounds += 1;
+                tokio::task::yield_now().await;
+            }
+            rounds
+        }
+    });
+    let mut publishers = tokio::task::JoinSet::new();
+    for chunk in batches.chunks(batches.len().div_ceil(4)) {
+        let s = s.clone();
+        let chunk = chunk.to_vec();
+        publishers.spawn(async move {
+            for batch in &chunk {
+                s.store_event_batch("p", "dev", batch).await.unwrap();
+            }
+        });
+    }
+    while let Some(published) = publishers.join_next().await {
+        published.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(compactor.await.unwrap() > 0);
+    assert_matches_at_every_cutoff(&s, &batches, &metrics).await;
 }

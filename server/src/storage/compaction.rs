@@ -1,0 +1,260 @@
+//! The compactor of the experiment roll-ups (migration `0004_experiment_rollups.sql`).
+//!
+//! Ingestion stores raw events and leaves two marks: a row in `analytics_pending` for every
+//! batch holding track events, and `rollup_state = 1` on every experiment unit whose first
+//! exposure, variation or `multiple_at` the batch changed (new units included). A
+//! compaction round, in one transaction:
+//!
+//! 1. claims up to [`BATCHES_PER_ROUND`] pending batches and up to [`UNITS_PER_ROUND`]
+//!    marked units (`rollup_state` 1 → 2);
+//! 2. deletes the roll-up rows of the claimed units and rebuilds them from raw events,
+//!    leaving out the events of pending batches not claimed by this round (a later round
+//!    adds those);
+//! 3. adds the events of the claimed batches to the rows of the units that are up to date
+//!    (`rollup_state` 0); events of marked units are left to their rebuild;
+//! 4. clears the claims.
+//!
+//! Every event is thereby counted once, whatever the order in which exposures and events
+//! arrive: an event whose unit does not exist yet (its exposure is in a batch still being
+//! written) is counted when that unit is built, since a new unit is always marked, and a
+//! unit is rebuilt after every change that affects which of its events count and how.
+//!
+//! Rounds are serialized: by a transaction-scoped advisory lock on Postgres (one compactor
+//! at a time, across every instance on the database) and by the single writer on SQLite.
+//! On Postgres the round runs at READ COMMITTED, and each step stays correct with the
+//! newer snapshot every statement sees: batches committed during the round are pending
+//! and unclaimed (left out of rebuilds, not added), units marked during the round are
+//! neither added to nor cleared, and units claimed in step 1 are locked until the round
+//! commits, so that ingestion waits to change them.
+
+use std::time::{Duration, Instant};
+
+use super::db::{Tx, args};
+use super::events::HOUR_MILLIS;
+use super::{Result, Storage, StorageError};
+
+/// Pending batches a round claims at most.
+pub const BATCHES_PER_ROUND: i64 = 64;
+
+/// Marked units a round rebuilds at most.
+pub const UNITS_PER_ROUND: i64 = 20_000;
+
+/// How long a results read waits at most for the compactor to catch up.
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+
+/// The Postgres advisory lock key of the compactor ("vexil-rollup").
+const COMPACTION_LOCK: i64 = 0x7665_7869_6c72;
+
+/// What one compaction round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionRound {
+    /// Pending batches whose events were added.
+    pub batches: u64,
+    /// Units whose roll-up rows were rebuilt.
+    pub units: u64,
+}
+
+impl CompactionRound {
+    /// Whether the round found nothing to do.
+    pub fn is_idle(&self) -> bool {
+        self.batches == 0 && self.units == 0
+    }
+}
+
+/// SQL for the start of the hour of `at` (a column of milliseconds), rounding down for
+/// times before the epoch too.
+fn hour_sql(at: &str) -> String {
+    format!("({at} - ((({at} % {HOUR_MILLIS}) + {HOUR_MILLIS}) % {HOUR_MILLIS}))")
+}
+
+impl Storage {
+    /// Runs one compaction round (see the module documentation).
+    pub async fn compact_analytics_once(&self) -> Result<CompactionRound> {
+        let mut tx = self.write().await?;
+        if matches!(tx, Tx::Postgres(_)) {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", args![COMPACTION_LOCK])
+                .await?;
+        }
+        let batches = tx
+            .execute(
+                "UPDATE analytics_pending SET claimed = TRUE WHERE batch_ref IN \
+                 (SELECT batch_ref FROM analytics_pending ORDER BY batch_ref LIMIT $1)",
+                args![BATCHES_PER_ROUND],
+            )
+            .await?;
+        if matches!(tx, Tx::Postgres(_)) {
+            // Locked in key order, the order ingestion writes units in, so that neither
+            // waits for the other in a cycle.
+            tx.execute(
+                "SELECT 1 FROM experiment_units WHERE rollup_state = 1 \
+                 ORDER BY environment_id, experiment_key, context_kind, context_key \
+                 LIMIT $1 FOR UPDATE",
+                args![UNITS_PER_ROUND],
+            )
+            .await?;
+        }
+        let units = tx
+            .execute(
+                "UPDATE experiment_units SET rollup_state = 2 WHERE rollup_state = 1 AND \
+                 (environment_id, experiment_key, context_kind, context_key) IN \
+                 (SELECT environment_id, experiment_key, context_kind, context_key \
+                  FROM experiment_units WHERE rollup_state = 1 \
+                  ORDER BY environment_id, experiment_key, context_kind, context_key LIMIT $1)",
+                args![UNITS_PER_ROUND],
+            )
+            .await?;
+        if batches == 0 && units == 0 {
+            return Ok(CompactionRound::default());
+        }
+        // The roll-up rows of units `u` from their events `t`, grouped by the first eight
+        // columns.
+        let rollup_rows = format!(
+            "INSERT INTO experiment_unit_events (environment_id, experiment_key, \
+             context_kind, context_key, event_name, hour, variation, multiple_at, \
+             events, valued, total, last_at) \
+             SELECT u.environment_id, u.experiment_key, u.context_kind, u.context_key, \
+             t.name, {}, u.variation, u.multiple_at, COUNT(*), COUNT(t.value), \
+             COALESCE(SUM(t.value), 0.0), MAX(t.at)",
+            hour_sql("t.at")
+        );
+        if units > 0 {
+            tx.execute(
+                "DELETE FROM experiment_unit_events WHERE \
+                 (environment_id, experiment_key, context_kind, context_key) IN \
+                 (SELECT environment_id, experiment_key, context_kind, context_key \
+                  FROM experiment_units WHERE rollup_state = 2)",
+                args![],
+            )
+            .await?;
+            tx.execute(
+                &format!(
+                    "{rollup_rows} \
+                     FROM experiment_units u JOIN track_events t \
+                       ON t.environment_id = u.environment_id \
+                       AND t.context_kind = u.context_kind AND t.context_key = u.context_key \
+                       AND t.at >= u.first_at \
+                     WHERE u.rollup_state = 2 AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
+                       WHERE p.batch_ref = t.batch_ref AND NOT p.claimed) \
+                     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+                ),
+                args![],
+            )
+            .await?;
+        }
+        if batches > 0 {
+            tx.execute(
+                &format!(
+                    "{rollup_rows} \
+                     FROM analytics_pending p \
+                     JOIN track_events t ON t.batch_ref = p.batch_ref \
+                     JOIN experiment_units u ON u.environment_id = t.environment_id \
+                       AND u.context_kind = t.context_kind AND u.context_key = t.context_key \
+                       AND t.at >= u.first_at \
+                     WHERE p.claimed AND u.rollup_state = 0 \
+                     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 \
+                     ON CONFLICT (environment_id, experiment_key, context_kind, context_key, \
+                       event_name, hour) DO UPDATE SET \
+                       events = experiment_unit_events.events + excluded.events, \
+                       valued = experiment_unit_events.valued + excluded.valued, \
+                       total = experiment_unit_events.total + excluded.total, \
+                       last_at = CASE WHEN excluded.last_at > experiment_unit_events.last_at \
+                         THEN excluded.last_at ELSE experiment_unit_events.last_at END"
+                ),
+                args![],
+            )
+            .await?;
+            tx.execute("DELETE FROM analytics_pending WHERE claimed", args![])
+                .await?;
+        }
+        if units > 0 {
+            tx.execute(
+                "UPDATE experiment_units SET rollup_state = 0 WHERE rollup_state = 2",
+                args![],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(CompactionRound { batches, units })
+    }
+
+    /// Runs rounds until there is nothing left to do, or for `limit` at most; returns the
+    /// rounds' totals.
+    pub async fn compact_analytics(&self, limit: Duration) -> Result<CompactionRound> {
+        let started = Instant::now();
+        let mut total = CompactionRound::default();
+        // Nothing to do, the usual case between batches: no write transaction, no lock.
+        if !self.has_analytics_backlog().await? {
+            return Ok(total);
+        }
+        loop {
+            let round = match self.compact_analytics_once().await {
+                // A deadlock with ingestion, or a serialization failure: the round wrote
+                // nothing; run it again.
+                Err(StorageError::Contention(_)) if started.elapsed() < limit => continue,
+                other => other?,
+            };
+            total.batches += round.batches;
+            total.units += round.units;
+            if round.is_idle() || started.elapsed() >= limit {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Whether some batch or unit waits for the compactor.
+    async fn has_analytics_backlog(&self) -> Result<bool> {
+        let mut tx = self.read().await?;
+        let row = tx
+            .fetch_optional(
+                "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM analytics_pending) \
+                 OR EXISTS (SELECT 1 FROM experiment_units WHERE rollup_state <> 0) \
+                 THEN 1 ELSE 0 END AS BIGINT)",
+                args![],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => row.get::<i64>(0)? == 1,
+            None => false,
+        })
+    }
+
+    /// Batches whose events are not in the roll-ups yet, and units waiting for a rebuild.
+    pub async fn analytics_backlog(&self) -> Result<(u64, u64)> {
+        let mut tx = self.read().await?;
+        let row = tx
+            .fetch_optional(
+                "SELECT (SELECT COUNT(*) FROM analytics_pending), \
+                 (SELECT COUNT(*) FROM experiment_units WHERE rollup_state <> 0)",
+                args![],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => (
+                u64::try_from(row.get::<i64>(0)?).unwrap_or(0),
+                u64::try_from(row.get::<i64>(1)?).unwrap_or(0),
+            ),
+            None => (0, 0),
+        })
+    }
+
+    /// Compacts every `interval` until the task is dropped; failures are logged and the
+    /// next tick tries again.
+    pub async fn compact_analytics_every(self, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match self.compact_analytics(Duration::MAX).await {
+                Ok(done) if !done.is_idle() => {
+                    tracing::debug!(
+                        batches = done.batches,
+                        units = done.units,
+                        "analytics compacted"
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "analytics compaction failed"),
+            }
+        }
+    }
+}
