@@ -320,7 +320,8 @@ async fn run(url: &str) -> anyhow::Result<()> {
            WHERE p.key = 'default' AND e.key = 'production'), \
          batch AS (INSERT INTO event_batches (environment_id, batch_id, sdk_name, sdk_version, \
            received_at, accepted) SELECT env.id, 'generated', 'bench', '0', {now}, {EVENTS} \
-           FROM env RETURNING id, environment_id) \
+           FROM env RETURNING id, environment_id), \
+         queued AS (INSERT INTO analytics_pending (batch_ref) SELECT id FROM batch) \
          INSERT INTO track_events (environment_id, batch_ref, at, name, value, data, \
            context_kind, context_key, context) \
          SELECT batch.environment_id, batch.id, {t0} + {CONTEXTS} + g, 'purchase', \
@@ -338,8 +339,8 @@ async fn run(url: &str) -> anyhow::Result<()> {
         "generated {CONTEXTS} exposed contexts and {EVENTS} track events in {:.1?}",
         started.elapsed()
     );
-    // The generated units are marked for a rebuild: the server's compactor builds their
-    // roll-up rows from the raw events.
+    // The generated units are marked for a rebuild and the events' batch is queued, as
+    // ingestion leaves them: the server's compactor builds their roll-up rows.
     let started = Instant::now();
     wait_for_rollups(&mut db).await?;
     let compacted = started.elapsed();

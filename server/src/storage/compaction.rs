@@ -82,27 +82,20 @@ impl Storage {
                 args![BATCHES_PER_ROUND],
             )
             .await?;
-        if matches!(tx, Tx::Postgres(_)) {
-            // Locked in key order, the order ingestion writes units in, so that neither
-            // waits for the other in a cycle.
-            tx.execute(
-                "SELECT 1 FROM experiment_units WHERE rollup_state = 1 \
-                 ORDER BY environment_id, experiment_key, context_kind, context_key \
-                 LIMIT $1 FOR UPDATE",
-                args![UNITS_PER_ROUND],
-            )
-            .await?;
-        }
-        let units = tx
-            .execute(
-                "UPDATE experiment_units SET rollup_state = 2 WHERE rollup_state = 1 AND \
-                 (environment_id, experiment_key, context_kind, context_key) IN \
-                 (SELECT environment_id, experiment_key, context_kind, context_key \
-                  FROM experiment_units WHERE rollup_state = 1 \
-                  ORDER BY environment_id, experiment_key, context_kind, context_key LIMIT $1)",
-                args![UNITS_PER_ROUND],
-            )
-            .await?;
+        // The units to rebuild, locked in key order (the order ingestion writes units in,
+        // so that neither waits for the other in a cycle) and found through the partial
+        // index alone: whatever the planner's statistics say (a round may start right
+        // after a million units arrived), claiming never scans the table.
+        let claim = if matches!(tx, Tx::Postgres(_)) {
+            "UPDATE experiment_units SET rollup_state = 2 WHERE rollup_state = 1 AND ctid = ANY(ARRAY( \
+             SELECT ctid FROM experiment_units WHERE rollup_state = 1 \
+             ORDER BY environment_id, experiment_key, context_kind, context_key \
+             LIMIT $1 FOR UPDATE))"
+        } else {
+            "UPDATE experiment_units SET rollup_state = 2 WHERE rowid IN ( \
+             SELECT rowid FROM experiment_units WHERE rollup_state = 1 LIMIT $1)"
+        };
+        let units = tx.execute(claim, args![UNITS_PER_ROUND]).await?;
         if batches == 0 && units == 0 {
             return Ok(CompactionRound::default());
         }
@@ -126,8 +119,31 @@ impl Storage {
                 args![],
             )
             .await?;
-            tx.execute(
-                &format!(
+            let rebuild = if matches!(tx, Tx::Postgres(_)) {
+                // One index range read per unit, whatever the planner's statistics say:
+                // never a hash of every raw event.
+                format!(
+                    "INSERT INTO experiment_unit_events (environment_id, experiment_key, \
+                     context_kind, context_key, event_name, hour, variation, multiple_at, \
+                     events, valued, total, last_at) \
+                     SELECT u.environment_id, u.experiment_key, u.context_kind, u.context_key, \
+                       t.name, t.hour, u.variation, u.multiple_at, t.events, t.valued, t.total, \
+                       t.last_at \
+                     FROM experiment_units u CROSS JOIN LATERAL ( \
+                       SELECT t.name, {hour} AS hour, COUNT(*) AS events, \
+                         COUNT(t.value) AS valued, COALESCE(SUM(t.value), 0.0) AS total, \
+                         MAX(t.at) AS last_at \
+                       FROM track_events t \
+                       WHERE t.environment_id = u.environment_id \
+                         AND t.context_kind = u.context_kind AND t.context_key = u.context_key \
+                         AND t.at >= u.first_at AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
+                           WHERE p.batch_ref = t.batch_ref AND NOT p.claimed) \
+                       GROUP BY 1, 2) t \
+                     WHERE u.rollup_state = 2",
+                    hour = hour_sql("t.at")
+                )
+            } else {
+                format!(
                     "{rollup_rows} \
                      FROM experiment_units u JOIN track_events t \
                        ON t.environment_id = u.environment_id \
@@ -136,10 +152,9 @@ impl Storage {
                      WHERE u.rollup_state = 2 AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
                        WHERE p.batch_ref = t.batch_ref AND NOT p.claimed) \
                      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
-                ),
-                args![],
-            )
-            .await?;
+                )
+            };
+            tx.execute(&rebuild, args![]).await?;
         }
         if batches > 0 {
             tx.execute(
