@@ -49,6 +49,25 @@ CREATE TABLE experiment_unit_events (
 CREATE INDEX experiment_unit_events_hour ON experiment_unit_events
     (environment_id, experiment_key, hour, last_at);
 
+-- The same sums over a unit's whole life, one row per unit and event name: results as of
+-- a time after every event (results "now") read these rather than group hourly rows.
+CREATE TABLE experiment_unit_totals (
+    environment_id BIGINT NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+    experiment_key TEXT   NOT NULL,
+    context_kind   TEXT   NOT NULL,
+    context_key    TEXT   NOT NULL,
+    event_name     TEXT   NOT NULL,
+    variation      BIGINT NOT NULL,
+    multiple_at    BIGINT,
+    events         BIGINT NOT NULL,
+    valued         BIGINT NOT NULL,
+    total          REAL   NOT NULL,
+    last_at        BIGINT NOT NULL,
+    PRIMARY KEY (environment_id, experiment_key, context_kind, context_key, event_name)
+);
+CREATE INDEX experiment_unit_totals_last ON experiment_unit_totals
+    (environment_id, experiment_key, last_at);
+
 -- Raw events are now read per context (rebuilding a unit, recounting a cut-off hour).
 DROP INDEX track_events_unit;
 CREATE INDEX track_events_context ON track_events (environment_id, context_kind, context_key, at);

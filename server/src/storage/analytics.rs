@@ -3,11 +3,13 @@
 //!
 //! # Experiment aggregates
 //!
-//! Results never load events: after catching the compactor up, one SQL aggregate sums
-//! each unit's roll-up rows (`experiment_unit_events`, per unit, event name and hour) up to
-//! the cut-off time (`until`) into its values for every metric kind (0/1, a count, a sum, a
+//! Results never load events: after catching the compactor up, one SQL aggregate reduces
+//! each unit's roll-up rows to its values for every metric kind (0/1, a count, a sum, a
 //! mean), and returns per variation only `n`, `Σ value` and `Σ value²`: the sufficient
-//! statistics the tests need. Rows of the cut-off's hour whose last event is later than the
+//! statistics the tests need. As of a time after the experiment's last event (results
+//! "now"), it reads one whole-life row per unit and event name (`experiment_unit_totals`);
+//! as of an earlier cut-off (`until`), it sums each unit's hourly rows
+//! (`experiment_unit_events`) up to the cut-off. Rows of the cut-off's hour whose last event is later than the
 //! cut-off are recounted from raw events (a chart asking for hour boundaries never needs
 //! to). A context seen with more than one variation is counted apart and left out of every
 //! sum.
@@ -134,52 +136,83 @@ impl Storage {
         names.dedup();
         let mut per_event: BTreeMap<(String, i64), EventSums> = BTreeMap::new();
         if !names.is_empty() {
+            // Results as of a time after every event of the experiment read each unit's
+            // whole-life sums; others sum hourly rows.
+            let last_event = tx
+                .fetch_optional(
+                    "SELECT MAX(last_at) FROM experiment_unit_totals \
+                     WHERE environment_id = $1 AND experiment_key = $2",
+                    args![env_id, key],
+                )
+                .await?;
+            let after_every_event = match last_event {
+                Some(row) => row.get::<Option<i64>>(0)?.is_none_or(|last| last <= until),
+                None => true,
+            };
+            let mut query_args = args![env_id, key, until];
+            if !after_every_event {
+                query_args.push(Arg::from(hour_of(until)));
+            }
+            let first_name = query_args.len() + 1;
             let list = (0..names.len())
-                .map(|i| format!("${}", i + 5))
+                .map(|i| format!("${}", first_name + i))
                 .collect::<Vec<_>>()
                 .join(", ");
-            // Whole roll-up rows up to the cut-off, plus the rows of the cut-off's hour that
-            // end after it, recounted from their raw events. A unit's rows all carry its
-            // variation and `multiple_at`.
+            query_args.extend(names.iter().map(|name| Arg::from(*name)));
+            // Per unit and event name: variation, event count `e`, value total `s` and mean
+            // value `m`.
+            let per_unit = if after_every_event {
+                format!(
+                    "SELECT event_name, variation, CAST(events AS DOUBLE PRECISION) AS e, \
+                       CAST(total AS DOUBLE PRECISION) AS s, \
+                       CASE WHEN valued > 0 THEN CAST(total AS DOUBLE PRECISION) / valued END AS m \
+                     FROM experiment_unit_totals \
+                     WHERE environment_id = $1 AND experiment_key = $2 \
+                       AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list})"
+                )
+            } else {
+                // Whole hourly rows up to the cut-off, plus the rows of the cut-off's hour
+                // that end after it, recounted from their raw events. A unit's rows all
+                // carry its variation and `multiple_at`.
+                format!(
+                    "SELECT r.event_name, MIN(r.variation) AS variation, \
+                       CAST(SUM(r.events) AS DOUBLE PRECISION) AS e, \
+                       CAST(SUM(r.total) AS DOUBLE PRECISION) AS s, \
+                       CASE WHEN SUM(r.valued) > 0 \
+                         THEN CAST(SUM(r.total) AS DOUBLE PRECISION) / SUM(r.valued) END AS m \
+                     FROM ( \
+                       SELECT event_name, variation, context_kind, context_key, events, valued, \
+                         total FROM experiment_unit_events \
+                       WHERE environment_id = $1 AND experiment_key = $2 AND last_at <= $3 \
+                         AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list}) \
+                       UNION ALL \
+                       SELECT r.event_name, r.variation, r.context_kind, r.context_key, \
+                         COUNT(*), COUNT(t.value), COALESCE(SUM(t.value), 0.0) \
+                       FROM experiment_unit_events r \
+                       JOIN experiment_units u ON u.environment_id = r.environment_id \
+                         AND u.experiment_key = r.experiment_key \
+                         AND u.context_kind = r.context_kind AND u.context_key = r.context_key \
+                       JOIN track_events t ON t.environment_id = r.environment_id \
+                         AND t.context_kind = r.context_kind AND t.context_key = r.context_key \
+                         AND t.name = r.event_name AND t.at >= r.hour AND t.at >= u.first_at \
+                         AND t.at <= $3 \
+                       WHERE r.environment_id = $1 AND r.experiment_key = $2 AND r.hour = $4 \
+                         AND r.last_at > $3 AND (r.multiple_at IS NULL OR r.multiple_at > $3) \
+                         AND r.event_name IN ({list}) \
+                         AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
+                           WHERE p.batch_ref = t.batch_ref) \
+                       GROUP BY r.event_name, r.variation, r.context_kind, r.context_key \
+                     ) r GROUP BY r.event_name, r.context_kind, r.context_key"
+                )
+            };
             let sql = format!(
                 "SELECT v.event_name, v.variation, COUNT(*), \
                    CAST(SUM(v.e) AS DOUBLE PRECISION), CAST(SUM(v.e * v.e) AS DOUBLE PRECISION), \
                    CAST(SUM(v.s) AS DOUBLE PRECISION), CAST(SUM(v.s * v.s) AS DOUBLE PRECISION), \
                    COUNT(v.m), CAST(COALESCE(SUM(v.m), 0.0) AS DOUBLE PRECISION), \
                    CAST(COALESCE(SUM(v.m * v.m), 0.0) AS DOUBLE PRECISION) \
-                 FROM ( \
-                   SELECT r.event_name, MIN(r.variation) AS variation, \
-                     CAST(SUM(r.events) AS DOUBLE PRECISION) AS e, \
-                     CAST(SUM(r.total) AS DOUBLE PRECISION) AS s, \
-                     CASE WHEN SUM(r.valued) > 0 \
-                       THEN CAST(SUM(r.total) AS DOUBLE PRECISION) / SUM(r.valued) END AS m \
-                   FROM ( \
-                     SELECT event_name, variation, context_kind, context_key, events, valued, \
-                       total FROM experiment_unit_events \
-                     WHERE environment_id = $1 AND experiment_key = $2 AND last_at <= $3 \
-                       AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list}) \
-                     UNION ALL \
-                     SELECT r.event_name, r.variation, r.context_kind, r.context_key, \
-                       COUNT(*), COUNT(t.value), COALESCE(SUM(t.value), 0.0) \
-                     FROM experiment_unit_events r \
-                     JOIN experiment_units u ON u.environment_id = r.environment_id \
-                       AND u.experiment_key = r.experiment_key \
-                       AND u.context_kind = r.context_kind AND u.context_key = r.context_key \
-                     JOIN track_events t ON t.environment_id = r.environment_id \
-                       AND t.context_kind = r.context_kind AND t.context_key = r.context_key \
-                       AND t.name = r.event_name AND t.at >= r.hour AND t.at >= u.first_at \
-                       AND t.at <= $3 \
-                     WHERE r.environment_id = $1 AND r.experiment_key = $2 AND r.hour = $4 \
-                       AND r.last_at > $3 AND (r.multiple_at IS NULL OR r.multiple_at > $3) \
-                       AND r.event_name IN ({list}) \
-                       AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
-                         WHERE p.batch_ref = t.batch_ref) \
-                     GROUP BY r.event_name, r.variation, r.context_kind, r.context_key \
-                   ) r GROUP BY r.event_name, r.context_kind, r.context_key \
-                 ) v GROUP BY v.event_name, v.variation"
+                 FROM ({per_unit}) v GROUP BY v.event_name, v.variation"
             );
-            let mut query_args = args![env_id, key, until, hour_of(until)];
-            query_args.extend(names.iter().map(|name| Arg::from(*name)));
             for row in tx.fetch_all(&sql, query_args).await? {
                 let count = |i: usize| -> Result<u64> {
                     Ok(u64::try_from(row.get::<i64>(i)?).unwrap_or(0))

@@ -7,9 +7,9 @@
 //!
 //! 1. claims up to [`BATCHES_PER_ROUND`] pending batches and up to [`UNITS_PER_ROUND`]
 //!    marked units (`rollup_state` 1 → 2);
-//! 2. deletes the roll-up rows of the claimed units and rebuilds them from raw events,
-//!    leaving out the events of pending batches not claimed by this round (a later round
-//!    adds those);
+//! 2. deletes the roll-up rows (hourly, and whole-life totals) of the claimed units and
+//!    rebuilds them from raw events, leaving out the events of pending batches not claimed
+//!    by this round (a later round adds those);
 //! 3. adds the events of the claimed batches to the rows of the units that are up to date
 //!    (`rollup_state` 0); events of marked units are left to their rebuild;
 //! 4. clears the claims.
@@ -111,14 +111,18 @@ impl Storage {
             hour_sql("t.at")
         );
         if units > 0 {
-            tx.execute(
-                "DELETE FROM experiment_unit_events WHERE \
-                 (environment_id, experiment_key, context_kind, context_key) IN \
-                 (SELECT environment_id, experiment_key, context_kind, context_key \
-                  FROM experiment_units WHERE rollup_state = 2)",
-                args![],
-            )
-            .await?;
+            for table in ["experiment_unit_events", "experiment_unit_totals"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE \
+                         (environment_id, experiment_key, context_kind, context_key) IN \
+                         (SELECT environment_id, experiment_key, context_kind, context_key \
+                          FROM experiment_units WHERE rollup_state = 2)"
+                    ),
+                    args![],
+                )
+                .await?;
+            }
             let rebuild = if matches!(tx, Tx::Postgres(_)) {
                 // One index range read per unit, whatever the planner's statistics say:
                 // never a hash of every raw event.
@@ -155,29 +159,67 @@ impl Storage {
                 )
             };
             tx.execute(&rebuild, args![]).await?;
-        }
-        if batches > 0 {
+            // A unit's whole-life sums, from the hourly rows just built.
             tx.execute(
-                &format!(
-                    "{rollup_rows} \
-                     FROM analytics_pending p \
-                     JOIN track_events t ON t.batch_ref = p.batch_ref \
-                     JOIN experiment_units u ON u.environment_id = t.environment_id \
-                       AND u.context_kind = t.context_kind AND u.context_key = t.context_key \
-                       AND t.at >= u.first_at \
-                     WHERE p.claimed AND u.rollup_state = 0 \
-                     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 \
-                     ON CONFLICT (environment_id, experiment_key, context_kind, context_key, \
-                       event_name, hour) DO UPDATE SET \
-                       events = experiment_unit_events.events + excluded.events, \
-                       valued = experiment_unit_events.valued + excluded.valued, \
-                       total = experiment_unit_events.total + excluded.total, \
-                       last_at = CASE WHEN excluded.last_at > experiment_unit_events.last_at \
-                         THEN excluded.last_at ELSE experiment_unit_events.last_at END"
-                ),
+                "INSERT INTO experiment_unit_totals (environment_id, experiment_key, \
+                 context_kind, context_key, event_name, variation, multiple_at, events, valued, \
+                 total, last_at) \
+                 SELECT e.environment_id, e.experiment_key, e.context_kind, e.context_key, \
+                   e.event_name, MIN(e.variation), MIN(e.multiple_at), SUM(e.events), \
+                   SUM(e.valued), SUM(e.total), MAX(e.last_at) \
+                 FROM experiment_units u JOIN experiment_unit_events e \
+                   ON e.environment_id = u.environment_id AND e.experiment_key = u.experiment_key \
+                   AND e.context_kind = u.context_kind AND e.context_key = u.context_key \
+                 WHERE u.rollup_state = 2 \
+                 GROUP BY 1, 2, 3, 4, 5",
                 args![],
             )
             .await?;
+        }
+        if batches > 0 {
+            // The claimed batches' events of up-to-date units, added to their hourly rows
+            // and to their whole-life sums.
+            let sources = "FROM analytics_pending p \
+                 JOIN track_events t ON t.batch_ref = p.batch_ref \
+                 JOIN experiment_units u ON u.environment_id = t.environment_id \
+                   AND u.context_kind = t.context_kind AND u.context_key = t.context_key \
+                   AND t.at >= u.first_at \
+                 WHERE p.claimed AND u.rollup_state = 0";
+            let totals_rows = "INSERT INTO experiment_unit_totals (environment_id, \
+                 experiment_key, context_kind, context_key, event_name, variation, multiple_at, \
+                 events, valued, total, last_at) \
+                 SELECT u.environment_id, u.experiment_key, u.context_kind, u.context_key, \
+                 t.name, u.variation, u.multiple_at, COUNT(*), COUNT(t.value), \
+                 COALESCE(SUM(t.value), 0.0), MAX(t.at)";
+            for (table, insert, grouping, key) in [
+                (
+                    "experiment_unit_events",
+                    rollup_rows.as_str(),
+                    "1, 2, 3, 4, 5, 6, 7, 8",
+                    "event_name, hour",
+                ),
+                (
+                    "experiment_unit_totals",
+                    totals_rows,
+                    "1, 2, 3, 4, 5, 6, 7",
+                    "event_name",
+                ),
+            ] {
+                tx.execute(
+                    &format!(
+                        "{insert} {sources} GROUP BY {grouping} \
+                         ON CONFLICT (environment_id, experiment_key, context_kind, context_key, \
+                           {key}) DO UPDATE SET \
+                           events = {table}.events + excluded.events, \
+                           valued = {table}.valued + excluded.valued, \
+                           total = {table}.total + excluded.total, \
+                           last_at = CASE WHEN excluded.last_at > {table}.last_at \
+                             THEN excluded.last_at ELSE {table}.last_at END"
+                    ),
+                    args![],
+                )
+                .await?;
+            }
             tx.execute("DELETE FROM analytics_pending WHERE claimed", args![])
                 .await?;
         }
