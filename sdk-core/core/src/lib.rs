@@ -58,6 +58,23 @@ pub use vexil_engine::{Context, SingleContext};
 use data::{Cached, Data, RemoteValue};
 use events::{Event, EventQueue};
 
+/// Blocks SIGPIPE on the calling thread (each of the client's own threads), so that a write
+/// to a connection the server has closed fails with `EPIPE` rather than raising the signal,
+/// whose default action ends the process. Rust programs ignore SIGPIPE from `main`, but the
+/// hosts of the language SDKs do not for threads they did not start (a Go program is killed
+/// by one raised on a non-Go thread).
+#[cfg(unix)]
+fn block_sigpipe() {
+    // SAFETY: the set is initialised by `sigemptyset` before use, and `pthread_sigmask`
+    // changes the signal mask of this thread only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Why a client could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -214,11 +231,14 @@ impl Client {
             flush_requests,
             config,
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let mut runtime = tokio::runtime::Builder::new_multi_thread();
+        runtime
             .worker_threads(1)
             .thread_name("vexil-client")
-            .enable_all()
-            .build()?;
+            .enable_all();
+        #[cfg(unix)]
+        runtime.on_thread_start(block_sigpipe);
+        let runtime = runtime.build()?;
         if !inner.config.offline {
             let channel = {
                 let _entered = runtime.enter();
@@ -931,4 +951,29 @@ fn initial_data(config: &Config, mode: Mode, cache: Option<&std::path::Path>) ->
         }
     }
     Data::Empty
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    /// Whether SIGPIPE is in the calling thread's signal mask.
+    fn sigpipe_blocked() -> bool {
+        // SAFETY: reads this thread's mask into a set initialised by `sigemptyset`.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
+            libc::sigismember(&set, libc::SIGPIPE) == 1
+        }
+    }
+
+    #[test]
+    fn client_threads_block_sigpipe() {
+        std::thread::spawn(|| {
+            assert!(!sigpipe_blocked(), "a new thread starts without the mask");
+            super::block_sigpipe();
+            assert!(sigpipe_blocked());
+        })
+        .join()
+        .unwrap();
+    }
 }
