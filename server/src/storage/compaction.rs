@@ -42,6 +42,9 @@ pub const UNITS_PER_ROUND: i64 = 20_000;
 /// How long a results read waits at most for the compactor to catch up.
 pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long a round that lost to a concurrent transaction waits before it runs again.
+const CONTENTION_PAUSE: Duration = Duration::from_millis(50);
+
 /// The Postgres advisory lock key of the compactor ("vexil-rollup").
 const COMPACTION_LOCK: i64 = 0x7665_7869_6c72;
 
@@ -246,8 +249,11 @@ impl Storage {
         loop {
             let round = match self.compact_analytics_once().await {
                 // A deadlock with ingestion, or a serialization failure: the round wrote
-                // nothing; run it again.
-                Err(StorageError::Contention(_)) if started.elapsed() < limit => continue,
+                // nothing; run it again shortly.
+                Err(StorageError::Contention(_)) if started.elapsed() < limit => {
+                    tokio::time::sleep(CONTENTION_PAUSE).await;
+                    continue;
+                }
                 other => other?,
             };
             total.batches += round.batches;
