@@ -9,10 +9,10 @@
 //! statistics the tests need. As of a time after the experiment's last event (results
 //! "now"), it reads one whole-life row per unit and event name (`experiment_unit_totals`);
 //! as of an earlier cut-off (`until`), it sums each unit's hourly rows
-//! (`experiment_unit_events`) up to the cut-off. Rows of the cut-off's hour whose last event is later than the
-//! cut-off are recounted from raw events (a chart asking for hour boundaries never needs
-//! to). A context seen with more than one variation is counted apart and left out of every
-//! sum.
+//! (`experiment_unit_events`) up to the cut-off. Rows of the cut-off's hour whose last
+//! event is later than the cut-off are recounted from raw events (a chart asking for hour
+//! boundaries never needs to). A context seen with more than one variation is counted
+//! apart and left out of every sum.
 
 use std::collections::BTreeMap;
 

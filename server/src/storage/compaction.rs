@@ -64,6 +64,11 @@ impl CompactionRound {
     }
 }
 
+/// The head of an INSERT of hourly roll-up rows.
+const INSERT_HOURLY: &str = "INSERT INTO experiment_unit_events (environment_id, experiment_key, \
+     context_kind, context_key, event_name, hour, variation, multiple_at, events, valued, total, \
+     last_at)";
+
 /// SQL for the start of the hour of `at` (a column of milliseconds), rounding down for
 /// times before the epoch too.
 fn hour_sql(at: &str) -> String {
@@ -105,10 +110,7 @@ impl Storage {
         // The roll-up rows of units `u` from their events `t`, grouped by the first eight
         // columns.
         let rollup_rows = format!(
-            "INSERT INTO experiment_unit_events (environment_id, experiment_key, \
-             context_kind, context_key, event_name, hour, variation, multiple_at, \
-             events, valued, total, last_at) \
-             SELECT u.environment_id, u.experiment_key, u.context_kind, u.context_key, \
+            "{INSERT_HOURLY} SELECT u.environment_id, u.experiment_key, u.context_kind, u.context_key, \
              t.name, {}, u.variation, u.multiple_at, COUNT(*), COUNT(t.value), \
              COALESCE(SUM(t.value), 0.0), MAX(t.at)",
             hour_sql("t.at")
@@ -130,10 +132,7 @@ impl Storage {
                 // One index range read per unit, whatever the planner's statistics say:
                 // never a hash of every raw event.
                 format!(
-                    "INSERT INTO experiment_unit_events (environment_id, experiment_key, \
-                     context_kind, context_key, event_name, hour, variation, multiple_at, \
-                     events, valued, total, last_at) \
-                     SELECT u.environment_id, u.experiment_key, u.context_kind, u.context_key, \
+                    "{INSERT_HOURLY} SELECT u.environment_id, u.experiment_key, u.context_kind, u.context_key, \
                        t.name, t.hour, u.variation, u.multiple_at, t.events, t.valued, t.total, \
                        t.last_at \
                      FROM experiment_units u CROSS JOIN LATERAL ( \

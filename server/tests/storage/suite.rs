@@ -1929,8 +1929,7 @@ fn aggregates_by_definition(
         }
     }
     let mut aggregates = ExperimentAggregates::default();
-    for (first, variation, multiple) in units.values() {
-        let _ = first;
+    for (_, variation, multiple) in units.values() {
         if *multiple {
             aggregates.units.multiple += 1;
         } else {
