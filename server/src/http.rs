@@ -20,6 +20,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::live::Hub;
@@ -54,6 +55,12 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(address = %address, "serving http (snapshot, health, metrics)");
     }
+    // Without TCP_NODELAY a large snapshot's last segment can wait for a delayed ACK.
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(hub, auth))
         .with_graceful_shutdown(shutdown)
         .await

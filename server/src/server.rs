@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use vexil_proto::v1::admin_service_server::AdminServiceServer;
 use vexil_proto::v1::evaluation_service_server::EvaluationServiceServer;
 use vexil_proto::v1::event_service_server::EventServiceServer;
@@ -335,8 +334,7 @@ pub async fn serve_with(
     // heartbeats the streams send.
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .tcp_nodelay(true);
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(tls) = options.tls {
         let identity = tonic::transport::Identity::from_pem(tls.cert, tls.key);
         builder =
@@ -344,6 +342,9 @@ pub async fn serve_with(
     }
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "serving");
+    // The builder's `tcp_nodelay` applies only to sockets it binds itself: set it on each
+    // accepted connection, or a large response waits on delayed ACKs (40 ms on Linux).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
 
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let http_task = http.map(|listener| {
@@ -373,7 +374,7 @@ pub async fn serve_with(
         .add_service(sync)
         .add_service(events)
         .add_service(experiments)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), grpc_shutdown)
+        .serve_with_incoming_shutdown(incoming, grpc_shutdown)
         .await;
     hub.shutdown();
     if let Some(task) = http_task {
