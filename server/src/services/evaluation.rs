@@ -3,11 +3,9 @@
 //! them every other flag does not exist (`FLAG_NOT_FOUND`). No rule ever leaves the server.
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
-use prost::Message;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 use vexil_engine::{Context, ErrorKind, Evaluation, Reason, Ruleset, ValueKind};
@@ -266,7 +264,6 @@ impl EvaluationService for EvaluationApi {
                 key_kind: key.kind,
                 listed: request.flag_keys,
                 context,
-                last: Fingerprints::default(),
                 previous: held.clone(),
                 version: held.version,
                 hub: self.hub.clone(),
@@ -300,64 +297,24 @@ struct Watcher {
     key_kind: SdkKeyKind,
     listed: Vec<String>,
     context: RequestContext,
-    /// What was last sent for each flag.
-    last: Fingerprints,
-    /// The ruleset last compared against: names the flags that disappear.
+    /// The state whose values the client holds: every watched result sent so far is this
+    /// state's evaluation for the context (evaluation is a pure function of ruleset and
+    /// context), so the stream keeps no copy of what it sent and costs no memory per flag.
     previous: Arc<Loaded>,
     version: i64,
     hub: Hub,
     environment: Arc<Environment>,
 }
 
-/// Fingerprints of the results last sent, by hash of flag key: 16 bytes a flag, sorted for
-/// binary search, so that a stream watching thousands of flags stays small (no copy of the
-/// keys, which the rulesets hold).
-#[derive(Debug, Default)]
-struct Fingerprints(Vec<(u64, u64)>);
-
-fn key_hash(key: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
-}
-
-impl Fingerprints {
-    fn get(&self, key: &str) -> Option<u64> {
-        let hash = key_hash(key);
-        self.0
-            .binary_search_by_key(&hash, |(k, _)| *k)
-            .ok()
-            .map(|i| self.0[i].1)
-    }
-
-    fn insert(&mut self, key: &str, print: u64) {
-        let hash = key_hash(key);
-        match self.0.binary_search_by_key(&hash, |(k, _)| *k) {
-            Ok(i) => self.0[i].1 = print,
-            Err(i) => self.0.insert(i, (hash, print)),
-        }
-    }
-
-    fn remove(&mut self, key: &str) -> bool {
-        let hash = key_hash(key);
-        match self.0.binary_search_by_key(&hash, |(k, _)| *k) {
-            Ok(i) => {
-                self.0.remove(i);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-/// What identifies a result for change detection: everything but the flag's version (a
-/// change of a flag that leaves the value and the reason alone is no change to a watcher).
-fn fingerprint(result: &pb::EvaluationResult) -> u64 {
-    let mut comparable = result.clone();
-    comparable.flag_version = 0;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    comparable.encode_to_vec().hash(&mut hasher);
-    hasher.finish()
+/// Whether two results would look the same to a watcher: everything but the flag's version
+/// counts (a change of a flag that leaves the value and the reason alone is no change).
+fn same_to_watcher(a: &pb::EvaluationResult, b: &pb::EvaluationResult) -> bool {
+    a.flag_key == b.flag_key
+        && a.value == b.value
+        && a.variation == b.variation
+        && a.reason == b.reason
+        && a.in_experiment == b.in_experiment
+        && a.experiment_key == b.experiment_key
 }
 
 impl Watcher {
@@ -365,16 +322,16 @@ impl Watcher {
     fn all_values(&mut self, state: &Arc<Loaded>) -> Vec<pb::EvaluationResult> {
         let evaluator = Evaluator::new(&state.ruleset, self.key_kind);
         let results = evaluate_many(&evaluator, &self.context, &self.listed);
-        let mut last: Vec<(u64, u64)> = results
-            .iter()
-            .map(|r| (key_hash(&r.flag_key), fingerprint(r)))
-            .collect();
-        last.sort_unstable();
-        last.shrink_to_fit();
-        self.last = Fingerprints(last);
         self.previous = state.clone();
         self.count(results.len());
         results
+    }
+
+    /// Whether the stream sends a result for `key` while `evaluator`'s ruleset is current:
+    /// a listed key always; otherwise a flag that exists and that the key may see.
+    fn watches(&self, evaluator: &Evaluator<'_>, key: &str) -> bool {
+        !self.listed.is_empty()
+            || (evaluator.visible(key) && evaluator.ruleset.flag_index(key).is_some())
     }
 
     fn count(&self, flags: usize) {
@@ -415,19 +372,19 @@ impl Watcher {
                 }
             }
         };
+        let before = Evaluator::new(&self.previous.ruleset, self.key_kind);
         let mut updated = Vec::new();
         let mut removed = Vec::new();
         for key in keys {
-            let listed_or_visible = !self.listed.is_empty() || evaluator.visible(&key);
-            let exists = ruleset.flag(&key).is_some() || ruleset.is_malformed(&key);
-            if listed_or_visible && (exists || !self.listed.is_empty()) {
+            let sent = self
+                .watches(&before, &key)
+                .then(|| before.evaluate(&key, &self.context, ValueKind::Json, None));
+            if self.watches(&evaluator, &key) {
                 let result = evaluator.evaluate(&key, &self.context, ValueKind::Json, None);
-                let print = fingerprint(&result);
-                if self.last.get(&key) != Some(print) {
-                    self.last.insert(&key, print);
+                if !sent.is_some_and(|sent| same_to_watcher(&sent, &result)) {
                     updated.push(result);
                 }
-            } else if self.last.remove(&key) {
+            } else if sent.is_some() {
                 removed.push(key);
             }
         }
