@@ -18,7 +18,7 @@ namespace Vexil.Tests
     {
         static void Main(string[] args)
         {
-            var iterations = args.Length > 0 ? long.Parse(args[0]) : 2_000_000L;
+            var iterations = args.Length > 0 ? long.Parse(args[0]) : 2000000L;
             var rounds = args.Length > 1 ? int.Parse(args[1]) : 10;
             var perRound = Math.Max(1, iterations / rounds);
             var path = Paths.WriteRuleset(Paths.TempDir(), new object[] { Paths.BoolFlag("checkout") });
@@ -26,7 +26,7 @@ namespace Vexil.Tests
             using (var alice = Context.Builder("user", "alice").Build())
             {
                 if (!client.BoolVariation("checkout", alice, false)) throw new InvalidOperationException("flag not served");
-                for (var i = 0; i < 200_000; i++) client.BoolVariation("checkout", alice, false); // JIT and caches
+                for (var i = 0; i < 200000; i++) client.BoolVariation("checkout", alice, false); // JIT and caches
                 var dotnetWall = new List<double>();
                 var dotnetCpu = new List<double>();
                 var rustWall = new List<double>();
@@ -103,7 +103,7 @@ namespace Vexil.Tests
             if (!Available) return 0;
             long* timespec = stackalloc long[2];
             ClockGetTime(ClockThreadCpuTimeId, timespec);
-            return timespec[0] * 1_000_000_000L + timespec[1];
+            return timespec[0] * 1000000000L + timespec[1];
         }
     }
 }
