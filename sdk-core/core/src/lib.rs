@@ -37,6 +37,7 @@
 mod config;
 mod data;
 mod events;
+mod held;
 mod network;
 
 use std::collections::BTreeMap;
@@ -45,7 +46,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use vexil_engine::{ErrorKind, Reason, ValueKind};
@@ -57,6 +57,7 @@ pub use vexil_engine::{Context, SingleContext};
 
 use data::{Cached, Data, RemoteValue};
 use events::{Event, EventQueue};
+use held::SharedData;
 
 /// Blocks SIGPIPE on the calling thread (each of the client's own threads), so that a write
 /// to a connection the server has closed fails with `EPIPE` rather than raising the signal,
@@ -150,7 +151,7 @@ type Listener = Arc<dyn Fn(&FlagChange) + Send + Sync>;
 pub(crate) struct Inner {
     config: Config,
     mode: Mode,
-    data: ArcSwap<Data>,
+    data: SharedData,
     /// Whether the stream is up: data from the network is reported stale otherwise.
     connected: AtomicBool,
     status: Mutex<Status>,
@@ -218,7 +219,7 @@ impl Client {
         };
         let inner = Arc::new(Inner {
             mode,
-            data: ArcSwap::from_pointee(initial),
+            data: SharedData::new(initial),
             connected: AtomicBool::new(false),
             status: Mutex::new(status),
             status_changed: Condvar::new(),
@@ -622,6 +623,20 @@ impl Inner {
         with_source: bool,
         f: impl FnOnce(Option<&Value>, &Info) -> R,
     ) -> R {
+        self.data
+            .with_current(|data| self.evaluate_on(data, flag_key, context, kind, with_source, f))
+    }
+
+    #[inline]
+    fn evaluate_on<R>(
+        &self,
+        data: &Arc<Data>,
+        flag_key: &str,
+        context: &Context,
+        kind: ValueKind,
+        with_source: bool,
+        f: impl FnOnce(Option<&Value>, &Info) -> R,
+    ) -> R {
         // The source may read the clock: only the `…_detail` calls, which report it, pay.
         let source = |data: &Data| {
             if with_source {
@@ -630,7 +645,6 @@ impl Inner {
                 Source::Defaults
             }
         };
-        let data = self.data.load();
         let version = data.version();
         match &**data {
             Data::Ruleset { ruleset, .. } => {
@@ -641,7 +655,7 @@ impl Inner {
                 let error = e.reason.error_kind();
                 let counted = match index {
                     Some(index) if error.is_none() && self.events.counts_summaries() => {
-                        self.events.count_at(&data, index, e.variation)
+                        self.events.count_at(data, index, e.variation)
                     }
                     _ => false,
                 };
@@ -663,7 +677,7 @@ impl Inner {
                     in_experiment: e.in_experiment,
                     experiment_key: e.experiment_key,
                     flag_version,
-                    source: source(&data),
+                    source: source(data),
                     version,
                 };
                 f(e.value, &info)
@@ -678,7 +692,7 @@ impl Inner {
                     None => (None, error_info(ErrorKind::FlagNotFound, 0)),
                 };
                 let info = Info {
-                    source: source(&data),
+                    source: source(data),
                     version,
                     ..info
                 };
