@@ -3,14 +3,15 @@
 //! `EventService.Publish`, gzip-compressed, with a batch id kept across retries so that the
 //! server never counts a batch twice.
 //!
-//! The caller's thread only pushes onto the queue (a short lock); converting to messages and
-//! sending happen on the client's background runtime.
+//! The caller's thread only pushes onto the queue (a short lock) or counts in its own
+//! counters; converting to messages and sending happen on the client's background runtime.
 
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
+use std::cell::OnceCell;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,10 @@ struct Summaries {
 /// "no variation" (an off flag without an off variation). Counting is one relaxed atomic add
 /// at a position found from the flag's index in the ruleset, so the hot path takes no lock
 /// and hashes nothing; the sender drains the counters into the next batch. Created on the
-/// first count, so that a client with summaries off never allocates them.
+/// first count, so that a client with summaries off never allocates them. Variation calls
+/// count in their thread's own [`LocalCounters`] (which share this table's layout); this
+/// table counts the calls that cannot (made inside another call on the same thread, or
+/// while the thread exits), so that threads never write one counter in common.
 #[derive(Debug, Default)]
 pub(crate) struct SummaryCounters(OnceLock<CounterTable>);
 
@@ -70,7 +74,7 @@ pub(crate) struct SummaryCounters(OnceLock<CounterTable>);
 struct CounterTable {
     /// Flag `i` owns `counts[offsets[i]..offsets[i + 1]]`: slot 0 for no variation, slot
     /// `v + 1` for variation `v`.
-    offsets: Box<[u32]>,
+    offsets: Arc<[u32]>,
     counts: Box<[AtomicU64]>,
 }
 
@@ -88,7 +92,7 @@ impl CounterTable {
             offsets.push(total);
         }
         CounterTable {
-            offsets: offsets.into_boxed_slice(),
+            offsets: offsets.into(),
             counts: (0..total).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -122,16 +126,123 @@ impl CounterTable {
                 if count == 0 {
                     continue;
                 }
-                let outcome = Outcome {
-                    flag_version: i64::try_from(flag.version).unwrap_or(i64::MAX),
-                    variation: slot.checked_sub(1).and_then(|v| u32::try_from(v).ok()),
-                    error_kind: 0,
+                add_outcome(into, key, flag, slot, count);
+            }
+        }
+    }
+}
+
+/// Adds `count` evaluations of `flag` that served its counter `slot` (0: no variation).
+fn add_outcome(
+    into: &mut HashMap<String, HashMap<Outcome, u64>>,
+    key: &str,
+    flag: &vexil_engine::model::Flag,
+    slot: usize,
+    count: u64,
+) {
+    let outcome = Outcome {
+        flag_version: i64::try_from(flag.version).unwrap_or(i64::MAX),
+        variation: slot.checked_sub(1).and_then(|v| u32::try_from(v).ok()),
+        error_kind: 0,
+    };
+    *into
+        .entry(key.to_owned())
+        .or_default()
+        .entry(outcome)
+        .or_insert(0) += count;
+}
+
+/// Counters per page of a thread's counters.
+const PAGE: usize = 64;
+
+/// A page of one thread's counters and what the sender read of them last.
+struct Page {
+    /// Written by the owning thread only: a load and a store, no read-modify-write.
+    counts: [AtomicU64; PAGE],
+    /// Read and written by the drain only, under the queue's lock.
+    seen: [AtomicU64; PAGE],
+}
+
+/// One thread's evaluation counters for one ruleset (see `held`): the thread that owns
+/// them counts with a plain load and store, and the sender sends the difference from what it
+/// read last time. Pages are allocated when first counted in, so that a thread pays only for
+/// the flags it evaluates. When the thread moves to newer data (or exits) it drops them; the
+/// next drain reads them one last time and forgets them, so no count is lost.
+pub(crate) struct LocalCounters {
+    data: Arc<Data>,
+    offsets: Arc<[u32]>,
+    pages: Box<[OnceLock<Box<Page>>]>,
+}
+
+impl std::fmt::Debug for LocalCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCounters")
+            .field("version", &self.data.version())
+            .field("pages", &self.pages.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalCounters {
+    fn new(data: Arc<Data>, offsets: Arc<[u32]>) -> LocalCounters {
+        let total = offsets.last().map_or(0, |&last| last as usize);
+        LocalCounters {
+            data,
+            offsets,
+            pages: (0..total.div_ceil(PAGE)).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Counts one evaluation; false when the ruleset has no such counter.
+    #[inline]
+    fn add(&self, index: usize, variation: Option<usize>) -> bool {
+        let (Some(&start), Some(&end)) = (self.offsets.get(index), self.offsets.get(index + 1))
+        else {
+            return false;
+        };
+        let slot = start as usize + variation.map_or(0, |v| v + 1);
+        if slot >= end as usize {
+            return false;
+        }
+        let Some(page) = self.pages.get(slot / PAGE) else {
+            return false;
+        };
+        let page = page.get_or_init(|| {
+            Box::new(Page {
+                counts: [const { AtomicU64::new(0) }; PAGE],
+                seen: [const { AtomicU64::new(0) }; PAGE],
+            })
+        });
+        let counter = &page.counts[slot % PAGE];
+        // One writer: no other thread ever writes this counter.
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        true
+    }
+
+    /// Adds what was counted since the last drain into `into`.
+    fn drain(&self, into: &mut HashMap<String, HashMap<Outcome, u64>>) {
+        let Data::Ruleset { ruleset, .. } = &*self.data else {
+            return;
+        };
+        for (index, bounds) in self.offsets.windows(2).enumerate() {
+            let (start, end) = (bounds[0] as usize, bounds[1] as usize);
+            for slot in start..end {
+                let Some(page) = self.pages.get(slot / PAGE).and_then(OnceLock::get) else {
+                    continue;
                 };
-                *into
-                    .entry(key.to_owned())
-                    .or_default()
-                    .entry(outcome)
-                    .or_insert(0) += count;
+                let (count, seen) = (&page.counts[slot % PAGE], &page.seen[slot % PAGE]);
+                let now = count.load(Ordering::Relaxed);
+                let before = seen.load(Ordering::Relaxed);
+                if now == before {
+                    continue;
+                }
+                seen.store(now, Ordering::Relaxed);
+                if let Some((key, Some(flag))) = ruleset.flag_at(index) {
+                    add_outcome(into, key, flag, slot - start, now.wrapping_sub(before));
+                }
             }
         }
     }
@@ -165,6 +276,9 @@ pub(crate) struct EventQueue {
     /// Every ruleset data whose counters hold counts, drained into each batch: the current
     /// one, and older ones until no evaluation can still be counting on them.
     counted: Mutex<Vec<Arc<Data>>>,
+    /// Every thread's counters (see [`LocalCounters`]), until drained after their thread let
+    /// go of them.
+    local: Mutex<Vec<Arc<LocalCounters>>>,
     exposures: Mutex<ExposureMemory>,
     /// A batch that failed every attempt, resent (same id) before anything else.
     retry: Mutex<Option<pb::PublishRequest>>,
@@ -185,6 +299,7 @@ impl EventQueue {
                 counts: HashMap::default(),
             }),
             counted: Mutex::new(Vec::new()),
+            local: Mutex::new(Vec::new()),
             exposures: Mutex::new(ExposureMemory::default()),
             retry: Mutex::new(None),
             dropped: AtomicU64::new(0),
@@ -312,6 +427,50 @@ impl EventQueue {
         }
     }
 
+    /// Counts a successful evaluation like [`EventQueue::count_at`], in the calling thread's
+    /// own counters for `data` (made and registered on its first count).
+    #[inline]
+    pub(crate) fn count_local(
+        &self,
+        local: &OnceCell<Arc<LocalCounters>>,
+        data: &Arc<Data>,
+        index: usize,
+        variation: Option<usize>,
+    ) -> bool {
+        match local.get() {
+            Some(counters) => counters.add(index, variation),
+            None => self.count_local_first(local, data, index, variation),
+        }
+    }
+
+    /// [`EventQueue::count_local`] on a thread's first count for `data`.
+    #[cold]
+    #[inline(never)]
+    fn count_local_first(
+        &self,
+        local: &OnceCell<Arc<LocalCounters>>,
+        data: &Arc<Data>,
+        index: usize,
+        variation: Option<usize>,
+    ) -> bool {
+        let Data::Ruleset {
+            ruleset, counters, ..
+        } = &**data
+        else {
+            return false;
+        };
+        let table = counters.0.get_or_init(|| {
+            lock(&self.counted).push(Arc::clone(data));
+            CounterTable::new(ruleset)
+        });
+        let made = Arc::new(LocalCounters::new(
+            Arc::clone(data),
+            Arc::clone(&table.offsets),
+        ));
+        lock(&self.local).push(Arc::clone(&made));
+        local.get_or_init(|| made).add(index, variation)
+    }
+
     /// Counts one evaluation for the summaries, under a lock (errors, remote values).
     pub(crate) fn count(
         &self,
@@ -425,6 +584,15 @@ impl EventQueue {
     /// rulesets nothing else holds any more (replaced, and no evaluation still on them: the
     /// strong count is read before draining, so a count cannot land after the last drain).
     fn drain_counters(&self, counts: &mut HashMap<String, HashMap<Outcome, u64>>) {
+        lock(&self.local).retain(|local| {
+            let let_go = Arc::strong_count(local) == 1;
+            if let_go {
+                // Pairs with the release of the owner's reference: its last counts are seen.
+                fence(Ordering::Acquire);
+            }
+            local.drain(counts);
+            !let_go
+        });
         let mut counted = lock(&self.counted);
         counted.retain(|data| {
             let last_holder = Arc::strong_count(data) == 1;

@@ -8,19 +8,23 @@
 //! one held, the held data is current and is used as it is; otherwise the thread loads the
 //! current data once and keeps that.
 //!
+//! Each entry also holds the thread's own evaluation counters for its data (see
+//! `events::LocalCounters`), so that counting for the summaries is no shared atomic add.
+//!
 //! What this costs in memory: a thread keeps the data it last used for each of those
 //! clients until it calls that client again after a change, calls [`HELD_CLIENTS`] other
 //! clients, or exits. A thread that stops calling a client after a change therefore keeps
 //! one older copy of that client's data alive (the summaries' counters of that copy are still
 //! drained, so no count is lost).
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
 use crate::data::Data;
+use crate::events::LocalCounters;
 
 /// Clients a thread keeps data for; the least recently called is forgotten first.
 pub(crate) const HELD_CLIENTS: usize = 4;
@@ -42,6 +46,8 @@ struct Entry {
     client: u64,
     generation: u64,
     data: Arc<Data>,
+    /// This thread's evaluation counters for `data`, made on the first count.
+    counters: OnceCell<Arc<LocalCounters>>,
 }
 
 thread_local! {
@@ -70,23 +76,28 @@ impl SharedData {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Runs `f` on the current data, from this thread's cache when it is current. Falls back
-    /// to a plain load when the thread's cache is not available (a call made while the
-    /// thread's locals are being destroyed, or from inside another call on this thread).
+    /// Runs `f` on the current data, from this thread's cache when it is current, with this
+    /// thread's counters for that data. Falls back to a plain load, and no counters of its
+    /// own, when the thread's cache is not available (a call made while the thread's locals
+    /// are being destroyed, or from inside another call on this thread).
     #[inline]
-    pub(crate) fn with_current<R>(&self, f: impl FnOnce(&Arc<Data>) -> R) -> R {
+    pub(crate) fn with_current<R>(
+        &self,
+        f: impl FnOnce(&Arc<Data>, Option<&OnceCell<Arc<LocalCounters>>>) -> R,
+    ) -> R {
         let generation = self.generation.load(Ordering::Acquire);
         let mut pending = Some(f);
         let cached = HELD.try_with(|held| {
             let mut held = held.try_borrow_mut().ok()?;
             let f = pending.take()?;
-            Some(f(self.held_data(&mut held, generation)))
+            let entry = self.held_entry(&mut held, generation);
+            Some(f(&entry.data, Some(&entry.counters)))
         });
         if let Ok(Some(result)) = cached {
             return result;
         }
         match pending.take() {
-            Some(f) => f(&self.current.load()),
+            Some(f) => f(&self.current.load(), None),
             // The closure took `f` only to return its result.
             None => unreachable!("a variation ran without a result"),
         }
@@ -94,7 +105,18 @@ impl SharedData {
 
     /// This client's entry, made current and moved first.
     #[inline]
-    fn held_data<'h>(&self, held: &'h mut Vec<Entry>, generation: u64) -> &'h Arc<Data> {
+    fn held_entry<'h>(&self, held: &'h mut Vec<Entry>, generation: u64) -> &'h Entry {
+        let current = matches!(held.first(),
+            Some(first) if first.client == self.id && first.generation == generation);
+        if current {
+            return &held[0];
+        }
+        self.refresh_entry(held, generation)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refresh_entry<'h>(&self, held: &'h mut Vec<Entry>, generation: u64) -> &'h Entry {
         let found = match held.first() {
             Some(first) if first.client == self.id => Some(0),
             _ => held.iter().position(|entry| entry.client == self.id),
@@ -112,6 +134,7 @@ impl SharedData {
                         client: self.id,
                         generation,
                         data: self.current.load_full(),
+                        counters: OnceCell::new(),
                     },
                 );
             }
@@ -121,8 +144,10 @@ impl SharedData {
             // Loaded after the generation was read: at least as new as that generation.
             entry.data = self.current.load_full();
             entry.generation = generation;
+            // Counters belong to one ruleset: the next count makes new ones.
+            entry.counters = OnceCell::new();
         }
-        &entry.data
+        entry
     }
 }
 
@@ -144,14 +169,14 @@ mod tests {
     #[test]
     fn a_call_sees_every_store_and_keeps_only_the_data_it_uses() {
         let shared = SharedData::new(data(1));
-        assert_eq!(shared.with_current(|d| d.version()), 1);
+        assert_eq!(shared.with_current(|d, _| d.version()), 1);
         let second = Arc::new(data(2));
         shared.store(second.clone());
-        assert_eq!(shared.with_current(|d| d.version()), 2);
+        assert_eq!(shared.with_current(|d, _| d.version()), 2);
         // This thread's entry holds the current data; the first is no longer held anywhere.
         assert_eq!(Arc::strong_count(&second), 3);
         shared.store(Arc::new(data(3)));
-        assert_eq!(shared.with_current(|d| d.version()), 3);
+        assert_eq!(shared.with_current(|d, _| d.version()), 3);
         assert_eq!(Arc::strong_count(&second), 1, "replaced on the next call");
     }
 
@@ -162,11 +187,11 @@ mod tests {
             .collect();
         let first = clients[0].current.load_full();
         for (v, client) in clients.iter().enumerate() {
-            assert_eq!(client.with_current(|d| d.version()), v as i64);
+            assert_eq!(client.with_current(|d, _| d.version()), v as i64);
         }
         // The first client's entry was dropped when the fifth was called.
         assert_eq!(Arc::strong_count(&first), 2);
-        assert_eq!(clients[0].with_current(|d| d.version()), 0);
+        assert_eq!(clients[0].with_current(|d, _| d.version()), 0);
         assert_eq!(Arc::strong_count(&first), 3);
     }
 
@@ -174,7 +199,8 @@ mod tests {
     fn a_nested_call_on_the_same_thread_falls_back_to_a_plain_load() {
         let outer = SharedData::new(data(1));
         let inner = SharedData::new(data(2));
-        let versions = outer.with_current(|o| (o.version(), inner.with_current(|i| i.version())));
+        let versions =
+            outer.with_current(|o, _| (o.version(), inner.with_current(|i, _| i.version())));
         assert_eq!(versions, (1, 2));
     }
 
@@ -187,7 +213,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut last = 0;
                     while last < 200 {
-                        let now = shared.with_current(|d| d.version());
+                        let now = shared.with_current(|d, _| d.version());
                         assert!(now >= last, "went back from {last} to {now}");
                         last = now;
                     }

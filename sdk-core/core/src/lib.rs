@@ -40,6 +40,7 @@ mod events;
 mod held;
 mod network;
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -623,14 +624,15 @@ impl Inner {
         with_source: bool,
         f: impl FnOnce(Option<&Value>, &Info) -> R,
     ) -> R {
-        self.data
-            .with_current(|data| self.evaluate_on(data, flag_key, context, kind, with_source, f))
+        self.data.with_current(|data, counters| {
+            self.evaluate_on((data, counters), flag_key, context, kind, with_source, f)
+        })
     }
 
     #[inline]
     fn evaluate_on<R>(
         &self,
-        data: &Arc<Data>,
+        (data, counters): (&Arc<Data>, Option<&OnceCell<Arc<events::LocalCounters>>>),
         flag_key: &str,
         context: &Context,
         kind: ValueKind,
@@ -655,7 +657,12 @@ impl Inner {
                 let error = e.reason.error_kind();
                 let counted = match index {
                     Some(index) if error.is_none() && self.events.counts_summaries() => {
-                        self.events.count_at(data, index, e.variation)
+                        match counters {
+                            Some(counters) => {
+                                self.events.count_local(counters, data, index, e.variation)
+                            }
+                            None => self.events.count_at(data, index, e.variation),
+                        }
                     }
                     _ => false,
                 };
