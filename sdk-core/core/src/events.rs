@@ -100,14 +100,8 @@ impl CounterTable {
     /// The counter of a flag's outcome, if the table has one.
     #[inline]
     fn slot(&self, index: usize, variation: Option<usize>) -> Option<&AtomicU64> {
-        let start = *self.offsets.get(index)? as usize;
-        let end = *self.offsets.get(index + 1)? as usize;
-        let slot = start + variation.map_or(0, |v| v + 1);
-        if slot < end {
-            self.counts.get(slot)
-        } else {
-            None
-        }
+        self.counts
+            .get(counter_position(&self.offsets, index, variation)?)
     }
 
     /// Moves every non-zero count into `into`, naming each by the ruleset's flag.
@@ -130,6 +124,16 @@ impl CounterTable {
             }
         }
     }
+}
+
+/// Where the counter of a flag's outcome is in a ruleset's counter space (see
+/// [`CounterTable`]), if the flag has one for that outcome.
+#[inline]
+fn counter_position(offsets: &[u32], index: usize, variation: Option<usize>) -> Option<usize> {
+    let start = *offsets.get(index)? as usize;
+    let end = *offsets.get(index + 1)? as usize;
+    let slot = start + variation.map_or(0, |v| v + 1);
+    (slot < end).then_some(slot)
 }
 
 /// Adds `count` evaluations of `flag` that served its counter `slot` (0: no variation).
@@ -196,14 +200,9 @@ impl LocalCounters {
     /// Counts one evaluation; false when the ruleset has no such counter.
     #[inline]
     fn add(&self, index: usize, variation: Option<usize>) -> bool {
-        let (Some(&start), Some(&end)) = (self.offsets.get(index), self.offsets.get(index + 1))
-        else {
+        let Some(slot) = counter_position(&self.offsets, index, variation) else {
             return false;
         };
-        let slot = start as usize + variation.map_or(0, |v| v + 1);
-        if slot >= end as usize {
-            return false;
-        }
         let Some(page) = self.pages.get(slot / PAGE) else {
             return false;
         };
@@ -398,6 +397,21 @@ impl EventQueue {
         self.config.enabled && self.config.summaries
     }
 
+    /// The shared counter table of ruleset data, made (and registered for draining) on first
+    /// use; `None` for other data.
+    fn shared_table<'d>(&self, data: &'d Arc<Data>) -> Option<&'d CounterTable> {
+        let Data::Ruleset {
+            ruleset, counters, ..
+        } = &**data
+        else {
+            return None;
+        };
+        Some(counters.0.get_or_init(|| {
+            lock(&self.counted).push(Arc::clone(data));
+            CounterTable::new(ruleset)
+        }))
+    }
+
     /// Counts a successful evaluation of the flag at `index` of `data`'s ruleset, without a
     /// lock. Returns false when it could not (not ruleset data, or no such counter): the
     /// caller then counts it with [`EventQueue::count`].
@@ -408,16 +422,9 @@ impl EventQueue {
         index: usize,
         variation: Option<usize>,
     ) -> bool {
-        let Data::Ruleset {
-            ruleset, counters, ..
-        } = &**data
-        else {
+        let Some(table) = self.shared_table(data) else {
             return false;
         };
-        let table = counters.0.get_or_init(|| {
-            lock(&self.counted).push(Arc::clone(data));
-            CounterTable::new(ruleset)
-        });
         match table.slot(index, variation) {
             Some(counter) => {
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -453,16 +460,9 @@ impl EventQueue {
         index: usize,
         variation: Option<usize>,
     ) -> bool {
-        let Data::Ruleset {
-            ruleset, counters, ..
-        } = &**data
-        else {
+        let Some(table) = self.shared_table(data) else {
             return false;
         };
-        let table = counters.0.get_or_init(|| {
-            lock(&self.counted).push(Arc::clone(data));
-            CounterTable::new(ruleset)
-        });
         let made = Arc::new(LocalCounters::new(
             Arc::clone(data),
             Arc::clone(&table.offsets),

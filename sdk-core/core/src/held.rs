@@ -117,11 +117,7 @@ impl SharedData {
     #[cold]
     #[inline(never)]
     fn refresh_entry<'h>(&self, held: &'h mut Vec<Entry>, generation: u64) -> &'h Entry {
-        let found = match held.first() {
-            Some(first) if first.client == self.id => Some(0),
-            _ => held.iter().position(|entry| entry.client == self.id),
-        };
-        match found {
+        match held.iter().position(|entry| entry.client == self.id) {
             Some(0) => {}
             Some(i) => held[..=i].rotate_right(1),
             None => {
