@@ -291,6 +291,12 @@ pub(crate) struct FlagEntry {
     /// The JSON as received, kept only when it did not deserialize.
     pub raw: Option<Arc<Value>>,
     pub malformed: bool,
+    /// The number of this flag's first outcome in its ruleset (see [`Ruleset::flag_outcomes`]),
+    /// assigned when the ruleset is built.
+    pub first_outcome: u32,
+    /// How many outcomes the flag has: its variations and "no variation" (0 when it did not
+    /// fit the model).
+    pub outcomes: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +320,8 @@ pub struct Ruleset {
     pub(crate) flag_index: KeyIndex,
     pub(crate) segments: FxHashMap<Box<str>, SegmentEntry>,
     pub(crate) problems: Vec<Problem>,
+    /// Outcomes numbered over every flag (see [`Ruleset::flag_outcomes`]).
+    pub(crate) outcome_count: u32,
 }
 
 /// A ruleset in which every flag and segment fits the model, for [`Ruleset::from_json`]'s
@@ -506,6 +514,26 @@ impl Ruleset {
         self.flag_position(key)
     }
 
+    /// How many outcomes the flags of this ruleset have between them (see
+    /// [`Ruleset::flag_outcomes`]).
+    pub fn outcome_count(&self) -> usize {
+        self.outcome_count as usize
+    }
+
+    /// The numbers of the outcomes of the flag at `index`, in `0..outcome_count()`: the first
+    /// is "no variation served" (an off flag without an off variation), then one per
+    /// variation, in order. Numbered over the flags in key order, so that a caller can keep
+    /// one array of counters per ruleset; [`Served::ordinary_outcome`] gives the number of
+    /// what an evaluation served. Empty for a flag that did not fit the model.
+    ///
+    /// [`Served::ordinary_outcome`]: crate::Served::ordinary_outcome
+    pub fn flag_outcomes(&self, index: usize) -> std::ops::Range<usize> {
+        self.flags.get(index).map_or(0..0, |entry| {
+            let start = entry.first_outcome as usize;
+            start..start + entry.outcomes as usize
+        })
+    }
+
     /// The key and model of the flag at `index` (the model is `None` when the flag did not
     /// fit it).
     pub fn flag_at(&self, index: usize) -> Option<(&str, Option<&Flag>)> {
@@ -639,6 +667,8 @@ impl Builder {
                     compiled: None,
                     raw: Some(Arc::new(value.clone())),
                     malformed: true,
+                    first_outcome: 0,
+                    outcomes: 0,
                 });
             }
         }
@@ -651,6 +681,8 @@ impl Builder {
             malformed: !compiled.problems.is_empty(),
             compiled: Some(Arc::new(compiled)),
             raw: None,
+            first_outcome: 0,
+            outcomes: 0,
         });
     }
 
@@ -781,6 +813,7 @@ impl Builder {
         }
         let mut flags: Vec<FlagEntry> = by_key.into_values().collect();
         flags.sort_by(|a, b| a.key.cmp(&b.key));
+        let outcome_count = number_outcomes(&mut flags);
         let flag_index = KeyIndex::new(flags.iter().map(|e| &*e.key));
 
         check_flag_references(&mut flags, &flag_index, &segment_map, &mut flag_problems);
@@ -812,8 +845,30 @@ impl Builder {
             flag_index,
             segments: segment_map,
             problems,
+            outcome_count,
         }
     }
+}
+
+/// Numbers the outcomes of every flag, in key order: a flag that fits the model has one for
+/// "no variation" and one per variation. Returns how many there are. A flag whose outcomes
+/// would not fit in `u32` gets none (its evaluations are then not ordinary; see `Served`).
+fn number_outcomes(flags: &mut [FlagEntry]) -> u32 {
+    let mut next = 0u32;
+    for entry in flags {
+        let wanted = entry
+            .compiled
+            .as_ref()
+            .map_or(0, |flag| flag.model.variations.len().saturating_add(1));
+        let outcomes = u32::try_from(wanted)
+            .ok()
+            .filter(|&n| n <= u32::MAX - 1 - next)
+            .unwrap_or(0);
+        entry.first_outcome = next;
+        entry.outcomes = outcomes;
+        next += outcomes;
+    }
+    next
 }
 
 /// Dangling `segment_match` references and cycles among segments. A segment that reaches a

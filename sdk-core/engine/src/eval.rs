@@ -11,7 +11,7 @@ use crate::context::{AttributeRef, Context, SingleContext, short_eq};
 use crate::date;
 use crate::model::{Operator, TOTAL_WEIGHT, ValueKind};
 use crate::murmur3::Murmur3;
-use crate::result::{ErrorKind, Evaluation, Reason};
+use crate::result::{ErrorKind, Evaluation, Reason, Served};
 use crate::semver::Version;
 
 /// Deepest chain of prerequisites or nested segments followed. Cycles are refused when the
@@ -140,6 +140,44 @@ impl<'r> Outcome<'r> for ValueOnly<'r> {
     }
 }
 
+/// What [`Ruleset::serve_at`] needs of an evaluation: the served value and, for an ordinary
+/// success, the served outcome's position among the flag's outcomes (0 for no variation,
+/// `v + 1` for variation `v`; [`NOT_ORDINARY`] otherwise). Two words, returned in registers.
+struct Lean<'r> {
+    value: Option<&'r Value>,
+    position: usize,
+}
+
+/// [`Lean::position`] of an error, or of a context in an experiment.
+const NOT_ORDINARY: usize = usize::MAX;
+
+impl<'r> Outcome<'r> for Lean<'r> {
+    #[inline(always)]
+    fn served(
+        flag: &'r CompiledFlag,
+        variation: Option<usize>,
+        _: Reason<&'r str>,
+        experiment_key: Option<&'r str>,
+    ) -> Self {
+        Lean {
+            value: variation.and_then(|v| flag.model.variations.get(v)),
+            position: match experiment_key {
+                // A variation index is below `isize::MAX`: `v + 1` is never `NOT_ORDINARY`.
+                None => variation.map_or(0, |v| v + 1),
+                Some(_) => NOT_ORDINARY,
+            },
+        }
+    }
+
+    #[inline(always)]
+    fn error(_: ErrorKind, _: u64) -> Self {
+        Lean {
+            value: None,
+            position: NOT_ORDINARY,
+        }
+    }
+}
+
 impl Ruleset {
     /// Evaluates a flag for a context. `requested` is the type the caller wants (`Json`
     /// accepts any flag). Never fails: errors come back as an `ERROR` reason, and the caller
@@ -190,6 +228,32 @@ impl Ruleset {
     ) -> Option<&'r Value> {
         self.evaluate_at_as::<ValueOnly<'r>>(index, context, requested)
             .0
+    }
+
+    /// What a typed variation call needs of the flag at `index`: the value
+    /// [`Ruleset::evaluate_at`] would serve and, when that evaluation is an ordinary success
+    /// (no error, the context in no experiment), the number of the outcome served (see
+    /// [`Ruleset::flag_outcomes`]), for a caller that counts evaluations per outcome. A
+    /// caller that needs more in the other cases evaluates again with
+    /// [`Ruleset::evaluate_at`], which gives the same result: evaluation depends on nothing
+    /// but the ruleset and the context.
+    #[inline]
+    pub fn serve_at<'r>(
+        &'r self,
+        index: usize,
+        context: &Context,
+        requested: ValueKind,
+    ) -> Served<'r> {
+        let lean = self.evaluate_at_as::<Lean<'r>>(index, context, requested);
+        // `NOT_ORDINARY` is never below a flag's outcome count (at most `u32::MAX`); an
+        // ordinary success means the flag exists.
+        let outcome = match self.flags.get(index) {
+            Some(entry) if lean.position < entry.outcomes as usize => {
+                Some(entry.first_outcome + lean.position as u32)
+            }
+            _ => None,
+        };
+        Served::new(lean.value, outcome)
     }
 
     /// Inlined so that the lookup and the context-independent outcomes stay in the caller;

@@ -43,4 +43,4 @@ pub use context::{Context, ContextError, SingleContext};
 pub use eval::bucket;
 pub use model::{RulesetData, ValueKind};
 pub use murmur3::murmur3_x86_32;
-pub use result::{ErrorKind, Evaluation, EvaluationDetail, Reason};
+pub use result::{ErrorKind, Evaluation, EvaluationDetail, Reason, Served};

@@ -126,6 +126,37 @@ impl<'r> Evaluation<'r> {
     }
 }
 
+/// A typed variation call's share of an evaluation (see [`crate::Ruleset::serve_at`]): the
+/// served value, and which of the flag's outcomes was served when the evaluation was an
+/// ordinary success. Two words, so that it comes back in registers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Served<'r> {
+    /// The served variation's value; `None` means the caller's default.
+    pub value: Option<&'r Value>,
+    /// The outcome served by an ordinary success (see [`crate::Ruleset::flag_outcomes`]);
+    /// `u32::MAX` (never an outcome's number) for an error, or a context in an experiment.
+    outcome: u32,
+}
+
+impl<'r> Served<'r> {
+    /// `outcome` is below `u32::MAX`: outcome numbers are (see `number_outcomes`).
+    #[inline(always)]
+    pub(crate) fn new(value: Option<&'r Value>, outcome: Option<u32>) -> Served<'r> {
+        Served {
+            value,
+            outcome: outcome.unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The number of the outcome served, in the ruleset's numbering
+    /// ([`crate::Ruleset::flag_outcomes`]), when the evaluation was an ordinary success;
+    /// `None` for an error, or a context in an experiment.
+    #[inline]
+    pub fn ordinary_outcome(&self) -> Option<usize> {
+        (self.outcome != u32::MAX).then_some(self.outcome as usize)
+    }
+}
+
 /// An owned evaluation result, in the JSON shape of `conformance/SCHEMA.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluationDetail {

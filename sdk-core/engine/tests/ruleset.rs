@@ -256,3 +256,56 @@ fn chains_deeper_than_the_limit_are_malformed() {
         );
     }
 }
+
+#[test]
+fn outcomes_are_numbered_over_the_flags_in_key_order() {
+    let three = json!({"key": "b", "kind": "string", "variations": ["x", "y", "z"], "on": false,
+        "fallthrough": {"variation": 0}});
+    let unfit = json!({"key": "c", "kind": "bool", "variations": "not a list"});
+    let base = Ruleset::from_value(&json!({"flags": [three, bool_flag("a", 0), unfit]})).unwrap();
+    // "a": no variation and two variations; "b": no variation and three; "c": none.
+    assert_eq!(base.flag_outcomes(0), 0..3);
+    assert_eq!(base.flag_outcomes(1), 3..7);
+    assert_eq!(base.flag_outcomes(2), 7..7);
+    assert_eq!(base.flag_outcomes(3), 0..0, "no such flag");
+    assert_eq!(base.outcome_count(), 7);
+    // An off flag without an off variation serves outcome "no variation".
+    let b = base.flag_index("b").unwrap();
+    assert_eq!(
+        base.serve_at(b, &alice(), ValueKind::String)
+            .ordinary_outcome(),
+        Some(3)
+    );
+    let a = base.flag_index("a").unwrap();
+    assert_eq!(
+        base.serve_at(a, &alice(), ValueKind::Bool)
+            .ordinary_outcome(),
+        Some(1)
+    );
+    // Errors are not ordinary.
+    assert_eq!(
+        base.serve_at(a, &alice(), ValueKind::String)
+            .ordinary_outcome(),
+        None
+    );
+    assert_eq!(
+        base.serve_at(2, &alice(), ValueKind::Bool)
+            .ordinary_outcome(),
+        None
+    );
+    // A patch numbers its own flags again: reused flags move with the ones before them.
+    let patched = base.patched(&Patch {
+        version: 2,
+        upsert_flags: vec![bool_flag("0", 1)],
+        ..Patch::default()
+    });
+    assert_eq!(patched.flag_outcomes(0), 0..3);
+    assert_eq!(patched.flag_outcomes(1), 3..6);
+    assert_eq!(patched.outcome_count(), 10);
+    assert_eq!(
+        patched
+            .serve_at(patched.flag_index("a").unwrap(), &alice(), ValueKind::Bool)
+            .ordinary_outcome(),
+        Some(4)
+    );
+}

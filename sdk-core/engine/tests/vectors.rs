@@ -143,6 +143,22 @@ fn typed_variations_serve_the_expected_values() {
                     served,
                     "{label}"
                 );
+                // `serve_at`: the same value, and the variation exactly when the full
+                // evaluation is an ordinary success.
+                let full = ruleset.evaluate_at(index, &context, kind);
+                let lean = ruleset.serve_at(index, &context, kind);
+                assert_eq!(lean.value, served, "{label}");
+                let ordinary = !full.is_error() && full.experiment_key.is_none();
+                let outcomes = ruleset.flag_outcomes(index);
+                let served_outcome = outcomes.start + full.variation.map_or(0, |v| v + 1);
+                assert_eq!(
+                    lean.ordinary_outcome(),
+                    ordinary.then_some(served_outcome),
+                    "{label}"
+                );
+                if ordinary {
+                    assert!(outcomes.contains(&served_outcome), "{label}");
+                }
             }
             match (kind, default) {
                 (ValueKind::Bool, Value::Bool(d)) => {
