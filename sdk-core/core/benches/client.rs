@@ -49,6 +49,16 @@ fn variation(c: &mut Criterion) {
             )
         })
     });
+    // What the client's typed variations evaluate with: the value and the outcome to
+    // count, without the reason.
+    group.bench_function("engine serve_at", |b| {
+        b.iter(|| {
+            let index = ruleset
+                .flag_index(black_box("flag-42"))
+                .unwrap_or(usize::MAX);
+            black_box(ruleset.serve_at(index, &alice, ValueKind::Bool).value)
+        })
+    });
     for (name, events) in [
         (
             "client bool_variation (summaries on)",

@@ -59,59 +59,43 @@ struct Summaries {
     counts: HashMap<String, HashMap<Outcome, u64>>,
 }
 
-/// The evaluation counters of one ruleset: one per flag and variation, plus one per flag for
-/// "no variation" (an off flag without an off variation). Counting is one relaxed atomic add
-/// at a position found from the flag's index in the ruleset, so the hot path takes no lock
-/// and hashes nothing; the sender drains the counters into the next batch. Created on the
-/// first count, so that a client with summaries off never allocates them. Variation calls
-/// count in their thread's own [`LocalCounters`] (which share this table's layout); this
-/// table counts the calls that cannot (made inside another call on the same thread, or
-/// while the thread exits), so that threads never write one counter in common.
+/// The evaluation counters of one ruleset: one per outcome of each flag, in the ruleset's
+/// own numbering of outcomes (`Ruleset::flag_outcomes`: "no variation", then each
+/// variation). Counting is one relaxed atomic add at the outcome's number, which the engine
+/// gives with the value (`Served::ordinary_outcome`), so the hot path takes no lock and
+/// hashes nothing; the sender drains the counters into the next batch. Created on the first
+/// count, so that a client with summaries off never allocates them. Variation calls count in
+/// their thread's own [`LocalCounters`] (same numbering); this table counts the calls that
+/// cannot (made inside another call on the same thread, or while the thread exits), so that
+/// threads never write one counter in common.
 #[derive(Debug, Default)]
 pub(crate) struct SummaryCounters(OnceLock<CounterTable>);
 
 #[derive(Debug)]
 struct CounterTable {
-    /// Flag `i` owns `counts[offsets[i]..offsets[i + 1]]`: slot 0 for no variation, slot
-    /// `v + 1` for variation `v`.
-    offsets: Arc<[u32]>,
     counts: Box<[AtomicU64]>,
 }
 
 impl CounterTable {
     fn new(ruleset: &Ruleset) -> CounterTable {
-        let mut offsets = Vec::with_capacity(ruleset.flag_count() + 1);
-        let mut total = 0u32;
-        offsets.push(0);
-        for index in 0..ruleset.flag_count() {
-            let slots = ruleset
-                .flag_at(index)
-                .and_then(|(_, model)| model)
-                .map_or(0, |flag| flag.variations.len() + 1);
-            total = total.saturating_add(u32::try_from(slots).unwrap_or(u32::MAX));
-            offsets.push(total);
-        }
         CounterTable {
-            offsets: offsets.into(),
-            counts: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            counts: (0..ruleset.outcome_count())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
-    }
-
-    /// The counter of a flag's outcome, if the table has one.
-    #[inline]
-    fn slot(&self, index: usize, variation: Option<usize>) -> Option<&AtomicU64> {
-        self.counts
-            .get(counter_position(&self.offsets, index, variation)?)
     }
 
     /// Moves every non-zero count into `into`, naming each by the ruleset's flag.
     fn drain(&self, ruleset: &Ruleset, into: &mut HashMap<String, HashMap<Outcome, u64>>) {
-        for (index, bounds) in self.offsets.windows(2).enumerate() {
-            let (start, end) = (bounds[0] as usize, bounds[1] as usize);
+        for index in 0..ruleset.flag_count() {
+            let outcomes = ruleset.flag_outcomes(index);
             let Some((key, Some(flag))) = ruleset.flag_at(index) else {
                 continue;
             };
-            for (slot, counter) in self.counts[start..end].iter().enumerate() {
+            let Some(counters) = self.counts.get(outcomes) else {
+                continue;
+            };
+            for (position, counter) in counters.iter().enumerate() {
                 // A load first: most counters are zero, and a swap is a locked instruction.
                 if counter.load(Ordering::Relaxed) == 0 {
                     continue;
@@ -120,33 +104,38 @@ impl CounterTable {
                 if count == 0 {
                     continue;
                 }
-                add_outcome(into, key, flag, slot, count);
+                add_outcome(into, key, flag, position, count);
             }
         }
     }
 }
 
-/// Where the counter of a flag's outcome is in a ruleset's counter space (see
-/// [`CounterTable`]), if the flag has one for that outcome.
-#[inline]
-fn counter_position(offsets: &[u32], index: usize, variation: Option<usize>) -> Option<usize> {
-    let start = *offsets.get(index)? as usize;
-    let end = *offsets.get(index + 1)? as usize;
-    let slot = start + variation.map_or(0, |v| v + 1);
-    (slot < end).then_some(slot)
+/// The number of a flag's outcome (see [`CounterTable`]): the flag at `index` served
+/// `variation` (`None`: no variation).
+pub(crate) fn outcome_number(
+    ruleset: &Ruleset,
+    index: usize,
+    variation: Option<usize>,
+) -> Option<usize> {
+    let outcomes = ruleset.flag_outcomes(index);
+    let number = outcomes
+        .start
+        .checked_add(variation.map_or(Some(0), |v| v.checked_add(1))?)?;
+    outcomes.contains(&number).then_some(number)
 }
 
-/// Adds `count` evaluations of `flag` that served its counter `slot` (0: no variation).
+/// Adds `count` evaluations of `flag` that served its outcome at `position` (0: no
+/// variation, `v + 1`: variation `v`).
 fn add_outcome(
     into: &mut HashMap<String, HashMap<Outcome, u64>>,
     key: &str,
     flag: &vexil_engine::model::Flag,
-    slot: usize,
+    position: usize,
     count: u64,
 ) {
     let outcome = Outcome {
         flag_version: i64::try_from(flag.version).unwrap_or(i64::MAX),
-        variation: slot.checked_sub(1).and_then(|v| u32::try_from(v).ok()),
+        variation: position.checked_sub(1).and_then(|v| u32::try_from(v).ok()),
         error_kind: 0,
     };
     *into
@@ -159,6 +148,11 @@ fn add_outcome(
 /// Counters per page of a thread's counters.
 const PAGE: usize = 64;
 
+/// Outcomes up to which a thread's counters are one array made at once (16 bytes each: 32 KiB
+/// at most), rather than pages made when first counted in: one pointer fewer to follow
+/// before the store, for the rulesets most applications have.
+const FLAT_OUTCOMES: usize = 2048;
+
 /// A page of one thread's counters and what the sender read of them last.
 struct Page {
     /// Written by the owning thread only: a load and a store, no read-modify-write.
@@ -167,52 +161,74 @@ struct Page {
     seen: [AtomicU64; PAGE],
 }
 
-/// One thread's evaluation counters for one ruleset (see `held`): the thread that owns
-/// them counts with a plain load and store, and the sender sends the difference from what it
-/// read last time. Pages are allocated when first counted in, so that a thread pays only for
-/// the flags it evaluates. When the thread moves to newer data (or exits) it drops them; the
-/// next drain reads them one last time and forgets them, so no count is lost.
+/// One thread's evaluation counters for one ruleset (see `held`), numbered like
+/// [`CounterTable`]: the thread that owns them counts with a plain load and store, and the
+/// sender sends the difference from what it read last time. A small ruleset's counters are
+/// one array; a larger one's are pages allocated when first counted in, so that a thread pays
+/// only for the flags it evaluates. When the thread moves to newer data (or exits) it drops
+/// them; the next drain reads them one last time and forgets them, so no count is lost.
 pub(crate) struct LocalCounters {
     data: Arc<Data>,
-    offsets: Arc<[u32]>,
+    /// Every outcome's counter when there are at most [`FLAT_OUTCOMES`]; empty otherwise.
+    /// Written by the owning thread only.
+    flat: Box<[AtomicU64]>,
+    /// What the sender read of `flat` last (drain only).
+    flat_seen: Box<[AtomicU64]>,
+    /// The counters of a larger ruleset, by page.
     pages: Box<[OnceLock<Box<Page>>]>,
+    /// How many outcomes there are (the last page has room for more).
+    outcomes: usize,
 }
 
 impl std::fmt::Debug for LocalCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalCounters")
             .field("version", &self.data.version())
+            .field("flat", &self.flat.len())
             .field("pages", &self.pages.len())
             .finish_non_exhaustive()
     }
 }
 
 impl LocalCounters {
-    fn new(data: Arc<Data>, offsets: Arc<[u32]>) -> LocalCounters {
-        let total = offsets.last().map_or(0, |&last| last as usize);
-        LocalCounters {
-            data,
-            offsets,
-            pages: (0..total.div_ceil(PAGE)).map(|_| OnceLock::new()).collect(),
+    fn new(data: Arc<Data>, outcomes: usize) -> LocalCounters {
+        let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
+        if outcomes <= FLAT_OUTCOMES {
+            LocalCounters {
+                data,
+                flat: zeros(outcomes),
+                flat_seen: zeros(outcomes),
+                pages: Box::new([]),
+                outcomes,
+            }
+        } else {
+            LocalCounters {
+                data,
+                flat: Box::new([]),
+                flat_seen: Box::new([]),
+                pages: (0..outcomes.div_ceil(PAGE))
+                    .map(|_| OnceLock::new())
+                    .collect(),
+                outcomes,
+            }
         }
     }
 
-    /// Counts one evaluation; false when the ruleset has no such counter.
-    #[inline]
-    fn add(&self, index: usize, variation: Option<usize>) -> bool {
-        let Some(slot) = counter_position(&self.offsets, index, variation) else {
-            return false;
+    /// Counts one evaluation that served outcome `number`; false when there is no such
+    /// outcome.
+    #[inline(always)]
+    fn add(&self, number: usize) -> bool {
+        let counter = match self.flat.get(number) {
+            Some(counter) => counter,
+            None if number >= self.outcomes => return false,
+            None => match self.pages.get(number / PAGE) {
+                Some(page) => match page.get() {
+                    Some(page) => &page.counts[number % PAGE],
+                    None => &Self::new_page(page).counts[number % PAGE],
+                },
+                None => return false,
+            },
         };
-        let Some(page) = self.pages.get(slot / PAGE) else {
-            return false;
-        };
-        let page = page.get_or_init(|| {
-            Box::new(Page {
-                counts: [const { AtomicU64::new(0) }; PAGE],
-                seen: [const { AtomicU64::new(0) }; PAGE],
-            })
-        });
-        let counter = &page.counts[slot % PAGE];
         // One writer: no other thread ever writes this counter.
         counter.store(
             counter.load(Ordering::Relaxed).wrapping_add(1),
@@ -221,18 +237,41 @@ impl LocalCounters {
         true
     }
 
+    #[cold]
+    #[inline(never)]
+    fn new_page(page: &OnceLock<Box<Page>>) -> &Page {
+        page.get_or_init(|| {
+            Box::new(Page {
+                counts: [const { AtomicU64::new(0) }; PAGE],
+                seen: [const { AtomicU64::new(0) }; PAGE],
+            })
+        })
+    }
+
+    /// The counter of outcome `number` and what the sender read of it last, if it exists
+    /// (a page not yet counted in has none).
+    fn counter_and_seen(&self, number: usize) -> Option<(&AtomicU64, &AtomicU64)> {
+        match (self.flat.get(number), self.flat_seen.get(number)) {
+            (Some(count), Some(seen)) => Some((count, seen)),
+            _ => {
+                let page = self.pages.get(number / PAGE)?.get()?;
+                Some((&page.counts[number % PAGE], &page.seen[number % PAGE]))
+            }
+        }
+    }
+
     /// Adds what was counted since the last drain into `into`.
     fn drain(&self, into: &mut HashMap<String, HashMap<Outcome, u64>>) {
         let Data::Ruleset { ruleset, .. } = &*self.data else {
             return;
         };
-        for (index, bounds) in self.offsets.windows(2).enumerate() {
-            let (start, end) = (bounds[0] as usize, bounds[1] as usize);
-            for slot in start..end {
-                let Some(page) = self.pages.get(slot / PAGE).and_then(OnceLock::get) else {
+        for index in 0..ruleset.flag_count() {
+            let outcomes = ruleset.flag_outcomes(index);
+            let start = outcomes.start;
+            for number in outcomes {
+                let Some((count, seen)) = self.counter_and_seen(number) else {
                     continue;
                 };
-                let (count, seen) = (&page.counts[slot % PAGE], &page.seen[slot % PAGE]);
                 let now = count.load(Ordering::Relaxed);
                 let before = seen.load(Ordering::Relaxed);
                 if now == before {
@@ -240,7 +279,7 @@ impl LocalCounters {
                 }
                 seen.store(now, Ordering::Relaxed);
                 if let Some((key, Some(flag))) = ruleset.flag_at(index) {
-                    add_outcome(into, key, flag, slot - start, now.wrapping_sub(before));
+                    add_outcome(into, key, flag, number - start, now.wrapping_sub(before));
                 }
             }
         }
@@ -412,20 +451,15 @@ impl EventQueue {
         }))
     }
 
-    /// Counts a successful evaluation of the flag at `index` of `data`'s ruleset, without a
-    /// lock. Returns false when it could not (not ruleset data, or no such counter): the
-    /// caller then counts it with [`EventQueue::count`].
+    /// Counts a successful evaluation of `data`'s ruleset that served outcome `number` (see
+    /// [`CounterTable`]), without a lock. Returns false when it could not (not ruleset data,
+    /// or no such outcome): the caller then counts it with [`EventQueue::count`].
     #[inline]
-    pub(crate) fn count_at(
-        &self,
-        data: &Arc<Data>,
-        index: usize,
-        variation: Option<usize>,
-    ) -> bool {
+    pub(crate) fn count_at(&self, data: &Arc<Data>, number: usize) -> bool {
         let Some(table) = self.shared_table(data) else {
             return false;
         };
-        match table.slot(index, variation) {
+        match table.counts.get(number) {
             Some(counter) => {
                 counter.fetch_add(1, Ordering::Relaxed);
                 true
@@ -436,17 +470,16 @@ impl EventQueue {
 
     /// Counts a successful evaluation like [`EventQueue::count_at`], in the calling thread's
     /// own counters for `data` (made and registered on its first count).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn count_local(
         &self,
         local: &OnceCell<Arc<LocalCounters>>,
         data: &Arc<Data>,
-        index: usize,
-        variation: Option<usize>,
+        number: usize,
     ) -> bool {
         match local.get() {
-            Some(counters) => counters.add(index, variation),
-            None => self.count_local_first(local, data, index, variation),
+            Some(counters) => counters.add(number),
+            None => self.count_local_first(local, data, number),
         }
     }
 
@@ -457,18 +490,14 @@ impl EventQueue {
         &self,
         local: &OnceCell<Arc<LocalCounters>>,
         data: &Arc<Data>,
-        index: usize,
-        variation: Option<usize>,
+        number: usize,
     ) -> bool {
         let Some(table) = self.shared_table(data) else {
             return false;
         };
-        let made = Arc::new(LocalCounters::new(
-            Arc::clone(data),
-            Arc::clone(&table.offsets),
-        ));
+        let made = Arc::new(LocalCounters::new(Arc::clone(data), table.counts.len()));
         lock(&self.local).push(Arc::clone(&made));
-        local.get_or_init(|| made).add(index, variation)
+        local.get_or_init(|| made).add(number)
     }
 
     /// Counts one evaluation for the summaries, under a lock (errors, remote values).
@@ -698,5 +727,84 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ruleset_data(flags: usize) -> Arc<Data> {
+        let flags: Vec<_> = (0..flags)
+            .map(|i| {
+                serde_json::json!({"key": format!("f{i:05}"), "kind": "bool",
+                    "variations": [true, false], "on": true, "fallthrough": {"variation": 1}})
+            })
+            .collect();
+        let text = serde_json::json!({"version": 1, "flags": flags}).to_string();
+        Arc::new(Data::Ruleset {
+            ruleset: Ruleset::from_json(&text).unwrap_or_else(|err| panic!("{err}")),
+            version: 1,
+            source: crate::data::Source::Bootstrap,
+            received_at: 0,
+            counters: SummaryCounters::default(),
+        })
+    }
+
+    /// Counts `calls` of (flag, variation) in fresh counters, drains twice with more counts
+    /// in between, and checks every count, in whichever layout the size gives.
+    fn counts_and_drains(flags: usize, flat: bool) {
+        let data = ruleset_data(flags);
+        let Data::Ruleset { ruleset, .. } = &*data else {
+            unreachable!()
+        };
+        let counters = LocalCounters::new(data.clone(), ruleset.outcome_count());
+        assert_eq!(!counters.flat.is_empty(), flat);
+        let last = flags - 1;
+        let calls = [(0, Some(1), 3), (last, Some(0), 2), (last, None, 1)];
+        for &(index, variation, times) in &calls {
+            let number = outcome_number(ruleset, index, variation).unwrap_or(usize::MAX);
+            for _ in 0..times {
+                assert!(counters.add(number));
+            }
+        }
+        assert!(!counters.add(ruleset.outcome_count()), "no such outcome");
+        let mut drained = HashMap::default();
+        counters.drain(&mut drained);
+        let count = |drained: &HashMap<String, HashMap<Outcome, u64>>, index, variation| {
+            let key = format!("f{index:05}");
+            let outcome = Outcome {
+                flag_version: 0,
+                variation,
+                error_kind: 0,
+            };
+            drained
+                .get(&key)
+                .and_then(|by| by.get(&outcome))
+                .copied()
+                .unwrap_or(0)
+        };
+        assert_eq!(count(&drained, 0, Some(1)), 3);
+        assert_eq!(count(&drained, last, Some(0)), 2);
+        assert_eq!(count(&drained, last, None), 1);
+        assert_eq!(drained.len(), 2, "{drained:?}");
+        // The next drain sends only what was counted since.
+        let number = outcome_number(ruleset, 0, Some(1)).unwrap_or(usize::MAX);
+        assert!(counters.add(number));
+        let mut again = HashMap::default();
+        counters.drain(&mut again);
+        assert_eq!(count(&again, 0, Some(1)), 1);
+        assert_eq!(again.len(), 1, "{again:?}");
+    }
+
+    #[test]
+    fn a_small_rulesets_counters_are_one_array() {
+        counts_and_drains(10, true);
+    }
+
+    #[test]
+    fn a_large_rulesets_counters_are_pages() {
+        // Three outcomes a flag: past the flat limit.
+        counts_and_drains(FLAT_OUTCOMES / 3 + 10, false);
     }
 }

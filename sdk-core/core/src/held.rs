@@ -51,8 +51,10 @@ struct Entry {
 }
 
 thread_local! {
-    /// Most recently called client first.
-    static HELD: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    /// Most recently called client first; in the thread's own storage (no pointer to follow
+    /// before the first entry).
+    static HELD: RefCell<[Option<Entry>; HELD_CLIENTS]> =
+        const { RefCell::new([const { None }; HELD_CLIENTS]) };
 }
 
 impl SharedData {
@@ -89,61 +91,77 @@ impl SharedData {
         let mut pending = Some(f);
         let cached = HELD.try_with(|held| {
             let mut held = held.try_borrow_mut().ok()?;
+            let entry = self.held_entry(&mut held, generation)?;
             let f = pending.take()?;
-            let entry = self.held_entry(&mut held, generation);
             Some(f(&entry.data, Some(&entry.counters)))
         });
-        if let Ok(Some(result)) = cached {
-            return result;
+        match cached {
+            Ok(Some(result)) => result,
+            _ => self.with_loaded(pending),
         }
-        match pending.take() {
+    }
+
+    /// [`SharedData::with_current`] without the thread's cache.
+    #[cold]
+    #[inline(never)]
+    fn with_loaded<R>(
+        &self,
+        f: Option<impl FnOnce(&Arc<Data>, Option<&OnceCell<Arc<LocalCounters>>>) -> R>,
+    ) -> R {
+        match f {
             Some(f) => f(&self.current.load(), None),
-            // The closure took `f` only to return its result.
+            // The cached path took `f` only to return its result.
             None => unreachable!("a variation ran without a result"),
         }
     }
 
-    /// This client's entry, made current and moved first.
+    /// This client's entry, made current and moved first (always there after a refresh).
     #[inline]
-    fn held_entry<'h>(&self, held: &'h mut Vec<Entry>, generation: u64) -> &'h Entry {
-        let current = matches!(held.first(),
+    fn held_entry<'h>(
+        &self,
+        held: &'h mut [Option<Entry>; HELD_CLIENTS],
+        generation: u64,
+    ) -> Option<&'h Entry> {
+        let current = matches!(&held[0],
             Some(first) if first.client == self.id && first.generation == generation);
-        if current {
-            return &held[0];
+        if !current {
+            self.refresh_entry(held, generation);
         }
-        self.refresh_entry(held, generation)
+        held[0].as_ref()
     }
 
     #[cold]
     #[inline(never)]
-    fn refresh_entry<'h>(&self, held: &'h mut Vec<Entry>, generation: u64) -> &'h Entry {
-        match held.iter().position(|entry| entry.client == self.id) {
-            Some(0) => {}
+    fn refresh_entry(&self, held: &mut [Option<Entry>; HELD_CLIENTS], generation: u64) {
+        let position = held
+            .iter()
+            .position(|entry| entry.as_ref().is_some_and(|e| e.client == self.id));
+        match position {
             Some(i) => held[..=i].rotate_right(1),
             None => {
-                if held.len() >= HELD_CLIENTS {
-                    held.pop();
-                }
-                held.insert(
-                    0,
-                    Entry {
-                        client: self.id,
-                        generation,
-                        data: self.current.load_full(),
-                        counters: OnceCell::new(),
-                    },
-                );
+                // The least recently called client (or an empty place) moves first, emptied.
+                held.rotate_right(1);
+                held[0] = None;
             }
         }
-        let entry = &mut held[0];
-        if entry.generation != generation {
-            // Loaded after the generation was read: at least as new as that generation.
-            entry.data = self.current.load_full();
-            entry.generation = generation;
-            // Counters belong to one ruleset: the next count makes new ones.
-            entry.counters = OnceCell::new();
+        match &mut held[0] {
+            Some(entry) if entry.generation == generation => {}
+            Some(entry) => {
+                // Loaded after the generation was read: at least as new as that one.
+                entry.data = self.current.load_full();
+                entry.generation = generation;
+                // Counters belong to one ruleset: the next count makes new ones.
+                entry.counters = OnceCell::new();
+            }
+            empty => {
+                *empty = Some(Entry {
+                    client: self.id,
+                    generation,
+                    data: self.current.load_full(),
+                    counters: OnceCell::new(),
+                });
+            }
         }
-        entry
     }
 }
 

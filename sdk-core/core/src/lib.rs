@@ -160,11 +160,25 @@ pub(crate) struct Inner {
     listeners: RwLock<Vec<(u64, Listener)>>,
     next_listener: AtomicU64,
     events: Arc<EventQueue>,
+    /// What variation calls record, from `config.events`; read here on every call, next to
+    /// the data, instead of through `events`.
+    recording: Recording,
     cache_path: Option<PathBuf>,
     closing: watch::Sender<bool>,
     /// The identified context (remote mode).
     identified: watch::Sender<Option<Context>>,
     flush_requests: mpsc::UnboundedSender<std::sync::mpsc::Sender<bool>>,
+}
+
+/// What a variation call records (see [`EventConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recording {
+    /// Events are off.
+    Nothing,
+    /// Exposures only: summaries are off.
+    Exposures,
+    /// Exposures and evaluation counts.
+    Summaries,
 }
 
 impl std::fmt::Debug for Inner {
@@ -227,6 +241,11 @@ impl Client {
             listeners: RwLock::new(Vec::new()),
             next_listener: AtomicU64::new(1),
             events: Arc::new(EventQueue::new(config.events.clone())),
+            recording: match (config.events.enabled, config.events.summaries) {
+                (false, _) => Recording::Nothing,
+                (true, false) => Recording::Exposures,
+                (true, true) => Recording::Summaries,
+            },
             cache_path,
             closing,
             identified,
@@ -304,21 +323,21 @@ impl Client {
 
     pub fn bool_variation(&self, flag_key: &str, context: &Context, default: bool) -> bool {
         self.inner
-            .evaluate(flag_key, context, ValueKind::Bool, false, |value, _| {
+            .serve(flag_key, context, ValueKind::Bool, move |value| {
                 value.and_then(Value::as_bool).unwrap_or(default)
             })
     }
 
     pub fn string_variation(&self, flag_key: &str, context: &Context, default: &str) -> String {
         self.inner
-            .evaluate(flag_key, context, ValueKind::String, false, |value, _| {
+            .serve(flag_key, context, ValueKind::String, move |value| {
                 value.and_then(Value::as_str).unwrap_or(default).to_owned()
             })
     }
 
     pub fn number_variation(&self, flag_key: &str, context: &Context, default: f64) -> f64 {
         self.inner
-            .evaluate(flag_key, context, ValueKind::Number, false, |value, _| {
+            .serve(flag_key, context, ValueKind::Number, move |value| {
                 value.and_then(Value::as_f64).unwrap_or(default)
             })
     }
@@ -326,7 +345,7 @@ impl Client {
     /// Any flag's value as JSON (no type check).
     pub fn json_variation(&self, flag_key: &str, context: &Context, default: Value) -> Value {
         self.inner
-            .evaluate(flag_key, context, ValueKind::Json, false, |value, _| {
+            .serve(flag_key, context, ValueKind::Json, move |value| {
                 value.cloned().unwrap_or(default)
             })
     }
@@ -614,6 +633,66 @@ impl Inner {
         }
     }
 
+    /// What the typed variations without details call: [`Inner::evaluate`] with no result
+    /// but the value. An ordinary evaluation of a ruleset (no error, no experiment) is served
+    /// from the engine's two-word result and counted in this thread's counters; everything
+    /// else (an error, an exposure, remote values, no data) goes through
+    /// [`Inner::evaluate_on`], which evaluates again for the whole result.
+    #[inline]
+    fn serve<R>(
+        &self,
+        flag_key: &str,
+        context: &Context,
+        kind: ValueKind,
+        f: impl FnOnce(Option<&Value>) -> R,
+    ) -> R {
+        // `move`: the kind and the caller's default stay constants and registers, not
+        // places on the stack the closure points to.
+        self.data.with_current(move |data, counters| {
+            let Data::Ruleset { ruleset, .. } = &**data else {
+                return self.evaluate_on(
+                    (data, counters),
+                    flag_key,
+                    context,
+                    kind,
+                    false,
+                    |v, _| f(v),
+                );
+            };
+            let index = ruleset.flag_index(flag_key);
+            let served = ruleset.serve_at(index.unwrap_or(usize::MAX), context, kind);
+            // Done when nothing is recorded, or an ordinary evaluation was counted (or has
+            // nothing to count).
+            let done = match (self.recording, served.ordinary_outcome()) {
+                (Recording::Nothing, _) => true,
+                (_, None) => false,
+                (Recording::Exposures, Some(_)) => true,
+                (Recording::Summaries, Some(outcome)) => match counters {
+                    Some(counters) => self.events.count_local(counters, data, outcome),
+                    None => self.events.count_at(data, outcome),
+                },
+            };
+            if !done {
+                self.record_in_full((data, counters), flag_key, context, kind);
+            }
+            f(served.value)
+        })
+    }
+
+    /// Counts and records an evaluation that [`Inner::serve`] could not, from the whole
+    /// result.
+    #[cold]
+    #[inline(never)]
+    fn record_in_full(
+        &self,
+        data: (&Arc<Data>, Option<&OnceCell<Arc<events::LocalCounters>>>),
+        flag_key: &str,
+        context: &Context,
+        kind: ValueKind,
+    ) {
+        self.evaluate_on(data, flag_key, context, kind, false, |_, _| ());
+    }
+
     /// Evaluates a flag, counts it for the summaries and records an exposure when the
     /// context is in an experiment; `f` sees the served value (`None`: use the default).
     fn evaluate<R>(
@@ -655,16 +734,15 @@ impl Inner {
                 let e = ruleset.evaluate_at(index.unwrap_or(usize::MAX), context, kind);
                 let flag_version = i64::try_from(e.flag_version).unwrap_or(i64::MAX);
                 let error = e.reason.error_kind();
-                let counted = match index {
-                    Some(index) if error.is_none() && self.events.counts_summaries() => {
-                        match counters {
-                            Some(counters) => {
-                                self.events.count_local(counters, data, index, e.variation)
-                            }
-                            None => self.events.count_at(data, index, e.variation),
-                        }
+                let outcome = index
+                    .filter(|_| error.is_none() && self.events.counts_summaries())
+                    .and_then(|index| events::outcome_number(ruleset, index, e.variation));
+                let counted = match (outcome, counters) {
+                    (Some(outcome), Some(counters)) => {
+                        self.events.count_local(counters, data, outcome)
                     }
-                    _ => false,
+                    (Some(outcome), None) => self.events.count_at(data, outcome),
+                    (None, _) => false,
                 };
                 if !counted || e.experiment_key.is_some() {
                     self.record(

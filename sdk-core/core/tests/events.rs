@@ -79,6 +79,49 @@ async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
     client.close();
 }
 
+/// With summaries off, a typed variation still records the exposure of a context in an
+/// experiment, and no summary is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposures_without_summaries() {
+    let server = TestServer::start().await;
+    server
+        .create_experiment_flag("checkout", "checkout-test")
+        .await;
+    let client = Client::new(
+        Config::new(server.sdk_key("server"))
+            .with_endpoint(server.endpoint())
+            .with_events(EventConfig {
+                flush_interval: Duration::from_secs(3600),
+                summaries: false,
+                ..EventConfig::default()
+            }),
+    )
+    .unwrap();
+    assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
+    let (alice, bob) = (user("alice"), user("bob"));
+    eventually(WAIT, "the experiment is synced", || {
+        client
+            .bool_variation_detail("checkout", &alice, false)
+            .in_experiment
+    })
+    .await;
+    for _ in 0..3 {
+        client.bool_variation("checkout", &alice, false);
+        client.bool_variation("checkout", &bob, false);
+        client.bool_variation("missing", &bob, false);
+    }
+    assert!(client.flush(WAIT), "delivered");
+    let counts = server
+        .storage()
+        .await
+        .count_events(PROJECT, ENV)
+        .await
+        .unwrap();
+    assert_eq!(counts.exposures, 2, "{counts:?}");
+    assert_eq!(counts.summaries, 0, "{counts:?}");
+    client.close();
+}
+
 /// Evaluation summaries count every call exactly once: across a change of data (the counters
 /// of the replaced ruleset are drained too), with calls from several threads racing the
 /// flushes, and with errors (counted apart).
