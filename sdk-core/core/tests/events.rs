@@ -15,30 +15,38 @@ fn user(key: &str) -> Context {
     Context::from(SingleContext::new("user", key).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
+/// A server with the experiment flag "checkout", and a client with `events` that is ready
+/// and sees alice in the experiment.
+async fn experiment_client(events: EventConfig) -> (TestServer, Client) {
     let server = TestServer::start().await;
     server
         .create_experiment_flag("checkout", "checkout-test")
         .await;
-    let events = EventConfig {
-        flush_interval: Duration::from_secs(3600),
-        ..EventConfig::default()
-    };
     let client = Client::new(
         Config::new(server.sdk_key("server"))
             .with_endpoint(server.endpoint())
-            .with_events(events.clone()),
+            .with_events(events),
     )
     .unwrap();
     assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
-    let (alice, bob) = (user("alice"), user("bob"));
+    let alice = user("alice");
     eventually(WAIT, "the experiment is synced", || {
         client
             .bool_variation_detail("checkout", &alice, false)
             .in_experiment
     })
     .await;
+    (server, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
+    let events = EventConfig {
+        flush_interval: Duration::from_secs(3600),
+        ..EventConfig::default()
+    };
+    let (server, client) = experiment_client(events.clone()).await;
+    let (alice, bob) = (user("alice"), user("bob"));
     // Five evaluations for alice and two for bob: one exposure each (deduplicated).
     for _ in 0..5 {
         client.bool_variation("checkout", &alice, false);
@@ -83,28 +91,13 @@ async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
 /// experiment, and no summary is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exposures_without_summaries() {
-    let server = TestServer::start().await;
-    server
-        .create_experiment_flag("checkout", "checkout-test")
-        .await;
-    let client = Client::new(
-        Config::new(server.sdk_key("server"))
-            .with_endpoint(server.endpoint())
-            .with_events(EventConfig {
-                flush_interval: Duration::from_secs(3600),
-                summaries: false,
-                ..EventConfig::default()
-            }),
-    )
-    .unwrap();
-    assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
-    let (alice, bob) = (user("alice"), user("bob"));
-    eventually(WAIT, "the experiment is synced", || {
-        client
-            .bool_variation_detail("checkout", &alice, false)
-            .in_experiment
+    let (server, client) = experiment_client(EventConfig {
+        flush_interval: Duration::from_secs(3600),
+        summaries: false,
+        ..EventConfig::default()
     })
     .await;
+    let (alice, bob) = (user("alice"), user("bob"));
     for _ in 0..3 {
         client.bool_variation("checkout", &alice, false);
         client.bool_variation("checkout", &bob, false);
