@@ -82,7 +82,28 @@ fn variation(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| black_box(client.bool_variation(black_box("flag-42"), &alice, false)))
         });
+        // Eight flags in turn: each call serves another outcome than the last.
+        let keys: Vec<String> = (40..48).map(|i| format!("flag-{i}")).collect();
+        let mut turn = 0;
+        group.bench_function(format!("{name}, 8 flags in turn"), |b| {
+            b.iter(|| {
+                turn = (turn + 1) % keys.len();
+                black_box(client.bool_variation(black_box(&keys[turn]), &alice, false))
+            })
+        });
     }
+    let keys: Vec<String> = (40..48).map(|i| format!("flag-{i}")).collect();
+    let mut turn = 0;
+    group.bench_function("engine evaluate, 8 flags in turn", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % keys.len();
+            black_box(
+                ruleset
+                    .evaluate(black_box(&keys[turn]), &alice, ValueKind::Bool)
+                    .value,
+            )
+        })
+    });
     group.finish();
 
     let client = Client::new(

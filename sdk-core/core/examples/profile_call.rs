@@ -1,7 +1,8 @@
 //! Calls one variation many times, for profilers that count instructions:
 //! `valgrind --tool=callgrind target/release/examples/profile_call client 100000`
-//! (`engine` for the engine's own evaluation of the same flag, `off` for a client with
-//! events off). Run with a count of 0 to measure the set-up alone.
+//! (`engine` for the engine's own evaluation of the same flag, `serve_at` for the engine's
+//! lean call the client uses, `off` for a client with events off). Run with a count of 0
+//! to measure the set-up alone.
 
 use std::hint::black_box;
 
@@ -34,6 +35,15 @@ fn main() {
         for _ in 0..count {
             let value = ruleset.evaluate(black_box("flag-42"), &alice, ValueKind::Bool);
             served += usize::from(value.value.and_then(|v| v.as_bool()) == Some(true));
+        }
+    } else if mode == "serve_at" {
+        let ruleset = Ruleset::from_json(&text).expect("ruleset");
+        for _ in 0..count {
+            let index = ruleset
+                .flag_index(black_box("flag-42"))
+                .unwrap_or(usize::MAX);
+            let value = ruleset.serve_at(index, &alice, ValueKind::Bool).value;
+            served += usize::from(value.and_then(|v| v.as_bool()) == Some(true));
         }
     } else {
         let dir = std::env::temp_dir().join(format!("vexil-profile-{}", std::process::id()));

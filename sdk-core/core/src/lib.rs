@@ -650,14 +650,7 @@ impl Inner {
         // places on the stack the closure points to.
         self.data.with_current(move |data, counters| {
             let Data::Ruleset { ruleset, .. } = &**data else {
-                return self.evaluate_on(
-                    (data, counters),
-                    flag_key,
-                    context,
-                    kind,
-                    false,
-                    |v, _| f(v),
-                );
+                return self.serve_in_full((data, counters), flag_key, context, kind, f);
             };
             let index = ruleset.flag_index(flag_key);
             let served = ruleset.serve_at(index.unwrap_or(usize::MAX), context, kind);
@@ -677,6 +670,21 @@ impl Inner {
             }
             f(served.value)
         })
+    }
+
+    /// [`Inner::serve`] without a ruleset (remote values, no data): out of the typed calls'
+    /// hot path, so that its registers and stack stay those of the lean evaluation.
+    #[cold]
+    #[inline(never)]
+    fn serve_in_full<R>(
+        &self,
+        data: (&Arc<Data>, Option<&OnceCell<Arc<events::LocalCounters>>>),
+        flag_key: &str,
+        context: &Context,
+        kind: ValueKind,
+        f: impl FnOnce(Option<&Value>) -> R,
+    ) -> R {
+        self.evaluate_on(data, flag_key, context, kind, false, |v, _| f(v))
     }
 
     /// Counts and records an evaluation that [`Inner::serve`] could not, from the whole
