@@ -251,11 +251,14 @@ impl LocalCounters {
                 return true;
             }
         }
-        let counter = match self.counter(number) {
+        let counter = match self.flat.get(number) {
             Some(counter) => counter,
             None if number >= self.outcomes => return false,
             None => match self.pages.get(number / PAGE) {
-                Some(page) => &Self::new_page(page).counts[number % PAGE],
+                Some(page) => match page.get() {
+                    Some(page) => &page.counts[number % PAGE],
+                    None => &Self::new_page(page).counts[number % PAGE],
+                },
                 None => return false,
             },
         };
@@ -264,18 +267,6 @@ impl LocalCounters {
             .store(std::ptr::from_ref(counter).cast_mut(), Ordering::Relaxed);
         bump(counter);
         true
-    }
-
-    /// The counter of outcome `number`, if it exists and its page was made.
-    #[inline(always)]
-    fn counter(&self, number: usize) -> Option<&AtomicU64> {
-        match self.flat.get(number) {
-            Some(counter) => Some(counter),
-            None => {
-                let page = self.pages.get(number / PAGE)?.get()?;
-                (number < self.outcomes).then(|| &page.counts[number % PAGE])
-            }
-        }
     }
 
     #[cold]
