@@ -1,7 +1,9 @@
 //! Semantic Versioning 2.0 parsing and precedence, borrowing from the input so that
 //! comparing versions allocates nothing.
 //!
-//! Leniency: `1` and `1.2` read as `1.0.0` and `1.2.0`. Build metadata is ignored.
+//! Leniency: `1` and `1.2` read as `1.0.0` and `1.2.0`. Build metadata is ignored. Numeric
+//! identifiers (major, minor, patch, and numeric pre-release identifiers) with a leading zero
+//! are not versions (Semantic Versioning 2.0, item 2 and 9): `02.0.0` matches nothing.
 
 use std::cmp::Ordering;
 
@@ -44,7 +46,8 @@ impl OwnedVersion {
 }
 
 fn parse_number(s: &str) -> Option<u64> {
-    if s.is_empty() {
+    // Empty, or a leading zero before another digit (`01`), which SemVer forbids.
+    if s.is_empty() || (s.len() > 1 && s.as_bytes()[0] == b'0') {
         return None;
     }
     // By hand rather than `str::parse`: same result (digits only, `None` on overflow), a
@@ -57,6 +60,14 @@ fn parse_number(s: &str) -> Option<u64> {
         n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
     Some(n)
+}
+
+/// Pre-release identifiers: [`valid_identifiers`], and no numeric one with a leading zero.
+fn valid_prerelease(s: &str) -> bool {
+    valid_identifiers(s)
+        && s.split('.').all(|id| {
+            id.len() == 1 || !id.starts_with('0') || !id.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// Dot-separated identifiers, each non-empty and made of `[0-9A-Za-z-]`.
@@ -92,7 +103,7 @@ impl<'a> Version<'a> {
         let (core, pre) = match find_byte(rest, b'-') {
             Some(i) => {
                 let pre = &rest[i + 1..];
-                if !valid_identifiers(pre) {
+                if !valid_prerelease(pre) {
                     return None;
                 }
                 (&rest[..i], pre)
@@ -200,19 +211,24 @@ mod tests {
         assert_eq!(v("1.2").precedence(&v("1.2.0")), Ordering::Equal);
         assert_eq!(v("1.2.3+build.5").precedence(&v("1.2.3")), Ordering::Equal);
         assert_eq!(v("1.2-rc.1").precedence(&v("1.2.0-rc.1")), Ordering::Equal);
-        assert_eq!(v("01.2.3").precedence(&v("1.2.3")), Ordering::Equal);
         assert_eq!(
             v("18446744073709551615.0.0-x-y.1+b-c.2").precedence(&v("18446744073709551615")),
             Ordering::Less
         );
         assert_eq!(v("1.2.3-a-b").pre, "a-b");
+        // Zero itself, alphanumeric identifiers and build metadata may start with 0.
+        assert_eq!(v("0.0.0-0.0a.01a+001").pre, "0.0a.01a");
+        assert_eq!(v("1.2.3+007").precedence(&v("1.2.3")), Ordering::Equal);
     }
 
     /// The parser as first written (with `split_once` and `str::parse`), kept to check
     /// that the hand-written one accepts and reads exactly the same strings.
     fn reference_parse(text: &str) -> Option<(u64, u64, u64, &str)> {
+        fn numeric(s: &str) -> bool {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+        }
         fn number(s: &str) -> Option<u64> {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            if !numeric(s) || (s.len() > 1 && s.starts_with('0')) {
                 return None;
             }
             s.parse().ok()
@@ -222,6 +238,11 @@ mod tests {
                 !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             })
         }
+        fn prerelease(s: &str) -> bool {
+            identifiers(s)
+                && s.split('.')
+                    .all(|id| !(numeric(id) && id.len() > 1 && id.starts_with('0')))
+        }
         let (rest, build) = match text.split_once('+') {
             Some((rest, build)) => (rest, Some(build)),
             None => (text, None),
@@ -230,7 +251,7 @@ mod tests {
             return None;
         }
         let (core, pre) = match rest.split_once('-') {
-            Some((core, pre)) if identifiers(pre) => (core, pre),
+            Some((core, pre)) if prerelease(pre) => (core, pre),
             Some(_) => return None,
             None => (rest, ""),
         };
@@ -289,6 +310,12 @@ mod tests {
             "1..",
             "18446744073709551616.0.0",
             "1.2.3-a_b",
+            "01.2.3",
+            "1.02.3",
+            "1.2.03",
+            "00",
+            "1.0.0-rc.01",
+            "1.0.0-00",
         ] {
             assert!(Version::parse(bad).is_none(), "{bad:?} should not parse");
         }
