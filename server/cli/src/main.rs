@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vexil_engine::{Ruleset, ValueKind};
 
@@ -184,8 +184,27 @@ fn eval(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The command line as parsed: every option that takes a value accepts a negative number
+/// as written (`--default -1`), in every subcommand. Clap would otherwise read `-1` as an
+/// unknown short option; other values starting with a hyphen still need `--opt=-x`, so
+/// that a forgotten value stays an error.
+fn command() -> clap::Command {
+    fn negative_numbers(command: clap::Command) -> clap::Command {
+        command
+            .mut_args(|arg| {
+                let takes_values = arg.get_action().takes_values();
+                arg.allow_negative_numbers(takes_values)
+            })
+            .mut_subcommands(negative_numbers)
+    }
+    negative_numbers(Cli::command())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let result = match cli.command {
         Command::Flags(args) => return remote::run(remote::Remote::Flags(args)),
         Command::Segments(args) => return remote::run(remote::Remote::Segments(args)),
@@ -218,5 +237,32 @@ fn main() -> ExitCode {
             eprintln!("vexil: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every option of every subcommand that takes a value, and the subcommands' paths.
+    fn options(command: &clap::Command, path: &str, out: &mut Vec<(String, bool)>) {
+        for arg in command.get_arguments() {
+            if arg.get_action().takes_values() {
+                out.push((
+                    format!("{path} --{}", arg.get_id()),
+                    arg.is_allow_negative_numbers_set(),
+                ));
+            }
+        }
+        for sub in command.get_subcommands() {
+            options(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_with_a_value_accepts_a_negative_number() {
+        let mut found = Vec::new();
+        options(&super::command(), "vexil", &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        let refused: Vec<_> = found.iter().filter(|(_, ok)| !ok).collect();
+        assert!(refused.is_empty(), "{refused:?}");
     }
 }

@@ -128,3 +128,40 @@ fn eval_prints_one_result_per_context() {
     assert_eq!(code, 0);
     assert!(out.contains("FLAG_NOT_FOUND"), "{out}");
 }
+
+#[test]
+fn a_negative_default_is_taken_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let ruleset = write(&dir, "ruleset.json", RULESET);
+    for default in ["-1", "-2.5", "-1e3"] {
+        let (code, out, err) = vexil(&[
+            "eval",
+            "--ruleset",
+            &ruleset,
+            "--flag",
+            "missing",
+            "--default",
+            default,
+            "--context",
+            r#"{"key":"alice"}"#,
+        ]);
+        assert_eq!(code, 0, "--default {default}: {err}");
+        let result: Value = serde_json::from_str(out.trim()).unwrap();
+        let expected: Value = serde_json::from_str(default).unwrap();
+        assert_eq!(result["value"], expected, "{out}");
+        assert_eq!(result["reason"]["error_kind"], "FLAG_NOT_FOUND", "{out}");
+    }
+    // A forgotten value is still an error, not a value.
+    let (code, _, err) = vexil(&[
+        "eval",
+        "--ruleset",
+        &ruleset,
+        "--flag",
+        "f",
+        "--default",
+        "--context",
+        "{}",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--default"), "{err}");
+}
