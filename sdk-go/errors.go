@@ -5,7 +5,8 @@ import (
 	"fmt"
 )
 
-// Code is the kind of an Error: the VexilCode of the C ABI.
+// Code is the kind of an Error: the SDK core's table of error codes (the VexilCode of the C
+// ABI), the same numbers and names in every Vexil SDK.
 type Code int32
 
 const (
@@ -20,8 +21,8 @@ const (
 	CodeRuntime         Code = 9
 	CodeInCallback      Code = 10
 	CodeInternal        Code = 11
-	// CodeClosed: the client or context was closed before the call (Go side only).
-	CodeClosed Code = 100
+	// CodeClosed: the client or context was closed before the call.
+	CodeClosed Code = 12
 )
 
 var codeNames = map[Code]string{

@@ -60,31 +60,37 @@ type wireDetail struct {
 	Version       int64           `json:"version"`
 }
 
-// errorDetail is the answer for a call that cannot reach the evaluation (a closed client
-// or context): the default with an ERROR reason.
-func errorDetail[T any](def T, errorKind string) Detail[T] {
-	return Detail[T]{Value: def, Reason: Reason{Kind: "ERROR", ErrorKind: errorKind}, Source: "DEFAULTS"}
+// unevaluated is the error kind the SDK core's table gives a variation this package answers
+// without evaluating (a closed client or context, a key that is not UTF-8, a default that
+// is not JSON), so that every SDK answers these cases alike.
+func unevaluated(why C.int32_t) string {
+	return C.GoString(C.vexil_unevaluated_error_kind(why))
 }
 
-// call runs a variation on live native handles, or answers fallback (closed client:
-// CLIENT_NOT_READY; nil or closed context: INVALID_CONTEXT; a key that is not UTF-8 names
-// no flag: FLAG_NOT_FOUND).
-func call[T any](c *Client, flagKey string, context *Context, fallback T, run func(*C.VexilClient, *C.VexilContext) T, errorAnswer func(string) T) T {
+// errorDetail is the answer for a call that cannot reach the evaluation: the default with an
+// ERROR reason of the core's table, from no data.
+func errorDetail[T any](def T, why C.int32_t) Detail[T] {
+	return Detail[T]{Value: def, Reason: Reason{Kind: "ERROR", ErrorKind: unevaluated(why)}, Source: "DEFAULTS"}
+}
+
+// call runs a variation on live native handles, or answers with the reason the core gives a
+// closed client, a nil or closed context, or a key that is not UTF-8.
+func call[T any](c *Client, flagKey string, context *Context, fallback T, run func(*C.VexilClient, *C.VexilContext) T, errorAnswer func(C.int32_t) T) T {
 	if !utf8.ValidString(flagKey) {
-		return errorAnswer("FLAG_NOT_FOUND")
+		return errorAnswer(C.VEXIL_UNEVALUATED_FLAG_KEY_NOT_TEXT)
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.ptr == nil {
-		return errorAnswer("CLIENT_NOT_READY")
+		return errorAnswer(C.VEXIL_UNEVALUATED_CLIENT_RELEASED)
 	}
 	if context == nil {
-		return errorAnswer("INVALID_CONTEXT")
+		return errorAnswer(C.VEXIL_UNEVALUATED_CONTEXT_MISSING)
 	}
 	context.mu.RLock()
 	defer context.mu.RUnlock()
 	if context.ptr == nil {
-		return errorAnswer("INVALID_CONTEXT")
+		return errorAnswer(C.VEXIL_UNEVALUATED_CONTEXT_MISSING)
 	}
 	return run(c.ptr, context.ptr)
 }
@@ -172,11 +178,11 @@ func (c *Client) StringVariationDetail(flagKey string, context *Context, def str
 // is not valid JSON is answered with an ERROR/WRONG_TYPE reason and def itself.
 func (c *Client) JSONVariationDetail(flagKey string, context *Context, def json.RawMessage) Detail[json.RawMessage] {
 	if !json.Valid(def) {
-		return errorDetail(def, "WRONG_TYPE")
+		return errorDetail(def, C.VEXIL_UNEVALUATED_DEFAULT_NOT_JSON)
 	}
 	detail, ok := rawDetail(c, flagKey, context, KindJSON, def)
 	if !ok {
-		return errorDetail(def, detail.Reason.ErrorKind)
+		return errorDetailKind(def, detail.Reason.ErrorKind)
 	}
 	return convert(detail, detail.Value)
 }
@@ -184,17 +190,22 @@ func (c *Client) JSONVariationDetail(flagKey string, context *Context, def json.
 func typedDetail[T any](c *Client, flagKey string, context *Context, kind Kind, def T) Detail[T] {
 	encoded, err := json.Marshal(def)
 	if err != nil {
-		return errorDetail(def, "WRONG_TYPE")
+		return errorDetail(def, C.VEXIL_UNEVALUATED_DEFAULT_NOT_JSON)
 	}
 	detail, ok := rawDetail(c, flagKey, context, kind, encoded)
 	if !ok {
-		return errorDetail(def, detail.Reason.ErrorKind)
+		return errorDetailKind(def, detail.Reason.ErrorKind)
 	}
 	value := def
 	if err := json.Unmarshal(detail.Value, &value); err != nil {
 		value = def
 	}
 	return convert(detail, value)
+}
+
+// errorDetailKind is errorDetail for an error kind already read from the core.
+func errorDetailKind[T any](def T, errorKind string) Detail[T] {
+	return Detail[T]{Value: def, Reason: Reason{Kind: "ERROR", ErrorKind: errorKind}, Source: "DEFAULTS"}
 }
 
 func convert[T any](wire wireDetail, value T) Detail[T] {
@@ -218,16 +229,20 @@ func rawDetail(c *Client, flagKey string, context *Context, kind Kind, def []byt
 		var length C.size_t
 		var message *C.char
 		code := C.vexil_variation_detail(client, stringPtr(flagKey), C.size_t(len(flagKey)), ctx, C.int32_t(kind), bytesPtr(def), C.size_t(len(def)), &out, &length, &message)
+		// The handles and the key were checked above, so the library refuses only the
+		// default (not JSON); its answer is always a detail object.
 		if err := failure(code, message); err != nil {
-			return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: "WRONG_TYPE"}}}
+			return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: unevaluated(C.VEXIL_UNEVALUATED_DEFAULT_NOT_JSON)}}}
 		}
 		var detail wireDetail
 		if err := json.Unmarshal([]byte(takeString(out, length)), &detail); err != nil {
-			return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: "CLIENT_NOT_READY"}}}
+			// Never expected (the library writes the core's JSON): answered as no data
+			// rather than crashing the host.
+			return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: unevaluated(C.VEXIL_UNEVALUATED_CLIENT_RELEASED)}}}
 		}
 		return answer{detail: detail, ok: true}
-	}, func(errorKind string) answer {
-		return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: errorKind}}}
+	}, func(why C.int32_t) answer {
+		return answer{detail: wireDetail{Reason: Reason{Kind: "ERROR", ErrorKind: unevaluated(why)}}}
 	})
 	return result.detail, result.ok
 }

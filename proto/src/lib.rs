@@ -6,12 +6,13 @@
 //! time by the pure-Rust `protox` compiler, so no system `protoc` is needed.
 //!
 //! Well-known types (`google.protobuf.Value`, `Struct`, `Timestamp`) are those of
-//! [`prost_types`], re-exported here. [`json`] converts between the messages and the flag
-//! model's canonical JSON, for the server and the SDK core alike.
+//! [`prost_types`], re-exported here. [`model`] converts between the messages and the
+//! engine's flag model, for the server, the `vexil` command and the SDK core alike.
 
 pub use prost_types;
 
 pub mod json;
+pub mod model;
 
 /// The package `vexil.v1`.
 #[allow(clippy::all, missing_docs, missing_debug_implementations)]

@@ -8,13 +8,10 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue, sys};
 use napi_derive::napi;
 use serde_json::Value;
-use vexil_core::{Config, EventConfig, ListenerId, Mode, Source, Status};
-use vexil_engine::ValueKind;
+use vexil_core::{Config, ListenerId, Options, Reason, Status, ValueKind, panic_message};
 
-use crate::context::{ContextArg, context_arg, required_context};
-use crate::error::{
-    ErrorCode, Result, error, from_core, guard, internal, invalid_argument, panic_message,
-};
+use crate::context::{context_arg, required_context};
+use crate::error::{ErrorCode, Result, error, from_core, guard, internal, invalid_argument};
 use crate::js::{Js, Type};
 
 /// Why a value was served (the `reason` of the conformance vectors, in camelCase).
@@ -38,9 +35,8 @@ pub struct EvaluationReason {
     pub error_kind: Option<String>,
 }
 
-impl From<&vexil_engine::Reason<String>> for EvaluationReason {
-    fn from(reason: &vexil_engine::Reason<String>) -> Self {
-        use vexil_engine::Reason;
+impl From<&Reason<String>> for EvaluationReason {
+    fn from(reason: &Reason<String>) -> Self {
         let mut out = EvaluationReason {
             kind: reason.kind_str().to_owned(),
             rule_index: None,
@@ -150,21 +146,6 @@ pub struct ClientStatus {
     pub events: EventStats,
 }
 
-fn status_name(status: &Status) -> &'static str {
-    match status {
-        Status::Initializing => "INITIALIZING",
-        Status::Ready => "READY",
-        Status::Stale { .. } => "STALE",
-        Status::Offline => "OFFLINE",
-        Status::Failed { .. } => "FAILED",
-        Status::Closed => "CLOSED",
-    }
-}
-
-fn source_name(source: Source) -> &'static str {
-    source.as_str()
-}
-
 /// A `'change'` listener: the function (to find it again in `off`) and its registration
 /// in the core client, which owns the threadsafe function that calls it.
 struct ChangeListener {
@@ -198,22 +179,14 @@ fn timeout_arg(js: Js, value: Option<Unknown>, field: &str) -> Result<Duration> 
     };
     match js.type_of(value.raw()) {
         Type::Undefined | Type::Null => Ok(DEFAULT_TIMEOUT),
-        Type::Number => duration(js.number(value.raw()), field),
+        Type::Number => {
+            vexil_core::arguments::millis(js.number(value.raw()).unwrap_or(f64::NAN), field)
+                .map_err(from_core)
+        }
         other => Err(invalid_argument(
             field,
             format!("expected a number of milliseconds, got {}", other.name()),
         )),
-    }
-}
-
-fn duration(millis: Option<f64>, field: &str) -> Result<Duration> {
-    match millis {
-        Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Duration::from_secs_f64(ms / 1000.0)),
-        Some(ms) => Err(invalid_argument(
-            field,
-            format!("expected a non-negative number of milliseconds, got {ms}"),
-        )),
-        None => Err(invalid_argument(field, "expected a number")),
     }
 }
 
@@ -242,15 +215,8 @@ fn string_arg(js: Js, value: sys::napi_value, field: &str) -> Result<String> {
 }
 
 fn value_kind(js: Js, value: sys::napi_value) -> Result<ValueKind> {
-    with_str_arg(js, value, "type", |kind| match kind {
-        "bool" => Ok(ValueKind::Bool),
-        "string" => Ok(ValueKind::String),
-        "number" => Ok(ValueKind::Number),
-        "json" => Ok(ValueKind::Json),
-        other => Err(invalid_argument(
-            "type",
-            format!("expected 'bool', 'string', 'number' or 'json', got {other:?}"),
-        )),
+    with_str_arg(js, value, "type", |kind| {
+        vexil_core::arguments::value_kind(kind, "type").map_err(from_core)
     })?
 }
 
@@ -292,207 +258,41 @@ where
     Ok(promise)
 }
 
-/// Option names, for the error naming an unknown one.
-const OPTIONS: &[&str] = &[
-    "endpoint",
-    "cacheDir",
-    "offline",
-    "bootstrap",
-    "context",
-    "connectTimeoutMs",
-    "streamTimeoutMs",
-    "initialBackoffMs",
-    "maxBackoffMs",
-    "maxCacheAgeMs",
-    "events",
-];
-const EVENT_OPTIONS: &[&str] = &[
-    "enabled",
-    "capacity",
-    "batchSize",
-    "flushIntervalMs",
-    "exposureWindowMs",
-    "exposureMemory",
-    "summaries",
-    "attempts",
-];
-
-/// Reads an options object field by field, so that every error names the field.
-struct Options<'a> {
-    js: Js,
-    object: sys::napi_value,
-    prefix: &'a str,
-}
-
-impl Options<'_> {
-    fn read<'a>(
-        js: Js,
-        object: sys::napi_value,
-        prefix: &'a str,
-        known: &[&str],
-    ) -> Result<Options<'a>> {
-        match js.type_of(object) {
-            Type::Object if !js.is_array(object) => {}
-            other => {
-                return Err(invalid_argument(
-                    prefix,
-                    format!("expected an object, got {}", other.name()),
-                ));
-            }
-        }
-        for key in js.own_keys(object).unwrap_or_default() {
-            let name = js.string(key).unwrap_or_default();
-            if !known.contains(&name.as_str()) {
-                return Err(invalid_argument(
-                    &format!("{prefix}.{name}"),
-                    format!("unknown option (known: {})", known.join(", ")),
-                ));
-            }
-        }
-        Ok(Options { js, object, prefix })
-    }
-
-    fn field(&self, name: &str) -> String {
-        format!("{}.{name}", self.prefix)
-    }
-
-    /// The value of `name`, `None` when undefined.
-    fn raw(&self, name: &str) -> Result<Option<sys::napi_value>> {
-        let c_name = std::ffi::CString::new(name).map_err(|e| internal(e.into()))?;
-        let value = self
-            .js
-            .get(self.object, &c_name)
-            .ok_or_else(|| invalid_argument(&self.field(name), "cannot be read"))?;
-        Ok((self.js.type_of(value) != Type::Undefined).then_some(value))
-    }
-
-    fn string(&self, name: &str) -> Result<Option<String>> {
-        self.raw(name)?
-            .map(|v| string_arg(self.js, v, &self.field(name)))
-            .transpose()
-    }
-
-    fn bool(&self, name: &str) -> Result<Option<bool>> {
-        self.raw(name)?
-            .map(|v| match self.js.type_of(v) {
-                Type::Boolean => self
-                    .js
-                    .bool(v)
-                    .ok_or_else(|| invalid_argument(&self.field(name), "cannot be read")),
-                other => Err(invalid_argument(
-                    &self.field(name),
-                    format!("expected a boolean, got {}", other.name()),
-                )),
-            })
-            .transpose()
-    }
-
-    fn millis(&self, name: &str) -> Result<Option<Duration>> {
-        self.raw(name)?
-            .map(|v| match self.js.type_of(v) {
-                Type::Number => duration(self.js.number(v), &self.field(name)),
-                other => Err(invalid_argument(
-                    &self.field(name),
-                    format!("expected a number of milliseconds, got {}", other.name()),
-                )),
-            })
-            .transpose()
-    }
-
-    fn count(&self, name: &str, minimum: u32) -> Result<Option<u32>> {
-        self.raw(name)?
-            .map(|v| match (self.js.type_of(v), self.js.number(v)) {
-                (Type::Number, Some(n))
-                    if n.fract() == 0.0 && n >= f64::from(minimum) && n <= f64::from(u32::MAX) =>
-                {
-                    // In range and whole, checked above.
-                    Ok(n as u32)
-                }
-                (kind, _) => Err(invalid_argument(
-                    &self.field(name),
-                    format!(
-                        "expected a whole number of at least {minimum}, got {}",
-                        if kind == Type::Number {
-                            self.js
-                                .number(v)
-                                .map_or_else(|| "a number".to_owned(), |n| n.to_string())
-                        } else {
-                            kind.name().to_owned()
-                        }
-                    ),
-                )),
-            })
-            .transpose()
-    }
-}
-
+/// The client's configuration from `sdkKey` and the options object, read by the core in its
+/// one JSON form (the package's camelCase names are the core's camelCase spellings).
 fn read_config(js: Js, sdk_key: String, options: Option<sys::napi_value>) -> Result<Config> {
-    let mut config = Config::new(sdk_key).with_sdk("vexil-node", env!("CARGO_PKG_VERSION"));
+    let defaults = ("vexil-node", env!("CARGO_PKG_VERSION"));
     let Some(options) = options.filter(|o| !matches!(js.type_of(*o), Type::Undefined | Type::Null))
     else {
-        return Ok(config);
+        return Options::default()
+            .into_config(sdk_key, defaults)
+            .map_err(from_core);
     };
-    let options = Options::read(js, options, "options", OPTIONS)?;
-    if let Some(endpoint) = options.string("endpoint")? {
-        config = config.with_endpoint(endpoint);
-    }
-    if let Some(dir) = options.string("cacheDir")? {
-        config = config.with_cache_dir(dir);
-    }
-    if let Some(offline) = options.bool("offline")? {
-        config = config.with_offline(offline);
-    }
-    if let Some(path) = options.string("bootstrap")? {
-        config = config.with_bootstrap(path);
-    }
-    if let Some(context) = options.raw("context")? {
-        config = config.with_context(required_context(js, context, "options.context")?);
-    }
-    if let Some(d) = options.millis("connectTimeoutMs")? {
-        config.connect_timeout = d;
-    }
-    if let Some(d) = options.millis("streamTimeoutMs")? {
-        config.stream_timeout = d;
-    }
-    if let Some(d) = options.millis("initialBackoffMs")? {
-        config.initial_backoff = d;
-    }
-    if let Some(d) = options.millis("maxBackoffMs")? {
-        config.max_backoff = d;
-    }
-    if let Some(d) = options.millis("maxCacheAgeMs")? {
-        config.max_cache_age = d;
-    }
-    if let Some(events) = options.raw("events")? {
-        let events = Options::read(js, events, "options.events", EVENT_OPTIONS)?;
-        let mut settings = EventConfig::default();
-        if let Some(enabled) = events.bool("enabled")? {
-            settings.enabled = enabled;
+    match js.type_of(options) {
+        Type::Object if !js.is_array(options) => {}
+        other => {
+            return Err(invalid_argument(
+                "options",
+                format!("expected an object, got {}", other.name()),
+            ));
         }
-        if let Some(n) = events.count("capacity", 1)? {
-            settings.capacity = n as usize;
-        }
-        if let Some(n) = events.count("batchSize", 1)? {
-            settings.batch_size = n as usize;
-        }
-        if let Some(d) = events.millis("flushIntervalMs")? {
-            settings.flush_interval = d;
-        }
-        if let Some(d) = events.millis("exposureWindowMs")? {
-            settings.exposure_window = d;
-        }
-        if let Some(n) = events.count("exposureMemory", 0)? {
-            settings.exposure_memory = n as usize;
-        }
-        if let Some(summaries) = events.bool("summaries")? {
-            settings.summaries = summaries;
-        }
-        if let Some(n) = events.count("attempts", 1)? {
-            settings.attempts = n;
-        }
-        config = config.with_events(settings);
     }
-    Ok(config)
+    let mut json = js
+        .json(options)
+        .map_err(|problem| invalid_argument("options", problem))?;
+    // A reusable `Context` given as the first context: its canonical JSON (a native object
+    // has no own properties to read). Only objects may be asked for their type tag: Node-API
+    // converts anything else to an object, and throws for undefined.
+    if let Some(context) = js.get(options, c"context")
+        && js.type_of(context) == Type::Object
+        && let Some(native) = crate::context::native_context(js, context)
+        && let Some(object) = json.as_object_mut()
+    {
+        object.insert("context".into(), native.to_json());
+    }
+    Options::from_json(&json)
+        .and_then(|options| options.into_config(sdk_key, defaults))
+        .map_err(from_core)
 }
 
 fn event_arg(js: Js, event: Unknown) -> Result<()> {
@@ -520,7 +320,7 @@ impl Client {
             let js = Js { env: env.raw() };
             let sdk_key = string_arg(js, sdk_key.raw(), "sdkKey")?;
             let config = read_config(js, sdk_key, options.map(|o| o.raw()))?;
-            let core = vexil_core::Client::new(config).map_err(from_core)?;
+            let core = vexil_core::Client::new(config).map_err(|err| from_core(err.into()))?;
             Ok(Client {
                 core: Arc::new(core),
                 listeners: Vec::new(),
@@ -547,7 +347,7 @@ impl Client {
             promise(
                 env,
                 move || core.wait_for_initialization(timeout),
-                |status| status_name(&status),
+                |status| status.name(),
             )
         })
     }
@@ -633,10 +433,8 @@ impl Client {
             };
             let context = context_arg(js, context.raw());
             let detail = with_str_arg(js, flag_key.raw(), "flagKey", |flag| {
-                match context.as_context() {
-                    Ok(context) => self.core.variation_detail(flag, context, kind, &default),
-                    Err(json) => self.core.variation_detail_json(flag, json, kind, &default),
-                }
+                self.core
+                    .variation_detail(flag, context.as_ref(), kind, &default)
             })?;
             Ok(EvaluationDetail::from_core(detail))
         })
@@ -655,26 +453,13 @@ impl Client {
     ) -> Result<std::collections::HashMap<String, EvaluationDetail>> {
         guard(|| {
             let js = Js { env: env.raw() };
-            let context = match context_arg(js, context.raw()) {
-                ContextArg::Native(context) => context.clone(),
-                ContextArg::Parsed(context) => context,
-                ContextArg::Invalid(_) => required_context(js, context.raw(), "context")?,
-            };
+            let context = required_context(js, context.raw(), "context")?;
             Ok(self
                 .core
                 .all_flags(&context)
                 .into_iter()
                 .map(|(key, detail)| {
-                    let detail = vexil_core::Detail {
-                        value: detail.value.unwrap_or(Value::Null),
-                        variation: detail.variation,
-                        reason: detail.reason,
-                        in_experiment: detail.in_experiment,
-                        experiment_key: detail.experiment_key,
-                        flag_version: detail.flag_version,
-                        source: detail.source,
-                        version: detail.version,
-                    };
+                    let detail = detail.map(|value| value.unwrap_or(Value::Null));
                     (key, EvaluationDetail::from_core(detail))
                 })
                 .collect())
@@ -722,10 +507,7 @@ impl Client {
             let js = Js { env: env.raw() };
             let value = match value.map(|v| (js.type_of(v.raw()), v)) {
                 None | Some((Type::Undefined | Type::Null, _)) => None,
-                Some((Type::Number, v)) => match js.number(v.raw()) {
-                    Some(n) if n.is_finite() => Some(n),
-                    _ => return Err(invalid_argument("value", "expected a finite number")),
-                },
+                Some((Type::Number, v)) => js.number(v.raw()),
                 Some((other, _)) => {
                     return Err(invalid_argument(
                         "value",
@@ -734,18 +516,8 @@ impl Client {
                 }
             };
             let name = string_arg(js, event_name.raw(), "eventName")?;
-            if name.is_empty() {
-                return Err(invalid_argument("eventName", "must not be empty"));
-            }
-            match context_arg(js, context.raw()) {
-                ContextArg::Native(context) => self.core.track(&name, context, value),
-                ContextArg::Parsed(context) => self.core.track(&name, &context, value),
-                ContextArg::Invalid(_) => {
-                    let context = required_context(js, context.raw(), "context")?;
-                    self.core.track(&name, &context, value);
-                }
-            }
-            Ok(())
+            let context = required_context(js, context.raw(), "context")?;
+            self.core.track(&name, &context, value).map_err(from_core)
         })
     }
 
@@ -767,28 +539,19 @@ impl Client {
     #[napi]
     pub fn status(&self) -> Result<ClientStatus> {
         guard(|| {
-            let status = self.core.status();
-            let reason = match &status {
-                Status::Stale { reason } | Status::Failed { reason } => Some(reason.clone()),
-                _ => None,
-            };
-            let events = self.core.event_stats();
+            let state = self.core.state();
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             Ok(ClientStatus {
-                status: status_name(&status).to_owned(),
-                reason,
-                source: source_name(self.core.source()).to_owned(),
-                version: self.core.version(),
-                mode: match self.core.mode() {
-                    Mode::Local => "local",
-                    Mode::Remote => "remote",
-                }
-                .to_owned(),
+                status: state.status.name().to_owned(),
+                reason: state.reason,
+                source: state.source.as_str().to_owned(),
+                version: state.version,
+                mode: state.mode.name().to_ascii_lowercase(),
                 events: EventStats {
-                    dropped: count(events.dropped),
-                    sent: count(events.sent),
-                    failed_batches: count(events.failed_batches),
-                    queued: count(events.queued),
+                    dropped: count(state.events.dropped),
+                    sent: count(state.events.sent),
+                    failed_batches: count(state.events.failed_batches),
+                    queued: count(state.events.queued),
                 },
             })
         })
@@ -947,15 +710,7 @@ pub(crate) fn bool_variation<'c>(
     };
     let context = context_arg(js, context);
     with_str_arg(js, flag_key, "flagKey", |flag| {
-        let core = core();
-        match context.as_context() {
-            Ok(context) => core.bool_variation(flag, context, default),
-            Err(json) => core
-                .variation_detail_json(flag, json, ValueKind::Bool, &Value::Bool(default))
-                .value
-                .as_bool()
-                .unwrap_or(default),
-        }
+        core().bool_variation(flag, context.as_ref(), default)
     })
 }
 
@@ -967,18 +722,7 @@ pub(crate) fn string_variation<'c>(
     let default = string_arg(js, default_value, "defaultValue")?;
     let context = context_arg(js, context);
     with_str_arg(js, flag_key, "flagKey", |flag| {
-        let core = core();
-        match context.as_context() {
-            Ok(context) => core.string_variation(flag, context, &default),
-            Err(json) => {
-                let detail =
-                    core.variation_detail_json(flag, json, ValueKind::String, &Value::Null);
-                match detail.value {
-                    Value::String(s) => s,
-                    _ => default,
-                }
-            }
-        }
+        core().string_variation(flag, context.as_ref(), &default)
     })
 }
 
@@ -998,15 +742,7 @@ pub(crate) fn number_variation<'c>(
     };
     let context = context_arg(js, context);
     with_str_arg(js, flag_key, "flagKey", |flag| {
-        let core = core();
-        match context.as_context() {
-            Ok(context) => core.number_variation(flag, context, default),
-            Err(json) => core
-                .variation_detail_json(flag, json, ValueKind::Number, &Value::Null)
-                .value
-                .as_f64()
-                .unwrap_or(default),
-        }
+        core().number_variation(flag, context.as_ref(), default)
     })
 }
 
@@ -1020,14 +756,7 @@ pub(crate) fn json_variation<'c>(
         .map_err(|problem| invalid_argument("defaultValue", problem))?;
     let context = context_arg(js, context);
     with_str_arg(js, flag_key, "flagKey", |flag| {
-        let core = core();
-        match context.as_context() {
-            Ok(context) => core.json_variation(flag, context, default),
-            Err(json) => {
-                core.variation_detail_json(flag, json, ValueKind::Json, &default)
-                    .value
-            }
-        }
+        core().json_variation(flag, context.as_ref(), default)
     })
 }
 

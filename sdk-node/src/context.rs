@@ -62,28 +62,28 @@ impl Context {
     }
 }
 
-/// A context argument as a call receives it.
+/// A context argument as a call receives it: a [`Context`], a plain object read natively,
+/// or the JSON of anything else (the core reads it once and answers an invalid one with the
+/// default and its reason).
 pub enum ContextArg<'a> {
     Native(&'a vexil_core::Context),
     Parsed(vexil_core::Context),
-    /// Not a valid context: its JSON (the engine decides the reason), or `null` when it
-    /// cannot even be represented as JSON.
-    Invalid(Value),
+    /// Its JSON, or `null` when it cannot even be represented as JSON.
+    Json(Value),
 }
 
 impl ContextArg<'_> {
-    /// The engine's context, or its JSON when it is not valid.
-    pub fn as_context(&self) -> std::result::Result<&vexil_core::Context, &Value> {
+    pub fn as_ref(&self) -> vexil_core::ContextRef<'_> {
         match self {
-            ContextArg::Native(context) => Ok(context),
-            ContextArg::Parsed(context) => Ok(context),
-            ContextArg::Invalid(json) => Err(json),
+            ContextArg::Native(context) => vexil_core::ContextRef::Built(context),
+            ContextArg::Parsed(context) => vexil_core::ContextRef::Built(context),
+            ContextArg::Json(json) => vexil_core::ContextRef::Json(json),
         }
     }
 }
 
 /// Whether `value` is a [`Context`] made by this addon, and if so the context inside.
-fn native_context<'a>(js: Js, value: sys::napi_value) -> Option<&'a vexil_core::Context> {
+pub fn native_context<'a>(js: Js, value: sys::napi_value) -> Option<&'a vexil_core::Context> {
     let context = js.unwrap_class::<Context>(value)?;
     // SAFETY: the JavaScript object (an argument of the current call) keeps the `Context`
     // alive for the call, which is as long as the reference is used; a `Context` is never
@@ -95,14 +95,14 @@ fn native_context<'a>(js: Js, value: sys::napi_value) -> Option<&'a vexil_core::
 /// Never fails: an invalid context is evaluated to the default with its reason.
 pub fn context_arg<'a>(js: Js, value: sys::napi_value) -> ContextArg<'a> {
     if js.type_of(value) != Type::Object {
-        return ContextArg::Invalid(js.json(value).unwrap_or(Value::Null));
+        return ContextArg::Json(js.json(value).unwrap_or(Value::Null));
     }
     if let Some(context) = native_context(js, value) {
         return ContextArg::Native(context);
     }
     match read_context(js, value) {
         Some(context) => ContextArg::Parsed(context),
-        None => ContextArg::Invalid(js.json(value).unwrap_or(Value::Null)),
+        None => ContextArg::Json(js.json(value).unwrap_or(Value::Null)),
     }
 }
 
@@ -116,15 +116,14 @@ pub fn required_context(
     match context_arg(js, value) {
         ContextArg::Native(context) => Ok(context.clone()),
         ContextArg::Parsed(context) => Ok(context),
-        ContextArg::Invalid(_) => {
+        ContextArg::Json(_) => {
             let json = js.json(value).map_err(|problem| {
                 error(
                     ErrorCode::InvalidContext,
                     format!("{field}: not representable as JSON: {problem}"),
                 )
             })?;
-            vexil_core::Context::from_json(&json)
-                .map_err(|problem| error(ErrorCode::InvalidContext, format!("{field}: {problem}")))
+            vexil_core::context_from_json(&json, field).map_err(crate::error::from_core)
         }
     }
 }

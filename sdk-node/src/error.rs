@@ -66,29 +66,31 @@ pub fn internal(err: napi::Error) -> Error {
     error(ErrorCode::Internal, err.reason)
 }
 
-pub fn from_core(err: vexil_core::Error) -> Error {
-    let code = match err {
-        vexil_core::Error::InvalidKey => ErrorCode::InvalidKey,
-        vexil_core::Error::InvalidEndpoint { .. } => ErrorCode::InvalidEndpoint,
-        vexil_core::Error::Runtime(_) => ErrorCode::Runtime,
+/// A failure of the core, with the code of this package that its code in the core's table
+/// maps to (options are arguments here; a bug is `VEXIL_PANIC`). The core names snake_case
+/// fields where the package's API has camelCase ones (`sdk_key`, `event_name`).
+pub fn from_core(failure: vexil_core::Failure) -> Error {
+    use vexil_core::ErrorCode as Core;
+    let code = match failure.code {
+        Core::InvalidKey => ErrorCode::InvalidKey,
+        Core::InvalidEndpoint => ErrorCode::InvalidEndpoint,
+        Core::InvalidContext => ErrorCode::InvalidContext,
+        Core::Runtime => ErrorCode::Runtime,
+        Core::Internal => ErrorCode::Panic,
+        Core::InCallback | Core::Closed => ErrorCode::Internal,
+        Core::InvalidOptions
+        | Core::InvalidArgument
+        | Core::InvalidJson
+        | Core::InvalidUtf8
+        | Core::NullArgument => ErrorCode::InvalidArgument,
     };
-    let message = match code {
-        ErrorCode::InvalidKey => format!("sdkKey: {err}"),
-        ErrorCode::InvalidEndpoint => format!("options.endpoint: {err}"),
-        _ => err.to_string(),
-    };
-    error(code, message)
-}
-
-/// The text of a panic payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "unknown panic".to_owned()
+    let mut message = failure.message;
+    for (core, node) in [("sdk_key", "sdkKey"), ("event_name", "eventName")] {
+        if let Some(rest) = message.strip_prefix(core) {
+            message = format!("{node}{rest}");
+        }
     }
+    error(code, message)
 }
 
 /// Runs an entry point's body so that a panic becomes a `VEXIL_PANIC` exception instead of
@@ -100,7 +102,7 @@ pub fn guard<T>(body: impl FnOnce() -> Result<T>) -> Result<T> {
             ErrorCode::Panic,
             format!(
                 "internal error in the Vexil addon: {}",
-                panic_message(&*payload)
+                vexil_core::panic_message(&*payload)
             ),
         )),
     }

@@ -246,6 +246,11 @@ impl Js {
                 Ok(Value::Object(map))
             }
             Type::Number => match self.number(value) {
+                // Whole numbers a double holds exactly become JSON integers, as JSON.stringify
+                // writes them (and as options such as `capacity` require).
+                Some(n) if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 => {
+                    Ok(Value::from(n as i64))
+                }
                 Some(n) => serde_json::Number::from_f64(n)
                     .map(Value::Number)
                     .ok_or_else(|| format!("{n} is not a finite number")),

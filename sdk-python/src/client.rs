@@ -1,21 +1,19 @@
 //! `vexil.Client`: the core client, with Python values, errors and threads.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use serde_json::Value;
-use vexil_core::{Config, Detail, EventConfig, ListenerId, Mode, Status as CoreStatus};
-use vexil_engine::{Context as EngineContext, ValueKind};
+use vexil_core::arguments::{seconds, value_kind};
+use vexil_core::{
+    Detail, ErrorCode, EventOptions, Failure, ListenerId, Options, Status as CoreStatus, ValueKind,
+};
 
-use crate::context::{ContextArg, context_arg};
+use crate::context::{context_arg, valid_context};
 use crate::convert::{to_json, to_python};
-use crate::{ClientStartError, ConfigurationError, InvalidContextError, guard};
+use crate::{guard, to_py};
 
 /// Where a client stands: `state` is one of `INITIALIZING`, `READY`, `STALE`, `OFFLINE`,
 /// `FAILED`, `CLOSED`; `reason` says why for `STALE` and `FAILED`.
@@ -52,15 +50,10 @@ impl Status {
 
 impl From<CoreStatus> for Status {
     fn from(status: CoreStatus) -> Status {
-        let (state, reason) = match status {
-            CoreStatus::Initializing => ("INITIALIZING", None),
-            CoreStatus::Ready => ("READY", None),
-            CoreStatus::Stale { reason } => ("STALE", Some(reason)),
-            CoreStatus::Offline => ("OFFLINE", None),
-            CoreStatus::Failed { reason } => ("FAILED", Some(reason)),
-            CoreStatus::Closed => ("CLOSED", None),
-        };
-        Status { state, reason }
+        Status {
+            state: status.name(),
+            reason: status.reason().map(str::to_owned),
+        }
     }
 }
 
@@ -130,6 +123,7 @@ impl EvaluationDetail {
             None => py.None(),
         };
         let reason = serde_json::to_value(&detail.reason).unwrap_or(Value::Null);
+        let error_kind = detail.error_kind().map(|k| k.as_str());
         Ok(EvaluationDetail {
             value,
             variation: detail.variation,
@@ -139,7 +133,7 @@ impl EvaluationDetail {
             flag_version: detail.flag_version,
             source: detail.source.as_str(),
             version: detail.version,
-            error_kind: detail.reason.error_kind().map(|k| k.as_str()),
+            error_kind,
         })
     }
 }
@@ -170,81 +164,48 @@ impl FlagChange {
 #[derive(Debug)]
 pub struct Client {
     pub(crate) inner: vexil_core::Client,
-    listeners: Mutex<HashMap<u64, ListenerId>>,
-    next_listener: AtomicU64,
 }
 
-fn duration(name: &str, seconds: f64, error: fn(String) -> PyErr) -> PyResult<Duration> {
-    if seconds.is_finite() && seconds >= 0.0 {
-        Duration::try_from_secs_f64(seconds).map_err(|err| error(format!("{name}: {err}")))
-    } else {
-        Err(error(format!(
-            "{name}: expected a finite number of seconds >= 0, got {seconds}"
-        )))
-    }
+/// A duration argument in seconds (`ValueError` naming it otherwise).
+fn duration(amount: f64, name: &str) -> PyResult<std::time::Duration> {
+    seconds(amount, name).map_err(to_py)
 }
 
-fn config_error(message: String) -> PyErr {
-    ConfigurationError::new_err(message)
-}
-
-fn value_error(message: String) -> PyErr {
-    PyValueError::new_err(message)
-}
-
-/// A context that must be valid (identify, track, all_flags, the initial context).
-fn valid_context(object: &Bound<'_, PyAny>) -> PyResult<EngineContext> {
-    match context_arg(object)? {
-        ContextArg::Held(context) => Ok(context.clone()),
-        ContextArg::Built(context) => Ok(context),
-        ContextArg::Invalid(json) => Err(InvalidContextError::new_err(
-            EngineContext::from_json(&json).err().map_or_else(
-                || "context: not valid".to_owned(),
-                |e| format!("context: {e}"),
-            ),
-        )),
-    }
-}
-
-fn value_kind(name: &str) -> PyResult<ValueKind> {
-    Ok(match name {
-        "bool" => ValueKind::Bool,
-        "string" => ValueKind::String,
-        "number" => ValueKind::Number,
-        "json" => ValueKind::Json,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "type: expected 'bool', 'string', 'number' or 'json', got {other:?}"
-            )));
-        }
-    })
-}
-
-impl Client {
-    /// Runs `evaluate` with the engine's context, or `invalid` with the JSON of a context
-    /// that is not valid.
-    fn with_context<R>(
-        &self,
-        context: &Bound<'_, PyAny>,
-        evaluate: impl FnOnce(&vexil_core::Client, &EngineContext) -> R,
-        invalid: impl FnOnce(&vexil_core::Client, &Value) -> R,
-    ) -> PyResult<R> {
-        Ok(match context_arg(context)? {
-            ContextArg::Held(context) => evaluate(&self.inner, context),
-            ContextArg::Built(context) => evaluate(&self.inner, &context),
-            ContextArg::Invalid(json) => invalid(&self.inner, &json),
+/// A duration option in seconds, as the core's whole milliseconds.
+fn option_millis(amount: f64, name: &str) -> PyResult<u64> {
+    let duration = seconds(amount, name).map_err(|failure| {
+        to_py(Failure {
+            code: ErrorCode::InvalidOptions,
+            ..failure
         })
-    }
+    })?;
+    Ok(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
 
-    fn forget_listeners(&self) {
-        let ids: Vec<ListenerId> = match self.listeners.lock() {
-            Ok(mut held) => held.drain().map(|(_, id)| id).collect(),
-            Err(poisoned) => poisoned.into_inner().drain().map(|(_, id)| id).collect(),
-        };
-        for id in ids {
-            self.inner.remove_listener(id);
+/// A failure of the options, naming the keyword argument the caller passed rather than the
+/// core's option (`options.events.capacity` is `event_capacity` here).
+fn option_error(mut failure: Failure) -> PyErr {
+    const NAMES: [(&str, &str); 11] = [
+        ("options.events.capacity", "event_capacity"),
+        ("options.events.batch_size", "event_batch_size"),
+        ("options.events.flush_interval_ms", "flush_interval"),
+        ("options.events.exposure_window_ms", "exposure_window"),
+        ("options.stream_timeout_ms", "stream_timeout"),
+        ("options.connect_timeout_ms", "connect_timeout"),
+        ("options.initial_backoff_ms", "initial_backoff"),
+        ("options.max_backoff_ms", "max_backoff"),
+        ("options.max_cache_age_ms", "max_cache_age"),
+        ("options.context", "context"),
+        ("options.endpoint", "endpoint"),
+    ];
+    for (core, python) in NAMES {
+        if let Some(rest) = failure.message.strip_prefix(core) {
+            failure.message =
+                format!("{python}{rest}").replace("options.max_backoff_ms", "max_backoff");
+            break;
         }
     }
+    to_py(failure)
 }
 
 #[pymethods]
@@ -273,80 +234,56 @@ impl Client {
         max_backoff: f64,
         events: bool,
         flush_interval: f64,
-        event_capacity: usize,
-        event_batch_size: usize,
+        event_capacity: u64,
+        event_batch_size: u64,
         exposure_window: f64,
         evaluation_summaries: bool,
     ) -> PyResult<Client> {
         guard(|| {
-            let mut config = Config::new(sdk_key).with_offline(offline);
-            if let Some(endpoint) = endpoint {
-                config = config.with_endpoint(endpoint);
-            }
-            if let Some(dir) = cache_dir {
-                config = config.with_cache_dir(dir);
-            }
-            if let Some(file) = bootstrap {
-                config = config.with_bootstrap(file);
-            }
-            if let Some(context) = context.filter(|c| !c.is_none()) {
-                config = config.with_context(valid_context(context)?);
-            }
-            config.max_cache_age = duration("max_cache_age", max_cache_age, config_error)?;
-            config.connect_timeout = duration("connect_timeout", connect_timeout, config_error)?;
-            config.stream_timeout = duration("stream_timeout", stream_timeout, config_error)?;
-            config.initial_backoff = duration("initial_backoff", initial_backoff, config_error)?;
-            config.max_backoff = duration("max_backoff", max_backoff, config_error)?;
-            if config.stream_timeout.is_zero() {
-                return Err(config_error("stream_timeout: must be more than 0".into()));
-            }
-            if event_capacity == 0 {
-                return Err(config_error("event_capacity: must be at least 1".into()));
-            }
-            if event_batch_size == 0 {
-                return Err(config_error("event_batch_size: must be at least 1".into()));
-            }
-            let flush_interval = duration("flush_interval", flush_interval, config_error)?;
-            if flush_interval.is_zero() {
-                return Err(config_error("flush_interval: must be more than 0".into()));
-            }
-            config = config
-                .with_events(EventConfig {
-                    enabled: events,
-                    capacity: event_capacity,
-                    batch_size: event_batch_size,
-                    flush_interval,
-                    exposure_window: duration("exposure_window", exposure_window, config_error)?,
-                    summaries: evaluation_summaries,
-                    ..EventConfig::default()
-                })
-                .with_sdk("vexil-python", env!("CARGO_PKG_VERSION"));
+            let context = match context.filter(|c| !c.is_none()) {
+                Some(context) => Some(valid_context(context)?.to_json()),
+                None => None,
+            };
+            let options = Options {
+                endpoint,
+                cache_dir,
+                bootstrap,
+                offline: Some(offline),
+                context,
+                max_cache_age_ms: Some(option_millis(max_cache_age, "max_cache_age")?),
+                connect_timeout_ms: Some(option_millis(connect_timeout, "connect_timeout")?),
+                stream_timeout_ms: Some(option_millis(stream_timeout, "stream_timeout")?),
+                initial_backoff_ms: Some(option_millis(initial_backoff, "initial_backoff")?),
+                max_backoff_ms: Some(option_millis(max_backoff, "max_backoff")?),
+                sdk_name: None,
+                sdk_version: None,
+                events: Some(EventOptions {
+                    enabled: Some(events),
+                    capacity: Some(event_capacity),
+                    batch_size: Some(event_batch_size),
+                    flush_interval_ms: Some(option_millis(flush_interval, "flush_interval")?),
+                    exposure_window_ms: Some(option_millis(exposure_window, "exposure_window")?),
+                    summaries: Some(evaluation_summaries),
+                    ..EventOptions::default()
+                }),
+                camel_case: false,
+            };
+            let config = options
+                .into_config(sdk_key, ("vexil-python", env!("CARGO_PKG_VERSION")))
+                .map_err(option_error)?;
             // Reads the cache or bootstrap file and starts a thread: not with the GIL held.
             let inner = py
                 .detach(|| vexil_core::Client::new(config))
-                .map_err(|err| match err {
-                    vexil_core::Error::InvalidKey => config_error(format!("sdk_key: {err}")),
-                    vexil_core::Error::InvalidEndpoint { .. } => {
-                        config_error(format!("endpoint: {err}"))
-                    }
-                    vexil_core::Error::Runtime(_) => ClientStartError::new_err(err.to_string()),
-                })?;
-            Ok(Client {
-                inner,
-                listeners: Mutex::new(HashMap::new()),
-                next_listener: AtomicU64::new(1),
-            })
+                .map_err(|err| option_error(err.into()))?;
+            Ok(Client { inner })
         })
     }
 
     /// `"local"` (server key: the ruleset is synced and evaluated here) or `"remote"` (client
     /// and mobile keys: the server evaluates for the identified context).
     #[getter]
-    fn mode(&self) -> &'static str {
-        match self.inner.mode() {
-            Mode::Local => "local",
-            Mode::Remote => "remote",
-        }
+    fn mode(&self) -> String {
+        self.inner.mode().name().to_ascii_lowercase()
     }
 
     /// The environment version of the data held (0 when none).
@@ -370,7 +307,7 @@ impl Client {
     /// or `timeout` seconds; returns the status then.
     #[pyo3(signature = (timeout = 5.0))]
     fn wait_for_initialization(&self, py: Python<'_>, timeout: f64) -> PyResult<Status> {
-        let timeout = duration("timeout", timeout, value_error)?;
+        let timeout = duration(timeout, "timeout")?;
         guard(|| {
             Ok(py
                 .detach(|| self.inner.wait_for_initialization(timeout))
@@ -385,17 +322,10 @@ impl Client {
         default: bool,
     ) -> PyResult<bool> {
         guard(|| {
-            self.with_context(
-                context,
-                |client, context| client.bool_variation(flag_key, context, default),
-                |client, json| {
-                    client
-                        .variation_detail_json(flag_key, json, ValueKind::Bool, &default.into())
-                        .value
-                        .as_bool()
-                        .unwrap_or(default)
-                },
-            )
+            let context = context_arg(context)?;
+            Ok(self
+                .inner
+                .bool_variation(flag_key, context.as_ref(), default))
         })
     }
 
@@ -406,11 +336,10 @@ impl Client {
         default: &str,
     ) -> PyResult<String> {
         guard(|| {
-            self.with_context(
-                context,
-                |client, context| client.string_variation(flag_key, context, default),
-                |_, _| default.to_owned(),
-            )
+            let context = context_arg(context)?;
+            Ok(self
+                .inner
+                .string_variation(flag_key, context.as_ref(), default))
         })
     }
 
@@ -422,11 +351,10 @@ impl Client {
         default: f64,
     ) -> PyResult<f64> {
         guard(|| {
-            self.with_context(
-                context,
-                |client, context| client.number_variation(flag_key, context, default),
-                |_, _| default,
-            )
+            let context = context_arg(context)?;
+            Ok(self
+                .inner
+                .number_variation(flag_key, context.as_ref(), default))
         })
     }
 
@@ -439,16 +367,12 @@ impl Client {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = context.py();
         guard(|| {
-            let default_json = to_json(default).map_err(|e| e.into_err("default"))?;
-            let value = self.with_context(
-                context,
-                |client, context| Some(client.json_variation(flag_key, context, default_json)),
-                |_, _| None,
-            )?;
-            match value {
-                Some(value) => to_python(py, &value),
-                None => Ok(default.clone()),
-            }
+            let default = to_json(default).map_err(|e| e.into_err("default"))?;
+            let context = context_arg(context)?;
+            let value = self
+                .inner
+                .json_variation(flag_key, context.as_ref(), default);
+            to_python(py, &value)
         })
     }
 
@@ -467,27 +391,14 @@ impl Client {
         guard(|| {
             let default = to_json(default).map_err(|e| e.into_err("default"))?;
             let kind = match r#type {
-                Some(name) => value_kind(name)?,
+                Some(name) => value_kind(name, "type").map_err(to_py)?,
                 None => ValueKind::of_default(&default),
             };
-            let detail = self.with_context(
-                context,
-                |client, context| client.variation_detail(flag_key, context, kind, &default),
-                |client, json| client.variation_detail_json(flag_key, json, kind, &default),
-            )?;
-            EvaluationDetail::new(
-                py,
-                Detail {
-                    value: Some(detail.value),
-                    variation: detail.variation,
-                    reason: detail.reason,
-                    in_experiment: detail.in_experiment,
-                    experiment_key: detail.experiment_key,
-                    flag_version: detail.flag_version,
-                    source: detail.source,
-                    version: detail.version,
-                },
-            )
+            let context = context_arg(context)?;
+            let detail = self
+                .inner
+                .variation_detail(flag_key, context.as_ref(), kind, &default);
+            EvaluationDetail::new(py, detail.map(Some))
         })
     }
 
@@ -513,9 +424,9 @@ impl Client {
     /// evaluates the context given to each call, so this only records it.
     #[pyo3(signature = (context, timeout = 5.0))]
     fn identify(&self, py: Python<'_>, context: &Bound<'_, PyAny>, timeout: f64) -> PyResult<bool> {
-        let timeout = duration("timeout", timeout, value_error)?;
+        let timeout = duration(timeout, "timeout")?;
         guard(|| {
-            let context = valid_context(context)?;
+            let context = valid_context(context)?.into_owned();
             Ok(py.detach(|| self.inner.identify(context, timeout)))
         })
     }
@@ -529,17 +440,8 @@ impl Client {
         value: Option<f64>,
     ) -> PyResult<()> {
         guard(|| {
-            if event_name.is_empty() {
-                return Err(PyValueError::new_err("event_name: must not be empty"));
-            }
-            if let Some(value) = value.filter(|v| !v.is_finite()) {
-                return Err(PyValueError::new_err(format!(
-                    "value: expected a finite number, got {value}"
-                )));
-            }
             let context = valid_context(context)?;
-            self.inner.track(event_name, &context, value);
-            Ok(())
+            self.inner.track(event_name, &context, value).map_err(to_py)
         })
     }
 
@@ -547,19 +449,14 @@ impl Client {
     /// Returns whether everything was delivered.
     #[pyo3(signature = (timeout = 5.0))]
     fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
-        let timeout = duration("timeout", timeout, value_error)?;
+        let timeout = duration(timeout, "timeout")?;
         guard(|| Ok(py.detach(|| self.inner.flush(timeout))))
     }
 
     /// Counters of the event pipeline: `dropped`, `sent`, `failed_batches`, `queued`.
-    fn event_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.inner.event_stats();
-        let out = PyDict::new(py);
-        out.set_item("dropped", stats.dropped)?;
-        out.set_item("sent", stats.sent)?;
-        out.set_item("failed_batches", stats.failed_batches)?;
-        out.set_item("queued", stats.queued)?;
-        Ok(out)
+    fn event_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = serde_json::to_value(self.inner.event_stats()).unwrap_or(Value::Null);
+        to_python(py, &stats)
     }
 
     /// Calls `listener(change: FlagChange)` after every change of flag data, on the
@@ -574,7 +471,7 @@ impl Client {
         }
         let callback: Py<PyAny> = listener.clone().unbind();
         guard(|| {
-            let core_id = self.inner.on_change(move |change| {
+            let id = self.inner.on_change(move |change| {
                 // Not at all while the interpreter shuts down.
                 Python::try_attach(|py| {
                     let change = FlagChange {
@@ -587,28 +484,18 @@ impl Client {
                     }
                 });
             });
-            let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
-            match self.listeners.lock() {
-                Ok(mut held) => held.insert(id, core_id),
-                Err(poisoned) => poisoned.into_inner().insert(id, core_id),
-            };
-            Ok(id)
+            Ok(id.number())
         })
     }
 
-    /// Removes a listener; returns whether it was registered.
-    fn remove_listener(&self, listener_id: u64) -> bool {
-        let removed = match self.listeners.lock() {
-            Ok(mut held) => held.remove(&listener_id),
-            Err(poisoned) => poisoned.into_inner().remove(&listener_id),
-        };
-        match removed {
-            Some(id) => {
-                self.inner.remove_listener(id);
-                true
-            }
-            None => false,
-        }
+    /// Removes a listener; returns whether it was registered. Once it returns, the listener
+    /// is not running and will not be called again.
+    fn remove_listener(&self, py: Python<'_>, listener_id: u64) -> bool {
+        // A running listener needs the GIL to finish: wait for it without holding it.
+        py.detach(|| {
+            self.inner
+                .remove_listener(ListenerId::from_number(listener_id))
+        })
     }
 
     /// Flushes events (up to 5 s), stops the background work and forgets the listeners.
@@ -616,7 +503,6 @@ impl Client {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         guard(|| {
             py.detach(|| self.inner.close());
-            self.forget_listeners();
             Ok(())
         })
     }

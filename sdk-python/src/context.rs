@@ -5,11 +5,13 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
-use serde_json::Value;
-use vexil_engine::{Context as EngineContext, SingleContext};
+use std::borrow::Cow;
 
-use crate::InvalidContextError;
+use serde_json::Value;
+use vexil_core::{Context as EngineContext, ContextRef, SingleContext};
+
 use crate::convert::{to_json, to_python, type_name};
+use crate::{InvalidContextError, to_py};
 
 /// An evaluation context built once and reused: a single kind (`Context("alice",
 /// kind="user", attributes={...})`) or several (`Context.multi(user, org)`). Immutable, so
@@ -142,18 +144,29 @@ fn set_attributes(
     Ok(())
 }
 
-/// A context argument as a call receives it.
+/// A context argument as a call receives it: a `vexil.Context`, a dict read into a context,
+/// or the JSON of a dict the fast reading could not take (the core reads it, once, and
+/// answers an invalid one with `ERROR`/`INVALID_CONTEXT` after the flag's own errors).
 #[derive(Debug)]
 pub(crate) enum ContextArg<'a> {
     Held(&'a EngineContext),
     Built(EngineContext),
-    /// Not a valid context: its JSON, so that the core answers `ERROR`/`INVALID_CONTEXT`
-    /// after the flag's own errors, in the engine's order.
-    Invalid(Value),
+    Json(Value),
 }
 
-/// Reads a `vexil.Context` or a dict. Anything else is a `TypeError`; a dict that is not a
-/// valid context is [`ContextArg::Invalid`] (evaluation never raises for it).
+impl ContextArg<'_> {
+    pub(crate) fn as_ref(&self) -> ContextRef<'_> {
+        match self {
+            ContextArg::Held(context) => ContextRef::Built(context),
+            ContextArg::Built(context) => ContextRef::Built(context),
+            ContextArg::Json(json) => ContextRef::Json(json),
+        }
+    }
+}
+
+/// Reads a `vexil.Context` or a dict. Anything else is a `TypeError`, and so is a dict
+/// holding values that are not JSON (naming where); a dict that is not a valid context is
+/// [`ContextArg::Json`] (evaluation never raises for it).
 pub(crate) fn context_arg<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<ContextArg<'a>> {
     if let Ok(held) = object.cast::<Context>() {
         return Ok(ContextArg::Held(&held.get().inner));
@@ -167,12 +180,19 @@ pub(crate) fn context_arg<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<ContextA
     if let Some(context) = from_dict_fast(dict) {
         return Ok(ContextArg::Built(context));
     }
-    // The slow path says exactly why: a value that is not JSON raises, a shape the engine
-    // refuses is an invalid context.
     let json = to_json(object).map_err(|e| e.into_err("context"))?;
-    Ok(match EngineContext::from_json(&json) {
-        Ok(context) => ContextArg::Built(context),
-        Err(_) => ContextArg::Invalid(json),
+    Ok(ContextArg::Json(json))
+}
+
+/// A context that must be valid (identify, track, all_flags, the first context):
+/// `InvalidContextError` saying why otherwise.
+pub(crate) fn valid_context<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, EngineContext>> {
+    Ok(match context_arg(object)? {
+        ContextArg::Held(context) => Cow::Borrowed(context),
+        ContextArg::Built(context) => Cow::Owned(context),
+        ContextArg::Json(json) => {
+            Cow::Owned(vexil_core::context_from_json(&json, "context").map_err(to_py)?)
+        }
     })
 }
 

@@ -13,8 +13,9 @@ mod convert;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use vexil_core::{ErrorCode, Failure};
 
 create_exception!(
     vexil,
@@ -51,16 +52,31 @@ create_exception!(
 pub(crate) fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(InternalError::new_err(format!(
-                "internal error in the Vexil SDK: {message}"
-            )))
+        Err(payload) => Err(InternalError::new_err(format!(
+            "internal error in the Vexil SDK: {}",
+            vexil_core::panic_message(&*payload)
+        ))),
+    }
+}
+
+/// The Python exception for a failure of the core, by its code in the core's table:
+/// options and keys raise `ConfigurationError`, contexts `InvalidContextError`, the runtime
+/// `ClientStartError`, bugs `InternalError`, other bad arguments Python's own `ValueError`
+/// or `TypeError`.
+pub(crate) fn to_py(failure: Failure) -> PyErr {
+    let message = failure.message;
+    match failure.code {
+        ErrorCode::InvalidOptions | ErrorCode::InvalidKey | ErrorCode::InvalidEndpoint => {
+            ConfigurationError::new_err(message)
         }
+        ErrorCode::InvalidContext => InvalidContextError::new_err(message),
+        ErrorCode::Runtime => ClientStartError::new_err(message),
+        ErrorCode::Internal => InternalError::new_err(message),
+        ErrorCode::NullArgument => PyTypeError::new_err(message),
+        ErrorCode::InvalidArgument | ErrorCode::InvalidJson | ErrorCode::InvalidUtf8 => {
+            PyValueError::new_err(message)
+        }
+        ErrorCode::InCallback | ErrorCode::Closed => VexilError::new_err(message),
     }
 }
 

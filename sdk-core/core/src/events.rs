@@ -326,7 +326,7 @@ struct ExposureMemory {
 }
 
 /// Counters of the pipeline, for status and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EventStats {
     /// Events dropped because the queue was full.
     pub dropped: u64,
@@ -602,7 +602,7 @@ impl EventQueue {
                     flag_version,
                     experiment_key,
                     variation,
-                    context: vexil_proto::json::json_to_context(&context.to_json()),
+                    context: vexil_proto::model::json_to_context(&context.to_json()),
                     in_experiment,
                 }),
                 Event::Track {
@@ -613,7 +613,7 @@ impl EventQueue {
                 } => request.track_events.push(pb::TrackEvent {
                     time: Some(timestamp(time)),
                     name,
-                    context: vexil_proto::json::json_to_context(&context.to_json()),
+                    context: vexil_proto::model::json_to_context(&context.to_json()),
                     value,
                     data: None,
                 }),

@@ -15,8 +15,7 @@
 //! application starts with flags even when the server cannot be reached.
 //!
 //! ```no_run
-//! use vexil_core::{Client, Config};
-//! use vexil_engine::{Context, SingleContext};
+//! use vexil_core::{Client, Config, Context, SingleContext};
 //!
 //! let client = Client::new(Config::new("vxl-server-…").with_cache_dir("/var/cache/my-app"))?;
 //! client.wait_for_initialization(std::time::Duration::from_secs(5));
@@ -24,41 +23,101 @@
 //! if client.bool_variation("new-checkout", &alice, false) {
 //!     // …
 //! }
-//! client.track("checkout-completed", &alice, Some(42.0));
+//! client.track("checkout-completed", &alice, Some(42.0))?;
 //! client.close();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # The surface every language binds to
+//!
+//! This crate is the only one the language bindings (C ABI, uniffi, pyo3, napi, JNI) wrap:
+//! everything they need is here. Contexts come built ([`Context`]) or as JSON
+//! ([`ContextRef`]); results have one JSON form ([`Detail`], [`ClientState`]); options have
+//! one JSON form ([`Options`]); and every failure of a call carries a code from one table
+//! ([`ErrorCode`]) that each binding maps to its language, with [`guard`] turning a panic
+//! into an `INTERNAL` failure at the boundary.
 
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod answer;
+pub mod arguments;
 mod config;
 mod data;
+mod error;
 mod events;
 mod held;
+mod inner;
+mod listeners;
 mod network;
+mod options;
 
-use std::cell::OnceCell;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-use vexil_engine::{ErrorKind, Reason, ValueKind};
 
+pub use answer::{ClientState, Detail, FlagChange, ListenerId, Mode, Status, Unevaluated};
 pub use config::{Config, EventConfig};
 pub use data::Source;
+pub use error::{Error, ErrorCode, Failure, guard, panic_message};
 pub use events::EventStats;
-pub use vexil_engine::{Context, SingleContext};
+pub use listeners::in_listener;
+pub use options::{EventOptions, Options};
+pub use vexil_engine::{Context, ContextError, ErrorKind, Reason, SingleContext, ValueKind};
 
-use data::{Cached, Data, RemoteValue};
+use data::Data;
 use events::{Event, EventQueue};
 use held::SharedData;
+use inner::{Inner, Recording, initial_data, lock};
+use listeners::Listeners;
+
+/// A context as a caller holds it: built and validated once ([`Context`], the fast form for
+/// contexts used again), or its canonical JSON, read by the call itself. Variation calls
+/// take either (`&context` or `&json`); a JSON context that is not valid is not a failure
+/// there but an answer: the default, with an `ERROR`/`INVALID_CONTEXT` reason.
+#[derive(Debug, Clone, Copy)]
+pub enum ContextRef<'a> {
+    Built(&'a Context),
+    Json(&'a Value),
+}
+
+impl<'a> From<&'a Context> for ContextRef<'a> {
+    #[inline]
+    fn from(context: &'a Context) -> ContextRef<'a> {
+        ContextRef::Built(context)
+    }
+}
+
+impl<'a> From<&'a Value> for ContextRef<'a> {
+    #[inline]
+    fn from(json: &'a Value) -> ContextRef<'a> {
+        ContextRef::Json(json)
+    }
+}
+
+impl<'a> ContextRef<'a> {
+    /// The context, for calls that need a valid one (identify, track, all flags): a JSON
+    /// context that is not valid fails with `INVALID_CONTEXT` naming `context`.
+    pub fn require(self) -> Result<Cow<'a, Context>, Failure> {
+        match self {
+            ContextRef::Built(context) => Ok(Cow::Borrowed(context)),
+            ContextRef::Json(json) => context_from_json(json, "context").map(Cow::Owned),
+        }
+    }
+}
+
+/// A context from its canonical JSON, or `INVALID_CONTEXT` naming `field` and the problem.
+pub fn context_from_json(json: &Value, field: &str) -> Result<Context, Failure> {
+    Context::from_json(json)
+        .map_err(|err| Failure::new(ErrorCode::InvalidContext, format!("{field}: {err}")))
+}
 
 /// Blocks SIGPIPE on the calling thread (each of the client's own threads), so that a write
 /// to a connection the server has closed fails with `EPIPE` rather than raising the signal,
@@ -77,119 +136,6 @@ fn block_sigpipe() {
     }
 }
 
-/// Why a client could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("the SDK key must start with vxl-server-, vxl-client- or vxl-mobile-")]
-    InvalidKey,
-    #[error("invalid endpoint {endpoint:?}: {message}")]
-    InvalidEndpoint { endpoint: String, message: String },
-    #[error("cannot start the client's background runtime: {0}")]
-    Runtime(#[from] std::io::Error),
-}
-
-/// How a client evaluates, decided by its SDK key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Server keys: the ruleset is synced and evaluated in process.
-    Local,
-    /// Client and mobile keys: values are evaluated by the server for the identified context.
-    Remote,
-}
-
-/// Where a client stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    /// Waiting for the first data from the server (cached or bootstrap data, if any, is
-    /// served meanwhile).
-    Initializing,
-    /// Connected, with current data.
-    Ready,
-    /// The connection is lost or the data is older than the maximum age: the last good
-    /// data is served. Reconnection goes on in the background.
-    Stale { reason: String },
-    /// Offline mode: no network; cache, bootstrap or defaults.
-    Offline,
-    /// The server refused the SDK key: no retry.
-    Failed { reason: String },
-    /// [`Client::close`] was called.
-    Closed,
-}
-
-/// The result of a variation call with everything known about it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detail<T> {
-    pub value: T,
-    /// The variation served; `None` when the default was returned.
-    pub variation: Option<usize>,
-    pub reason: Reason<String>,
-    pub in_experiment: bool,
-    pub experiment_key: Option<String>,
-    /// The flag's version (0 when unknown).
-    pub flag_version: i64,
-    /// Where the data came from.
-    pub source: Source,
-    /// The environment version of the data (0 when none).
-    pub version: i64,
-}
-
-/// A change of flag data seen by a listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlagChange {
-    /// Flags whose definition or value may have changed, in key order.
-    pub flag_keys: Vec<String>,
-    /// The environment version after the change.
-    pub version: i64,
-}
-
-/// Identifies a listener for [`Client::remove_listener`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ListenerId(u64);
-
-type Listener = Arc<dyn Fn(&FlagChange) + Send + Sync>;
-
-/// Shared state of a client and its background tasks.
-pub(crate) struct Inner {
-    config: Config,
-    mode: Mode,
-    data: SharedData,
-    /// Whether the stream is up: data from the network is reported stale otherwise.
-    connected: AtomicBool,
-    status: Mutex<Status>,
-    status_changed: Condvar,
-    listeners: RwLock<Vec<(u64, Listener)>>,
-    next_listener: AtomicU64,
-    events: Arc<EventQueue>,
-    /// What variation calls record, from `config.events`; read here on every call, next to
-    /// the data, instead of through `events`.
-    recording: Recording,
-    cache_path: Option<PathBuf>,
-    closing: watch::Sender<bool>,
-    /// The identified context (remote mode).
-    identified: watch::Sender<Option<Context>>,
-    flush_requests: mpsc::UnboundedSender<std::sync::mpsc::Sender<bool>>,
-}
-
-/// What a variation call records (see [`EventConfig`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recording {
-    /// Events are off.
-    Nothing,
-    /// Exposures only: summaries are off.
-    Exposures,
-    /// Exposures and evaluation counts.
-    Summaries,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner")
-            .field("mode", &self.mode)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A Vexil client: see the crate documentation. Cheap to share (`Arc`) across threads;
 /// every method takes `&self`.
 #[derive(Debug)]
@@ -198,16 +144,10 @@ pub struct Client {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 impl Client {
     /// Creates a client and starts its background work (streaming, events) at once. Never
-    /// waits for the network: see [`Client::wait_for_initialization`].
+    /// waits for the network: see [`Client::wait_for_initialization`]. Fails on a key of no
+    /// known kind, a bad endpoint, or settings [`Config::check`] refuses.
     pub fn new(config: Config) -> Result<Client, Error> {
         let mode = if config.sdk_key.starts_with("vxl-server-") {
             Mode::Local
@@ -218,6 +158,7 @@ impl Client {
         } else {
             return Err(Error::InvalidKey);
         };
+        config.check().map_err(Error::InvalidOptions)?;
         let endpoint = network::endpoint(&config)?;
         let cache_path = config
             .cache_dir
@@ -238,8 +179,7 @@ impl Client {
             connected: AtomicBool::new(false),
             status: Mutex::new(status),
             status_changed: Condvar::new(),
-            listeners: RwLock::new(Vec::new()),
-            next_listener: AtomicU64::new(1),
+            listeners: Listeners::default(),
             events: Arc::new(EventQueue::new(config.events.clone())),
             recording: match (config.events.enabled, config.events.summaries) {
                 (false, _) => Recording::Nothing,
@@ -293,6 +233,19 @@ impl Client {
         lock(&self.inner.status).clone()
     }
 
+    /// Everything about where the client stands, read at once.
+    pub fn state(&self) -> ClientState {
+        let status = self.status();
+        ClientState {
+            reason: status.reason().map(str::to_owned),
+            status,
+            mode: self.mode(),
+            source: self.source(),
+            version: self.version(),
+            events: self.event_stats(),
+        }
+    }
+
     /// Waits until the first data from the server arrives, the key is refused, or `timeout`
     /// passes; returns the status then. Cached and bootstrap data are served meanwhile.
     pub fn wait_for_initialization(&self, timeout: Duration) -> Status {
@@ -321,119 +274,184 @@ impl Client {
         self.inner.source(&self.inner.data.load())
     }
 
-    pub fn bool_variation(&self, flag_key: &str, context: &Context, default: bool) -> bool {
+    /// A boolean flag's value for `context` (a [`Context`] or its JSON), or `default` when
+    /// the flag is unknown, of another type, or there is no data yet.
+    #[inline]
+    pub fn bool_variation<'c>(
+        &self,
+        flag_key: &str,
+        context: impl Into<ContextRef<'c>>,
+        default: bool,
+    ) -> bool {
+        match context.into() {
+            ContextRef::Built(context) => self.bool_for(flag_key, context, default),
+            ContextRef::Json(json) => with_json_context(json, default, |context| {
+                self.bool_for(flag_key, context, default)
+            }),
+        }
+    }
+
+    /// A string flag's value; see [`Client::bool_variation`].
+    #[inline]
+    pub fn string_variation<'c>(
+        &self,
+        flag_key: &str,
+        context: impl Into<ContextRef<'c>>,
+        default: &str,
+    ) -> String {
+        match context.into() {
+            ContextRef::Built(context) => self.string_for(flag_key, context, default),
+            ContextRef::Json(json) => with_json_context(json, default.to_owned(), |context| {
+                self.string_for(flag_key, context, default)
+            }),
+        }
+    }
+
+    /// A number flag's value; see [`Client::bool_variation`].
+    #[inline]
+    pub fn number_variation<'c>(
+        &self,
+        flag_key: &str,
+        context: impl Into<ContextRef<'c>>,
+        default: f64,
+    ) -> f64 {
+        match context.into() {
+            ContextRef::Built(context) => self.number_for(flag_key, context, default),
+            ContextRef::Json(json) => with_json_context(json, default, |context| {
+                self.number_for(flag_key, context, default)
+            }),
+        }
+    }
+
+    /// Any flag's value as JSON (no type check); see [`Client::bool_variation`].
+    #[inline]
+    pub fn json_variation<'c>(
+        &self,
+        flag_key: &str,
+        context: impl Into<ContextRef<'c>>,
+        default: Value,
+    ) -> Value {
+        match context.into() {
+            ContextRef::Built(context) => self.json_for(flag_key, context, default),
+            ContextRef::Json(json) => match Context::from_json(json) {
+                Ok(context) => self.json_for(flag_key, &context, default),
+                Err(_) => default,
+            },
+        }
+    }
+
+    // The typed calls' bodies: not generic, so that they are compiled once, here, whatever
+    // the caller's context type.
+
+    fn bool_for(&self, flag_key: &str, context: &Context, default: bool) -> bool {
         self.inner
             .serve(flag_key, context, ValueKind::Bool, move |value| {
                 value.and_then(Value::as_bool).unwrap_or(default)
             })
     }
 
-    pub fn string_variation(&self, flag_key: &str, context: &Context, default: &str) -> String {
+    fn string_for(&self, flag_key: &str, context: &Context, default: &str) -> String {
         self.inner
             .serve(flag_key, context, ValueKind::String, move |value| {
                 value.and_then(Value::as_str).unwrap_or(default).to_owned()
             })
     }
 
-    pub fn number_variation(&self, flag_key: &str, context: &Context, default: f64) -> f64 {
+    fn number_for(&self, flag_key: &str, context: &Context, default: f64) -> f64 {
         self.inner
             .serve(flag_key, context, ValueKind::Number, move |value| {
                 value.and_then(Value::as_f64).unwrap_or(default)
             })
     }
 
-    /// Any flag's value as JSON (no type check).
-    pub fn json_variation(&self, flag_key: &str, context: &Context, default: Value) -> Value {
+    fn json_for(&self, flag_key: &str, context: &Context, default: Value) -> Value {
         self.inner
             .serve(flag_key, context, ValueKind::Json, move |value| {
                 value.cloned().unwrap_or(default)
             })
     }
 
-    pub fn bool_variation_detail(
+    pub fn bool_variation_detail<'c>(
         &self,
         flag_key: &str,
-        context: &Context,
+        context: impl Into<ContextRef<'c>>,
         default: bool,
     ) -> Detail<bool> {
-        self.detail(flag_key, context, ValueKind::Bool, |v| {
+        self.detail(flag_key, context.into(), ValueKind::Bool, |v| {
             v.and_then(Value::as_bool).unwrap_or(default)
         })
     }
 
-    pub fn string_variation_detail(
+    pub fn string_variation_detail<'c>(
         &self,
         flag_key: &str,
-        context: &Context,
+        context: impl Into<ContextRef<'c>>,
         default: &str,
     ) -> Detail<String> {
-        self.detail(flag_key, context, ValueKind::String, |v| {
+        self.detail(flag_key, context.into(), ValueKind::String, |v| {
             v.and_then(Value::as_str).unwrap_or(default).to_owned()
         })
     }
 
-    pub fn number_variation_detail(
+    pub fn number_variation_detail<'c>(
         &self,
         flag_key: &str,
-        context: &Context,
+        context: impl Into<ContextRef<'c>>,
         default: f64,
     ) -> Detail<f64> {
-        self.detail(flag_key, context, ValueKind::Number, |v| {
+        self.detail(flag_key, context.into(), ValueKind::Number, |v| {
             v.and_then(Value::as_f64).unwrap_or(default)
         })
     }
 
-    pub fn json_variation_detail(
+    pub fn json_variation_detail<'c>(
         &self,
         flag_key: &str,
-        context: &Context,
+        context: impl Into<ContextRef<'c>>,
         default: Value,
     ) -> Detail<Value> {
-        self.detail(flag_key, context, ValueKind::Json, |v| {
+        self.detail(flag_key, context.into(), ValueKind::Json, |v| {
             v.cloned().unwrap_or(default)
         })
     }
 
-    /// A variation of the type `kind` with its detail, the default given as JSON (for
-    /// bindings that hold values as JSON).
-    pub fn variation_detail(
+    /// A variation of the type `kind` with its detail, the default given as JSON: the call
+    /// for bindings that hold values as JSON. A JSON context that is not valid gives the
+    /// default with an `ERROR`/`INVALID_CONTEXT` reason, after the flag's own errors (not
+    /// found, malformed, wrong type), in the engine's order.
+    pub fn variation_detail<'c>(
         &self,
         flag_key: &str,
-        context: &Context,
+        context: impl Into<ContextRef<'c>>,
         kind: ValueKind,
         default: &Value,
     ) -> Detail<Value> {
-        self.detail(flag_key, context, kind, |v| {
+        self.detail(flag_key, context.into(), kind, |v| {
             v.cloned().unwrap_or_else(|| default.clone())
         })
-    }
-
-    /// [`Client::variation_detail`] for a context given as its canonical JSON, as bindings
-    /// receive it (dicts, objects). A context that is not valid gives the default with an
-    /// `ERROR`/`INVALID_CONTEXT` reason, after the flag's own errors (not found, malformed,
-    /// wrong type), in the engine's order.
-    pub fn variation_detail_json(
-        &self,
-        flag_key: &str,
-        context: &Value,
-        kind: ValueKind,
-        default: &Value,
-    ) -> Detail<Value> {
-        match Context::from_json(context) {
-            Ok(context) => self.variation_detail(flag_key, &context, kind, default),
-            Err(_) => self.inner.invalid_context(flag_key, context, kind, default),
-        }
     }
 
     fn detail<T>(
         &self,
         flag_key: &str,
-        context: &Context,
+        context: ContextRef<'_>,
         kind: ValueKind,
         value: impl FnOnce(Option<&Value>) -> T,
     ) -> Detail<T> {
+        let context = match context {
+            ContextRef::Built(context) => Cow::Borrowed(context),
+            ContextRef::Json(json) => match Context::from_json(json) {
+                Ok(context) => Cow::Owned(context),
+                Err(_) => {
+                    return self
+                        .inner
+                        .invalid_context(flag_key, json, kind)
+                        .map(|()| value(None));
+                }
+            },
+        };
         self.inner
-            .evaluate(flag_key, context, kind, true, |served, info| Detail {
+            .evaluate(flag_key, &context, kind, true, |served, info| Detail {
                 value: value(served),
                 variation: info.variation,
                 reason: info.reason.to_owned_reason(),
@@ -493,14 +511,30 @@ impl Client {
     }
 
     /// Records a metric event for a context, with an optional value. Returns at once: the
-    /// event is queued and sent in the background.
-    pub fn track(&self, event_name: &str, context: &Context, value: Option<f64>) {
+    /// event is queued and sent in the background. Fails with `INVALID_ARGUMENT` for an
+    /// empty name or a value that is not a finite number.
+    pub fn track(
+        &self,
+        event_name: &str,
+        context: &Context,
+        value: Option<f64>,
+    ) -> Result<(), Failure> {
+        if event_name.is_empty() {
+            return Err(Failure::invalid_argument("event_name", "must not be empty"));
+        }
+        if let Some(value) = value.filter(|v| !v.is_finite()) {
+            return Err(Failure::invalid_argument(
+                "value",
+                format!("expected a finite number, got {value}"),
+            ));
+        }
         self.inner.events.push(Event::Track {
             time: data::now_millis(),
             name: event_name.to_owned(),
             context: context.clone(),
-            value: value.filter(|v| v.is_finite()),
+            value,
         });
+        Ok(())
     }
 
     /// Remote mode: evaluates for `context` from now on, and waits up to `timeout` for its
@@ -527,23 +561,24 @@ impl Client {
         }
     }
 
-    /// Calls `listener` (on the client's background thread) after every change of flag data.
+    /// Calls `listener` on the client's background thread after every change of flag data,
+    /// one change at a time; while it runs the client receives no further data, so it should
+    /// return quickly. A panic in it is caught and reported.
     pub fn on_change(&self, listener: impl Fn(&FlagChange) + Send + Sync + 'static) -> ListenerId {
-        let id = self.inner.next_listener.fetch_add(1, Ordering::Relaxed);
-        let mut listeners = match self.inner.listeners.write() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        listeners.push((id, Arc::new(listener)));
-        ListenerId(id)
+        self.inner.listeners.add(Box::new(listener))
     }
 
-    pub fn remove_listener(&self, id: ListenerId) {
-        let mut listeners = match self.inner.listeners.write() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        listeners.retain(|(held, _)| *held != id.0);
+    /// Unregisters a listener; returns whether it was registered. When it returns, the
+    /// listener is not running and will not be called again, so what it refers to may be
+    /// released (called from inside a listener, it cannot wait for that listener itself:
+    /// see [`in_listener`]).
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        self.inner.listeners.remove(id)
+    }
+
+    /// How many listeners are registered.
+    pub fn listener_count(&self) -> usize {
+        self.inner.listeners.count()
     }
 
     /// Writes the data held now as the cache file of this key in `dir` (the same file a
@@ -573,9 +608,11 @@ impl Client {
         done.recv_timeout(timeout).unwrap_or(false)
     }
 
-    /// Flushes events (up to 5 s), stops the background work and releases its thread.
-    /// Variation calls keep answering from the last data. Calling it again does nothing.
+    /// Flushes events (up to 5 s), stops the background work, releases its thread and
+    /// unregisters every listener. Variation calls keep answering from the last data.
+    /// Calling it again does nothing.
     pub fn close(&self) {
+        self.inner.listeners.clear();
         let Some(runtime) = lock(&self.runtime).take() else {
             return;
         };
@@ -593,471 +630,14 @@ impl Drop for Client {
     }
 }
 
-/// What the caller learns besides the value.
-/// Borrowed from the data, so that a plain variation call allocates nothing.
-struct Info<'a> {
-    variation: Option<usize>,
-    reason: Reason<&'a str>,
-    in_experiment: bool,
-    experiment_key: Option<&'a str>,
-    flag_version: i64,
-    /// `Source::Defaults` unless the caller asked for it (see `Inner::evaluate`).
-    source: Source,
-    version: i64,
-}
-
-impl Inner {
-    fn set_status(&self, status: Status) {
-        let mut held = lock(&self.status);
-        if *held == Status::Closed || *held == status {
-            return;
-        }
-        if !matches!(status, Status::Stale { .. }) || *held != Status::Initializing {
-            tracing::debug!(?status, "client status");
-        }
-        *held = status;
-        self.status_changed.notify_all();
+/// Evaluates with a context given as JSON: `f` with the context when it is valid, else
+/// `default` (an invalid context is answered with the default, never evaluated).
+#[cold]
+fn with_json_context<R>(json: &Value, default: R, f: impl FnOnce(&Context) -> R) -> R {
+    match Context::from_json(json) {
+        Ok(context) => f(&context),
+        Err(_) => default,
     }
-
-    /// The source to report for `data` now.
-    fn source(&self, data: &Data) -> Source {
-        match data.source() {
-            Source::Network if !self.connected.load(Ordering::Relaxed) => Source::Stale,
-            Source::Cache
-                if data::now_millis() - data.received_at()
-                    > i64::try_from(self.config.max_cache_age.as_millis()).unwrap_or(i64::MAX) =>
-            {
-                Source::Stale
-            }
-            source => source,
-        }
-    }
-
-    /// What the typed variations without details call: [`Inner::evaluate`] with no result
-    /// but the value. An ordinary evaluation of a ruleset (no error, no experiment) is served
-    /// from the engine's two-word result and counted in this thread's counters; everything
-    /// else (an error, an exposure, remote values, no data) goes through
-    /// [`Inner::evaluate_on`], which evaluates again for the whole result.
-    #[inline]
-    fn serve<R>(
-        &self,
-        flag_key: &str,
-        context: &Context,
-        kind: ValueKind,
-        f: impl FnOnce(Option<&Value>) -> R,
-    ) -> R {
-        // `move`: the kind and the caller's default stay constants and registers, not
-        // places on the stack the closure points to.
-        self.data.with_current(move |data, counters| {
-            let Data::Ruleset { ruleset, .. } = &**data else {
-                return self.serve_in_full((data, counters), flag_key, context, kind, f);
-            };
-            let index = ruleset.flag_index(flag_key);
-            let served = ruleset.serve_at(index.unwrap_or(usize::MAX), context, kind);
-            // Done when nothing is recorded, or an ordinary evaluation was counted (or has
-            // nothing to count).
-            let done = match (self.recording, served.ordinary_outcome()) {
-                (Recording::Nothing, _) => true,
-                (_, None) => false,
-                (Recording::Exposures, Some(_)) => true,
-                (Recording::Summaries, Some(outcome)) => match counters {
-                    Some(counters) => self.events.count_local(counters, data, outcome),
-                    None => self.events.count_at(data, outcome),
-                },
-            };
-            if !done {
-                self.record_in_full((data, counters), flag_key, context, kind);
-            }
-            f(served.value)
-        })
-    }
-
-    /// [`Inner::serve`] without a ruleset (remote values, no data): out of the typed calls'
-    /// hot path, so that its registers and stack stay those of the lean evaluation.
-    #[cold]
-    #[inline(never)]
-    fn serve_in_full<R>(
-        &self,
-        data: (&Arc<Data>, Option<&OnceCell<Arc<events::LocalCounters>>>),
-        flag_key: &str,
-        context: &Context,
-        kind: ValueKind,
-        f: impl FnOnce(Option<&Value>) -> R,
-    ) -> R {
-        self.evaluate_on(data, flag_key, context, kind, false, |v, _| f(v))
-    }
-
-    /// Counts and records an evaluation that [`Inner::serve`] could not, from the whole
-    /// result.
-    #[cold]
-    #[inline(never)]
-    fn record_in_full(
-        &self,
-        data: (&Arc<Data>, Option<&OnceCell<Arc<events::LocalCounters>>>),
-        flag_key: &str,
-        context: &Context,
-        kind: ValueKind,
-    ) {
-        self.evaluate_on(data, flag_key, context, kind, false, |_, _| ());
-    }
-
-    /// Evaluates a flag, counts it for the summaries and records an exposure when the
-    /// context is in an experiment; `f` sees the served value (`None`: use the default).
-    fn evaluate<R>(
-        &self,
-        flag_key: &str,
-        context: &Context,
-        kind: ValueKind,
-        with_source: bool,
-        f: impl FnOnce(Option<&Value>, &Info) -> R,
-    ) -> R {
-        self.data.with_current(|data, counters| {
-            self.evaluate_on((data, counters), flag_key, context, kind, with_source, f)
-        })
-    }
-
-    #[inline]
-    fn evaluate_on<R>(
-        &self,
-        (data, counters): (&Arc<Data>, Option<&OnceCell<Arc<events::LocalCounters>>>),
-        flag_key: &str,
-        context: &Context,
-        kind: ValueKind,
-        with_source: bool,
-        f: impl FnOnce(Option<&Value>, &Info) -> R,
-    ) -> R {
-        // The source may read the clock: only the `…_detail` calls, which report it, pay.
-        let source = |data: &Data| {
-            if with_source {
-                self.source(data)
-            } else {
-                Source::Defaults
-            }
-        };
-        let version = data.version();
-        match &**data {
-            Data::Ruleset { ruleset, .. } => {
-                // One key lookup: the index serves the evaluation and the summary counter.
-                let index = ruleset.flag_index(flag_key);
-                let e = ruleset.evaluate_at(index.unwrap_or(usize::MAX), context, kind);
-                let flag_version = i64::try_from(e.flag_version).unwrap_or(i64::MAX);
-                let error = e.reason.error_kind();
-                let outcome = index
-                    .filter(|_| error.is_none() && self.events.counts_summaries())
-                    .and_then(|index| events::outcome_number(ruleset, index, e.variation));
-                let counted = match (outcome, counters) {
-                    (Some(outcome), Some(counters)) => {
-                        self.events.count_local(counters, data, outcome)
-                    }
-                    (Some(outcome), None) => self.events.count_at(data, outcome),
-                    (None, _) => false,
-                };
-                if !counted || e.experiment_key.is_some() {
-                    self.record(
-                        flag_key,
-                        flag_version,
-                        e.variation.and_then(|v| u32::try_from(v).ok()),
-                        error,
-                        e.experiment_key,
-                        e.in_experiment,
-                        context,
-                        !counted,
-                    );
-                }
-                let info = Info {
-                    variation: e.variation,
-                    reason: e.reason,
-                    in_experiment: e.in_experiment,
-                    experiment_key: e.experiment_key,
-                    flag_version,
-                    source: source(data),
-                    version,
-                };
-                f(e.value, &info)
-            }
-            Data::Values { values, .. } => {
-                let (served, info) = match values.get(flag_key) {
-                    Some(v) => match &v.value {
-                        Some(value) if kind.admits(value) => (Some(value), remote_info(v)),
-                        Some(_) => (None, error_info(ErrorKind::WrongType, v.flag_version)),
-                        None => (None, remote_info(v)),
-                    },
-                    None => (None, error_info(ErrorKind::FlagNotFound, 0)),
-                };
-                let info = Info {
-                    source: source(data),
-                    version,
-                    ..info
-                };
-                self.record(
-                    flag_key,
-                    info.flag_version,
-                    info.variation.and_then(|v| u32::try_from(v).ok()),
-                    info.reason.error_kind(),
-                    info.experiment_key,
-                    info.in_experiment,
-                    context,
-                    true,
-                );
-                f(served, &info)
-            }
-            Data::Empty => {
-                let info = Info {
-                    source: Source::Defaults,
-                    ..error_info(ErrorKind::ClientNotReady, 0)
-                };
-                self.record(
-                    flag_key,
-                    0,
-                    None,
-                    Some(ErrorKind::ClientNotReady),
-                    None,
-                    false,
-                    context,
-                    true,
-                );
-                f(None, &info)
-            }
-        }
-    }
-
-    /// The answer for a context that is not valid (see [`Client::variation_detail_json`]).
-    fn invalid_context(
-        &self,
-        flag_key: &str,
-        context: &Value,
-        kind: ValueKind,
-        default: &Value,
-    ) -> Detail<Value> {
-        let data = self.data.load();
-        let (source, version) = (self.source(&data), data.version());
-        let info = match &**data {
-            Data::Ruleset { ruleset, .. } => {
-                let e = ruleset.evaluate_json(flag_key, context, kind);
-                Info {
-                    variation: e.variation,
-                    reason: e.reason,
-                    in_experiment: e.in_experiment,
-                    experiment_key: e.experiment_key,
-                    flag_version: i64::try_from(e.flag_version).unwrap_or(i64::MAX),
-                    source,
-                    version,
-                }
-            }
-            Data::Values { values, .. } => match values.get(flag_key) {
-                None => error_info(ErrorKind::FlagNotFound, 0),
-                Some(v) if v.value.as_ref().is_some_and(|value| !kind.admits(value)) => {
-                    error_info(ErrorKind::WrongType, v.flag_version)
-                }
-                Some(v) => error_info(ErrorKind::InvalidContext, v.flag_version),
-            },
-            Data::Empty => error_info(ErrorKind::ClientNotReady, 0),
-        };
-        Detail {
-            value: default.clone(),
-            variation: info.variation,
-            reason: info.reason.to_owned_reason(),
-            in_experiment: info.in_experiment,
-            experiment_key: info.experiment_key.map(str::to_owned),
-            flag_version: info.flag_version,
-            source: if matches!(**data, Data::Empty) {
-                Source::Defaults
-            } else {
-                source
-            },
-            version,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        flag_key: &str,
-        flag_version: i64,
-        variation: Option<u32>,
-        error: Option<ErrorKind>,
-        experiment_key: Option<&str>,
-        in_experiment: bool,
-        context: &Context,
-        count: bool,
-    ) {
-        if !self.events.enabled() {
-            return;
-        }
-        if count {
-            let error_kind = error.map_or(0, proto_error_kind);
-            self.events
-                .count(flag_key, flag_version, variation, error_kind);
-        }
-        if let (Some(experiment), Some(variation)) = (experiment_key, variation) {
-            // In remote mode the server evaluated for the identified context.
-            let exposed = match self.mode {
-                Mode::Local => Some(context.clone()),
-                Mode::Remote => self.identified.borrow().clone(),
-            };
-            if let Some(exposed) = exposed {
-                self.events.expose(
-                    flag_key,
-                    flag_version,
-                    experiment,
-                    variation,
-                    in_experiment,
-                    &exposed,
-                );
-            }
-        }
-    }
-
-    /// Swaps in new data, persists it, and tells the listeners.
-    fn replace_data(&self, data: Data, changed: Vec<String>) {
-        let version = data.version();
-        let data = Arc::new(data);
-        self.data.store(data.clone());
-        if let Some(path) = self.cache_path.clone() {
-            // Writing a large ruleset takes milliseconds: not on the stream's task.
-            tokio::task::spawn_blocking(move || {
-                if let Err(err) = data::save(&path, &data) {
-                    tracing::warn!(path = %path.display(), error = %err, "cannot write the cache file");
-                }
-            });
-        }
-        if changed.is_empty() {
-            return;
-        }
-        let change = FlagChange {
-            flag_keys: changed,
-            version,
-        };
-        let listeners: Vec<Listener> = match self.listeners.read() {
-            Ok(l) => l.iter().map(|(_, f)| f.clone()).collect(),
-            Err(poisoned) => poisoned
-                .into_inner()
-                .iter()
-                .map(|(_, f)| f.clone())
-                .collect(),
-        };
-        for listener in listeners {
-            // A panicking listener must not take the client down.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(&change))).is_err()
-            {
-                tracing::warn!("a change listener panicked");
-            }
-        }
-    }
-}
-
-fn remote_info(v: &RemoteValue) -> Info<'_> {
-    Info {
-        variation: v.variation,
-        reason: borrow_reason(&v.reason),
-        in_experiment: v.in_experiment,
-        experiment_key: v.experiment_key.as_deref(),
-        flag_version: v.flag_version,
-        source: Source::Defaults,
-        version: 0,
-    }
-}
-
-fn borrow_reason(reason: &Reason<String>) -> Reason<&str> {
-    match reason {
-        Reason::Off => Reason::Off,
-        Reason::TargetMatch => Reason::TargetMatch,
-        Reason::RuleMatch {
-            rule_index,
-            rule_id,
-        } => Reason::RuleMatch {
-            rule_index: *rule_index,
-            rule_id,
-        },
-        Reason::Fallthrough => Reason::Fallthrough,
-        Reason::PrerequisiteFailed { prerequisite_key } => {
-            Reason::PrerequisiteFailed { prerequisite_key }
-        }
-        Reason::Error { error_kind } => Reason::Error {
-            error_kind: *error_kind,
-        },
-    }
-}
-
-fn error_info(kind: ErrorKind, flag_version: i64) -> Info<'static> {
-    Info {
-        variation: None,
-        reason: Reason::Error { error_kind: kind },
-        in_experiment: false,
-        experiment_key: None,
-        flag_version,
-        source: Source::Defaults,
-        version: 0,
-    }
-}
-
-fn proto_error_kind(kind: ErrorKind) -> i32 {
-    use vexil_proto::v1::ErrorKind as P;
-    (match kind {
-        ErrorKind::FlagNotFound => P::FlagNotFound,
-        ErrorKind::WrongType => P::WrongType,
-        ErrorKind::MalformedFlag => P::MalformedFlag,
-        ErrorKind::InvalidContext => P::InvalidContext,
-        ErrorKind::ClientNotReady => P::ClientNotReady,
-    }) as i32
-}
-
-/// The data to start with: the cache file when it is usable (and, in remote mode, for the
-/// initial context), else the bootstrap file, else nothing.
-fn initial_data(config: &Config, mode: Mode, cache: Option<&std::path::Path>) -> Data {
-    if let Some(path) = cache {
-        match data::load(path) {
-            Ok(Some(Cached::Ruleset {
-                ruleset,
-                version,
-                saved_at,
-            })) if mode == Mode::Local => {
-                return Data::Ruleset {
-                    ruleset,
-                    version,
-                    source: Source::Cache,
-                    received_at: saved_at,
-                    counters: Default::default(),
-                };
-            }
-            Ok(Some(Cached::Values {
-                values,
-                context,
-                version,
-                saved_at,
-            })) if mode == Mode::Remote
-                && config
-                    .initial_context
-                    .as_ref()
-                    .is_none_or(|c| c.to_json() == context) =>
-            {
-                return Data::Values {
-                    values,
-                    context,
-                    version,
-                    source: Source::Cache,
-                    received_at: saved_at,
-                };
-            }
-            Ok(_) => {}
-            Err(problem) => tracing::warn!(problem, "ignoring the cache file"),
-        }
-    }
-    if let Some(path) = &config.bootstrap {
-        match data::load_bootstrap(path) {
-            Ok(ruleset) => {
-                return Data::Ruleset {
-                    version: 0,
-                    ruleset,
-                    source: Source::Bootstrap,
-                    received_at: data::now_millis(),
-                    counters: Default::default(),
-                };
-            }
-            Err(problem) => tracing::warn!(problem, "ignoring the bootstrap file"),
-        }
-    }
-    Data::Empty
 }
 
 #[cfg(all(test, unix))]

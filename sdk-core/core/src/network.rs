@@ -10,8 +10,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status as GrpcStatus};
+use vexil_engine::model::RulesetData;
 use vexil_engine::{Patch, Reason, Ruleset};
-use vexil_proto::json as pbjson;
+use vexil_proto::model as pbmodel;
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::v1::sync_service_client::SyncServiceClient;
@@ -237,16 +238,38 @@ async fn sync_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) ->
 }
 
 fn apply_snapshot(inner: &Inner, snapshot: &pb::Snapshot) {
-    let value = json!({
-        "version": snapshot.version,
-        "flags": snapshot.flags.iter().map(pbjson::ruleset_flag_to_json).collect::<Vec<_>>(),
-        "segments": snapshot.segments.iter().map(pbjson::ruleset_segment_to_json).collect::<Vec<_>>(),
-    });
-    let ruleset = match Ruleset::from_value(&value) {
-        Ok(ruleset) => ruleset,
-        Err(err) => {
-            tracing::warn!(error = %err, "unreadable snapshot ignored");
-            return;
+    let typed = (
+        snapshot
+            .flags
+            .iter()
+            .map(pbmodel::flag_from_proto)
+            .collect::<Result<Vec<_>, _>>(),
+        snapshot
+            .segments
+            .iter()
+            .map(|s| pbmodel::segment_from_proto(s, ""))
+            .collect::<Result<Vec<_>, _>>(),
+    );
+    let ruleset = match typed {
+        (Ok(flags), Ok(segments)) => Ruleset::from_model(RulesetData {
+            version: u64::try_from(snapshot.version).unwrap_or_default(),
+            flags,
+            segments,
+        }),
+        // A flag this version cannot read is kept as malformed: through the JSON form.
+        _ => {
+            let value = json!({
+                "version": snapshot.version,
+                "flags": snapshot.flags.iter().map(pbmodel::flag_json_from_proto).collect::<Vec<_>>(),
+                "segments": snapshot.segments.iter().map(pbmodel::segment_json_from_proto).collect::<Vec<_>>(),
+            });
+            match Ruleset::from_value(&value) {
+                Ok(ruleset) => ruleset,
+                Err(err) => {
+                    tracing::warn!(error = %err, "unreadable snapshot ignored");
+                    return;
+                }
+            }
         }
     };
     let changed = changed_flags(&inner.data.load(), &ruleset);
@@ -299,13 +322,13 @@ fn apply_patch(inner: &Inner, patch: &pb::Patch) -> Result<(), String> {
         upsert_flags: patch
             .upserted_flags
             .iter()
-            .map(pbjson::ruleset_flag_to_json)
+            .map(pbmodel::flag_json_from_proto)
             .collect(),
         delete_flags: patch.deleted_flags.clone(),
         upsert_segments: patch
             .upserted_segments
             .iter()
-            .map(pbjson::ruleset_segment_to_json)
+            .map(pbmodel::segment_json_from_proto)
             .collect(),
         delete_segments: patch.deleted_segments.clone(),
     };
@@ -357,7 +380,7 @@ async fn watch_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) -
         };
     };
     let context_json = context.to_json();
-    let Some(wire_context) = pbjson::json_to_context(&context_json) else {
+    let Some(wire_context) = pbmodel::json_to_context(&context_json) else {
         return Ended::Refused("the identified context cannot be sent".into());
     };
     let request = pb::WatchRequest {
@@ -464,7 +487,7 @@ async fn watch_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) -
 
 fn remote_value(result: &pb::EvaluationResult) -> RemoteValue {
     RemoteValue {
-        value: result.value.as_ref().map(pbjson::value_to_json),
+        value: result.value.as_ref().map(pbmodel::value_to_json),
         variation: result.variation.map(|v| v as usize),
         reason: reason(result.reason.as_ref()),
         in_experiment: result.in_experiment,

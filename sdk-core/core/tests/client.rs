@@ -262,7 +262,7 @@ async fn events_are_bounded_while_the_server_is_down() {
     .unwrap();
     let alice = user("alice");
     for i in 0..50 {
-        client.track("clicked", &alice, Some(f64::from(i)));
+        client.track("clicked", &alice, Some(f64::from(i))).unwrap();
     }
     assert!(
         !client.flush(Duration::from_secs(5)),

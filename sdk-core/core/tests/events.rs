@@ -54,9 +54,9 @@ async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
     for _ in 0..2 {
         client.bool_variation("checkout", &bob, false);
     }
-    client.track("purchase", &alice, Some(12.5));
-    client.track("purchase", &bob, None);
-    client.track("signup", &bob, None);
+    client.track("purchase", &alice, Some(12.5)).unwrap();
+    client.track("purchase", &bob, None).unwrap();
+    client.track("signup", &bob, None).unwrap();
     assert!(client.flush(WAIT), "delivered");
     let stats = client.event_stats();
     assert_eq!(stats.dropped, 0);
@@ -79,8 +79,8 @@ async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
             .with_events(events),
     )
     .unwrap();
-    closing.track("purchase", &alice, Some(1.0));
-    closing.track("purchase", &alice, Some(2.0));
+    closing.track("purchase", &alice, Some(1.0)).unwrap();
+    closing.track("purchase", &alice, Some(2.0)).unwrap();
     closing.close();
     let after = storage.count_events(PROJECT, ENV).await.unwrap();
     assert_eq!(after.track_events, 5, "{after:?}");

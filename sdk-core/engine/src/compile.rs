@@ -429,12 +429,17 @@ impl Ruleset {
 
     /// Compiles already-typed data.
     pub fn from_data(data: &RulesetData) -> Ruleset {
+        Ruleset::from_model(data.clone())
+    }
+
+    /// Compiles already-typed data it is given.
+    pub fn from_model(data: RulesetData) -> Ruleset {
         let mut builder = Builder::default();
-        for flag in &data.flags {
-            builder.add_flag(flag.clone());
+        for flag in data.flags {
+            builder.add_flag(flag);
         }
-        for segment in &data.segments {
-            builder.add_segment(segment.clone());
+        for segment in data.segments {
+            builder.add_segment(segment);
         }
         builder.finish(data.version)
     }

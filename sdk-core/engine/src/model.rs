@@ -40,6 +40,18 @@ impl ValueKind {
         }
     }
 
+    /// The kind named `bool`, `string`, `number` or `json`.
+    pub fn from_name(name: &str) -> Option<ValueKind> {
+        [
+            ValueKind::Bool,
+            ValueKind::String,
+            ValueKind::Number,
+            ValueKind::Json,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+
     /// Whether `value` is a valid variation of a flag of this kind.
     pub fn admits(self, value: &Value) -> bool {
         match self {
@@ -106,6 +118,53 @@ impl Flag {
     pub fn effective_salt(&self) -> &str {
         self.salt.as_deref().unwrap_or(&self.key)
     }
+
+    /// The flag's configuration: what decides what it serves in its environment.
+    pub fn configuration(&self) -> FlagConfiguration {
+        FlagConfiguration {
+            on: self.on,
+            off_variation: self.off_variation,
+            targets: self.targets.clone(),
+            rules: self.rules.clone(),
+            fallthrough: self.fallthrough.clone(),
+            prerequisites: self.prerequisites.clone(),
+            salt: self.salt.clone(),
+        }
+    }
+
+    /// The flag with `configuration` in place of its own.
+    pub fn with_configuration(self, configuration: FlagConfiguration) -> Flag {
+        Flag {
+            on: configuration.on,
+            off_variation: configuration.off_variation,
+            targets: configuration.targets,
+            rules: configuration.rules,
+            fallthrough: configuration.fallthrough,
+            prerequisites: configuration.prerequisites,
+            salt: configuration.salt,
+            ..self
+        }
+    }
+}
+
+/// A flag's configuration in one environment: its fields other than those it has in every
+/// environment (key, kind, variations, client-side visibility) and its version. A server
+/// stores a flag as one set of shared fields and one configuration per environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagConfiguration {
+    #[serde(default)]
+    pub on: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_variation: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<Target>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    pub fallthrough: Serve,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<Prerequisite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
 }
 
 pub fn default_context_kind() -> String {
@@ -140,6 +199,9 @@ pub struct Rule {
     #[serde(default)]
     pub clauses: Vec<Clause>,
     pub serve: Serve,
+    /// Free text for people; evaluation ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// What a rule or the fallthrough serves: a fixed variation or a rollout, the latter

@@ -41,7 +41,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// The result of every call that can fail.
+// The result of every call that can fail: `OK`, or a code of the SDK core's one table of
+// errors (the same numbers and names in every language binding).
 enum VexilCode
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : int32_t
@@ -71,6 +72,9 @@ enum VexilCode
   VEXIL_CODE_IN_CALLBACK = 10,
   // A bug in Vexil: a panic was caught at the boundary. The host process is unaffected.
   VEXIL_CODE_INTERNAL = 11,
+  // The client or context was released before the call (bindings that keep handles
+  // report it; the C ABI itself cannot tell a released handle from a live one).
+  VEXIL_CODE_CLOSED = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -104,6 +108,50 @@ enum VexilStatus
 typedef enum VexilStatus VexilStatus;
 #else
 typedef int32_t VexilStatus;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// The type a variation asks for, passed as an `int32_t` to `vexil_variation_detail`.
+enum VexilValueKind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  VEXIL_VALUE_KIND_BOOL = 0,
+  VEXIL_VALUE_KIND_STRING = 1,
+  VEXIL_VALUE_KIND_NUMBER = 2,
+  // Any JSON value (no type check).
+  VEXIL_VALUE_KIND_JSON = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum VexilValueKind VexilValueKind;
+#else
+typedef int32_t VexilValueKind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Why a binding answers a variation without evaluating (see
+// `vexil_unevaluated_error_kind`).
+enum VexilUnevaluated
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The client was closed and released.
+  VEXIL_UNEVALUATED_CLIENT_RELEASED = 0,
+  // The context is missing or was released.
+  VEXIL_UNEVALUATED_CONTEXT_MISSING = 1,
+  // The flag key is not valid UTF-8, so it names no flag.
+  VEXIL_UNEVALUATED_FLAG_KEY_NOT_TEXT = 2,
+  // The default is not valid JSON.
+  VEXIL_UNEVALUATED_DEFAULT_NOT_JSON = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum VexilUnevaluated VexilUnevaluated;
+#else
+typedef int32_t VexilUnevaluated;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -425,6 +473,15 @@ VexilCode vexil_client_on_change(const struct VexilClient *client,
 VexilCode vexil_client_remove_listener(const struct VexilClient *client,
                                        uint64_t listener_id,
                                        char **error_message);
+
+// The error kind (`"CLIENT_NOT_READY"`, `"INVALID_CONTEXT"`, `"FLAG_NOT_FOUND"`,
+// `"WRONG_TYPE"`) with which a binding answers a variation it cannot evaluate at all, for
+// the reason `why` (a `VexilUnevaluated`): the SDK core's one table, so that every binding
+// answers these cases alike. A static NUL-terminated string (never freed); NULL for an
+// unknown `why`.
+//
+// Thread safety: any thread, any time.
+const char *vexil_unevaluated_error_kind(int32_t why);
 
 #ifdef __cplusplus
 }  // extern "C"

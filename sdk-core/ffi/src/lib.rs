@@ -13,21 +13,18 @@
 // only move the same fields into types every caller has to fill.
 #![allow(clippy::too_many_arguments)]
 
-mod options;
-
-use std::cell::Cell;
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::panic::catch_unwind;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use vexil_core::{Client, Detail, ListenerId, Status};
-use vexil_engine::{Context, ValueKind};
+use serde_json::Value;
+use vexil_core::{
+    Client, Context, ErrorCode, Failure, ListenerId, Options, Status, Unevaluated, ValueKind,
+    in_listener,
+};
 
-/// The result of every call that can fail.
+/// The result of every call that can fail: `OK`, or a code of the SDK core's one table of
+/// errors (the same numbers and names in every language binding).
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VexilCode {
@@ -55,6 +52,43 @@ pub enum VexilCode {
     InCallback = 10,
     /// A bug in Vexil: a panic was caught at the boundary. The host process is unaffected.
     Internal = 11,
+    /// The client or context was released before the call (bindings that keep handles
+    /// report it; the C ABI itself cannot tell a released handle from a live one).
+    Closed = 12,
+}
+
+impl From<ErrorCode> for VexilCode {
+    fn from(code: ErrorCode) -> VexilCode {
+        match code {
+            ErrorCode::NullArgument => VexilCode::NullArgument,
+            ErrorCode::InvalidUtf8 => VexilCode::InvalidUtf8,
+            ErrorCode::InvalidJson => VexilCode::InvalidJson,
+            ErrorCode::InvalidContext => VexilCode::InvalidContext,
+            ErrorCode::InvalidOptions => VexilCode::InvalidOptions,
+            ErrorCode::InvalidKey => VexilCode::InvalidKey,
+            ErrorCode::InvalidEndpoint => VexilCode::InvalidEndpoint,
+            ErrorCode::InvalidArgument => VexilCode::InvalidArgument,
+            ErrorCode::Runtime => VexilCode::Runtime,
+            ErrorCode::InCallback => VexilCode::InCallback,
+            ErrorCode::Internal => VexilCode::Internal,
+            ErrorCode::Closed => VexilCode::Closed,
+        }
+    }
+}
+
+/// Why a binding answers a variation without evaluating (see
+/// `vexil_unevaluated_error_kind`).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VexilUnevaluated {
+    /// The client was closed and released.
+    ClientReleased = 0,
+    /// The context is missing or was released.
+    ContextMissing = 1,
+    /// The flag key is not valid UTF-8, so it names no flag.
+    FlagKeyNotText = 2,
+    /// The default is not valid JSON.
+    DefaultNotJson = 3,
 }
 
 /// Where a client stands (see `vexil_client_status`).
@@ -99,19 +133,9 @@ pub type VexilChangeCallback = Option<
 >;
 
 /// A client: opaque. Create with `vexil_client_new`, release with `vexil_client_free`.
+#[derive(Debug)]
 pub struct VexilClient {
     client: Client,
-    listeners: Mutex<HashMap<u64, Registered>>,
-    /// The ids handed to C for `vexil_client_remove_listener`.
-    next_listener: AtomicU64,
-}
-
-impl std::fmt::Debug for VexilClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VexilClient")
-            .field("client", &self.client)
-            .finish_non_exhaustive()
-    }
 }
 
 /// An evaluation context, parsed and validated once: opaque, immutable, reusable across
@@ -121,65 +145,48 @@ pub struct VexilContext {
     context: Context,
 }
 
-/// A registered change callback. The mutex is held while the callback runs, so that
-/// removing it waits for a running call and no call starts afterwards.
-struct Registered {
-    id: ListenerId,
-    slot: Arc<Mutex<Option<CallbackTarget>>>,
-}
-
+/// A registered change callback and the caller's pointer it is called with.
 #[derive(Clone, Copy)]
 struct CallbackTarget {
     callback: unsafe extern "C" fn(*mut c_void, *const c_char, usize, i64),
     user_data: *mut c_void,
 }
 
-// SAFETY: the caller of `vexil_client_on_change` promises that `user_data` may be used from
-// the client's thread (documented in the header).
-unsafe impl Send for CallbackTarget {}
-
-thread_local! {
-    /// Set while this thread runs a change callback.
-    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// A failed call: its code and a message naming the argument or field.
-#[derive(Debug)]
-struct Failure {
-    code: VexilCode,
-    message: String,
-}
-
-impl Failure {
-    fn new(code: VexilCode, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
+impl CallbackTarget {
+    /// Calls the callback with a change.
+    ///
+    /// # Safety
+    /// The registrant's function and `user_data` must still be valid: they are until the
+    /// callback is removed, and removal waits for a running call.
+    unsafe fn call(&self, change: &vexil_core::FlagChange) {
+        let keys = serde_json::to_string(&change.flag_keys).unwrap_or_default();
+        // SAFETY: see the function's contract.
+        unsafe {
+            (self.callback)(
+                self.user_data,
+                keys.as_ptr().cast(),
+                keys.len(),
+                change.version,
+            );
         }
     }
 }
 
+// SAFETY: the caller of `vexil_client_on_change` promises that `user_data` may be used from
+// the client's thread (documented in the header); the client calls it from one thread at a
+// time, and removal waits for a running call.
+unsafe impl Send for CallbackTarget {}
+// SAFETY: as above: the target is only read, to make the call.
+unsafe impl Sync for CallbackTarget {}
+
 type Outcome = Result<(), Failure>;
 
-/// Runs an entry point: catches panics, and turns a failure into its code and message.
+/// Runs an entry point: catches panics (the core's guard), and turns a failure into its code
+/// and message.
 fn guard(error_message: *mut *mut c_char, body: impl FnOnce() -> Outcome) -> VexilCode {
-    let outcome = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(outcome) => outcome,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(Failure::new(
-                VexilCode::Internal,
-                format!("internal error (please report it): {what}"),
-            ))
-        }
-    };
-    let (code, message) = match outcome {
+    let (code, message) = match vexil_core::guard(body) {
         Ok(()) => (VexilCode::Ok, None),
-        Err(failure) => (failure.code, Some(failure.message)),
+        Err(failure) => (VexilCode::from(failure.code), Some(failure.message)),
     };
     if !error_message.is_null() {
         let written = message.map_or(std::ptr::null_mut(), |m| alloc_string(m.as_bytes()));
@@ -190,9 +197,9 @@ fn guard(error_message: *mut *mut c_char, body: impl FnOnce() -> Outcome) -> Vex
 }
 
 fn not_in_callback(function: &str) -> Outcome {
-    if IN_CALLBACK.with(Cell::get) {
+    if in_listener() {
         return Err(Failure::new(
-            VexilCode::InCallback,
+            ErrorCode::InCallback,
             format!("{function} cannot be called from inside a change callback"),
         ));
     }
@@ -224,7 +231,7 @@ fn text<'a>(pointer: *const c_char, len: usize, name: &str) -> Result<&'a str, F
     }
     std::str::from_utf8(bytes).map_err(|err| {
         Failure::new(
-            VexilCode::InvalidUtf8,
+            ErrorCode::InvalidUtf8,
             format!("{name}: not valid UTF-8 at byte {}", err.valid_up_to()),
         )
     })
@@ -233,7 +240,7 @@ fn text<'a>(pointer: *const c_char, len: usize, name: &str) -> Result<&'a str, F
 fn json_argument(pointer: *const c_char, len: usize, name: &str) -> Result<Value, Failure> {
     let text = text(pointer, len, name)?;
     serde_json::from_str(text)
-        .map_err(|err| Failure::new(VexilCode::InvalidJson, format!("{name}: {err}")))
+        .map_err(|err| Failure::new(ErrorCode::InvalidJson, format!("{name}: {err}")))
 }
 
 /// Writes an output argument, refusing NULL.
@@ -264,7 +271,7 @@ fn write_string(out: *mut *mut c_char, out_len: *mut usize, bytes: &[u8]) -> Out
 }
 
 fn null_argument(name: &str) -> Failure {
-    Failure::new(VexilCode::NullArgument, format!("{name}: must not be NULL"))
+    Failure::missing(name)
 }
 
 /// Size of the length header in front of every string handed out.
@@ -302,9 +309,9 @@ fn value_kind(kind: i32) -> Result<ValueKind, Failure> {
         2 => ValueKind::Number,
         3 => ValueKind::Json,
         other => {
-            return Err(Failure::new(
-                VexilCode::InvalidArgument,
-                format!("kind: {other} is not a VexilValueKind (0 to 3)"),
+            return Err(Failure::invalid_argument(
+                "kind",
+                format!("{other} is not a VexilValueKind (0 to 3)"),
             ));
         }
     })
@@ -319,19 +326,6 @@ fn status_code(status: &Status) -> VexilStatus {
         Status::Failed { .. } => VexilStatus::Failed,
         Status::Closed => VexilStatus::Closed,
     }
-}
-
-fn detail_json<T: Into<Value>>(detail: Detail<T>) -> Value {
-    json!({
-        "value": detail.value.into(),
-        "variation": detail.variation,
-        "reason": serde_json::to_value(&detail.reason).unwrap_or(Value::Null),
-        "in_experiment": detail.in_experiment,
-        "experiment_key": detail.experiment_key,
-        "flag_version": detail.flag_version,
-        "source": detail.source.as_str(),
-        "version": detail.version,
-    })
 }
 
 fn millis(ms: u64) -> Duration {
@@ -391,8 +385,7 @@ pub extern "C" fn vexil_context_new(
     guard(error_message, || {
         require_out(out, "out")?;
         let value = json_argument(json, json_len, "json")?;
-        let context = Context::from_json(&value)
-            .map_err(|err| Failure::new(VexilCode::InvalidContext, format!("json: {err}")))?;
+        let context = vexil_core::context_from_json(&value, "json")?;
         write_out(
             out,
             "out",
@@ -474,19 +467,12 @@ pub extern "C" fn vexil_client_new(
         }
         let key = text(sdk_key, sdk_key_len, "sdk_key")?;
         let options = text(options_json, options_json_len, "options_json")?;
-        let config = options::config(key, options)?;
-        let client = Client::new(config).map_err(|err| {
-            let code = match err {
-                vexil_core::Error::InvalidKey => VexilCode::InvalidKey,
-                vexil_core::Error::InvalidEndpoint { .. } => VexilCode::InvalidEndpoint,
-                vexil_core::Error::Runtime(_) => VexilCode::Runtime,
-            };
-            Failure::new(code, err.to_string())
-        })?;
+        let config = Options::from_json_str(options)
+            .map_err(|failure| renamed(failure, "options", "options_json"))?
+            .into_config(key, ("vexil-c", env!("CARGO_PKG_VERSION")))
+            .map_err(|failure| renamed(failure, "options", "options_json"))?;
         let client = VexilClient {
-            client,
-            listeners: Mutex::new(HashMap::new()),
-            next_listener: AtomicU64::new(1),
+            client: Client::new(config).map_err(Failure::from)?,
         };
         write_out(out, "out", Box::into_raw(Box::new(client)))
     })
@@ -532,13 +518,7 @@ pub extern "C" fn vexil_client_free(
         not_in_callback("vexil_client_free")?;
         // SAFETY: `client` came from `vexil_client_new` and is freed once (the contract).
         let client = unsafe { Box::from_raw(client) };
-        let registered: Vec<Registered> = match client.listeners.lock() {
-            Ok(mut held) => held.drain().map(|(_, r)| r).collect(),
-            Err(poisoned) => poisoned.into_inner().drain().map(|(_, r)| r).collect(),
-        };
-        for r in registered {
-            unregister(&client.client, r);
-        }
+        // Closing unregisters every callback, waiting for one that is running.
         client.client.close();
         drop(client);
         Ok(())
@@ -600,37 +580,8 @@ pub extern "C" fn vexil_client_state(
 ) -> VexilCode {
     guard(error_message, || {
         let client = &object(client, "client")?.client;
-        let status = client.status();
-        let reason = match &status {
-            Status::Stale { reason } | Status::Failed { reason } => Some(reason.clone()),
-            _ => None,
-        };
-        let status_name = match status_code(&status) {
-            VexilStatus::Initializing => "INITIALIZING",
-            VexilStatus::Ready => "READY",
-            VexilStatus::Stale => "STALE",
-            VexilStatus::Offline => "OFFLINE",
-            VexilStatus::Failed => "FAILED",
-            VexilStatus::Closed => "CLOSED",
-        };
-        let events = client.event_stats();
-        let state = json!({
-            "status": status_name,
-            "reason": reason,
-            "mode": match client.mode() {
-                vexil_core::Mode::Local => "LOCAL",
-                vexil_core::Mode::Remote => "REMOTE",
-            },
-            "source": client.source().as_str(),
-            "version": client.version(),
-            "events": {
-                "dropped": events.dropped,
-                "sent": events.sent,
-                "failed_batches": events.failed_batches,
-                "queued": events.queued,
-            },
-        });
-        write_string(out, out_len, state.to_string().as_bytes())
+        let state = serde_json::to_vec(&client.state()).unwrap_or_default();
+        write_string(out, out_len, &state)
     })
 }
 
@@ -781,7 +732,7 @@ pub extern "C" fn vexil_variation_detail(
         let detail = client
             .client
             .variation_detail(flag, &context.context, kind, &default);
-        write_string(out, out_len, detail_json(detail).to_string().as_bytes())
+        write_string(out, out_len, detail.to_json_string().as_bytes())
     })
 }
 
@@ -814,8 +765,8 @@ pub extern "C" fn vexil_variation_detail_json_context(
         require_out(out_len, "out_len")?;
         let detail = client
             .client
-            .variation_detail_json(flag, &context, kind, &default);
-        write_string(out, out_len, detail_json(detail).to_string().as_bytes())
+            .variation_detail(flag, &context, kind, &default);
+        write_string(out, out_len, detail.to_json_string().as_bytes())
     })
 }
 
@@ -835,13 +786,9 @@ pub extern "C" fn vexil_all_flags(
         let context = object(context, "context")?;
         require_out(out, "out")?;
         require_out(out_len, "out_len")?;
-        let flags: serde_json::Map<String, Value> = client
-            .client
-            .all_flags(&context.context)
-            .into_iter()
-            .map(|(key, detail)| (key, detail_json(detail)))
-            .collect();
-        write_string(out, out_len, Value::Object(flags).to_string().as_bytes())
+        let flags = client.client.all_flags(&context.context);
+        let json = serde_json::to_vec(&flags).unwrap_or_default();
+        write_string(out, out_len, &json)
     })
 }
 
@@ -896,17 +843,13 @@ pub extern "C" fn vexil_track(
     guard(error_message, || {
         let client = object(client, "client")?;
         let name = text(name, name_len, "name")?;
-        if name.is_empty() {
-            return Err(Failure::new(
-                VexilCode::InvalidArgument,
-                "name: must not be empty",
-            ));
-        }
         let context = object(context, "context")?;
+        // A non-finite value is sent without value (documented above), not refused.
+        let value = has_value.then_some(value).filter(|v| v.is_finite());
         client
             .client
-            .track(name, &context.context, has_value.then_some(value));
-        Ok(())
+            .track(name, &context.context, value)
+            .map_err(|failure| renamed(failure, "event_name", "name"))
     })
 }
 
@@ -991,38 +934,16 @@ pub extern "C" fn vexil_client_on_change(
             return Err(null_argument("callback"));
         };
         require_out(out_listener_id, "out_listener_id")?;
-        let slot = Arc::new(Mutex::new(Some(CallbackTarget {
+        let target = CallbackTarget {
             callback,
             user_data,
-        })));
-        let held = slot.clone();
-        let id = client.client.on_change(move |change| {
-            let target = match held.lock() {
-                Ok(target) => target,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let Some(target) = *target else { return };
-            let keys = Value::from(change.flag_keys.clone()).to_string();
-            IN_CALLBACK.with(|flag| flag.set(true));
-            // SAFETY: the registrant guarantees the function and `user_data` are valid
-            // until removal, which waits for this call (the lock is held).
-            unsafe {
-                (target.callback)(
-                    target.user_data,
-                    keys.as_ptr().cast(),
-                    keys.len(),
-                    change.version,
-                );
-            }
-            IN_CALLBACK.with(|flag| flag.set(false));
-        });
-        let listener_id = client.next_listener.fetch_add(1, Ordering::Relaxed);
-        let mut listeners = match client.listeners.lock() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
         };
-        listeners.insert(listener_id, Registered { id, slot });
-        write_out(out_listener_id, "out_listener_id", listener_id)
+        // SAFETY: the registrant guarantees the function and `user_data` are valid until
+        // removal, which waits for this call.
+        let id = client
+            .client
+            .on_change(move |change| unsafe { target.call(change) });
+        write_out(out_listener_id, "out_listener_id", id.number())
     })
 }
 
@@ -1041,22 +962,73 @@ pub extern "C" fn vexil_client_remove_listener(
     guard(error_message, || {
         let client = object(client, "client")?;
         not_in_callback("vexil_client_remove_listener")?;
-        let removed = match client.listeners.lock() {
-            Ok(mut l) => l.remove(&listener_id),
-            Err(poisoned) => poisoned.into_inner().remove(&listener_id),
-        };
-        if let Some(registered) = removed {
-            unregister(&client.client, registered);
-        }
+        client
+            .client
+            .remove_listener(ListenerId::from_number(listener_id));
         Ok(())
     })
 }
 
-fn unregister(client: &Client, registered: Registered) {
-    client.remove_listener(registered.id);
-    // Waits for a running call, and disarms calls already under way in the client.
-    match registered.slot.lock() {
-        Ok(mut target) => *target = None,
-        Err(poisoned) => *poisoned.into_inner() = None,
+/// The error kind (`"CLIENT_NOT_READY"`, `"INVALID_CONTEXT"`, `"FLAG_NOT_FOUND"`,
+/// `"WRONG_TYPE"`) with which a binding answers a variation it cannot evaluate at all, for
+/// the reason `why` (a `VexilUnevaluated`): the SDK core's one table, so that every binding
+/// answers these cases alike. A static NUL-terminated string (never freed); NULL for an
+/// unknown `why`.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_unevaluated_error_kind(why: i32) -> *const c_char {
+    let why = match why {
+        0 => Unevaluated::ClientReleased,
+        1 => Unevaluated::ContextMissing,
+        2 => Unevaluated::FlagKeyNotText,
+        3 => Unevaluated::DefaultNotJson,
+        _ => return std::ptr::null(),
+    };
+    match why.error_kind() {
+        vexil_core::ErrorKind::FlagNotFound => c"FLAG_NOT_FOUND".as_ptr(),
+        vexil_core::ErrorKind::WrongType => c"WRONG_TYPE".as_ptr(),
+        vexil_core::ErrorKind::MalformedFlag => c"MALFORMED_FLAG".as_ptr(),
+        vexil_core::ErrorKind::InvalidContext => c"INVALID_CONTEXT".as_ptr(),
+        vexil_core::ErrorKind::ClientNotReady => c"CLIENT_NOT_READY".as_ptr(),
+    }
+}
+
+/// The same failure naming `to` where the core named `from` (the C argument's name).
+fn renamed(mut failure: Failure, from: &str, to: &str) -> Failure {
+    if let Some(rest) = failure.message.strip_prefix(from) {
+        failure.message = format!("{to}{rest}");
+    }
+    failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_core_table() {
+        for code in ErrorCode::ALL {
+            assert_eq!(VexilCode::from(code) as i32, code.number(), "{code:?}");
+            assert_eq!(
+                format!("{:?}", VexilCode::from(code)),
+                format!("{code:?}"),
+                "the same name"
+            );
+        }
+    }
+
+    #[test]
+    fn unevaluated_answers_come_from_the_table() {
+        let kind = |why| {
+            let text = vexil_unevaluated_error_kind(why);
+            // SAFETY: a static NUL-terminated string.
+            unsafe { std::ffi::CStr::from_ptr(text) }.to_str().unwrap()
+        };
+        assert_eq!(kind(0), "CLIENT_NOT_READY");
+        assert_eq!(kind(1), "INVALID_CONTEXT");
+        assert_eq!(kind(2), "FLAG_NOT_FOUND");
+        assert_eq!(kind(3), "WRONG_TYPE");
+        assert!(vexil_unevaluated_error_kind(4).is_null());
     }
 }

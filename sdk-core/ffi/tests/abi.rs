@@ -549,7 +549,7 @@ fn client_options_are_checked_by_field() {
         new_client("nope", ""),
         (
             VexilCode::InvalidKey,
-            "the SDK key must start with vxl-server-, vxl-client- or vxl-mobile-".into()
+            "sdk_key: the SDK key must start with vxl-server-, vxl-client- or vxl-mobile-".into()
         )
     );
     let (code, text) = new_client("vxl-server-x", r#"{"offline": true, "endpont": "x"}"#);

@@ -14,13 +14,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vexil_core::{Client, Config, Context, Detail, EventConfig, Source, Status};
-use vexil_engine::{ErrorKind, Reason, ValueKind};
+use vexil_core::{
+    Client, Config, Context, Detail, ErrorCode, ErrorKind, EventOptions, Failure, ListenerId,
+    Options, Reason, Source, Status, ValueKind,
+};
 
 uniffi::setup_scaffolding!();
 
@@ -39,16 +40,37 @@ pub enum NativeError {
     Runtime { message: String },
 }
 
+impl From<Failure> for NativeError {
+    /// By the failure's code in the core's table: contexts, the runtime, and everything
+    /// else the caller passed (options, arguments).
+    fn from(failure: Failure) -> Self {
+        // Named as the Swift package names them: `VexilOptions.sdkKey`, `eventName`.
+        let mut message = failure.message;
+        for (core, swift) in [("sdk_key", "options.sdkKey"), ("event_name", "eventName")] {
+            if let Some(rest) = message.strip_prefix(core) {
+                message = format!("{swift}{rest}");
+            }
+        }
+        match failure.code {
+            ErrorCode::InvalidContext => NativeError::InvalidContext { message },
+            ErrorCode::Runtime | ErrorCode::Internal | ErrorCode::InCallback => {
+                NativeError::Runtime { message }
+            }
+            ErrorCode::InvalidOptions
+            | ErrorCode::InvalidKey
+            | ErrorCode::InvalidEndpoint
+            | ErrorCode::InvalidArgument
+            | ErrorCode::InvalidJson
+            | ErrorCode::InvalidUtf8
+            | ErrorCode::NullArgument
+            | ErrorCode::Closed => NativeError::InvalidOptions { message },
+        }
+    }
+}
+
 impl From<vexil_core::Error> for NativeError {
     fn from(err: vexil_core::Error) -> Self {
-        match err {
-            vexil_core::Error::Runtime(_) => NativeError::Runtime {
-                message: err.to_string(),
-            },
-            _ => NativeError::InvalidOptions {
-                message: format!("options: {err}"),
-            },
-        }
+        Failure::from(err).into()
     }
 }
 
@@ -72,7 +94,7 @@ impl NativeContext {
     pub fn from_json(json: String) -> NativeResult<Arc<NativeContext>> {
         let (parsed, json) = match serde_json::from_str::<Value>(&json) {
             Ok(value) => (
-                Context::from_json(&value).map_err(|err| format!("context: {err}")),
+                vexil_core::context_from_json(&value, "context").map_err(|f| f.message),
                 value,
             ),
             Err(err) => (Err(format!("context: not JSON: {err}")), Value::Null),
@@ -131,62 +153,44 @@ pub struct NativeOptions {
     pub sdk_version: String,
 }
 
-fn millis(value: Option<u64>, default: Duration) -> Duration {
-    value.map_or(default, Duration::from_millis)
-}
-
 impl NativeOptions {
+    /// The core's options (checked there, naming the option at fault).
     fn into_config(self) -> NativeResult<Config> {
-        let mut config = Config::new(self.sdk_key).with_offline(self.offline);
-        if let Some(endpoint) = self.endpoint {
-            config = config.with_endpoint(endpoint);
-        }
-        if let Some(dir) = self.cache_dir {
-            config = config.with_cache_dir(PathBuf::from(dir));
-        }
-        if let Some(file) = self.bootstrap_file {
-            config = config.with_bootstrap(PathBuf::from(file));
-        }
-        if let Some(context) = self.context {
-            let context = context.valid().map_err(|err| NativeError::InvalidOptions {
-                message: format!("options.context: {err}"),
-            })?;
-            config = config.with_context(context.clone());
-        }
-        config.connect_timeout = millis(self.connect_timeout_ms, config.connect_timeout);
-        config.stream_timeout = millis(self.stream_timeout_ms, config.stream_timeout);
-        config.initial_backoff = millis(self.initial_backoff_ms, config.initial_backoff);
-        config.max_backoff = millis(self.max_backoff_ms, config.max_backoff);
-        config.max_cache_age = millis(self.max_cache_age_ms, config.max_cache_age);
-        if config.initial_backoff > config.max_backoff {
-            return Err(NativeError::InvalidOptions {
-                message: "options.initialBackoff: longer than options.maxBackoff".into(),
-            });
-        }
-        let defaults = EventConfig::default();
-        let capacity = match self.event_capacity {
-            None => defaults.capacity,
-            Some(0) => {
-                return Err(NativeError::InvalidOptions {
-                    message: "options.eventCapacity: must be at least 1".into(),
-                });
-            }
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        let sdk_key = self.sdk_key;
+        let context = match self.context {
+            Some(context) => Some(
+                context
+                    .valid()
+                    .map_err(|err| NativeError::InvalidOptions {
+                        message: format!("options.context: {err}"),
+                    })?
+                    .to_json(),
+            ),
+            None => None,
         };
-        let flush_interval = millis(self.flush_interval_ms, defaults.flush_interval);
-        if flush_interval.is_zero() {
-            return Err(NativeError::InvalidOptions {
-                message: "options.flushInterval: must be positive".into(),
-            });
-        }
-        Ok(config
-            .with_events(EventConfig {
-                enabled: self.events_enabled,
-                capacity,
-                flush_interval,
-                ..defaults
-            })
-            .with_sdk(self.sdk_name, self.sdk_version))
+        let options = Options {
+            endpoint: self.endpoint,
+            cache_dir: self.cache_dir.map(PathBuf::from),
+            bootstrap: self.bootstrap_file.map(PathBuf::from),
+            offline: Some(self.offline),
+            context,
+            max_cache_age_ms: self.max_cache_age_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
+            stream_timeout_ms: self.stream_timeout_ms,
+            initial_backoff_ms: self.initial_backoff_ms,
+            max_backoff_ms: self.max_backoff_ms,
+            sdk_name: Some(self.sdk_name),
+            sdk_version: Some(self.sdk_version),
+            events: Some(EventOptions {
+                enabled: Some(self.events_enabled),
+                capacity: self.event_capacity,
+                flush_interval_ms: self.flush_interval_ms,
+                ..EventOptions::default()
+            }),
+            // Errors name the Swift package's camelCase options.
+            camel_case: true,
+        };
+        Ok(options.into_config(sdk_key, ("vexil-swift", env!("CARGO_PKG_VERSION")))?)
     }
 }
 
@@ -361,9 +365,6 @@ fn parse_default(default_json: &str) -> NativeResult<Value> {
 #[derive(Debug, uniffi::Object)]
 pub struct NativeClient {
     client: Client,
-    /// Listener ids handed out to Swift, mapped to the core's.
-    listeners: Mutex<HashMap<u64, vexil_core::ListenerId>>,
-    next_listener: AtomicU64,
 }
 
 #[uniffi::export]
@@ -372,11 +373,7 @@ impl NativeClient {
     #[uniffi::constructor]
     pub fn new(options: NativeOptions) -> NativeResult<Arc<NativeClient>> {
         let client = Client::new(options.into_config()?)?;
-        Ok(Arc::new(NativeClient {
-            client,
-            listeners: Mutex::new(HashMap::new()),
-            next_listener: AtomicU64::new(1),
-        }))
+        Ok(Arc::new(NativeClient { client }))
     }
 
     pub fn status(&self) -> NativeResult<NativeStatus> {
@@ -471,10 +468,9 @@ impl NativeClient {
             Ok(parsed) => self
                 .client
                 .variation_detail(&flag_key, parsed, kind.into(), &default),
-            Err(_) => {
-                self.client
-                    .variation_detail_json(&flag_key, &context.json, kind.into(), &default)
-            }
+            Err(_) => self
+                .client
+                .variation_detail(&flag_key, &context.json, kind.into(), &default),
         };
         Ok(NativeDetail::from_core(detail, |value| {
             Some(value.to_string())
@@ -505,13 +501,7 @@ impl NativeClient {
         context: &NativeContext,
         value: Option<f64>,
     ) -> NativeResult<()> {
-        if event_name.is_empty() {
-            return Err(NativeError::InvalidOptions {
-                message: "eventName: must not be empty".into(),
-            });
-        }
-        self.client.track(&event_name, context.valid()?, value);
-        Ok(())
+        Ok(self.client.track(&event_name, context.valid()?, value)?)
     }
 
     /// Remote mode: switches to `context` and waits up to `timeout_ms` for its values.
@@ -548,15 +538,11 @@ impl NativeClient {
                 version: change.version,
             });
         });
-        let handle = self.next_listener.fetch_add(1, Ordering::Relaxed);
-        lock(&self.listeners).insert(handle, id);
-        Ok(handle)
+        Ok(id.number())
     }
 
     pub fn remove_change_listener(&self, handle: u64) -> NativeResult<()> {
-        if let Some(id) = lock(&self.listeners).remove(&handle) {
-            self.client.remove_listener(id);
-        }
+        self.client.remove_listener(ListenerId::from_number(handle));
         Ok(())
     }
 
@@ -689,13 +675,6 @@ pub fn debug_panic(message: String) -> NativeResult<()> {
     std::panic::panic_any(message)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -741,11 +720,11 @@ mod tests {
     #[test]
     fn bad_options_name_the_field() {
         let err = NativeClient::new(options("nope")).unwrap_err().to_string();
-        assert!(err.starts_with("options: "), "{err}");
+        assert!(err.starts_with("options.sdkKey: "), "{err}");
         let mut bad = options("vxl-server-x");
         bad.flush_interval_ms = Some(0);
         let err = NativeClient::new(bad).unwrap_err().to_string();
-        assert!(err.contains("options.flushInterval"), "{err}");
+        assert!(err.contains("options.events.flushIntervalMs"), "{err}");
     }
 
     #[test]

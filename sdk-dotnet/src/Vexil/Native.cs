@@ -23,6 +23,15 @@ namespace Vexil
         internal static extern void vexil_string_free(IntPtr s);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        static extern IntPtr vexil_unevaluated_error_kind(int why);
+
+        /// <summary>Why a variation is answered without evaluating (VexilUnevaluated in vexil.h).</summary>
+        internal enum Unevaluated { ClientReleased = 0, ContextMissing = 1, FlagKeyNotText = 2, DefaultNotJson = 3 }
+
+        /// <summary>The error kind the SDK core's table gives a variation answered without evaluating.</summary>
+        internal static string ErrorKindOf(Unevaluated why) => Marshal.PtrToStringAnsi(vexil_unevaluated_error_kind((int)why));
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int vexil_context_new(byte* json, UIntPtr jsonLen, out IntPtr context, out IntPtr errorMessage);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]

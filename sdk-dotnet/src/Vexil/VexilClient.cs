@@ -210,8 +210,8 @@ namespace Vexil
 
         Detail<T> TypedDetail<T>(string flagKey, Context context, ValueKind kind, T defaultValue, Func<object, T> convert)
         {
-            if (flagKey == null) return Detail<T>.Error(defaultValue, "FLAG_NOT_FOUND");
-            if (context == null) return Detail<T>.Error(defaultValue, "INVALID_CONTEXT");
+            if (flagKey == null) return Detail<T>.Error(defaultValue, Native.ErrorKindOf(Native.Unevaluated.FlagKeyNotText));
+            if (context == null) return Detail<T>.Error(defaultValue, Native.ErrorKindOf(Native.Unevaluated.ContextMissing));
             string defaultJson;
             try
             {
@@ -219,7 +219,7 @@ namespace Vexil
             }
             catch (ArgumentException)
             {
-                return Detail<T>.Error(defaultValue, "WRONG_TYPE");
+                return Detail<T>.Error(defaultValue, Native.ErrorKindOf(Native.Unevaluated.DefaultNotJson));
             }
             var key = Native.Utf8(flagKey);
             var def = Native.Utf8(defaultJson);
@@ -236,7 +236,7 @@ namespace Vexil
             }
             catch (ObjectDisposedException)
             {
-                return Detail<T>.Error(defaultValue, handle.IsClosed ? "CLIENT_NOT_READY" : "INVALID_CONTEXT");
+                return Detail<T>.Error(defaultValue, Native.ErrorKindOf(handle.IsClosed ? Native.Unevaluated.ClientReleased : Native.Unevaluated.ContextMissing));
             }
             return Detail<T>.FromJson((Dictionary<string, object>)Json.Parse(json), convert);
         }

@@ -2,7 +2,11 @@ using System;
 
 namespace Vexil
 {
-    /// <summary>The kind of a <see cref="VexilException"/>: the VexilCode of the C ABI.</summary>
+    /// <summary>
+    /// The kind of a <see cref="VexilException"/>: the SDK core's table of error codes (the VexilCode
+    /// of the C ABI, the same numbers and names in every Vexil SDK), and <see cref="Timeout"/> for
+    /// the waits of this library.
+    /// </summary>
     public enum VexilErrorCode
     {
         /// <summary>A required argument was null (the message names it).</summary>
@@ -27,6 +31,8 @@ namespace Vexil
         InCallback = 10,
         /// <summary>A bug in Vexil, caught at the native boundary.</summary>
         Internal = 11,
+        /// <summary>The client or context was closed before the call.</summary>
+        Closed = 12,
         /// <summary>Events were not delivered, or an identified context's values did not arrive, in time.</summary>
         Timeout = 100,
     }

@@ -1,20 +1,17 @@
 //! Errors of the native methods and how they reach Java: every failure becomes a Java
-//! exception of the `VexilException` hierarchy; a Rust panic becomes a `NativeException`
-//! instead of unwinding into (and aborting) the JVM.
+//! exception of the `VexilException` hierarchy, chosen by its code in the core's one table;
+//! a Rust panic becomes a `NativeException` instead of unwinding into (and aborting) the JVM.
 
 use jni::Env;
 use jni::errors::ErrorPolicy;
 use jni::strings::{JNIStr, JNIString};
+use vexil_core::ErrorCode;
 
 /// Why a native call failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// A client option or the SDK key is not valid; the message names the field.
-    Config(String),
-    /// A context is not valid; the message says why.
-    InvalidContext(String),
-    /// A Context was used after `close()`.
-    Closed(String),
+    /// A failure of the core (or of an argument checked here), with its code.
+    Core(vexil_core::Failure),
     /// A JNI call failed (a Java exception may be pending).
     Jni(jni::errors::Error),
 }
@@ -25,22 +22,70 @@ impl From<jni::errors::Error> for Failure {
     }
 }
 
+impl From<vexil_core::Failure> for Failure {
+    fn from(failure: vexil_core::Failure) -> Self {
+        Failure::Core(failure)
+    }
+}
+
 impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        Failure::Core(vexil_core::Failure::new(code, message))
+    }
+
     fn class_and_message(self) -> (&'static JNIStr, String) {
         match self {
-            Failure::Config(message) => {
-                (jni::jni_str!("dev/vexil/InvalidConfigException"), message)
+            Failure::Core(failure) => {
+                let class = match failure.code {
+                    ErrorCode::InvalidContext => {
+                        jni::jni_str!("dev/vexil/InvalidContextException")
+                    }
+                    ErrorCode::Closed => jni::jni_str!("dev/vexil/ClosedException"),
+                    ErrorCode::Internal | ErrorCode::Runtime | ErrorCode::InCallback => {
+                        jni::jni_str!("dev/vexil/NativeException")
+                    }
+                    ErrorCode::InvalidOptions
+                    | ErrorCode::InvalidKey
+                    | ErrorCode::InvalidEndpoint
+                    | ErrorCode::InvalidArgument
+                    | ErrorCode::InvalidJson
+                    | ErrorCode::InvalidUtf8
+                    | ErrorCode::NullArgument => jni::jni_str!("dev/vexil/InvalidConfigException"),
+                };
+                (class, kotlin_names(failure.message))
             }
-            Failure::InvalidContext(message) => {
-                (jni::jni_str!("dev/vexil/InvalidContextException"), message)
-            }
-            Failure::Closed(message) => (jni::jni_str!("dev/vexil/ClosedException"), message),
             Failure::Jni(err) => (
                 jni::jni_str!("dev/vexil/NativeException"),
                 format!("JNI call failed: {err}"),
             ),
         }
     }
+}
+
+/// The message with the core's option names replaced by the properties of `VexilOptions`
+/// and the arguments of the Kotlin API that hold them.
+fn kotlin_names(message: String) -> String {
+    const NAMES: [(&str, &str); 13] = [
+        ("sdk_key", "sdkKey"),
+        ("event_name", "eventName"),
+        ("options.endpoint", "endpoint"),
+        ("options.context", "context"),
+        ("options.connectTimeoutMs", "connectTimeoutMillis"),
+        ("options.streamTimeoutMs", "streamTimeoutMillis"),
+        ("options.initialBackoffMs", "initialBackoffMillis"),
+        ("options.maxBackoffMs", "maxBackoffMillis"),
+        ("options.maxCacheAgeMs", "maxCacheAgeMillis"),
+        ("options.events.capacity", "eventCapacity"),
+        ("options.events.batchSize", "eventBatchSize"),
+        ("options.events.flushIntervalMs", "flushIntervalMillis"),
+        ("options.events.enabled", "eventsEnabled"),
+    ];
+    for (core, kotlin) in NAMES {
+        if let Some(rest) = message.strip_prefix(core) {
+            return format!("{kotlin}{rest}");
+        }
+    }
+    message
 }
 
 /// Throws the matching `dev.vexil` exception and returns the type's zero value (which Java
@@ -71,22 +116,34 @@ impl<T: Default> ErrorPolicy<T, Failure> for ThrowVexilException {
         _captures: &mut Self::Captures<'unowned_env_local, 'native_method>,
         payload: Box<dyn std::any::Any + Send + 'static>,
     ) -> jni::errors::Result<T> {
-        let detail = if let Some(text) = payload.downcast_ref::<&'static str>() {
-            (*text).to_owned()
-        } else if let Some(text) = payload.downcast_ref::<String>() {
-            text.clone()
-        } else {
-            "no message".to_owned()
-        };
         if env.exception_check() {
             env.exception_clear();
         }
         let _ = env.throw_new(
             jni::jni_str!("dev/vexil/NativeException"),
             JNIString::from(format!(
-                "internal error in the Vexil native library: {detail}"
+                "internal error in the Vexil native library: {}",
+                vexil_core::panic_message(&*payload)
             )),
         );
         Ok(T::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_named_as_kotlin_names_them() {
+        assert_eq!(
+            kotlin_names("options.events.capacity: must be at least 1".into()),
+            "eventCapacity: must be at least 1"
+        );
+        assert_eq!(
+            kotlin_names("options.connectTimeoutMs: invalid value".into()),
+            "connectTimeoutMillis: invalid value"
+        );
+        assert_eq!(kotlin_names("context: no key".into()), "context: no key");
     }
 }

@@ -33,7 +33,10 @@ pub(crate) unsafe fn with_flag_key<R>(
     use_key: impl FnOnce(&str) -> R,
 ) -> Result<R, Failure> {
     if key.is_null() {
-        return Err(Failure::Config("flagKey: must not be null".to_owned()));
+        return Err(Failure::new(
+            vexil_core::ErrorCode::NullArgument,
+            "flagKey: must not be null",
+        ));
     }
     // SAFETY: per the contract, `env` is a valid environment; GetStringRegion is JNI 1.2,
     // which every JVM this library loads in provides.

@@ -26,9 +26,7 @@
 
 mod failure;
 mod flag_key;
-mod options;
 
-use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,9 +37,11 @@ use jni::refs::Global;
 use jni::sys::{jboolean, jdouble, jint, jlong};
 use jni::vm::JavaVM;
 use jni::{Env, EnvUnowned, jni_sig, jni_str};
-use serde_json::{Map, Value, json};
-use vexil_core::{Client, Context, Detail, FlagChange, ListenerId, Source, Status};
-use vexil_engine::ValueKind;
+use serde_json::Value;
+use vexil_core::{
+    Client, ClientState, Context, Detail, ErrorCode, FlagChange, ListenerId, Options, Source,
+    Status, Unevaluated, ValueKind,
+};
 
 use failure::{Failure, ThrowVexilException};
 use flag_key::with_flag_key;
@@ -72,7 +72,10 @@ fn into_handle<T>(value: T) -> jlong {
 unsafe fn handle_ref<'a, T>(handle: jlong, what: &str) -> Result<&'a T, Failure> {
     let pointer = handle as *const T;
     if pointer.is_null() {
-        return Err(Failure::Closed(format!("{what} handle is null")));
+        return Err(Failure::new(
+            ErrorCode::Closed,
+            format!("{what} handle is null"),
+        ));
     }
     // SAFETY: the caller guarantees the handle is live (the Java owner is reachable and its
     // Cleaner has not run).
@@ -102,7 +105,7 @@ fn context_of<'a>(handle: jlong) -> Result<&'a Context, Failure> {
     // SAFETY: as for `client_of`, from `Java_dev_vexil_Native_contextNew`.
     let shell = unsafe { handle_ref::<ContextHandle>(handle, "context") }?;
     if shell.closed.load(Ordering::Acquire) {
-        return Err(Failure::Closed("the context is closed".to_owned()));
+        return Err(Failure::new(ErrorCode::Closed, "the context is closed"));
     }
     Ok(&shell.context)
 }
@@ -148,14 +151,21 @@ fn primitive_variation<'l, T: Copy + Default>(
 
 fn rust_string(env: &Env<'_>, text: &JString<'_>, what: &str) -> Result<String, Failure> {
     if text.is_null() {
-        return Err(Failure::Config(format!("{what}: must not be null")));
+        return Err(Failure::new(
+            ErrorCode::NullArgument,
+            format!("{what}: must not be null"),
+        ));
     }
     Ok(text.try_to_string(env)?)
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Value, Failure> {
-    serde_json::from_str(text)
-        .map_err(|err| Failure::Config(format!("{what}: not valid JSON: {err}")))
+    serde_json::from_str(text).map_err(|err| {
+        Failure::new(
+            ErrorCode::InvalidJson,
+            format!("{what}: not valid JSON: {err}"),
+        )
+    })
 }
 
 fn kind_of(code: jint) -> Result<ValueKind, Failure> {
@@ -164,47 +174,17 @@ fn kind_of(code: jint) -> Result<ValueKind, Failure> {
         1 => Ok(ValueKind::String),
         2 => Ok(ValueKind::Number),
         3 => Ok(ValueKind::Json),
-        other => Err(Failure::Config(format!("type: unknown type code {other}"))),
+        other => Err(Failure::new(
+            ErrorCode::InvalidArgument,
+            format!("type: unknown type code {other}"),
+        )),
     }
 }
 
-fn status_json(status: &Status) -> Value {
-    let (name, reason) = match status {
-        Status::Initializing => ("INITIALIZING", None),
-        Status::Ready => ("READY", None),
-        Status::Stale { reason } => ("STALE", Some(reason.as_str())),
-        Status::Offline => ("OFFLINE", None),
-        Status::Failed { reason } => ("FAILED", Some(reason.as_str())),
-        Status::Closed => ("CLOSED", None),
-    };
-    json!({ "status": name, "reason": reason })
-}
-
-fn detail_json<T: Into<Value>>(detail: Detail<T>) -> Value {
-    json!({
-        "value": detail.value.into(),
-        "variation": detail.variation,
-        "reason": serde_json::to_value(&detail.reason).unwrap_or(Value::Null),
-        "in_experiment": detail.in_experiment,
-        "experiment_key": detail.experiment_key,
-        "flag_version": detail.flag_version,
-        "source": detail.source.as_str(),
-        "version": detail.version,
-    })
-}
-
-/// The detail a closed client answers with: the caller's default, as before any data.
-fn closed_detail(default: Value) -> Value {
-    json!({
-        "value": default,
-        "variation": null,
-        "reason": {"kind": "ERROR", "error_kind": "CLIENT_NOT_READY"},
-        "in_experiment": false,
-        "experiment_key": null,
-        "flag_version": 0,
-        "source": Source::Defaults.as_str(),
-        "version": 0,
-    })
+/// The detail a closed client answers with: the caller's default, with the reason the
+/// core's table gives a released client.
+fn closed_detail(default: Value) -> String {
+    Detail::unevaluated(default, Unevaluated::ClientReleased).to_json_string()
 }
 
 fn java_string<'l>(env: &mut Env<'l>, text: &str) -> Result<JString<'l>, Failure> {
@@ -241,10 +221,13 @@ pub extern "system" fn Java_dev_vexil_Native_contextNew<'l>(
 ) -> jlong {
     env.with_env(|env| -> Result<jlong, Failure> {
         let text = rust_string(env, &json, "context")?;
-        let value = serde_json::from_str::<Value>(&text)
-            .map_err(|err| Failure::InvalidContext(format!("context: not valid JSON: {err}")))?;
-        let context =
-            Context::from_json(&value).map_err(|err| Failure::InvalidContext(err.to_string()))?;
+        let value = serde_json::from_str::<Value>(&text).map_err(|err| {
+            Failure::new(
+                ErrorCode::InvalidContext,
+                format!("context: not valid JSON: {err}"),
+            )
+        })?;
+        let context = vexil_core::context_from_json(&value, "context")?;
         Ok(into_handle(ContextHandle {
             context,
             closed: AtomicBool::new(false),
@@ -296,14 +279,9 @@ pub extern "system" fn Java_dev_vexil_Native_clientNew<'l>(
     env.with_env(|env| -> Result<jlong, Failure> {
         let key = rust_string(env, &sdk_key, "sdkKey")?;
         let options = rust_string(env, &options, "options")?;
-        let config = options::config(key, &options)?;
-        let client = Client::new(config).map_err(|err| match err {
-            vexil_core::Error::InvalidKey => Failure::Config(format!("sdkKey: {err}")),
-            vexil_core::Error::InvalidEndpoint { .. } => {
-                Failure::Config(format!("endpoint: {err}"))
-            }
-            vexil_core::Error::Runtime(_) => Failure::Config(err.to_string()),
-        })?;
+        let config = Options::from_json_str(&options)?
+            .into_config(key, ("vexil-kotlin", env!("CARGO_PKG_VERSION")))?;
+        let client = Client::new(config).map_err(vexil_core::Failure::from)?;
         let listener = if dispatcher.is_null() {
             None
         } else {
@@ -383,7 +361,7 @@ pub extern "system" fn Java_dev_vexil_Native_boolVariation<'l>(
         flag_length,
         context,
         default,
-        Client::bool_variation,
+        |client, key, context, default| client.bool_variation(key, context, default),
     )
 }
 
@@ -439,7 +417,7 @@ pub extern "system" fn Java_dev_vexil_Native_doubleVariation<'l>(
         flag_length,
         context,
         default,
-        Client::number_variation,
+        |client, key, context, default| client.number_variation(key, context, default),
     )
 }
 
@@ -492,10 +470,12 @@ pub extern "system" fn Java_dev_vexil_Native_variationDetail<'l>(
         let default = parse_json(&rust_string(env, &default, "default")?, "default")?;
         let flag = rust_string(env, &flag, "flagKey")?;
         let detail = match client_of(client)? {
-            Some(client) => detail_json(client.variation_detail(&flag, context, kind, &default)),
+            Some(client) => client
+                .variation_detail(&flag, context, kind, &default)
+                .to_json_string(),
             None => closed_detail(default),
         };
-        java_string(env, &detail.to_string())
+        java_string(env, &detail)
     })
     .resolve::<ThrowVexilException>()
 }
@@ -519,12 +499,12 @@ pub extern "system" fn Java_dev_vexil_Native_variationDetailJson<'l>(
         let context = parse_json(&rust_string(env, &context, "context")?, "context")?;
         let flag = rust_string(env, &flag, "flagKey")?;
         let detail = match client_of(client)? {
-            Some(client) => {
-                detail_json(client.variation_detail_json(&flag, &context, kind, &default))
-            }
+            Some(client) => client
+                .variation_detail(&flag, &context, kind, &default)
+                .to_json_string(),
             None => closed_detail(default),
         };
-        java_string(env, &detail.to_string())
+        java_string(env, &detail)
     })
     .resolve::<ThrowVexilException>()
 }
@@ -540,15 +520,11 @@ pub extern "system" fn Java_dev_vexil_Native_allFlags<'l>(
 ) -> JString<'l> {
     env.with_env(|env| -> Result<JString<'l>, Failure> {
         let context = context_of(context)?;
-        let flags: BTreeMap<String, Detail<Option<Value>>> = match client_of(client)? {
+        let flags = match client_of(client)? {
             Some(client) => client.all_flags(context),
-            None => BTreeMap::new(),
+            None => Default::default(),
         };
-        let out: Map<String, Value> = flags
-            .into_iter()
-            .map(|(key, detail)| (key, detail_json(detail)))
-            .collect();
-        java_string(env, &Value::Object(out).to_string())
+        java_string(env, &serde_json::to_string(&flags).unwrap_or_default())
     })
     .resolve::<ThrowVexilException>()
 }
@@ -572,12 +548,14 @@ pub extern "system" fn Java_dev_vexil_Native_waitForInitialization<'l>(
             Some(client) => client.wait_for_initialization(millis(timeout_ms)),
             None => Status::Closed,
         };
-        java_string(env, &status_json(&status).to_string())
+        let answer = serde_json::json!({ "status": status, "reason": status.reason() });
+        java_string(env, &answer.to_string())
     })
     .resolve::<ThrowVexilException>()
 }
 
-/// `{status, reason, source, version, events: {dropped, sent, queued, failedBatches}}`.
+/// The core's state JSON: `{status, reason, mode, source, version, events: {dropped, sent,
+/// failed_batches, queued}}`.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_dev_vexil_Native_status<'l>(
     mut env: EnvUnowned<'l>,
@@ -586,28 +564,21 @@ pub extern "system" fn Java_dev_vexil_Native_status<'l>(
     client: jlong,
 ) -> JString<'l> {
     env.with_env(|env| -> Result<JString<'l>, Failure> {
-        let answer = match client_of(client)? {
-            Some(client) => {
-                let mut answer = status_json(&client.status());
-                let events = client.event_stats();
-                answer["source"] = client.source().as_str().into();
-                answer["version"] = client.version().into();
-                answer["events"] = json!({
-                    "dropped": events.dropped, "sent": events.sent, "queued": events.queued,
-                    "failedBatches": events.failed_batches,
-                });
-                answer
-            }
-            None => {
-                let mut answer = status_json(&Status::Closed);
-                answer["source"] = Source::Defaults.as_str().into();
-                answer["version"] = 0.into();
-                answer["events"] =
-                    json!({"dropped": 0, "sent": 0, "queued": 0, "failedBatches": 0});
-                answer
-            }
+        let state = match client_of(client)? {
+            Some(client) => client.state(),
+            // SAFETY: the Java owner keeps the shell alive during the call.
+            None => ClientState {
+                status: Status::Closed,
+                reason: None,
+                mode: unsafe { handle_ref::<ClientHandle>(client, "client") }?
+                    .client
+                    .mode(),
+                source: Source::Defaults,
+                version: 0,
+                events: Default::default(),
+            },
         };
-        java_string(env, &answer.to_string())
+        java_string(env, &serde_json::to_string(&state).unwrap_or_default())
     })
     .resolve::<ThrowVexilException>()
 }
@@ -648,11 +619,8 @@ pub extern "system" fn Java_dev_vexil_Native_track<'l>(
     env.with_env(|env| -> Result<(), Failure> {
         let context = context_of(context)?;
         let name = rust_string(env, &name, "eventName")?;
-        if name.is_empty() {
-            return Err(Failure::Config("eventName: must not be empty".to_owned()));
-        }
         if let Some(client) = client_of(client)? {
-            client.track(&name, context, has_value.then_some(value));
+            client.track(&name, context, has_value.then_some(value))?;
         }
         Ok(())
     })
@@ -696,7 +664,7 @@ pub extern "system" fn Java_dev_vexil_Native_benchmarkBoolVariation<'l>(
         let context = context_of(context)?;
         let flag = rust_string(env, &flag, "flagKey")?;
         let Some(client) = client_of(client)? else {
-            return Err(Failure::Closed("the client is closed".to_owned()));
+            return Err(Failure::new(ErrorCode::Closed, "the client is closed"));
         };
         let started = Instant::now();
         for _ in 0..iterations.max(0) {

@@ -1291,7 +1291,7 @@ fn simulate_users(sdk_key: String, endpoint: String) -> Simulated {
         seen.exposed[variation] += 1;
         if rng.next_f64() < TRUE_RATES[variation] {
             seen.converted[variation] += 1;
-            client.track("checkout", &context, None);
+            client.track("checkout", &context, None).unwrap();
         }
     }
     assert!(

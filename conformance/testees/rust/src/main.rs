@@ -6,27 +6,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vexil_core::{Client, Config, Detail, EventConfig, Source, Status};
-use vexil_engine::{Context, ValueKind};
+use vexil_core::{Client, Context, ContextRef, Options, ValueKind};
 
 struct Testee {
     client: Option<Client>,
     changes: Option<mpsc::Receiver<Vec<String>>>,
-}
-
-fn status_name(status: &Status) -> &'static str {
-    match status {
-        Status::Initializing => "INITIALIZING",
-        Status::Ready => "READY",
-        Status::Stale { .. } => "STALE",
-        Status::Offline => "OFFLINE",
-        Status::Failed { .. } => "FAILED",
-        Status::Closed => "CLOSED",
-    }
-}
-
-fn source_name(source: Source) -> &'static str {
-    source.as_str()
 }
 
 fn millis(command: &Value, field: &str, default: u64) -> Duration {
@@ -38,32 +22,19 @@ fn millis(command: &Value, field: &str, default: u64) -> Duration {
     )
 }
 
+/// The command's context, which must be valid.
 fn context(command: &Value) -> Result<Context, String> {
     let value = command.get("context").unwrap_or(&Value::Null);
-    Context::from_json(value).map_err(|err| format!("context: {err}"))
+    let context = ContextRef::Json(value).require().map_err(|f| f.message)?;
+    Ok(context.into_owned())
 }
 
 /// The requested type: explicit, or read from the default as the vector files do.
 fn kind(command: &Value, default: &Value) -> Result<ValueKind, String> {
-    Ok(match command.get("type").and_then(Value::as_str) {
-        Some("bool") => ValueKind::Bool,
-        Some("string") => ValueKind::String,
-        Some("number") => ValueKind::Number,
-        Some("json") => ValueKind::Json,
-        Some(other) => return Err(format!("type: unknown {other:?}")),
-        None => ValueKind::of_default(default),
-    })
-}
-
-fn detail_json<T: Into<Value>>(detail: Detail<T>) -> Value {
-    json!({
-        "value": detail.value.into(),
-        "variation": detail.variation,
-        "reason": serde_json::to_value(&detail.reason).unwrap_or(Value::Null),
-        "in_experiment": detail.in_experiment,
-        "source": source_name(detail.source),
-        "version": detail.version,
-    })
+    match command.get("type").and_then(Value::as_str) {
+        Some(name) => vexil_core::arguments::value_kind(name, "type").map_err(|f| f.message),
+        None => Ok(ValueKind::of_default(default)),
+    }
 }
 
 impl Testee {
@@ -87,30 +58,22 @@ impl Testee {
                     .get("sdk_key")
                     .and_then(Value::as_str)
                     .ok_or("sdk_key: required")?;
-                let mut config = Config::new(key);
-                if let Some(endpoint) = command.get("endpoint").and_then(Value::as_str) {
-                    config = config.with_endpoint(endpoint);
-                }
-                if let Some(dir) = command.get("cache_dir").and_then(Value::as_str) {
-                    config = config.with_cache_dir(dir);
-                }
-                if let Some(file) = command.get("bootstrap").and_then(Value::as_str) {
-                    config = config.with_bootstrap(file);
-                }
-                if command.get("offline").and_then(Value::as_bool) == Some(true) {
-                    config = config.with_offline(true);
-                }
-                if command.get("context").is_some_and(|c| !c.is_null()) {
-                    config = config.with_context(context(command)?);
-                }
-                config.initial_backoff = Duration::from_millis(100);
-                config.max_backoff = Duration::from_millis(500);
-                config.stream_timeout = Duration::from_secs(5);
-                config = config.with_events(EventConfig {
-                    flush_interval: millis(command, "flush_interval_ms", 5_000),
-                    ..EventConfig::default()
+                // The command's own fields are the core's options; the reconnection and
+                // stream settings make the scenarios that stop a server quick.
+                let mut options = json!({
+                    "initial_backoff_ms": 100, "max_backoff_ms": 500, "stream_timeout_ms": 5_000,
+                    "events": {"flush_interval_ms": millis(command, "flush_interval_ms", 5_000).as_millis() as u64},
                 });
-                config = config.with_sdk("vexil-rust-testee", env!("CARGO_PKG_VERSION"));
+                for field in ["endpoint", "cache_dir", "bootstrap", "offline", "context"] {
+                    if let Some(value) = command.get(field).filter(|v| !v.is_null()) {
+                        options[field] = value.clone();
+                    }
+                }
+                let config = Options::from_json(&options)
+                    .and_then(|options| {
+                        options.into_config(key, ("vexil-rust-testee", env!("CARGO_PKG_VERSION")))
+                    })
+                    .map_err(|f| f.message)?;
                 let client = Client::new(config).map_err(|err| err.to_string())?;
                 let (sender, receiver) = mpsc::channel();
                 client.on_change(move |change| {
@@ -124,7 +87,7 @@ impl Testee {
                 let status =
                     self.client()?
                         .wait_for_initialization(millis(command, "timeout_ms", 5_000));
-                Ok(json!({ "status": status_name(&status) }))
+                Ok(json!({ "status": status }))
             }
             "evaluate" => {
                 let client = self.client()?;
@@ -135,26 +98,14 @@ impl Testee {
                 let default = command.get("default").cloned().unwrap_or(Value::Null);
                 let kind = kind(command, &default)?;
                 let context = command.get("context").unwrap_or(&Value::Null);
-                let detail = client.variation_detail_json(flag, context, kind, &default);
-                Ok(detail_json(detail))
+                Ok(
+                    serde_json::to_value(client.variation_detail(flag, context, kind, &default))
+                        .map_err(|err| err.to_string())?,
+                )
             }
             "evaluate_all" => {
                 let client = self.client()?;
-                let flags: serde_json::Map<String, Value> = client
-                    .all_flags(&context(command)?)
-                    .into_iter()
-                    .map(|(key, d)| {
-                        (
-                            key,
-                            json!({
-                                "value": d.value,
-                                "variation": d.variation,
-                                "reason": serde_json::to_value(&d.reason).unwrap_or(Value::Null),
-                                "in_experiment": d.in_experiment,
-                            }),
-                        )
-                    })
-                    .collect();
+                let flags = client.all_flags(&context(command)?);
                 Ok(json!({ "flags": flags }))
             }
             "identify" => {
@@ -169,7 +120,9 @@ impl Testee {
                     .and_then(Value::as_str)
                     .ok_or("name: required")?;
                 let value = command.get("value").and_then(Value::as_f64);
-                self.client()?.track(name, &context(command)?, value);
+                self.client()?
+                    .track(name, &context(command)?, value)
+                    .map_err(|f| f.message)?;
                 Ok(json!({}))
             }
             "flush" => {
@@ -191,16 +144,7 @@ impl Testee {
                     }
                 }
             }
-            "status" => {
-                let client = self.client()?;
-                let events = client.event_stats();
-                Ok(json!({
-                    "status": status_name(&client.status()),
-                    "source": source_name(client.source()),
-                    "version": client.version(),
-                    "events": {"dropped": events.dropped, "sent": events.sent, "queued": events.queued},
-                }))
-            }
+            "status" => serde_json::to_value(self.client()?.state()).map_err(|err| err.to_string()),
             "close" => {
                 if let Some(client) = self.client.take() {
                     client.close();

@@ -130,7 +130,7 @@ class VexilClient @JvmOverloads constructor(
                 dropped = events["dropped"]!!.jsonPrimitive.long,
                 sent = events["sent"]!!.jsonPrimitive.long,
                 queued = events["queued"]!!.jsonPrimitive.long,
-                failedBatches = events["failedBatches"]!!.jsonPrimitive.long,
+                failedBatches = events["failed_batches"]!!.jsonPrimitive.long,
             ),
         )
     }

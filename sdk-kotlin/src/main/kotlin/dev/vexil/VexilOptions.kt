@@ -51,40 +51,40 @@ class VexilOptions {
     /** Count evaluations per flag and variation and send the counts. */
     var evaluationSummaries: Boolean? = null
 
+    /**
+     * The options in the SDK core's JSON form (camelCase, durations in milliseconds, the event
+     * settings under `events`). The core checks them and names a bad one by the property above.
+     */
     internal fun toJson(): String {
-        fun millis(name: String, value: Long?) = value?.also {
-            if (it < 0) throw InvalidConfigException("$name: must be 0 or more, got $it")
-        }
-        fun positive(name: String, value: Int?) = value?.also {
-            if (it <= 0) throw InvalidConfigException("$name: must be above 0, got $it")
-        }
         val fields = LinkedHashMap<String, JsonElement>()
-        fun put(name: String, value: Any?) {
+        val events = LinkedHashMap<String, JsonElement>()
+        fun put(into: MutableMap<String, JsonElement>, name: String, value: Any?) {
             when (value) {
                 null -> {}
-                is String -> fields[name] = JsonPrimitive(value)
-                is Boolean -> fields[name] = JsonPrimitive(value)
-                is Number -> fields[name] = JsonPrimitive(value)
-                is JsonElement -> fields[name] = value
+                is String -> into[name] = JsonPrimitive(value)
+                is Boolean -> into[name] = JsonPrimitive(value)
+                is Number -> into[name] = JsonPrimitive(value)
+                is JsonElement -> into[name] = value
             }
         }
-        put("endpoint", endpoint)
-        put("cacheDir", cacheDir)
-        put("bootstrap", bootstrap)
-        put("offline", offline)
-        put("context", context?.json)
-        put("connectTimeoutMs", millis("connectTimeoutMillis", connectTimeoutMillis))
-        put("streamTimeoutMs", millis("streamTimeoutMillis", streamTimeoutMillis))
-        put("initialBackoffMs", millis("initialBackoffMillis", initialBackoffMillis))
-        put("maxBackoffMs", millis("maxBackoffMillis", maxBackoffMillis))
-        put("maxCacheAgeMs", millis("maxCacheAgeMillis", maxCacheAgeMillis))
-        put("eventsEnabled", eventsEnabled)
-        put("eventCapacity", positive("eventCapacity", eventCapacity))
-        put("eventBatchSize", positive("eventBatchSize", eventBatchSize))
-        put("flushIntervalMs", millis("flushIntervalMillis", flushIntervalMillis))
-        put("evaluationSummaries", evaluationSummaries)
-        put("sdkName", "vexil-kotlin")
-        put("sdkVersion", VexilClient.VERSION)
+        put(fields, "endpoint", endpoint)
+        put(fields, "cacheDir", cacheDir)
+        put(fields, "bootstrap", bootstrap)
+        put(fields, "offline", offline)
+        put(fields, "context", context?.json)
+        put(fields, "connectTimeoutMs", connectTimeoutMillis)
+        put(fields, "streamTimeoutMs", streamTimeoutMillis)
+        put(fields, "initialBackoffMs", initialBackoffMillis)
+        put(fields, "maxBackoffMs", maxBackoffMillis)
+        put(fields, "maxCacheAgeMs", maxCacheAgeMillis)
+        put(fields, "sdkName", "vexil-kotlin")
+        put(fields, "sdkVersion", VexilClient.VERSION)
+        put(events, "enabled", eventsEnabled)
+        put(events, "capacity", eventCapacity)
+        put(events, "batchSize", eventBatchSize)
+        put(events, "flushIntervalMs", flushIntervalMillis)
+        put(events, "summaries", evaluationSummaries)
+        if (events.isNotEmpty()) fields["events"] = JsonObject(events)
         return JsonObject(fields).toString()
     }
 }
