@@ -9,7 +9,7 @@
 //! * [`Cluster`]: several servers sharing one database (and, through their live settings,
 //!   one Redis); [`PrivateRedis`]: a `redis-server` the test can stop and restart.
 //! * [`http_get`]: a minimal HTTP/1.1 client for the server's HTTP port.
-//! * Small helpers: [`authed`], [`expect_code`], [`eventually`], [`eventually_blocking`],
+//! * Small functions: [`authed`], [`expect_code`], [`eventually`], [`eventually_blocking`],
 //!   [`unique`], and flag set-up ([`create_bool_flag`], [`create_experiment_flag`],
 //!   [`toggle`]).
 //!
@@ -43,7 +43,7 @@ pub use server::{BlockingServer, ServerOptions, TestServer};
 
 /// The project a server creates at its first start.
 pub const PROJECT: &str = "default";
-/// The environment of [`PROJECT`] the helpers work in (the first start also creates
+/// The environment of [`PROJECT`] the flag set-up works in (the first start also creates
 /// `development`).
 pub const ENV: &str = "production";
 
