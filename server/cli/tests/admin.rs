@@ -5,60 +5,25 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 use vexil_proto::v1 as pb;
-use vexil_proto::v1::event_service_client::EventServiceClient;
-use vexil_server::server::{self, Settings};
+use vexil_testing::{BlockingServer, authed};
 
-/// A server running on its own runtime until dropped.
+/// A server on a runtime of its own, and a folder for the files the commands read and write.
 struct Server {
+    instance: BlockingServer,
     address: String,
     token: String,
     dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Server {
     fn start() -> Server {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let dir = tempfile::tempdir().expect("temporary folder");
-        let data_dir = dir.path().join("data");
-        let settings = Settings {
-            data_dir: data_dir.clone(),
-            database_url: None,
-            jwt_secret: None,
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let addr = runtime.block_on(async {
-            let prepared = server::prepare(&settings)
-                .await
-                .expect("prepare the server");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind a loopback port");
-            let addr = listener.local_addr().expect("local address");
-            tokio::spawn(server::serve(prepared, listener, None, async {
-                let _ = stopped.await;
-            }));
-            addr
-        });
-        let text = std::fs::read_to_string(data_dir.join(server::CREDENTIALS_FILE))
-            .expect("credentials file written at first start");
-        let credentials: Value = serde_json::from_str(&text).expect("credentials are JSON");
+        let instance = BlockingServer::sqlite();
         Server {
-            address: format!("http://{addr}"),
-            token: credentials["admin_token"]["token"]
-                .as_str()
-                .expect("admin token in credentials")
-                .to_owned(),
-            dir,
-            stop: Some(stop),
-            runtime: Some(runtime),
+            address: instance.endpoint(),
+            token: instance.root_token(),
+            dir: tempfile::tempdir().expect("temporary folder"),
+            instance,
         }
     }
 
@@ -107,17 +72,6 @@ impl Server {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write");
         path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-        }
     }
 }
 
@@ -422,21 +376,7 @@ fn offline_commands_need_no_server() {
 /// Publishes exposures (users 0..40, even ones to the control), conversions (every third
 /// user) and an evaluation summary with the development server key.
 fn publish_experiment_events(server: &Server) {
-    let credentials: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            server
-                .dir
-                .path()
-                .join("data")
-                .join(server::CREDENTIALS_FILE),
-        )
-        .expect("credentials"),
-    )
-    .expect("credentials are JSON");
-    let key = credentials["sdk_keys"]["development"]["server"]
-        .as_str()
-        .expect("server key")
-        .to_owned();
+    let key = server.instance.sdk_key("development", "server");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -489,14 +429,9 @@ fn publish_experiment_events(server: &Server) {
             count: 40,
         }],
     });
-    let address = server.address.clone();
-    server.runtime.as_ref().unwrap().block_on(async move {
-        let mut events = EventServiceClient::connect(address).await.expect("connect");
-        let mut request = tonic::Request::new(batch);
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {key}").parse().unwrap());
-        events.publish(request).await.expect("publish");
+    server.instance.block_on(async {
+        let mut events = server.instance.events().await;
+        events.publish(authed(batch, &key)).await.expect("publish");
     });
 }
 

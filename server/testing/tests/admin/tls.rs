@@ -5,7 +5,7 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_server::server::{self, Settings, TlsFiles};
 
-use crate::support::authed;
+use vexil_testing::authed;
 
 const CA: &str = include_str!("tls/ca.pem");
 const CERT: &str = include_str!("tls/cert.pem");

@@ -1,13 +1,13 @@
 //! Events reach the server exactly once.
 
-mod support;
-
 use std::time::Duration;
 
-use vexil_core::{Client, Config, EventConfig, Status};
+use vexil_core::{Client, Config, EventConfig};
 use vexil_engine::{Context, SingleContext};
 
-use support::{ENV, PROJECT, TestServer, eventually};
+use vexil_testing::{ENV, PROJECT, TestServer, eventually_blocking};
+
+use crate::start_server;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -18,19 +18,15 @@ fn user(key: &str) -> Context {
 /// A server with the experiment flag "checkout", and a client with `events` that is ready
 /// and sees alice in the experiment.
 async fn experiment_client(events: EventConfig) -> (TestServer, Client) {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     server
         .create_experiment_flag("checkout", "checkout-test")
         .await;
-    let client = Client::new(
-        Config::new(server.sdk_key("server"))
-            .with_endpoint(server.endpoint())
-            .with_events(events),
-    )
-    .unwrap();
-    assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
+    let client = server
+        .ready_client(ENV, "server", |config| config.with_events(events))
+        .await;
     let alice = user("alice");
-    eventually(WAIT, "the experiment is synced", || {
+    eventually_blocking(WAIT, "the experiment is synced", || {
         client
             .bool_variation_detail("checkout", &alice, false)
             .in_experiment
@@ -62,7 +58,7 @@ async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
     assert_eq!(stats.dropped, 0);
     assert_eq!(stats.queued, 0);
 
-    let storage = server.storage().await;
+    let storage = &server.storage;
     let counts = storage.count_events(PROJECT, ENV).await.unwrap();
     assert_eq!(counts.exposures, 2, "{counts:?}");
     assert_eq!(counts.track_events, 3, "{counts:?}");
@@ -74,7 +70,7 @@ async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
 
     // close() flushes what is pending.
     let closing = Client::new(
-        Config::new(server.sdk_key("server"))
+        Config::new(server.sdk_key(ENV, "server"))
             .with_endpoint(server.endpoint())
             .with_events(events),
     )
@@ -104,12 +100,7 @@ async fn exposures_without_summaries() {
         client.bool_variation("missing", &bob, false);
     }
     assert!(client.flush(WAIT), "delivered");
-    let counts = server
-        .storage()
-        .await
-        .count_events(PROJECT, ENV)
-        .await
-        .unwrap();
+    let counts = server.storage.count_events(PROJECT, ENV).await.unwrap();
     assert_eq!(counts.exposures, 2, "{counts:?}");
     assert_eq!(counts.summaries, 0, "{counts:?}");
     client.close();
@@ -120,20 +111,18 @@ async fn exposures_without_summaries() {
 /// flushes, and with errors (counted apart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_count_every_evaluation_exactly_once() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     server.create_bool_flag("counted", false).await;
     let client = std::sync::Arc::new(
-        Client::new(
-            Config::new(server.sdk_key("server"))
-                .with_endpoint(server.endpoint())
-                .with_events(EventConfig {
+        server
+            .ready_client(ENV, "server", |config| {
+                config.with_events(EventConfig {
                     flush_interval: Duration::from_secs(3600),
                     ..EventConfig::default()
-                }),
-        )
-        .unwrap(),
+                })
+            })
+            .await,
     );
-    assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
     let alice = user("alice");
     // Served `true` (variation 1) while on; `false` (variation 0) once toggled off.
     let (mut served_true, mut served_false) = (0i64, 0i64);
@@ -183,8 +172,7 @@ async fn summaries_count_every_evaluation_exactly_once() {
     served_false += 4 * 500 - from_threads;
 
     let usage = server
-        .storage()
-        .await
+        .storage
         .flag_usage(PROJECT, ENV, None, 0, i64::MAX / 2)
         .await
         .unwrap();

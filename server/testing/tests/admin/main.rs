@@ -1,7 +1,6 @@
 //! The admin API end to end: a real server over loopback gRPC.
 
 mod matrix;
-mod support;
 mod tls;
 
 use serde_json::json;
@@ -9,7 +8,7 @@ use tonic::Code;
 use vexil_proto::v1 as pb;
 use vexil_server::convert::json_to_value;
 
-use support::{TestServer, authed, expect_code};
+use vexil_testing::{TestServer, authed, expect_code};
 
 fn bool_flag(key: &str) -> pb::CreateFlagRequest {
     pb::CreateFlagRequest {

@@ -1,6 +1,6 @@
 //! The client against a real vexil-server over loopback gRPC.
 
-mod support;
+mod events;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,9 +9,25 @@ use serde_json::json;
 use vexil_core::{Client, Config, EventConfig, Mode, Source, Status};
 use vexil_engine::{Context, ErrorKind, Reason, SingleContext};
 
-use support::{TestServer, eventually};
+use vexil_server::live::LiveSettings;
+use vexil_testing::{ENV, ServerOptions, TestDatabase, TestServer, eventually_blocking};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// A server on SQLite whose streams beat and whose versions are checked every 500 ms, so that
+/// clients notice a stopped server, and changes arrive, quickly.
+async fn start_server() -> TestServer {
+    let live = LiveSettings {
+        heartbeat_interval: Duration::from_millis(500),
+        version_check_interval: Duration::from_millis(500),
+        ..LiveSettings::default()
+    };
+    let options = ServerOptions {
+        live,
+        ..ServerOptions::default()
+    };
+    TestServer::start(TestDatabase::sqlite(), options).await
+}
 
 fn user(key: &str) -> Context {
     Context::from(SingleContext::new("user", key).unwrap())
@@ -28,11 +44,11 @@ fn quick(config: Config) -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_client_syncs_sees_changes_and_survives_the_server_going_away() {
-    let mut server = TestServer::start().await;
+    let mut server = start_server().await;
     server.create_bool_flag("checkout", false).await;
     let cache = tempfile::tempdir().unwrap();
     let client = Client::new(quick(
-        Config::new(server.sdk_key("server"))
+        Config::new(server.sdk_key(ENV, "server"))
             .with_endpoint(server.endpoint())
             .with_cache_dir(cache.path()),
     ))
@@ -54,7 +70,7 @@ async fn local_client_syncs_sees_changes_and_survives_the_server_going_away() {
 
     assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
     // The server's memory follows its own writes within milliseconds.
-    eventually(WAIT, "the new flag is synced", || {
+    eventually_blocking(WAIT, "the new flag is synced", || {
         client
             .bool_variation_detail("checkout", &alice, true)
             .reason
@@ -73,11 +89,11 @@ async fn local_client_syncs_sees_changes_and_survives_the_server_going_away() {
     let sink = seen.clone();
     client.on_change(move |change| sink.lock().unwrap().extend(change.flag_keys.clone()));
     server.toggle("checkout", true).await;
-    eventually(WAIT, "the toggle reaches the client", || {
+    eventually_blocking(WAIT, "the toggle reaches the client", || {
         client.bool_variation("checkout", &alice, false)
     })
     .await;
-    eventually(WAIT, "the listener hears of it", || {
+    eventually_blocking(WAIT, "the listener hears of it", || {
         seen.lock().unwrap().contains(&"checkout".to_owned())
     })
     .await;
@@ -105,7 +121,7 @@ async fn local_client_syncs_sees_changes_and_survives_the_server_going_away() {
 
     // The server goes away: the last good values, reported stale.
     server.kill().await;
-    eventually(WAIT, "the client notices", || {
+    eventually_blocking(WAIT, "the client notices", || {
         matches!(client.status(), Status::Stale { .. })
     })
     .await;
@@ -116,7 +132,7 @@ async fn local_client_syncs_sees_changes_and_survives_the_server_going_away() {
     // A client started now, with the server down, starts from the persisted cache.
     let held = client.version();
     let cached = Client::new(quick(
-        Config::new(server.sdk_key("server"))
+        Config::new(server.sdk_key(ENV, "server"))
             .with_endpoint(server.endpoint())
             .with_cache_dir(cache.path()),
     ))
@@ -130,12 +146,12 @@ async fn local_client_syncs_sees_changes_and_survives_the_server_going_away() {
     // The server comes back: both resume from their version and see later changes.
     server.restart().await;
     assert_eq!(cached.wait_for_initialization(WAIT), Status::Ready);
-    eventually(WAIT, "the first client reconnects", || {
+    eventually_blocking(WAIT, "the first client reconnects", || {
         client.status() == Status::Ready
     })
     .await;
     server.toggle("checkout", false).await;
-    eventually(WAIT, "the change after the restart arrives", || {
+    eventually_blocking(WAIT, "the change after the restart arrives", || {
         !client.bool_variation("checkout", &alice, true)
             && !cached.bool_variation("checkout", &alice, true)
     })
@@ -155,63 +171,13 @@ async fn local_client_syncs_sees_changes_and_survives_the_server_going_away() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_cache_is_ignored_and_a_bootstrap_file_serves_offline() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = "vxl-server-0123456789abcdef";
-    let cache_dir = dir.path().join("cache");
-    std::fs::create_dir_all(&cache_dir).unwrap();
-    // Garbage where the key's cache file is (named by the key's SHA-256).
-    let cache_file = cache_dir.join(format!("vexil-{}.json", &sha_hex(key)[..16]));
-    std::fs::write(&cache_file, b"{ not json").unwrap();
-    let bootstrap = dir.path().join("flags.json");
-    std::fs::write(
-        &bootstrap,
-        json!({"flags": [{"key": "banner", "kind": "string", "variations": ["a", "b"],
-            "on": true, "fallthrough": {"variation": 1}}]})
-        .to_string(),
-    )
-    .unwrap();
-    let client = Client::new(
-        Config::new(key)
-            .with_offline(true)
-            .with_cache_dir(&cache_dir)
-            .with_bootstrap(&bootstrap),
-    )
-    .unwrap();
-    assert_eq!(client.status(), Status::Offline);
-    let detail = client.string_variation_detail("banner", &user("u"), "x");
-    assert_eq!(detail.value, "b");
-    assert_eq!(detail.source, Source::Bootstrap);
-    assert!(
-        client.flush(Duration::from_secs(1)),
-        "offline: nothing to send"
-    );
-    client.close();
-
-    // Fully offline without any file: defaults, with the reason.
-    let bare = Client::new(Config::new(key).with_offline(true)).unwrap();
-    let detail = bare.bool_variation_detail("banner", &user("u"), true);
-    assert!(detail.value);
-    assert_eq!(detail.source, Source::Defaults);
-    assert!(matches!(
-        Client::new(Config::new("not-a-key")),
-        Err(vexil_core::Error::InvalidKey)
-    ));
-}
-
-fn sha_hex(text: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(text.as_bytes()))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_client_gets_values_only_and_identify_switches_context() {
-    let server = TestServer::start().await;
+    let server = start_server().await;
     server.create_bool_flag("public", true).await;
     server.create_bool_flag("internal", false).await;
     server.toggle("public", true).await;
     let client = Client::new(quick(
-        Config::new(server.sdk_key("mobile"))
+        Config::new(server.sdk_key(ENV, "mobile"))
             .with_endpoint(server.endpoint())
             .with_context(user("alice")),
     ))
@@ -219,7 +185,7 @@ async fn remote_client_gets_values_only_and_identify_switches_context() {
     assert_eq!(client.mode(), Mode::Remote);
     assert_eq!(client.wait_for_initialization(WAIT), Status::Ready);
     let alice = user("alice");
-    eventually(WAIT, "the toggled flag is served", || {
+    eventually_blocking(WAIT, "the toggled flag is served", || {
         client.bool_variation("public", &alice, false)
     })
     .await;
@@ -236,7 +202,7 @@ async fn remote_client_gets_values_only_and_identify_switches_context() {
 
     assert!(client.identify(user("bob"), WAIT), "bob's values arrive");
     server.toggle("public", false).await;
-    eventually(WAIT, "the change reaches the watch", || {
+    eventually_blocking(WAIT, "the change reaches the watch", || {
         !client.bool_variation("public", &user("bob"), true)
     })
     .await;
@@ -246,8 +212,8 @@ async fn remote_client_gets_values_only_and_identify_switches_context() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_bounded_while_the_server_is_down() {
-    let mut server = TestServer::start().await;
-    let key = server.sdk_key("server");
+    let mut server = start_server().await;
+    let key = server.sdk_key(ENV, "server");
     let endpoint = server.endpoint();
     server.kill().await;
     let client = Client::new(quick(Config::new(key).with_endpoint(endpoint).with_events(

@@ -5,7 +5,7 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_server::convert::json_to_value;
 
-use crate::support::{TestServer, authed};
+use vexil_testing::{TestServer, authed};
 
 /// The callers of the matrix, in column order.
 /// `sdk` is a server SDK key and `none` an empty credential: both are refused everywhere.

@@ -2,7 +2,6 @@
 //! end over loopback gRPC and HTTP.
 
 mod events;
-mod support;
 mod vectors;
 
 use std::time::{Duration, Instant};
@@ -15,10 +14,11 @@ use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_server::convert::{json_to_value, value_to_json};
 use vexil_server::live::LiveSettings;
 
-use support::{Cluster, PrivateRedis, authed, eventually, unique};
+use vexil_testing::{
+    Cluster, ENV, PROJECT, PrivateRedis, TestServer, authed, config_version, create_bool_flag,
+    eventually, toggle, unique,
+};
 
-const PROJECT: &str = "default";
-const ENV: &str = "production";
 const WAIT: Duration = Duration::from_secs(10);
 
 fn settings() -> LiveSettings {
@@ -50,65 +50,6 @@ fn serve(variation: u32) -> Option<pb::Serve> {
         kind: Some(pb::serve::Kind::Variation(variation)),
         experiment: None,
     })
-}
-
-/// Creates a bool flag (variations false, true; off serves false) in the project.
-async fn create_bool_flag(
-    admin: &mut AdminServiceClient<Channel>,
-    token: &str,
-    key: &str,
-    client_side: bool,
-) {
-    admin
-        .create_flag(authed(
-            pb::CreateFlagRequest {
-                project_key: PROJECT.into(),
-                key: key.into(),
-                name: key.into(),
-                kind: pb::FlagKind::Bool as i32,
-                variations: vec![json_to_value(&json!(false)), json_to_value(&json!(true))],
-                client_side,
-                off_variation: Some(0),
-                fallthrough: serve(1),
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .expect("create flag");
-}
-
-async fn config_version(admin: &mut AdminServiceClient<Channel>, token: &str, key: &str) -> i64 {
-    let flag = admin
-        .get_flag(authed(
-            pb::GetFlagRequest {
-                project_key: PROJECT.into(),
-                key: key.into(),
-                environment_keys: vec![ENV.into()],
-            },
-            token,
-        ))
-        .await
-        .expect("get flag")
-        .into_inner();
-    flag.configurations[0].version
-}
-
-async fn toggle(admin: &mut AdminServiceClient<Channel>, token: &str, key: &str, on: bool) {
-    let version = config_version(admin, token, key).await;
-    admin
-        .toggle_flag(authed(
-            pb::ToggleFlagRequest {
-                project_key: PROJECT.into(),
-                environment_key: ENV.into(),
-                key: key.into(),
-                expected_version: version,
-                on,
-            },
-            token,
-        ))
-        .await
-        .expect("toggle flag");
 }
 
 /// Turns a flag on with one rule: users whose `email` ends with `suffix` get false,
@@ -506,7 +447,7 @@ async fn next_sync(stream: &mut tonic::Streaming<pb::SyncResponse>) -> pb::sync_
 }
 
 async fn open_sync(
-    instance: &support::Instance,
+    instance: &TestServer,
     key: &str,
     version: i64,
 ) -> tonic::Streaming<pb::SyncResponse> {
@@ -863,7 +804,12 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
     cluster.stop().await;
 }
 
-impl support::Instance {
+/// What these tests ask of an instance beyond the shared server's API.
+trait RefreshNow {
+    async fn refresh_now(&self);
+}
+
+impl RefreshNow for TestServer {
     /// Waits until the instance holds the store's current version of the environment (the
     /// server gets there on its own, by notice or periodic check).
     async fn refresh_now(&self) {

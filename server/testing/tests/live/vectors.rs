@@ -15,7 +15,7 @@ use vexil_server::live::LiveSettings;
 use vexil_server::storage::secrets::generate_sdk_key;
 use vexil_server::storage::{NewEnvironment, NewProject, NewSdkKey, SdkKeyKind};
 
-use crate::support::{Cluster, authed};
+use vexil_testing::{Cluster, authed};
 
 /// A context the wire cannot carry as given (a key or kind that is not a string, an empty
 /// kind, attributes that are not an object): sent as a context with an empty key, which the engine
@@ -148,7 +148,7 @@ async fn every_conformance_vector_agrees_over_grpc() {
     let instance = &cluster.instances[0];
     let storage = &instance.storage;
     let mut eval = instance.evaluation().await;
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/vectors");
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors");
     let mut files: Vec<_> = std::fs::read_dir(&folder)
         .expect("vectors folder")
         .map(|entry| entry.expect("entry").path())

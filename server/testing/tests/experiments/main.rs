@@ -3,10 +3,6 @@
 //! flag usage and stale flags, and an SDK-driven experiment whose known lift the results
 //! recover.
 
-#[allow(dead_code)]
-#[path = "../admin/support.rs"]
-mod support;
-
 use prost_types::Timestamp;
 use serde_json::json;
 use tonic::Code;
@@ -17,10 +13,7 @@ use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
 use vexil_server::convert::json_to_value;
 
-use support::{TestServer, authed, expect_code};
-
-const PROJECT: &str = "default";
-const ENV: &str = "production";
+use vexil_testing::{ENV, PROJECT, TestServer, authed, expect_code};
 
 struct Fixture {
     server: TestServer,
@@ -1273,13 +1266,9 @@ struct Simulated {
     converted: [u64; 2],
 }
 
-fn simulate_users(sdk_key: String, endpoint: String) -> Simulated {
-    let mut config = vexil_core::Config::new(sdk_key).with_endpoint(endpoint);
-    config.events.capacity = 50_000;
-    config.events.flush_interval = std::time::Duration::from_millis(200);
-    let client = vexil_core::Client::new(config).expect("client");
-    let status = client.wait_for_initialization(std::time::Duration::from_secs(20));
-    assert_eq!(status, vexil_core::Status::Ready);
+/// Evaluates the experiment's flag for every simulated user through a ready `client`, and
+/// tracks the conversions drawn from the true rates.
+fn simulate_users(client: vexil_core::Client) -> Simulated {
     let mut rng = SplitMix(0x5EED_2026);
     let mut seen = Simulated::default();
     for i in 0..SDK_CONTEXTS {
@@ -1312,9 +1301,15 @@ async fn sdk_experiment_recovers_the_lift(server: TestServer) {
     let created = f.create_experiment(x).await.unwrap();
     f.start("sdk-test", created.version).await.unwrap();
 
-    let key = f.server.sdk_key(ENV, "server");
-    let endpoint = format!("http://{}", f.server.addr);
-    let seen = tokio::task::spawn_blocking(move || simulate_users(key, endpoint))
+    let client = f
+        .server
+        .ready_client(ENV, "server", |mut config| {
+            config.events.capacity = 50_000;
+            config.events.flush_interval = std::time::Duration::from_millis(200);
+            config
+        })
+        .await;
+    let seen = tokio::task::spawn_blocking(move || simulate_users(client))
         .await
         .unwrap();
 

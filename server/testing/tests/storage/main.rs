@@ -6,7 +6,6 @@
 //! unless `VEXIL_TEST_SKIP_POSTGRES=1` says to skip them. `scripts/services.sh start` starts
 //! a Postgres and prints the variable to export.
 
-mod harness;
 mod suite;
 
 /// Instantiates every listed test of `suite` for both engines.
@@ -16,7 +15,7 @@ macro_rules! storage_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    crate::harness::TestDb::sqlite().await.run(crate::suite::$name).await;
+                    vexil_testing::TestDatabase::sqlite().run(crate::suite::$name).await;
                 }
             )*
         }
@@ -25,7 +24,7 @@ macro_rules! storage_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(db) = crate::harness::TestDb::postgres().await {
+                    if let Some(db) = vexil_testing::TestDatabase::postgres().await {
                         db.run(crate::suite::$name).await;
                     }
                 }

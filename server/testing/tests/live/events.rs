@@ -10,10 +10,7 @@ use vexil_server::convert::json_to_value;
 use vexil_server::live::LiveSettings;
 use vexil_server::storage::{EventCounts, Storage};
 
-use crate::support::{Cluster, authed};
-
-const PROJECT: &str = "default";
-const ENV: &str = "production";
+use vexil_testing::{Cluster, ENV, PROJECT, authed};
 
 fn user(key: &str) -> Option<pb::Context> {
     Some(pb::Context {

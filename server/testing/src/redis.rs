@@ -1,0 +1,85 @@
+//! A `redis-server` of a test's own.
+
+use std::time::Duration;
+
+/// A `redis-server` on a free loopback port, which the test can stop (as in a crash) and
+/// restart on the same port; killed when dropped. The binary is `redis-server` from the
+/// `PATH`, or `VEXIL_TEST_REDIS_SERVER`.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    /// Starts a server and waits until it accepts connections.
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut redis = PrivateRedis {
+            port,
+            child: None,
+            dir: tempfile::tempdir().expect("temporary folder"),
+        };
+        redis.restart();
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let binary =
+            std::env::var("VEXIL_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(&binary)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot run {binary} ({err}); scripts/services.sh installs Redis, or set \
+                     VEXIL_TEST_REDIS_SERVER to its path"
+                )
+            });
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server: connections drop at once, as in a crash.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
