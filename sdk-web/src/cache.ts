@@ -58,6 +58,8 @@ function readHeld(flagKey: string, entry: unknown): Held | undefined {
     experimentKey: typeof e.experimentKey === 'string' ? e.experimentKey : null,
     flagVersion: typeof e.flagVersion === 'number' ? e.flagVersion : 0,
     count: 0,
+    exposedTo: null,
+    exposedAt: 0,
   }
 }
 

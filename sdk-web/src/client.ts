@@ -136,6 +136,8 @@ function bootstrapValues(bootstrap: Record<string, unknown>): Map<string, Held> 
         experimentKey: null,
         flagVersion: 0,
         count: 0,
+        exposedTo: null,
+        exposedAt: 0,
       })
       continue
     }
@@ -154,6 +156,8 @@ function bootstrapValues(bootstrap: Record<string, unknown>): Map<string, Held> 
       experimentKey: typeof entry.experimentKey === 'string' && entry.experimentKey !== '' ? entry.experimentKey : null,
       flagVersion: typeof entry.flagVersion === 'number' && Number.isFinite(entry.flagVersion) ? entry.flagVersion : 0,
       count: 0,
+      exposedTo: null,
+      exposedAt: 0,
     })
   }
   return values
@@ -322,27 +326,12 @@ export class VexilClient {
    */
   variationDetail<T = JsonValue>(flagKey: string, defaultValue: T, type?: ValueType): EvaluationDetail<JsonValue | T> {
     const data = this.data
-    const source = this.sourceOf(data)
-    const version = data === null ? 0 : data.version
-    const failed = (kind: ErrorKind, flagVersion: number): EvaluationDetail<T> => {
-      if (typeof flagKey === 'string') this.events.countError(flagKey, flagVersion, ERROR_KIND_NUMBERS[kind])
-      return {
-        value: defaultValue,
-        variation: null,
-        reason: ERROR_REASONS[kind],
-        inExperiment: false,
-        experimentKey: null,
-        flagVersion,
-        source,
-        version,
-      }
-    }
-    if (data === null) return failed(this.contextRejected ? 'INVALID_CONTEXT' : 'CLIENT_NOT_READY', 0)
-    const held = typeof flagKey === 'string' ? data.values.get(flagKey) : undefined
-    if (held === undefined) return failed('FLAG_NOT_FOUND', 0)
+    if (data === null) return this.failed(flagKey, defaultValue, this.contextRejected ? 'INVALID_CONTEXT' : 'CLIENT_NOT_READY', 0, data)
+    const held = data.values.get(flagKey)
+    if (held === undefined) return this.failed(flagKey, defaultValue, 'FLAG_NOT_FOUND', 0, data)
     const wanted = type === undefined ? typeOf(defaultValue) : type
     if (!VALUE_TYPES.includes(wanted) || (held.value !== undefined && !admits(wanted, held.value))) {
-      return failed('WRONG_TYPE', held.flagVersion)
+      return this.failed(flagKey, defaultValue, 'WRONG_TYPE', held.flagVersion, data)
     }
     this.record(held, data)
     return {
@@ -352,8 +341,23 @@ export class VexilClient {
       inExperiment: held.inExperiment,
       experimentKey: held.experimentKey,
       flagVersion: held.flagVersion,
-      source,
-      version,
+      source: this.sourceOf(data),
+      version: data.version,
+    }
+  }
+
+  /** The detail of a call answered with its default because of `kind`, counted for the summaries. */
+  private failed<T>(flagKey: string, defaultValue: T, kind: ErrorKind, flagVersion: number, data: Data | null): EvaluationDetail<T> {
+    this.countError(flagKey, flagVersion, kind)
+    return {
+      value: defaultValue,
+      variation: null,
+      reason: ERROR_REASONS[kind],
+      inExperiment: false,
+      experimentKey: null,
+      flagVersion,
+      source: this.sourceOf(data),
+      version: data === null ? 0 : data.version,
     }
   }
 

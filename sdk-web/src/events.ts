@@ -164,16 +164,24 @@ export class EventPipeline {
    */
   expose(held: Held, units: string, context: ContextInit): void {
     if (!this.config.enabled || held.experimentKey === null || held.variation === null) return
-    const fingerprint = `${units}\u0002${held.flagKey}\u0002${held.variation}`
     const now = Date.now()
+    // The common case, a value evaluated again for the same context: no lookup at all.
+    if (held.exposedTo === units && now - held.exposedAt < this.config.exposureWindowMs) return
+    const fingerprint = `${units}\u0002${held.flagKey}\u0002${held.variation}`
     const seen = this.exposures.get(fingerprint)
-    if (seen !== undefined && now - seen < this.config.exposureWindowMs) return
+    if (seen !== undefined && now - seen < this.config.exposureWindowMs) {
+      held.exposedTo = units
+      held.exposedAt = seen
+      return
+    }
     // Setting a known key keeps its place, so the oldest first sight is forgotten first.
     this.exposures.set(fingerprint, now)
     while (this.exposures.size > this.config.exposureMemory) {
       const oldest = this.exposures.keys().next().value as string
       this.exposures.delete(oldest)
     }
+    held.exposedTo = units
+    held.exposedAt = now
     this.push({
       exposure: {
         time: timestampInit(now),

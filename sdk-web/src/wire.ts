@@ -19,6 +19,12 @@ export interface Held {
   readonly flagVersion: number
   /** Evaluations served from this value since the event pipeline last read it. */
   count: number
+  /**
+   * The context (its kinds and keys) this value was last exposed to, and when: lets a
+   * repeated evaluation skip the deduplication memory's lookup (see `EventPipeline.expose`).
+   */
+  exposedTo: string | null
+  exposedAt: number
 }
 
 export function valueToJson(value: Value): JsonValue {
@@ -112,6 +118,8 @@ export function heldFromResult(result: EvaluationResult): Held {
     experimentKey: result.experimentKey === '' ? null : result.experimentKey,
     flagVersion: Number(result.flagVersion),
     count: 0,
+    exposedTo: null,
+    exposedAt: 0,
   }
 }
 
