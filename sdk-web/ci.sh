@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The browser SDK's check: installs the npm tools (cached), regenerates the client code from
 # proto/ and fails if it differs from the committed src/gen, type-checks the package and its
-# tests, builds dist/, runs the unit tests (`node --test`), prints the bundle sizes, and prints
-# `N passed, N failed` last. No Rust build and no browser: it takes well under a minute.
+# tests, builds dist/, runs the unit tests (`node --test`) and, where Debian's chromium is
+# installed, the tests in Chromium against a fake gRPC-web server (skipped otherwise; this
+# script installs no browser), prints the bundle sizes, and prints `N passed, N failed` last.
+# No Rust build: it takes about a minute.
 #
 #   sdk-web/ci.sh                # everything
 #   sdk-web/ci.sh --build-only   # install, check the generated code, build dist/
@@ -53,7 +55,7 @@ trap - ERR
 # test cannot hold CI (the tests close every client they make, even when an assertion fails).
 timeout 600 node --import tsx --test --test-concurrency=1 --test-timeout=60000 \
   --test-reporter=spec --test-reporter-destination=stderr \
-  --test-reporter=tap --test-reporter-destination="$tap" test/*.test.ts
+  --test-reporter=tap --test-reporter-destination="$tap" test/*.test.ts test/browser/chromium.test.ts
 status=$?
 set -e
 node scripts/size.mjs >&2 || status=1
