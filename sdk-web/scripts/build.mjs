@@ -21,6 +21,7 @@ await build({
   target: 'es2020',
   platform: 'browser',
   sourcemap: true,
+  sourcesContent: false,
   legalComments: 'eof',
   logLevel: 'warning',
 })

@@ -71,7 +71,7 @@ describe('variations never throw', () => {
   test('bad flag keys, defaults and types give the default with an ERROR reason', async () => {
     const server = new FakeServer()
     const client = new TestClient(KEY, { transport: server.transport, context: ALICE, storage: null, logger: null })
-    ;(await server.sessionCount(1)).send(values(1, result('on', true, { variation: 1 }), result('name', 'x'), result('obj', { a: [1] })))
+    ;(await server.watchCount(1)).send(values(1, result('on', true, { variation: 1 }), result('name', 'x'), result('obj', { a: [1] })))
     await client.waitForInitialization(1000)
     const weird: unknown[] = [undefined, null, 42, {}, [], Symbol('s'), () => 1, 'x'.repeat(10_000)]
     for (const key of weird) {

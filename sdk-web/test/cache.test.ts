@@ -38,7 +38,7 @@ function newClient(server: FakeServer, storage: MemoryStorage | null, options: V
 async function warm(storage: MemoryStorage, context = ALICE as object, version = 9): Promise<void> {
   const server = new FakeServer()
   const client = newClient(server, storage, { context: context as typeof ALICE })
-  ;(await server.sessionCount(1)).send(
+  ;(await server.watchCount(1)).send(
     values(
       version,
       result('checkout', true, { variation: 1, reason: { ruleIndex: 0, ruleId: 'pro' }, flagVersion: 3 }),
@@ -77,9 +77,9 @@ describe('the cache', () => {
     assert.deepEqual(client.variationDetail('gone', 1).reason, { kind: 'ERROR', errorKind: 'MALFORMED_FLAG' })
     assert.equal(client.status().status, 'INITIALIZING')
 
-    const session = await server.sessionCount(1)
-    assert.equal(session.request.version, 9n, 'the stream is told the version the cache came from')
-    session.send(values(10, result('checkout', false, { variation: 0 })))
+    const watch = await server.watchCount(1)
+    assert.equal(watch.request.version, 9n, 'the stream is told the version the cache came from')
+    watch.send(values(10, result('checkout', false, { variation: 0 })))
     await settle()
     assert.equal(client.variationDetail('checkout', true).source, 'NETWORK')
     assert.equal(client.boolVariation('checkout', true), false)
@@ -110,7 +110,7 @@ describe('the cache', () => {
     const client = newClient(server, storage)
     const changed: string[][] = []
     client.on('change', (change) => changed.push(change.flagKeys))
-    ;(await server.sessionCount(1)).send(values(5, result('checkout', false, { variation: 0 })))
+    ;(await server.watchCount(1)).send(values(5, result('checkout', false, { variation: 0 })))
     await settle()
     void client.identify(BOB, 100)
     const detail = client.variationDetail('checkout', false)
@@ -183,10 +183,10 @@ describe('the cache', () => {
     const logger = new MemoryLogger()
     const server = new FakeServer()
     const client = new TestClient(KEY, { transport: server.transport, context: ALICE, storage: broken, logger, events: { enabled: false } })
-    const session = await server.sessionCount(1)
-    session.send(values(1, result('a', true)))
+    const watch = await server.watchCount(1)
+    watch.send(values(1, result('a', true)))
     await settle()
-    session.send(values(2, result('a', false)))
+    watch.send(values(2, result('a', false)))
     await settle()
     assert.equal(client.boolVariation('a', true), false)
     assert.equal(logger.warnings.length, 1, 'one warning, not one per change')
@@ -201,13 +201,13 @@ describe('the cache', () => {
     try {
       const server = new FakeServer()
       const client = new TestClient(KEY, { transport: server.transport, context: ALICE, logger: null, events: { enabled: false } })
-      ;(await server.sessionCount(1)).send(values(1, result('a', true)))
+      ;(await server.watchCount(1)).send(values(1, result('a', true)))
       await settle()
       await client.close()
       assert.equal(storage.items.has(`vexil:${hash64(KEY)}:contexts`), true)
       storage.items.clear()
       const none = newClient(server, null)
-      ;(await server.sessionCount(2)).send(values(1, result('a', true)))
+      ;(await server.watchCount(2)).send(values(1, result('a', true)))
       await settle()
       await none.close()
       assert.equal(storage.items.size, 0)
@@ -261,7 +261,7 @@ describe('bootstrap', () => {
 
     const changed: string[][] = []
     client.on('change', (change) => changed.push(change.flagKeys))
-    ;(await server.sessionCount(1)).send(values(3, result('banner', 'spring'), result('checkout', true, { variation: 1 })))
+    ;(await server.watchCount(1)).send(values(3, result('banner', 'spring'), result('checkout', true, { variation: 1 })))
     await settle()
     assert.equal(client.variationDetail('checkout', false).source, 'NETWORK')
     assert.deepEqual(
@@ -302,7 +302,7 @@ describe('offline', () => {
     assert.deepEqual(detail.reason, { kind: 'ERROR', errorKind: 'CLIENT_NOT_READY' })
     await settle()
     await client.close()
-    assert.equal(server.sessions.length, 0)
+    assert.equal(server.watches.length, 0)
     assert.equal(server.publishes.length, 0)
     assert.equal(client.status().status, 'CLOSED')
   })

@@ -33,7 +33,7 @@ async function ready(server: FakeServer, events: EventOptions = {}, options: Vex
     events: { flushIntervalMs: 3_600_000, ...events },
     ...options,
   })
-  ;(await server.sessionCount(server.sessions.length + 1)).send(
+  ;(await server.watchCount(server.watches.length + 1)).send(
     values(
       4,
       result('checkout', true, { variation: 1, flagVersion: 7 }),
@@ -68,7 +68,7 @@ describe('exposures', () => {
       // Bob is identified; until his values arrive, alice's are served: exposures are hers.
       void client.identify(BOB)
       client.stringVariation('experiment', 'a')
-      ;(await server.sessionCount(2)).send(values(5, result('experiment', 'b', { variation: 1, inExperiment: true, experimentKey: 'button-test' })))
+      ;(await server.watchCount(2)).send(values(5, result('experiment', 'b', { variation: 1, inExperiment: true, experimentKey: 'button-test' })))
       await time.tick(10)
       client.stringVariation('experiment', 'a')
       client.stringVariation('experiment', 'a')

@@ -111,7 +111,7 @@ export function heartbeat(version: number): WatchMessage {
 }
 
 /** One Watch call the client made, driven by the test. */
-export class WatchSession {
+export class WatchCall {
   private queue: (WatchMessage | ConnectError | null)[] = []
   private wake: (() => void) | undefined
   cancelled = false
@@ -174,7 +174,7 @@ export interface PublishCall {
 export type PublishAnswer = Code | undefined
 
 export class FakeServer {
-  readonly sessions: WatchSession[] = []
+  readonly watches: WatchCall[] = []
   readonly publishes: PublishCall[] = []
   /** Answers for the next Publish calls, in order; success once empty. */
   publishAnswers: PublishAnswer[] = []
@@ -186,9 +186,9 @@ export class FakeServer {
     service(EvaluationService, {
       watch: (request, context) => {
         if (this.refuseWatch !== undefined) throw new ConnectError('refused', this.refuseWatch)
-        const session = new WatchSession(request, context.requestHeader, context.signal)
-        this.sessions.push(session)
-        return session.messages()
+        const watch = new WatchCall(request, context.requestHeader, context.signal)
+        this.watches.push(watch)
+        return watch.messages()
       },
     })
     service(EventService, {
@@ -202,17 +202,17 @@ export class FakeServer {
     })
   })
 
-  get last(): WatchSession {
-    const session = this.sessions.at(-1)
-    if (session === undefined) throw new Error('no Watch call yet')
-    return session
+  get last(): WatchCall {
+    const watch = this.watches.at(-1)
+    if (watch === undefined) throw new Error('no Watch call yet')
+    return watch
   }
 
   /** Waits (in memory) until the client has made `count` Watch calls. */
-  async sessionCount(count: number): Promise<WatchSession> {
-    for (let i = 0; i < 200 && this.sessions.length < count; i++) await settle(1)
-    if (this.sessions.length < count) throw new Error(`${this.sessions.length} Watch calls, expected ${count}`)
-    return this.sessions[count - 1]
+  async watchCount(count: number): Promise<WatchCall> {
+    for (let i = 0; i < 200 && this.watches.length < count; i++) await settle(1)
+    if (this.watches.length < count) throw new Error(`${this.watches.length} Watch calls, expected ${count}`)
+    return this.watches[count - 1]
   }
 }
 

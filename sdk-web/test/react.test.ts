@@ -34,7 +34,7 @@ test('useFlag and useVariationDetail follow their flag; other flags do not re-re
   assert.match(text(), /0\/ERROR\/BOOTSTRAP/)
 
   await act(async () => {
-    ;(await server.sessionCount(1)).send(values(2, result('banner', 'summer', { variation: 1 }), result('limit', 5, { variation: 0 })))
+    ;(await server.watchCount(1)).send(values(2, result('banner', 'summer', { variation: 1 }), result('limit', 5, { variation: 0 })))
     await settle()
   })
   assert.match(text(), /summer/)

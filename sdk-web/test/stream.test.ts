@@ -45,13 +45,13 @@ describe('first values', () => {
     assert.deepEqual(client.variationDetail('checkout', false).reason, { kind: 'ERROR', errorKind: 'CLIENT_NOT_READY' })
     assert.equal(client.variationDetail('checkout', false).source, 'DEFAULTS')
 
-    const session = await server.sessionCount(1)
-    assert.deepEqual(session.context, { kind: 'user', key: 'alice', attributes: { plan: 'pro' } })
-    assert.equal(session.headers.get('authorization'), `Bearer ${KEY}`)
-    assert.match(session.headers.get('x-user-agent') ?? '', /^vexil-web\//)
-    assert.equal(session.request.version, 0n, 'nothing held: version 0')
+    const watch = await server.watchCount(1)
+    assert.deepEqual(watch.context, { kind: 'user', key: 'alice', attributes: { plan: 'pro' } })
+    assert.equal(watch.headers.get('authorization'), `Bearer ${KEY}`)
+    assert.match(watch.headers.get('x-user-agent') ?? '', /^vexil-web\//)
+    assert.equal(watch.request.version, 0n, 'nothing held: version 0')
 
-    session.send(
+    watch.send(
       values(
         7,
         result('checkout', true, { variation: 1, reason: { ruleIndex: 2, ruleId: 'beta' }, flagVersion: 4 }),
@@ -110,11 +110,11 @@ describe('first values', () => {
     const server = new FakeServer()
     const client = newClient(server, { context: undefined })
     await settle()
-    assert.equal(server.sessions.length, 0)
+    assert.equal(server.watches.length, 0)
     const arrived = client.identify(BOB, 1000)
-    const session = await server.sessionCount(1)
-    assert.deepEqual(session.context, { kind: 'user', key: 'bob' })
-    session.send(values(1, result('checkout', false, { variation: 0 })))
+    const watch = await server.watchCount(1)
+    assert.deepEqual(watch.context, { kind: 'user', key: 'bob' })
+    watch.send(values(1, result('checkout', false, { variation: 0 })))
     assert.equal(await arrived, true)
     assert.equal(client.status().status, 'READY')
     await client.close()
@@ -135,21 +135,21 @@ describe('changes', () => {
     })
     client.on('change:banner', (change) => banner.push(change))
     client.on('change:checkout', (change) => checkout.push(change))
-    const session = await server.sessionCount(1)
-    session.send(values(1, result('checkout', true, { variation: 1 }), result('banner', 'blue')))
+    const watch = await server.watchCount(1)
+    watch.send(values(1, result('checkout', true, { variation: 1 }), result('banner', 'blue')))
     await settle()
     assert.deepEqual(all, [{ flagKeys: ['banner', 'checkout'], version: 1 }])
     assert.deepEqual(checkout, [{ flagKeys: ['checkout'], version: 1 }])
     assert.equal(logger.errors.length, 1, 'the throwing listener is reported, the others still ran')
 
-    session.send(changes(2, [result('banner', 'green', { variation: 1 })]))
+    watch.send(changes(2, [result('banner', 'green', { variation: 1 })]))
     await settle()
     assert.deepEqual(all.at(-1), { flagKeys: ['banner'], version: 2 })
     assert.deepEqual(banner.at(-1), { flagKeys: ['banner'], version: 2 })
     assert.equal(checkout.length, 1, 'checkout did not change')
     assert.equal(client.stringVariation('banner', 'red'), 'green')
 
-    session.send(changes(3, [], ['checkout']))
+    watch.send(changes(3, [], ['checkout']))
     await settle()
     assert.deepEqual(checkout.at(-1), { flagKeys: ['checkout'], version: 3 })
     assert.deepEqual(client.variationDetail('checkout', false).reason, { kind: 'ERROR', errorKind: 'FLAG_NOT_FOUND' })
@@ -157,7 +157,7 @@ describe('changes', () => {
 
     // The same values again on a new stream change nothing a listener could see.
     const count = all.length
-    session.send(values(3, result('banner', 'green', { variation: 1 })))
+    watch.send(values(3, result('banner', 'green', { variation: 1 })))
     await settle()
     assert.equal(all.length, count)
 
@@ -175,7 +175,7 @@ describe('changes', () => {
     const listener = (): void => void calls++
     client.on('change', listener).on('change', listener).off('change', listener)
     assert.equal(client.listenerCount('change'), 1)
-    ;(await server.sessionCount(1)).send(values(1, result('a', true)))
+    ;(await server.watchCount(1)).send(values(1, result('a', true)))
     await settle()
     assert.equal(calls, 1)
     assert.throws(() => client.on('update' as 'change', listener), { code: 'VEXIL_INVALID_ARGUMENT' })
@@ -187,13 +187,13 @@ describe('changes', () => {
     try {
       const server = new FakeServer()
       const client = newClient(server)
-      const first = await server.sessionCount(1)
+      const first = await server.watchCount(1)
       first.send(changes(2, [result('a', true)]))
       await time.tick(10)
       assert.equal(first.cancelled, true)
       assert.equal(client.boolVariation('a', false), false)
       await time.tick(10)
-      await server.sessionCount(2)
+      await server.watchCount(2)
       await client.close()
     } finally {
       await time.restore()
@@ -211,7 +211,7 @@ describe('a lost stream', () => {
   test('serves the last values as STALE and reconnects after a jittered, growing delay', async () => {
     const server = new FakeServer()
     const client = newClient(server, { initialBackoffMs: 1000, maxBackoffMs: 4000 })
-    const first = await server.sessionCount(1)
+    const first = await server.watchCount(1)
     first.send(values(5, result('checkout', true, { variation: 1 })))
     await time.tick(10)
     assert.equal(client.status().status, 'READY')
@@ -227,17 +227,17 @@ describe('a lost stream', () => {
 
     // Random 0.5 of a 1000 ms step: 500 ms.
     await time.tick(480)
-    assert.equal(server.sessions.length, 1)
+    assert.equal(server.watches.length, 1)
     await time.tick(20)
-    const second = await server.sessionCount(2)
+    const second = await server.watchCount(2)
     assert.equal(second.request.version, 5n, 'resumes from the version held')
 
     // It fails again at once: the next step is 2000 ms, so 1000 ms.
     second.fail(Code.Unavailable)
     await time.tick(990)
-    assert.equal(server.sessions.length, 2)
+    assert.equal(server.watches.length, 2)
     await time.tick(20)
-    const third = await server.sessionCount(3)
+    const third = await server.watchCount(3)
     third.send(values(6, result('checkout', false, { variation: 0 })))
     await time.tick(10)
     assert.equal(client.status().status, 'READY')
@@ -249,7 +249,7 @@ describe('a lost stream', () => {
   test('a stream silent for streamTimeoutMs is restarted; heartbeats keep it alive', async () => {
     const server = new FakeServer()
     const client = newClient(server, { streamTimeoutMs: 1000, initialBackoffMs: 100 })
-    const first = await server.sessionCount(1)
+    const first = await server.watchCount(1)
     first.send(values(1, result('a', true)))
     for (let i = 0; i < 5; i++) {
       await time.tick(900)
@@ -262,48 +262,48 @@ describe('a lost stream', () => {
     assert.equal(first.cancelled, true)
     assert.match(client.status().reason ?? '', /no message for 1000 ms/)
     await time.tick(60)
-    await server.sessionCount(2)
+    await server.watchCount(2)
     await client.close()
   })
 
   test('a stream ended by the server is reconnected too', async () => {
     const server = new FakeServer()
     const client = newClient(server, { initialBackoffMs: 100 })
-    const first = await server.sessionCount(1)
+    const first = await server.watchCount(1)
     first.send(values(1, result('a', true)))
     first.end()
     await time.tick(10)
     assert.equal(client.status().reason, 'the server ended the stream')
     await time.tick(60)
-    await server.sessionCount(2)
+    await server.watchCount(2)
     await client.close()
   })
 
   test('the backoff starts over only after a stream stayed healthy for a minute', async () => {
     const server = new FakeServer()
     const client = newClient(server, { initialBackoffMs: 1000, maxBackoffMs: 64_000 })
-    let session = await server.sessionCount(1)
+    let watch = await server.watchCount(1)
     // Four quick failures: steps 1, 2, 4, 8 s (delays of half each).
     const delays = [500, 1000, 2000, 4000]
     for (let i = 0; i < delays.length; i++) {
-      session.fail(Code.Unavailable)
+      watch.fail(Code.Unavailable)
       await time.tick(delays[i] - 20)
-      assert.equal(server.sessions.length, i + 1, `no reconnection before ${delays[i]} ms`)
+      assert.equal(server.watches.length, i + 1, `no reconnection before ${delays[i]} ms`)
       await time.tick(40)
-      session = await server.sessionCount(i + 2)
+      watch = await server.watchCount(i + 2)
     }
     // This one lives 61 s, then fails: the delay is back to half of 1 s.
-    session.send(values(1, result('a', true)))
+    watch.send(values(1, result('a', true)))
     for (let i = 0; i < 6; i++) {
       await time.tick(10_000)
-      session.send(heartbeat(1))
+      watch.send(heartbeat(1))
     }
     await time.tick(1000)
-    session.fail(Code.Unavailable)
+    watch.fail(Code.Unavailable)
     await time.tick(480)
-    assert.equal(server.sessions.length, 5)
+    assert.equal(server.watches.length, 5)
     await time.tick(40)
-    await server.sessionCount(6)
+    await server.watchCount(6)
     await client.close()
   })
 
@@ -312,18 +312,18 @@ describe('a lost stream', () => {
     const client = newClient(server, { initialBackoffMs: 1000, maxBackoffMs: 30_000 })
     // Every stream gets values and is dropped right away, for ten simulated minutes.
     for (let elapsed = 0; elapsed < 600_000; elapsed += 1000) {
-      const session = server.sessions.at(-1)
-      if (session !== undefined && !session.cancelled) {
-        session.send(values(1, result('a', true)))
-        session.fail(Code.Unavailable)
+      const watch = server.watches.at(-1)
+      if (watch !== undefined && !watch.cancelled) {
+        watch.send(values(1, result('a', true)))
+        watch.fail(Code.Unavailable)
       }
       await time.tick(1000)
     }
     // Delays of half of 1, 2, 4, 8, 16 s, then of the 30 s cap: 5 streams in the first 16 s,
     // then one each 15 s (plus the 1 s granularity of this loop): about 45. Reconnecting at
     // once, or starting the backoff over after each good stream, would make hundreds.
-    assert.ok(server.sessions.length <= 46, `${server.sessions.length} streams in ten minutes`)
-    assert.ok(server.sessions.length >= 35, `${server.sessions.length} streams: it must keep trying`)
+    assert.ok(server.watches.length <= 46, `${server.watches.length} streams in ten minutes`)
+    assert.ok(server.watches.length >= 35, `${server.watches.length} streams: it must keep trying`)
     await client.close()
   })
 })
@@ -356,13 +356,13 @@ describe('refused', () => {
       const server = new FakeServer()
       const logger = new MemoryLogger()
       const client = newClient(server, { logger, bootstrap: { checkout: true } })
-      const session = await server.sessionCount(1)
-      session.fail(Code.Unauthenticated, 'unknown key')
+      const watch = await server.watchCount(1)
+      watch.fail(Code.Unauthenticated, 'unknown key')
       assert.equal(await client.waitForInitialization(1000), 'FAILED')
       assert.match(client.status().reason ?? '', /Unauthenticated: unknown key/)
       assert.equal(logger.errors.length, 1)
       await time.tick(120_000)
-      assert.equal(server.sessions.length, 1, 'never retried')
+      assert.equal(server.watches.length, 1, 'never retried')
       assert.equal(client.boolVariation('checkout', false), true)
       assert.equal(await client.identify(BOB, 1000), false)
       await client.close()
@@ -384,13 +384,13 @@ describe('refused', () => {
     try {
       const server = new FakeServer()
       const client = newClient(server, { logger: new MemoryLogger() })
-      ;(await server.sessionCount(1)).fail(Code.InvalidArgument, 'context.attributes: too large')
+      ;(await server.watchCount(1)).fail(Code.InvalidArgument, 'context.attributes: too large')
       assert.equal(await client.waitForInitialization(1000), 'FAILED')
       assert.deepEqual(client.variationDetail('a', false).reason, { kind: 'ERROR', errorKind: 'INVALID_CONTEXT' })
       await time.tick(120_000)
-      assert.equal(server.sessions.length, 1, 'the same context is not sent again')
+      assert.equal(server.watches.length, 1, 'the same context is not sent again')
       const arrived = client.identify(BOB, 5000)
-      const second = await server.sessionCount(2)
+      const second = await server.watchCount(2)
       second.send(values(1, result('a', true)))
       assert.equal(await arrived, true)
       assert.equal(client.status().status, 'READY')
@@ -407,14 +407,14 @@ describe('identify', () => {
     try {
       const server = new FakeServer()
       const client = newClient(server, { initialBackoffMs: 10_000 })
-      const first = await server.sessionCount(1)
+      const first = await server.watchCount(1)
       first.send(values(1, result('checkout', true, { variation: 1 })))
       await time.tick(10)
       let arrived: boolean | undefined
       void client.identify({ kind: 'user', key: 'bob', attributes: { beta: true } }).then((a) => (arrived = a))
       await time.tick(10)
       assert.equal(first.cancelled, true, 'the old stream is cancelled')
-      const second = await server.sessionCount(2)
+      const second = await server.watchCount(2)
       assert.deepEqual(second.context, { kind: 'user', key: 'bob', attributes: { beta: true } })
       assert.equal(second.request.version, 0n, 'the values held are for another context')
       assert.equal(arrived, undefined)
@@ -426,7 +426,7 @@ describe('identify', () => {
       assert.deepEqual(client.getContext(), { kind: 'user', key: 'bob', attributes: { beta: true } })
       // The same context again: already there.
       assert.equal(await client.identify({ key: 'bob', attributes: { beta: true } }), true)
-      assert.equal(server.sessions.length, 2)
+      assert.equal(server.watches.length, 2)
       await client.close()
     } finally {
       await time.restore()
@@ -438,7 +438,7 @@ describe('identify', () => {
     try {
       const server = new FakeServer()
       const client = newClient(server)
-      await server.sessionCount(1)
+      await server.watchCount(1)
       let first: boolean | undefined
       let second: boolean | undefined
       void client.identify(BOB, 2000).then((a) => (first = a))
@@ -448,7 +448,7 @@ describe('identify', () => {
       assert.equal(first, false)
       await time.tick(2100)
       assert.equal(second, false)
-      assert.equal(server.sessions.length, 3)
+      assert.equal(server.watches.length, 3)
       await client.close()
     } finally {
       await time.restore()
