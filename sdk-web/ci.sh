@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The browser SDK's check: installs the npm tools (cached), regenerates the client code from
+# proto/ and fails if it differs from the committed src/gen, type-checks the package and its
+# tests, builds dist/, runs the unit tests (`node --test`) and, where Debian's chromium is
+# installed, the tests in Chromium against a fake gRPC-web server (skipped otherwise; this
+# script installs no browser), prints the bundle sizes, and prints `N passed, N failed` last.
+# No Rust build: it takes about a minute.
+#
+#   sdk-web/ci.sh                # everything
+#   sdk-web/ci.sh --build-only   # install, check the generated code, build dist/
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${VEXIL_CACHE_DIR:-/var/cache/vexil}"
+export npm_config_cache="$CACHE/npm"
+export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+mkdir -p "$npm_config_cache"
+cd "$HERE"
+
+log() { echo "sdk-web: $*" >&2; }
+# A step that fails before the tests still ends with the count line.
+trap 'echo "0 passed, 1 failed"' ERR
+
+# npm tools: reinstalled only when the lock file changed.
+if [ ! -x node_modules/.bin/buf ] || ! cmp -s package-lock.json node_modules/.vexil-installed-lock; then
+  log "npm ci"
+  npm ci --prefer-offline >&2
+  cp package-lock.json node_modules/.vexil-installed-lock
+fi
+
+# The generated client code is committed: regenerate it and fail on any difference.
+committed="$(mktemp -d)"
+trap 'rm -rf "$committed"' EXIT
+cp -r src/gen "$committed/gen"
+log "buf generate"
+node_modules/.bin/buf generate >&2
+if ! diff -r "$committed/gen" src/gen >/dev/null; then
+  diff -ru "$committed/gen" src/gen >&2 || true
+  log "src/gen is stale: proto/ changed; commit the regenerated files (npm run generate)"
+  false
+fi
+
+log "tsc (package and tests)"
+node_modules/.bin/tsc -p tsconfig.json --noEmit >&2
+node_modules/.bin/tsc -p tsconfig.test.json >&2
+log "build"
+node scripts/build.mjs >&2
+[ "${1:-}" = "--build-only" ] && exit 0
+
+log "node --test"
+tap="$committed/tests.tap"
+set +e
+trap - ERR
+# Each test has a time limit, and the run one more, so that a client left running by a broken
+# test cannot hold CI (the tests close every client they make, even when an assertion fails).
+timeout 600 node --import tsx --test --test-concurrency=1 --test-timeout=60000 \
+  --test-reporter=spec --test-reporter-destination=stderr \
+  --test-reporter=tap --test-reporter-destination="$tap" test/*.test.ts test/browser/chromium.test.ts
+status=$?
+set -e
+node scripts/size.mjs >&2 || status=1
+# The runner's own totals (tests, not suites).
+passed=$(awk '/^# pass /{print $3}' "$tap")
+failed=$(awk '/^# fail /{print $3}' "$tap")
+passed=${passed:-0} failed=${failed:-0}
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+exit "$status"
