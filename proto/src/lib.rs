@@ -11,7 +11,6 @@
 
 pub use prost_types;
 
-pub mod json;
 pub mod model;
 
 /// The package `vexil.v1`.

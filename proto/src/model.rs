@@ -307,19 +307,19 @@ pub fn key_list_to_proto(list: &KeyList) -> pb::SegmentTarget {
 
 /// A segment as its message; the fields of the server's own (environment, name,
 /// description, times) are left for the caller.
+pub fn segment_rule_to_proto(rule: &SegmentRule) -> pb::SegmentRule {
+    pb::SegmentRule {
+        id: rule.id.clone(),
+        clauses: rule.clauses.iter().map(clause_to_proto).collect(),
+    }
+}
+
 pub fn segment_to_proto(segment: &Segment) -> pb::Segment {
     pb::Segment {
         key: segment.key.clone(),
         included: segment.included.iter().map(key_list_to_proto).collect(),
         excluded: segment.excluded.iter().map(key_list_to_proto).collect(),
-        rules: segment
-            .rules
-            .iter()
-            .map(|rule| pb::SegmentRule {
-                id: rule.id.clone(),
-                clauses: rule.clauses.iter().map(clause_to_proto).collect(),
-            })
-            .collect(),
+        rules: segment.rules.iter().map(segment_rule_to_proto).collect(),
         version: i64::try_from(segment.version).unwrap_or(i64::MAX),
         ..Default::default()
     }
@@ -712,8 +712,20 @@ mod tests {
         }))
         .unwrap();
         assert!(ruleset.is_malformed("g"));
-        assert!(!ruleset.is_malformed("f"));
         assert_eq!(ruleset.flag_count(), 2);
+        // ... and costs the others nothing: `f` is judged as it is without it.
+        let alone = vexil_engine::Ruleset::from_value(&json!({
+            "flags": [flag_json_from_proto(&flag_to_proto(&flag()))]
+        }))
+        .unwrap();
+        let of_f = |r: &vexil_engine::Ruleset| -> Vec<vexil_engine::Problem> {
+            r.problems()
+                .iter()
+                .filter(|p| p.key == "f")
+                .cloned()
+                .collect()
+        };
+        assert_eq!(of_f(&ruleset), of_f(&alone));
     }
 
     #[test]

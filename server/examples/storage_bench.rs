@@ -38,14 +38,14 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..FLAGS {
         let flag = NewFlag {
             key: format!("flag-{i:05}"),
-            kind: FlagKind::Bool,
+            kind: ValueKind::Bool,
             variations: vec![json!(true), json!(false)],
             name: String::new(),
             description: String::new(),
             tags: vec![format!("team-{}", i % 10)],
             client_side: false,
             off_variation: Some(1),
-            fallthrough: json!({ "variation": 0 }),
+            fallthrough: Serve::variation(0),
         };
         storage.create_flag("bench", &project, &flag).await?;
     }

@@ -1,27 +1,19 @@
-//! The one place where the gRPC messages of `vexil.v1` meet the storage records and the
-//! engine's canonical JSON (conformance/SCHEMA.md).
+//! The one place where the gRPC messages of `vexil.v1` meet the storage records.
 //!
-//! Going in, typed messages become canonical JSON without judging it: the engine validates the
-//! result, so that every problem is reported once, with the engine's field path. Going out,
-//! stored records become messages; JSON the server wrote itself is read leniently.
+//! The flag model itself (flags, configurations, segments, serves) goes through
+//! `vexil_proto::model`, the converter the `vexil` command and the SDK core share: going in,
+//! a value the model cannot hold is an error naming its field, and the engine judges the
+//! rest when the change is checked; going out, the typed records become messages without
+//! loss.
 
 use prost_types::Timestamp;
-use serde_json::Value;
 use tonic::Status;
 use vexil_proto::v1 as pb;
 
-/// The model's canonical JSON to and from messages lives in `vexil-proto`, shared with the
-/// SDK core.
-pub use vexil_proto::json::{
-    clause_from_json, clause_to_json, context_to_json, json_to_context, json_to_value,
-    key_list_from_json, key_list_to_json, prerequisite_from_json, prerequisite_to_json,
-    rule_from_json, rule_to_json, ruleset_flag_from_json, ruleset_flag_to_json,
-    ruleset_segment_from_json, ruleset_segment_to_json, segment_rule_from_json,
-    segment_rule_to_json, serve_from_json, serve_to_json, target_from_json, target_to_json,
-    value_to_json,
-};
+use vexil_proto::model::{self as model, FieldError};
+pub use vexil_proto::model::{context_to_json, json_to_context, json_to_value, value_to_json};
 
-use crate::storage::{self, FlagKind, Millis, Role, SdkKeyKind};
+use crate::storage::{self, Millis, Role, SdkKeyKind, ValueKind};
 
 // ----- times ---------------------------------------------------------------------------------
 
@@ -42,12 +34,12 @@ pub fn millis(ts: &Timestamp) -> Millis {
 
 // ----- enums --------------------------------------------------------------------------------
 
-pub fn flag_kind_from_proto(kind: i32, field: &str) -> Result<FlagKind, Status> {
+pub fn flag_kind_from_proto(kind: i32, field: &str) -> Result<ValueKind, Status> {
     match pb::FlagKind::try_from(kind) {
-        Ok(pb::FlagKind::Bool) => Ok(FlagKind::Bool),
-        Ok(pb::FlagKind::String) => Ok(FlagKind::String),
-        Ok(pb::FlagKind::Number) => Ok(FlagKind::Number),
-        Ok(pb::FlagKind::Json) => Ok(FlagKind::Json),
+        Ok(pb::FlagKind::Bool) => Ok(ValueKind::Bool),
+        Ok(pb::FlagKind::String) => Ok(ValueKind::String),
+        Ok(pb::FlagKind::Number) => Ok(ValueKind::Number),
+        Ok(pb::FlagKind::Json) => Ok(ValueKind::Json),
         _ => Err(Status::invalid_argument(format!(
             "{field}: a flag kind is required (bool, string, number or json)"
         ))),
@@ -55,7 +47,7 @@ pub fn flag_kind_from_proto(kind: i32, field: &str) -> Result<FlagKind, Status> 
 }
 
 /// An optional filter: unspecified means any kind.
-pub fn flag_kind_filter(kind: i32) -> Result<Option<FlagKind>, Status> {
+pub fn flag_kind_filter(kind: i32) -> Result<Option<ValueKind>, Status> {
     if kind == pb::FlagKind::Unspecified as i32 {
         Ok(None)
     } else {
@@ -63,12 +55,12 @@ pub fn flag_kind_filter(kind: i32) -> Result<Option<FlagKind>, Status> {
     }
 }
 
-pub fn flag_kind_to_proto(kind: FlagKind) -> i32 {
+pub fn flag_kind_to_proto(kind: ValueKind) -> i32 {
     (match kind {
-        FlagKind::Bool => pb::FlagKind::Bool,
-        FlagKind::String => pb::FlagKind::String,
-        FlagKind::Number => pb::FlagKind::Number,
-        FlagKind::Json => pb::FlagKind::Json,
+        ValueKind::Bool => pb::FlagKind::Bool,
+        ValueKind::String => pb::FlagKind::String,
+        ValueKind::Number => pb::FlagKind::Number,
+        ValueKind::Json => pb::FlagKind::Json,
     }) as i32
 }
 
@@ -110,45 +102,18 @@ pub fn role_to_proto(role: Role) -> i32 {
     }) as i32
 }
 
-// ----- flag configuration: proto to canonical JSON ------------------------------------------
+// ----- segments: proto to the storage's input ----------------------------------------------
 
-/// A flag configuration message as the storage's replacement.
-pub fn config_update(config: &pb::FlagConfiguration) -> storage::FlagConfigUpdate {
-    storage::FlagConfigUpdate {
-        on: config.on,
-        off_variation: config.off_variation,
-        targets: config.targets.iter().map(target_to_json).collect(),
-        rules: config.rules.iter().map(rule_to_json).collect(),
-        fallthrough: serve_to_json(config.fallthrough.as_ref()),
-        prerequisites: config
-            .prerequisites
-            .iter()
-            .map(prerequisite_to_json)
-            .collect(),
-        salt: config.salt.clone(),
-    }
-}
-
-/// A segment message as the storage's input.
-pub fn segment_input(segment: &pb::Segment) -> storage::SegmentInput {
-    storage::SegmentInput {
-        key: segment.key.clone(),
+/// A segment message as the storage's input; fields are named under `segment`.
+pub fn segment_input(segment: &pb::Segment) -> Result<storage::SegmentInput, FieldError> {
+    let model = model::segment_from_proto(segment, "segment")?;
+    Ok(storage::SegmentInput {
+        key: model.key,
         name: segment.name.clone(),
         description: segment.description.clone(),
-        included: segment.included.iter().map(key_list_to_json).collect(),
-        excluded: segment.excluded.iter().map(key_list_to_json).collect(),
-        rules: segment.rules.iter().map(segment_rule_to_json).collect(),
-    }
-}
-
-/// The canonical JSON of a segment about to be written, for validation.
-pub fn segment_json(input: &storage::SegmentInput, version: i64) -> Value {
-    serde_json::json!({
-        "key": input.key,
-        "included": input.included,
-        "excluded": input.excluded,
-        "rules": input.rules,
-        "version": version,
+        included: model.included,
+        excluded: model.excluded,
+        rules: model.rules,
     })
 }
 
@@ -197,15 +162,9 @@ pub fn flag(f: &storage::Flag, configs: &[storage::FlagConfig]) -> pb::Flag {
 pub fn flag_configuration(c: &storage::FlagConfig) -> pb::FlagConfiguration {
     pb::FlagConfiguration {
         environment_key: c.environment_key.clone(),
-        on: c.on,
-        off_variation: c.off_variation,
-        targets: c.targets.iter().map(target_from_json).collect(),
-        rules: c.rules.iter().map(rule_from_json).collect(),
-        fallthrough: Some(serve_from_json(&c.fallthrough)),
-        prerequisites: c.prerequisites.iter().map(prerequisite_from_json).collect(),
-        salt: c.salt.clone(),
         version: c.version,
         updated_at: Some(timestamp(c.updated_at)),
+        ..model::configuration_to_proto(&c.configuration)
     }
 }
 
@@ -214,9 +173,9 @@ pub fn segment(s: &storage::Segment) -> pb::Segment {
         key: s.key.clone(),
         name: s.name.clone(),
         description: s.description.clone(),
-        included: s.included.iter().map(key_list_from_json).collect(),
-        excluded: s.excluded.iter().map(key_list_from_json).collect(),
-        rules: s.rules.iter().map(segment_rule_from_json).collect(),
+        included: s.included.iter().map(model::key_list_to_proto).collect(),
+        excluded: s.excluded.iter().map(model::key_list_to_proto).collect(),
+        rules: s.rules.iter().map(model::segment_rule_to_proto).collect(),
         version: s.version,
         environment_key: s.environment_key.clone(),
         created_at: Some(timestamp(s.created_at)),
@@ -293,15 +252,23 @@ pub fn patch(patch: &storage::RulesetPatch, environment_key: &str) -> pb::Patch 
         upserted_flags: patch
             .upserted_flags
             .iter()
-            .map(ruleset_flag_from_json)
+            .map(model::flag_to_proto)
             .collect(),
         deleted_flags: patch.deleted_flags.clone(),
         upserted_segments: patch
             .upserted_segments
             .iter()
-            .map(|s| ruleset_segment_from_json(s, environment_key))
+            .map(|s| ruleset_segment(s, environment_key))
             .collect(),
         deleted_segments: patch.deleted_segments.clone(),
+    }
+}
+
+/// A segment of a ruleset as Sync sends it.
+pub fn ruleset_segment(segment: &storage::SegmentModel, environment_key: &str) -> pb::Segment {
+    pb::Segment {
+        environment_key: environment_key.to_owned(),
+        ..model::segment_to_proto(segment)
     }
 }
 
@@ -365,65 +332,28 @@ pub fn evaluation_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vexil_proto::json::{operator_from_name, operator_name};
-
-    #[test]
-    fn values_round_trip_and_integers_stay_integers() {
-        let json = serde_json::json!({"a": [1, 2.5, "x", true, null], "b": {"c": -3}});
-        assert_eq!(value_to_json(&json_to_value(&json)), json);
-    }
-
-    #[test]
-    fn operators_have_canonical_names() {
-        assert_eq!(
-            operator_name(pb::Operator::StartsWith as i32),
-            "starts_with"
-        );
-        assert_eq!(operator_name(pb::Operator::SemverEq as i32), "semver_eq");
-        assert_eq!(operator_name(0), "unspecified");
-        assert_eq!(
-            operator_from_name("segment_match"),
-            pb::Operator::SegmentMatch as i32
-        );
-    }
-
-    #[test]
-    fn rules_round_trip_through_json() {
-        let rule = pb::Rule {
-            id: "r1".into(),
-            clauses: vec![pb::Clause {
-                context_kind: "user".into(),
-                attribute: "/email".into(),
-                op: pb::Operator::EndsWith as i32,
-                values: vec![json_to_value(&Value::from("@example.com"))],
-                negate: true,
-            }],
-            serve: Some(pb::Serve {
-                kind: Some(pb::serve::Kind::Rollout(pb::Rollout {
-                    variations: vec![
-                        pb::WeightedVariation {
-                            variation: 0,
-                            weight: 50000,
-                        },
-                        pb::WeightedVariation {
-                            variation: 1,
-                            weight: 50000,
-                        },
-                    ],
-                    bucket_by: None,
-                    algorithm: pb::BucketingAlgorithm::Murmur3V1 as i32,
-                })),
-                experiment: None,
-            }),
-            description: "staff".into(),
-        };
-        assert_eq!(rule_from_json(&rule_to_json(&rule)), rule);
-    }
 
     #[test]
     fn timestamps_round_trip() {
         for ms in [0, 1, 999, 1_700_000_000_123, -1] {
             assert_eq!(millis(&timestamp(ms)), ms);
         }
+    }
+
+    #[test]
+    fn a_segment_with_an_unspecified_operator_is_refused_naming_the_field() {
+        let segment = pb::Segment {
+            key: "beta".into(),
+            rules: vec![pb::SegmentRule {
+                id: "r".into(),
+                clauses: vec![pb::Clause {
+                    attribute: "email".into(),
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        };
+        let err = segment_input(&segment).unwrap_err();
+        assert_eq!(err.path, "segment.rules[0].clauses[0].op");
     }
 }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod ruleset_changes;
 pub mod sdk_auth;
 pub mod server;
 pub mod services;

@@ -48,6 +48,9 @@ pub struct Metrics {
     /// Event batches published, by result (`stored`, or `duplicate`: a retry, not stored
     /// again).
     pub event_batches: IntCounterVec,
+    /// Rulesets compiled, by how (`full`: every flag; `patch`: only the changed ones, the
+    /// others shared) and what for (`serve`: held and served; `validate`: checking a write).
+    pub ruleset_builds: IntCounterVec,
 }
 
 impl Metrics {
@@ -155,10 +158,21 @@ impl Metrics {
                 "Event batches published, by result (stored, duplicate)",
                 &["result"],
             ),
+            ruleset_builds: counter(
+                &registry,
+                "vexil_ruleset_builds_total",
+                "Rulesets compiled, by how (full, patch) and what for (serve, validate)",
+                &["how", "purpose"],
+            ),
             redis_connected,
             redis_configured,
             registry,
         }
+    }
+
+    /// Counts a ruleset compiled `how` (`full`, `patch`) for `purpose` (`serve`, `validate`).
+    pub fn ruleset_built(&self, how: &str, purpose: &str) {
+        self.ruleset_builds.with_label_values(&[how, purpose]).inc();
     }
 
     /// Every metric in the Prometheus text format.

@@ -39,7 +39,9 @@ use vexil_proto::v1 as pb;
 
 use crate::convert;
 use crate::metrics::Metrics;
-use crate::storage::{ResourceKind, RulesetPatch, Storage, StorageError, now_millis};
+use crate::storage::{
+    FlagModel, ResourceKind, RulesetPatch, SegmentModel, Storage, StorageError, now_millis,
+};
 
 use bus::RedisBus;
 pub use bus::{ChangeNotice, check_url};
@@ -113,13 +115,10 @@ impl Loaded {
                 };
                 Arc::new(pb::Snapshot {
                     version: self.version,
-                    flags: items("flags")
-                        .iter()
-                        .map(convert::ruleset_flag_from_json)
-                        .collect(),
+                    flags: items("flags").into_iter().map(snapshot_flag).collect(),
                     segments: items("segments")
-                        .iter()
-                        .map(|s| convert::ruleset_segment_from_json(s, &self.environment_key))
+                        .into_iter()
+                        .map(|s| snapshot_segment(s, &self.environment_key))
                         .collect(),
                 })
             })
@@ -140,6 +139,45 @@ impl Loaded {
             })
             .clone()
     }
+}
+
+/// A flag of a ruleset as Sync sends it. A flag the model cannot hold (stored by an older
+/// version) goes with its key and version only, which SDKs keep as malformed, as this
+/// instance does.
+fn snapshot_flag(value: Value) -> pb::RulesetFlag {
+    match serde_json::from_value::<FlagModel>(value.clone()) {
+        Ok(flag) => vexil_proto::model::flag_to_proto(&flag),
+        Err(_) => pb::RulesetFlag {
+            key: text_field(&value, "key"),
+            version: value.get("version").and_then(Value::as_i64).unwrap_or(0),
+            ..Default::default()
+        },
+    }
+}
+
+/// A segment of a ruleset as Sync sends it; one the model cannot hold goes with a clause
+/// SDKs keep as malformed (see [`snapshot_flag`]).
+fn snapshot_segment(value: Value, environment_key: &str) -> pb::Segment {
+    match serde_json::from_value::<SegmentModel>(value.clone()) {
+        Ok(segment) => convert::ruleset_segment(&segment, environment_key),
+        Err(_) => pb::Segment {
+            key: text_field(&value, "key"),
+            environment_key: environment_key.to_owned(),
+            rules: vec![pb::SegmentRule {
+                id: String::new(),
+                clauses: vec![pb::Clause::default()],
+            }],
+            ..Default::default()
+        },
+    }
+}
+
+fn text_field(value: &Value, name: &str) -> String {
+    value
+        .get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -409,6 +447,7 @@ impl HubInner {
                 .await
                 .inspect_err(|err| self.database_error("load", err))?;
             if let Some(text) = bus.get_snapshot(project, env, version).await {
+                self.metrics.ruleset_built("full", "serve");
                 match Ruleset::from_json(&text) {
                     Ok(ruleset) if i64::try_from(ruleset.version()) == Ok(version) => {
                         self.metrics.cache("l2", true);
@@ -419,18 +458,19 @@ impl HubInner {
             }
             self.metrics.cache("l2", false);
         }
-        let json = self
+        let data = self
             .storage
             .load_ruleset(project, env)
             .await
             .inspect_err(|err| self.database_error("load", err))?;
-        let text = json.to_json_string();
-        let ruleset = Ruleset::from_json(&text)
-            .map_err(|err| StorageError::Corrupt(format!("ruleset of {project}/{env}: {err}")))?;
+        let version = i64::try_from(data.version).unwrap_or(i64::MAX);
         if let Some(bus) = &self.bus {
-            bus.put_snapshot_later(project, env, json.version, text);
+            // The model always serializes.
+            let text = serde_json::to_string(&data).unwrap_or_default();
+            bus.put_snapshot_later(project, env, version, text);
         }
-        Ok(Loaded::new(json.version, ruleset, env))
+        self.metrics.ruleset_built("full", "serve");
+        Ok(Loaded::new(version, Ruleset::from_model(data), env))
     }
 
     fn database_error(&self, operation: &str, err: &StorageError) {
@@ -472,13 +512,23 @@ impl HubInner {
         let update = match self.storage.load_patch(project, env, held.version).await {
             Ok(Some(patch)) if patch.version <= held.version => return,
             Ok(Some(patch)) => {
+                // The models always serialize.
                 let engine_patch = vexil_engine::Patch {
                     version: u64::try_from(patch.version).unwrap_or_default(),
-                    upsert_flags: patch.upserted_flags.clone(),
+                    upsert_flags: patch
+                        .upserted_flags
+                        .iter()
+                        .filter_map(|f| serde_json::to_value(f).ok())
+                        .collect(),
                     delete_flags: patch.deleted_flags.clone(),
-                    upsert_segments: patch.upserted_segments.clone(),
+                    upsert_segments: patch
+                        .upserted_segments
+                        .iter()
+                        .filter_map(|s| serde_json::to_value(s).ok())
+                        .collect(),
                     delete_segments: patch.deleted_segments.clone(),
                 };
+                self.metrics.ruleset_built("patch", "serve");
                 let ruleset = held.ruleset.patched(&engine_patch);
                 let affected = affected_flags(&ruleset, &patch);
                 Update {
@@ -582,7 +632,7 @@ fn affected_flags(ruleset: &Ruleset, patch: &RulesetPatch) -> Option<HashSet<Str
     let mut affected: HashSet<String> = patch
         .upserted_flags
         .iter()
-        .filter_map(|f| f.get("key").and_then(Value::as_str).map(str::to_owned))
+        .map(|f| f.key.clone())
         .chain(patch.deleted_flags.iter().cloned())
         .collect();
     // Dependents, to a fixed point: prerequisite chains are short.

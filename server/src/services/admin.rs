@@ -4,17 +4,13 @@
 //! Every call is authenticated first, then authorized by role on the project it touches
 //! (viewer reads; editor writes flags, flag configurations and segments; admin manages
 //! environments, keys, tokens, projects and imports). Every write of a flag, configuration
-//! or segment is first applied in memory to the environment's whole ruleset and validated by
-//! the engine; a problem refuses the write with `INVALID_ARGUMENT` and nothing is stored.
-//! The write then commits only if the environments it touches are still at the versions
-//! validated against (storage guards); when another change slipped in between, validation
-//! and write run again, a few times, before the call fails with `ABORTED`.
-
-use std::collections::HashSet;
+//! or segment is first checked against the environment's whole ruleset
+//! ([`crate::ruleset_changes`]): a problem refuses it with `INVALID_ARGUMENT` and nothing is
+//! stored.
 
 use serde_json::Value;
 use tonic::{Request, Response, Status};
-use vexil_engine::{Problem, Ruleset};
+use vexil_proto::model::{self as model, FieldError};
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_server::AdminService;
 
@@ -22,28 +18,11 @@ use crate::auth::{Authenticator, Caller};
 use crate::convert;
 use crate::limits;
 use crate::live::Hub;
+use crate::ruleset_changes::{RulesetChange, RulesetChecker};
 use crate::storage::{
-    self, ArchivedFilter, AuditFilter, EnvGuards, FlagConfigUpdate, FlagFilter, NewAdminToken,
-    NewEnvironment, NewFlag, NewProject, NewSdkKey, ResourceKind, Role, RoleBinding, RulesetJson,
-    Storage, StorageError, secrets,
+    self, ArchivedFilter, AuditFilter, EnvGuards, FlagFilter, NewAdminToken, NewEnvironment,
+    NewFlag, NewProject, NewSdkKey, Role, RoleBinding, RulesetData, Serve, Storage, secrets,
 };
-
-/// How many times a validated write is attempted when its environment keeps changing
-/// between validation and write.
-const WRITE_ATTEMPTS: usize = 5;
-
-/// Whether a write failed because an environment changed after it was validated (worth a
-/// new attempt), rather than because the resource itself was stale.
-pub(crate) fn environment_moved(err: &StorageError, attempt: usize) -> bool {
-    attempt + 1 < WRITE_ATTEMPTS
-        && matches!(
-            err,
-            StorageError::Conflict {
-                kind: ResourceKind::Environment,
-                ..
-            }
-        )
-}
 
 /// The admin API over a storage.
 #[derive(Debug, Clone)]
@@ -52,6 +31,7 @@ pub struct Admin {
     auth: Authenticator,
     /// The instance's live rulesets, brought up to date before a write answers.
     hub: Option<Hub>,
+    checker: RulesetChecker,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -59,6 +39,7 @@ type Reply<T> = Result<Response<T>, Status>;
 impl Admin {
     pub fn new(storage: Storage, auth: Authenticator) -> Admin {
         Admin {
+            checker: RulesetChecker::new(storage.clone(), None),
             storage,
             auth,
             hub: None,
@@ -69,6 +50,7 @@ impl Admin {
     /// evaluating through the same instance right after a write sees it (other instances
     /// follow within milliseconds, through the change notices).
     pub fn with_hub(mut self, hub: Hub) -> Admin {
+        self.checker = RulesetChecker::new(self.storage.clone(), Some(hub.clone()));
         self.hub = Some(hub);
         self
     }
@@ -84,20 +66,6 @@ impl Admin {
         Ok((caller, request.into_inner()))
     }
 
-    /// Checks a write against the environment's ruleset: `change` edits the ruleset JSON in
-    /// memory, and the write is refused when the result has a problem about `resource` (a flag
-    /// or segment key), or a problem the ruleset did not have before. Returns the environment
-    /// version validated against, for the write's guards.
-    async fn check_env(
-        &self,
-        project: &str,
-        env: &str,
-        resource: Option<(vexil_engine::ResourceKind, &str)>,
-        change: impl FnOnce(&mut RulesetJson),
-    ) -> Result<i64, Status> {
-        check_env(&self.storage, project, env, resource, change).await
-    }
-
     async fn environment_keys(&self, project: &str) -> Result<Vec<String>, Status> {
         Ok(self
             .storage
@@ -107,100 +75,6 @@ impl Admin {
             .map(|e| e.key)
             .collect())
     }
-}
-
-/// Checks a write against the environment's ruleset: `change` edits the ruleset JSON in
-/// memory, and the write is refused when the result has a problem about `resource` (a flag
-/// or segment key), or a problem the ruleset did not have before. Returns the environment
-/// version validated against, for the write's guards.
-pub(crate) async fn check_env(
-    storage: &Storage,
-    project: &str,
-    env: &str,
-    resource: Option<(vexil_engine::ResourceKind, &str)>,
-    change: impl FnOnce(&mut RulesetJson),
-) -> Result<i64, Status> {
-    let mut ruleset = storage.load_ruleset(project, env).await?;
-    let version = ruleset.version;
-    let before = problems(&ruleset)?;
-    change(&mut ruleset);
-    let after = problems(&ruleset)?;
-    let refused: Vec<&Problem> = after
-        .iter()
-        .filter(|p| {
-            resource.is_some_and(|(kind, key)| p.resource == kind && p.key == key)
-                || !before.contains(p)
-        })
-        .collect();
-    refuse(&refused)?;
-    Ok(version)
-}
-
-/// The problems of a ruleset JSON.
-fn problems(ruleset: &RulesetJson) -> Result<HashSet<Problem>, Status> {
-    let value = serde_json::json!({
-        "version": ruleset.version,
-        "flags": ruleset.flags,
-        "segments": ruleset.segments,
-    });
-    let compiled =
-        Ruleset::from_value(&value).map_err(|err| Status::invalid_argument(err.to_string()))?;
-    Ok(compiled.problems().iter().cloned().collect())
-}
-
-/// `INVALID_ARGUMENT` listing the problems, if any.
-fn refuse(problems: &[&Problem]) -> Result<(), Status> {
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let mut lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-    lines.sort();
-    Err(Status::invalid_argument(format!(
-        "invalid: {}",
-        lines.join("; ")
-    )))
-}
-
-fn key_of(value: &Value) -> Option<&str> {
-    value.get("key").and_then(Value::as_str)
-}
-
-/// Puts `value` in place of the item with its key, or adds it.
-pub(crate) fn upsert(list: &mut Vec<Value>, value: Value) {
-    let key = key_of(&value).map(str::to_owned);
-    match list.iter_mut().find(|v| key_of(v) == key.as_deref()) {
-        Some(slot) => *slot = value,
-        None => list.push(value),
-    }
-}
-
-fn remove(list: &mut Vec<Value>, key: &str) {
-    list.retain(|v| key_of(v) != Some(key));
-}
-
-/// The canonical JSON of a flag with a configuration, as the ruleset holds it.
-pub(crate) fn flag_json(flag: &storage::Flag, config: &FlagConfigUpdate, version: i64) -> Value {
-    let mut out = serde_json::Map::new();
-    out.insert("key".into(), Value::String(flag.key.clone()));
-    out.insert("kind".into(), Value::String(flag.kind.as_str().into()));
-    out.insert("variations".into(), Value::Array(flag.variations.clone()));
-    out.insert("on".into(), Value::Bool(config.on));
-    if let Some(off) = config.off_variation {
-        out.insert("off_variation".into(), Value::from(off));
-    }
-    out.insert("targets".into(), Value::Array(config.targets.clone()));
-    out.insert("rules".into(), Value::Array(config.rules.clone()));
-    out.insert("fallthrough".into(), config.fallthrough.clone());
-    out.insert(
-        "prerequisites".into(),
-        Value::Array(config.prerequisites.clone()),
-    );
-    if let Some(salt) = &config.salt {
-        out.insert("salt".into(), Value::String(salt.clone()));
-    }
-    out.insert("version".into(), Value::from(version.max(0)));
-    out.insert("client_side".into(), Value::Bool(flag.client_side));
-    Value::Object(out)
 }
 
 fn check_config_sizes(config: &pb::FlagConfiguration) -> Result<(), Status> {
@@ -264,7 +138,12 @@ fn check_segment_sizes(segment: &pb::Segment) -> Result<(), Status> {
 
 fn check_variations(variations: &[prost_types::Value]) -> Result<Vec<Value>, Status> {
     limits::count("variations", variations.len(), limits::MAX_VARIATIONS)?;
-    Ok(variations.iter().map(convert::value_to_json).collect())
+    Ok(variations.iter().map(model::value_to_json).collect())
+}
+
+/// A message field the model cannot hold, as `INVALID_ARGUMENT` naming it.
+pub(crate) fn invalid_field(err: FieldError) -> Status {
+    Status::invalid_argument(err.to_string())
 }
 
 fn new_sdk_key(kind: storage::SdkKeyKind, name: &str) -> Result<(NewSdkKey, String), Status> {
@@ -496,8 +375,10 @@ impl AdminService for Admin {
         let kind = convert::flag_kind_from_proto(req.kind, "kind")?;
         let variations = check_variations(&req.variations)?;
         let fallthrough = match &req.fallthrough {
-            Some(serve) => convert::serve_to_json(Some(serve)),
-            None => serde_json::json!({ "variation": 0 }),
+            Some(serve) => {
+                model::serve_from_proto(Some(serve), "fallthrough").map_err(invalid_field)?
+            }
+            None => Serve::variation(0),
         };
         let new = NewFlag {
             key: req.key,
@@ -507,7 +388,7 @@ impl AdminService for Admin {
             description: req.description,
             tags: req.tags,
             client_side: req.client_side,
-            off_variation: req.off_variation,
+            off_variation: req.off_variation.map(|v| v as usize),
             fallthrough,
         };
         // The flag starts with no rules, so it is checked on its own.
@@ -525,7 +406,7 @@ impl AdminService for Admin {
             created_at: 0,
             updated_at: 0,
         };
-        let config = FlagConfigUpdate {
+        let configuration = storage::FlagConfiguration {
             on: false,
             off_variation: new.off_variation,
             targets: Vec::new(),
@@ -534,13 +415,11 @@ impl AdminService for Admin {
             prerequisites: Vec::new(),
             salt: None,
         };
-        let alone = RulesetJson {
+        self.checker.check_alone(RulesetData {
             version: 0,
-            flags: vec![flag_json(&candidate, &config, 1)],
+            flags: vec![candidate.model(&configuration, 1)],
             segments: Vec::new(),
-        };
-        let found = problems(&alone)?;
-        refuse(&found.iter().collect::<Vec<_>>())?;
+        })?;
         let flag = self
             .storage
             .create_flag(caller.actor(), &req.project_key, &new)
@@ -627,25 +506,14 @@ impl AdminService for Admin {
         let flag = loop {
             let mut guards = EnvGuards::new();
             for env in self.environment_keys(&req.project_key).await? {
-                let key = req.key.clone();
-                let variations = variations.clone();
-                let client_side = req.client_side;
                 let version = self
-                    .check_env(
-                        &req.project_key,
-                        &env,
-                        Some((vexil_engine::ResourceKind::Flag, &req.key)),
-                        move |ruleset| {
-                            if let Some(flag) = ruleset
-                                .flags
-                                .iter_mut()
-                                .find(|f| key_of(f) == Some(key.as_str()))
-                            {
-                                flag["variations"] = Value::Array(variations);
-                                flag["client_side"] = Value::Bool(client_side);
-                            }
-                        },
-                    )
+                    .checker
+                    .check_with(&req.project_key, &env, |ruleset| {
+                        let mut flag = ruleset.flag(&req.key)?.clone();
+                        flag.variations = variations.clone();
+                        flag.client_side = req.client_side;
+                        Some(RulesetChange::upsert_flag(flag))
+                    })
                     .await?;
                 guards.insert(env, version);
             }
@@ -667,7 +535,9 @@ impl AdminService for Admin {
                 )
                 .await
             {
-                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                Err(err) if self.checker.moved(&err, attempt, &req.project_key).await => {
+                    attempt += 1
+                }
                 written => break written?,
             }
         };
@@ -704,13 +574,9 @@ impl AdminService for Admin {
             let mut guards = EnvGuards::new();
             if req.archived {
                 // Archiving takes the flag out of every ruleset: no other flag may depend on it.
+                let change = RulesetChange::delete_flag(&req.key);
                 for env in self.environment_keys(&req.project_key).await? {
-                    let key = req.key.clone();
-                    let version = self
-                        .check_env(&req.project_key, &env, None, move |ruleset| {
-                            remove(&mut ruleset.flags, &key)
-                        })
-                        .await?;
+                    let version = self.checker.check(&req.project_key, &env, &change).await?;
                     guards.insert(env, version);
                 }
             } else {
@@ -721,18 +587,12 @@ impl AdminService for Admin {
                     .list_flag_configs(&req.project_key, &req.key, &[])
                     .await?;
                 for config in configs {
-                    let candidate = flag_json(
-                        &flag,
-                        &FlagConfigUpdate::from_config(&config),
-                        config.version,
+                    let change = RulesetChange::upsert_flag(
+                        flag.model(&config.configuration, config.version),
                     );
                     let version = self
-                        .check_env(
-                            &req.project_key,
-                            &config.environment_key,
-                            Some((vexil_engine::ResourceKind::Flag, &req.key)),
-                            move |ruleset| upsert(&mut ruleset.flags, candidate),
-                        )
+                        .checker
+                        .check(&req.project_key, &config.environment_key, &change)
                         .await?;
                     guards.insert(config.environment_key.clone(), version);
                 }
@@ -749,7 +609,9 @@ impl AdminService for Admin {
                 )
                 .await
             {
-                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                Err(err) if self.checker.moved(&err, attempt, &req.project_key).await => {
+                    attempt += 1
+                }
                 written => break written?,
             }
         };
@@ -763,16 +625,12 @@ impl AdminService for Admin {
     ) -> Reply<pb::DeleteFlagResponse> {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Editor)?;
+        let change = RulesetChange::delete_flag(&req.key);
         let mut attempt = 0;
         loop {
             let mut guards = EnvGuards::new();
             for env in self.environment_keys(&req.project_key).await? {
-                let key = req.key.clone();
-                let version = self
-                    .check_env(&req.project_key, &env, None, move |ruleset| {
-                        remove(&mut ruleset.flags, &key)
-                    })
-                    .await?;
+                let version = self.checker.check(&req.project_key, &env, &change).await?;
                 guards.insert(env, version);
             }
             match self
@@ -786,7 +644,9 @@ impl AdminService for Admin {
                 )
                 .await
             {
-                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                Err(err) if self.checker.moved(&err, attempt, &req.project_key).await => {
+                    attempt += 1
+                }
                 written => break written?,
             }
         }
@@ -807,19 +667,15 @@ impl AdminService for Admin {
         if let Some(salt) = &configuration.salt {
             limits::text("configuration.salt", salt, limits::MAX_KEY_LEN)?;
         }
-        let update = convert::config_update(configuration);
+        let update = model::configuration_from_proto(configuration, "configuration")
+            .map_err(invalid_field)?;
         let flag = self.storage.get_flag(&req.project_key, &req.key).await?;
-        let candidate = flag_json(&flag, &update, req.expected_version);
+        let change = RulesetChange::upsert_flag(flag.model(&update, req.expected_version));
         let mut attempt = 0;
         let config = loop {
-            let candidate = candidate.clone();
             let version = self
-                .check_env(
-                    &req.project_key,
-                    &req.environment_key,
-                    Some((vexil_engine::ResourceKind::Flag, &req.key)),
-                    move |ruleset| upsert(&mut ruleset.flags, candidate),
-                )
+                .checker
+                .check(&req.project_key, &req.environment_key, &change)
                 .await?;
             let guards = EnvGuards::from([(req.environment_key.clone(), version)]);
             match self
@@ -835,7 +691,9 @@ impl AdminService for Admin {
                 )
                 .await
             {
-                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                Err(err) if self.checker.moved(&err, attempt, &req.project_key).await => {
+                    attempt += 1
+                }
                 written => break written?,
             }
         };
@@ -855,18 +713,13 @@ impl AdminService for Admin {
             return Err(Status::invalid_argument("segment: is required"));
         };
         check_segment_sizes(segment)?;
-        let input = convert::segment_input(segment);
-        let candidate = convert::segment_json(&input, 1);
+        let input = convert::segment_input(segment).map_err(invalid_field)?;
+        let change = RulesetChange::upsert_segment(input.model(1));
         let mut attempt = 0;
         let stored = loop {
-            let candidate = candidate.clone();
             let version = self
-                .check_env(
-                    &req.project_key,
-                    &req.environment_key,
-                    Some((vexil_engine::ResourceKind::Segment, &input.key)),
-                    move |ruleset| upsert(&mut ruleset.segments, candidate),
-                )
+                .checker
+                .check(&req.project_key, &req.environment_key, &change)
                 .await?;
             let guards = EnvGuards::from([(req.environment_key.clone(), version)]);
             match self
@@ -880,7 +733,9 @@ impl AdminService for Admin {
                 )
                 .await
             {
-                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                Err(err) if self.checker.moved(&err, attempt, &req.project_key).await => {
+                    attempt += 1
+                }
                 written => break written?,
             }
         };
@@ -928,18 +783,13 @@ impl AdminService for Admin {
             return Err(Status::invalid_argument("segment: is required"));
         };
         check_segment_sizes(segment)?;
-        let input = convert::segment_input(segment);
-        let candidate = convert::segment_json(&input, req.expected_version);
+        let input = convert::segment_input(segment).map_err(invalid_field)?;
+        let change = RulesetChange::upsert_segment(input.model(req.expected_version));
         let mut attempt = 0;
         let stored = loop {
-            let candidate = candidate.clone();
             let version = self
-                .check_env(
-                    &req.project_key,
-                    &req.environment_key,
-                    Some((vexil_engine::ResourceKind::Segment, &input.key)),
-                    move |ruleset| upsert(&mut ruleset.segments, candidate),
-                )
+                .checker
+                .check(&req.project_key, &req.environment_key, &change)
                 .await?;
             let guards = EnvGuards::from([(req.environment_key.clone(), version)]);
             match self
@@ -954,7 +804,9 @@ impl AdminService for Admin {
                 )
                 .await
             {
-                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                Err(err) if self.checker.moved(&err, attempt, &req.project_key).await => {
+                    attempt += 1
+                }
                 written => break written?,
             }
         };
@@ -968,16 +820,12 @@ impl AdminService for Admin {
     ) -> Reply<pb::DeleteSegmentResponse> {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Editor)?;
+        let change = RulesetChange::delete_segment(&req.key);
         let mut attempt = 0;
         loop {
-            let key = req.key.clone();
             let version = self
-                .check_env(
-                    &req.project_key,
-                    &req.environment_key,
-                    None,
-                    move |ruleset| remove(&mut ruleset.segments, &key),
-                )
+                .checker
+                .check(&req.project_key, &req.environment_key, &change)
                 .await?;
             let guards = EnvGuards::from([(req.environment_key.clone(), version)]);
             match self
@@ -992,7 +840,9 @@ impl AdminService for Admin {
                 )
                 .await
             {
-                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                Err(err) if self.checker.moved(&err, attempt, &req.project_key).await => {
+                    attempt += 1
+                }
                 written => break written?,
             }
         }
@@ -1207,8 +1057,9 @@ impl AdminService for Admin {
             .load_ruleset(&req.project_key, &req.environment_key)
             .await?;
         Ok(Response::new(pb::ExportEnvironmentResponse {
-            ruleset_json: ruleset.to_json_string(),
-            version: ruleset.version,
+            // The model always serializes.
+            ruleset_json: serde_json::to_string(&ruleset).unwrap_or_default(),
+            version: i64::try_from(ruleset.version).unwrap_or(i64::MAX),
         }))
     }
 
@@ -1219,44 +1070,17 @@ impl AdminService for Admin {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Admin)?;
         limits::text("ruleset_json", &req.ruleset_json, limits::MAX_IMPORT_BYTES)?;
-        let imported: Value = serde_json::from_str(&req.ruleset_json)
-            .map_err(|err| Status::invalid_argument(format!("ruleset_json: {err}")))?;
-        let flags = imported
-            .get("flags")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let segments = imported
-            .get("segments")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let imported = imported_ruleset(&req.ruleset_json)?;
         // Every imported resource must be free of problems in the resulting ruleset.
-        let mut ruleset = self
-            .storage
-            .load_ruleset(&req.project_key, &req.environment_key)
+        let change = RulesetChange {
+            upsert_flags: imported.flags.clone(),
+            upsert_segments: imported.segments.clone(),
+            ..RulesetChange::default()
+        };
+        let validated_version = self
+            .checker
+            .check(&req.project_key, &req.environment_key, &change)
             .await?;
-        let validated_version = ruleset.version;
-        let before = problems(&ruleset)?;
-        let named: HashSet<(vexil_engine::ResourceKind, String)> = flags
-            .iter()
-            .filter_map(|f| key_of(f).map(|k| (vexil_engine::ResourceKind::Flag, k.to_owned())))
-            .chain(segments.iter().filter_map(|s| {
-                key_of(s).map(|k| (vexil_engine::ResourceKind::Segment, k.to_owned()))
-            }))
-            .collect();
-        for flag in flags {
-            upsert(&mut ruleset.flags, flag);
-        }
-        for segment in segments {
-            upsert(&mut ruleset.segments, segment);
-        }
-        let after = problems(&ruleset)?;
-        let refused: Vec<&Problem> = after
-            .iter()
-            .filter(|p| named.contains(&(p.resource, p.key.clone())) || !before.contains(p))
-            .collect();
-        refuse(&refused)?;
         // A change of the environment since the validation fails the import (ABORTED): an
         // import is rare enough for its caller to retry.
         let guards = EnvGuards::from([(req.environment_key.clone(), validated_version)]);
@@ -1278,5 +1102,29 @@ impl AdminService for Admin {
             updated_flags: summary.updated_flags,
             segments: summary.segments,
         }))
+    }
+}
+
+/// The ruleset of an import. A file that is not a ruleset is refused with the parser's
+/// message; a flag or segment the model cannot hold, with the engine's problem naming it and
+/// its field.
+fn imported_ruleset(text: &str) -> Result<RulesetData, Status> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|err| Status::invalid_argument(format!("ruleset_json: {err}")))?;
+    match serde_json::from_value::<RulesetData>(value.clone()) {
+        Ok(data) => Ok(data),
+        Err(err) => {
+            let compiled = vexil_engine::Ruleset::from_value(&value)
+                .map_err(|err| Status::invalid_argument(format!("ruleset_json: {err}")))?;
+            let mut problems: Vec<String> =
+                compiled.problems().iter().map(|p| p.to_string()).collect();
+            if problems.is_empty() {
+                problems.push(err.to_string());
+            }
+            Err(Status::invalid_argument(format!(
+                "ruleset_json: invalid: {}",
+                problems.join("; ")
+            )))
+        }
     }
 }

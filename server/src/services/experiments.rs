@@ -21,15 +21,15 @@ use tonic::{Request, Response, Status};
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::experiment_service_server::ExperimentService;
 
-use super::admin::{check_env, environment_moved, flag_json, upsert};
 use crate::auth::{Authenticator, Caller};
 use crate::convert;
 use crate::limits;
 use crate::live::Hub;
+use crate::ruleset_changes::{RulesetChange, RulesetChecker};
 use crate::storage::{
     self, Decision, EnvGuards, Experiment, ExperimentFilter, ExperimentMetric, ExperimentSpec,
-    ExperimentStatus, ExperimentStep, FlagConfigUpdate, HOUR_MILLIS, MetricDirection, MetricKind,
-    MetricSums, NewMetric, Role, Storage, hour_of, now_millis,
+    ExperimentStatus, ExperimentStep, FlagConfiguration, HOUR_MILLIS, MetricDirection, MetricKind,
+    MetricSums, NewMetric, Role, Serve, Storage, hour_of, now_millis,
 };
 
 /// Weights of a rollout sum to this (thousandths of a percent).
@@ -50,6 +50,7 @@ pub struct ExperimentApi {
     storage: Storage,
     auth: Authenticator,
     hub: Option<Hub>,
+    checker: RulesetChecker,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -61,6 +62,7 @@ fn invalid(message: String) -> Status {
 impl ExperimentApi {
     pub fn new(storage: Storage, auth: Authenticator) -> ExperimentApi {
         ExperimentApi {
+            checker: RulesetChecker::new(storage.clone(), None),
             storage,
             auth,
             hub: None,
@@ -69,6 +71,7 @@ impl ExperimentApi {
 
     /// Makes every flag change wait until this instance's rulesets hold it.
     pub fn with_hub(mut self, hub: Hub) -> ExperimentApi {
+        self.checker = RulesetChecker::new(self.storage.clone(), Some(hub.clone()));
         self.hub = Some(hub);
         self
     }
@@ -138,15 +141,8 @@ impl ExperimentApi {
             let step = plan(&experiment, &config)?;
             let mut guards = EnvGuards::new();
             if let Some((version, update)) = &step.config {
-                let candidate = flag_json(&flag, update, *version);
-                let validated = check_env(
-                    &self.storage,
-                    project,
-                    env,
-                    Some((vexil_engine::ResourceKind::Flag, &flag_key)),
-                    move |ruleset| upsert(&mut ruleset.flags, candidate),
-                )
-                .await?;
+                let change = RulesetChange::upsert_flag(flag.model(update, *version));
+                let validated = self.checker.check(project, env, &change).await?;
                 guards.insert(env.to_owned(), validated);
             }
             match self
@@ -155,7 +151,7 @@ impl ExperimentApi {
                 .advance_experiment(caller.actor(), project, env, key, expected_version, &step)
                 .await
             {
-                Err(err) if environment_moved(&err, attempt) => attempt += 1,
+                Err(err) if self.checker.moved(&err, attempt, project).await => attempt += 1,
                 written => break written?.0,
             }
         };
@@ -416,8 +412,8 @@ fn experiment_spec(
 
 // ----- serves ----------------------------------------------------------------------------------
 
-/// The serve that carries experiment `key` while it runs (canonical JSON).
-fn experiment_serve(x: &Experiment) -> Value {
+/// The serve that carries experiment `key` while it runs.
+fn experiment_serve(x: &Experiment) -> Result<Serve, Status> {
     let spec = &x.spec;
     let bucket_by = spec.bucket_by.as_ref().map(|b| pb::BucketBy {
         context_kind: b
@@ -431,7 +427,7 @@ fn experiment_serve(x: &Experiment) -> Value {
             .unwrap_or_default()
             .to_owned(),
     });
-    convert::serve_to_json(Some(&pb::Serve {
+    let serve = pb::Serve {
         kind: Some(pb::serve::Kind::Rollout(pb::Rollout {
             variations: spec
                 .variations
@@ -442,7 +438,7 @@ fn experiment_serve(x: &Experiment) -> Value {
                 })
                 .collect(),
             bucket_by,
-            algorithm: 0,
+            algorithm: pb::BucketingAlgorithm::Murmur3V1 as i32,
         })),
         experiment: Some(pb::ExperimentAllocation {
             key: x.key.clone(),
@@ -450,11 +446,13 @@ fn experiment_serve(x: &Experiment) -> Value {
             layer: spec.layer.clone(),
             layer_offset: spec.layer_offset,
         }),
-    }))
+    };
+    vexil_proto::model::serve_from_proto(Some(&serve), "experiment")
+        .map_err(|err| Status::internal(format!("experiment `{}`: {err}", x.key)))
 }
 
-fn fixed_serve(variation: u32) -> Value {
-    serde_json::json!({ "variation": variation })
+fn fixed_serve(variation: u32) -> Serve {
+    Serve::variation(variation as usize)
 }
 
 /// Where in a configuration a serve sits.
@@ -464,33 +462,29 @@ enum ServeSlot {
     Fallthrough,
 }
 
-fn serve_at(update: &FlagConfigUpdate, slot: ServeSlot) -> Value {
+fn serve_at(update: &FlagConfiguration, slot: ServeSlot) -> &Serve {
     match slot {
-        ServeSlot::Rule(i) => update.rules[i].get("serve").cloned().unwrap_or(Value::Null),
-        ServeSlot::Fallthrough => update.fallthrough.clone(),
+        ServeSlot::Rule(i) => &update.rules[i].serve,
+        ServeSlot::Fallthrough => &update.fallthrough,
     }
 }
 
-fn set_serve(update: &mut FlagConfigUpdate, slot: ServeSlot, serve: Value) {
+fn set_serve(update: &mut FlagConfiguration, slot: ServeSlot, serve: Serve) {
     match slot {
-        ServeSlot::Rule(i) => {
-            if let Some(rule) = update.rules[i].as_object_mut() {
-                rule.insert("serve".into(), serve);
-            }
-        }
+        ServeSlot::Rule(i) => update.rules[i].serve = serve,
         ServeSlot::Fallthrough => update.fallthrough = serve,
     }
 }
 
 /// The slot the experiment was designed for (its rule by id, or the fallthrough).
-fn designed_slot(x: &Experiment, update: &FlagConfigUpdate) -> Result<ServeSlot, Status> {
+fn designed_slot(x: &Experiment, update: &FlagConfiguration) -> Result<ServeSlot, Status> {
     if x.spec.rule_id.is_empty() {
         return Ok(ServeSlot::Fallthrough);
     }
     update
         .rules
         .iter()
-        .position(|r| r.get("id").and_then(Value::as_str) == Some(x.spec.rule_id.as_str()))
+        .position(|r| r.id == x.spec.rule_id)
         .map(ServeSlot::Rule)
         .ok_or_else(|| {
             Status::failed_precondition(format!(
@@ -502,19 +496,9 @@ fn designed_slot(x: &Experiment, update: &FlagConfigUpdate) -> Result<ServeSlot,
 
 /// The slot whose serve carries the experiment now, if any (someone may have edited it
 /// away).
-fn carrying_slot(x: &Experiment, update: &FlagConfigUpdate) -> Option<ServeSlot> {
-    let carries = |serve: &Value| {
-        serve
-            .get("experiment")
-            .and_then(|e| e.get("key"))
-            .and_then(Value::as_str)
-            == Some(x.key.as_str())
-    };
-    if let Some(i) = update
-        .rules
-        .iter()
-        .position(|r| r.get("serve").is_some_and(carries))
-    {
+fn carrying_slot(x: &Experiment, update: &FlagConfiguration) -> Option<ServeSlot> {
+    let carries = |serve: &Serve| serve.experiment.as_ref().is_some_and(|e| e.key == x.key);
+    if let Some(i) = update.rules.iter().position(|r| carries(&r.serve)) {
         return Some(ServeSlot::Rule(i));
     }
     carries(&update.fallthrough).then_some(ServeSlot::Fallthrough)
@@ -883,12 +867,7 @@ impl ExperimentService for ExperimentApi {
             .storage
             .get_flag_config(&x.project_key, &x.environment_key, &x.flag_key)
             .await?;
-        if !x.rule_id.is_empty()
-            && !config
-                .rules
-                .iter()
-                .any(|r| r.get("id").and_then(Value::as_str) == Some(x.rule_id.as_str()))
-        {
+        if !x.rule_id.is_empty() && !config.configuration.rules.iter().any(|r| r.id == x.rule_id) {
             return Err(invalid(format!(
                 "experiment.rule_id: flag `{}` has no rule `{}` in environment `{}`",
                 x.flag_key, x.rule_id, x.environment_key
@@ -992,10 +971,10 @@ impl ExperimentService for ExperimentApi {
                             x.status.as_str()
                         )));
                     }
-                    let mut update = FlagConfigUpdate::from_config(config);
+                    let mut update = config.configuration.clone();
                     let slot = designed_slot(x, &update)?;
-                    let previous = serve_at(&update, slot);
-                    set_serve(&mut update, slot, experiment_serve(x));
+                    let previous = serve_at(&update, slot).clone();
+                    set_serve(&mut update, slot, experiment_serve(x)?);
                     Ok(ExperimentStep {
                         action: "experiment.start",
                         from: &[ExperimentStatus::Draft],
@@ -1031,7 +1010,7 @@ impl ExperimentService for ExperimentApi {
                             x.status.as_str()
                         )));
                     }
-                    let mut update = FlagConfigUpdate::from_config(config);
+                    let mut update = config.configuration.clone();
                     let config_change = carrying_slot(x, &update).map(|slot| {
                         set_serve(&mut update, slot, fixed_serve(control(x)));
                         (config.version, update)
@@ -1093,7 +1072,7 @@ impl ExperimentService for ExperimentApi {
                             req.variation
                         )));
                     };
-                    let mut update = FlagConfigUpdate::from_config(config);
+                    let mut update = config.configuration.clone();
                     let carrying = carrying_slot(x, &update);
                     let config_change = if req.apply {
                         let slot = match carrying {

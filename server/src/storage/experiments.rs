@@ -15,9 +15,9 @@ use super::events::env_id;
 use super::flags::{fetch_config, rewrite_config};
 use super::projects::paginate_by_key;
 use super::{
-    AuditRecord, FlagConfig, FlagConfigUpdate, Millis, Page, PageRequest, QueryBuilder,
-    ResourceKind, Result, Storage, StorageError, bump_env, check_version, from_text, not_found,
-    now_millis, project_id, to_audit, to_text,
+    AuditRecord, FlagConfig, FlagConfiguration, Millis, Page, PageRequest, QueryBuilder,
+    ResourceKind, Result, Serve, Storage, StorageError, bump_env, check_version, from_text,
+    not_found, now_millis, project_id, to_audit, to_text,
 };
 
 /// How a metric aggregates a context's events after its first exposure.
@@ -184,7 +184,7 @@ pub struct Experiment {
     pub status: ExperimentStatus,
     pub spec: ExperimentSpec,
     /// The serve the experiment's rule or fallthrough had before the start.
-    pub previous_serve: Option<Value>,
+    pub previous_serve: Option<Serve>,
     pub decision: Option<Decision>,
     pub version: i64,
     pub created_at: Millis,
@@ -209,11 +209,11 @@ pub struct ExperimentStep {
     pub from: &'static [ExperimentStatus],
     pub to: ExperimentStatus,
     /// The serve before the start, recorded by the start.
-    pub previous_serve: Option<Value>,
+    pub previous_serve: Option<Serve>,
     pub decision: Option<Decision>,
     /// The flag configuration to write, and the configuration version it was computed
     /// from.
-    pub config: Option<(i64, FlagConfigUpdate)>,
+    pub config: Option<(i64, FlagConfiguration)>,
 }
 
 const METRIC_COLUMNS: &str = "p.key, m.key, m.name, m.description, m.event_name, m.kind, \

@@ -1,15 +1,13 @@
 //! Flags (project-level) and their configurations (per environment).
 
-use serde_json::Value;
-
 use super::db::{Row, Tx, args};
 use super::projects::paginate_by_key;
 use super::{
     ArchivedFilter, AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Flag, FlagConfig,
-    FlagConfigUpdate, FlagFilter, FlagKind, FlagUpdate, Millis, NewFlag, Page, PageRequest,
-    QueryBuilder, ResourceKind, Result, Storage, StorageError, bump_all_envs, bump_env,
-    check_version, from_text, like_escape, lock_project, log_change, not_found, now_millis,
-    project_id, to_audit, to_text,
+    FlagConfiguration, FlagFilter, FlagUpdate, Millis, NewFlag, Page, PageRequest, QueryBuilder,
+    ResourceKind, Result, Storage, StorageError, ValueKind, bump_all_envs, bump_env, check_version,
+    from_text, like_escape, lock_project, log_change, not_found, now_millis, project_id, to_audit,
+    to_text,
 };
 
 pub(super) const FLAG_COLUMNS: &str = "p.key, f.key, f.kind, f.variations, f.name, f.description, \
@@ -27,7 +25,7 @@ pub(super) fn flag_from_row(row: &Row) -> Result<Flag> {
     Ok(Flag {
         project_key: row.get(0)?,
         key: row.get(1)?,
-        kind: FlagKind::parse(&kind)
+        kind: ValueKind::from_name(&kind)
             .ok_or_else(|| StorageError::Corrupt(format!("unknown flag kind `{kind}`")))?,
         variations: from_text(&row.get::<String>(3)?, "flag variations")?,
         name: row.get(4)?,
@@ -51,13 +49,15 @@ pub(super) fn config_from_row_at(row: &Row, b: usize) -> Result<FlagConfig> {
         project_key: row.get(b)?,
         environment_key: row.get(b + 1)?,
         flag_key: row.get(b + 2)?,
-        on: row.get(b + 3)?,
-        off_variation: variation_from_db(row.get(b + 4)?)?,
-        targets: from_text(&row.get::<String>(b + 5)?, "flag targets")?,
-        rules: from_text(&row.get::<String>(b + 6)?, "flag rules")?,
-        fallthrough: from_text(&row.get::<String>(b + 7)?, "flag fallthrough")?,
-        prerequisites: from_text(&row.get::<String>(b + 8)?, "flag prerequisites")?,
-        salt: row.get(b + 9)?,
+        configuration: FlagConfiguration {
+            on: row.get(b + 3)?,
+            off_variation: variation_from_db(row.get(b + 4)?)?.map(|v| v as usize),
+            targets: from_text(&row.get::<String>(b + 5)?, "flag targets")?,
+            rules: from_text(&row.get::<String>(b + 6)?, "flag rules")?,
+            fallthrough: from_text(&row.get::<String>(b + 7)?, "flag fallthrough")?,
+            prerequisites: from_text(&row.get::<String>(b + 8)?, "flag prerequisites")?,
+            salt: row.get(b + 9)?,
+        },
         version: row.get(b + 10)?,
         updated_at: row.get(b + 11)?,
     })
@@ -153,7 +153,7 @@ pub(super) async fn insert_flag(
                 &new.description,
                 to_text(&tags),
                 new.client_side,
-                new.off_variation.map(i64::from),
+                new.off_variation.and_then(|v| i64::try_from(v).ok()),
                 to_text(&new.fallthrough),
                 now,
             ],
@@ -228,7 +228,7 @@ pub(super) async fn rewrite_config(
     tx: &mut Tx,
     env: &BumpedEnv,
     key: &str,
-    update: &FlagConfigUpdate,
+    update: &FlagConfiguration,
     archived: bool,
     now: Millis,
 ) -> Result<()> {
@@ -241,7 +241,7 @@ pub(super) async fn rewrite_config(
             env.id,
             key,
             update.on,
-            update.off_variation.map(i64::from),
+            update.off_variation.and_then(|v| i64::try_from(v).ok()),
             to_text(&update.targets),
             to_text(&update.rules),
             to_text(&update.fallthrough),
@@ -563,7 +563,7 @@ impl Storage {
         env: &str,
         key: &str,
         expected_version: i64,
-        update: &FlagConfigUpdate,
+        update: &FlagConfiguration,
     ) -> Result<FlagConfig> {
         self.write_config(
             actor,
@@ -595,9 +595,9 @@ impl Storage {
             env,
             key,
             expected_version,
-            |c| FlagConfigUpdate {
+            |c| FlagConfiguration {
                 on,
-                ..FlagConfigUpdate::from_config(c)
+                ..c.configuration.clone()
             },
         )
         .await
@@ -612,7 +612,7 @@ impl Storage {
         env: &str,
         key: &str,
         expected_version: i64,
-        change: impl FnOnce(&FlagConfig) -> FlagConfigUpdate,
+        change: impl FnOnce(&FlagConfig) -> FlagConfiguration,
     ) -> Result<FlagConfig> {
         let now = now_millis();
         let mut tx = self.write().await?;
@@ -644,38 +644,4 @@ impl Storage {
         self.notify(project, std::slice::from_ref(&bumped));
         Ok(after)
     }
-}
-
-/// The canonical JSON of a flag in one environment (SCHEMA.md "Flag"): the project-level
-/// fields merged with the configuration, defaults left out as the engine writes them.
-pub(super) fn canonical_flag(flag: &Flag, config: &FlagConfig) -> Value {
-    let mut out = serde_json::Map::new();
-    out.insert("key".into(), Value::String(flag.key.clone()));
-    out.insert("kind".into(), Value::String(flag.kind.as_str().into()));
-    out.insert("variations".into(), Value::Array(flag.variations.clone()));
-    out.insert("on".into(), Value::Bool(config.on));
-    if let Some(off) = config.off_variation {
-        out.insert("off_variation".into(), Value::from(off));
-    }
-    if !config.targets.is_empty() {
-        out.insert("targets".into(), Value::Array(config.targets.clone()));
-    }
-    if !config.rules.is_empty() {
-        out.insert("rules".into(), Value::Array(config.rules.clone()));
-    }
-    out.insert("fallthrough".into(), config.fallthrough.clone());
-    if !config.prerequisites.is_empty() {
-        out.insert(
-            "prerequisites".into(),
-            Value::Array(config.prerequisites.clone()),
-        );
-    }
-    if let Some(salt) = &config.salt {
-        out.insert("salt".into(), Value::String(salt.clone()));
-    }
-    out.insert("version".into(), Value::from(config.version));
-    if flag.client_side {
-        out.insert("client_side".into(), Value::Bool(true));
-    }
-    Value::Object(out)
 }

@@ -42,6 +42,7 @@ mod types;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -74,6 +75,23 @@ pub struct Storage {
     /// Environment versions the writes of this handle were validated against (see
     /// [`Storage::guarded`]).
     guards: Option<std::sync::Arc<EnvGuards>>,
+    /// Transactions begun through this handle and its clones.
+    transactions: std::sync::Arc<TransactionCounts>,
+}
+
+/// How many read and write transactions a storage began, for diagnostics and for tests that
+/// count what an operation costs.
+#[derive(Debug, Default)]
+struct TransactionCounts {
+    reads: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+/// Transactions begun so far (see [`Storage::transactions`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transactions {
+    pub reads: u64,
+    pub writes: u64,
 }
 
 /// Environment key → the version a write was validated against, within the project the
@@ -162,6 +180,7 @@ impl Storage {
             pool,
             changes,
             guards: None,
+            transactions: Default::default(),
         };
         tracing::info!(backend = ?storage.backend(), "storage ready");
         Ok(storage)
@@ -186,6 +205,7 @@ impl Storage {
             pool: self.pool.clone(),
             changes: self.changes.clone(),
             guards: Some(std::sync::Arc::new(guards)),
+            transactions: self.transactions.clone(),
         }
     }
 
@@ -231,11 +251,21 @@ impl Storage {
     }
 
     pub(crate) async fn read(&self) -> Result<Tx> {
+        self.transactions.reads.fetch_add(1, Ordering::Relaxed);
         Ok(self.pool.begin(Mode::Read).await?)
     }
 
     pub(crate) async fn write(&self) -> Result<Tx> {
+        self.transactions.writes.fetch_add(1, Ordering::Relaxed);
         Ok(self.pool.begin(Mode::Write).await?)
+    }
+
+    /// How many read and write transactions this storage (and every clone of it) began.
+    pub fn transactions(&self) -> Transactions {
+        Transactions {
+            reads: self.transactions.reads.load(Ordering::Relaxed),
+            writes: self.transactions.writes.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -6,16 +6,17 @@ use serde_json::Value;
 
 use super::db::{Tx, args};
 use super::flags::{
-    CONFIG_COLUMNS, CONFIG_FROM, FLAG_COLUMNS, canonical_flag, config_from_row_at, fetch_config,
-    fetch_flag, flag_from_row, insert_flag, log_flag_everywhere, rewrite_config, rewrite_flag,
+    CONFIG_COLUMNS, CONFIG_FROM, FLAG_COLUMNS, config_from_row_at, fetch_config, fetch_flag,
+    flag_from_row, insert_flag, log_flag_everywhere, rewrite_config, rewrite_flag,
 };
 use super::segments::{
     SEGMENT_COLUMNS, SEGMENT_FROM, canonical_segment, segment_from_row, upsert_segment,
 };
 use super::{
-    AuditRecord, BumpedEnv, Change, ChangeKind, ChangeOp, ChangesSince, FlagConfigUpdate, FlagKind,
-    ImportSummary, Millis, NewFlag, ResourceKind, Result, RulesetJson, RulesetPatch, SegmentInput,
-    Storage, StorageError, bump_env, check_version, lock_project, not_found, now_millis, to_audit,
+    AuditRecord, BumpedEnv, Change, ChangeKind, ChangeOp, ChangesSince, FlagModel, ImportSummary,
+    Millis, NewFlag, ResourceKind, Result, RulesetData, RulesetPatch, SegmentInput, SegmentModel,
+    Serve, Storage, StorageError, bump_env, check_version, lock_project, not_found, now_millis,
+    to_audit,
 };
 
 /// An environment's id, version and log floor, read in the current transaction.
@@ -49,9 +50,9 @@ async fn env_state(tx: &mut Tx, project: &str, env: &str) -> Result<EnvState> {
     }
 }
 
-/// The canonical JSON of the environment's flags (not archived), ordered by key; only those
+/// The environment's flags (not archived) as the engine's model, ordered by key; only those
 /// of `keys` when given.
-async fn load_flags(tx: &mut Tx, env_id: i64, keys: Option<&[String]>) -> Result<Vec<Value>> {
+async fn load_flags(tx: &mut Tx, env_id: i64, keys: Option<&[String]>) -> Result<Vec<FlagModel>> {
     let mut sql = format!(
         "SELECT {FLAG_COLUMNS}, {CONFIG_COLUMNS} FROM {CONFIG_FROM} \
          WHERE c.environment_id = $1 AND f.archived = FALSE"
@@ -76,17 +77,19 @@ async fn load_flags(tx: &mut Tx, env_id: i64, keys: Option<&[String]>) -> Result
     let rows = tx.fetch_all(&sql, params).await?;
     rows.iter()
         .map(|row| {
-            Ok(canonical_flag(
-                &flag_from_row(row)?,
-                &config_from_row_at(row, 12)?,
-            ))
+            let config = config_from_row_at(row, 12)?;
+            Ok(flag_from_row(row)?.model(&config.configuration, config.version))
         })
         .collect()
 }
 
-/// The canonical JSON of the environment's segments, ordered by key; only those of `keys`
+/// The environment's segments as the engine's model, ordered by key; only those of `keys`
 /// when given.
-async fn load_segments(tx: &mut Tx, env_id: i64, keys: Option<&[String]>) -> Result<Vec<Value>> {
+async fn load_segments(
+    tx: &mut Tx,
+    env_id: i64,
+    keys: Option<&[String]>,
+) -> Result<Vec<SegmentModel>> {
     let mut sql =
         format!("SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.environment_id = $1");
     let mut params = args![env_id];
@@ -143,146 +146,42 @@ struct PendingAudit {
     after: Option<Value>,
 }
 
-/// A flag of an imported ruleset, split into its project-level and environment parts.
-struct ImportedFlag {
-    key: String,
-    kind: FlagKind,
-    variations: Vec<Value>,
-    client_side: bool,
-    config: FlagConfigUpdate,
-}
-
 fn invalid(message: String) -> StorageError {
     StorageError::InvalidArgument(message)
 }
 
-fn field_array(obj: &serde_json::Map<String, Value>, field: &str, at: &str) -> Result<Vec<Value>> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => Ok(items.clone()),
-        Some(_) => Err(invalid(format!("{at}.{field}: expected an array"))),
-    }
-}
-
-fn parse_flag(value: &Value, at: &str) -> Result<ImportedFlag> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| invalid(format!("{at}: expected an object")))?;
-    let key = obj
-        .get("key")
-        .and_then(Value::as_str)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| invalid(format!("{at}.key: expected a non-empty string")))?;
-    let kind = obj
-        .get("kind")
-        .and_then(Value::as_str)
-        .and_then(FlagKind::parse)
-        .ok_or_else(|| invalid(format!("{at}.kind: expected bool, string, number or json")))?;
-    let variations = field_array(obj, "variations", at)?;
-    if variations.is_empty() {
-        return Err(invalid(format!("{at}.variations: expected at least one")));
-    }
-    let fallthrough = obj
-        .get("fallthrough")
-        .filter(|v| v.is_object())
-        .cloned()
-        .ok_or_else(|| invalid(format!("{at}.fallthrough: required")))?;
-    let off_variation = match obj.get("off_variation") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| invalid(format!("{at}.off_variation: expected an index")))?,
-        ),
-    };
-    let salt = match obj.get("salt") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(invalid(format!("{at}.salt: expected a string"))),
-    };
-    let flag_bool = |field: &str| -> Result<bool> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(invalid(format!("{at}.{field}: expected a bool"))),
-        }
-    };
-    Ok(ImportedFlag {
-        key: key.to_owned(),
-        kind,
-        variations,
-        client_side: flag_bool("client_side")?,
-        config: FlagConfigUpdate {
-            on: flag_bool("on")?,
-            off_variation,
-            targets: field_array(obj, "targets", at)?,
-            rules: field_array(obj, "rules", at)?,
-            fallthrough,
-            prerequisites: field_array(obj, "prerequisites", at)?,
-            salt,
-        },
-    })
-}
-
-fn parse_segment(value: &Value, at: &str) -> Result<SegmentInput> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| invalid(format!("{at}: expected an object")))?;
-    let key = obj
-        .get("key")
-        .and_then(Value::as_str)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| invalid(format!("{at}.key: expected a non-empty string")))?;
-    Ok(SegmentInput {
-        key: key.to_owned(),
-        name: String::new(),
-        description: String::new(),
-        included: field_array(obj, "included", at)?,
-        excluded: field_array(obj, "excluded", at)?,
-        rules: field_array(obj, "rules", at)?,
-    })
-}
-
-fn parse_ruleset(ruleset: &Value) -> Result<(Vec<ImportedFlag>, Vec<SegmentInput>)> {
-    let obj = ruleset
-        .as_object()
-        .ok_or_else(|| invalid("the ruleset must be a JSON object".into()))?;
-    let flags = field_array(obj, "flags", "ruleset")?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_flag(v, &format!("flags[{i}]")))
-        .collect::<Result<Vec<_>>>()?;
-    let segments = field_array(obj, "segments", "ruleset")?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_segment(v, &format!("segments[{i}]")))
-        .collect::<Result<Vec<_>>>()?;
+/// Refuses an imported ruleset naming a flag or a segment twice.
+fn check_unique(ruleset: &RulesetData) -> Result<()> {
     let mut seen = HashSet::new();
-    if let Some(dup) = flags.iter().find(|f| !seen.insert(f.key.as_str())) {
+    if let Some(dup) = ruleset.flags.iter().find(|f| !seen.insert(f.key.as_str())) {
         return Err(invalid(format!(
             "flag `{}` appears more than once",
             dup.key
         )));
     }
     let mut seen = HashSet::new();
-    if let Some(dup) = segments.iter().find(|s| !seen.insert(s.key.as_str())) {
+    if let Some(dup) = ruleset
+        .segments
+        .iter()
+        .find(|s| !seen.insert(s.key.as_str()))
+    {
         return Err(invalid(format!(
             "segment `{}` appears more than once",
             dup.key
         )));
     }
-    Ok((flags, segments))
+    Ok(())
 }
 
 impl Storage {
     /// Loads an environment's whole state, in one consistent snapshot, as the engine's
     /// ruleset: every flag that is not archived (project-level fields merged with this
     /// environment's configuration) and every segment, at the environment's version.
-    pub async fn load_ruleset(&self, project: &str, env: &str) -> Result<RulesetJson> {
+    pub async fn load_ruleset(&self, project: &str, env: &str) -> Result<RulesetData> {
         let mut tx = self.read().await?;
         let state = env_state(&mut tx, project, env).await?;
-        Ok(RulesetJson {
-            version: state.version,
+        Ok(RulesetData {
+            version: u64::try_from(state.version).unwrap_or(0),
             flags: load_flags(&mut tx, state.id, None).await?,
             segments: load_segments(&mut tx, state.id, None).await?,
         })
@@ -290,7 +189,8 @@ impl Storage {
 
     /// [`Storage::load_ruleset`] as a JSON string: the export of an environment.
     pub async fn export_environment(&self, project: &str, env: &str) -> Result<String> {
-        Ok(self.load_ruleset(project, env).await?.to_json_string())
+        // The model always serializes.
+        Ok(serde_json::to_string(&self.load_ruleset(project, env).await?).unwrap_or_default())
     }
 
     /// The entries of an environment's change log after version `since`, in version order.
@@ -343,14 +243,10 @@ impl Storage {
         let segment_keys = keys(ChangeKind::Segment, ChangeOp::Upsert);
         let upserted_flags = load_flags(&mut tx, state.id, Some(&flag_keys)).await?;
         let upserted_segments = load_segments(&mut tx, state.id, Some(&segment_keys)).await?;
-        let found = |items: &[Value]| -> HashSet<String> {
-            items
-                .iter()
-                .filter_map(|v| v.get("key").and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        };
         // A resource logged as upserted but not loadable now is gone.
-        let (flags_found, segments_found) = (found(&upserted_flags), found(&upserted_segments));
+        let flags_found: HashSet<String> = upserted_flags.iter().map(|f| f.key.clone()).collect();
+        let segments_found: HashSet<String> =
+            upserted_segments.iter().map(|s| s.key.clone()).collect();
         let mut deleted_flags = keys(ChangeKind::Flag, ChangeOp::Delete);
         deleted_flags.extend(flag_keys.into_iter().filter(|k| !flags_found.contains(k)));
         deleted_flags.sort();
@@ -402,10 +298,11 @@ impl Storage {
         actor: &str,
         project: &str,
         env: &str,
-        ruleset: &Value,
+        ruleset: &RulesetData,
         expected_version: Option<i64>,
     ) -> Result<ImportSummary> {
-        let (flags, segments) = parse_ruleset(ruleset)?;
+        check_unique(ruleset)?;
+        let (flags, segments) = (&ruleset.flags, &ruleset.segments);
         let now = now_millis();
         let mut tx = self.write().await?;
         let project_id = lock_project(&mut tx, project).await?;
@@ -427,7 +324,7 @@ impl Storage {
         };
         let mut entries: Vec<PendingAudit> = Vec::new();
 
-        for flag in &flags {
+        for flag in flags {
             let existing = match fetch_flag(&mut tx, project, &flag.key).await {
                 Ok(found) => Some(found),
                 Err(StorageError::NotFound { .. }) => None,
@@ -445,7 +342,7 @@ impl Storage {
                         tags: Vec::new(),
                         client_side: flag.client_side,
                         off_variation: None,
-                        fallthrough: serde_json::json!({ "variation": 0 }),
+                        fallthrough: Serve::variation(0),
                     };
                     insert_flag(&mut tx, project_id, &new, now).await?;
                     let (_, created) = fetch_flag(&mut tx, project, &flag.key).await?;
@@ -502,7 +399,15 @@ impl Storage {
                 log_flag_everywhere(&mut tx, envs, &flag.key, ChangeOp::Upsert).await?;
             }
             let (before, _) = fetch_config(&mut tx, target.id, &flag.key).await?;
-            rewrite_config(&mut tx, &target, &flag.key, &flag.config, archived, now).await?;
+            rewrite_config(
+                &mut tx,
+                &target,
+                &flag.key,
+                &flag.configuration(),
+                archived,
+                now,
+            )
+            .await?;
             let (after, _) = fetch_config(&mut tx, target.id, &flag.key).await?;
             entries.push(PendingAudit {
                 action: "flag_config.update",
@@ -514,15 +419,25 @@ impl Storage {
             });
         }
 
-        for segment in &segments {
+        for segment in segments {
+            let input = SegmentInput {
+                key: segment.key.clone(),
+                name: String::new(),
+                description: String::new(),
+                included: segment.included.clone(),
+                excluded: segment.excluded.clone(),
+                rules: segment.rules.clone(),
+            };
             let before =
                 load_segments(&mut tx, target.id, Some(std::slice::from_ref(&segment.key)))
                     .await?
-                    .pop();
-            let created = upsert_segment(&mut tx, &target, segment, true, now).await?;
+                    .pop()
+                    .and_then(|s| to_audit(&s));
+            let created = upsert_segment(&mut tx, &target, &input, true, now).await?;
             let after = load_segments(&mut tx, target.id, Some(std::slice::from_ref(&segment.key)))
                 .await?
-                .pop();
+                .pop()
+                .and_then(|s| to_audit(&s));
             let action = if created {
                 "segment.create"
             } else {

@@ -1,13 +1,11 @@
 //! Segments, per environment.
 
-use serde_json::Value;
-
 use super::db::{Row, Tx, args};
 use super::projects::paginate_by_key;
 use super::{
     AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Millis, Page, PageRequest, ResourceKind, Result,
-    Segment, SegmentInput, Storage, StorageError, bump_env, check_version, from_text, log_change,
-    not_found, now_millis, to_audit, to_text,
+    Segment, SegmentInput, SegmentModel, Storage, StorageError, bump_env, check_version, from_text,
+    log_change, not_found, now_millis, to_audit, to_text,
 };
 
 pub(super) const SEGMENT_COLUMNS: &str = "p.key, e.key, s.key, s.name, s.description, s.included, \
@@ -257,19 +255,13 @@ impl Storage {
     }
 }
 
-/// The canonical JSON of a segment (SCHEMA.md "Segment"), defaults left out.
-pub(super) fn canonical_segment(segment: &Segment) -> Value {
-    let mut out = serde_json::Map::new();
-    out.insert("key".into(), Value::String(segment.key.clone()));
-    for (name, list) in [
-        ("included", &segment.included),
-        ("excluded", &segment.excluded),
-        ("rules", &segment.rules),
-    ] {
-        if !list.is_empty() {
-            out.insert(name.into(), Value::Array(list.clone()));
-        }
+/// A segment as the engine's model (SCHEMA.md "Segment").
+pub(super) fn canonical_segment(segment: &Segment) -> SegmentModel {
+    SegmentModel {
+        key: segment.key.clone(),
+        included: segment.included.clone(),
+        excluded: segment.excluded.clone(),
+        rules: segment.rules.clone(),
+        version: u64::try_from(segment.version).unwrap_or(0),
     }
-    out.insert("version".into(), Value::from(segment.version));
-    Value::Object(out)
 }

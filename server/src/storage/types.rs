@@ -1,8 +1,8 @@
 //! The records the storage reads and writes.
 //!
-//! Times are milliseconds since the Unix epoch. Targets, rules, fallthroughs,
-//! prerequisites and segment parts are the engine's canonical JSON (conformance/SCHEMA.md),
-//! stored as given: the caller validates them with the engine before writing.
+//! Times are milliseconds since the Unix epoch. Flag configurations and segment parts are
+//! the engine's typed model (conformance/SCHEMA.md), stored as its canonical JSON: the
+//! caller validates them with the engine before writing.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,38 +12,11 @@ use super::error::{Result, StorageError};
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
-/// The type every variation of a flag has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlagKind {
-    Bool,
-    String,
-    Number,
-    Json,
-}
-
-impl FlagKind {
-    /// The name used in the canonical JSON and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlagKind::Bool => "bool",
-            FlagKind::String => "string",
-            FlagKind::Number => "number",
-            FlagKind::Json => "json",
-        }
-    }
-
-    /// Parses the name used in the canonical JSON.
-    pub fn parse(name: &str) -> Option<FlagKind> {
-        match name {
-            "bool" => Some(FlagKind::Bool),
-            "string" => Some(FlagKind::String),
-            "number" => Some(FlagKind::Number),
-            "json" => Some(FlagKind::Json),
-            _ => None,
-        }
-    }
-}
+pub use vexil_engine::ValueKind;
+pub use vexil_engine::model::{
+    Flag as FlagModel, FlagConfiguration, KeyList, Prerequisite, Rule, RulesetData,
+    Segment as SegmentModel, SegmentRule, Serve, Target,
+};
 
 /// What an SDK key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,7 +130,7 @@ pub struct NewEnvironment {
 pub struct Flag {
     pub project_key: String,
     pub key: String,
-    pub kind: FlagKind,
+    pub kind: ValueKind,
     pub variations: Vec<Value>,
     pub name: String,
     pub description: String,
@@ -170,21 +143,41 @@ pub struct Flag {
     pub updated_at: Millis,
 }
 
+impl Flag {
+    /// The flag in one environment as the engine's model (SCHEMA.md "Flag"): these
+    /// project-level fields with `configuration`, at the configuration's `version`.
+    pub fn model(&self, configuration: &FlagConfiguration, version: i64) -> FlagModel {
+        FlagModel {
+            key: self.key.clone(),
+            kind: self.kind,
+            variations: self.variations.clone(),
+            on: configuration.on,
+            off_variation: configuration.off_variation,
+            targets: configuration.targets.clone(),
+            rules: configuration.rules.clone(),
+            fallthrough: configuration.fallthrough.clone(),
+            prerequisites: configuration.prerequisites.clone(),
+            salt: configuration.salt.clone(),
+            version: u64::try_from(version).unwrap_or(0),
+            client_side: self.client_side,
+        }
+    }
+}
+
 /// What creating a flag takes. `off_variation` and `fallthrough` are the configuration every
 /// environment starts with (existing ones now, and environments created later); the flag
 /// starts off everywhere.
 #[derive(Debug, Clone)]
 pub struct NewFlag {
     pub key: String,
-    pub kind: FlagKind,
+    pub kind: ValueKind,
     pub variations: Vec<Value>,
     pub name: String,
     pub description: String,
     pub tags: Vec<String>,
     pub client_side: bool,
-    pub off_variation: Option<u32>,
-    /// A canonical Serve, such as `{"variation": 0}`.
-    pub fallthrough: Value,
+    pub off_variation: Option<usize>,
+    pub fallthrough: Serve,
 }
 
 /// The replacement of a flag's mutable project-level fields.
@@ -217,7 +210,7 @@ pub struct FlagFilter {
     /// Flags whose key or name contains this text, ignoring ASCII case.
     pub query: Option<String>,
     /// Flags of this kind.
-    pub kind: Option<FlagKind>,
+    pub kind: Option<ValueKind>,
     /// By archive state.
     pub archived: ArchivedFilter,
 }
@@ -228,48 +221,12 @@ pub struct FlagConfig {
     pub project_key: String,
     pub environment_key: String,
     pub flag_key: String,
-    pub on: bool,
-    pub off_variation: Option<u32>,
-    /// Canonical Targets.
-    pub targets: Vec<Value>,
-    /// Canonical Rules.
-    pub rules: Vec<Value>,
-    /// A canonical Serve.
-    pub fallthrough: Value,
-    /// Canonical Prerequisites.
-    pub prerequisites: Vec<Value>,
-    pub salt: Option<String>,
+    #[serde(flatten)]
+    pub configuration: FlagConfiguration,
     /// The flag's version in this environment: bumped by every change of this configuration
     /// and of the project-level flag. This is the `version` of the flag in the ruleset.
     pub version: i64,
     pub updated_at: Millis,
-}
-
-/// The replacement of a flag's configuration in one environment.
-#[derive(Debug, Clone)]
-pub struct FlagConfigUpdate {
-    pub on: bool,
-    pub off_variation: Option<u32>,
-    pub targets: Vec<Value>,
-    pub rules: Vec<Value>,
-    pub fallthrough: Value,
-    pub prerequisites: Vec<Value>,
-    pub salt: Option<String>,
-}
-
-impl FlagConfigUpdate {
-    /// The configuration `config` holds, to be modified and written back.
-    pub fn from_config(config: &FlagConfig) -> FlagConfigUpdate {
-        FlagConfigUpdate {
-            on: config.on,
-            off_variation: config.off_variation,
-            targets: config.targets.clone(),
-            rules: config.rules.clone(),
-            fallthrough: config.fallthrough.clone(),
-            prerequisites: config.prerequisites.clone(),
-            salt: config.salt.clone(),
-        }
-    }
 }
 
 /// A segment of one environment.
@@ -280,11 +237,9 @@ pub struct Segment {
     pub key: String,
     pub name: String,
     pub description: String,
-    /// Canonical key lists (`{"context_kind", "values"}`).
-    pub included: Vec<Value>,
-    pub excluded: Vec<Value>,
-    /// Canonical segment rules (`{"id", "clauses"}`).
-    pub rules: Vec<Value>,
+    pub included: Vec<KeyList>,
+    pub excluded: Vec<KeyList>,
+    pub rules: Vec<SegmentRule>,
     pub version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -296,9 +251,22 @@ pub struct SegmentInput {
     pub key: String,
     pub name: String,
     pub description: String,
-    pub included: Vec<Value>,
-    pub excluded: Vec<Value>,
-    pub rules: Vec<Value>,
+    pub included: Vec<KeyList>,
+    pub excluded: Vec<KeyList>,
+    pub rules: Vec<SegmentRule>,
+}
+
+impl SegmentInput {
+    /// The segment as the engine's model, at `version`.
+    pub fn model(&self, version: i64) -> SegmentModel {
+        SegmentModel {
+            key: self.key.clone(),
+            included: self.included.clone(),
+            excluded: self.excluded.clone(),
+            rules: self.rules.clone(),
+            version: u64::try_from(version).unwrap_or(0),
+        }
+    }
 }
 
 /// An SDK key; its secret is never stored, only a hash of it.
@@ -454,24 +422,6 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// The environment's whole state in the engine's ruleset JSON shape:
-/// `{"version": …, "flags": [...], "segments": [...]}`, flags and segments ordered by key.
-/// Archived flags are left out.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RulesetJson {
-    pub version: i64,
-    pub flags: Vec<Value>,
-    pub segments: Vec<Value>,
-}
-
-impl RulesetJson {
-    /// The ruleset as a JSON string.
-    pub fn to_json_string(&self) -> String {
-        // A struct of i64 and JSON values always serializes.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
 /// The kind of resource a change-log entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -553,9 +503,9 @@ pub enum ChangesSince {
 pub struct RulesetPatch {
     pub from_version: i64,
     pub version: i64,
-    pub upserted_flags: Vec<Value>,
+    pub upserted_flags: Vec<FlagModel>,
     pub deleted_flags: Vec<String>,
-    pub upserted_segments: Vec<Value>,
+    pub upserted_segments: Vec<SegmentModel>,
     pub deleted_segments: Vec<String>,
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use tonic::transport::Channel;
-use vexil_proto::json::json_to_value;
+use vexil_proto::model::json_to_value;
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 

@@ -1,5 +1,6 @@
 //! The admin API end to end: a real server over loopback gRPC.
 
+mod costs;
 mod matrix;
 mod tls;
 
