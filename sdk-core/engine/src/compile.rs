@@ -11,15 +11,16 @@ use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
-use crate::context::{AttributeRef, Name, is_valid_kind, short_eq};
+use crate::bucket::bucket_prefix;
+use crate::context::{AttributeRef, Name, is_valid_kind};
 use crate::date;
-use crate::eval::bucket_prefix;
 use crate::index::KeyIndex;
 use crate::model::{
     Clause, Experiment, Flag, Operator, Rollout, RulesetData, Segment, Serve, TOTAL_WEIGHT,
 };
 use crate::murmur3::Murmur3;
 use crate::semver::OwnedVersion;
+use crate::short_strings::short_eq;
 
 /// Longest flag, segment, rule or experiment key accepted.
 pub const MAX_KEY_LEN: usize = 256;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::index::hash_key;
+use crate::short_strings::{hash_key, short_eq};
 
 /// Why a context is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,54 +83,6 @@ impl Name {
 #[inline(always)]
 fn same_text(hash_a: u64, a: &str, hash_b: u64, b: &str) -> bool {
     hash_a == hash_b && a.len() == b.len() && (a.len() <= 8 || short_eq(a, b))
-}
-
-/// String equality that compares lengths, then the bytes inline a word at a time:
-/// attribute names, kinds and clause values are short, and a call to `memcmp` (or a
-/// byte-by-byte loop) costs more than a few word comparisons.
-#[inline]
-pub(crate) fn short_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let n = a.len();
-    match n {
-        0 => true,
-        // Three probes cover every byte of a 1 to 3 byte string.
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        // Two overlapping 4-byte words cover 4 to 8 bytes.
-        4..=8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
-        // And two 8-byte words 9 to 16 (the loop below, unrolled for its commonest case).
-        9..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
-        _ => {
-            let mut i = 0;
-            while i + 8 < n {
-                if word8(a, i) != word8(b, i) {
-                    return false;
-                }
-                i += 8;
-            }
-            // The last word may overlap the previous one.
-            word8(a, n - 8) == word8(b, n - 8)
-        }
-    }
-}
-
-/// The 4 bytes of `s` at `at`, as a word (native byte order).
-#[inline(always)]
-pub(crate) fn word4(s: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&s[at..at + 4]);
-    u32::from_ne_bytes(w)
-}
-
-/// The 8 bytes of `s` at `at`, as a word (native byte order).
-#[inline(always)]
-pub(crate) fn word8(s: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&s[at..at + 8]);
-    u64::from_ne_bytes(w)
 }
 
 impl SingleContext {
@@ -426,51 +378,6 @@ fn unescape_pointer_token(raw: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn short_eq_agrees_with_eq() {
-        let words = [
-            "",
-            "a",
-            "b",
-            "ab",
-            "ba",
-            "abc",
-            "abd",
-            "xbc",
-            "user",
-            "usex",
-            "email",
-            "emaik",
-            "country",
-            "countrx",
-            "xountry",
-            "app_vers",
-            "app_verx",
-            "app_version",
-            "app_versiox",
-            "xpp_version",
-            "app_xersion",
-            "app_vexsion",
-            "abcdefghi",
-            "abcdefghj",
-            "xbcdefghi",
-            "abcdefgxi",
-            "abcdefghijklmnop",
-            "abcdefghijklmnox",
-            "abcdefgxijklmnop",
-            "abcdefghxjklmnop",
-            "abcdefghijklmnopq",
-            "some-longer-name-0123456789",
-            "some-longer-name-0123456788",
-            "some-longer-nXme-0123456789",
-        ];
-        for a in words {
-            for b in words {
-                assert_eq!(short_eq(a, b), a == b, "{a:?} {b:?}");
-            }
-        }
-    }
 
     #[test]
     fn parses_single_and_multi() {

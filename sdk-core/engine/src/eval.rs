@@ -3,16 +3,18 @@
 
 use serde_json::Value;
 
+use crate::bucket::bucket_after;
 use crate::compile::{
     ClauseTest, Clauses, CompiledFlag, CompiledRollout, CompiledServe, FixedOutcome, FlagEntry,
     Matcher, Ruleset,
 };
-use crate::context::{AttributeRef, Context, SingleContext, short_eq};
+use crate::context::{AttributeRef, Context, SingleContext};
 use crate::date;
-use crate::model::{Operator, TOTAL_WEIGHT, ValueKind};
+use crate::model::{Operator, ValueKind};
 use crate::murmur3::Murmur3;
 use crate::result::{ErrorKind, Evaluation, Reason, Served};
 use crate::semver::Version;
+use crate::short_strings::short_eq;
 
 /// Deepest chain of prerequisites or nested segments followed. Cycles are refused when the
 /// ruleset is built; this bound only keeps a pathological chain from exhausting the stack.
@@ -59,27 +61,6 @@ fn bucket_bytes<'a>(value: &'a Value, buf: &'a mut [u8; 24]) -> Option<&'a [u8]>
         }
         _ => None,
     }
-}
-
-/// The `murmur3_v1` bucket of `{salt}:{value}`, in [0, 100000).
-pub fn bucket(salt: &str, value: &[u8]) -> u32 {
-    bucket_after(&bucket_prefix(salt), value)
-}
-
-/// The hash state after `{salt}:`, computed once per rollout when the ruleset is built.
-pub(crate) fn bucket_prefix(salt: &str) -> Murmur3 {
-    let mut state = Murmur3::new(0);
-    state.update(salt.as_bytes());
-    state.update(b":");
-    state
-}
-
-/// The bucket of `{salt}:{value}`, from the state after `{salt}:`.
-#[inline]
-fn bucket_after(prefix: &Murmur3, value: &[u8]) -> u32 {
-    let mut state = *prefix;
-    state.update(value);
-    ((u64::from(state.finish()) * u64::from(TOTAL_WEIGHT)) >> 32) as u32
 }
 
 /// What evaluating a flag produces: the whole [`Evaluation`], or only the served value (what

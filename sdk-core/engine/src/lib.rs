@@ -25,6 +25,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod bucket;
 mod compile;
 mod context;
 mod date;
@@ -34,13 +35,14 @@ pub mod model;
 mod murmur3;
 mod result;
 mod semver;
+mod short_strings;
 
+pub use bucket::bucket;
 pub use compile::{
     CompiledFlag, CompiledSegment, LoadError, MAX_KEY_LEN, Patch, Problem, ResourceKind, Ruleset,
     validate, validate_json,
 };
 pub use context::{Context, ContextError, SingleContext};
-pub use eval::bucket;
 pub use model::{RulesetData, ValueKind};
 pub use murmur3::murmur3_x86_32;
 pub use result::{ErrorKind, Evaluation, EvaluationDetail, Reason, Served};
