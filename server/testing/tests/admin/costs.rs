@@ -3,6 +3,7 @@
 use serde_json::json;
 use vexil_proto::v1 as pb;
 use vexil_server::convert::json_to_value;
+use vexil_server::live::LiveSettings;
 use vexil_testing::{ServerOptions, TestDatabase, TestServer, authed};
 
 /// The server's counters of the work a call makes.
@@ -41,6 +42,11 @@ async fn an_update_flag_on_three_environments_costs_one_patched_compile_each() {
         TestDatabase::sqlite(),
         ServerOptions {
             http: true,
+            // The periodic version check reads the store too: keep it out of the count.
+            live: LiveSettings {
+                version_check_interval: std::time::Duration::from_secs(3600),
+                ..LiveSettings::default()
+            },
             ..ServerOptions::default()
         },
     )
@@ -140,8 +146,10 @@ async fn an_update_flag_on_three_environments_costs_one_patched_compile_each() {
     // Serving the change: one patch per environment, no full rebuild.
     assert_eq!(spent.full_serve_builds, 0.0, "{spent:?}");
     assert_eq!(spent.patched_serve_builds, 3.0, "{spent:?}");
-    // Reads: the caller's token, the flag, the environments, and the change log of each
-    // of the three environments as the instance catches up.
-    assert!(spent.reads <= 7, "{spent:?}");
+    // Reads: the caller's token, the flag and the environments (3), then the change log of
+    // each environment as the instance catches up (3); the write's own change notice may
+    // reach an environment in the same moment and read its log once more (up to 3). None
+    // of them loads a whole ruleset. Seen: 6 to 8.
+    assert!(spent.reads <= 9, "{spent:?}");
     server.stop().await;
 }
