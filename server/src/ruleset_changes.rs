@@ -165,8 +165,9 @@ impl RulesetChecker {
         env: &str,
         change: &RulesetChange,
     ) -> Result<i64, Status> {
-        self.check_with(project, env, |_| Some(change.clone()))
-            .await
+        let base = self.base(project, env).await?;
+        self.judge(base.ruleset(), change)?;
+        Ok(base.version())
     }
 
     /// Checks the change `plan` makes from the environment's current ruleset (`None`:
@@ -178,22 +179,25 @@ impl RulesetChecker {
         plan: impl FnOnce(&Ruleset) -> Option<RulesetChange>,
     ) -> Result<i64, Status> {
         let base = self.base(project, env).await?;
-        let Some(change) = plan(base.ruleset()) else {
-            return Ok(base.version());
-        };
-        let before: HashSet<&Problem> = base.ruleset().problems().iter().collect();
+        if let Some(change) = plan(base.ruleset()) {
+            self.judge(base.ruleset(), &change)?;
+        }
+        Ok(base.version())
+    }
+
+    /// Refuses `change` when, applied to `ruleset`, it has a problem about what it writes
+    /// or one the ruleset did not have.
+    fn judge(&self, ruleset: &Ruleset, change: &RulesetChange) -> Result<(), Status> {
+        let before: HashSet<&Problem> = ruleset.problems().iter().collect();
         self.counted("patch");
-        let after = base
-            .ruleset()
-            .patched(&change.patch(base.ruleset().version()));
+        let after = ruleset.patched(&change.patch(ruleset.version()));
         let written = change.written();
         let refused: Vec<&Problem> = after
             .problems()
             .iter()
             .filter(|p| written.contains(&(p.resource, p.key.as_str())) || !before.contains(p))
             .collect();
-        refuse(&refused)?;
-        Ok(base.version())
+        refuse(&refused)
     }
 
     /// Checks a ruleset on its own (a new flag, an imported file): refused when it has any

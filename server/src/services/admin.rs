@@ -8,6 +8,7 @@
 //! ([`crate::ruleset_changes`]): a problem refuses it with `INVALID_ARGUMENT` and nothing is
 //! stored.
 
+use serde::Deserialize;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 use vexil_proto::model::{self as model, FieldError};
@@ -1111,7 +1112,7 @@ impl AdminService for Admin {
 fn imported_ruleset(text: &str) -> Result<RulesetData, Status> {
     let value: Value = serde_json::from_str(text)
         .map_err(|err| Status::invalid_argument(format!("ruleset_json: {err}")))?;
-    match serde_json::from_value::<RulesetData>(value.clone()) {
+    match RulesetData::deserialize(&value) {
         Ok(data) => Ok(data),
         Err(err) => {
             let compiled = vexil_engine::Ruleset::from_value(&value)
