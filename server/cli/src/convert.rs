@@ -1,292 +1,68 @@
-//! Canonical flag JSON (conformance/SCHEMA.md) to and from the `vexil.v1` messages, and the
-//! JSON shapes the `--json` output uses.
+//! The `vexil` command's files and `--json` output, over the one model converter it shares
+//! with the server ([`vexil_proto::model`]).
 //!
-//! Going to the server, only the shape is checked here (a field of the wrong JSON type is
-//! named with its path); whether the flag makes sense is for the server, which validates
-//! every write with the engine and names the field of each problem.
+//! A flag or segment file is the canonical JSON of `conformance/SCHEMA.md`, read into the
+//! engine's typed model; a field of the wrong shape is named with its path before anything is
+//! sent. Whether the flag makes sense is for the server, which validates every write with the
+//! engine and names the field of each problem. Output is the same canonical JSON, plus the
+//! server's own fields (names, versions, times).
 
-use std::collections::BTreeMap;
-
-use anyhow::{Context as _, anyhow, bail};
-use prost_types::value::Kind;
-use prost_types::{ListValue, Struct, Timestamp};
-use serde_json::{Map, Number, Value, json};
+use anyhow::{Context as _, anyhow};
+use prost_types::Timestamp;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use vexil_engine::ValueKind;
+use vexil_engine::model::{Flag, Segment};
+use vexil_proto::model;
 use vexil_proto::v1 as pb;
 
 pub type Result<T> = anyhow::Result<T>;
 
-// ----- values --------------------------------------------------------------------------------
+// ----- kinds ---------------------------------------------------------------------------------
 
-/// JSON as a `google.protobuf.Value`.
-pub fn to_value(json: &Value) -> prost_types::Value {
-    let kind = match json {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(to_value).collect(),
-        }),
-        Value::Object(fields) => Kind::StructValue(Struct {
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.clone(), to_value(v)))
-                .collect::<BTreeMap<_, _>>(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-/// A `google.protobuf.Value` as JSON; whole numbers print without a fraction.
-pub fn from_value(value: &prost_types::Value) -> Value {
-    match &value.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                Value::from(*n as i64)
-            } else {
-                Number::from_f64(*n).map_or(Value::Null, Value::Number)
-            }
-        }
-        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(from_value).collect()),
-        Some(Kind::StructValue(s)) => Value::Object(
-            s.fields
-                .iter()
-                .map(|(k, v)| (k.clone(), from_value(v)))
-                .collect(),
-        ),
-    }
-}
-
-// ----- reading canonical JSON ----------------------------------------------------------------
-
-/// A JSON object being read, with its path for messages.
-struct Obj<'a> {
-    path: String,
-    map: &'a Map<String, Value>,
-}
-
-impl<'a> Obj<'a> {
-    fn new(value: &'a Value, path: impl Into<String>) -> Result<Obj<'a>> {
-        let path = path.into();
-        match value.as_object() {
-            Some(map) => Ok(Obj { path, map }),
-            None => bail!("{}: expected an object", display(&path)),
-        }
-    }
-
-    fn at(&self, name: &str) -> String {
-        if self.path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}.{name}", self.path)
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&'a Value> {
-        self.map.get(name).filter(|v| !v.is_null())
-    }
-
-    fn string(&self, name: &str) -> Result<String> {
-        match self.get(name) {
-            None => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => bail!("{}: expected a string", self.at(name)),
-        }
-    }
-
-    fn opt_string(&self, name: &str) -> Result<Option<String>> {
-        Ok(match self.get(name) {
-            None => None,
-            Some(_) => Some(self.string(name)?),
-        })
-    }
-
-    fn bool(&self, name: &str) -> Result<bool> {
-        match self.get(name) {
-            None => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => bail!("{}: expected true or false", self.at(name)),
-        }
-    }
-
-    fn opt_index(&self, name: &str) -> Result<Option<u32>> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| anyhow!("{}: expected a non-negative integer", self.at(name))),
-        }
-    }
-
-    fn index(&self, name: &str) -> Result<u32> {
-        Ok(self.opt_index(name)?.unwrap_or_default())
-    }
-
-    fn array(&self, name: &str) -> Result<&'a [Value]> {
-        match self.get(name) {
-            None => Ok(&[]),
-            Some(Value::Array(items)) => Ok(items),
-            Some(_) => bail!("{}: expected an array", self.at(name)),
-        }
-    }
-
-    fn strings(&self, name: &str) -> Result<Vec<String>> {
-        self.array(name)?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| anyhow!("{}[{i}]: expected a string", self.at(name)))
-            })
-            .collect()
-    }
-
-    /// Each element of an array field, read by `read` with its path.
-    fn each<T>(&self, name: &str, read: impl Fn(&Value, String) -> Result<T>) -> Result<Vec<T>> {
-        self.array(name)?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| read(v, format!("{}[{i}]", self.at(name))))
-            .collect()
-    }
-}
-
-fn display(path: &str) -> &str {
-    if path.is_empty() { "(top level)" } else { path }
-}
-
-pub fn kind_from_name(name: &str, path: &str) -> Result<i32> {
-    Ok(match name {
-        "bool" => pb::FlagKind::Bool,
-        "string" => pb::FlagKind::String,
-        "number" => pb::FlagKind::Number,
-        "json" => pb::FlagKind::Json,
-        other => bail!("{path}: unknown kind {other:?} (bool, string, number or json)"),
-    } as i32)
-}
-
+/// The name of a flag kind (`bool`, `string`, `number`, `json`), `unspecified` for a kind
+/// this version does not know.
 pub fn kind_name(kind: i32) -> &'static str {
-    match pb::FlagKind::try_from(kind) {
-        Ok(pb::FlagKind::Bool) => "bool",
-        Ok(pb::FlagKind::String) => "string",
-        Ok(pb::FlagKind::Number) => "number",
-        Ok(pb::FlagKind::Json) => "json",
-        _ => "unspecified",
-    }
+    model::kind_from_proto(kind, "kind").map_or("unspecified", ValueKind::as_str)
 }
 
-fn operator_from_name(name: &str, path: &str) -> Result<i32> {
-    match pb::Operator::from_str_name(&format!("OPERATOR_{}", name.to_ascii_uppercase())) {
-        Some(op) if op != pb::Operator::Unspecified && !name.is_empty() => Ok(op as i32),
-        _ => bail!("{path}: unknown operator {name:?}"),
-    }
+// ----- reading files -------------------------------------------------------------------------
+
+/// Reads a JSON file.
+pub fn read_json(path: &std::path::Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
 }
 
-fn operator_name(op: i32) -> String {
-    pb::Operator::try_from(op)
-        .ok()
-        .filter(|op| *op != pb::Operator::Unspecified)
-        .map_or_else(
-            || "unspecified".to_owned(),
-            |op| {
-                op.as_str_name()
-                    .trim_start_matches("OPERATOR_")
-                    .to_ascii_lowercase()
-            },
-        )
-}
-
-fn target(value: &Value, path: String) -> Result<pb::Target> {
-    let o = Obj::new(value, path)?;
-    Ok(pb::Target {
-        context_kind: o.string("context_kind")?,
-        values: o.strings("values")?,
-        variation: o.index("variation")?,
+/// `json` as a `T`; an error names the offending field's path (`rules[0].clauses[1].op`).
+fn typed<T: DeserializeOwned>(json: &Value) -> Result<T> {
+    serde_path_to_error::deserialize(json).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." {
+            "(top level)".to_owned()
+        } else {
+            path
+        };
+        anyhow!("{path}: {}", err.into_inner())
     })
 }
 
-fn clause(value: &Value, path: String) -> Result<pb::Clause> {
-    let o = Obj::new(value, path)?;
-    Ok(pb::Clause {
-        context_kind: o.string("context_kind")?,
-        attribute: o.string("attribute")?,
-        op: operator_from_name(&o.string("op")?, &o.at("op"))?,
-        values: o.array("values")?.iter().map(to_value).collect(),
-        negate: o.bool("negate")?,
-    })
+/// The fields a file may add to the canonical flag or segment, which the server keeps beside
+/// the model.
+#[derive(Deserialize)]
+struct Described {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
 }
 
-fn serve(value: &Value, path: String) -> Result<pb::Serve> {
-    let o = Obj::new(value, path)?;
-    let kind = match (o.get("variation"), o.get("rollout")) {
-        (Some(_), _) => Some(pb::serve::Kind::Variation(o.index("variation")?)),
-        (None, Some(rollout)) => {
-            let r = Obj::new(rollout, o.at("rollout"))?;
-            let bucket_by = match r.get("bucket_by") {
-                None => None,
-                Some(b) => {
-                    let b = Obj::new(b, r.at("bucket_by"))?;
-                    Some(pb::BucketBy {
-                        context_kind: b.string("context_kind")?,
-                        attribute: b.string("attribute")?,
-                    })
-                }
-            };
-            let algorithm = match r.opt_string("algorithm")?.as_deref() {
-                None => pb::BucketingAlgorithm::Unspecified,
-                Some("murmur3_v1") => pb::BucketingAlgorithm::Murmur3V1,
-                Some(other) => bail!("{}: unknown algorithm {other:?}", r.at("algorithm")),
-            } as i32;
-            Some(pb::serve::Kind::Rollout(pb::Rollout {
-                variations: r.each("variations", |w, path| {
-                    let w = Obj::new(w, path)?;
-                    Ok(pb::WeightedVariation {
-                        variation: w.index("variation")?,
-                        weight: w.index("weight")?,
-                    })
-                })?,
-                bucket_by,
-                algorithm,
-            }))
-        }
-        (None, None) => None,
-    };
-    let experiment = match o.get("experiment") {
-        None => None,
-        Some(e) => {
-            let e = Obj::new(e, o.at("experiment"))?;
-            Some(pb::ExperimentAllocation {
-                key: e.string("key")?,
-                traffic_allocation: e.opt_index("traffic_allocation")?,
-                layer: e.string("layer")?,
-                layer_offset: e.index("layer_offset")?,
-            })
-        }
-    };
-    Ok(pb::Serve { kind, experiment })
-}
-
-fn rule(value: &Value, path: String) -> Result<pb::Rule> {
-    let o = Obj::new(value, path)?;
-    Ok(pb::Rule {
-        id: o.string("id")?,
-        clauses: o.each("clauses", clause)?,
-        serve: match o.get("serve") {
-            Some(s) => Some(serve(s, o.at("serve"))?),
-            None => None,
-        },
-        description: o.string("description")?,
-    })
-}
-
-/// A flag file: the canonical flag JSON, plus the optional people-facing fields `name`,
-/// `description` and `tags` that the engine does not read.
+/// A flag file: the canonical flag JSON, plus optional `name`, `description` and `tags`, as
+/// the messages that create or update it.
 #[derive(Debug)]
 pub struct FlagFile {
     pub key: String,
@@ -311,203 +87,66 @@ impl FlagFile {
 }
 
 pub fn flag_file(json: &Value) -> Result<FlagFile> {
-    let o = Obj::new(json, "")?;
-    let key = o.string("key")?;
-    let kind = match o.get("kind") {
-        Some(Value::String(name)) => kind_from_name(name, "kind")?,
-        Some(_) => bail!("kind: expected a string"),
-        None => bail!("kind: required (bool, string, number or json)"),
-    };
-    let configuration = pb::FlagConfiguration {
-        environment_key: String::new(),
-        on: o.bool("on")?,
-        off_variation: o.opt_index("off_variation")?,
-        targets: o.each("targets", target)?,
-        rules: o.each("rules", rule)?,
-        fallthrough: match o.get("fallthrough") {
-            Some(s) => Some(serve(s, "fallthrough".into())?),
-            None => None,
-        },
-        prerequisites: o.each("prerequisites", |p, path| {
-            let p = Obj::new(p, path)?;
-            Ok(pb::Prerequisite {
-                key: p.string("key")?,
-                variation: p.index("variation")?,
-            })
-        })?,
-        salt: o.opt_string("salt")?,
-        version: 0,
-        updated_at: None,
-    };
+    let flag: Flag = typed(json)?;
+    let described: Described = typed(json)?;
     Ok(FlagFile {
-        key,
-        kind,
-        variations: o.array("variations")?.iter().map(to_value).collect(),
-        client_side: o.bool("client_side")?,
-        name: o.opt_string("name")?,
-        description: o.opt_string("description")?,
-        tags: match o.get("tags") {
-            Some(_) => Some(o.strings("tags")?),
-            None => None,
-        },
-        configuration,
-    })
-}
-
-fn segment_target(value: &Value, path: String) -> Result<pb::SegmentTarget> {
-    let o = Obj::new(value, path)?;
-    Ok(pb::SegmentTarget {
-        context_kind: o.string("context_kind")?,
-        values: o.strings("values")?,
+        kind: model::kind_to_proto(flag.kind),
+        variations: flag.variations.iter().map(model::json_to_value).collect(),
+        client_side: flag.client_side,
+        name: described.name,
+        description: described.description,
+        tags: described.tags,
+        configuration: model::configuration_to_proto(&flag.configuration()),
+        key: flag.key,
     })
 }
 
 /// A segment file: the canonical segment JSON, plus optional `name` and `description`.
 pub fn segment_file(json: &Value) -> Result<pb::Segment> {
-    let o = Obj::new(json, "")?;
+    let segment: Segment = typed(json)?;
+    let described: Described = typed(json)?;
     Ok(pb::Segment {
-        key: o.string("key")?,
-        name: o.string("name")?,
-        description: o.string("description")?,
-        included: o.each("included", segment_target)?,
-        excluded: o.each("excluded", segment_target)?,
-        rules: o.each("rules", |r, path| {
-            let r = Obj::new(r, path)?;
-            Ok(pb::SegmentRule {
-                id: r.string("id")?,
-                clauses: r.each("clauses", clause)?,
-            })
-        })?,
+        name: described.name.unwrap_or_default(),
+        description: described.description.unwrap_or_default(),
         version: 0,
-        environment_key: String::new(),
-        created_at: None,
-        updated_at: None,
+        ..model::segment_to_proto(&segment)
     })
-}
-
-/// Reads a JSON file.
-pub fn read_json(path: &std::path::Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
 }
 
 // ----- writing JSON --------------------------------------------------------------------------
 
-fn put_str(out: &mut Map<String, Value>, name: &str, text: &str) {
-    if !text.is_empty() {
-        out.insert(name.to_owned(), Value::from(text));
+/// The members of a model's canonical JSON; a message this version cannot read (a newer
+/// server's operator) shows what is wrong in place of the members.
+///
+/// The canonical form leaves out empty lists and unset options; output spells out those named
+/// in `listed` (as `[]` or `null`), so that a script reading `--json` finds every field.
+fn canonical_members<T: serde::Serialize>(
+    read: std::result::Result<T, model::FieldError>,
+    listed: &[(&str, Value)],
+) -> Map<String, Value> {
+    let mut members = match read.map(|model| serde_json::to_value(model)) {
+        Ok(Ok(Value::Object(members))) => members,
+        Ok(Ok(_)) => Map::new(),
+        Ok(Err(err)) => return Map::from_iter([("error".to_owned(), err.to_string().into())]),
+        Err(err) => return Map::from_iter([("error".to_owned(), err.to_string().into())]),
+    };
+    for (name, empty) in listed {
+        members.entry(*name).or_insert_with(|| empty.clone());
     }
+    members
 }
 
-fn clause_json(c: &pb::Clause) -> Value {
-    let mut out = Map::new();
-    put_str(&mut out, "context_kind", &c.context_kind);
-    put_str(&mut out, "attribute", &c.attribute);
-    out.insert("op".into(), Value::from(operator_name(c.op)));
-    out.insert(
-        "values".into(),
-        Value::Array(c.values.iter().map(from_value).collect()),
-    );
-    if c.negate {
-        out.insert("negate".into(), Value::Bool(true));
-    }
-    Value::Object(out)
-}
-
-fn serve_json(s: &pb::Serve) -> Value {
-    let mut out = Map::new();
-    match &s.kind {
-        Some(pb::serve::Kind::Variation(v)) => {
-            out.insert("variation".into(), Value::from(*v));
-        }
-        Some(pb::serve::Kind::Rollout(r)) => {
-            let mut rollout = Map::new();
-            rollout.insert(
-                "variations".into(),
-                r.variations
-                    .iter()
-                    .map(|w| json!({"variation": w.variation, "weight": w.weight}))
-                    .collect(),
-            );
-            if let Some(b) = &r.bucket_by {
-                let mut by = Map::new();
-                put_str(&mut by, "context_kind", &b.context_kind);
-                put_str(&mut by, "attribute", &b.attribute);
-                if !by.is_empty() {
-                    rollout.insert("bucket_by".into(), Value::Object(by));
-                }
-            }
-            if r.algorithm == pb::BucketingAlgorithm::Murmur3V1 as i32 {
-                rollout.insert("algorithm".into(), Value::from("murmur3_v1"));
-            }
-            out.insert("rollout".into(), Value::Object(rollout));
-        }
-        None => {}
-    }
-    if let Some(e) = &s.experiment {
-        let mut exp = Map::new();
-        exp.insert("key".into(), Value::from(e.key.as_str()));
-        if let Some(t) = e.traffic_allocation {
-            exp.insert("traffic_allocation".into(), Value::from(t));
-        }
-        put_str(&mut exp, "layer", &e.layer);
-        if e.layer_offset != 0 {
-            exp.insert("layer_offset".into(), Value::from(e.layer_offset));
-        }
-        out.insert("experiment".into(), Value::Object(exp));
-    }
-    Value::Object(out)
-}
-
-fn rule_json(r: &pb::Rule) -> Value {
-    let mut out = Map::new();
-    out.insert("id".into(), Value::from(r.id.as_str()));
-    out.insert(
-        "clauses".into(),
-        r.clauses.iter().map(clause_json).collect(),
-    );
-    if let Some(s) = &r.serve {
-        out.insert("serve".into(), serve_json(s));
-    }
-    put_str(&mut out, "description", &r.description);
-    Value::Object(out)
-}
-
-/// The engine-facing fields of a configuration, as canonical JSON members.
-fn configuration_members(c: &pb::FlagConfiguration, out: &mut Map<String, Value>) {
-    out.insert("on".into(), Value::Bool(c.on));
-    out.insert(
-        "off_variation".into(),
-        c.off_variation.map_or(Value::Null, Value::from),
-    );
-    out.insert(
-        "targets".into(),
-        c.targets
-            .iter()
-            .map(|t| {
-                let mut o = Map::new();
-                put_str(&mut o, "context_kind", &t.context_kind);
-                o.insert("values".into(), Value::from(t.values.clone()));
-                o.insert("variation".into(), Value::from(t.variation));
-                Value::Object(o)
-            })
-            .collect(),
-    );
-    out.insert("rules".into(), c.rules.iter().map(rule_json).collect());
-    if let Some(s) = &c.fallthrough {
-        out.insert("fallthrough".into(), serve_json(s));
-    }
-    out.insert(
-        "prerequisites".into(),
-        c.prerequisites
-            .iter()
-            .map(|p| json!({"key": p.key, "variation": p.variation}))
-            .collect(),
-    );
-    if let Some(salt) = &c.salt {
-        out.insert("salt".into(), Value::from(salt.as_str()));
-    }
+/// A configuration's engine-facing fields, as canonical JSON members.
+fn configuration_members(c: &pb::FlagConfiguration) -> Map<String, Value> {
+    canonical_members(
+        model::configuration_from_proto(c, ""),
+        &[
+            ("off_variation", Value::Null),
+            ("targets", json!([])),
+            ("rules", json!([])),
+            ("prerequisites", json!([])),
+        ],
+    )
 }
 
 pub fn configuration_json(c: &pb::FlagConfiguration) -> Value {
@@ -516,7 +155,7 @@ pub fn configuration_json(c: &pb::FlagConfiguration) -> Value {
         "environment".into(),
         Value::from(c.environment_key.as_str()),
     );
-    configuration_members(c, &mut out);
+    out.extend(configuration_members(c));
     out.insert("version".into(), Value::from(c.version));
     out.insert("updated_at".into(), time_json(c.updated_at.as_ref()));
     Value::Object(out)
@@ -528,7 +167,7 @@ pub fn flag_json(f: &pb::Flag) -> Value {
         "name": f.name,
         "description": f.description,
         "kind": kind_name(f.kind),
-        "variations": f.variations.iter().map(from_value).collect::<Vec<_>>(),
+        "variations": f.variations.iter().map(model::value_to_json).collect::<Vec<_>>(),
         "tags": f.tags,
         "client_side": f.client_side,
         "archived": f.archived,
@@ -547,9 +186,9 @@ pub fn flag_file_json(f: &pb::Flag, c: &pb::FlagConfiguration) -> Value {
     out.insert("kind".into(), Value::from(kind_name(f.kind)));
     out.insert(
         "variations".into(),
-        f.variations.iter().map(from_value).collect(),
+        f.variations.iter().map(model::value_to_json).collect(),
     );
-    configuration_members(c, &mut out);
+    out.extend(configuration_members(c));
     out.insert("version".into(), Value::from(c.version));
     out.insert("client_side".into(), Value::Bool(f.client_side));
     out.insert("name".into(), Value::from(f.name.as_str()));
@@ -558,29 +197,26 @@ pub fn flag_file_json(f: &pb::Flag, c: &pb::FlagConfiguration) -> Value {
     Value::Object(out)
 }
 
-fn segment_target_json(t: &pb::SegmentTarget) -> Value {
-    let mut o = Map::new();
-    put_str(&mut o, "context_kind", &t.context_kind);
-    o.insert("values".into(), Value::from(t.values.clone()));
-    Value::Object(o)
-}
-
+/// A segment as the canonical segment JSON, plus the server's fields.
 pub fn segment_json(s: &pb::Segment) -> Value {
-    json!({
-        "key": s.key,
-        "name": s.name,
-        "description": s.description,
-        "environment": s.environment_key,
-        "included": s.included.iter().map(segment_target_json).collect::<Vec<_>>(),
-        "excluded": s.excluded.iter().map(segment_target_json).collect::<Vec<_>>(),
-        "rules": s.rules.iter().map(|r| json!({
-            "id": r.id,
-            "clauses": r.clauses.iter().map(clause_json).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "version": s.version,
-        "created_at": time_json(s.created_at.as_ref()),
-        "updated_at": time_json(s.updated_at.as_ref()),
-    })
+    let mut out = canonical_members(
+        model::segment_from_proto(s, ""),
+        &[
+            ("included", json!([])),
+            ("excluded", json!([])),
+            ("rules", json!([])),
+        ],
+    );
+    out.insert("name".into(), Value::from(s.name.as_str()));
+    out.insert("description".into(), Value::from(s.description.as_str()));
+    out.insert(
+        "environment".into(),
+        Value::from(s.environment_key.as_str()),
+    );
+    out.insert("version".into(), Value::from(s.version));
+    out.insert("created_at".into(), time_json(s.created_at.as_ref()));
+    out.insert("updated_at".into(), time_json(s.updated_at.as_ref()));
+    Value::Object(out)
 }
 
 pub fn sdk_key_kind_name(kind: i32) -> &'static str {
@@ -616,8 +252,8 @@ pub fn audit_json(a: &pb::AuditEntry) -> Value {
         "resource_key": a.resource_key,
         "project": a.project_key,
         "environment": a.environment_key,
-        "before": a.before.as_ref().map_or(Value::Null, from_value),
-        "after": a.after.as_ref().map_or(Value::Null, from_value),
+        "before": a.before.as_ref().map_or(Value::Null, model::value_to_json),
+        "after": a.after.as_ref().map_or(Value::Null, model::value_to_json),
     })
 }
 
@@ -791,33 +427,25 @@ mod tests {
             ..Default::default()
         };
         let back = flag_file_json(&flag, &file.configuration);
-        for field in [
-            "key",
-            "kind",
-            "variations",
-            "on",
-            "off_variation",
-            "targets",
-            "rules",
-            "fallthrough",
-            "prerequisites",
-            "salt",
-            "client_side",
-            "tags",
-        ] {
-            assert_eq!(back[field], json[field], "{field}");
-        }
+        // The same flag, written with the model's defaults spelled out.
+        let model = |v: &Value| serde_json::from_value::<Flag>(v.clone()).unwrap();
+        assert_eq!(model(&back), model(&json));
+        assert_eq!(back["tags"], json["tags"]);
+        assert_eq!(back["rules"][0]["clauses"][0]["context_kind"], "user");
     }
 
     #[test]
     fn shape_errors_name_the_field() {
         let err = flag_file(&json!({"key": "f", "kind": "bool",
             "rules": [{"id": "r", "clauses": [{"attribute": "a", "op": "nope", "values": [1]}]}]}))
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "rules[0].clauses[0].op: unknown operator \"nope\""
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("rules[0].clauses[0].op: unknown variant `nope`"),
+            "{err}"
         );
+        let err = flag_file(&json!({"key": "f", "kind": "bool", "variations": []})).unwrap_err();
+        assert_eq!(err.to_string(), "(top level): missing field `fallthrough`");
         let err =
             flag_file(&json!({"key": "f", "kind": "bool", "off_variation": "x"})).unwrap_err();
         assert!(err.to_string().starts_with("off_variation:"), "{err}");

@@ -633,7 +633,7 @@ fn print_flag(flag: &pb::Flag) {
         .variations
         .iter()
         .enumerate()
-        .map(|(i, v)| format!("{i}={}", convert::from_value(v)))
+        .map(|(i, v)| format!("{i}={}", vexil_proto::model::value_to_json(v)))
         .collect();
     println!("variations:  {}", variations.join(", "));
     if !flag.tags.is_empty() {
@@ -1310,9 +1310,9 @@ async fn audit(mut c: Client, command: AuditCommand) -> Outcome {
                 } else {
                     a.environment_key.clone()
                 },
-                a.after
-                    .as_ref()
-                    .map_or_else(String::new, |v| short(&convert::from_value(v))),
+                a.after.as_ref().map_or_else(String::new, |v| {
+                    short(&vexil_proto::model::value_to_json(v))
+                }),
             ]
         })
         .collect();

@@ -295,7 +295,10 @@ fn bad_input_and_missing_credentials_get_the_status_and_exit_1() {
     );
     let (code, _, err) = server.run(&["flags", "create", "--file", &bad]);
     assert_eq!(code, 1);
-    assert!(err.contains("rules: expected an array"), "{err}");
+    assert!(
+        err.contains("rules: invalid type: map, expected a sequence"),
+        "{err}"
+    );
 
     // No token, or a bad one.
     let (code, _, err) = server.run_as(None, &["flags", "list"]);
@@ -336,7 +339,12 @@ fn segments_and_keys_are_managed() {
     server.ok(&["segments", "update", "--file", &update]);
     let segment = server.json(&["segments", "get", "beta"]);
     assert_eq!(segment["included"][0]["values"][1], "bob");
-    assert_eq!(segment["rules"], serde_json::json!([]));
+    // The canonical form leaves out what is empty.
+    assert_eq!(
+        segment["rules"].as_array().map_or(0, Vec::len),
+        0,
+        "{segment}"
+    );
     server.ok(&["segments", "delete", "beta"]);
     let (code, _, err) = server.run(&["segments", "get", "beta"]);
     assert_eq!(code, 1);
