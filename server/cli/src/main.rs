@@ -1,7 +1,6 @@
 //! `vexil`: validate and evaluate flag files offline, and administer a Vexil server.
 
 mod convert;
-mod experiments;
 mod remote;
 
 use std::io::{BufRead, BufReader, Write};
@@ -70,9 +69,9 @@ enum Command {
     /// created or replaced; others are left as they are.
     Import(remote::ImportArgs),
     /// Design, run and read experiments in an environment.
-    Experiments(Box<experiments::ExperimentsArgs>),
+    Experiments(Box<remote::ExperimentsArgs>),
     /// Define the project's metrics, measured by experiments.
-    Metrics(experiments::MetricsArgs),
+    Metrics(remote::MetricsArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

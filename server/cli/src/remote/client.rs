@@ -1,0 +1,194 @@
+//! The connection to a server: its arguments, the gRPC clients and how failures are reported.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request, Status};
+use vexil_proto::v1 as pb;
+use vexil_proto::v1::admin_service_client::AdminServiceClient;
+use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
+
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The server's address.
+    #[arg(
+        long,
+        global = true,
+        env = "VEXIL_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// An admin token (see `credentials.json` in the server's data directory at first start).
+    #[arg(long, global = true, env = "VEXIL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The project.
+    #[arg(long, global = true, env = "VEXIL_PROJECT", default_value = "default")]
+    pub project: String,
+    /// A PEM file of the certificate authority that signed an https server's certificate.
+    #[arg(long, global = true, env = "VEXIL_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The environment a command works in.
+#[derive(Debug, Clone, Args)]
+pub struct EnvironmentArg {
+    /// The environment.
+    #[arg(
+        short = 'e',
+        long,
+        global = true,
+        env = "VEXIL_ENVIRONMENT",
+        default_value = "development"
+    )]
+    pub environment: String,
+}
+
+/// A failure to report: a status from the server, or anything else.
+pub(crate) enum Failure {
+    Status(Status),
+    Other(anyhow::Error),
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Failure {
+        Failure::Status(status)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure::Other(error)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(error: std::io::Error) -> Failure {
+        Failure::Other(error.into())
+    }
+}
+
+pub(crate) type Outcome<T = ()> = Result<T, Failure>;
+
+/// The canonical name of a gRPC status code.
+pub(crate) fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+pub(crate) struct Client {
+    pub(crate) admin: AdminServiceClient<Channel>,
+    /// The connection, for the other services.
+    pub(crate) channel: Channel,
+    pub(crate) token: Option<String>,
+    pub(crate) project: String,
+    pub(crate) json: bool,
+}
+
+impl Client {
+    /// The ExperimentService over the same connection.
+    pub(crate) fn experiments(&self) -> ExperimentServiceClient<Channel> {
+        ExperimentServiceClient::new(self.channel.clone())
+    }
+
+    pub(crate) async fn connect(conn: &Connection) -> Outcome<Client> {
+        let mut endpoint = Endpoint::from_shared(conn.server.clone())
+            .with_context(|| format!("--server {:?} is not a valid address", conn.server))?;
+        if conn.server.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(path) = &conn.ca_cert {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .context("cannot set up TLS for the server address")?;
+        }
+        let channel = endpoint
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|error| {
+                let mut text = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    let cause_text = cause.to_string();
+                    if !text.contains(&cause_text) {
+                        text.push_str(": ");
+                        text.push_str(&cause_text);
+                    }
+                    source = cause.source();
+                }
+                anyhow::anyhow!("cannot connect to {}: {text}", conn.server)
+            })?;
+        Ok(Client {
+            admin: AdminServiceClient::new(channel.clone()),
+            channel,
+            token: conn
+                .token
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+            project: conn.project.clone(),
+            json: conn.json,
+        })
+    }
+
+    /// A request carrying the admin token.
+    pub(crate) fn req<T>(&self, message: T) -> Outcome<Request<T>> {
+        let mut request = Request::new(message);
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("the admin token holds characters a header cannot"))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+
+    /// A flag with its configuration in `environment`.
+    pub(crate) async fn flag_in(
+        &mut self,
+        key: &str,
+        environment: &str,
+    ) -> Outcome<(pb::Flag, pb::FlagConfiguration)> {
+        let request = self.req(pb::GetFlagRequest {
+            project_key: self.project.clone(),
+            key: key.to_owned(),
+            environment_keys: vec![environment.to_owned()],
+        })?;
+        let flag = self.admin.get_flag(request).await?.into_inner();
+        let config = flag
+            .configurations
+            .iter()
+            .find(|c| c.environment_key == environment)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("flag {key:?} has no configuration in environment {environment:?}")
+            })?;
+        Ok((flag, config))
+    }
+}

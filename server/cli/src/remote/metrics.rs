@@ -1,0 +1,152 @@
+//! `vexil metrics`: the metrics experiments measure.
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use vexil_proto::v1 as pb;
+
+use super::client::{Client, Connection, Outcome};
+use super::output::{print_json, table, time};
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(subcommand)]
+    command: MetricsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum MetricsCommand {
+    /// Define a metric of the project.
+    Create {
+        /// The metric's key.
+        key: String,
+        /// The tracked event it reads.
+        #[arg(long)]
+        event: String,
+        /// How the event aggregates per context.
+        #[arg(long, value_enum)]
+        kind: MetricKindArg,
+        /// A name for people.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// A description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the project's metrics.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MetricKindArg {
+    /// Whether the context sent the event after its first exposure.
+    Conversion,
+    /// How many times it sent the event.
+    Count,
+    /// The sum of the event's values per context.
+    Sum,
+    /// The mean of the event's values per context.
+    Mean,
+}
+
+pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
+    let mut svc = c.experiments();
+    match args.command {
+        MetricsCommand::Create {
+            key,
+            event,
+            kind,
+            name,
+            description,
+        } => {
+            let kind = match kind {
+                MetricKindArg::Conversion => pb::MetricKind::Conversion,
+                MetricKindArg::Count => pb::MetricKind::Count,
+                MetricKindArg::Sum => pb::MetricKind::Sum,
+                MetricKindArg::Mean => pb::MetricKind::Mean,
+            };
+            let request = c.req(pb::CreateMetricRequest {
+                metric: Some(pb::Metric {
+                    project_key: c.project.clone(),
+                    key,
+                    name,
+                    description,
+                    event_name: event,
+                    kind: kind as i32,
+                    ..Default::default()
+                }),
+            })?;
+            let m = svc.create_metric(request).await?.into_inner();
+            if c.json {
+                print_json(&metric_json(&m));
+            } else {
+                println!(
+                    "created metric {} ({} of event {})",
+                    m.key,
+                    kind_name(m.kind),
+                    m.event_name
+                );
+            }
+        }
+        MetricsCommand::List => {
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = c.req(pb::ListMetricsRequest {
+                    project_key: c.project.clone(),
+                    page: Some(pb::PageRequest {
+                        page_size: 1000,
+                        page_token: page_token.clone(),
+                    }),
+                })?;
+                let page = svc.list_metrics(request).await?.into_inner();
+                all.extend(page.metrics);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if c.json {
+                print_json(&Value::Array(all.iter().map(metric_json).collect()));
+            } else {
+                let rows: Vec<Vec<String>> = all
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.key.clone(),
+                            kind_name(m.kind).to_owned(),
+                            m.event_name.clone(),
+                            m.name.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["KEY", "KIND", "EVENT", "NAME"], &rows);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn metric_json(m: &pb::Metric) -> Value {
+    json!({
+        "key": m.key,
+        "name": m.name,
+        "description": m.description,
+        "event": m.event_name,
+        "kind": kind_name(m.kind),
+        "version": m.version,
+        "created_at": time(m.created_at.as_ref()),
+    })
+}
+
+/// The name of a metric kind.
+pub(super) fn kind_name(kind: i32) -> &'static str {
+    match pb::MetricKind::try_from(kind) {
+        Ok(pb::MetricKind::Conversion) => "conversion",
+        Ok(pb::MetricKind::Count) => "count",
+        Ok(pb::MetricKind::Sum) => "sum",
+        Ok(pb::MetricKind::Mean) => "mean",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,512 @@
+//! An experiment's results: as JSON, as a table, and over time as an SVG chart.
+
+use std::fmt::Write as _;
+
+use clap::ValueEnum;
+use serde_json::{Value, json};
+use vexil_proto::v1 as pb;
+
+use super::client::{Client, Outcome};
+use super::metrics::kind_name;
+use super::output::{table, time};
+use crate::convert;
+
+pub(super) async fn results_at(
+    c: &Client,
+    environment: &str,
+    key: &str,
+    until: Option<prost_types::Timestamp>,
+) -> Outcome<pb::ExperimentResults> {
+    let request = c.req(pb::GetExperimentResultsRequest {
+        project_key: c.project.clone(),
+        environment_key: environment.to_owned(),
+        key: key.to_owned(),
+        until,
+    })?;
+    Ok(c.experiments()
+        .get_experiment_results(request)
+        .await?
+        .into_inner())
+}
+
+pub(super) fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn interval_json(i: Option<&pb::ConfidenceInterval>) -> Value {
+    i.map_or(
+        Value::Null,
+        |i| json!({ "estimate": i.estimate, "lower": i.lower, "upper": i.upper, "level": i.level }),
+    )
+}
+
+pub(super) fn results_json(r: &pb::ExperimentResults) -> Value {
+    json!({
+        "experiment": r.experiment_key,
+        "computed_at": time(r.computed_at.as_ref()),
+        "until": time(r.until.as_ref()),
+        "alpha": r.alpha,
+        "exposures": r.exposures.iter().map(|e| json!({"variation": e.variation, "contexts": e.units, "weight": e.weight})).collect::<Vec<_>>(),
+        "multiple_exposure_contexts": r.multiple_exposure_contexts,
+        "srm": { "chi_square": r.srm_chi_square, "p_value": r.srm_p_value, "mismatch": r.srm_detected },
+        "required_sample_size": r.required_sample_size,
+        "sample_collected": r.sample_collected,
+        "metrics": r.metrics.iter().map(|m| json!({
+            "metric": goal_json(m.metric.as_ref()),
+            "kind": m.definition.as_ref().map(|d| kind_name(d.kind)),
+            "event": m.definition.as_ref().map(|d| d.event_name.clone()),
+            "primary": m.primary,
+            "variations": m.variations.iter().map(|v| json!({
+                "variation": v.variation,
+                "contexts": v.units,
+                "sum": v.sum,
+                "sum_of_squares": v.sum_of_squares,
+                "mean": v.mean,
+                "absolute_lift": interval_json(v.absolute_lift.as_ref()),
+                "relative_lift": interval_json(v.relative_lift.as_ref()),
+                "sequential_absolute_lift": interval_json(v.sequential_absolute_lift.as_ref()),
+                "p_value": v.p_value,
+                "sequential_p_value": v.sequential_p_value,
+                "adjusted_p_value": v.adjusted_p_value,
+                "power": v.power,
+                "significant": v.significant,
+                "improvement": v.improvement,
+                "note": if v.note.is_empty() { Value::Null } else { Value::from(v.note.clone()) },
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn number(value: f64) -> String {
+    if value == 0.0 || (value.abs() >= 0.001 && value.abs() < 1e6) {
+        format!("{value:.4}")
+    } else {
+        format!("{value:.3e}")
+    }
+}
+
+fn p(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v < 0.0001 => "<0.0001".to_owned(),
+        Some(v) => format!("{v:.4}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn interval_text(i: Option<&pb::ConfidenceInterval>, scale: f64, unit: &str) -> String {
+    match i {
+        Some(i) => format!(
+            "{:+.4}{unit} [{:+.4}, {:+.4}]",
+            i.estimate * scale,
+            i.lower * scale,
+            i.upper * scale
+        ),
+        None => "-".to_owned(),
+    }
+}
+
+pub(super) fn print_results(r: &pb::ExperimentResults) {
+    println!(
+        "experiment {} as of {} (alpha {})",
+        r.experiment_key,
+        time(r.until.as_ref()),
+        r.alpha
+    );
+    println!();
+    let rows: Vec<Vec<String>> = r
+        .exposures
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            vec![
+                if i == 0 {
+                    format!("{} (control)", e.variation)
+                } else {
+                    e.variation.to_string()
+                },
+                format!("{}%", percent(e.weight)),
+                e.units.to_string(),
+            ]
+        })
+        .collect();
+    table(&["VARIATION", "WEIGHT", "CONTEXTS"], &rows);
+    println!();
+    println!(
+        "sample ratio: chi-square {:.3}, p = {} -> {}",
+        r.srm_chi_square,
+        p(Some(r.srm_p_value)),
+        if r.srm_detected {
+            "MISMATCH: the split does not match the weights; do not trust these results"
+        } else {
+            "ok"
+        }
+    );
+    println!(
+        "excluded: {} contexts exposed to more than one variation",
+        r.multiple_exposure_contexts
+    );
+    println!(
+        "sample: {:.1}% of the {} contexts needed per variation",
+        r.sample_collected * 100.0,
+        r.required_sample_size
+    );
+    for m in &r.metrics {
+        let goal = m.metric.as_ref();
+        let definition = m.definition.as_ref();
+        println!();
+        println!(
+            "metric {} ({}{}, {} is better, event {})",
+            goal.map(|g| g.metric_key.as_str()).unwrap_or_default(),
+            definition.map(|d| kind_name(d.kind)).unwrap_or_default(),
+            if m.primary {
+                ", primary"
+            } else {
+                ", guardrail"
+            },
+            goal.map(|g| if direction_name(g.direction) == "decrease" {
+                "lower"
+            } else {
+                "higher"
+            })
+            .unwrap_or("higher"),
+            definition
+                .map(|d| d.event_name.as_str())
+                .unwrap_or_default(),
+        );
+        let rows: Vec<Vec<String>> = m
+            .variations
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if i == 0 {
+                    return vec![
+                        format!("{} (control)", v.variation),
+                        v.units.to_string(),
+                        number(v.mean),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        String::new(),
+                    ];
+                }
+                let verdict = if !v.note.is_empty() {
+                    format!("n/a: {}", v.note)
+                } else if v.significant {
+                    if v.improvement == Some(true) {
+                        "better".to_owned()
+                    } else {
+                        "WORSE".to_owned()
+                    }
+                } else {
+                    "not significant".to_owned()
+                };
+                vec![
+                    v.variation.to_string(),
+                    v.units.to_string(),
+                    number(v.mean),
+                    interval_text(v.absolute_lift.as_ref(), 1.0, ""),
+                    interval_text(v.relative_lift.as_ref(), 100.0, "%"),
+                    p(v.p_value),
+                    p(v.sequential_p_value),
+                    p(v.adjusted_p_value),
+                    v.power
+                        .map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", x * 100.0)),
+                    verdict,
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "VARIATION",
+                "CONTEXTS",
+                "MEAN",
+                "ABSOLUTE LIFT [CI]",
+                "RELATIVE LIFT [CI]",
+                "P",
+                "ALWAYS-VALID P",
+                "HOLM P",
+                "POWER",
+                "VERDICT",
+            ],
+            &rows,
+        );
+    }
+}
+
+/// Results at successive cut-offs from the start (or creation) to `end` (seconds).
+pub(super) async fn results_over_time(
+    c: &Client,
+    environment: &str,
+    x: &pb::Experiment,
+    end: i64,
+    step: StepArg,
+) -> Outcome<Vec<(i64, pb::ExperimentResults)>> {
+    const MAX_POINTS: i64 = 60;
+    let start = x
+        .started_at
+        .as_ref()
+        .or(x.created_at.as_ref())
+        .map_or(end, |t| t.seconds);
+    let end = x.stopped_at.as_ref().map_or(end, |t| t.seconds.min(end));
+    let span = (end - start).max(0);
+    let hour = 3600;
+    let step = match step {
+        StepArg::Hourly => hour,
+        StepArg::Daily => 24 * hour,
+        StepArg::Auto if span <= 3 * 24 * hour => hour,
+        StepArg::Auto => 24 * hour,
+    };
+    // Too many points for one chart: widen the step, in whole hours.
+    let step = step.max((span + MAX_POINTS - 1) / MAX_POINTS).max(1);
+    let step = (step + hour - 1) / hour * hour;
+    // Points on hour boundaries, each read as of the millisecond before it: the server
+    // then sums whole hourly roll-ups and never recounts raw events. The last point is
+    // the end itself.
+    let mut cut_offs = Vec::new();
+    let mut t = start - start.rem_euclid(hour) + step;
+    while t < end {
+        cut_offs.push(t);
+        t += step;
+    }
+    cut_offs.push(end);
+    let mut series = Vec::with_capacity(cut_offs.len());
+    for t in cut_offs {
+        let until = if t < end {
+            prost_types::Timestamp {
+                seconds: t - 1,
+                nanos: 999_000_000,
+            }
+        } else {
+            prost_types::Timestamp {
+                seconds: t,
+                nanos: 0,
+            }
+        };
+        series.push((t, results_at(c, environment, &x.key, Some(until)).await?));
+    }
+    Ok(series)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A point of a lift chart: time, estimate, interval bounds, confidence sequence bounds.
+type Point = (i64, f64, f64, f64, f64, f64);
+
+/// One panel per metric and treatment: the relative lift over time with its confidence
+/// interval (band) and confidence sequence (dashed), and the zero line.
+pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResults)]) -> String {
+    const WIDTH: f64 = 760.0;
+    const PANEL: f64 = 220.0;
+    const LEFT: f64 = 70.0;
+    const RIGHT: f64 = 20.0;
+    const TOP: f64 = 50.0;
+    let plot_width = WIDTH - LEFT - RIGHT;
+    let plot_height = PANEL - 70.0;
+    // Panels: (metric index, variation index).
+    let mut panels = Vec::new();
+    if let Some((_, last)) = series.last() {
+        for (m, metric) in last.metrics.iter().enumerate() {
+            for v in 1..metric.variations.len() {
+                panels.push((m, v));
+            }
+        }
+    }
+    let height = TOP + PANEL * panels.len().max(1) as f64 + 10.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{}: absolute lift over time</text>"#,
+        escape(&x.key)
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{LEFT}" y="40" fill="#555">band: {:.0}% confidence interval; dashed: confidence sequence (valid at any time)</text>"##,
+        (1.0 - x.alpha) * 100.0
+    );
+    if panels.is_empty() || series.is_empty() {
+        let _ = writeln!(
+            out,
+            r#"<text x="{LEFT}" y="{}">no data yet</text>"#,
+            TOP + 20.0
+        );
+        out.push_str("</svg>\n");
+        return out;
+    }
+    let (t0, t1) = (series[0].0, series[series.len() - 1].0);
+    let tx = |t: i64| {
+        if t1 > t0 {
+            LEFT + (t - t0) as f64 / (t1 - t0) as f64 * plot_width
+        } else {
+            LEFT + plot_width / 2.0
+        }
+    };
+    for (p, &(m, v)) in panels.iter().enumerate() {
+        let top = TOP + PANEL * p as f64 + 20.0;
+        // (time, estimate, lower, upper, sequential lower, sequential upper)
+        let points: Vec<Point> = series
+            .iter()
+            .filter_map(|(t, r)| {
+                let result = r.metrics.get(m)?.variations.get(v)?;
+                let lift = result.absolute_lift.as_ref()?;
+                let seq = result.sequential_absolute_lift.as_ref().unwrap_or(lift);
+                let values = [lift.estimate, lift.lower, lift.upper, seq.lower, seq.upper];
+                values.iter().all(|x| x.is_finite()).then_some((
+                    *t,
+                    lift.estimate,
+                    lift.lower,
+                    lift.upper,
+                    seq.lower,
+                    seq.upper,
+                ))
+            })
+            .collect();
+        let last = &series[series.len() - 1].1;
+        let metric_key = last.metrics[m]
+            .metric
+            .as_ref()
+            .map(|g| g.metric_key.clone())
+            .unwrap_or_default();
+        let variation = last.metrics[m].variations[v].variation;
+        let _ = writeln!(
+            out,
+            r#"<text x="{LEFT}" y="{}" font-weight="bold">{} — variation {variation} vs control</text>"#,
+            top - 6.0,
+            escape(&metric_key)
+        );
+        let _ = writeln!(
+            out,
+            r##"<rect x="{LEFT}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#ccc"/>"##
+        );
+        if points.is_empty() {
+            let _ = writeln!(
+                out,
+                r##"<text x="{}" y="{}" fill="#555">not enough data for a comparison yet</text>"##,
+                LEFT + 10.0,
+                top + plot_height / 2.0
+            );
+            continue;
+        }
+        let mut low = 0.0_f64;
+        let mut high = 0.0_f64;
+        for p in &points {
+            low = low.min(p.2).min(p.4);
+            high = high.max(p.3).max(p.5);
+        }
+        if high - low < 1e-12 {
+            high += 1.0;
+            low -= 1.0;
+        }
+        let pad = (high - low) * 0.05;
+        let (low, high) = (low - pad, high + pad);
+        let ty = |y: f64| top + (high - y) / (high - low) * plot_height;
+        // Axis labels.
+        for (value, label) in [(high, high), (0.0, 0.0), (low, low)] {
+            let _ = writeln!(
+                out,
+                r##"<text x="{}" y="{}" text-anchor="end" fill="#555">{}</text>"##,
+                LEFT - 6.0,
+                ty(value) + 4.0,
+                number(label)
+            );
+        }
+        // Confidence band.
+        let mut band = String::new();
+        for p in &points {
+            let _ = write!(band, "{:.1},{:.1} ", tx(p.0), ty(p.3));
+        }
+        for p in points.iter().rev() {
+            let _ = write!(band, "{:.1},{:.1} ", tx(p.0), ty(p.2));
+        }
+        let _ = writeln!(
+            out,
+            r##"<polygon points="{}" fill="#9ecae1" fill-opacity="0.5" stroke="none"/>"##,
+            band.trim_end()
+        );
+        let line = |pick: &dyn Fn(&Point) -> f64| {
+            points
+                .iter()
+                .map(|p| format!("{:.1},{:.1}", tx(p.0), ty(pick(p))))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for pick in [
+            &(|p: &Point| p.4) as &dyn Fn(&Point) -> f64,
+            &|p: &Point| p.5,
+        ] {
+            let _ = writeln!(
+                out,
+                r##"<polyline points="{}" fill="none" stroke="#08519c" stroke-dasharray="4 3"/>"##,
+                line(pick)
+            );
+        }
+        let _ = writeln!(
+            out,
+            r##"<polyline points="{}" fill="none" stroke="#08306b" stroke-width="2"/>"##,
+            line(&|p| p.1)
+        );
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#d62728"/>"##,
+            LEFT + plot_width,
+            y = ty(0.0)
+        );
+        // Time labels: first and last cut-off.
+        for (t, anchor) in [(t0, "start"), (t1, "end")] {
+            let label = convert::format_time(&prost_types::Timestamp {
+                seconds: t,
+                nanos: 0,
+            });
+            let _ = writeln!(
+                out,
+                r##"<text x="{:.1}" y="{}" text-anchor="{anchor}" fill="#555">{}</text>"##,
+                tx(t),
+                top + plot_height + 16.0,
+                &label[..16]
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum StepArg {
+    Auto,
+    Hourly,
+    Daily,
+}
+
+pub(super) fn direction_name(direction: i32) -> &'static str {
+    match pb::MetricDirection::try_from(direction) {
+        Ok(pb::MetricDirection::Decrease) => "decrease",
+        _ => "increase",
+    }
+}
+
+pub(super) fn goal_json(m: Option<&pb::ExperimentMetric>) -> Value {
+    m.map_or(
+        Value::Null,
+        |m| json!({ "metric_key": m.metric_key, "direction": direction_name(m.direction) }),
+    )
+}
+
+pub(super) fn percent(thousandths: u32) -> String {
+    let value = f64::from(thousandths) / 1000.0;
+    format!("{value}")
+}

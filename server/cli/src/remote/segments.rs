@@ -1,0 +1,201 @@
+//! `vexil segments`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use vexil_proto::v1 as pb;
+
+use super::client::{Client, Connection, EnvironmentArg, Outcome};
+use super::output::{print_json, table};
+use crate::convert::{self};
+
+#[derive(Debug, Args)]
+pub struct SegmentsArgs {
+    #[command(flatten)]
+    pub(crate) conn: Connection,
+    #[command(flatten)]
+    pub(crate) env: EnvironmentArg,
+    #[command(subcommand)]
+    pub(crate) command: SegmentsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SegmentsCommand {
+    /// List the environment's segments.
+    List,
+    /// Show one segment.
+    Get {
+        /// The segment's key.
+        key: String,
+    },
+    /// Create a segment from a segment file (canonical segment JSON, plus optional "name"
+    /// and "description").
+    Create {
+        /// The segment file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Replace a segment from a segment file; its key names the segment.
+    Update {
+        /// The segment file.
+        #[arg(long)]
+        file: PathBuf,
+        /// The segment version the change is based on; fetched when not given.
+        #[arg(long)]
+        expected_version: Option<i64>,
+    },
+    /// Delete a segment (refused while a flag or segment refers to it).
+    Delete {
+        /// The segment's key.
+        key: String,
+        /// The segment version the deletion is based on; fetched when not given.
+        #[arg(long)]
+        expected_version: Option<i64>,
+    },
+}
+
+pub(crate) async fn segments(
+    mut c: Client,
+    environment: &str,
+    command: SegmentsCommand,
+) -> Outcome {
+    match command {
+        SegmentsCommand::List => {
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = c.req(pb::ListSegmentsRequest {
+                    project_key: c.project.clone(),
+                    environment_key: environment.to_owned(),
+                    page: Some(pb::PageRequest {
+                        page_size: 500,
+                        page_token: page_token.clone(),
+                    }),
+                })?;
+                let page = c.admin.list_segments(request).await?.into_inner();
+                all.extend(page.segments);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if c.json {
+                print_json(&Value::Array(
+                    all.iter().map(convert::segment_json).collect(),
+                ));
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|s| {
+                    let count = |lists: &[pb::SegmentTarget]| {
+                        lists
+                            .iter()
+                            .map(|l| l.values.len())
+                            .sum::<usize>()
+                            .to_string()
+                    };
+                    vec![
+                        s.key.clone(),
+                        count(&s.included),
+                        count(&s.excluded),
+                        s.rules.len().to_string(),
+                        s.version.to_string(),
+                        s.name.clone(),
+                    ]
+                })
+                .collect();
+            table(
+                &["KEY", "INCLUDED", "EXCLUDED", "RULES", "VERSION", "NAME"],
+                &rows,
+            );
+            if all.is_empty() {
+                println!("(no segments in {environment})");
+            }
+        }
+        SegmentsCommand::Get { key } => {
+            let segment = get_segment(&mut c, environment, &key).await?;
+            print_json(&convert::segment_json(&segment));
+        }
+        SegmentsCommand::Create { file } => {
+            let json = convert::read_json(&file)?;
+            let segment =
+                convert::segment_file(&json).with_context(|| format!("{}", file.display()))?;
+            let request = c.req(pb::CreateSegmentRequest {
+                project_key: c.project.clone(),
+                environment_key: environment.to_owned(),
+                segment: Some(segment),
+            })?;
+            let segment = c.admin.create_segment(request).await?.into_inner();
+            if c.json {
+                print_json(&convert::segment_json(&segment));
+            } else {
+                println!("created segment {} in {environment}", segment.key);
+            }
+        }
+        SegmentsCommand::Update {
+            file,
+            expected_version,
+        } => {
+            let json = convert::read_json(&file)?;
+            let segment =
+                convert::segment_file(&json).with_context(|| format!("{}", file.display()))?;
+            let expected_version = match expected_version {
+                Some(v) => v,
+                None => {
+                    get_segment(&mut c, environment, &segment.key)
+                        .await?
+                        .version
+                }
+            };
+            let request = c.req(pb::UpdateSegmentRequest {
+                project_key: c.project.clone(),
+                environment_key: environment.to_owned(),
+                expected_version,
+                segment: Some(segment),
+            })?;
+            let segment = c.admin.update_segment(request).await?.into_inner();
+            if c.json {
+                print_json(&convert::segment_json(&segment));
+            } else {
+                println!(
+                    "updated segment {} in {environment} (version {})",
+                    segment.key, segment.version
+                );
+            }
+        }
+        SegmentsCommand::Delete {
+            key,
+            expected_version,
+        } => {
+            let expected_version = match expected_version {
+                Some(v) => v,
+                None => get_segment(&mut c, environment, &key).await?.version,
+            };
+            let request = c.req(pb::DeleteSegmentRequest {
+                project_key: c.project.clone(),
+                environment_key: environment.to_owned(),
+                key: key.clone(),
+                expected_version,
+            })?;
+            c.admin.delete_segment(request).await?;
+            if c.json {
+                print_json(&json!({"deleted": key}));
+            } else {
+                println!("deleted segment {key} from {environment}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn get_segment(c: &mut Client, environment: &str, key: &str) -> Outcome<pb::Segment> {
+    let request = c.req(pb::GetSegmentRequest {
+        project_key: c.project.clone(),
+        environment_key: environment.to_owned(),
+        key: key.to_owned(),
+    })?;
+    Ok(c.admin.get_segment(request).await?.into_inner())
+}

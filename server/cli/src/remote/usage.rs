@@ -1,0 +1,144 @@
+//! `vexil flags usage` and `vexil flags stale`: what the server counted of evaluations.
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use vexil_proto::v1 as pb;
+
+use super::client::{Client, Outcome};
+use super::output::{print_json, table, time};
+use crate::convert;
+
+fn error_kind_name(kind: i32) -> &'static str {
+    match pb::ErrorKind::try_from(kind) {
+        Ok(pb::ErrorKind::FlagNotFound) => "flag_not_found",
+        Ok(pb::ErrorKind::WrongType) => "wrong_type",
+        Ok(pb::ErrorKind::MalformedFlag) => "malformed_flag",
+        Ok(pb::ErrorKind::InvalidContext) => "invalid_context",
+        Ok(pb::ErrorKind::ClientNotReady) => "client_not_ready",
+        _ => "",
+    }
+}
+
+/// `vexil flags usage`: evaluations per flag, hour and variation.
+pub async fn usage(
+    c: &Client,
+    environment: &str,
+    flag: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+) -> Outcome {
+    let start = since
+        .as_deref()
+        .map(convert::parse_time)
+        .transpose()
+        .context("--since")?;
+    let end = until
+        .as_deref()
+        .map(convert::parse_time)
+        .transpose()
+        .context("--until")?;
+    let request = c.req(pb::GetFlagUsageRequest {
+        project_key: c.project.clone(),
+        environment_key: environment.to_owned(),
+        flag_key: flag.unwrap_or_default(),
+        start,
+        end,
+    })?;
+    let buckets = c
+        .experiments()
+        .get_flag_usage(request)
+        .await?
+        .into_inner()
+        .buckets;
+    let outcome = |b: &pb::FlagUsageBucket| match b.variation {
+        Some(v) => v.to_string(),
+        None => match error_kind_name(b.error_kind) {
+            "" => "default".to_owned(),
+            error => format!("default ({error})"),
+        },
+    };
+    if c.json {
+        print_json(&Value::Array(
+            buckets
+                .iter()
+                .map(|b| {
+                    json!({
+                        "flag": b.flag_key,
+                        "hour": time(b.hour.as_ref()),
+                        "variation": b.variation,
+                        "error_kind": match error_kind_name(b.error_kind) { "" => Value::Null, e => Value::from(e) },
+                        "count": b.count,
+                    })
+                })
+                .collect(),
+        ));
+    } else {
+        let rows: Vec<Vec<String>> = buckets
+            .iter()
+            .map(|b| {
+                vec![
+                    b.flag_key.clone(),
+                    time(b.hour.as_ref()),
+                    outcome(b),
+                    b.count.to_string(),
+                ]
+            })
+            .collect();
+        table(&["FLAG", "HOUR", "VARIATION", "EVALUATIONS"], &rows);
+    }
+    Ok(())
+}
+
+/// `vexil flags stale`: flags not evaluated, or serving one variation, for N days.
+pub async fn stale(c: &Client, environment: &str, days: u32) -> Outcome {
+    let request = c.req(pb::ListStaleFlagsRequest {
+        project_key: c.project.clone(),
+        environment_key: environment.to_owned(),
+        days,
+    })?;
+    let flags = c
+        .experiments()
+        .list_stale_flags(request)
+        .await?
+        .into_inner()
+        .flags;
+    let reason = |s: &pb::StaleFlag| match pb::StaleReason::try_from(s.reason) {
+        Ok(pb::StaleReason::NotEvaluated) => "not_evaluated",
+        Ok(pb::StaleReason::SingleVariation) => "single_variation",
+        _ => "unknown",
+    };
+    if c.json {
+        print_json(&Value::Array(
+            flags
+                .iter()
+                .map(|s| {
+                    json!({
+                        "flag": s.flag_key,
+                        "reason": reason(s),
+                        "variation": s.variation,
+                        "evaluations": s.evaluations,
+                        "last_evaluated": s.last_evaluated.as_ref().map(convert::format_time),
+                    })
+                })
+                .collect(),
+        ));
+    } else {
+        let rows: Vec<Vec<String>> = flags
+            .iter()
+            .map(|s| {
+                let why = match s.variation {
+                    Some(v) => format!("served only variation {v} ({} evaluations)", s.evaluations),
+                    None => "not evaluated".to_owned(),
+                };
+                vec![
+                    s.flag_key.clone(),
+                    reason(s).to_owned(),
+                    why,
+                    time(s.last_evaluated.as_ref()),
+                ]
+            })
+            .collect();
+        table(&["FLAG", "REASON", "DETAIL", "LAST EVALUATED"], &rows);
+    }
+    Ok(())
+}
