@@ -18,7 +18,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use vexil_engine::{Reason, Ruleset};
 
-use crate::events::SummaryCounters;
+use crate::summaries::SummaryCounters;
 
 /// Version of the cache file layout; files of another format are ignored.
 const CACHE_FORMAT: u32 = 2;

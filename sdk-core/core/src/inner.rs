@@ -217,7 +217,9 @@ impl Inner {
                 let error = e.reason.error_kind();
                 let outcome = index
                     .filter(|_| error.is_none() && self.events.counts_summaries())
-                    .and_then(|index| events::outcome_number(ruleset, index, e.variation));
+                    .and_then(|index| {
+                        crate::summaries::outcome_number(ruleset, index, e.variation)
+                    });
                 let counted = match (outcome, counters) {
                     (Some(outcome), Some(counters)) => {
                         self.events.count_local(counters, data, outcome)

@@ -53,6 +53,7 @@ mod inner;
 mod listeners;
 mod network;
 mod options;
+mod summaries;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
