@@ -28,7 +28,7 @@ out="$CARGO_TARGET_DIR/dotnet"
 mkdir -p "$out"
 # Mono 6.8's mcs reads each `_` of a digit separator as a `0` (2_000 compiles as 20000), while
 # dotnet's compiler does not: numeric literals must not use separators.
-if grep -nE '[0-9]_[0-9]' "$here"/src/Vexil/*.cs "$here"/tests/*.cs "$root/conformance/testees/dotnet/Testee.cs" >&2; then
+if grep -nE '[0-9]_[0-9]' "$here"/src/Vexil/*.cs "$here"/tests/*.cs "$root/sdk-dotnet/testee/Testee.cs" >&2; then
 	fail "digit separators in C# literals (miscompiled by mcs): write the number without them"
 fi
 mcs -langversion:7 -unsafe -nologo -optimize+ -warnaserror+ -target:library -doc:"$out/Vexil.xml" -out:"$out/Vexil.dll" "$here"/src/Vexil/*.cs ||
@@ -53,7 +53,7 @@ if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
 	failed=1
 fi
 
-if mcs -langversion:7 -nologo -target:exe -out:"$out/VexilTestee.exe" -r:"$out/Vexil.dll" "$root/conformance/testees/dotnet/Testee.cs"; then
+if mcs -langversion:7 -nologo -target:exe -out:"$out/VexilTestee.exe" -r:"$out/Vexil.dll" "$root/sdk-dotnet/testee/Testee.cs"; then
 	passed=$((passed + 1))
 else
 	echo "FAIL the conformance testee does not compile" >&2

@@ -61,7 +61,7 @@ rm -f "$log"
 passed=$((passed + tests_passed))
 failed=$((failed + tests_failed))
 
-cd "$root/conformance/testees/go"
+cd "$root/sdk-go/testee"
 step "testee builds" go build -o "$CARGO_TARGET_DIR/go-testee/vexil-go-testee" .
 step "testee vet" go vet ./...
 

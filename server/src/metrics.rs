@@ -187,7 +187,7 @@ impl Metrics {
     /// Counts the answer of an RPC and its latency.
     pub fn observe_rpc(&self, rpc: &str, code: tonic::Code, seconds: f64) {
         self.rpc_requests
-            .with_label_values(&[rpc, code_name(code)])
+            .with_label_values(&[rpc, vexil_proto::code_name(code)])
             .inc();
         self.rpc_latency.with_label_values(&[rpc]).observe(seconds);
     }
@@ -220,30 +220,6 @@ fn unreachable_metric<M>(name: &str, err: &prometheus::Error) -> M {
     // Only reachable with an invalid static definition, which the unit test below rules out.
     tracing::error!(metric = name, error = %err, "invalid metric definition");
     std::process::abort()
-}
-
-/// The name of a gRPC code as Prometheus label (`OK`, `NOT_FOUND`, …).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]

@@ -1,24 +1,19 @@
 //! `vexil audit`: the audit log.
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::Value;
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Connection, Outcome};
+use super::client::{Client, InProject, Outcome};
 use super::output::{print_json, short, table, time};
 use crate::convert::{self};
 
-#[derive(Debug, Args)]
-pub struct AuditArgs {
-    #[command(flatten)]
-    pub(crate) conn: Connection,
-    #[command(subcommand)]
-    pub(crate) command: AuditCommand,
-}
+/// `vexil audit`.
+pub type AuditArgs = InProject<AuditCommand>;
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum AuditCommand {
+pub enum AuditCommand {
     /// List audit entries of the project, newest first.
     List {
         /// Only entries about a resource: a kind (flag, flag_config, segment, sdk_key,

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, Subcommand};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
@@ -73,29 +73,6 @@ impl From<std::io::Error> for Failure {
 }
 
 pub(crate) type Outcome<T = ()> = Result<T, Failure>;
-
-/// The canonical name of a gRPC status code.
-pub(crate) fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 pub(crate) struct Client {
     pub(crate) admin: AdminServiceClient<Channel>,
@@ -190,5 +167,48 @@ impl Client {
                 anyhow::anyhow!("flag {key:?} has no configuration in environment {environment:?}")
             })?;
         Ok((flag, config))
+    }
+}
+
+/// A command run in one environment: where the server is, the environment, what to do.
+#[derive(Debug, Args)]
+pub struct InEnvironment<C: Subcommand> {
+    #[command(flatten)]
+    pub(crate) conn: Connection,
+    #[command(flatten)]
+    pub(crate) env: EnvironmentArg,
+    #[command(subcommand)]
+    pub(crate) command: C,
+}
+
+/// A command on the whole project: where the server is, what to do.
+#[derive(Debug, Args)]
+pub struct InProject<C: Subcommand> {
+    #[command(flatten)]
+    pub(crate) conn: Connection,
+    #[command(subcommand)]
+    pub(crate) command: C,
+}
+
+/// Every item of a paged list. `fetch` asks for one page and returns its items and the next
+/// page's token, empty after the last page.
+pub(crate) async fn every_page<T, F, Fut>(mut fetch: F) -> Outcome<Vec<T>>
+where
+    F: FnMut(pb::PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Outcome<(Vec<T>, String)>>,
+{
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = pb::PageRequest {
+            page_size: 500,
+            page_token: std::mem::take(&mut page_token),
+        };
+        let (items, next) = fetch(page).await?;
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        page_token = next;
     }
 }

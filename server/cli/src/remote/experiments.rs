@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Connection, EnvironmentArg, Outcome};
+use super::client::{Client, InEnvironment, Outcome, every_page};
 use super::output::{print_json, table, time};
 use super::results::{
     StepArg, direction_name, goal_json, now_seconds, percent, print_results, render_svg,
@@ -16,18 +16,11 @@ use super::results::{
 };
 use crate::convert;
 
-#[derive(Debug, Args)]
-pub struct ExperimentsArgs {
-    #[command(flatten)]
-    pub conn: Connection,
-    #[command(flatten)]
-    env: EnvironmentArg,
-    #[command(subcommand)]
-    command: ExperimentsCommand,
-}
+/// `vexil experiments`.
+pub type ExperimentsArgs = InEnvironment<ExperimentsCommand>;
 
 #[derive(Debug, Subcommand)]
-enum ExperimentsCommand {
+pub enum ExperimentsCommand {
     /// Create an experiment (a draft) on a flag's rule or fallthrough; prints the sample
     /// size it needs.
     Create(Box<CreateExperiment>),
@@ -103,7 +96,7 @@ enum ExperimentsCommand {
 }
 
 #[derive(Debug, Args)]
-struct CreateExperiment {
+pub(crate) struct CreateExperiment {
     /// The experiment's key.
     key: String,
     /// The flag experimented on.
@@ -160,7 +153,7 @@ struct CreateExperiment {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum StatusArg {
+pub(crate) enum StatusArg {
     Draft,
     Running,
     Stopped,
@@ -425,26 +418,21 @@ pub async fn experiments(c: Client, args: ExperimentsArgs) -> Outcome {
                 Some(StatusArg::Running) => pb::ExperimentStatus::Running,
                 Some(StatusArg::Stopped) => pb::ExperimentStatus::Stopped,
             };
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
+            let all = every_page(|page| {
                 let request = c.req(pb::ListExperimentsRequest {
                     project_key: c.project.clone(),
                     environment_key: environment.to_owned(),
                     status: status as i32,
                     flag_key: flag.clone().unwrap_or_default(),
-                    page: Some(pb::PageRequest {
-                        page_size: 1000,
-                        page_token: page_token.clone(),
-                    }),
-                })?;
-                let page = svc.list_experiments(request).await?.into_inner();
-                all.extend(page.experiments);
-                if page.next_page_token.is_empty() {
-                    break;
+                    page: Some(page),
+                });
+                let mut service = svc.clone();
+                async move {
+                    let page = service.list_experiments(request?).await?.into_inner();
+                    Ok((page.experiments, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             if c.json {
                 print_json(&Value::Array(all.iter().map(experiment_json).collect()));
             } else {

@@ -7,22 +7,15 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Connection, EnvironmentArg, Outcome};
+use super::client::{Client, InEnvironment, Outcome, every_page};
 use super::output::{on_off, print_json, table, time};
 use crate::convert::{self, FlagFile};
 
-#[derive(Debug, Args)]
-pub struct FlagsArgs {
-    #[command(flatten)]
-    pub(crate) conn: Connection,
-    #[command(flatten)]
-    pub(crate) env: EnvironmentArg,
-    #[command(subcommand)]
-    pub(crate) command: FlagsCommand,
-}
+/// `vexil flags`.
+pub type FlagsArgs = InEnvironment<FlagsCommand>;
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum FlagsCommand {
+pub enum FlagsCommand {
     /// List the project's flags, with their state in the environment.
     List {
         /// Only flags whose key or name contains this text.
@@ -223,28 +216,23 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
             } else {
                 pb::ArchivedFilter::Unspecified
             };
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
+            let all = every_page(|page| {
                 let request = c.req(pb::ListFlagsRequest {
                     project_key: c.project.clone(),
-                    page: Some(pb::PageRequest {
-                        page_size: 500,
-                        page_token: page_token.clone(),
-                    }),
+                    page: Some(page),
                     tags: tags.clone(),
                     query: query.clone().unwrap_or_default(),
                     kind: pb::FlagKind::Unspecified as i32,
                     archived: filter as i32,
                     environment_key: environment.to_owned(),
-                })?;
-                let page = c.admin.list_flags(request).await?.into_inner();
-                all.extend(page.flags);
-                if page.next_page_token.is_empty() {
-                    break;
+                });
+                let mut service = c.admin.clone();
+                async move {
+                    let page = service.list_flags(request?).await?.into_inner();
+                    Ok((page.flags, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             if c.json {
                 print_json(&Value::Array(all.iter().map(convert::flag_json).collect()));
                 return Ok(());

@@ -1,26 +1,19 @@
 //! `vexil keys`: SDK keys.
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 use serde_json::Value;
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Connection, EnvironmentArg, Outcome};
+use super::client::{Client, InEnvironment, Outcome};
 use super::output::{print_json, table, time};
 use crate::convert::{self};
 
-#[derive(Debug, Args)]
-pub struct KeysArgs {
-    #[command(flatten)]
-    pub(crate) conn: Connection,
-    #[command(flatten)]
-    pub(crate) env: EnvironmentArg,
-    #[command(subcommand)]
-    pub(crate) command: KeysCommand,
-}
+/// `vexil keys`.
+pub type KeysArgs = InEnvironment<KeysCommand>;
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum KeysCommand {
+pub enum KeysCommand {
     /// List the environment's SDK keys (never their secrets).
     List {
         /// Every environment of the project.

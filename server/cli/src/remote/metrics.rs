@@ -1,22 +1,17 @@
 //! `vexil metrics`: the metrics experiments measure.
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Connection, Outcome};
+use super::client::{Client, InProject, Outcome, every_page};
 use super::output::{print_json, table, time};
 
-#[derive(Debug, Args)]
-pub struct MetricsArgs {
-    #[command(flatten)]
-    pub conn: Connection,
-    #[command(subcommand)]
-    command: MetricsCommand,
-}
+/// `vexil metrics`.
+pub type MetricsArgs = InProject<MetricsCommand>;
 
 #[derive(Debug, Subcommand)]
-enum MetricsCommand {
+pub enum MetricsCommand {
     /// Define a metric of the project.
     Create {
         /// The metric's key.
@@ -39,7 +34,7 @@ enum MetricsCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum MetricKindArg {
+pub(crate) enum MetricKindArg {
     /// Whether the context sent the event after its first exposure.
     Conversion,
     /// How many times it sent the event.
@@ -90,23 +85,18 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
             }
         }
         MetricsCommand::List => {
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
+            let all = every_page(|page| {
                 let request = c.req(pb::ListMetricsRequest {
                     project_key: c.project.clone(),
-                    page: Some(pb::PageRequest {
-                        page_size: 1000,
-                        page_token: page_token.clone(),
-                    }),
-                })?;
-                let page = svc.list_metrics(request).await?.into_inner();
-                all.extend(page.metrics);
-                if page.next_page_token.is_empty() {
-                    break;
+                    page: Some(page),
+                });
+                let mut service = svc.clone();
+                async move {
+                    let page = service.list_metrics(request?).await?.into_inner();
+                    Ok((page.metrics, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             if c.json {
                 print_json(&Value::Array(all.iter().map(metric_json).collect()));
             } else {

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use tonic::Code;
 
-use client::{Client, Failure, Outcome, code_name};
+use client::{Client, Failure, Outcome};
 
 /// A command that talks to the server.
 #[derive(Debug)]
@@ -71,7 +71,10 @@ pub fn run(command: Remote) -> ExitCode {
             } else {
                 message
             };
-            eprintln!("vexil: {}: {message}", code_name(status.code()));
+            eprintln!(
+                "vexil: {}: {message}",
+                vexil_proto::code_name(status.code())
+            );
             let no_token = conn.token.as_deref().is_none_or(|t| t.trim().is_empty());
             if status.code() == Code::Unauthenticated && no_token {
                 eprintln!("vexil: no admin token was given; use --token or set VEXIL_TOKEN");

@@ -486,7 +486,7 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(super) enum StepArg {
+pub(crate) enum StepArg {
     Auto,
     Hourly,
     Daily,

@@ -3,26 +3,19 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Connection, EnvironmentArg, Outcome};
+use super::client::{Client, InEnvironment, Outcome, every_page};
 use super::output::{print_json, table};
 use crate::convert::{self};
 
-#[derive(Debug, Args)]
-pub struct SegmentsArgs {
-    #[command(flatten)]
-    pub(crate) conn: Connection,
-    #[command(flatten)]
-    pub(crate) env: EnvironmentArg,
-    #[command(subcommand)]
-    pub(crate) command: SegmentsCommand,
-}
+/// `vexil segments`.
+pub type SegmentsArgs = InEnvironment<SegmentsCommand>;
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum SegmentsCommand {
+pub enum SegmentsCommand {
     /// List the environment's segments.
     List,
     /// Show one segment.
@@ -63,24 +56,19 @@ pub(crate) async fn segments(
 ) -> Outcome {
     match command {
         SegmentsCommand::List => {
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
+            let all = every_page(|page| {
                 let request = c.req(pb::ListSegmentsRequest {
                     project_key: c.project.clone(),
                     environment_key: environment.to_owned(),
-                    page: Some(pb::PageRequest {
-                        page_size: 500,
-                        page_token: page_token.clone(),
-                    }),
-                })?;
-                let page = c.admin.list_segments(request).await?.into_inner();
-                all.extend(page.segments);
-                if page.next_page_token.is_empty() {
-                    break;
+                    page: Some(page),
+                });
+                let mut service = c.admin.clone();
+                async move {
+                    let page = service.list_segments(request?).await?.into_inner();
+                    Ok((page.segments, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             if c.json {
                 print_json(&Value::Array(
                     all.iter().map(convert::segment_json).collect(),

@@ -5,7 +5,7 @@
 const path = require('node:path')
 const readline = require('node:readline')
 
-const { Client } = require(path.join(__dirname, '..', '..', '..', 'sdk-node'))
+const { Client } = require(path.join(__dirname, '..'))
 
 let client = null
 /** Changes seen by the client's listener and not yet taken by `wait_change`. */

@@ -2,7 +2,7 @@
 # Builds the Swift testee (sdk-swift's `vexil-swift-testee` product): the native library on the
 # host, its bindings, then `swift build` in the Swift chroot. Usage: build.sh CARGO_TARGET_DIR
 set -euo pipefail
-sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../sdk-swift" && pwd)
+sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 root=$(cd "$sdk/.." && pwd)
 export CARGO_TARGET_DIR="${1:?usage: build.sh CARGO_TARGET_DIR}"
 source "$sdk/scripts/chroot-lib.sh"

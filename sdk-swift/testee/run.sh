@@ -3,7 +3,7 @@
 # stdout. Its mounts live in a private mount namespace and go away with it, whatever happens.
 # Usage: run.sh CARGO_TARGET_DIR (build it first with build.sh).
 set -euo pipefail
-sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../sdk-swift" && pwd)
+sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 root=$(cd "$sdk/.." && pwd)
 target="${1:?usage: run.sh CARGO_TARGET_DIR}"
 source "$sdk/scripts/chroot-lib.sh"

@@ -3,7 +3,7 @@
 # repository) and the testee itself, whose classpath is written to target/classpath.txt.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
+root=$(cd "$here/../.." && pwd)
 cache=${VEXIL_CACHE_DIR:-/var/cache/vexil}
 repo="-Dmaven.repo.local=$cache/m2"
 cargo build -q --workspace --lib --bins --tests --manifest-path "$root/Cargo.toml"

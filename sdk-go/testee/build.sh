@@ -1,12 +1,12 @@
 #!/bin/sh
 # Builds the Go testee against the static C ABI library of the cargo target directory.
 set -eu
-root=$(cd "$(dirname "$0")/../../.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 # The conformance runner's own build: the same packages and targets, so nothing compiles twice.
 (cd "$root" && cargo build -q --workspace --lib --bins --tests)
 export CGO_ENABLED=1
 export CGO_CFLAGS="-I$root/sdk-core/ffi/include"
 export CGO_LDFLAGS="$target/debug/libvexil_ffi.a -lm -ldl -lpthread"
-cd "$root/conformance/testees/go"
+cd "$root/sdk-go/testee"
 go build -o "$target/go-testee/vexil-go-testee" .

@@ -1,7 +1,0 @@
-module github.com/vexil-flags/vexil/conformance/testees/go
-
-go 1.24
-
-require github.com/vexil-flags/vexil/sdk-go v0.0.0
-
-replace github.com/vexil-flags/vexil/sdk-go => ../../../sdk-go
