@@ -208,65 +208,7 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
             tags,
             archived,
             only_archived,
-        } => {
-            let filter = if only_archived {
-                pb::ArchivedFilter::Only
-            } else if archived {
-                pb::ArchivedFilter::Include
-            } else {
-                pb::ArchivedFilter::Unspecified
-            };
-            let all = every_page(|page| {
-                let request = c.req(pb::ListFlagsRequest {
-                    project_key: c.project.clone(),
-                    page: Some(page),
-                    tags: tags.clone(),
-                    query: query.clone().unwrap_or_default(),
-                    kind: pb::FlagKind::Unspecified as i32,
-                    archived: filter as i32,
-                    environment_key: environment.to_owned(),
-                });
-                let mut service = c.admin.clone();
-                async move {
-                    let page = service.list_flags(request?).await?.into_inner();
-                    Ok((page.flags, page.next_page_token))
-                }
-            })
-            .await?;
-            if c.json {
-                print_json(&Value::Array(all.iter().map(convert::flag_json).collect()));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = all
-                .iter()
-                .map(|f| {
-                    let state = f
-                        .configurations
-                        .iter()
-                        .find(|c| c.environment_key == environment)
-                        .map_or("-", |c| on_off(c.on));
-                    let mut state = state.to_owned();
-                    if f.archived {
-                        state.push_str(" (archived)");
-                    }
-                    vec![
-                        f.key.clone(),
-                        convert::kind_name(f.kind).to_owned(),
-                        state,
-                        f.version.to_string(),
-                        f.name.clone(),
-                        f.tags.join(","),
-                    ]
-                })
-                .collect();
-            table(
-                &["KEY", "KIND", environment, "VERSION", "NAME", "TAGS"],
-                &rows,
-            );
-            if all.is_empty() {
-                println!("(no flags in project {})", c.project);
-            }
-        }
+        } => list(&mut c, environment, query, tags, archived, only_archived).await?,
         FlagsCommand::Get { key, file_form } => {
             let (flag, config) = c.flag_in(&key, environment).await?;
             if file_form {
@@ -277,96 +219,12 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
                 print_flag(&flag);
             }
         }
-        FlagsCommand::Create { file, meta } => {
-            let file = read_flag_file(&file, &meta)?;
-            let request = c.req(pb::CreateFlagRequest {
-                project_key: c.project.clone(),
-                key: file.key.clone(),
-                name: file.name.clone().unwrap_or_default(),
-                description: file.description.clone().unwrap_or_default(),
-                kind: file.kind,
-                variations: file.variations.clone(),
-                tags: file.tags.clone().unwrap_or_default(),
-                client_side: file.client_side,
-                off_variation: file.configuration.off_variation,
-                fallthrough: file.configuration.fallthrough.clone(),
-            })?;
-            let created = c.admin.create_flag(request).await?.into_inner();
-            if file.has_configuration()
-                && let Err(failure) = configure(&mut c, environment, &file, None).await
-            {
-                // Leave nothing half made: the flag goes again, and the reason is reported.
-                if let Ok(request) = c.req(pb::DeleteFlagRequest {
-                    project_key: c.project.clone(),
-                    key: created.key.clone(),
-                    expected_version: created.version,
-                }) {
-                    let _ = c.admin.delete_flag(request).await;
-                }
-                return Err(failure);
-            }
-            let (flag, _) = c.flag_in(&created.key, environment).await?;
-            if c.json {
-                print_json(&convert::flag_json(&flag));
-            } else {
-                println!(
-                    "created flag {} in project {} ({} in {environment})",
-                    flag.key,
-                    c.project,
-                    on_off(flag.configurations.first().is_some_and(|c| c.on))
-                );
-            }
-        }
+        FlagsCommand::Create { file, meta } => create(&mut c, environment, &file, &meta).await?,
         FlagsCommand::Update {
             file,
             meta,
             expected_version,
-        } => {
-            let file = read_flag_file(&file, &meta)?;
-            let (current, _) = c.flag_in(&file.key, environment).await?;
-            if current.kind != file.kind {
-                return Err(anyhow::anyhow!(
-                    "kind: a flag's kind cannot change (flag {:?} is {})",
-                    file.key,
-                    convert::kind_name(current.kind)
-                )
-                .into());
-            }
-            configure(&mut c, environment, &file, expected_version).await?;
-            let name = file.name.clone().unwrap_or_else(|| current.name.clone());
-            let description = file
-                .description
-                .clone()
-                .unwrap_or_else(|| current.description.clone());
-            let tags = file.tags.clone().unwrap_or_else(|| current.tags.clone());
-            if name != current.name
-                || description != current.description
-                || tags != current.tags
-                || file.variations != current.variations
-                || file.client_side != current.client_side
-            {
-                let request = c.req(pb::UpdateFlagRequest {
-                    project_key: c.project.clone(),
-                    key: file.key.clone(),
-                    expected_version: current.version,
-                    name,
-                    description,
-                    variations: file.variations.clone(),
-                    tags,
-                    client_side: file.client_side,
-                })?;
-                c.admin.update_flag(request).await?;
-            }
-            let (flag, config) = c.flag_in(&file.key, environment).await?;
-            if c.json {
-                print_json(&convert::flag_json(&flag));
-            } else {
-                println!(
-                    "updated flag {} in {environment} (configuration version {})",
-                    flag.key, config.version
-                );
-            }
-        }
+        } => update(&mut c, environment, &file, &meta, expected_version).await?,
         FlagsCommand::Toggle {
             key,
             state,
@@ -439,6 +297,176 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
                 println!("deleted flag {key}");
             }
         }
+    }
+    Ok(())
+}
+
+/// `vexil flags list`: the project's flags and their state in the environment, as a table or
+/// JSON.
+async fn list(
+    c: &mut Client,
+    environment: &str,
+    query: Option<String>,
+    tags: Vec<String>,
+    archived: bool,
+    only_archived: bool,
+) -> Outcome {
+    let filter = if only_archived {
+        pb::ArchivedFilter::Only
+    } else if archived {
+        pb::ArchivedFilter::Include
+    } else {
+        pb::ArchivedFilter::Unspecified
+    };
+    let all = every_page(|page| {
+        let request = c.req(pb::ListFlagsRequest {
+            project_key: c.project.clone(),
+            page: Some(page),
+            tags: tags.clone(),
+            query: query.clone().unwrap_or_default(),
+            kind: pb::FlagKind::Unspecified as i32,
+            archived: filter as i32,
+            environment_key: environment.to_owned(),
+        });
+        let mut service = c.admin.clone();
+        async move {
+            let page = service.list_flags(request?).await?.into_inner();
+            Ok((page.flags, page.next_page_token))
+        }
+    })
+    .await?;
+    if c.json {
+        print_json(&Value::Array(all.iter().map(convert::flag_json).collect()));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|f| {
+            let state = f
+                .configurations
+                .iter()
+                .find(|c| c.environment_key == environment)
+                .map_or("-", |c| on_off(c.on));
+            let mut state = state.to_owned();
+            if f.archived {
+                state.push_str(" (archived)");
+            }
+            vec![
+                f.key.clone(),
+                convert::kind_name(f.kind).to_owned(),
+                state,
+                f.version.to_string(),
+                f.name.clone(),
+                f.tags.join(","),
+            ]
+        })
+        .collect();
+    table(
+        &["KEY", "KIND", environment, "VERSION", "NAME", "TAGS"],
+        &rows,
+    );
+    if all.is_empty() {
+        println!("(no flags in project {})", c.project);
+    }
+    Ok(())
+}
+
+/// `vexil flags create`: the flag, then its configuration in the environment; a configuration the
+/// server refuses takes the new flag away again.
+async fn create(c: &mut Client, environment: &str, file: &Path, meta: &FlagMeta) -> Outcome {
+    let file = read_flag_file(file, meta)?;
+    let request = c.req(pb::CreateFlagRequest {
+        project_key: c.project.clone(),
+        key: file.key.clone(),
+        name: file.name.clone().unwrap_or_default(),
+        description: file.description.clone().unwrap_or_default(),
+        kind: file.kind,
+        variations: file.variations.clone(),
+        tags: file.tags.clone().unwrap_or_default(),
+        client_side: file.client_side,
+        off_variation: file.configuration.off_variation,
+        fallthrough: file.configuration.fallthrough.clone(),
+    })?;
+    let created = c.admin.create_flag(request).await?.into_inner();
+    if file.has_configuration()
+        && let Err(failure) = configure(c, environment, &file, None).await
+    {
+        // Leave nothing half made: the flag goes again, and the reason is reported.
+        if let Ok(request) = c.req(pb::DeleteFlagRequest {
+            project_key: c.project.clone(),
+            key: created.key.clone(),
+            expected_version: created.version,
+        }) {
+            let _ = c.admin.delete_flag(request).await;
+        }
+        return Err(failure);
+    }
+    let (flag, _) = c.flag_in(&created.key, environment).await?;
+    if c.json {
+        print_json(&convert::flag_json(&flag));
+    } else {
+        println!(
+            "created flag {} in project {} ({} in {environment})",
+            flag.key,
+            c.project,
+            on_off(flag.configurations.first().is_some_and(|c| c.on))
+        );
+    }
+    Ok(())
+}
+
+/// `vexil flags update`: the configuration in the environment, then the project-level fields
+/// that changed.
+async fn update(
+    c: &mut Client,
+    environment: &str,
+    file: &Path,
+    meta: &FlagMeta,
+    expected_version: Option<i64>,
+) -> Outcome {
+    let file = read_flag_file(file, meta)?;
+    let (current, _) = c.flag_in(&file.key, environment).await?;
+    if current.kind != file.kind {
+        return Err(anyhow::anyhow!(
+            "kind: a flag's kind cannot change (flag {:?} is {})",
+            file.key,
+            convert::kind_name(current.kind)
+        )
+        .into());
+    }
+    configure(c, environment, &file, expected_version).await?;
+    let name = file.name.clone().unwrap_or_else(|| current.name.clone());
+    let description = file
+        .description
+        .clone()
+        .unwrap_or_else(|| current.description.clone());
+    let tags = file.tags.clone().unwrap_or_else(|| current.tags.clone());
+    if name != current.name
+        || description != current.description
+        || tags != current.tags
+        || file.variations != current.variations
+        || file.client_side != current.client_side
+    {
+        let request = c.req(pb::UpdateFlagRequest {
+            project_key: c.project.clone(),
+            key: file.key.clone(),
+            expected_version: current.version,
+            name,
+            description,
+            variations: file.variations.clone(),
+            tags,
+            client_side: file.client_side,
+        })?;
+        c.admin.update_flag(request).await?;
+    }
+    let (flag, config) = c.flag_in(&file.key, environment).await?;
+    if c.json {
+        print_json(&convert::flag_json(&flag));
+    } else {
+        println!(
+            "updated flag {} in {environment} (configuration version {})",
+            flag.key, config.version
+        );
     }
     Ok(())
 }
