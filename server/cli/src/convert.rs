@@ -124,11 +124,13 @@ fn canonical_members<T: serde::Serialize>(
     read: std::result::Result<T, model::FieldError>,
     listed: &[(&str, Value)],
 ) -> Map<String, Value> {
-    let mut members = match read.map(|model| serde_json::to_value(model)) {
-        Ok(Ok(Value::Object(members))) => members,
-        Ok(Ok(_)) => Map::new(),
-        Ok(Err(err)) => return Map::from_iter([("error".to_owned(), err.to_string().into())]),
-        Err(err) => return Map::from_iter([("error".to_owned(), err.to_string().into())]),
+    let written = read
+        .map_err(|err| err.to_string())
+        .and_then(|model| serde_json::to_value(model).map_err(|err| err.to_string()));
+    let mut members = match written {
+        Ok(Value::Object(members)) => members,
+        Ok(_) => Map::new(),
+        Err(error) => return Map::from_iter([("error".to_owned(), error.into())]),
     };
     for (name, empty) in listed {
         members.entry(*name).or_insert_with(|| empty.clone());
