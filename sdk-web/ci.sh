@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The browser SDK's check: installs the npm tools (cached), regenerates the client code from
 # proto/ and fails if it differs from the committed src/gen, type-checks the package and its
-# tests, builds dist/, runs the unit tests (`node --test`) and, where Debian's chromium is
-# installed, the tests in Chromium against a fake gRPC-web server (skipped otherwise; this
-# script installs no browser), prints the bundle sizes, and prints `N passed, N failed` last.
-# No Rust build: it takes about a minute.
+# tests, builds dist/, builds vexil-server and the vexil command (cargo, shared target dir),
+# runs the unit tests (`node --test`) and, where Debian's chromium is installed, the tests in
+# Chromium against a fake gRPC-web server and against a real vexil-server (skipped otherwise;
+# this script installs no browser), prints the bundle sizes, and prints `N passed, N failed`
+# last.
 #
 #   sdk-web/ci.sh                # everything
 #   sdk-web/ci.sh --build-only   # install, check the generated code, build dist/
@@ -12,6 +13,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${VEXIL_CACHE_DIR:-/var/cache/vexil}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 export npm_config_cache="$CACHE/npm"
 export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 mkdir -p "$npm_config_cache"
@@ -47,6 +49,9 @@ log "build"
 node scripts/build.mjs >&2
 [ "${1:-}" = "--build-only" ] && exit 0
 
+log "cargo build (vexil-server, vexil)"
+(cd "$HERE/.." && cargo build -q -p vexil-server -p vexil-cli --bins >&2)
+
 log "node --test"
 tap="$committed/tests.tap"
 set +e
@@ -55,7 +60,7 @@ trap - ERR
 # test cannot hold CI (the tests close every client they make, even when an assertion fails).
 timeout 600 node --import tsx --test --test-concurrency=1 --test-timeout=60000 \
   --test-reporter=spec --test-reporter-destination=stderr \
-  --test-reporter=tap --test-reporter-destination="$tap" test/*.test.ts test/browser/chromium.test.ts
+  --test-reporter=tap --test-reporter-destination="$tap" test/*.test.ts test/browser/*.test.ts
 status=$?
 set -e
 node scripts/size.mjs >&2 || status=1

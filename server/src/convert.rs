@@ -139,6 +139,7 @@ pub fn environment(e: &storage::Environment) -> pb::Environment {
         version: e.version,
         created_at: Some(timestamp(e.created_at)),
         updated_at: Some(timestamp(e.updated_at)),
+        allowed_origins: e.allowed_origins.clone(),
     }
 }
 

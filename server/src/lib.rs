@@ -7,11 +7,13 @@
 //! together.
 
 pub mod auth;
+pub mod browser;
 pub mod convert;
 pub mod http;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod origins;
 pub mod ruleset_changes;
 pub mod sdk_auth;
 pub mod server;

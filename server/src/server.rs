@@ -1,6 +1,7 @@
 //! Putting the server together: storage, first start, signing secret, the live rulesets,
-//! the gRPC services (admin, experiments, evaluation, sync, events, health, reflection) and the HTTP
-//! endpoints, until a shutdown signal.
+//! the gRPC services (admin, experiments, evaluation, sync, events, health, reflection; the
+//! SDK-facing ones also over gRPC-web for browsers) and the HTTP endpoints, until a
+//! shutdown signal.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use vexil_proto::v1::experiment_service_server::ExperimentServiceServer;
 use vexil_proto::v1::sync_service_server::SyncServiceServer;
 
 use crate::auth::{self, Authenticator, Signer};
+use crate::browser::BrowserLayer;
 use crate::limits::MAX_REQUEST_BYTES;
 use crate::live::{Hub, LiveSettings};
 use crate::metrics::Metrics;
@@ -157,6 +159,7 @@ async fn first_start(storage: &Storage, signer: &Signer, path: &Path) -> anyhow:
                     key: env.into(),
                     name: name.into(),
                     description: String::new(),
+                    allowed_origins: Vec::new(),
                 },
             )
             .await?;
@@ -331,8 +334,9 @@ pub async fn serve_with(
         .build_v1alpha()?;
 
     // Dead peers of long-lived streams are found by HTTP/2 pings as well as by the
-    // heartbeats the streams send.
+    // heartbeats the streams send. HTTP/1.1 is for browsers' gRPC-web.
     let mut builder = tonic::transport::Server::builder()
+        .accept_http1(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(tls) = options.tls {
@@ -365,7 +369,11 @@ pub async fn serve_with(
         stop_hub.shutdown();
         stopping.send_replace(true);
     };
+    // Outermost: web pages' CORS and which methods they may call; then the gRPC-web
+    // translation, which leaves native gRPC untouched.
     let served = builder
+        .layer(BrowserLayer::new(sdk_auth.clone()))
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -244,6 +244,19 @@ pub fn sdk_key_json(k: &pb::SdkKey) -> Value {
     })
 }
 
+pub fn environment_json(e: &pb::Environment) -> Value {
+    json!({
+        "project": e.project_key,
+        "key": e.key,
+        "name": e.name,
+        "description": e.description,
+        "version": e.version,
+        "allowed_origins": e.allowed_origins,
+        "created_at": time_json(e.created_at.as_ref()),
+        "updated_at": time_json(e.updated_at.as_ref()),
+    })
+}
+
 pub fn audit_json(a: &pb::AuditEntry) -> Value {
     json!({
         "id": a.id,

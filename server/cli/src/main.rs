@@ -57,6 +57,9 @@ enum Command {
     },
     /// Manage the project's flags on a server.
     Flags(remote::FlagsArgs),
+    /// Manage the project's environments and the web origins allowed to use their client
+    /// keys.
+    Environments(remote::EnvironmentsArgs),
     /// Manage an environment's segments on a server.
     Segments(remote::SegmentsArgs),
     /// Manage an environment's SDK keys on a server.
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
         Command::Flags(args) => return remote::run(remote::Remote::Flags(args)),
         Command::Segments(args) => return remote::run(remote::Remote::Segments(args)),
         Command::Keys(args) => return remote::run(remote::Remote::Keys(args)),
+        Command::Environments(args) => return remote::run(remote::Remote::Environments(args)),
         Command::Audit(args) => return remote::run(remote::Remote::Audit(args)),
         Command::Export(args) => return remote::run(remote::Remote::Export(args)),
         Command::Import(args) => return remote::run(remote::Remote::Import(args)),

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 use vexil_testing::{BlockingServer, authed};
 
@@ -365,6 +365,96 @@ fn segments_and_keys_are_managed() {
     assert!(revoked["revoked_at"].is_string());
     let out = server.ok(&["keys", "list", "--include-revoked"]);
     assert!(out.contains("revoked"), "{out}");
+}
+
+#[test]
+fn environments_and_their_allowed_origins_are_managed_and_audited() {
+    let server = Server::start();
+    let created = server.json(&[
+        "environments",
+        "create",
+        "staging",
+        "--allowed-origin",
+        "https://Staging.Example.com/",
+        "--allowed-origin",
+        "https://*.preview.example.com",
+        "--json",
+    ]);
+    assert_eq!(
+        created["allowed_origins"],
+        json!([
+            "https://staging.example.com",
+            "https://*.preview.example.com"
+        ])
+    );
+    assert_eq!(created["name"], "staging");
+    // An update without origins keeps them; with some, replaces them.
+    let renamed = server.json(&[
+        "environments",
+        "update",
+        "staging",
+        "--name",
+        "Staging",
+        "--json",
+    ]);
+    assert_eq!(renamed["allowed_origins"], created["allowed_origins"]);
+    assert_eq!(renamed["version"], 2);
+    let replaced = server.json(&[
+        "environments",
+        "update",
+        "staging",
+        "--allowed-origin",
+        "*",
+        "--json",
+    ]);
+    assert_eq!(replaced["allowed_origins"], json!(["*"]));
+    assert_eq!(replaced["name"], "Staging");
+    let local = server.json(&[
+        "environments",
+        "update",
+        "staging",
+        "--local-pages-only",
+        "--json",
+    ]);
+    assert_eq!(local["allowed_origins"], json!([]));
+    let (code, _, err) = server.run(&[
+        "environments",
+        "update",
+        "staging",
+        "--allowed-origin",
+        "https://example.com/app",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(
+            "vexil: INVALID_ARGUMENT: allowed_origins.origins[0]: `https://example.com/app`"
+        ),
+        "{err}"
+    );
+    let table = server.ok(&["environments", "list"]);
+    assert!(table.contains("ALLOWED ORIGINS"), "{table}");
+    assert!(table.contains("(this machine's pages)"), "{table}");
+    let listed = server.json(&["environments", "list", "--json"]);
+    let keys: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["development", "production", "staging"]);
+    // Every change is in the audit log with the origins before and after.
+    let audit = server.json(&[
+        "audit",
+        "list",
+        "--resource",
+        "environment:staging",
+        "--json",
+    ]);
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{audit}");
+    assert_eq!(entries[0]["action"], "environment.update");
+    assert_eq!(entries[0]["before"]["allowed_origins"], json!(["*"]));
+    assert_eq!(entries[0]["after"]["allowed_origins"], json!([]));
 }
 
 #[test]

@@ -19,10 +19,12 @@ use crate::auth::{Authenticator, Caller};
 use crate::convert;
 use crate::limits;
 use crate::live::Hub;
+use crate::origins;
 use crate::ruleset_changes::{RulesetChange, RulesetChecker};
 use crate::storage::{
-    self, ArchivedFilter, AuditFilter, EnvGuards, FlagFilter, NewAdminToken, NewEnvironment,
-    NewFlag, NewProject, NewSdkKey, Role, RoleBinding, RulesetData, Serve, Storage, secrets,
+    self, ArchivedFilter, AuditFilter, EnvGuards, EnvironmentUpdate, FlagFilter, NewAdminToken,
+    NewEnvironment, NewFlag, NewProject, NewSdkKey, Role, RoleBinding, RulesetData, Serve, Storage,
+    secrets,
 };
 
 /// The admin API over a storage.
@@ -287,6 +289,8 @@ impl AdminService for Admin {
         caller.require(&req.project_key, Role::Admin)?;
         limits::key("key", &req.key)?;
         limits::name_and_description(&req.name, &req.description)?;
+        let allowed_origins = origins::normalize("allowed_origins", &req.allowed_origins)
+            .map_err(Status::invalid_argument)?;
         let env = self
             .storage
             .create_environment(
@@ -296,6 +300,7 @@ impl AdminService for Admin {
                     key: req.key,
                     name: req.name,
                     description: req.description,
+                    allowed_origins,
                 },
             )
             .await?;
@@ -334,6 +339,13 @@ impl AdminService for Admin {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Admin)?;
         limits::name_and_description(&req.name, &req.description)?;
+        let allowed_origins = match &req.allowed_origins {
+            Some(list) => Some(
+                origins::normalize("allowed_origins.origins", &list.origins)
+                    .map_err(Status::invalid_argument)?,
+            ),
+            None => None,
+        };
         let env = self
             .storage
             .update_environment(
@@ -341,8 +353,11 @@ impl AdminService for Admin {
                 &req.project_key,
                 &req.key,
                 req.expected_version,
-                &req.name,
-                &req.description,
+                EnvironmentUpdate {
+                    name: &req.name,
+                    description: &req.description,
+                    allowed_origins: allowed_origins.as_deref(),
+                },
             )
             .await?;
         Ok(Response::new(convert::environment(&env)))

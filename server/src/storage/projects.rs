@@ -2,14 +2,14 @@
 
 use super::db::{Row, Tx, args};
 use super::{
-    AuditRecord, Environment, NewEnvironment, NewProject, Page, PageRequest, Project, ResourceKind,
-    Result, Storage, StorageError, bump_env, check_version, lock_env, lock_project, not_found,
-    now_millis, project_id, to_audit,
+    AuditRecord, Environment, EnvironmentUpdate, NewEnvironment, NewProject, Page, PageRequest,
+    Project, ResourceKind, Result, Storage, StorageError, bump_env, check_version, from_text,
+    lock_env, lock_project, not_found, now_millis, project_id, to_audit, to_text,
 };
 
 const PROJECT_COLUMNS: &str = "key, name, description, version, created_at, updated_at";
-const ENV_COLUMNS: &str =
-    "p.key, e.key, e.name, e.description, e.version, e.created_at, e.updated_at";
+const ENV_COLUMNS: &str = "p.key, e.key, e.name, e.description, e.version, e.created_at, \
+     e.updated_at, e.allowed_origins";
 
 fn project_from_row(row: &Row) -> Result<Project> {
     Ok(Project {
@@ -31,6 +31,7 @@ fn env_from_row(row: &Row) -> Result<Environment> {
         version: row.get(4)?,
         created_at: row.get(5)?,
         updated_at: row.get(6)?,
+        allowed_origins: from_text(&row.get::<String>(7)?, "environments.allowed_origins")?,
     })
 }
 
@@ -216,13 +217,15 @@ impl Storage {
         let row = tx
             .fetch_optional(
                 "INSERT INTO environments (project_id, key, name, description, version, log_floor, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, 1, 1, $5, $5) RETURNING id",
+                 created_at, updated_at, allowed_origins) \
+                 VALUES ($1, $2, $3, $4, 1, 1, $5, $5, $6) RETURNING id",
                 args![
                     project_id,
                     &new.key,
                     name_or_key(&new.name, &new.key),
                     &new.description,
-                    now
+                    now,
+                    to_text(&new.allowed_origins)
                 ],
             )
             .await
@@ -263,6 +266,18 @@ impl Storage {
         fetch_env(&mut tx, project, env).await
     }
 
+    /// The allowed origins of every environment of every project, for the CORS preflights,
+    /// which name no environment.
+    pub async fn every_allowed_origins(&self) -> Result<Vec<Vec<String>>> {
+        let mut tx = self.read().await?;
+        let rows = tx
+            .fetch_all("SELECT allowed_origins FROM environments", args![])
+            .await?;
+        rows.iter()
+            .map(|row| from_text(&row.get::<String>(0)?, "environments.allowed_origins"))
+            .collect()
+    }
+
     /// Lists every environment of a project, ordered by key.
     pub async fn list_environments(&self, project: &str) -> Result<Vec<Environment>> {
         let mut tx = self.read().await?;
@@ -275,15 +290,15 @@ impl Storage {
         rows.iter().map(env_from_row).collect()
     }
 
-    /// Replaces an environment's name and description; bumps its version.
+    /// Replaces an environment's name and description, and its allowed origins when the
+    /// update has them; bumps its version.
     pub async fn update_environment(
         &self,
         actor: &str,
         project: &str,
         env: &str,
         expected_version: i64,
-        name: &str,
-        description: &str,
+        update: EnvironmentUpdate<'_>,
     ) -> Result<Environment> {
         let now = now_millis();
         let mut tx = self.write().await?;
@@ -296,9 +311,16 @@ impl Storage {
             expected_version,
             bumped.version - 1,
         )?;
+        let origins = update.allowed_origins.unwrap_or(&before.allowed_origins);
         tx.execute(
-            "UPDATE environments SET name = $2, description = $3 WHERE id = $1",
-            args![bumped.id, name_or_key(name, env), description],
+            "UPDATE environments SET name = $2, description = $3, allowed_origins = $4 \
+             WHERE id = $1",
+            args![
+                bumped.id,
+                name_or_key(update.name, env),
+                update.description,
+                to_text(origins)
+            ],
         )
         .await?;
         let after = fetch_env(&mut tx, project, env).await?;

@@ -115,6 +115,9 @@ pub struct Environment {
     pub version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The web origins whose pages may use the environment's client keys (see
+    /// `crate::origins`); empty: this machine's pages only.
+    pub allowed_origins: Vec<String>,
 }
 
 /// What creating an environment takes.
@@ -123,6 +126,16 @@ pub struct NewEnvironment {
     pub key: String,
     pub name: String,
     pub description: String,
+    pub allowed_origins: Vec<String>,
+}
+
+/// What updating an environment changes.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvironmentUpdate<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    /// `None` leaves the allowed origins as they are.
+    pub allowed_origins: Option<&'a [String]>,
 }
 
 /// A flag's project-level fields.

@@ -1,5 +1,5 @@
 //! A minimal HTTP/1.1 client: enough for the server's snapshot, health and metrics
-//! endpoints, with no HTTP library in the tests' dependencies.
+//! endpoints and for unary gRPC-web calls, with no HTTP library in the tests' dependencies.
 
 use std::net::SocketAddr;
 
@@ -26,18 +26,32 @@ impl HttpResponse {
 /// Sends `GET path` with `headers` on a new connection to `addr` and reads the response to
 /// the end (the request asks the server to close the connection).
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_request(addr, "GET", path, headers, &[]).await
+}
+
+/// Sends `method path` with `headers` and `body` on a new connection to `addr` and reads
+/// the response to the end (the request asks the server to close the connection).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect http");
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send http");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await.expect("send http");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read http");
     let split = raw

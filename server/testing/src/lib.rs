@@ -8,7 +8,8 @@
 //!   tests.
 //! * [`Cluster`]: several servers sharing one database (and, through their live settings,
 //!   one Redis); [`PrivateRedis`]: a `redis-server` the test can stop and restart.
-//! * [`http_get`]: a minimal HTTP/1.1 client for the server's HTTP port.
+//! * [`http_get`], [`http_request`]: a minimal HTTP/1.1 client for the server's HTTP port
+//!   and for gRPC-web.
 //! * Small functions: [`authed`], [`expect_code`], [`eventually`], [`eventually_blocking`],
 //!   [`unique`], and flag set-up ([`create_bool_flag`], [`create_experiment_flag`],
 //!   [`toggle`]).
@@ -37,7 +38,7 @@ use tonic::{Code, Request, Status};
 pub use cluster::Cluster;
 pub use database::TestDatabase;
 pub use flags::{config_version, create_bool_flag, create_experiment_flag, toggle};
-pub use http::{HttpResponse, http_get};
+pub use http::{HttpResponse, http_get, http_request};
 pub use redis::PrivateRedis;
 pub use server::{BlockingServer, ServerOptions, TestServer};
 

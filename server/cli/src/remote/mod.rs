@@ -3,6 +3,7 @@
 
 mod audit;
 mod client;
+mod environments;
 mod experiments;
 mod flags;
 mod keys;
@@ -14,6 +15,7 @@ mod transfer;
 mod usage;
 
 pub use audit::AuditArgs;
+pub use environments::EnvironmentsArgs;
 pub use experiments::ExperimentsArgs;
 pub use flags::FlagsArgs;
 pub use keys::KeysArgs;
@@ -31,6 +33,7 @@ use client::{Client, Failure, Outcome};
 #[derive(Debug)]
 pub enum Remote {
     Flags(flags::FlagsArgs),
+    Environments(environments::EnvironmentsArgs),
     Segments(segments::SegmentsArgs),
     Keys(keys::KeysArgs),
     Audit(audit::AuditArgs),
@@ -54,6 +57,7 @@ pub fn run(command: Remote) -> ExitCode {
     };
     let conn = match &command {
         Remote::Flags(a) => a.conn.clone(),
+        Remote::Environments(a) => a.conn.clone(),
         Remote::Segments(a) => a.conn.clone(),
         Remote::Keys(a) => a.conn.clone(),
         Remote::Audit(a) => a.conn.clone(),
@@ -96,6 +100,10 @@ async fn dispatch(command: Remote) -> Outcome {
         Remote::Flags(a) => {
             let client = Client::connect(&a.conn).await?;
             flags::flags(client, &a.env.environment, a.command).await
+        }
+        Remote::Environments(a) => {
+            let client = Client::connect(&a.conn).await?;
+            environments::environments(client, a.command).await
         }
         Remote::Segments(a) => {
             let client = Client::connect(&a.conn).await?;

@@ -3,6 +3,7 @@
 
 mod events;
 mod vectors;
+mod web;
 
 use std::time::{Duration, Instant};
 

@@ -217,7 +217,7 @@ async fn every_conformance_vector_agrees_over_grpc() {
                 &NewEnvironment {
                     key: "production".into(),
                     name: "Production".into(),
-                    description: String::new(),
+                    ..NewEnvironment::default()
                 },
             )
             .await

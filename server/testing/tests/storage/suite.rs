@@ -28,7 +28,16 @@ fn env(key: &str) -> NewEnvironment {
     NewEnvironment {
         key: key.into(),
         name: key.to_uppercase(),
-        description: String::new(),
+        ..NewEnvironment::default()
+    }
+}
+
+/// An update of an environment's name only.
+fn rename(name: &str) -> EnvironmentUpdate<'_> {
+    EnvironmentUpdate {
+        name,
+        description: "",
+        allowed_origins: None,
     }
 }
 
@@ -176,18 +185,44 @@ pub async fn environments_crud(s: Storage) {
         .collect();
     assert_eq!(keys, ["dev", "prod", "staging"]);
 
+    let origins = vec!["https://app.example.com".to_owned()];
     let renamed = s
-        .update_environment(ACTOR, "p", "staging", 1, "Staging", "pre-production")
+        .update_environment(
+            ACTOR,
+            "p",
+            "staging",
+            1,
+            EnvironmentUpdate {
+                name: "Staging",
+                description: "pre-production",
+                allowed_origins: Some(&origins),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(renamed.name, "Staging");
     assert_eq!(renamed.version, 2);
+    assert_eq!(renamed.allowed_origins, origins);
+    // An update without origins keeps them.
+    let renamed = s
+        .update_environment(ACTOR, "p", "staging", 2, rename("Staging 2"))
+        .await
+        .unwrap();
+    assert_eq!(renamed.allowed_origins, origins);
+    assert_eq!(
+        s.get_environment("p", "staging").await.unwrap(),
+        renamed,
+        "read back"
+    );
+    let mut every = s.every_allowed_origins().await.unwrap();
+    every.sort();
+    assert_eq!(every, [vec![], vec![], origins.clone()]);
     assert_conflict(
-        s.update_environment(ACTOR, "p", "staging", 1, "x", "")
+        s.update_environment(ACTOR, "p", "staging", 1, rename("x"))
             .await,
     );
     assert_conflict(s.delete_environment(ACTOR, "p", "staging", 1).await);
-    s.delete_environment(ACTOR, "p", "staging", 2)
+    s.delete_environment(ACTOR, "p", "staging", 3)
         .await
         .unwrap();
     assert_not_found(
@@ -503,7 +538,10 @@ pub async fn stale_versions_conflict_and_write_nothing(s: Storage) {
             .await,
     );
     assert_conflict(s.delete_segment(ACTOR, "p", "dev", "s", 2).await);
-    assert_conflict(s.update_environment(ACTOR, "p", "dev", 1, "x", "").await);
+    assert_conflict(
+        s.update_environment(ACTOR, "p", "dev", 1, rename("x"))
+            .await,
+    );
     let ruleset: RulesetData = model(json!({ "flags": [], "segments": [{ "key": "t" }] }));
     assert_conflict(
         s.import_environment(ACTOR, "p", "dev", &ruleset, Some(1))

@@ -1,0 +1,170 @@
+//! `vexil environments`: the project's environments and the web origins allowed to use
+//! their client keys.
+
+use clap::Subcommand;
+use serde_json::Value;
+use vexil_proto::v1 as pb;
+
+use super::client::{Client, InProject, Outcome};
+use super::output::{print_json, table, time};
+use crate::convert;
+
+/// `vexil environments`.
+pub type EnvironmentsArgs = InProject<EnvironmentsCommand>;
+
+#[derive(Debug, Subcommand)]
+pub enum EnvironmentsCommand {
+    /// List the project's environments.
+    List,
+    /// Show one environment.
+    Get {
+        /// The environment's key.
+        key: String,
+    },
+    /// Create an environment (every flag starts off in it).
+    Create {
+        /// The new environment's key.
+        key: String,
+        /// A name for people; the key when not given.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Free text for people.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A web origin whose pages may use the environment's client keys
+        /// (`https://app.example.com`, `https://*.example.com` or `*`); repeat for several.
+        /// None: this machine's pages only.
+        #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+        allowed_origins: Vec<String>,
+    },
+    /// Change an environment's name, description or allowed web origins; what is not given
+    /// stays as it is.
+    Update {
+        /// The environment's key.
+        key: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Replace the allowed web origins with these; repeat for several.
+        #[arg(
+            long = "allowed-origin",
+            value_name = "ORIGIN",
+            conflicts_with = "local_pages_only"
+        )]
+        allowed_origins: Vec<String>,
+        /// Remove every allowed origin: only this machine's pages may use the client keys.
+        #[arg(long)]
+        local_pages_only: bool,
+    },
+}
+
+fn print(c: &Client, environment: &pb::Environment) {
+    if c.json {
+        print_json(&convert::environment_json(environment));
+    } else {
+        print_table(std::slice::from_ref(environment));
+    }
+}
+
+fn print_table(environments: &[pb::Environment]) {
+    let rows: Vec<Vec<String>> = environments
+        .iter()
+        .map(|e| {
+            let origins = if e.allowed_origins.is_empty() {
+                "(this machine's pages)".to_owned()
+            } else {
+                e.allowed_origins.join(" ")
+            };
+            vec![
+                e.key.clone(),
+                e.name.clone(),
+                e.version.to_string(),
+                origins,
+                time(e.updated_at.as_ref()),
+            ]
+        })
+        .collect();
+    table(
+        &["KEY", "NAME", "VERSION", "ALLOWED ORIGINS", "UPDATED"],
+        &rows,
+    );
+}
+
+async fn get(c: &mut Client, key: String) -> Outcome<pb::Environment> {
+    let request = c.req(pb::GetEnvironmentRequest {
+        project_key: c.project.clone(),
+        key,
+    })?;
+    Ok(c.admin.get_environment(request).await?.into_inner())
+}
+
+pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) -> Outcome {
+    match command {
+        EnvironmentsCommand::List => {
+            let request = c.req(pb::ListEnvironmentsRequest {
+                project_key: c.project.clone(),
+            })?;
+            let environments = c.admin.list_environments(request).await?.into_inner();
+            if c.json {
+                print_json(&Value::Array(
+                    environments
+                        .environments
+                        .iter()
+                        .map(convert::environment_json)
+                        .collect(),
+                ));
+            } else {
+                print_table(&environments.environments);
+            }
+        }
+        EnvironmentsCommand::Get { key } => {
+            let environment = get(&mut c, key).await?;
+            print(&c, &environment);
+        }
+        EnvironmentsCommand::Create {
+            key,
+            name,
+            description,
+            allowed_origins,
+        } => {
+            let request = c.req(pb::CreateEnvironmentRequest {
+                project_key: c.project.clone(),
+                key,
+                name,
+                description,
+                allowed_origins,
+            })?;
+            let environment = c.admin.create_environment(request).await?.into_inner();
+            print(&c, &environment);
+        }
+        EnvironmentsCommand::Update {
+            key,
+            name,
+            description,
+            allowed_origins,
+            local_pages_only,
+        } => {
+            // Read, change, write at the version read: a change made in between is refused
+            // (ABORTED) rather than overwritten.
+            let current = get(&mut c, key).await?;
+            let allowed_origins =
+                (local_pages_only || !allowed_origins.is_empty()).then_some(pb::AllowedOrigins {
+                    origins: allowed_origins,
+                });
+            let request = c.req(pb::UpdateEnvironmentRequest {
+                project_key: c.project.clone(),
+                key: current.key,
+                expected_version: current.version,
+                name: name.unwrap_or(current.name),
+                description: description.unwrap_or(current.description),
+                allowed_origins,
+            })?;
+            let environment = c.admin.update_environment(request).await?.into_inner();
+            print(&c, &environment);
+        }
+    }
+    Ok(())
+}
