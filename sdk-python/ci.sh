@@ -35,9 +35,11 @@ fi
     || fail "maturin build failed"
 WHEEL=$(ls "$WORK"/wheels/vexil-*.whl)
 
-# A clean virtualenv with only the wheel and pytest.
+# A clean virtualenv with only the wheel, pytest, and the published OpenFeature SDK and OFREP
+# provider that the OFREP tests drive against the server.
 python3 -m venv "$WORK/venv" || fail "cannot create a virtualenv"
-"$WORK/venv/bin/pip" install -q "$WHEEL" pytest || fail "pip install of the wheel failed"
+"$WORK/venv/bin/pip" install -q "$WHEEL" pytest "openfeature-sdk==0.10.0" "openfeature-provider-ofrep==0.3.0" \
+    || fail "pip install of the wheel and the test packages failed"
 "$WORK/venv/bin/python" -c 'import vexil, sys; assert "site-packages" in vexil.__file__, vexil.__file__' \
     || fail "the installed wheel is not what gets imported"
 

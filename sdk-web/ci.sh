@@ -4,8 +4,8 @@
 # tests, builds dist/, builds vexil-server and the vexil command (cargo, shared target dir),
 # runs the unit tests (`node --test`) and, where Debian's chromium is installed, the tests in
 # Chromium against a fake gRPC-web server and against a real vexil-server (skipped otherwise;
-# this script installs no browser), prints the bundle sizes, and prints `N passed, N failed`
-# last.
+# this script installs no browser), OpenFeature's published OFREP providers against the
+# server, prints the bundle sizes, and prints `N passed, N failed` last.
 #
 #   sdk-web/ci.sh                # everything
 #   sdk-web/ci.sh --build-only   # install, check the generated code, build dist/

@@ -112,14 +112,15 @@ where
             }
             let mut response = inner.call(request).await?;
             if allowed {
-                allow(response.headers_mut(), &origin);
+                allow(response.headers_mut(), &origin, EXPOSED_HEADERS);
             }
             Ok(response)
         })
     }
 }
 
-fn asks_for_post(headers: &HeaderMap) -> bool {
+/// Whether a preflight asks for a POST, the only method browsers are answered for.
+pub fn asks_for_post(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)
         .is_some_and(|method| method == "POST")
@@ -135,15 +136,30 @@ fn refused() -> Response<Body> {
 fn preflight(origin: &str) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
-    let headers = response.headers_mut();
-    allow(headers, origin);
+    preflight_headers(
+        response.headers_mut(),
+        origin,
+        ALLOWED_HEADERS,
+        EXPOSED_HEADERS,
+    );
+    response
+}
+
+/// The headers of a positive answer to a preflight from `origin` for a POST.
+pub fn preflight_headers(
+    headers: &mut HeaderMap,
+    origin: &str,
+    allowed_headers: &'static str,
+    exposed_headers: &'static str,
+) {
+    allow(headers, origin, exposed_headers);
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("POST"),
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(ALLOWED_HEADERS),
+        HeaderValue::from_static(allowed_headers),
     );
     headers.insert(
         header::ACCESS_CONTROL_MAX_AGE,
@@ -153,18 +169,17 @@ fn preflight(origin: &str) -> Response<Body> {
         header::VARY,
         HeaderValue::from_static("access-control-request-method, access-control-request-headers"),
     );
-    response
 }
 
-/// The headers that let a page of `origin` read a response.
-fn allow(headers: &mut HeaderMap, origin: &str) {
+/// The headers that let a page of `origin` read a response and `exposed_headers`.
+pub fn allow(headers: &mut HeaderMap, origin: &str, exposed_headers: &'static str) {
     // The origin was read from a header value, so it is one.
     if let Ok(value) = HeaderValue::from_str(origin) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSED_HEADERS),
+        HeaderValue::from_static(exposed_headers),
     );
     // The answer depends on the origin: caches must not give it to another.
     headers.append(header::VARY, HeaderValue::from_static("origin"));

@@ -1,5 +1,5 @@
 //! The HTTP side of an instance (its own port): the L3 snapshot endpoint that a CDN can
-//! cache, and the operational endpoints.
+//! cache, OFREP, and the operational endpoints.
 //!
 //! * `GET /v1/snapshot` with `Authorization: Bearer <server SDK key>`: the environment's
 //!   ruleset JSON (`{"version", "flags", "segments"}`), `ETag: "<version>"`, `304 Not
@@ -9,6 +9,8 @@
 //!   last copy for a day if every instance is down. The response varies by
 //!   `Authorization` and `Accept-Encoding`. Client and mobile keys are refused (403):
 //!   rules never reach them.
+//! * `POST /ofrep/v1/evaluate/flags[/{key}]`: the OpenFeature Remote Evaluation Protocol,
+//!   for SDK keys of every kind (see [`crate::ofrep`]).
 //! * `GET /healthz`: 200 while the process serves.
 //! * `GET /readyz`: 200 once every environment was loaded into memory, else 503.
 //! * `GET /metrics`: Prometheus text format.
@@ -19,11 +21,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::live::Hub;
+use crate::ofrep::{self, Ofrep};
 use crate::sdk_auth::{SdkAuth, require_server_key};
 use crate::status::from_storage;
 
@@ -37,12 +40,26 @@ struct HttpState {
 
 /// The router of the HTTP endpoints.
 pub fn router(hub: Hub, auth: Arc<SdkAuth>) -> Router {
+    let ofrep = Router::new()
+        .route(
+            "/ofrep/v1/evaluate/flags",
+            post(ofrep::evaluate_flags).options(ofrep::preflight),
+        )
+        .route(
+            "/ofrep/v1/evaluate/flags/{key}",
+            post(ofrep::evaluate_flag).options(ofrep::preflight),
+        )
+        .with_state(Ofrep {
+            hub: hub.clone(),
+            auth: auth.clone(),
+        });
     Router::new()
         .route("/v1/snapshot", get(snapshot))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(HttpState { hub, auth })
+        .merge(ofrep)
 }
 
 /// Serves the HTTP endpoints on `listener` until `shutdown` completes.
@@ -53,7 +70,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(address = %address, "serving http (snapshot, health, metrics)");
+        tracing::info!(address = %address, "serving http (snapshot, OFREP, health, metrics)");
     }
     // Without TCP_NODELAY a large snapshot's last segment can wait for a delayed ACK.
     let listener = listener.tap_io(|stream| {
@@ -93,7 +110,7 @@ fn grpc_error(status: &tonic::Status) -> Response {
 
 /// Whether an `If-None-Match` header names `etag` (or is `*`). Weak validators match too:
 /// the body of a version never changes.
-fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+pub(crate) fn none_match(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

@@ -192,6 +192,13 @@ impl Metrics {
         self.rpc_latency.with_label_values(&[rpc]).observe(seconds);
     }
 
+    /// Counts `flags` evaluations served by `rpc` in an environment (`project/environment`).
+    pub fn count_evaluations(&self, environment: &str, rpc: &str, flags: usize) {
+        self.evaluations
+            .with_label_values(&[environment, rpc])
+            .inc_by(flags as u64);
+    }
+
     pub fn cache(&self, layer: &str, hit: bool) {
         self.cache_requests
             .with_label_values(&[layer, if hit { "hit" } else { "miss" }])

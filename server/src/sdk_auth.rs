@@ -116,7 +116,7 @@ impl SdkAuth {
 
     /// Refuses a web page's call unless it uses a client key of an environment that allows
     /// the page's origin.
-    async fn check_browser(&self, key: &SdkKey, origin: &str) -> Result<(), Status> {
+    pub async fn check_browser(&self, key: &SdkKey, origin: &str) -> Result<(), Status> {
         if key.kind != SdkKeyKind::Client {
             return Err(Status::permission_denied(format!(
                 "a web page ({origin}) may only use a client SDK key; {} keys must stay out of browsers",

@@ -26,12 +26,16 @@ export interface Site {
   close(): Promise<void>
 }
 
-/** Serves an empty page and the bundle on `host` (`127.0.0.1` or `localhost`), the origin the SDK runs in. */
-export async function servePage(host = '127.0.0.1'): Promise<Site> {
+/**
+ * Serves an empty page and the bundle on `host` (`127.0.0.1` or `localhost`), the origin the
+ * SDK runs in, and the other `scripts` (path → JavaScript).
+ */
+export async function servePage(host = '127.0.0.1', scripts: Record<string, string> = {}): Promise<Site> {
   const server = createServer((request, response) => {
-    if (request.url === '/vexil-web.min.js') {
+    const script = request.url === '/vexil-web.min.js' ? readFileSync(BUNDLE) : scripts[request.url ?? '']
+    if (script !== undefined) {
       response.writeHead(200, { 'content-type': 'text/javascript' })
-      return void response.end(readFileSync(BUNDLE))
+      return void response.end(script)
     }
     response.writeHead(200, { 'content-type': 'text/html' })
     response.end('<!doctype html><title>vexil</title><p>test page</p>')

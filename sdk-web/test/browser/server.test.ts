@@ -10,106 +10,11 @@
 // over the network and propagation from an admin call to a listener in the page.
 
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { promisify } from 'node:util'
 import { after, before, describe, test } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
 import { NO_BROWSER, eventually, launchChromium, percentile, servePage } from './page.js'
 import type { Site } from './page.js'
-
-const ROOT = resolve(import.meta.dirname, '..', '..', '..')
-const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target')
-const SERVER_BIN = join(TARGET, 'debug', 'vexil-server')
-const CLI_BIN = join(TARGET, 'debug', 'vexil')
-const NO_SERVER = existsSync(SERVER_BIN) && existsSync(CLI_BIN) ? false : `no ${SERVER_BIN}: cargo build --bins first`
-
-const run = promisify(execFile)
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
-  const { port } = server.address() as AddressInfo
-  await new Promise((done) => server.close(done))
-  return port
-}
-
-/** A vexil-server on its embedded SQLite, on fixed ports so that it can be restarted. */
-class VexilServer {
-  private process: ChildProcess | undefined
-  readonly workdir = mkdtempSync(join(tmpdir(), 'vexil-web-test-'))
-  port = 0
-  httpPort = 0
-  token = ''
-  clientKey = ''
-
-  get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`
-  }
-
-  async start(): Promise<void> {
-    if (this.port === 0) {
-      this.port = await freePort()
-      this.httpPort = await freePort()
-    }
-    this.process = spawn(SERVER_BIN, [
-      '--listen', `127.0.0.1:${this.port}`,
-      '--http-listen', `127.0.0.1:${this.httpPort}`,
-      '--data-dir', join(this.workdir, 'data'),
-      '--heartbeat-interval', '0.5',
-    ], { stdio: 'ignore' })
-    await eventually(async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${this.httpPort}/readyz`)).ok
-      } catch {
-        return false
-      }
-    }, 'vexil-server to be ready', 30_000)
-    if (this.token === '') {
-      const credentials = JSON.parse(readFileSync(join(this.workdir, 'data', 'credentials.json'), 'utf8'))
-      this.token = credentials.admin_token.token
-      this.clientKey = credentials.sdk_keys.production.client
-    }
-  }
-
-  /** Kills the process, as a crash would. */
-  kill(): void {
-    this.process?.kill('SIGKILL')
-    this.process = undefined
-  }
-
-  /** Runs the `vexil` command on the production environment. */
-  async cli(...args: string[]): Promise<string> {
-    const { stdout } = await run(CLI_BIN, args, {
-      env: { ...process.env, VEXIL_SERVER: this.endpoint, VEXIL_TOKEN: this.token, VEXIL_ENVIRONMENT: 'production' },
-    })
-    return stdout
-  }
-
-  async importFlags(flags: unknown[]): Promise<void> {
-    const file = join(this.workdir, `flags-${Date.now()}.json`)
-    writeFileSync(file, JSON.stringify({ flags, segments: [] }))
-    await this.cli('import', file)
-  }
-
-  /** The sum of a Prometheus metric's samples whose labels include `labels`. */
-  async metric(name: string, labels: string): Promise<number> {
-    const body = await (await fetch(`http://127.0.0.1:${this.httpPort}/metrics`)).text()
-    return body.split('\n')
-      .filter((line) => line.startsWith(`${name}{`) && line.includes(labels))
-      .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0)
-  }
-
-  stop(): void {
-    this.kill()
-    rmSync(this.workdir, { recursive: true, force: true })
-  }
-}
+import { NO_SERVER, VexilServer } from './vexil-server.js'
 
 const CHECKOUT = {
   key: 'checkout', kind: 'bool', variations: [false, true], on: true, off_variation: 0, client_side: true,
@@ -277,7 +182,6 @@ describe('in Chromium against vexil-server', { skip: NO_BROWSER || NO_SERVER }, 
 
     // The SDK itself refuses a server key, so the page calls by hand, as a careless one would.
     await page.goto(site.origin)
-    const credentials = JSON.parse(readFileSync(join(server.workdir, 'data', 'credentials.json'), 'utf8'))
     const serverKey = await page.evaluate(async ({ endpoint, key }) => {
       const emptyRequest = new Uint8Array(5)
       const response = await fetch(`${endpoint}/vexil.v1.EvaluationService/EvaluateAll`, {
@@ -286,7 +190,7 @@ describe('in Chromium against vexil-server', { skip: NO_BROWSER || NO_SERVER }, 
         body: emptyRequest,
       })
       return { status: response.headers.get('grpc-status'), message: decodeURIComponent(response.headers.get('grpc-message') ?? '') }
-    }, { endpoint: server.endpoint, key: credentials.sdk_keys.production.server })
+    }, { endpoint: server.endpoint, key: server.serverKey })
     assert.equal(serverKey.status, '7', `PERMISSION_DENIED: ${serverKey.message}`)
     assert.match(serverKey.message, /client SDK key/)
     await page.close()

@@ -1,19 +1,20 @@
 //! EvaluationService: flags evaluated on the server, from the ruleset held in memory, for
 //! SDK keys of every kind. Client and mobile keys see only flags marked `client_side`; to
-//! them every other flag does not exist (`FLAG_NOT_FOUND`). No rule ever leaves the server.
+//! them every other flag does not exist (`FLAG_NOT_FOUND`; see [`crate::key_view`]). No
+//! rule ever leaves the server.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::Value;
 use tonic::{Request, Response, Status};
-use vexil_engine::{Context, ErrorKind, Evaluation, Reason, Ruleset, ValueKind};
+use vexil_engine::{Ruleset, ValueKind};
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::evaluation_service_server::EvaluationService;
 
 use super::streams::{self, ResponseStream, StreamGuard, StreamHandler};
 use crate::convert;
+use crate::key_view::{KeyView, RequestContext};
 use crate::live::{Environment, Hub, Loaded, Update};
 use crate::sdk_auth::SdkAuth;
 use crate::status::from_storage;
@@ -60,51 +61,26 @@ impl EvaluationApi {
     fn count(&self, environment: &Environment, rpc: &str, flags: usize) {
         self.hub
             .metrics()
-            .evaluations
-            .with_label_values(&[environment.label.as_str(), rpc])
-            .inc_by(flags as u64);
+            .count_evaluations(&environment.label, rpc, flags);
     }
 }
 
-/// The context of a request, read once: valid, or the JSON the engine refused (each flag
-/// then reports `INVALID_CONTEXT` after its own errors, as the engine orders them).
-enum RequestContext {
-    Valid(Context),
-    Invalid(Value),
+/// The request's context, which it must carry.
+fn read_context(context: Option<&pb::Context>) -> Result<RequestContext, Status> {
+    let context = context.ok_or_else(|| Status::invalid_argument("context: required"))?;
+    Ok(RequestContext::from_json(convert::context_to_json(context)))
 }
 
-impl RequestContext {
-    fn read(context: Option<&pb::Context>) -> Result<RequestContext, Status> {
-        let context = context.ok_or_else(|| Status::invalid_argument("context: required"))?;
-        let json = convert::context_to_json(context);
-        Ok(match Context::from_json(&json) {
-            Ok(context) => RequestContext::Valid(context),
-            Err(_) => RequestContext::Invalid(json),
-        })
-    }
-}
-
-/// Evaluates flags of one ruleset as one key may see them.
+/// Results on the wire, as one key may see them.
 struct Evaluator<'r> {
-    ruleset: &'r Ruleset,
-    client_only: bool,
+    view: KeyView<'r>,
 }
 
 impl<'r> Evaluator<'r> {
     fn new(ruleset: &'r Ruleset, key_kind: SdkKeyKind) -> Evaluator<'r> {
         Evaluator {
-            ruleset,
-            client_only: key_kind != SdkKeyKind::Server,
+            view: KeyView::new(ruleset, key_kind),
         }
-    }
-
-    fn visible(&self, flag_key: &str) -> bool {
-        !self.client_only || self.ruleset.flag(flag_key).is_some_and(|f| f.client_side)
-    }
-
-    /// Every flag the key may see, in key order.
-    fn visible_keys(&self) -> impl Iterator<Item = &'r str> + '_ {
-        self.ruleset.flag_keys().filter(|key| self.visible(key))
     }
 
     fn evaluate(
@@ -114,23 +90,7 @@ impl<'r> Evaluator<'r> {
         kind: ValueKind,
         default: Option<&prost_types::Value>,
     ) -> pb::EvaluationResult {
-        if !self.visible(flag_key) {
-            let hidden = Evaluation {
-                value: None,
-                variation: None,
-                reason: Reason::Error {
-                    error_kind: ErrorKind::FlagNotFound,
-                },
-                in_experiment: false,
-                experiment_key: None,
-                flag_version: 0,
-            };
-            return convert::evaluation_result(flag_key, &hidden, default);
-        }
-        let evaluation = match context {
-            RequestContext::Valid(context) => self.ruleset.evaluate(flag_key, context, kind),
-            RequestContext::Invalid(json) => self.ruleset.evaluate_json(flag_key, json, kind),
-        };
+        let evaluation = self.view.evaluate(flag_key, context, kind);
         convert::evaluation_result(flag_key, &evaluation, default)
     }
 }
@@ -176,6 +136,7 @@ fn evaluate_many(
 ) -> Vec<pb::EvaluationResult> {
     if listed.is_empty() {
         evaluator
+            .view
             .visible_keys()
             .map(|key| evaluator.evaluate(key, context, ValueKind::Json, None))
             .collect()
@@ -204,7 +165,7 @@ impl EvaluationService for EvaluationApi {
             }
             let default = request.default_value.as_ref();
             let kind = requested_kind(request.kind, default)?;
-            let context = RequestContext::read(request.context.as_ref())?;
+            let context = read_context(request.context.as_ref())?;
             let held = environment.current();
             let evaluator = Evaluator::new(&held.ruleset, key.kind);
             let result = evaluator.evaluate(&request.flag_key, &context, kind, default);
@@ -228,7 +189,7 @@ impl EvaluationService for EvaluationApi {
             let (key, environment) = self.environment(request.metadata()).await?;
             let request = request.into_inner();
             check_flag_keys(&request.flag_keys)?;
-            let context = RequestContext::read(request.context.as_ref())?;
+            let context = read_context(request.context.as_ref())?;
             let held = environment.current();
             let evaluator = Evaluator::new(&held.ruleset, key.kind);
             let results = evaluate_many(&evaluator, &context, &request.flag_keys);
@@ -257,7 +218,7 @@ impl EvaluationService for EvaluationApi {
             if request.version < 0 {
                 return Err(Status::invalid_argument("version: must not be negative"));
             }
-            let context = RequestContext::read(request.context.as_ref())?;
+            let context = read_context(request.context.as_ref())?;
             let updates = environment.subscribe();
             let held = environment.current();
             let mut watcher = Watcher {
@@ -331,15 +292,13 @@ impl Watcher {
     /// a listed key always; otherwise a flag that exists and that the key may see.
     fn watches(&self, evaluator: &Evaluator<'_>, key: &str) -> bool {
         !self.listed.is_empty()
-            || (evaluator.visible(key) && evaluator.ruleset.flag_index(key).is_some())
+            || (evaluator.view.visible(key) && evaluator.view.ruleset().flag_index(key).is_some())
     }
 
     fn count(&self, flags: usize) {
         self.hub
             .metrics()
-            .evaluations
-            .with_label_values(&[self.environment.label.as_str(), "Watch"])
-            .inc_by(flags as u64);
+            .count_evaluations(&self.environment.label, "Watch", flags);
     }
 
     /// The changes between what was sent and `ruleset`, for the flags in `candidates`
@@ -363,9 +322,9 @@ impl Watcher {
                 Some(candidates) => candidates.iter().cloned().collect(),
                 None => {
                     let mut keys: Vec<String> =
-                        evaluator.visible_keys().map(str::to_owned).collect();
+                        evaluator.view.visible_keys().map(str::to_owned).collect();
                     let before = Evaluator::new(&self.previous.ruleset, self.key_kind);
-                    keys.extend(before.visible_keys().map(str::to_owned));
+                    keys.extend(before.view.visible_keys().map(str::to_owned));
                     keys.sort();
                     keys.dedup();
                     keys

@@ -2,6 +2,7 @@
 //! end over loopback gRPC and HTTP.
 
 mod events;
+mod ofrep;
 mod vectors;
 mod web;
 
