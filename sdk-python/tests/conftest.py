@@ -68,9 +68,10 @@ class Server:
         subprocess.run([str(TARGET / "debug" / "vexil"), *args], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def import_flags(self, flags: list[dict[str, Any]]) -> None:
+    def import_flags(self, flags: list[dict[str, Any]],
+                     segments: list[dict[str, Any]] | None = None) -> None:
         path = self.workdir / f"import-{time.monotonic_ns()}.json"
-        path.write_text(json.dumps({"flags": flags, "segments": []}))
+        path.write_text(json.dumps({"flags": flags, "segments": segments or []}))
         self.cli("import", str(path))
 
     def metric(self, line_start: str) -> float:
@@ -85,6 +86,19 @@ class Server:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+
+
+def same(a: Any, b: Any) -> bool:
+    """JSON equality with numbers compared by value (1 == 1.0, but True != 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 import vexil
 
-from conftest import VECTORS
+from conftest import VECTORS, same
 
 VECTOR_FILES = sorted(VECTORS.glob("*.json"))
 CASES = [
@@ -21,19 +21,6 @@ CASES = [
 ]
 TYPED = {"bool": "bool_variation", "string": "string_variation",
          "number": "number_variation", "json": "json_variation"}
-
-
-def same(a: Any, b: Any) -> bool:
-    """JSON equality with numbers compared by value (1 == 1.0, but True != 1)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return float(a) == float(b)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return bool(a == b)
 
 
 _clients: dict[Path, vexil.Client] = {}
