@@ -61,6 +61,7 @@ type Ended =
 /** `'change'`: any flag; `'change:<flag key>'`: that flag. */
 export type ChangeEvent = 'change' | `change:${string}`
 export type ChangeListener = (change: FlagChange) => void
+export type StatusListener = (status: ClientStatus) => void
 
 const VALUE_TYPES: readonly string[] = ['bool', 'string', 'number', 'json']
 const REASON_KINDS: readonly string[] = ['OFF', 'TARGET_MATCH', 'RULE_MATCH', 'FALLTHROUGH', 'PREREQUISITE_FAILED', 'ERROR']
@@ -222,6 +223,7 @@ export class VexilClient {
   private keyRefused = false
   private contextRejected = false
   private readonly listeners = new Map<string, ChangeListener[]>()
+  private readonly statusListeners: StatusListener[] = []
   private identifyWaiters: { key: string; resolve: (arrived: boolean) => void }[] = []
   private statusWaiters: (() => void)[] = []
   private stopStream: ((ended: Ended) => void) | undefined
@@ -526,9 +528,34 @@ export class VexilClient {
 
   private setStatus(status: Status, reason?: string): void {
     if (this.state === 'CLOSED') return
+    const changed = this.state !== status
     this.state = status
     this.reason = reason
     if (status !== 'INITIALIZING') for (const waiter of this.statusWaiters.splice(0)) waiter()
+    if (changed) {
+      const now = this.status()
+      for (const listener of [...this.statusListeners]) {
+        try {
+          listener(now)
+        } catch (err) {
+          this.config.logger?.error(`vexil: a status listener threw: ${String(err)}`)
+        }
+      }
+    }
+  }
+
+  /**
+   * Calls `listener` with the client's status each time it changes (`READY`, `STALE`,
+   * `FAILED`, `CLOSED`…); returns a function that removes it. A listener that throws is
+   * reported to the logger.
+   */
+  onStatus(listener: StatusListener): () => void {
+    if (typeof listener !== 'function') throw new VexilError('VEXIL_INVALID_ARGUMENT', `listener: expected a function, got ${describe(listener)}`)
+    this.statusListeners.push(listener)
+    return () => {
+      const at = this.statusListeners.lastIndexOf(listener)
+      if (at >= 0) this.statusListeners.splice(at, 1)
+    }
   }
 
   /**
@@ -848,6 +875,7 @@ export class VexilClient {
       for (const waiter of this.identifyWaiters.splice(0)) waiter.resolve(false)
       for (const waiter of this.statusWaiters.splice(0)) waiter()
       this.listeners.clear()
+      this.statusListeners.length = 0
       const flushed = this.config.events.enabled ? this.events.flush() : Promise.resolve(true)
       await within(Promise.all([this.loop, flushed]), CLOSE_FLUSH_MS, undefined)
     })()

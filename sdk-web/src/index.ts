@@ -2,7 +2,7 @@
 // the identified context (client keys; rules never reach the page).
 
 export { VexilClient } from './client.js'
-export type { ChangeEvent, ChangeListener } from './client.js'
+export type { ChangeEvent, ChangeListener, StatusListener } from './client.js'
 export { validateContext } from './context.js'
 export { VexilError } from './errors.js'
 export type { ErrorCode } from './errors.js'
