@@ -20,10 +20,13 @@ fail() {
 }
 
 # Build tools, kept between runs.
-if [ ! -x "$TOOLS/bin/maturin" ] || [ ! -x "$TOOLS/bin/mypy" ] || [ ! -x "$TOOLS/bin/pytest" ]; then
+# openfeature-sdk: stubtest imports every module of the package, vexil.openfeature included.
+if [ ! -x "$TOOLS/bin/maturin" ] || [ ! -x "$TOOLS/bin/mypy" ] || [ ! -x "$TOOLS/bin/pytest" ] \
+    || ! "$TOOLS/bin/python" -c "import openfeature" 2>/dev/null; then
     mkdir -p "$CACHE"
     python3 -m venv "$TOOLS" || fail "cannot create $TOOLS"
-    "$TOOLS/bin/pip" install -q --upgrade "maturin>=1.9.4,<2" mypy pytest || fail "pip install of the tools failed"
+    "$TOOLS/bin/pip" install -q --upgrade "maturin>=1.9.4,<2" mypy pytest "openfeature-sdk==0.10.0" \
+        || fail "pip install of the tools failed"
 fi
 
 # The server and the admin command the tests start, built as conformance/run and

@@ -36,6 +36,14 @@ class Server:
         self.workdir = workdir
         self.data_dir = workdir / "server-data"
         self.port, self.http_port = free_port(), free_port()
+        self.start()
+        credentials = json.loads((self.data_dir / "credentials.json").read_text())
+        self.token: str = credentials["admin_token"]["token"]
+        self.keys: dict[str, str] = credentials["sdk_keys"]["production"]
+
+    def start(self) -> None:
+        """Starts the process (again, after `stop`: same ports and data) and waits until it
+        is ready."""
         binary = TARGET / "debug" / "vexil-server"
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: run `cargo build -p vexil-server -p vexil-cli`")
@@ -54,9 +62,6 @@ class Server:
                     self.stop()
                     raise RuntimeError("vexil-server did not become ready")
                 time.sleep(0.05)
-        credentials = json.loads((self.data_dir / "credentials.json").read_text())
-        self.token: str = credentials["admin_token"]["token"]
-        self.keys: dict[str, str] = credentials["sdk_keys"]["production"]
 
     @property
     def endpoint(self) -> str:
