@@ -59,6 +59,16 @@ class Server {
     server.dataDir = path.join(server.workdir, 'server-data')
     server.port = await freePort()
     server.httpPort = await freePort()
+    await server.run()
+    const credentials = JSON.parse(fs.readFileSync(path.join(server.dataDir, 'credentials.json'), 'utf8'))
+    server.token = credentials.admin_token.token
+    server.keys = credentials.sdk_keys.production
+    return server
+  }
+
+  /** Starts the process (again, after `kill`: same ports and data) and waits until it is ready. */
+  async run() {
+    const server = this
     server.process = spawn(
       SERVER_BIN,
       [
@@ -77,10 +87,14 @@ class Server {
         return false
       }
     }, 'vexil-server to be ready', 30000)
-    const credentials = JSON.parse(fs.readFileSync(path.join(server.dataDir, 'credentials.json'), 'utf8'))
-    server.token = credentials.admin_token.token
-    server.keys = credentials.sdk_keys.production
-    return server
+  }
+
+  /** Kills the process, as a crash would; `run` starts it again. */
+  kill() {
+    if (this.process) {
+      this.process.kill('SIGKILL')
+      this.process = null
+    }
   }
 
   get endpoint() {
@@ -110,10 +124,7 @@ class Server {
   }
 
   stop() {
-    if (this.process) {
-      this.process.kill('SIGKILL')
-      this.process = null
-    }
+    this.kill()
     fs.rmSync(this.workdir, { recursive: true, force: true })
   }
 }
