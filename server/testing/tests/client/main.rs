@@ -1,6 +1,7 @@
 //! The client against a real vexil-server over loopback gRPC.
 
 mod events;
+mod openfeature;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
