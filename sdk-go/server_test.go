@@ -15,7 +15,7 @@ func TestAgainstARealServer(t *testing.T) {
 	t.Run("initial sync and a change on the channel", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		client, err := NewClient(ctx, server.keys["server"], WithEndpoint(server.endpoint()), WithBackoff(100*time.Millisecond, 500*time.Millisecond))
+		client, err := NewClient(ctx, server.Keys["server"], WithEndpoint(server.endpoint()), WithBackoff(100*time.Millisecond, 500*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestAgainstARealServer(t *testing.T) {
 		server.importFlags(flag, boolFlag("server-only"))
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		client, err := NewClient(ctx, server.keys["mobile"], WithEndpoint(server.endpoint()), WithContext(alice))
+		client, err := NewClient(ctx, server.Keys["mobile"], WithEndpoint(server.endpoint()), WithContext(alice))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func TestAgainstARealServer(t *testing.T) {
 	t.Run("track and flush are counted by the server", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		client, err := NewClient(ctx, server.keys["server"], WithEndpoint(server.endpoint()), WithEvents(Events{FlushInterval: time.Hour}))
+		client, err := NewClient(ctx, server.Keys["server"], WithEndpoint(server.endpoint()), WithEvents(Events{FlushInterval: time.Hour}))
 		if err != nil {
 			t.Fatal(err)
 		}
