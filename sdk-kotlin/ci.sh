@@ -23,9 +23,11 @@ command -v mvn >/dev/null || fail "mvn is missing (Maven is expected on the mach
 cargo build -q --workspace --lib --bins --tests --manifest-path "$root/Cargo.toml" \
   || fail "cargo build failed"
 
-# Offline once the cached repository has everything (a warm run); online the first time.
+# Offline once the cached repository has everything this pom needs (a warm run with the same
+# pom.xml); online the first time and after the pom changes.
 offline=()
-if [ -f "$m2/.vexil-kotlin-ready" ]; then offline=(-o); fi
+pom_sum=$(sha256sum "$here/pom.xml" | cut -d' ' -f1)
+if [ "$(cat "$m2/.vexil-kotlin-ready" 2>/dev/null)" = "$pom_sum" ]; then offline=(-o); fi
 
 cd "$here"
 rm -rf target/surefire-reports
@@ -33,7 +35,7 @@ mvn -B -q -Dstyle.color=never "${offline[@]}" -Dmaven.repo.local="$m2" test \
   -Dvexil.native.library="$CARGO_TARGET_DIR/debug/libvexil_jni.so" \
   -Dvexil.bin.dir="$CARGO_TARGET_DIR/debug"
 status=$?
-if [ $status -eq 0 ]; then touch "$m2/.vexil-kotlin-ready"; fi
+if [ $status -eq 0 ]; then echo "$pom_sum" >"$m2/.vexil-kotlin-ready"; fi
 
 passed=0
 failed=0

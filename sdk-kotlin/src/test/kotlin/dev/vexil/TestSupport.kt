@@ -119,8 +119,14 @@ class TestServer : AutoCloseable {
         httpGet("/metrics")?.lineSequence()?.firstOrNull { it.startsWith("$lineStart ") }
             ?.substringAfterLast(' ')?.toDouble() ?: 0.0
 
-    override fun close() {
+    /** Kills the process, as a crash would; [start] starts it again on the same ports and data. */
+    fun kill() {
         process?.destroyForcibly()?.waitFor()
+        process = null
+    }
+
+    override fun close() {
+        kill()
         workDir.toFile().deleteRecursively()
     }
 }
