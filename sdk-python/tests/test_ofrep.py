@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -61,6 +62,18 @@ def test_values_reasons_and_variants(client: Any) -> None:
     assert (detail.value, detail.reason) == ("green", Reason.DISABLED)
     assert client.get_object_value("limits", {}, alice) == {"max": 5}
     assert client.get_integer_value("retries", 0, alice) == 3
+
+
+def test_a_flag_change_reaches_the_provider(client: Any, server: Server) -> None:
+    alice = EvaluationContext(targeting_key="alice")
+    assert client.get_boolean_value("checkout", False, alice) is True
+    server.cli("flags", "toggle", "checkout", "off")
+    deadline = time.time() + 10
+    while client.get_boolean_value("checkout", True, alice) is not False:
+        assert time.time() < deadline, "the change never reached the provider"
+        time.sleep(0.02)
+    detail = client.get_boolean_details("checkout", True, alice)
+    assert detail.reason == Reason.DISABLED
 
 
 def test_a_multi_kind_context_by_the_documented_convention(client: Any) -> None:
