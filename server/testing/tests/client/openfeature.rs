@@ -63,8 +63,15 @@ async fn the_provider_serves_through_the_openfeature_sdk() {
     let mut api = OpenFeature::default();
     api.set_provider(provider).await;
     let client = api.create_client();
+    // Ready, and holding the environment as the import left it (every flag above).
+    let imported = server
+        .storage
+        .get_environment(PROJECT, ENV)
+        .await
+        .unwrap()
+        .version;
     eventually_blocking(WAIT, "the provider's client ready with every flag", || {
-        client_handle.status() == Status::Ready && client_handle.version() >= 3
+        client_handle.status() == Status::Ready && client_handle.version() >= imported
     })
     .await;
 

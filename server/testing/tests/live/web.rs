@@ -134,6 +134,24 @@ fn flag_keys(response: &HttpResponse) -> Vec<String> {
     reply.results.into_iter().map(|r| r.flag_key).collect()
 }
 
+/// Waits until the server serves `count` flags (admin writes reach the live rulesets
+/// asynchronously).
+async fn wait_for_flags(server: &TestServer, count: usize) {
+    let key = server.sdk_key(ENV, "server");
+    let started = Instant::now();
+    loop {
+        let reply = grpc_web(server.addr, EVALUATE_ALL, None, &key, &evaluate_all()).await;
+        if flag_keys(&reply).len() == count {
+            return;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the flags never reached the live ruleset"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn set_origins(
     server: &TestServer,
     env: &str,
@@ -173,6 +191,7 @@ async fn pages_call_the_sdk_methods_with_client_keys_from_allowed_origins() {
     let server = TestServer::sqlite().await;
     server.create_bool_flag("for-pages", true).await;
     server.create_bool_flag("server-only", false).await;
+    wait_for_flags(&server, 2).await;
     // Origins are set before any page calls, so no instance remembers the old ones.
     let refused = set_origins(&server, ENV, &["app.example.com"])
         .await
@@ -297,6 +316,7 @@ async fn pages_call_the_sdk_methods_with_client_keys_from_allowed_origins() {
 async fn watch_streams_over_grpc_web_on_http1() {
     let server = TestServer::sqlite().await;
     server.create_bool_flag("banner", true).await;
+    wait_for_flags(&server, 1).await;
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let body = frame(&pb::WatchRequest {
         context: Some(user("watcher", json!({}))),
