@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { eventually } from './page.js'
 
-const ROOT = resolve(import.meta.dirname, '..', '..', '..')
+/** The repository. */
+export const ROOT = resolve(import.meta.dirname, '..', '..', '..')
 const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target')
 const SERVER_BIN = join(TARGET, 'debug', 'vexil-server')
 const CLI_BIN = join(TARGET, 'debug', 'vexil')
@@ -83,9 +84,9 @@ export class VexilServer {
     return stdout
   }
 
-  async importFlags(flags: unknown[]): Promise<void> {
+  async importFlags(flags: unknown[], segments: unknown[] = []): Promise<void> {
     const file = join(this.workdir, `flags-${Date.now()}.json`)
-    writeFileSync(file, JSON.stringify({ flags, segments: [] }))
+    writeFileSync(file, JSON.stringify({ flags, segments }))
     await this.cli('import', file)
   }
 
