@@ -50,7 +50,7 @@ pub use bus::{ChangeNotice, check_url};
 const UPDATE_CAPACITY: usize = 64;
 
 /// Tuning of the live state.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LiveSettings {
     /// Redis for change notices and L2 snapshots; `None`: a single instance.
     pub redis_url: Option<String>,
@@ -60,6 +60,18 @@ pub struct LiveSettings {
     pub version_check_interval: Duration,
     /// How often idle streams receive a heartbeat.
     pub heartbeat_interval: Duration,
+}
+
+impl std::fmt::Debug for LiveSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A Redis URL may carry a password.
+        f.debug_struct("LiveSettings")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "…"))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("version_check_interval", &self.version_check_interval)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish()
+    }
 }
 
 impl Default for LiveSettings {
@@ -755,4 +767,20 @@ fn instance_id() -> String {
         return format!("pid-{}", std::process::id());
     }
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LiveSettings;
+
+    #[test]
+    fn debug_output_hides_the_redis_url() {
+        let settings = LiveSettings {
+            redis_url: Some("redis://:hunter2@cache.internal:6379".into()),
+            ..LiveSettings::default()
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("redis_url: Some(\"…\")"), "{printed}");
+    }
 }
