@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+use crate::rate_limit::{AdminRateLimit, RateLimiter};
 use crate::storage::secrets::hash_secret;
 use crate::storage::{AdminToken, Millis, Role, Storage};
 
@@ -187,11 +188,25 @@ impl Caller {
 pub struct Authenticator {
     signer: Arc<Signer>,
     storage: Storage,
+    limiter: Arc<RateLimiter>,
 }
 
 impl Authenticator {
+    /// An authenticator with the default rate limit per token.
     pub fn new(signer: Arc<Signer>, storage: Storage) -> Authenticator {
-        Authenticator { signer, storage }
+        Authenticator::with_rate_limit(signer, storage, AdminRateLimit::default())
+    }
+
+    pub fn with_rate_limit(
+        signer: Arc<Signer>,
+        storage: Storage,
+        limit: AdminRateLimit,
+    ) -> Authenticator {
+        Authenticator {
+            signer,
+            storage,
+            limiter: Arc::new(RateLimiter::new(limit)),
+        }
     }
 
     pub fn signer(&self) -> &Signer {
@@ -225,6 +240,7 @@ impl Authenticator {
             if let Some(stored) = self.storage.lookup_admin_token(&hash).await?
                 && stored.id == claims.jti
             {
+                self.limiter.check(&stored.id, std::time::Instant::now())?;
                 return Ok(Caller { token: stored });
             }
             return Err(Status::unauthenticated(

@@ -7,6 +7,7 @@ use clap::{Parser, ValueEnum};
 use std::time::Duration;
 
 use vexil_server::live::LiveSettings;
+use vexil_server::rate_limit::AdminRateLimit;
 use vexil_server::server::{self, ServeOptions, Settings, TlsFiles};
 
 /// The Vexil feature-flag server.
@@ -69,6 +70,15 @@ struct Options {
     #[arg(long, env = "VEXIL_HEARTBEAT_INTERVAL", default_value_t = 15.0, value_parser = positive_seconds)]
     heartbeat_interval: f64,
 
+    /// Requests per second each admin token may make to this instance (admin and
+    /// experiment APIs); over it, calls get RESOURCE_EXHAUSTED. 0 turns the limit off.
+    #[arg(long, env = "VEXIL_ADMIN_REQUESTS_PER_SECOND", default_value_t = 100.0, value_parser = non_negative)]
+    admin_requests_per_second: f64,
+
+    /// Requests an admin token may make at once, above the sustained rate.
+    #[arg(long, env = "VEXIL_ADMIN_BURST", default_value_t = 1000.0, value_parser = non_negative)]
+    admin_burst: f64,
+
     /// Log format. Levels are set with RUST_LOG (default: info).
     #[arg(long, env = "VEXIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -88,6 +98,13 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "expected a number of seconds above 0 and at most 86400, got `{text}`"
         )),
+    }
+}
+
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(number) if number.is_finite() && number >= 0.0 => Ok(number),
+        _ => Err(format!("expected a number of at least 0, got `{text}`")),
     }
 }
 
@@ -162,7 +179,14 @@ async fn main() -> anyhow::Result<()> {
         prepared,
         listener,
         Some(http),
-        ServeOptions { tls, live },
+        ServeOptions {
+            tls,
+            live,
+            admin_rate_limit: AdminRateLimit {
+                per_second: options.admin_requests_per_second,
+                burst: options.admin_burst,
+            },
+        },
         shutdown_signal(),
     )
     .await

@@ -20,6 +20,7 @@ use crate::browser::BrowserLayer;
 use crate::limits::MAX_REQUEST_BYTES;
 use crate::live::{Hub, LiveSettings};
 use crate::metrics::Metrics;
+use crate::rate_limit::AdminRateLimit;
 use crate::sdk_auth::SdkAuth;
 use crate::services::admin::Admin;
 use crate::services::evaluation::EvaluationApi;
@@ -241,6 +242,8 @@ impl std::fmt::Debug for TlsFiles {
 pub struct ServeOptions {
     pub tls: Option<TlsFiles>,
     pub live: LiveSettings,
+    /// How fast each admin token may call the admin and experiment APIs.
+    pub admin_rate_limit: AdminRateLimit,
 }
 
 /// Serves the gRPC services on `listener` with the defaults (no TLS, no Redis, no HTTP)
@@ -289,7 +292,7 @@ pub async fn serve_with(
             .compact_analytics_every(ANALYTICS_COMPACTION_INTERVAL),
     ));
     let sdk_auth = Arc::new(SdkAuth::new(storage.clone()));
-    let auth = Authenticator::new(signer, storage.clone());
+    let auth = Authenticator::with_rate_limit(signer, storage.clone(), options.admin_rate_limit);
     let admin =
         AdminServiceServer::new(Admin::new(storage.clone(), auth.clone()).with_hub(hub.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);

@@ -39,6 +39,7 @@ impl Cluster {
                 live,
                 http: true,
                 jwt_secret: Some(JWT_SECRET.into()),
+                ..ServerOptions::default()
             },
         };
         for _ in 0..count {

@@ -34,6 +34,8 @@ pub struct ServerOptions {
     /// The token-signing secret; `None`: generated at first start and kept in the data
     /// folder, as in production. Servers sharing a database need the same secret.
     pub jwt_secret: Option<String>,
+    /// Each admin token's rate limit (the server's default when not set).
+    pub admin_rate_limit: vexil_server::rate_limit::AdminRateLimit,
 }
 
 /// A running `vexil-server` on loopback (gRPC, and HTTP when asked for), in the test's
@@ -155,6 +157,7 @@ impl TestServer {
             ServeOptions {
                 tls: None,
                 live: self.options.live.clone(),
+                admin_rate_limit: self.options.admin_rate_limit,
             },
             async {
                 let _ = stopped.await;

@@ -796,3 +796,61 @@ async fn import_is_validated_and_archive_round_trips() {
     assert!(!flag.archived);
     server.stop().await;
 }
+
+/// Each admin token has its own rate limit: past the burst, RESOURCE_EXHAUSTED says when to
+/// retry; the SDK-facing APIs are not counted.
+#[tokio::test]
+async fn an_admin_token_over_its_rate_limit_is_told_to_retry() {
+    use vexil_server::rate_limit::AdminRateLimit;
+    use vexil_testing::{ServerOptions, TestDatabase};
+
+    let server = TestServer::start(
+        TestDatabase::sqlite(),
+        ServerOptions {
+            admin_rate_limit: AdminRateLimit {
+                per_second: 0.5,
+                burst: 3.0,
+            },
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let token = server.root_token();
+    let mut admin = server.admin().await;
+    for _ in 0..3 {
+        admin
+            .list_projects(authed(pb::ListProjectsRequest::default(), &token))
+            .await
+            .expect("within the burst");
+    }
+    let refused = admin
+        .list_projects(authed(pb::ListProjectsRequest::default(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("rate limit") && refused.message().contains("retry in"),
+        "{}",
+        refused.message()
+    );
+    // Evaluations with an SDK key are not admin calls.
+    let mut evaluation = server.evaluation().await;
+    let key = server.sdk_key(vexil_testing::ENV, "server");
+    for _ in 0..10 {
+        evaluation
+            .evaluate_all(authed(
+                pb::EvaluateAllRequest {
+                    context: Some(pb::Context {
+                        kind: "user".into(),
+                        key: "alice".into(),
+                        ..Default::default()
+                    }),
+                    flag_keys: vec![],
+                },
+                &key,
+            ))
+            .await
+            .expect("SDK calls are not rate limited");
+    }
+    server.stop().await;
+}
