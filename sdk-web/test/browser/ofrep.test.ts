@@ -8,13 +8,11 @@
 // * in Node, `@openfeature/server-sdk` with `@openfeature/ofrep-provider`, on the server key.
 
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
-import { build } from 'esbuild'
 import { OpenFeature } from '@openfeature/server-sdk'
 import { OFREPProvider } from '@openfeature/ofrep-provider'
 import type { Browser, Page } from 'playwright-core'
-import { NO_BROWSER, eventually, launchChromium, servePage } from './page.js'
+import { NO_BROWSER, eventually, launchChromium, openFeatureForPages, servePage } from './page.js'
 import type { Site } from './page.js'
 import { NO_SERVER, VexilServer } from './vexil-server.js'
 
@@ -27,24 +25,6 @@ const FLAGS = [
   { key: 'banner', kind: 'string', variations: ['blue', 'green'], on: true, off_variation: 1, client_side: true, fallthrough: { variation: 0 } },
   { key: 'server-only', kind: 'bool', variations: [false, true], on: true, off_variation: 0, fallthrough: { variation: 1 } },
 ]
-
-/** The published web SDK and OFREP web provider as one module a page can import. */
-async function openFeatureForPages(): Promise<string> {
-  const bundled = await build({
-    stdin: {
-      contents: "export { OpenFeature, ProviderEvents } from '@openfeature/web-sdk'\n" +
-        "export { OFREPWebProvider } from '@openfeature/ofrep-web-provider'\n",
-      resolveDir: fileURLToPath(new URL('../..', import.meta.url)),
-      loader: 'js',
-    },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    write: false,
-    logLevel: 'silent',
-  })
-  return bundled.outputFiles[0].text
-}
 
 type PageState = {
   client: {

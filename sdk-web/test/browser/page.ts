@@ -4,6 +4,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
 import { chromium } from 'playwright-core'
 import type { Browser } from 'playwright-core'
 
@@ -64,4 +66,22 @@ export async function eventually(check: () => boolean | Promise<boolean>, what: 
 export function percentile(samples: number[], p: number): number {
   const sorted = [...samples].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
+}
+
+/** The published web SDK and OFREP web provider as one module a page can import. */
+export async function openFeatureForPages(): Promise<string> {
+  const bundled = await build({
+    stdin: {
+      contents: "export { OpenFeature, ProviderEvents } from '@openfeature/web-sdk'\n" +
+        "export { OFREPWebProvider } from '@openfeature/ofrep-web-provider'\n",
+      resolveDir: fileURLToPath(new URL('../..', import.meta.url)),
+      loader: 'js',
+    },
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    write: false,
+    logLevel: 'silent',
+  })
+  return bundled.outputFiles[0].text
 }
