@@ -37,6 +37,11 @@ fi
 "$TOOLS/bin/maturin" build -q --profile dev -m "$HERE/Cargo.toml" -o "$WORK/wheels" >&2 \
     || fail "maturin build failed"
 WHEEL=$(ls "$WORK"/wheels/vexil-*.whl)
+# One wheel for every CPython from 3.10 on (the stable ABI), as the package promises.
+case "$WHEEL" in
+    *-cp310-abi3-*) ;;
+    *) fail "the wheel is not an abi3 wheel for CPython 3.10+: $(basename "$WHEEL")" ;;
+esac
 
 # A clean virtualenv with only the wheel, pytest, and the published OpenFeature SDK and OFREP
 # provider that the OFREP tests drive against the server.
