@@ -200,7 +200,7 @@ describe('in Chromium against vexil-server', { skip: NO_BROWSER || NO_SERVER }, 
     const page = await browser.newPage()
     await page.goto(site.origin)
     const firstValues: number[] = []
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 100; i++) {
       const started = await startClient(page, server.endpoint, server.clientKey, false)
       assert.equal(started.status, 'READY')
       firstValues.push(started.ms)
@@ -242,8 +242,9 @@ describe('in Chromium against vexil-server', { skip: NO_BROWSER || NO_SERVER }, 
     }
 
     await startClient(page, server.endpoint, server.clientKey, false)
+    // 100 changes, so that the 99th percentile is a measured one, not the maximum of a few.
     const propagation: number[] = []
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 100; i++) {
       const seenBefore = await page.evaluate(() => (window as unknown as PageWindow).changes.length)
       const called = Date.now()
       await server.cli('flags', 'toggle', 'checkout', i % 2 === 0 ? 'off' : 'on')
@@ -252,7 +253,7 @@ describe('in Chromium against vexil-server', { skip: NO_BROWSER || NO_SERVER }, 
       propagation.push(seen - called)
     }
     console.log(`admin call to listener in the page: p50 ${percentile(propagation, 50)} ms, p99 ${percentile(propagation, 99)} ms, max ${Math.max(...propagation)} ms (${propagation.length} changes, including the vexil command's start)`)
-    assert.equal(propagation.length, 20)
+    assert.equal(propagation.length, 100)
     await page.evaluate(() => (window as unknown as PageWindow).client.close())
     await page.close()
   })
