@@ -298,6 +298,19 @@ impl TestServer {
         crate::create_experiment_flag(&mut admin, &self.root_token(), key, experiment).await;
     }
 
+    /// Replaces [`crate::ENV`]'s flags and segments with `ruleset` (the engine's ruleset JSON,
+    /// `{"flags": [...], "segments": [...]}`) straight in the store; returns the environment
+    /// version after it (the live rulesets reach it asynchronously).
+    pub async fn import_ruleset(&self, ruleset: serde_json::Value) -> i64 {
+        let ruleset: vexil_server::storage::RulesetData =
+            serde_json::from_value(ruleset).expect("a ruleset the model reads");
+        self.storage
+            .import_environment("tests", crate::PROJECT, crate::ENV, &ruleset, None)
+            .await
+            .expect("import")
+            .version
+    }
+
     /// Turns a flag on or off in [`crate::ENV`].
     pub async fn toggle(&self, key: &str, on: bool) {
         let mut admin = self.admin().await;

@@ -8,7 +8,6 @@ use open_feature::{
     FlagMetadataValue, OpenFeature,
 };
 use vexil_openfeature::VexilProvider;
-use vexil_testing::PROJECT;
 
 use super::*;
 
@@ -35,7 +34,8 @@ async fn the_provider_serves_through_the_openfeature_sdk() {
     let mut server = start_server().await;
     server.create_bool_flag("checkout", false).await;
     server.toggle("checkout", true).await;
-    let ruleset: vexil_server::storage::RulesetData = serde_json::from_value(json!({
+    let imported = server
+        .import_ruleset(json!({
         "flags": [
             {"key": "seats", "kind": "number", "variations": [5, 2.5], "on": true,
              "off_variation": 0, "fallthrough": {"variation": 0},
@@ -45,13 +45,8 @@ async fn the_provider_serves_through_the_openfeature_sdk() {
              "off_variation": 1, "fallthrough": {"variation": 0}}
         ],
         "segments": []
-    }))
-    .unwrap();
-    server
-        .storage
-        .import_environment("tests", PROJECT, ENV, &ruleset, None)
-        .await
-        .unwrap();
+        }))
+        .await;
 
     let config = quick(Config::new(server.sdk_key(ENV, "server")).with_endpoint(server.endpoint()));
     let provider = tokio::task::spawn_blocking(move || VexilProvider::new(config))
@@ -64,12 +59,6 @@ async fn the_provider_serves_through_the_openfeature_sdk() {
     api.set_provider(provider).await;
     let client = api.create_client();
     // Ready, and holding the environment as the import left it (every flag above).
-    let imported = server
-        .storage
-        .get_environment(PROJECT, ENV)
-        .await
-        .unwrap()
-        .version;
     eventually_blocking(WAIT, "the provider's client ready with every flag", || {
         client_handle.status() == Status::Ready && client_handle.version() >= imported
     })

@@ -2,7 +2,6 @@
 //! keys, contexts, errors, ETags and CORS. (The published providers themselves run against a
 //! server in the web SDK's and the Python SDK's suites.)
 
-use vexil_server::storage::RulesetData;
 use vexil_testing::{HttpResponse, ServerOptions, TestDatabase, http_request};
 
 use super::*;
@@ -18,7 +17,8 @@ async fn ofrep_server() -> TestServer {
         },
     )
     .await;
-    let ruleset: RulesetData = serde_json::from_value(json!({
+    server
+        .import_ruleset(json!({
         "flags": [
             {"key": "checkout", "kind": "bool", "variations": [false, true], "on": true,
              "off_variation": 0, "client_side": true, "fallthrough": {"variation": 1},
@@ -36,13 +36,8 @@ async fn ofrep_server() -> TestServer {
                         "op": "gt", "values": [100]}], "serve": {"variation": 1}}]}
         ],
         "segments": []
-    }))
-    .unwrap();
-    server
-        .storage
-        .import_environment("tests", PROJECT, ENV, &ruleset, None)
-        .await
-        .unwrap();
+        }))
+        .await;
     server
 }
 
