@@ -238,10 +238,36 @@ async fn every_conformance_vector_agrees_over_grpc() {
             .await
             .expect("issue key");
         let (ruleset, unstorable) = storable(&file);
-        storage
+        let imported = storage
             .import_environment("tests", &project, "production", &ruleset, None)
             .await
-            .unwrap_or_else(|err| panic!("import {}: {err}", path.display()));
+            .unwrap_or_else(|err| panic!("import {}: {err}", path.display()))
+            .version;
+        // The live ruleset reaches the import's version asynchronously: wait for it.
+        let started = std::time::Instant::now();
+        loop {
+            let served = eval
+                .evaluate_all(authed(
+                    pb::EvaluateAllRequest {
+                        context: Some(context_to_pb(&json!({"kind": "user", "key": "probe"}))),
+                        flag_keys: vec![],
+                    },
+                    &generated.secret,
+                ))
+                .await
+                .expect("evaluate all")
+                .into_inner()
+                .environment_version;
+            if served >= imported {
+                break;
+            }
+            assert!(
+                started.elapsed() < crate::WAIT,
+                "{}: the import never reached the server",
+                path.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         // The engine in process, on what the store holds, for EvaluateAll.
         let stored = storage
             .load_ruleset(&project, "production")
