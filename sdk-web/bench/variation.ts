@@ -6,26 +6,20 @@
 // The figures depend on the engine: the browser figure is measured in Chromium by the
 // real-browser harness. Compare calls as ratios within one run, not across machines.
 
-import { createRouterTransport } from '@connectrpc/connect'
-import { EvaluationService } from '../src/gen/vexil/v1/evaluation_pb.js'
 import { VexilClient } from '../src/index.js'
 import type { EventOptions } from '../src/index.js'
 
 const CALLS = 1_000_000
 const BATCHES = 7
 
-/** A transport whose Watch never answers: the client serves its bootstrap values. */
-const silent = createRouterTransport(({ service }) => {
-  service(EvaluationService, {
-    async *watch(_request, context) {
-      await new Promise((resolve) => context.signal.addEventListener('abort', resolve))
-    },
-  })
-})
+/** A `fetch` whose calls never answer: the client serves its bootstrap values. */
+function silent(_url: string, init: RequestInit): Promise<Response> {
+  return new Promise((_resolve, reject) => init.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))))
+}
 
 function client(events: EventOptions): VexilClient {
   return new VexilClient('vxl-client-bench', {
-    transport: silent,
+    fetch: silent,
     context: { kind: 'user', key: 'alice' },
     storage: null,
     logger: null,

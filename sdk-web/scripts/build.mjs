@@ -1,4 +1,4 @@
-// Builds dist/: the ES modules and their type declarations, emitted by tsc from src/ (so the
+// Generates src/gen from proto/ (ts-proto through buf), then builds dist/: the ES modules and their type declarations, emitted by tsc from src/ (so the
 // .d.ts files are the API the code has), and dist/vexil-web.min.js, one self-contained
 // minified module (dependencies included) for pages without a bundler.
 import { execFileSync } from 'node:child_process'
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+execFileSync(join(root, 'node_modules/.bin/buf'), ['generate'], { cwd: root, stdio: 'inherit' })
 rmSync(join(root, 'dist'), { recursive: true, force: true })
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], {
   stdio: 'inherit',

@@ -43,12 +43,12 @@ async function measure(entry, plugins = [], external = []) {
   return { min: bytes.length, gzip: gzipSync(bytes, { level: 9 }).length, metafile: result.metafile }
 }
 
-const dependencies = /^@bufbuild\/|^@connectrpc\//
+const dependencies = /^@bufbuild\//
 const generated = /[/\\]gen[/\\]vexil[/\\]/
 const variants = [
-  ['@vexil/web, everything a page loads (SDK, generated code, protobuf-es, Connect)', await measure('src/index.ts')],
-  ['  SDK code and generated code (protobuf-es and Connect left out)', await measure('src/index.ts', [leaveOut('deps', dependencies)])],
-  ['  SDK code alone (generated code, protobuf-es and Connect left out)', await measure('src/index.ts', [leaveOut('deps', dependencies), leaveOut('gen', generated)])],
+  ['@vexil/web, everything a page loads (SDK, generated code, protobuf wire runtime)', await measure('src/index.ts')],
+  ['  SDK code and generated code (the protobuf wire runtime left out)', await measure('src/index.ts', [leaveOut('deps', dependencies)])],
+  ['  SDK code alone (generated code and the protobuf wire runtime left out)', await measure('src/index.ts', [leaveOut('deps', dependencies), leaveOut('gen', generated)])],
   ['@vexil/web/react alone (the SDK and React left out)', await measure('src/react.ts', [leaveOut('sdk', /src[/\\](client|errors|types)/)], ['react'])],
 ]
 

@@ -2,19 +2,17 @@
 // for the identified context and streams the values; rules never reach the page), the same
 // stream, cache and event semantics as the Rust client's remote mode (sdk-core/core).
 
-import { Code, ConnectError, createClient } from '@connectrpc/connect'
-import type { Client, Transport } from '@connectrpc/connect'
-import { createGrpcWebTransport } from '@connectrpc/connect-web'
 import { Backoff, HEALTHY_AFTER_MS } from './backoff.js'
 import { ValueCache } from './cache.js'
 import { checkContext, jsonValue } from './context.js'
 import type { CheckedContext } from './context.js'
 import { describe, VexilError } from './errors.js'
 import { EventPipeline, MAX_KEY_LENGTH } from './events.js'
-import type { PublishInit } from './events.js'
-import { EvaluationService } from './gen/vexil/v1/evaluation_pb.js'
-import type { WatchChanges, WatchValues } from './gen/vexil/v1/evaluation_pb.js'
-import { EventService } from './gen/vexil/v1/events_pb.js'
+import { WatchRequest, WatchResponse } from './gen/vexil/v1/evaluation.js'
+import type { WatchChanges, WatchValues } from './gen/vexil/v1/evaluation.js'
+import { PublishRequest } from './gen/vexil/v1/events.js'
+import { call, Code, GrpcError, unary } from './grpc-web.js'
+import type { Fetch } from './grpc-web.js'
 import { readConfig } from './options.js'
 import type { Config, VexilOptions } from './options.js'
 import type {
@@ -97,8 +95,8 @@ function admits(type: string, value: JsonValue): boolean {
 }
 
 function classify(err: unknown): Ended {
-  const error = ConnectError.from(err)
-  const reason = `${Code[error.code] ?? error.code}: ${error.rawMessage}`
+  const error = GrpcError.from(err)
+  const reason = error.message
   switch (error.code) {
     case Code.Unauthenticated:
     case Code.PermissionDenied:
@@ -205,10 +203,7 @@ function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
  */
 export class VexilClient {
   private readonly config: Config
-  private readonly evaluation: Client<typeof EvaluationService>
-  private readonly publisher: Client<typeof EventService>
-  /** Sends the last batches while the page is left (`fetch` with `keepalive`); default transport only. */
-  private readonly lastChancePublisher: Client<typeof EventService> | null
+  private readonly fetch: Fetch
   private readonly headers: Record<string, string>
   private readonly cache: ValueCache | null
   private readonly events: EventPipeline
@@ -243,22 +238,8 @@ export class VexilClient {
     const config = readConfig(sdkKey, options)
     this.config = config
     const initial = config.bootstrap === undefined ? undefined : bootstrapValues(config.bootstrap)
-    let transport: Transport
-    let lastChance: Transport | undefined
-    if (config.transport !== undefined) {
-      transport = config.transport
-    } else {
-      const base = config.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init))
-      transport = createGrpcWebTransport({ baseUrl: config.endpoint, useBinaryFormat: true, fetch: base })
-      lastChance = createGrpcWebTransport({
-        baseUrl: config.endpoint,
-        useBinaryFormat: true,
-        fetch: (input, init) => base(input, { ...init, keepalive: true }),
-      })
-    }
-    this.evaluation = createClient(EvaluationService, transport)
-    this.publisher = createClient(EventService, transport)
-    this.lastChancePublisher = lastChance === undefined ? null : createClient(EventService, lastChance)
+    // Looked up at each call (not bound now), so that a page may wrap `fetch` after this.
+    this.fetch = config.fetch ?? ((input, init) => globalThis.fetch(input, init))
     this.headers = { authorization: `Bearer ${config.sdkKey}`, 'x-user-agent': `${SDK_NAME}/${SDK_VERSION}` }
     this.cache = config.storage === null ? null : new ValueCache(config.storage, config.sdkKey, config.logger)
     this.events = new EventPipeline(
@@ -749,19 +730,22 @@ export class VexilClient {
     try {
       arm()
       const held = this.data
-      const stream = this.evaluation.watch(
-        {
-          context: contextToWire(context.context),
-          flagKeys: [],
-          version: BigInt(held !== null && held.context?.key === context.key ? held.version : 0),
-        },
-        { signal: controller.signal, headers: this.headers },
-      )
-      for await (const message of stream) {
+      const request = WatchRequest.encode({
+        context: contextToWire(context.context),
+        flagKeys: [],
+        version: held !== null && held.context?.key === context.key ? held.version : 0,
+      }).finish()
+      const url = `${this.config.endpoint}/vexil.v1.EvaluationService/Watch`
+      for await (const bytes of call(this.fetch, url, request, { signal: controller.signal, headers: this.headers })) {
         if (why !== undefined) break
         arm()
-        const event = message.event
-        switch (event.case) {
+        let event: WatchResponse['event']
+        try {
+          event = WatchResponse.decode(bytes).event
+        } catch (err) {
+          return { ended: { kind: 'retry', reason: `a message that cannot be read: ${(err as Error).message}` }, gotData }
+        }
+        switch (event?.$case) {
           case 'values':
             this.applyValues(context, event.value)
             gotData = true
@@ -830,12 +814,16 @@ export class VexilClient {
     return within(this.events.flush(), timeoutMs, false)
   }
 
-  private async publish(request: PublishInit, keepalive: boolean): Promise<void> {
-    const client = keepalive && this.lastChancePublisher !== null ? this.lastChancePublisher : this.publisher
+  private async publish(request: PublishRequest, keepalive: boolean): Promise<void> {
     const controller = new AbortController()
     const timer = setTimeout(() => controller.abort(), PUBLISH_TIMEOUT_MS)
     try {
-      await client.publish(request, { headers: this.headers, signal: controller.signal })
+      // The response (how many events were accepted) is not needed: OK means stored once.
+      await unary(this.fetch, `${this.config.endpoint}/vexil.v1.EventService/Publish`, PublishRequest.encode(request).finish(), {
+        headers: this.headers,
+        signal: controller.signal,
+        keepalive,
+      })
     } finally {
       clearTimeout(timer)
     }

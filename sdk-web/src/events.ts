@@ -3,22 +3,16 @@
 // EventService.Publish. A batch keeps its id across every retry, including the last-chance
 // send when the page is hidden, so the server stores it once however often it arrives.
 
-import type { MessageInitShape } from '@bufbuild/protobuf'
-import { Code, ConnectError } from '@connectrpc/connect'
-import type { PublishRequestSchema } from './gen/vexil/v1/events_pb.js'
+import type { Context as WireContext } from './gen/vexil/v1/model.js'
+import type { EvaluationCounter, EvaluationSummary, ExposureEvent, PublishRequest, TrackEvent } from './gen/vexil/v1/events.js'
+import { Code, GrpcError } from './grpc-web.js'
 import type { EventStats, JsonValue, Logger } from './types.js'
 import type { Held } from './wire.js'
-import { ERROR_KIND_NUMBERS, timestampInit } from './wire.js'
+import { ERROR_KIND_NUMBERS, timestamp } from './wire.js'
 
-export type PublishInit = MessageInitShape<typeof PublishRequestSchema>
-type ExposureInit = NonNullable<PublishInit['exposures']>[number]
-type TrackInit = NonNullable<PublishInit['trackEvents']>[number]
-type SummaryInit = NonNullable<PublishInit['summaries']>[number]
-type CounterInit = NonNullable<SummaryInit['counters']>[number]
-type ContextInit = ExposureInit['context']
 
 /** Sends one batch; rejects when it was not delivered. `keepalive`: the page is going away. */
-export type Publish = (request: PublishInit, keepalive: boolean) => Promise<void>
+export type Publish = (request: PublishRequest, keepalive: boolean) => Promise<void>
 
 export interface EventConfig {
   enabled: boolean
@@ -34,7 +28,7 @@ export interface EventConfig {
 
 /** A batch built once and sent, with the same id, until delivered or refused. */
 interface Batch {
-  readonly request: PublishInit
+  readonly request: PublishRequest
   readonly events: number
   /** Delivered or refused: nothing more to do, whichever send finished first. */
   done: boolean
@@ -44,7 +38,7 @@ interface Batch {
   keptAlive: boolean
 }
 
-type Queued = { exposure: ExposureInit; track?: undefined } | { track: TrackInit; exposure?: undefined }
+type Queued = { exposure: ExposureEvent; track?: undefined } | { track: TrackEvent; exposure?: undefined }
 
 interface ErrorCount {
   flagKey: string
@@ -54,7 +48,7 @@ interface ErrorCount {
 }
 
 /** Statuses for which sending the same batch again cannot succeed. */
-const REFUSED = new Set([Code.InvalidArgument, Code.Unauthenticated, Code.PermissionDenied])
+const REFUSED = new Set<number>([Code.InvalidArgument, Code.Unauthenticated, Code.PermissionDenied])
 
 /** Longest flag key or event name the server accepts. */
 export const MAX_KEY_LENGTH = 256
@@ -162,7 +156,7 @@ export class EventPipeline {
    * Queues an exposure of `held` for the context whose kinds and keys are `units`, unless the
    * same context saw the same variation of the flag within the window.
    */
-  expose(held: Held, units: string, context: ContextInit): void {
+  expose(held: Held, units: string, context: WireContext): void {
     if (!this.config.enabled || held.experimentKey === null || held.variation === null) return
     const now = Date.now()
     // The common case, a value evaluated again for the same context: no lookup at all.
@@ -184,9 +178,9 @@ export class EventPipeline {
     held.exposedAt = now
     this.push({
       exposure: {
-        time: timestampInit(now),
+        time: timestamp(now),
         flagKey: held.flagKey,
-        flagVersion: BigInt(held.flagVersion),
+        flagVersion: held.flagVersion,
         experimentKey: held.experimentKey,
         variation: held.variation,
         context,
@@ -200,29 +194,29 @@ export class EventPipeline {
     this.dropped++
   }
 
-  track(name: string, context: ContextInit, value: number | undefined, data: Record<string, JsonValue> | undefined): void {
-    const event: TrackInit = { time: timestampInit(Date.now()), name, context }
+  track(name: string, context: WireContext, value: number | undefined, data: Record<string, JsonValue> | undefined): void {
+    const event: TrackEvent = { time: timestamp(Date.now()), name, context }
     if (value !== undefined) event.value = value
     if (data !== undefined) event.data = data
     this.push({ track: event })
   }
 
   /** Counters since the last batch, as summaries (one per flag). */
-  private drainSummaries(): SummaryInit[] {
+  private drainSummaries(): EvaluationSummary[] {
     const start = this.summaryStart
     const end = Date.now()
     this.summaryStart = end
-    const byFlag = new Map<string, Map<string, CounterInit>>()
+    const byFlag = new Map<string, Map<string, EvaluationCounter>>()
     const add = (flagKey: string, flagVersion: number, variation: number | null, errorKind: number, count: number): void => {
       let counters = byFlag.get(flagKey)
       if (counters === undefined) byFlag.set(flagKey, (counters = new Map()))
       const outcome = `${flagVersion}\u0000${variation}\u0000${errorKind}`
       const known = counters.get(outcome)
       if (known !== undefined) {
-        known.count = (known.count as bigint) + BigInt(count)
+        known.count += count
         return
       }
-      const counter: CounterInit = { flagVersion: BigInt(flagVersion), errorKind, count: BigInt(count) }
+      const counter: EvaluationCounter = { flagVersion, errorKind, count }
       if (variation !== null) counter.variation = variation
       counters.set(outcome, counter)
     }
@@ -239,13 +233,13 @@ export class EventPipeline {
     this.counted.length = 0
     for (const error of this.errors.values()) add(error.flagKey, error.flagVersion, null, error.errorKind, error.count)
     this.errors.clear()
-    const summaries: SummaryInit[] = []
+    const summaries: EvaluationSummary[] = []
     for (const flagKey of [...byFlag.keys()].sort()) {
       summaries.push({
-        start: timestampInit(start),
-        end: timestampInit(end),
+        start: timestamp(start),
+        end: timestamp(end),
         flagKey,
-        counters: [...(byFlag.get(flagKey) as Map<string, CounterInit>).values()],
+        counters: [...(byFlag.get(flagKey) as Map<string, EvaluationCounter>).values()],
       })
     }
     return summaries
@@ -258,7 +252,7 @@ export class EventPipeline {
     const events = this.queue.splice(0, this.config.batchSize)
     const summaries = this.config.summaries ? this.drainSummaries() : []
     if (events.length === 0 && summaries.length === 0) return undefined
-    const request: PublishInit = {
+    const request: PublishRequest = {
       batchId: batchId(),
       sdkName: this.sdk.name,
       sdkVersion: this.sdk.version,
@@ -267,8 +261,8 @@ export class EventPipeline {
       summaries,
     }
     for (const event of events) {
-      if (event.exposure !== undefined) request.exposures?.push(event.exposure)
-      else request.trackEvents?.push(event.track)
+      if (event.exposure !== undefined) request.exposures.push(event.exposure)
+      else request.trackEvents.push(event.track)
     }
     return { request, events: events.length + summaries.length, done: false, holders: 0, keptAlive: false }
   }
@@ -283,7 +277,7 @@ export class EventPipeline {
       }
       return true
     } catch (err) {
-      if (err instanceof ConnectError && REFUSED.has(err.code)) {
+      if (err instanceof GrpcError && REFUSED.has(err.code)) {
         if (!batch.done) {
           batch.done = true
           this.dropped += batch.events

@@ -2,7 +2,6 @@
 // thrown with the option's name, so that it is found at the first page load, not in a
 // flag that silently serves its default.
 
-import type { Transport } from '@connectrpc/connect'
 import { checkContext } from './context.js'
 import type { CheckedContext } from './context.js'
 import type { EventConfig } from './events.js'
@@ -41,12 +40,10 @@ export interface VexilOptions {
   maxBackoffMs?: number
   events?: EventOptions
   /**
-   * A Connect transport to use instead of gRPC-web to `endpoint` (tests, a Connect proxy,
-   * server-side rendering under Node with `@connectrpc/connect-node`).
+   * The `fetch` the gRPC-web calls go through (default `globalThis.fetch`): to add headers a
+   * proxy needs, or to observe the calls in tests.
    */
-  transport?: Transport
-  /** The `fetch` the gRPC-web transport calls (default `globalThis.fetch`). */
-  fetch?: typeof globalThis.fetch
+  fetch?: (input: string, init: RequestInit) => Promise<Response>
   /** Where problems are reported (default `console`); `null`: nowhere. */
   logger?: Logger | null
 }
@@ -63,8 +60,7 @@ export interface Config {
   initialBackoffMs: number
   maxBackoffMs: number
   events: EventConfig
-  transport: Transport | undefined
-  fetch: typeof globalThis.fetch | undefined
+  fetch: ((input: string, init: RequestInit) => Promise<Response>) | undefined
   logger: Logger | null
 }
 
@@ -214,7 +210,6 @@ const OPTIONS = [
   'initialBackoffMs',
   'maxBackoffMs',
   'events',
-  'transport',
   'fetch',
   'logger',
 ] as const
@@ -227,14 +222,7 @@ export function readConfig(sdkKey: unknown, options: unknown): Config {
   knownFields('options', given, OPTIONS)
   const offline = flag('options.offline', given.offline, false)
   const initialBackoffMs = wholeNumber('options.initialBackoffMs', given.initialBackoffMs, 1000, 1)
-  const transport = given.transport
-  if (transport !== undefined && (!isRecord(transport) || typeof transport.unary !== 'function' || typeof transport.stream !== 'function')) {
-    throw invalid('options.transport', 'a Connect transport (with unary and stream)', transport)
-  }
   if (given.fetch !== undefined && typeof given.fetch !== 'function') throw invalid('options.fetch', 'a function', given.fetch)
-  if (given.fetch !== undefined && transport !== undefined) {
-    throw new VexilError('VEXIL_INVALID_ARGUMENT', 'options.fetch: only for the default transport; it is ignored with options.transport')
-  }
   return {
     sdkKey: key,
     endpoint: checkEndpoint(given.endpoint),
@@ -247,8 +235,7 @@ export function readConfig(sdkKey: unknown, options: unknown): Config {
     initialBackoffMs,
     maxBackoffMs: wholeNumber('options.maxBackoffMs', given.maxBackoffMs, 30_000, initialBackoffMs),
     events: checkEvents(given.events, offline),
-    transport: transport as Transport | undefined,
-    fetch: given.fetch as typeof globalThis.fetch | undefined,
+    fetch: given.fetch as Config['fetch'],
     logger: checkLogger(given.logger),
   }
 }

@@ -1,10 +1,9 @@
-// Conversions between the generated protobuf messages and the SDK's plain objects. Written
-// by hand for google.protobuf.Value rather than through protobuf-es's JSON support, which
-// would add its JSON reader and writer to every page that loads the SDK.
+// Conversions between the generated protobuf messages and the SDK's plain objects.
+// google.protobuf.Value fields arrive from the generated decoders as plain JSON values.
 
-import type { Value } from '@bufbuild/protobuf/wkt'
-import { ErrorKind as WireErrorKind, ReasonKind as WireReasonKind } from './gen/vexil/v1/model_pb.js'
-import type { Context as WireContext, EvaluationResult, Reason as WireReason } from './gen/vexil/v1/model_pb.js'
+import { ErrorKind as WireErrorKind, ReasonKind as WireReasonKind } from './gen/vexil/v1/model.js'
+import type { Context as WireContext, EvaluationResult, Reason as WireReason } from './gen/vexil/v1/model.js'
+import type { Timestamp } from './gen/google/protobuf/timestamp.js'
 import type { Context, ErrorKind, JsonValue, Reason, SingleContextObject } from './types.js'
 
 /** A flag's value for the identified context, as the client holds it. */
@@ -25,27 +24,6 @@ export interface Held {
    */
   exposedTo: string | null
   exposedAt: number
-}
-
-export function valueToJson(value: Value): JsonValue {
-  const kind = value.kind
-  switch (kind.case) {
-    case 'boolValue':
-    case 'stringValue':
-      return kind.value
-    case 'numberValue':
-      return kind.value
-    case 'listValue':
-      return kind.value.values.map(valueToJson)
-    case 'structValue': {
-      const out: Record<string, JsonValue> = {}
-      const fields = kind.value.fields
-      for (const name of Object.keys(fields)) out[name] = valueToJson(fields[name])
-      return out
-    }
-    default:
-      return null
-  }
 }
 
 const REASON_KINDS: Record<number, Reason['kind'] | undefined> = {
@@ -111,12 +89,12 @@ export function deepFreeze<T extends JsonValue | undefined>(value: T): T {
 export function heldFromResult(result: EvaluationResult): Held {
   return {
     flagKey: result.flagKey,
-    value: result.value === undefined ? undefined : deepFreeze(valueToJson(result.value)),
+    value: result.value === undefined ? undefined : deepFreeze(result.value as JsonValue),
     variation: result.variation ?? null,
     reason: reasonFromWire(result.reason),
     inExperiment: result.inExperiment,
     experimentKey: result.experimentKey === '' ? null : result.experimentKey,
-    flagVersion: Number(result.flagVersion),
+    flagVersion: result.flagVersion,
     count: 0,
     exposedTo: null,
     exposedAt: 0,
@@ -162,24 +140,20 @@ export function sameHeld(a: Held | undefined, b: Held | undefined): boolean {
   )
 }
 
-type WireContextInit = Partial<Pick<WireContext, 'kind' | 'key' | 'attributes'>> & { contexts?: WireContextInit[] }
-
-function singleToWire(context: SingleContextObject): WireContextInit {
-  const out: WireContextInit = { kind: context.kind ?? 'user', key: context.key }
-  if (context.attributes !== undefined) out.attributes = context.attributes as Record<string, JsonValue>
-  return out
+function singleToWire(context: SingleContextObject): WireContext {
+  return { kind: context.kind ?? 'user', key: context.key, attributes: context.attributes as Record<string, JsonValue> | undefined, contexts: [] }
 }
 
-/** A checked context as the init of a `vexil.v1.Context` message. */
-export function contextToWire(context: Context): WireContextInit {
+/** A checked context as a `vexil.v1.Context` message. */
+export function contextToWire(context: Context): WireContext {
   if (context.kind === 'multi') {
-    return { kind: 'multi', contexts: (context as { contexts: SingleContextObject[] }).contexts.map(singleToWire) }
+    return { kind: 'multi', key: '', attributes: undefined, contexts: (context as { contexts: SingleContextObject[] }).contexts.map(singleToWire) }
   }
   return singleToWire(context as SingleContextObject)
 }
 
-/** A time in milliseconds since the epoch as the init of a `google.protobuf.Timestamp`. */
-export function timestampInit(ms: number): { seconds: bigint; nanos: number } {
+/** A time in milliseconds since the epoch as a `google.protobuf.Timestamp`. */
+export function timestamp(ms: number): Timestamp {
   const seconds = Math.floor(ms / 1000)
-  return { seconds: BigInt(seconds), nanos: Math.round((ms - seconds * 1000) * 1e6) }
+  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) }
 }

@@ -50,7 +50,6 @@ describe('construction', () => {
       [{ initialBackoffMs: 5000, maxBackoffMs: 1000 }, /^options\.maxBackoffMs: expected a whole number of at least 5000/],
       [{ storage: {} }, /^options\.storage: expected null or an object with getItem/],
       [{ logger: { warn() {} } }, /^options\.logger: /],
-      [{ transport: {} }, /^options\.transport: /],
       [{ fetch: 'fetch' }, /^options\.fetch: expected a function/],
       [{ offline: 1 }, /^options\.offline: expected true or false, got 1/],
     ]
@@ -70,7 +69,7 @@ describe('construction', () => {
 describe('variations never throw', () => {
   test('bad flag keys, defaults and types give the default with an ERROR reason', async () => {
     const server = new FakeServer()
-    const client = new TestClient(KEY, { transport: server.transport, context: ALICE, storage: null, logger: null })
+    const client = new TestClient(KEY, { fetch: server.fetch, context: ALICE, storage: null, logger: null })
     ;(await server.watchCount(1)).send(values(1, result('on', true, { variation: 1 }), result('name', 'x'), result('obj', { a: [1] })))
     await client.waitForInitialization(1000)
     const weird: unknown[] = [undefined, null, 42, {}, [], Symbol('s'), () => 1, 'x'.repeat(10_000)]

@@ -25,7 +25,7 @@ afterEach(closeAll)
 
 function newClient(server: FakeServer, storage: MemoryStorage | null, options: VexilOptions = {}): VexilClient {
   return new TestClient(KEY, {
-    transport: server.transport,
+    fetch: server.fetch,
     context: ALICE,
     storage,
     logger: null,
@@ -78,7 +78,7 @@ describe('the cache', () => {
     assert.equal(client.status().status, 'INITIALIZING')
 
     const watch = await server.watchCount(1)
-    assert.equal(watch.request.version, 9n, 'the stream is told the version the cache came from')
+    assert.equal(watch.request.version, 9, 'the stream is told the version the cache came from')
     watch.send(values(10, result('checkout', false, { variation: 0 })))
     await settle()
     assert.equal(client.variationDetail('checkout', true).source, 'NETWORK')
@@ -93,7 +93,7 @@ describe('the cache', () => {
     const bob = newClient(server, storage, { context: BOB })
     assert.equal(bob.variationDetail('checkout', false).source, 'DEFAULTS')
     await bob.close()
-    const other = new TestClient('vxl-client-another-key', { transport: server.transport, context: ALICE, storage, logger: null })
+    const other = new TestClient('vxl-client-another-key', { fetch: server.fetch, context: ALICE, storage, logger: null })
     assert.equal(other.variationDetail('checkout', false).source, 'DEFAULTS')
     await other.close()
     // The same context written differently (attribute order, default kind) is the same entry.
@@ -182,7 +182,7 @@ describe('the cache', () => {
     }
     const logger = new MemoryLogger()
     const server = new FakeServer()
-    const client = new TestClient(KEY, { transport: server.transport, context: ALICE, storage: broken, logger, events: { enabled: false } })
+    const client = new TestClient(KEY, { fetch: server.fetch, context: ALICE, storage: broken, logger, events: { enabled: false } })
     const watch = await server.watchCount(1)
     watch.send(values(1, result('a', true)))
     await settle()
@@ -200,7 +200,7 @@ describe('the cache', () => {
     g.localStorage = storage
     try {
       const server = new FakeServer()
-      const client = new TestClient(KEY, { transport: server.transport, context: ALICE, logger: null, events: { enabled: false } })
+      const client = new TestClient(KEY, { fetch: server.fetch, context: ALICE, logger: null, events: { enabled: false } })
       ;(await server.watchCount(1)).send(values(1, result('a', true)))
       await settle()
       await client.close()

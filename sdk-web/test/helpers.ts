@@ -1,19 +1,19 @@
-// In-memory fakes of the server's EvaluationService and EventService behind a Connect router
-// transport, a fake localStorage and a fake page, for the unit tests of the client.
+// In-memory fakes of the server's EvaluationService and EventService behind a fake
+// `fetch` that speaks gRPC-web (length-prefixed frames, the status in a trailer frame), a
+// fake localStorage and a fake page, for the unit tests of the client.
 
-import { Code, ConnectError, createRouterTransport } from '@connectrpc/connect'
-import type { MessageInitShape } from '@bufbuild/protobuf'
-import type { ValueSchema } from '@bufbuild/protobuf/wkt'
+import assert from 'node:assert/strict'
 import { mock } from 'node:test'
-import { EvaluationService } from '../src/gen/vexil/v1/evaluation_pb.js'
-import type { WatchRequest, WatchResponseSchema } from '../src/gen/vexil/v1/evaluation_pb.js'
-import { EventService } from '../src/gen/vexil/v1/events_pb.js'
-import type { PublishRequest } from '../src/gen/vexil/v1/events_pb.js'
-import { ErrorKind, ReasonKind } from '../src/gen/vexil/v1/model_pb.js'
-import type { EvaluationResultSchema } from '../src/gen/vexil/v1/model_pb.js'
+import { WatchRequest, WatchResponse } from '../src/gen/vexil/v1/evaluation.js'
+import { PublishRequest, PublishResponse } from '../src/gen/vexil/v1/events.js'
+import { ErrorKind, ReasonKind } from '../src/gen/vexil/v1/model.js'
+import type { EvaluationResult, Reason } from '../src/gen/vexil/v1/model.js'
+import { Code } from '../src/grpc-web.js'
 import type { JsonValue, Logger, StorageLike } from '../src/types.js'
 import { VexilClient } from '../src/index.js'
 import type { VexilOptions } from '../src/index.js'
+
+export { Code }
 
 const live = new Set<VexilClient>()
 
@@ -40,30 +40,11 @@ export const KEY = 'vxl-client-test-0123456789'
 export const ALICE = { kind: 'user', key: 'alice' } as const
 export const BOB = { kind: 'user', key: 'bob' } as const
 
-type WatchMessage = MessageInitShape<typeof WatchResponseSchema>
-type ResultInit = MessageInitShape<typeof EvaluationResultSchema>
+type WatchMessage = WatchResponse
 
 /** Lets every pending promise callback, and the I/O they start in memory, run. */
 export async function settle(rounds = 30): Promise<void> {
   for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve))
-}
-
-type ValueInit = MessageInitShape<typeof ValueSchema>
-
-export function valueInit(value: JsonValue): ValueInit {
-  if (value === null) return { kind: { case: 'nullValue', value: 0 } }
-  switch (typeof value) {
-    case 'boolean':
-      return { kind: { case: 'boolValue', value } }
-    case 'number':
-      return { kind: { case: 'numberValue', value } }
-    case 'string':
-      return { kind: { case: 'stringValue', value } }
-  }
-  if (Array.isArray(value)) return { kind: { case: 'listValue', value: { values: value.map(valueInit) } } }
-  const fields: Record<string, ValueInit> = {}
-  for (const [name, item] of Object.entries(value)) fields[name] = valueInit(item)
-  return { kind: { case: 'structValue', value: { fields } } }
 }
 
 export interface ResultOptions {
@@ -76,54 +57,88 @@ export interface ResultOptions {
 }
 
 /** An EvaluationResult as the server sends it: a served value, or (`value` undefined) an error. */
-export function result(flagKey: string, value: JsonValue | undefined, options: ResultOptions = {}): ResultInit {
-  let reason: ResultInit['reason']
-  if (options.error !== undefined) reason = { kind: ReasonKind.ERROR, errorKind: ErrorKind[options.error] }
+export function result(flagKey: string, value: JsonValue | undefined, options: ResultOptions = {}): EvaluationResult {
+  const reason: Reason = { kind: ReasonKind.FALLTHROUGH, ruleIndex: undefined, ruleId: '', prerequisiteKey: '', errorKind: ErrorKind.UNSPECIFIED }
+  if (options.error !== undefined) Object.assign(reason, { kind: ReasonKind.ERROR, errorKind: ErrorKind[options.error] })
   else if (typeof options.reason === 'object' && 'ruleId' in options.reason) {
-    reason = { kind: ReasonKind.RULE_MATCH, ruleIndex: options.reason.ruleIndex, ruleId: options.reason.ruleId }
+    Object.assign(reason, { kind: ReasonKind.RULE_MATCH, ruleIndex: options.reason.ruleIndex, ruleId: options.reason.ruleId })
   } else if (typeof options.reason === 'object') {
-    reason = { kind: ReasonKind.PREREQUISITE_FAILED, prerequisiteKey: options.reason.prerequisiteKey }
-  } else reason = { kind: ReasonKind[options.reason ?? 'FALLTHROUGH'] }
-  const out: ResultInit = {
+    Object.assign(reason, { kind: ReasonKind.PREREQUISITE_FAILED, prerequisiteKey: options.reason.prerequisiteKey })
+  } else reason.kind = ReasonKind[options.reason ?? 'FALLTHROUGH']
+  return {
     flagKey,
+    value,
+    variation: value === undefined ? undefined : (options.variation ?? 0),
     reason,
     inExperiment: options.inExperiment ?? false,
-    flagVersion: BigInt(options.flagVersion ?? 1),
+    flagVersion: options.flagVersion ?? 1,
     experimentKey: options.experimentKey ?? '',
   }
-  if (value !== undefined) {
-    out.value = valueInit(value)
-    out.variation = options.variation ?? 0
-  }
-  return out
 }
 
-export function values(version: number, ...results: ResultInit[]): WatchMessage {
-  return { event: { case: 'values', value: { results, environmentVersion: BigInt(version) } } }
+export function values(version: number, ...results: EvaluationResult[]): WatchMessage {
+  return { event: { $case: 'values', value: { results, environmentVersion: version } } }
 }
 
-export function changes(version: number, updated: ResultInit[], removed: string[] = []): WatchMessage {
-  return { event: { case: 'changes', value: { updated, removed, environmentVersion: BigInt(version) } } }
+export function changes(version: number, updated: EvaluationResult[], removed: string[] = []): WatchMessage {
+  return { event: { $case: 'changes', value: { updated, removed, environmentVersion: version } } }
 }
 
 export function heartbeat(version: number): WatchMessage {
-  return { event: { case: 'heartbeat', value: { environmentVersion: BigInt(version) } } }
+  return { event: { $case: 'heartbeat', value: { environmentVersion: version, serverTime: undefined } } }
+}
+
+// ----- gRPC-web framing, written here from the protocol (not with the SDK's reader) ---------
+
+export function frame(flags: number, payload: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(5 + payload.length)
+  out[0] = flags
+  new DataView(out.buffer).setUint32(1, payload.length)
+  out.set(payload, 5)
+  return out
+}
+
+/** A trailer frame carrying a status (its message percent-encoded, as gRPC sends it). */
+export function trailer(status: number, text = ''): Uint8Array<ArrayBuffer> {
+  return frame(0x80, new TextEncoder().encode(`grpc-status: ${status}\r\ngrpc-message: ${encodeURIComponent(text)}\r\n`))
+}
+
+export function grpcWebHeaders(extra: Record<string, string> = {}): Headers {
+  return new Headers({ 'content-type': 'application/grpc-web+proto', ...extra })
+}
+
+/** The one message of a gRPC-web request body. */
+export async function requestMessage(init: RequestInit): Promise<Uint8Array> {
+  const body = new Uint8Array(await new Response(init.body).arrayBuffer())
+  assert.equal(body[0], 0, 'an uncompressed data frame')
+  const length = new DataView(body.buffer, body.byteOffset).getUint32(1)
+  assert.equal(body.length, 5 + length, 'one frame')
+  return body.subarray(5, 5 + length)
 }
 
 /** One Watch call the client made, driven by the test. */
 export class WatchCall {
-  private queue: (WatchMessage | ConnectError | null)[] = []
-  private wake: (() => void) | undefined
+  private controller: ReadableStreamDefaultController<Uint8Array> | undefined
+  private finished = false
   cancelled = false
+  readonly body: ReadableStream<Uint8Array>
 
   constructor(
     readonly request: WatchRequest,
     readonly headers: Headers,
-    private readonly signal: AbortSignal,
+    signal: AbortSignal | undefined,
   ) {
-    signal.addEventListener('abort', () => {
+    this.body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.controller = controller
+      },
+      cancel: () => {
+        this.cancelled = true
+      },
+    })
+    signal?.addEventListener('abort', () => {
       this.cancelled = true
-      this.wake?.()
+      this.close((controller) => controller.error(new DOMException('The operation was aborted.', 'AbortError')))
     })
   }
 
@@ -134,44 +149,41 @@ export class WatchCall {
   }
 
   send(...messages: WatchMessage[]): void {
-    this.queue.push(...messages)
-    this.wake?.()
+    for (const message of messages) {
+      if (!this.finished) this.controller?.enqueue(frame(0, WatchResponse.encode(message).finish()))
+    }
   }
 
   /** Ends the stream normally (the server closed it). */
   end(): void {
-    this.queue.push(null)
-    this.wake?.()
+    this.close((controller) => {
+      controller.enqueue(trailer(0))
+      controller.close()
+    })
   }
 
-  fail(code: Code, message = 'failed'): void {
-    this.queue.push(new ConnectError(message, code))
-    this.wake?.()
+  fail(code: number, message = 'failed'): void {
+    this.close((controller) => {
+      controller.enqueue(trailer(code, message))
+      controller.close()
+    })
   }
 
-  async *messages(): AsyncGenerator<WatchMessage> {
-    for (;;) {
-      if (this.signal.aborted) return
-      const next = this.queue.shift()
-      if (next === undefined) {
-        await new Promise<void>((resolve) => (this.wake = resolve))
-        this.wake = undefined
-        continue
-      }
-      if (next === null) return
-      if (next instanceof ConnectError) throw next
-      yield next
-    }
+  private close(how: (controller: ReadableStreamDefaultController<Uint8Array>) => void): void {
+    if (this.finished || this.controller === undefined) return
+    this.finished = true
+    how(this.controller)
   }
 }
 
 export interface PublishCall {
   request: PublishRequest
   headers: Headers
+  keepalive: boolean
 }
 
 /** What a fake Publish answers: nothing (success) or a status code. */
-export type PublishAnswer = Code | undefined
+export type PublishAnswer = number | undefined
 
 export class FakeServer {
   readonly watches: WatchCall[] = []
@@ -181,26 +193,36 @@ export class FakeServer {
   /** While set, Publish calls wait for it (a slow network). */
   publishGate: Promise<void> | undefined
   /** Refuses every new Watch with this code, when set. */
-  refuseWatch: Code | undefined
-  readonly transport = createRouterTransport(({ service }) => {
-    service(EvaluationService, {
-      watch: (request, context) => {
-        if (this.refuseWatch !== undefined) throw new ConnectError('refused', this.refuseWatch)
-        const watch = new WatchCall(request, context.requestHeader, context.signal)
-        this.watches.push(watch)
-        return watch.messages()
-      },
-    })
-    service(EventService, {
-      publish: async (request, context) => {
-        this.publishes.push({ request, headers: context.requestHeader })
-        const answer = this.publishAnswers.shift()
-        if (this.publishGate !== undefined) await this.publishGate
-        if (answer !== undefined) throw new ConnectError('publish failed', answer)
-        return { accepted: request.exposures.length + request.trackEvents.length + request.summaries.length }
-      },
-    })
-  })
+  refuseWatch: number | undefined
+
+  /** The client's `fetch`: gRPC-web to the fake services. */
+  readonly fetch = async (url: string, init: RequestInit): Promise<Response> => {
+    const headers = new Headers(init.headers)
+    assert.equal(headers.get('content-type'), 'application/grpc-web+proto')
+    const message = await requestMessage(init)
+    // As fetch does: a call aborted before its response arrives rejects.
+    if (init.signal?.aborted === true) throw new DOMException('The operation was aborted.', 'AbortError')
+    if (url.endsWith('/vexil.v1.EvaluationService/Watch')) {
+      if (this.refuseWatch !== undefined) {
+        // Trailers-only: the status in the response headers, no body.
+        return new Response(null, { status: 200, headers: grpcWebHeaders({ 'grpc-status': String(this.refuseWatch), 'grpc-message': 'refused' }) })
+      }
+      const watch = new WatchCall(WatchRequest.decode(message), headers, init.signal ?? undefined)
+      this.watches.push(watch)
+      return new Response(watch.body, { status: 200, headers: grpcWebHeaders() })
+    }
+    if (url.endsWith('/vexil.v1.EventService/Publish')) {
+      const request = PublishRequest.decode(message)
+      this.publishes.push({ request, headers, keepalive: init.keepalive === true })
+      const answer = this.publishAnswers.shift()
+      if (this.publishGate !== undefined) await this.publishGate
+      if (answer !== undefined) return new Response(trailer(answer, 'publish failed'), { status: 200, headers: grpcWebHeaders() })
+      const accepted = request.exposures.length + request.trackEvents.length + request.summaries.length
+      const body = new Uint8Array([...frame(0, PublishResponse.encode({ accepted, duplicate: false }).finish()), ...trailer(0)])
+      return new Response(body, { status: 200, headers: grpcWebHeaders() })
+    }
+    return new Response(null, { status: 404 })
+  }
 
   get last(): WatchCall {
     const watch = this.watches.at(-1)

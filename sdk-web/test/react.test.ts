@@ -12,7 +12,7 @@ afterEach(closeAll)
 
 test('useFlag and useVariationDetail follow their flag; other flags do not re-render them', async () => {
   const server = new FakeServer()
-  const client = new TestClient(KEY, { transport: server.transport, context: ALICE, storage: null, logger: null, bootstrap: { banner: 'spring' } })
+  const client = new TestClient(KEY, { fetch: server.fetch, context: ALICE, storage: null, logger: null, bootstrap: { banner: 'spring' } })
   const renders = { banner: 0, limit: 0 }
   function Banner() {
     renders.banner++

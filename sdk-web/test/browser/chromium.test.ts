@@ -15,12 +15,9 @@ import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf'
-import type { DescMessage, MessageInitShape } from '@bufbuild/protobuf'
 import type { Browser, Page } from 'playwright-core'
-import { WatchRequestSchema, WatchResponseSchema } from '../../src/gen/vexil/v1/evaluation_pb.js'
-import { PublishRequestSchema, PublishResponseSchema } from '../../src/gen/vexil/v1/events_pb.js'
-import type { PublishRequest } from '../../src/gen/vexil/v1/events_pb.js'
+import { WatchRequest, WatchResponse } from '../../src/gen/vexil/v1/evaluation.js'
+import { PublishRequest, PublishResponse } from '../../src/gen/vexil/v1/events.js'
 import { changes, result, values } from '../helpers.js'
 import { NO_BROWSER, eventually, launchChromium, servePage } from './page.js'
 import type { Site } from './page.js'
@@ -39,8 +36,8 @@ function frame(flags: number, payload: Uint8Array): Buffer {
   return out
 }
 
-function message<D extends DescMessage>(schema: D, init: MessageInitShape<D>): Buffer {
-  return frame(0, toBinary(schema, create(schema, init)))
+function watchMessage(message: WatchResponse): Buffer {
+  return frame(0, WatchResponse.encode(message).finish())
 }
 
 function trailer(status: number): Buffer {
@@ -93,25 +90,25 @@ class FakeGrpcWeb {
     if (!this.cors(request, response)) return void response.writeHead(403).end()
     const headers = { 'content-type': 'application/grpc-web+proto' }
     if (request.url === '/vexil.v1.EvaluationService/Watch') {
-      const watch = fromBinary(WatchRequestSchema, await body(request))
+      const watch = WatchRequest.decode(await body(request))
       assert.equal(request.headers.authorization, `Bearer ${KEY}`)
       assert.ok(watch.context?.key)
       response.writeHead(200, headers)
-      response.write(message(WatchResponseSchema, this.first))
+      response.write(watchMessage(this.first))
       this.watches.push(response)
       return
     }
     if (request.url === '/vexil.v1.EventService/Publish') {
-      this.publishes.push({ request: fromBinary(PublishRequestSchema, await body(request)), authorization: request.headers.authorization })
+      this.publishes.push({ request: PublishRequest.decode(await body(request)), authorization: request.headers.authorization })
       response.writeHead(200, headers)
-      return void response.end(Buffer.concat([message(PublishResponseSchema, { accepted: 1 }), trailer(0)]))
+      return void response.end(Buffer.concat([frame(0, PublishResponse.encode({ accepted: 1, duplicate: false }).finish()), trailer(0)]))
     }
     response.writeHead(404).end()
   }
 
   /** Sends a message on every open Watch. */
-  push(init: MessageInitShape<typeof WatchResponseSchema>): void {
-    for (const watch of this.watches) if (!watch.destroyed) watch.write(message(WatchResponseSchema, init))
+  push(message: WatchResponse): void {
+    for (const watch of this.watches) if (!watch.destroyed) watch.write(watchMessage(message))
   }
 
   /** Drops every open Watch connection, as a crashed server would. */

@@ -4,9 +4,8 @@
 
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -22,12 +21,25 @@ export const NO_SERVER = existsSync(SERVER_BIN) && existsSync(CLI_BIN) ? false :
 
 const run = promisify(execFile)
 
+/**
+ * A free port below Linux's ephemeral range (32768 and up). The server is restarted on the
+ * same ports while clients keep connecting to them; a port from the ephemeral range could be
+ * taken meanwhile as the source port of one of those connections (a TCP self-connect), and
+ * the restarted server could not listen.
+ */
 async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
-  const { port } = server.address() as AddressInfo
-  await new Promise((done) => server.close(done))
-  return port
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const server = createServer()
+    const free = await new Promise<boolean>((done) => {
+      server.once('error', () => done(false))
+      server.listen(port, '127.0.0.1', () => done(true))
+    })
+    if (free) {
+      await new Promise((done) => server.close(done))
+      return port
+    }
+  }
 }
 
 /** A vexil-server on its embedded SQLite, on fixed ports so that it can be restarted. */
@@ -49,19 +61,30 @@ export class VexilServer {
       this.port = await freePort()
       this.httpPort = await freePort()
     }
-    this.process = spawn(SERVER_BIN, [
+    // The server's output goes to a file, quoted when it does not become ready.
+    const logFile = join(this.workdir, 'server.log')
+    const log = openSync(logFile, 'a')
+    const child = spawn(SERVER_BIN, [
       '--listen', `127.0.0.1:${this.port}`,
       '--http-listen', `127.0.0.1:${this.httpPort}`,
       '--data-dir', join(this.workdir, 'data'),
       '--heartbeat-interval', '0.5',
-    ], { stdio: 'ignore' })
-    await eventually(async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${this.httpPort}/readyz`)).ok
-      } catch {
-        return false
-      }
-    }, 'vexil-server to be ready', 30_000)
+    ], { stdio: ['ignore', log, log] })
+    closeSync(log)
+    this.process = child
+    try {
+      await eventually(async () => {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`vexil-server exited (${child.exitCode ?? child.signalCode})`)
+        try {
+          return (await fetch(`http://127.0.0.1:${this.httpPort}/readyz`)).ok
+        } catch {
+          return false
+        }
+      }, 'vexil-server to be ready', 30_000)
+    } catch (err) {
+      const output = readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n')
+      throw new Error(`${(err as Error).message}; its last output:\n${output}`)
+    }
     if (this.token === '') {
       const credentials = JSON.parse(readFileSync(join(this.workdir, 'data', 'credentials.json'), 'utf8'))
       this.token = credentials.admin_token.token
