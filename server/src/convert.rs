@@ -140,6 +140,7 @@ pub fn environment(e: &storage::Environment) -> pb::Environment {
         created_at: Some(timestamp(e.created_at)),
         updated_at: Some(timestamp(e.updated_at)),
         allowed_origins: e.allowed_origins.clone(),
+        event_retention_days: e.event_retention_days,
     }
 }
 

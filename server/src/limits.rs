@@ -24,6 +24,19 @@ pub const MAX_VALUES: usize = 100_000;
 pub const MAX_CLAUSES: usize = 100;
 /// Longest ruleset JSON accepted by an import, in bytes.
 pub const MAX_IMPORT_BYTES: usize = MAX_REQUEST_BYTES;
+/// Longest retention of raw events that can be set, in days (ten years; 0 keeps them
+/// forever).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+/// A retention of raw events in days: 0 (forever) to ten years.
+pub fn retention_days(field: &str, days: u32) -> Result<(), Status> {
+    if days > MAX_RETENTION_DAYS {
+        return Err(Status::invalid_argument(format!(
+            "{field}: {days} days is more than the most, {MAX_RETENTION_DAYS} (0 keeps raw events forever)"
+        )));
+    }
+    Ok(())
+}
 
 /// A required key: 1 to 256 characters of `A-Z a-z 0-9 . _ -`.
 pub fn key(field: &str, value: &str) -> Result<(), Status> {

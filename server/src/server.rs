@@ -160,7 +160,7 @@ async fn first_start(storage: &Storage, signer: &Signer, path: &Path) -> anyhow:
                     key: env.into(),
                     name: name.into(),
                     description: String::new(),
-                    allowed_origins: Vec::new(),
+                    ..NewEnvironment::default()
                 },
             )
             .await?;

@@ -252,6 +252,7 @@ pub fn environment_json(e: &pb::Environment) -> Value {
         "description": e.description,
         "version": e.version,
         "allowed_origins": e.allowed_origins,
+        "event_retention_days": e.event_retention_days,
         "created_at": time_json(e.created_at.as_ref()),
         "updated_at": time_json(e.updated_at.as_ref()),
     })

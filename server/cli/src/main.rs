@@ -57,8 +57,8 @@ enum Command {
     },
     /// Manage the project's flags on a server.
     Flags(remote::FlagsArgs),
-    /// Manage the project's environments and the web origins allowed to use their client
-    /// keys.
+    /// Manage the project's environments, the web origins allowed to use their client keys
+    /// and how long their raw events are kept.
     Environments(remote::EnvironmentsArgs),
     /// Manage an environment's segments on a server.
     Segments(remote::SegmentsArgs),
@@ -66,6 +66,8 @@ enum Command {
     Keys(remote::KeysArgs),
     /// Read the project's audit log on a server.
     Audit(remote::AuditArgs),
+    /// Erase what the server stores about a context (personal data in events).
+    Contexts(remote::ContextsArgs),
     /// Print an environment as the engine's ruleset JSON.
     Export(remote::ExportArgs),
     /// Import a ruleset file into an environment: the flags and segments it names are
@@ -213,6 +215,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => return remote::run(remote::Remote::Keys(args)),
         Command::Environments(args) => return remote::run(remote::Remote::Environments(args)),
         Command::Audit(args) => return remote::run(remote::Remote::Audit(args)),
+        Command::Contexts(args) => return remote::run(remote::Remote::Contexts(args)),
         Command::Export(args) => return remote::run(remote::Remote::Export(args)),
         Command::Import(args) => return remote::run(remote::Remote::Import(args)),
         Command::Experiments(args) => return remote::run(remote::Remote::Experiments(args)),

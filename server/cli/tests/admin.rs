@@ -458,6 +458,69 @@ fn environments_and_their_allowed_origins_are_managed_and_audited() {
 }
 
 #[test]
+fn raw_events_are_kept_for_the_retention_period_and_a_context_is_erased_on_request() {
+    let server = Server::start();
+    let kept = server.json(&[
+        "environments",
+        "update",
+        "development",
+        "--event-retention-days",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(kept["event_retention_days"], 30);
+    let table = server.ok(&["environments", "list"]);
+    assert!(
+        table.contains("30 d") && table.contains("forever"),
+        "{table}"
+    );
+    let (code, _, err) = server.run(&[
+        "environments",
+        "update",
+        "development",
+        "--event-retention-days",
+        "4000",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("vexil: INVALID_ARGUMENT: event_retention_days: 4000 days"),
+        "{err}"
+    );
+
+    publish_experiment_events(&server);
+    let erased = server.json(&["contexts", "erase", "user-3", "--json"]);
+    assert_eq!(
+        erased,
+        json!({
+            "environments": ["development", "production"],
+            "exposures": 1,
+            "track_events": 1,
+            "experiment_units": 1,
+            "rollup_rows": erased["rollup_rows"],
+        })
+    );
+    // Again: nothing left, and still a success.
+    let again = server.json(&["contexts", "erase", "user-3", "-e", "development", "--json"]);
+    assert_eq!(again["environments"], json!(["development"]));
+    assert_eq!(again["exposures"], 0);
+    assert_eq!(again["track_events"], 0);
+    let out = server.ok(&["contexts", "erase", "user-4", "--kind", "user"]);
+    assert!(out.contains("EXPOSURES"), "{out}");
+    let (code, _, err) = server.run(&["contexts", "erase", "user-3", "--kind", "multi"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("vexil: INVALID_ARGUMENT: context_kind: "),
+        "{err}"
+    );
+    // Audited under a hash of the key.
+    let audit = server.json(&["audit", "list", "--resource", "context", "--json"]);
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{audit}");
+    assert!(entries.iter().all(|e| e["action"] == "context.erase"));
+    assert!(!audit.to_string().contains("user-3"), "{audit}");
+}
+
+#[test]
 fn offline_commands_need_no_server() {
     // `validate` runs with a server address that leads nowhere and no token.
     let dir = tempfile::tempdir().unwrap();

@@ -291,6 +291,7 @@ impl AdminService for Admin {
         limits::name_and_description(&req.name, &req.description)?;
         let allowed_origins = origins::normalize("allowed_origins", &req.allowed_origins)
             .map_err(Status::invalid_argument)?;
+        limits::retention_days("event_retention_days", req.event_retention_days)?;
         let env = self
             .storage
             .create_environment(
@@ -301,6 +302,7 @@ impl AdminService for Admin {
                     name: req.name,
                     description: req.description,
                     allowed_origins,
+                    event_retention_days: req.event_retention_days,
                 },
             )
             .await?;
@@ -346,6 +348,9 @@ impl AdminService for Admin {
             ),
             None => None,
         };
+        if let Some(days) = req.event_retention_days {
+            limits::retention_days("event_retention_days", days)?;
+        }
         let env = self
             .storage
             .update_environment(
@@ -357,6 +362,7 @@ impl AdminService for Admin {
                     name: &req.name,
                     description: &req.description,
                     allowed_origins: allowed_origins.as_deref(),
+                    event_retention_days: req.event_retention_days,
                 },
             )
             .await?;
@@ -1057,6 +1063,49 @@ impl AdminService for Admin {
         Ok(Response::new(pb::ListAuditEntriesResponse {
             entries: page.items.iter().map(convert::audit_entry).collect(),
             next_page_token: next_token(page.next_cursor),
+        }))
+    }
+
+    // ----- personal data --------------------------------------------------------------------
+
+    async fn erase_context(
+        &self,
+        request: Request<pb::EraseContextRequest>,
+    ) -> Reply<pb::EraseContextResponse> {
+        let (caller, req) = self.caller(request).await?;
+        caller.require(&req.project_key, Role::Admin)?;
+        let kind = if req.context_kind.is_empty() {
+            "user"
+        } else {
+            req.context_kind.as_str()
+        };
+        // The same rules as the contexts SDKs send, so that any stored context can be named.
+        vexil_engine::SingleContext::new(kind, &req.context_key).map_err(|err| match err {
+            vexil_engine::ContextError::InvalidKey => {
+                Status::invalid_argument("context_key: is required")
+            }
+            _ => Status::invalid_argument(format!(
+                "context_kind: {kind:?} is not a context kind (1 to 64 of `A-Z a-z 0-9 . _ -`, \
+                 not `kind` or `multi`)"
+            )),
+        })?;
+        let environment = (!req.environment_key.is_empty()).then_some(req.environment_key.as_str());
+        let erased = self
+            .storage
+            .erase_context(
+                caller.actor(),
+                &req.project_key,
+                environment,
+                kind,
+                &req.context_key,
+            )
+            .await?;
+        Ok(Response::new(pb::EraseContextResponse {
+            exposures: erased.exposures,
+            track_events: erased.track_events,
+            experiment_units: erased.experiment_units,
+            rollup_rows: erased.rollup_rows,
+            environment_keys: erased.environments,
         }))
     }
 

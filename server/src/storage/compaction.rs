@@ -42,11 +42,14 @@ pub const UNITS_PER_ROUND: i64 = 20_000;
 /// How long a results read waits at most for the compactor to catch up.
 pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 
+/// How often raw events past their environment's retention are looked for and deleted.
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// How long a round that lost to a concurrent transaction waits before it runs again.
 const CONTENTION_PAUSE: Duration = Duration::from_millis(50);
 
 /// The Postgres advisory lock key of the compactor ("vexil-rollup").
-const COMPACTION_LOCK: i64 = 0x7665_7869_6c72;
+pub(super) const COMPACTION_LOCK: i64 = 0x7665_7869_6c72;
 
 /// What one compaction round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,6 +71,16 @@ impl CompactionRound {
 const INSERT_HOURLY: &str = "INSERT INTO experiment_unit_events (environment_id, experiment_key, \
      context_kind, context_key, event_name, hour, variation, multiple_at, events, valued, total, \
      last_at)";
+
+/// Ends a rebuild's INSERT of hourly rows: an hour whose row was kept (its raw events may be
+/// gone, see `privacy.rs`) gets the claimed batches' old events added to it.
+const ADD_TO_KEPT_ROWS: &str = "ON CONFLICT (environment_id, experiment_key, context_kind, \
+     context_key, event_name, hour) DO UPDATE SET \
+     events = experiment_unit_events.events + excluded.events, \
+     valued = experiment_unit_events.valued + excluded.valued, \
+     total = experiment_unit_events.total + excluded.total, \
+     last_at = CASE WHEN excluded.last_at > experiment_unit_events.last_at \
+       THEN excluded.last_at ELSE experiment_unit_events.last_at END";
 
 /// SQL for the start of the hour of `at` (a column of milliseconds), rounding down for
 /// times before the epoch too.
@@ -116,18 +129,51 @@ impl Storage {
             hour_sql("t.at")
         );
         if units > 0 {
-            for table in ["experiment_unit_events", "experiment_unit_totals"] {
-                tx.execute(
-                    &format!(
-                        "DELETE FROM {table} WHERE \
-                         (environment_id, experiment_key, context_kind, context_key) IN \
-                         (SELECT environment_id, experiment_key, context_kind, context_key \
-                          FROM experiment_units WHERE rollup_state = 2)"
-                    ),
-                    args![],
+            // The claimed units' rows go, but for the hours whose raw events retention may
+            // have deleted (before the environment's `events_purged_before`): those rows are
+            // kept and only follow the unit's variation and `multiple_at`.
+            let claimed = "(environment_id, experiment_key, context_kind, context_key) IN \
+                 (SELECT environment_id, experiment_key, context_kind, context_key \
+                  FROM experiment_units WHERE rollup_state = 2)";
+            tx.execute(
+                &format!(
+                    "DELETE FROM experiment_unit_events WHERE {claimed} AND hour >= \
+                     (SELECT events_purged_before FROM environments \
+                      WHERE id = experiment_unit_events.environment_id)"
+                ),
+                args![],
+            )
+            .await?;
+            let unit_field = |field: &str| {
+                format!(
+                    "(SELECT u.{field} FROM experiment_units u \
+                     WHERE u.environment_id = experiment_unit_events.environment_id \
+                     AND u.experiment_key = experiment_unit_events.experiment_key \
+                     AND u.context_kind = experiment_unit_events.context_kind \
+                     AND u.context_key = experiment_unit_events.context_key)"
                 )
-                .await?;
-            }
+            };
+            tx.execute(
+                &format!(
+                    "UPDATE experiment_unit_events SET variation = {}, multiple_at = {} \
+                     WHERE {claimed}",
+                    unit_field("variation"),
+                    unit_field("multiple_at")
+                ),
+                args![],
+            )
+            .await?;
+            tx.execute(
+                &format!("DELETE FROM experiment_unit_totals WHERE {claimed}"),
+                args![],
+            )
+            .await?;
+            // The events a rebuild counts: those of hours whose raw events are all there,
+            // and older ones of the batches this round claimed (counted nowhere yet; they
+            // are added to the kept rows of their hour).
+            let counted = "(e.events_purged_before = 0 OR t.at >= e.events_purged_before \
+                 OR EXISTS (SELECT 1 FROM analytics_pending c \
+                   WHERE c.batch_ref = t.batch_ref AND c.claimed))";
             let rebuild = if matches!(tx, Tx::Postgres(_)) {
                 // One index range read per unit, whatever the planner's statistics say:
                 // never a hash of every raw event.
@@ -135,7 +181,8 @@ impl Storage {
                     "{INSERT_HOURLY} SELECT u.environment_id, u.experiment_key, u.context_kind, u.context_key, \
                        t.name, t.hour, u.variation, u.multiple_at, t.events, t.valued, t.total, \
                        t.last_at \
-                     FROM experiment_units u CROSS JOIN LATERAL ( \
+                     FROM experiment_units u JOIN environments e ON e.id = u.environment_id \
+                     CROSS JOIN LATERAL ( \
                        SELECT t.name, {hour} AS hour, COUNT(*) AS events, \
                          COUNT(t.value) AS valued, COALESCE(SUM(t.value), 0.0) AS total, \
                          MAX(t.at) AS last_at \
@@ -144,20 +191,23 @@ impl Storage {
                          AND t.context_kind = u.context_kind AND t.context_key = u.context_key \
                          AND t.at >= u.first_at AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
                            WHERE p.batch_ref = t.batch_ref AND NOT p.claimed) \
+                         AND {counted} \
                        GROUP BY 1, 2) t \
-                     WHERE u.rollup_state = 2",
+                     WHERE u.rollup_state = 2 {ADD_TO_KEPT_ROWS}",
                     hour = hour_sql("t.at")
                 )
             } else {
                 format!(
                     "{rollup_rows} \
-                     FROM experiment_units u JOIN track_events t \
+                     FROM experiment_units u JOIN environments e ON e.id = u.environment_id \
+                     JOIN track_events t \
                        ON t.environment_id = u.environment_id \
                        AND t.context_kind = u.context_kind AND t.context_key = u.context_key \
                        AND t.at >= u.first_at \
                      WHERE u.rollup_state = 2 AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
                        WHERE p.batch_ref = t.batch_ref AND NOT p.claimed) \
-                     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+                       AND {counted} \
+                     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 {ADD_TO_KEPT_ROWS}"
                 )
             };
             tx.execute(&rebuild, args![]).await?;
@@ -299,13 +349,29 @@ impl Storage {
         })
     }
 
-    /// Compacts every `interval` until the task is dropped; failures are logged and the
-    /// next tick tries again.
+    /// Compacts every `interval`, and deletes expired raw events every
+    /// [`RETENTION_INTERVAL`] (see `privacy.rs`), until the task is dropped; failures are
+    /// logged and the next tick tries again.
     pub async fn compact_analytics_every(self, interval: Duration) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_purge: Option<Instant> = None;
         loop {
             ticks.tick().await;
+            if last_purge.is_none_or(|at| at.elapsed() >= RETENTION_INTERVAL) {
+                last_purge = Some(Instant::now());
+                match self.purge_expired_events(super::now_millis()).await {
+                    Ok(purged) if !purged.is_empty() => tracing::info!(
+                        exposures = purged.exposures,
+                        track_events = purged.track_events,
+                        evaluation_summaries = purged.evaluation_summaries,
+                        batches = purged.batches,
+                        "raw events past their retention deleted"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "deleting expired raw events failed"),
+                }
+            }
             match self.compact_analytics(Duration::MAX).await {
                 Ok(done) if !done.is_idle() => {
                     tracing::debug!(

@@ -16,6 +16,8 @@ pub enum ResourceKind {
     AdminToken,
     Metric,
     Experiment,
+    /// A context of the events (only in the audit log of an erasure).
+    Context,
 }
 
 impl ResourceKind {
@@ -31,6 +33,7 @@ impl ResourceKind {
             ResourceKind::AdminToken => "admin_token",
             ResourceKind::Metric => "metric",
             ResourceKind::Experiment => "experiment",
+            ResourceKind::Context => "context",
         }
     }
 }

@@ -34,6 +34,7 @@ mod events;
 mod experiments;
 mod flags;
 mod keys;
+mod privacy;
 mod projects;
 mod ruleset;
 pub mod secrets;
@@ -58,6 +59,7 @@ use db::{Arg, Mode, Pool, Tx, args};
 pub use error::{ResourceKind, Result, StorageError};
 pub use events::{HOUR_MILLIS, hour_of};
 pub use experiments::*;
+pub use privacy::{ErasedContext, PurgedEvents, erased_context_label};
 pub use types::*;
 
 /// Which engine a [`Storage`] runs on.

@@ -9,7 +9,7 @@ use super::{
 
 const PROJECT_COLUMNS: &str = "key, name, description, version, created_at, updated_at";
 const ENV_COLUMNS: &str = "p.key, e.key, e.name, e.description, e.version, e.created_at, \
-     e.updated_at, e.allowed_origins";
+     e.updated_at, e.allowed_origins, e.event_retention_days";
 
 fn project_from_row(row: &Row) -> Result<Project> {
     Ok(Project {
@@ -32,6 +32,9 @@ fn env_from_row(row: &Row) -> Result<Environment> {
         created_at: row.get(5)?,
         updated_at: row.get(6)?,
         allowed_origins: from_text(&row.get::<String>(7)?, "environments.allowed_origins")?,
+        event_retention_days: u32::try_from(row.get::<i64>(8)?).map_err(|_| {
+            StorageError::Corrupt("environments.event_retention_days out of range".into())
+        })?,
     })
 }
 
@@ -217,15 +220,16 @@ impl Storage {
         let row = tx
             .fetch_optional(
                 "INSERT INTO environments (project_id, key, name, description, version, log_floor, \
-                 created_at, updated_at, allowed_origins) \
-                 VALUES ($1, $2, $3, $4, 1, 1, $5, $5, $6) RETURNING id",
+                 created_at, updated_at, allowed_origins, event_retention_days) \
+                 VALUES ($1, $2, $3, $4, 1, 1, $5, $5, $6, $7) RETURNING id",
                 args![
                     project_id,
                     &new.key,
                     name_or_key(&new.name, &new.key),
                     &new.description,
                     now,
-                    to_text(&new.allowed_origins)
+                    to_text(&new.allowed_origins),
+                    i64::from(new.event_retention_days)
                 ],
             )
             .await
@@ -312,14 +316,18 @@ impl Storage {
             bumped.version - 1,
         )?;
         let origins = update.allowed_origins.unwrap_or(&before.allowed_origins);
+        let retention = update
+            .event_retention_days
+            .unwrap_or(before.event_retention_days);
         tx.execute(
-            "UPDATE environments SET name = $2, description = $3, allowed_origins = $4 \
-             WHERE id = $1",
+            "UPDATE environments SET name = $2, description = $3, allowed_origins = $4, \
+             event_retention_days = $5 WHERE id = $1",
             args![
                 bumped.id,
                 name_or_key(update.name, env),
                 update.description,
-                to_text(origins)
+                to_text(origins),
+                i64::from(retention)
             ],
         )
         .await?;

@@ -118,6 +118,8 @@ pub struct Environment {
     /// The web origins whose pages may use the environment's client keys (see
     /// `crate::origins`); empty: this machine's pages only.
     pub allowed_origins: Vec<String>,
+    /// Days raw events are kept; 0: forever.
+    pub event_retention_days: u32,
 }
 
 /// What creating an environment takes.
@@ -127,6 +129,7 @@ pub struct NewEnvironment {
     pub name: String,
     pub description: String,
     pub allowed_origins: Vec<String>,
+    pub event_retention_days: u32,
 }
 
 /// What updating an environment changes.
@@ -136,6 +139,8 @@ pub struct EnvironmentUpdate<'a> {
     pub description: &'a str,
     /// `None` leaves the allowed origins as they are.
     pub allowed_origins: Option<&'a [String]>,
+    /// `None` leaves the retention of raw events as it is.
+    pub event_retention_days: Option<u32>,
 }
 
 /// A flag's project-level fields.

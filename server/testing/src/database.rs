@@ -3,8 +3,11 @@
 use std::future::Future;
 use std::path::Path;
 
-use sqlx::Connection;
+use std::collections::BTreeMap;
+
 use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Row};
 use vexil_server::server::SQLITE_FILE;
 use vexil_server::storage::Storage;
 
@@ -85,6 +88,73 @@ impl TestDatabase {
                 ..
             } => replace_database(admin_url, database),
         }
+    }
+
+    /// How many rows of each table hold `needle` anywhere in their text (tables with none
+    /// left out): a check, from outside the storage layer, that something is gone from
+    /// every table, including tables added after the check was written.
+    pub async fn rows_mentioning(&self, needle: &str) -> BTreeMap<String, i64> {
+        let mut counts = BTreeMap::new();
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let mut db = SqliteConnection::connect(&self.url())
+                    .await
+                    .expect("open sqlite");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                )
+                .fetch_all(&mut db)
+                .await
+                .expect("list tables");
+                for table in tables {
+                    let columns: Vec<String> =
+                        sqlx::query_scalar("SELECT name FROM pragma_table_info(?1)")
+                            .bind(&table)
+                            .fetch_all(&mut db)
+                            .await
+                            .expect("list columns");
+                    let any = columns
+                        .iter()
+                        .map(|c| format!("instr(CAST(\"{c}\" AS TEXT), ?1) > 0"))
+                        .collect::<Vec<_>>()
+                        .join(" OR ");
+                    let count: i64 =
+                        sqlx::query(&format!("SELECT COUNT(*) FROM \"{table}\" WHERE {any}"))
+                            .bind(needle)
+                            .fetch_one(&mut db)
+                            .await
+                            .expect("scan table")
+                            .get(0);
+                    counts.insert(table, count);
+                }
+                db.close().await.ok();
+            }
+            Backend::Postgres { .. } => {
+                let mut db = PgConnection::connect(&self.url())
+                    .await
+                    .expect("open postgres");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+                )
+                .fetch_all(&mut db)
+                .await
+                .expect("list tables");
+                for table in tables {
+                    let count: i64 = sqlx::query(&format!(
+                        "SELECT COUNT(*) FROM \"{table}\" x WHERE strpos(CAST(x AS TEXT), $1) > 0"
+                    ))
+                    .bind(needle)
+                    .fetch_one(&mut db)
+                    .await
+                    .expect("scan table")
+                    .get(0);
+                    counts.insert(table, count);
+                }
+                db.close().await.ok();
+            }
+        }
+        counts.retain(|_, count| *count > 0);
+        counts
     }
 
     /// Opens a storage handle on the database (applying the migrations).

@@ -17,7 +17,7 @@ pub enum AuditCommand {
     /// List audit entries of the project, newest first.
     List {
         /// Only entries about a resource: a kind (flag, flag_config, segment, sdk_key,
-        /// environment, project, admin_token) or kind:key, such as flag:checkout.
+        /// environment, project, admin_token, context) or kind:key, such as flag:checkout.
         #[arg(long)]
         resource: Option<String>,
         /// Only entries by this actor.

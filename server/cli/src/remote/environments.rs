@@ -1,5 +1,5 @@
-//! `vexil environments`: the project's environments and the web origins allowed to use
-//! their client keys.
+//! `vexil environments`: the project's environments, the web origins allowed to use their
+//! client keys, and how long their raw events are kept.
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -36,9 +36,13 @@ pub enum EnvironmentsCommand {
         /// None: this machine's pages only.
         #[arg(long = "allowed-origin", value_name = "ORIGIN")]
         allowed_origins: Vec<String>,
+        /// Days raw events (exposures, track events, evaluation summaries) are kept; 0 keeps
+        /// them forever. Experiment results and evaluation counts are kept regardless.
+        #[arg(long, value_name = "DAYS", default_value_t = 0)]
+        event_retention_days: u32,
     },
-    /// Change an environment's name, description or allowed web origins; what is not given
-    /// stays as it is.
+    /// Change an environment's name, description, allowed web origins or retention of raw
+    /// events; what is not given stays as it is.
     Update {
         /// The environment's key.
         key: String,
@@ -58,6 +62,9 @@ pub enum EnvironmentsCommand {
         /// Remove every allowed origin: only this machine's pages may use the client keys.
         #[arg(long)]
         local_pages_only: bool,
+        /// Days raw events are kept; 0 keeps them forever.
+        #[arg(long, value_name = "DAYS")]
+        event_retention_days: Option<u32>,
     },
 }
 
@@ -78,17 +85,29 @@ fn print_table(environments: &[pb::Environment]) {
             } else {
                 e.allowed_origins.join(" ")
             };
+            let retention = match e.event_retention_days {
+                0 => "forever".to_owned(),
+                days => format!("{days} d"),
+            };
             vec![
                 e.key.clone(),
                 e.name.clone(),
                 e.version.to_string(),
                 origins,
+                retention,
                 time(e.updated_at.as_ref()),
             ]
         })
         .collect();
     table(
-        &["KEY", "NAME", "VERSION", "ALLOWED ORIGINS", "UPDATED"],
+        &[
+            "KEY",
+            "NAME",
+            "VERSION",
+            "ALLOWED ORIGINS",
+            "EVENTS KEPT",
+            "UPDATED",
+        ],
         &rows,
     );
 }
@@ -129,6 +148,7 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
             name,
             description,
             allowed_origins,
+            event_retention_days,
         } => {
             let request = c.req(pb::CreateEnvironmentRequest {
                 project_key: c.project.clone(),
@@ -136,6 +156,7 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
                 name,
                 description,
                 allowed_origins,
+                event_retention_days,
             })?;
             let environment = c.admin.create_environment(request).await?.into_inner();
             print(&c, &environment);
@@ -146,6 +167,7 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
             description,
             allowed_origins,
             local_pages_only,
+            event_retention_days,
         } => {
             // Read, change, write at the version read: a change made in between is refused
             // (ABORTED) rather than overwritten.
@@ -161,6 +183,7 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
                 name: name.unwrap_or(current.name),
                 description: description.unwrap_or(current.description),
                 allowed_origins,
+                event_retention_days,
             })?;
             let environment = c.admin.update_environment(request).await?.into_inner();
             print(&c, &environment);

@@ -3,6 +3,7 @@
 
 mod audit;
 mod client;
+mod contexts;
 mod environments;
 mod experiments;
 mod flags;
@@ -15,6 +16,7 @@ mod transfer;
 mod usage;
 
 pub use audit::AuditArgs;
+pub use contexts::ContextsArgs;
 pub use environments::EnvironmentsArgs;
 pub use experiments::ExperimentsArgs;
 pub use flags::FlagsArgs;
@@ -37,6 +39,7 @@ pub enum Remote {
     Segments(segments::SegmentsArgs),
     Keys(keys::KeysArgs),
     Audit(audit::AuditArgs),
+    Contexts(contexts::ContextsArgs),
     Export(transfer::ExportArgs),
     Import(transfer::ImportArgs),
     Experiments(Box<experiments::ExperimentsArgs>),
@@ -61,6 +64,7 @@ pub fn run(command: Remote) -> ExitCode {
         Remote::Segments(a) => a.conn.clone(),
         Remote::Keys(a) => a.conn.clone(),
         Remote::Audit(a) => a.conn.clone(),
+        Remote::Contexts(a) => a.conn.clone(),
         Remote::Export(a) => a.conn.clone(),
         Remote::Import(a) => a.conn.clone(),
         Remote::Experiments(a) => a.conn.clone(),
@@ -116,6 +120,10 @@ async fn dispatch(command: Remote) -> Outcome {
         Remote::Audit(a) => {
             let client = Client::connect(&a.conn).await?;
             audit::audit(client, a.command).await
+        }
+        Remote::Contexts(a) => {
+            let client = Client::connect(&a.conn).await?;
+            contexts::contexts(client, a.command).await
         }
         Remote::Export(a) => {
             let client = Client::connect(&a.conn).await?;

@@ -546,6 +546,20 @@ async fn role_by_rpc_matrix() {
                 .map(drop),
             ),
             (
+                "EraseContext",
+                Needs::Admin,
+                a.erase_context(authed(
+                    pb::EraseContextRequest {
+                        project_key: p(),
+                        context_key: "nobody".into(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
                 "ExportEnvironment",
                 Needs::Viewer,
                 a.export_environment(authed(
@@ -606,7 +620,7 @@ async fn role_by_rpc_matrix() {
     }
     assert_eq!(
         checked,
-        34 * CALLERS.len(),
+        35 * CALLERS.len(),
         "every RPC of AdminService is in the matrix"
     );
     assert!(

@@ -179,6 +179,7 @@ async fn set_origins(
                 allowed_origins: Some(pb::AllowedOrigins {
                     origins: origins.iter().map(|o| (*o).to_owned()).collect(),
                 }),
+                event_retention_days: None,
             },
             &server.root_token(),
         ))

@@ -59,4 +59,45 @@ storage_suite!(
     large_and_concurrent_event_batches,
     experiment_rollups_match_their_definition,
     experiment_rollups_under_concurrent_writes,
+    erasing_a_context_removes_it_from_events_and_results,
+    retention_deletes_old_raw_events_and_keeps_results,
 );
+
+/// A context erased from every environment is found in no row of any table afterwards
+/// (read straight from the database, every column as text).
+async fn erased_context_is_in_no_table(db: vexil_testing::TestDatabase) {
+    let s = db.open().await;
+    suite::store_events_of("erase.me@example.com", &s).await;
+    let before = db.rows_mentioning("erase.me@example.com").await;
+    for table in [
+        "exposures",
+        "track_events",
+        "experiment_units",
+        "experiment_unit_events",
+    ] {
+        assert!(
+            before.contains_key(table),
+            "{table} holds the context first: {before:?}"
+        );
+    }
+    s.erase_context("alice", "p", None, "user", "erase.me@example.com")
+        .await
+        .unwrap();
+    s.compact_analytics(std::time::Duration::MAX).await.unwrap();
+    s.close().await;
+    let after = db.rows_mentioning("erase.me@example.com").await;
+    db.remove().await;
+    assert!(after.is_empty(), "left after erasure: {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erased_context_is_in_no_sqlite_table() {
+    erased_context_is_in_no_table(vexil_testing::TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erased_context_is_in_no_postgres_table() {
+    if let Some(db) = vexil_testing::TestDatabase::postgres().await {
+        erased_context_is_in_no_table(db).await;
+    }
+}

@@ -38,6 +38,7 @@ fn rename(name: &str) -> EnvironmentUpdate<'_> {
         name,
         description: "",
         allowed_origins: None,
+        event_retention_days: None,
     }
 }
 
@@ -196,6 +197,7 @@ pub async fn environments_crud(s: Storage) {
                 name: "Staging",
                 description: "pre-production",
                 allowed_origins: Some(&origins),
+                event_retention_days: Some(30),
             },
         )
         .await
@@ -203,12 +205,14 @@ pub async fn environments_crud(s: Storage) {
     assert_eq!(renamed.name, "Staging");
     assert_eq!(renamed.version, 2);
     assert_eq!(renamed.allowed_origins, origins);
-    // An update without origins keeps them.
+    assert_eq!(renamed.event_retention_days, 30);
+    // An update without origins or retention keeps them.
     let renamed = s
         .update_environment(ACTOR, "p", "staging", 2, rename("Staging 2"))
         .await
         .unwrap();
     assert_eq!(renamed.allowed_origins, origins);
+    assert_eq!(renamed.event_retention_days, 30);
     assert_eq!(
         s.get_environment("p", "staging").await.unwrap(),
         renamed,
@@ -2184,4 +2188,367 @@ pub async fn experiment_rollups_under_concurrent_writes(s: Storage) {
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(compactor.await.unwrap() > 0);
     assert_matches_at_every_cutoff(&s, &batches, &metrics).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Personal data: erasure and retention
+
+/// The batches without anything of the single-kind context `user`/`key`.
+fn without_user(batches: &[EventBatch], key: &str) -> Vec<EventBatch> {
+    let of_user = |c: &EventContext| c.kind == "user" && c.key == key;
+    batches
+        .iter()
+        .map(|b| EventBatch {
+            exposures: b
+                .exposures
+                .iter()
+                .filter(|e| !of_user(&e.context))
+                .cloned()
+                .collect(),
+            track_events: b
+                .track_events
+                .iter()
+                .filter(|t| !of_user(&t.context))
+                .cloned()
+                .collect(),
+            ..b.clone()
+        })
+        .collect()
+}
+
+pub async fn erasing_a_context_removes_it_from_events_and_results(s: Storage) {
+    setup(&s).await;
+    let metrics = rollup_metrics();
+    let mut batches = rollup_workload(5);
+    // A user of experiment `x` with track events; it is also made part of a multi-kind
+    // context, and an organization gets the same key.
+    let victim = (1..60)
+        .filter(|i| i % 4 != 0)
+        .map(|i| format!("u{i}"))
+        .find(|key| {
+            batches
+                .iter()
+                .flat_map(|b| &b.track_events)
+                .any(|t| t.context.key == *key)
+        })
+        .unwrap();
+    let tracked = |context: Value| TrackEvent {
+        at: T0 + HOUR_MILLIS,
+        name: "purchase".into(),
+        value: Some(3.0),
+        data: None,
+        context: event_context(context),
+    };
+    batches.push(EventBatch {
+        batch_id: "shared".into(),
+        sdk_name: "vexil-test".into(),
+        sdk_version: "1.0.0".into(),
+        track_events: vec![
+            tracked(json!({"kind": "multi", "contexts": [
+                {"kind": "user", "key": victim}, {"kind": "org", "key": "acme"}]})),
+            tracked(json!({"kind": "org", "key": victim})),
+        ],
+        ..EventBatch::default()
+    });
+    for env in ["dev", "prod"] {
+        for batch in &batches {
+            s.store_event_batch("p", env, batch).await.unwrap();
+        }
+    }
+    s.compact_analytics(std::time::Duration::MAX).await.unwrap();
+    let prod_before = s.count_events("p", "prod").await.unwrap();
+    let of_victim = |c: &EventContext| c.kind == "user" && c.key == victim;
+    let exposures_of_victim = batches
+        .iter()
+        .flat_map(|b| &b.exposures)
+        .filter(|e| of_victim(&e.context))
+        .count() as u64;
+    let tracks_of_victim = batches
+        .iter()
+        .flat_map(|b| &b.track_events)
+        .filter(|t| of_victim(&t.context))
+        .count() as u64;
+    assert!(exposures_of_victim > 0 && tracks_of_victim > 0);
+
+    let erased = s
+        .erase_context(ACTOR, "p", Some("dev"), "user", &victim)
+        .await
+        .unwrap();
+    assert_eq!(erased.exposures, exposures_of_victim);
+    assert_eq!(
+        erased.track_events,
+        tracks_of_victim + 1,
+        "the multi-kind one too"
+    );
+    assert_eq!(erased.experiment_units, 1);
+    assert_eq!(erased.environments, ["dev"]);
+
+    // The results are those of the events without u1, at every cut-off.
+    assert_matches_at_every_cutoff(&s, &without_user(&batches, &victim), &metrics).await;
+    // The organization with the same key, the other environment: untouched.
+    let left = s.list_track_events("p", "dev", 10_000).await.unwrap();
+    assert!(
+        left.iter()
+            .any(|t| t.context.kind == "org" && t.context.key == victim)
+    );
+    assert!(
+        !left
+            .iter()
+            .any(|t| t.context.key.contains(&format!("user:{victim}")))
+    );
+    assert_eq!(s.count_events("p", "prod").await.unwrap(), prod_before);
+
+    // Idempotent: nothing left to erase.
+    let again = s
+        .erase_context(ACTOR, "p", Some("dev"), "user", &victim)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            again.exposures,
+            again.track_events,
+            again.experiment_units,
+            again.rollup_rows
+        ),
+        (0, 0, 0, 0)
+    );
+    // Every environment of the project.
+    let everywhere = s
+        .erase_context(ACTOR, "p", None, "user", &victim)
+        .await
+        .unwrap();
+    assert_eq!(everywhere.environments, ["dev", "prod"]);
+    assert_eq!(everywhere.exposures, exposures_of_victim);
+
+    // Audited under a hash of the key, which the log never holds.
+    let entries = s
+        .list_audit(
+            &AuditFilter {
+                resource_kind: Some("context".into()),
+                ..AuditFilter::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(entries.len(), 3);
+    for entry in &entries {
+        assert_eq!(entry.action, "context.erase");
+        assert_eq!(entry.resource_key, erased_context_label("user", &victim));
+        let text = serde_json::to_string(&entry.after).unwrap();
+        assert!(!text.contains(&victim), "{text}");
+    }
+    assert_eq!(
+        entries[2].after.as_ref().unwrap()["track_events"],
+        json!(tracks_of_victim + 1)
+    );
+
+    assert_not_found(
+        s.erase_context(ACTOR, "p", Some("staging"), "user", &victim)
+            .await,
+        ResourceKind::Environment,
+    );
+    assert_not_found(
+        s.erase_context(ACTOR, "nope", None, "user", &victim).await,
+        ResourceKind::Project,
+    );
+}
+
+pub async fn retention_deletes_old_raw_events_and_keeps_results(s: Storage) {
+    setup(&s).await;
+    let metrics = rollup_metrics();
+    let mut batches = rollup_workload(3);
+    for batch in &batches {
+        s.store_event_batch("p", "dev", batch).await.unwrap();
+        s.store_event_batch("p", "prod", batch).await.unwrap();
+    }
+    s.compact_analytics(std::time::Duration::MAX).await.unwrap();
+    let version = env_version(&s, "dev").await;
+    s.update_environment(
+        ACTOR,
+        "p",
+        "dev",
+        version,
+        EnvironmentUpdate {
+            name: "DEV",
+            description: "",
+            allowed_origins: None,
+            event_retention_days: Some(1),
+        },
+    )
+    .await
+    .unwrap();
+    let before = s.count_events("p", "dev").await.unwrap();
+
+    // A day and two and a half hours after T0: raw events before T0 + 2 h expire.
+    let watermark = T0 + 2 * HOUR_MILLIS;
+    let now = T0 + 24 * HOUR_MILLIS + 5 * HOUR_MILLIS / 2;
+    let purged = s.purge_expired_events(now).await.unwrap();
+    let old_exposures = batches
+        .iter()
+        .flat_map(|b| &b.exposures)
+        .filter(|e| e.at < watermark)
+        .count() as u64;
+    let old_tracks = batches
+        .iter()
+        .flat_map(|b| &b.track_events)
+        .filter(|t| t.at < watermark)
+        .count() as u64;
+    assert!(old_exposures > 0 && old_tracks > 0);
+    assert_eq!(
+        (purged.exposures, purged.track_events),
+        (old_exposures, old_tracks)
+    );
+    let after = s.count_events("p", "dev").await.unwrap();
+    assert_eq!(after.exposures, before.exposures - old_exposures as i64);
+    assert_eq!(after.track_events, before.track_events - old_tracks as i64);
+    assert!(
+        s.list_track_events("p", "dev", 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.at >= watermark)
+    );
+    // Another environment keeps everything; a second pass finds nothing more.
+    assert_eq!(s.count_events("p", "prod").await.unwrap(), before);
+    assert!(s.purge_expired_events(now).await.unwrap().is_empty());
+
+    // The results are unchanged wherever they are read from roll-ups and intact hours.
+    let cutoffs: Vec<Millis> = rollup_cutoffs(&batches)
+        .into_iter()
+        .filter(|until| *until >= watermark || (until + 1) % HOUR_MILLIS == 0)
+        .collect();
+    let check = async |batches: &[EventBatch]| {
+        for &until in &cutoffs {
+            let got = s
+                .experiment_aggregates("p", "dev", "x", &metrics, until)
+                .await
+                .unwrap();
+            assert_aggregates_match(
+                &got,
+                &aggregates_by_definition(batches, &metrics, until),
+                until,
+            );
+        }
+    };
+    check(&batches).await;
+
+    // Then more events: units exposed again (some to another variation), and events of
+    // every hour, those before the watermark arriving late included. The units' rebuilds
+    // keep the rows of the purged hours.
+    let mut late = Vec::new();
+    for (n, i) in (1..60u64).step_by(2).enumerate() {
+        let mut batch = EventBatch {
+            batch_id: format!("late-{n}"),
+            sdk_name: "vexil-test".into(),
+            sdk_version: "1.0.0".into(),
+            ..EventBatch::default()
+        };
+        let user = event_context(json!({"key": format!("u{i}")}));
+        // Another variation late in the data: the unit is rebuilt, and it still counts for
+        // every cut-off before then.
+        batch.exposures.push(ExposureEvent {
+            at: watermark + 5 * HOUR_MILLIS / 2 + i as i64 * 1000,
+            flag_key: "checkout".into(),
+            flag_version: 1,
+            experiment_key: "x".into(),
+            variation: ((i + 1) % 3) as i64,
+            in_experiment: true,
+            context: user.clone(),
+        });
+        for at in [T0 + HOUR_MILLIS + 7 * i as i64, watermark + 11 * i as i64] {
+            batch.track_events.push(TrackEvent {
+                at,
+                name: "purchase".into(),
+                value: Some(i as f64),
+                data: None,
+                context: user.clone(),
+            });
+        }
+        late.push(batch);
+    }
+    for (n, batch) in late.iter().enumerate() {
+        s.store_event_batch("p", "dev", batch).await.unwrap();
+        if n % 3 == 1 {
+            s.compact_analytics_once().await.unwrap();
+        }
+    }
+    s.compact_analytics(std::time::Duration::MAX).await.unwrap();
+    batches.extend(late);
+    check(&batches).await;
+    // The late old events expire at the next pass; the results stay.
+    assert!(s.purge_expired_events(now).await.unwrap().track_events > 0);
+    check(&batches).await;
+    assert_eq!(s.analytics_backlog().await.unwrap(), (0, 0));
+
+    // Two days from now every raw event has expired, and the batches they came in (received
+    // now) go too; the results read from roll-ups stay.
+    let later = now_millis() + 48 * HOUR_MILLIS;
+    s.purge_expired_events(later).await.unwrap();
+    assert_eq!(
+        s.count_events("p", "dev").await.unwrap(),
+        EventCounts::default()
+    );
+    for until in [T0 + 6 * HOUR_MILLIS - 1, later] {
+        let got = s
+            .experiment_aggregates("p", "dev", "x", &metrics, until)
+            .await
+            .unwrap();
+        assert_aggregates_match(
+            &got,
+            &aggregates_by_definition(&batches, &metrics, until),
+            until,
+        );
+    }
+}
+
+/// Stores, in both environments of project `p` (created here), exposures to experiment `x`
+/// and track events of the user `key`, alone and in a multi-kind context, some in a batch
+/// the compactor has not read yet; compacts the rest.
+pub async fn store_events_of(key: &str, s: &Storage) {
+    setup(s).await;
+    let user = event_context(json!({"key": key, "attributes": {"email": key}}));
+    let multi = event_context(json!({"kind": "multi", "contexts": [
+        {"kind": "user", "key": key}, {"kind": "device", "key": "d-1"}]}));
+    let batch = |id: &str, at: Millis| EventBatch {
+        batch_id: id.into(),
+        sdk_name: "vexil-test".into(),
+        sdk_version: "1.0.0".into(),
+        exposures: vec![ExposureEvent {
+            at,
+            flag_key: "checkout".into(),
+            flag_version: 1,
+            experiment_key: "x".into(),
+            variation: 1,
+            in_experiment: true,
+            context: user.clone(),
+        }],
+        track_events: vec![
+            TrackEvent {
+                at: at + 1,
+                name: "purchase".into(),
+                value: Some(5.0),
+                data: Some(json!({"buyer": key})),
+                context: user.clone(),
+            },
+            TrackEvent {
+                at: at + 2,
+                name: "purchase".into(),
+                value: None,
+                data: None,
+                context: multi.clone(),
+            },
+        ],
+        summaries: Vec::new(),
+    };
+    for env in ["dev", "prod"] {
+        s.store_event_batch("p", env, &batch("first", T0))
+            .await
+            .unwrap();
+    }
+    s.compact_analytics(std::time::Duration::MAX).await.unwrap();
+    s.store_event_batch("p", "dev", &batch("pending", T0 + HOUR_MILLIS))
+        .await
+        .unwrap();
 }
