@@ -16,6 +16,7 @@ pub mod live;
 pub mod metrics;
 pub mod ofrep;
 pub mod origins;
+pub mod overload;
 pub mod rate_limit;
 pub mod ruleset_changes;
 pub mod sdk_auth;

@@ -7,6 +7,7 @@ use clap::{Parser, ValueEnum};
 use std::time::Duration;
 
 use vexil_server::live::LiveSettings;
+use vexil_server::overload::{DEFAULT_MAX_INFLIGHT_REQUESTS, StreamLimits};
 use vexil_server::rate_limit::AdminRateLimit;
 use vexil_server::server::{self, ServeOptions, Settings, TlsFiles};
 
@@ -78,6 +79,20 @@ struct Options {
     /// Requests an admin token may make at once, above the sustained rate.
     #[arg(long, env = "VEXIL_ADMIN_BURST", default_value_t = 1000.0, value_parser = non_negative)]
     admin_burst: f64,
+
+    /// Calls (all but streams and health checks) this instance serves at once; more are
+    /// refused at once with RESOURCE_EXHAUSTED instead of queueing. 0 turns the limit off.
+    #[arg(long, env = "VEXIL_MAX_INFLIGHT_REQUESTS", default_value_t = DEFAULT_MAX_INFLIGHT_REQUESTS)]
+    max_inflight_requests: usize,
+
+    /// Sync and Watch streams this instance keeps open; more get RESOURCE_EXHAUSTED (SDKs
+    /// retry with backoff, keeping their values). 0 turns the limit off.
+    #[arg(long, env = "VEXIL_MAX_STREAMS", default_value_t = StreamLimits::default().total)]
+    max_streams: usize,
+
+    /// Streams one SDK key may keep open on this instance. 0 turns the limit off.
+    #[arg(long, env = "VEXIL_MAX_STREAMS_PER_KEY", default_value_t = StreamLimits::default().per_key)]
+    max_streams_per_key: usize,
 
     /// Log format. Levels are set with RUST_LOG (default: info).
     #[arg(long, env = "VEXIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -174,6 +189,10 @@ async fn main() -> anyhow::Result<()> {
         redis_prefix: options.redis_prefix,
         version_check_interval: Duration::from_secs_f64(options.version_check_interval),
         heartbeat_interval: Duration::from_secs_f64(options.heartbeat_interval),
+        stream_limits: StreamLimits {
+            total: options.max_streams,
+            per_key: options.max_streams_per_key,
+        },
     };
     server::serve_with(
         prepared,
@@ -186,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 per_second: options.admin_requests_per_second,
                 burst: options.admin_burst,
             },
+            max_inflight_requests: options.max_inflight_requests,
         },
         shutdown_signal(),
     )

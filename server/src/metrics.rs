@@ -28,6 +28,9 @@ pub struct Metrics {
     pub rpc_latency: HistogramVec,
     /// Open Sync and Watch streams, by kind.
     pub active_streams: IntGaugeVec,
+    /// Calls and streams refused because the instance was at a limit, by reason
+    /// (`inflight`, `streams`, `streams_per_key`).
+    pub shed_requests: IntCounterVec,
     /// Lookups per cache layer (`l1` rulesets in memory, `l2` Redis snapshots, `l3` HTTP
     /// snapshots answered `304`) and result (`hit`, `miss`).
     pub cache_requests: IntCounterVec,
@@ -115,6 +118,12 @@ impl Metrics {
                 "vexil_active_streams",
                 "Open Sync and Watch streams",
                 &["kind"],
+            ),
+            shed_requests: counter(
+                &registry,
+                "vexil_requests_shed_total",
+                "Calls and streams refused because the instance was at a limit, by reason",
+                &["reason"],
             ),
             cache_requests: counter(
                 &registry,

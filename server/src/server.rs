@@ -20,6 +20,7 @@ use crate::browser::BrowserLayer;
 use crate::limits::MAX_REQUEST_BYTES;
 use crate::live::{Hub, LiveSettings};
 use crate::metrics::Metrics;
+use crate::overload::{DEFAULT_MAX_INFLIGHT_REQUESTS, InflightLayer};
 use crate::rate_limit::AdminRateLimit;
 use crate::sdk_auth::SdkAuth;
 use crate::services::admin::Admin;
@@ -238,12 +239,25 @@ impl std::fmt::Debug for TlsFiles {
 }
 
 /// How to serve, beyond the gRPC listener.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub tls: Option<TlsFiles>,
     pub live: LiveSettings,
     /// How fast each admin token may call the admin and experiment APIs.
     pub admin_rate_limit: AdminRateLimit,
+    /// Unary calls served at once (0: no limit); see `crate::overload`.
+    pub max_inflight_requests: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            tls: None,
+            live: LiveSettings::default(),
+            admin_rate_limit: AdminRateLimit::default(),
+            max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
+        }
+    }
 }
 
 /// Serves the gRPC services on `listener` with the defaults (no TLS, no Redis, no HTTP)
@@ -373,10 +387,15 @@ pub async fn serve_with(
         stopping.send_replace(true);
     };
     // Outermost: web pages' CORS and which methods they may call; then the gRPC-web
-    // translation, which leaves native gRPC untouched.
+    // translation, which leaves native gRPC untouched; then the refusal of calls beyond
+    // the instance's limit, answered before they are decoded.
     let served = builder
         .layer(BrowserLayer::new(sdk_auth.clone()))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(InflightLayer::new(
+            options.max_inflight_requests,
+            hub.metrics().clone(),
+        ))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -34,11 +34,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+use tonic::Status;
 use vexil_engine::Ruleset;
 use vexil_proto::v1 as pb;
 
 use crate::convert;
 use crate::metrics::Metrics;
+use crate::overload::{StreamLimiter, StreamLimits, StreamSlot};
 use crate::storage::{
     FlagModel, ResourceKind, RulesetPatch, SegmentModel, Storage, StorageError, now_millis,
 };
@@ -60,6 +62,8 @@ pub struct LiveSettings {
     pub version_check_interval: Duration,
     /// How often idle streams receive a heartbeat.
     pub heartbeat_interval: Duration,
+    /// How many Sync and Watch streams the instance keeps open, in total and per SDK key.
+    pub stream_limits: StreamLimits,
 }
 
 impl std::fmt::Debug for LiveSettings {
@@ -70,6 +74,7 @@ impl std::fmt::Debug for LiveSettings {
             .field("redis_prefix", &self.redis_prefix)
             .field("version_check_interval", &self.version_check_interval)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("stream_limits", &self.stream_limits)
             .finish()
     }
 }
@@ -81,6 +86,7 @@ impl Default for LiveSettings {
             redis_prefix: "vexil".to_owned(),
             version_check_interval: Duration::from_secs(3),
             heartbeat_interval: Duration::from_secs(15),
+            stream_limits: StreamLimits::default(),
         }
     }
 }
@@ -277,6 +283,7 @@ struct HubInner {
     ready: AtomicBool,
     closing: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    streams: Arc<StreamLimiter>,
 }
 
 impl Drop for HubInner {
@@ -299,6 +306,7 @@ impl Hub {
             .map(|url| RedisBus::new(url, &settings.redis_prefix, metrics.clone()));
         metrics.redis_configured.set(i64::from(bus.is_some()));
         let (closing, _) = watch::channel(false);
+        let streams = StreamLimiter::new(settings.stream_limits, metrics.clone());
         let hub = Hub {
             inner: Arc::new(HubInner {
                 storage,
@@ -311,6 +319,7 @@ impl Hub {
                 ready: AtomicBool::new(false),
                 closing,
                 tasks: std::sync::Mutex::new(Vec::new()),
+                streams,
             }),
         };
         let mut tasks = vec![
@@ -336,6 +345,12 @@ impl Hub {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The place of one more stream of SDK key `key_id`, held while the slot lives;
+    /// `RESOURCE_EXHAUSTED` when the instance or the key is at its stream limit.
+    pub fn open_stream(&self, key_id: i64) -> Result<StreamSlot, Status> {
+        self.inner.streams.open(key_id)
     }
 
     /// How often idle streams receive a heartbeat (never zero: timers refuse it).

@@ -213,6 +213,9 @@ impl EvaluationService for EvaluationApi {
         let started = Instant::now();
         let result = async {
             let (key, environment) = self.environment(request.metadata()).await?;
+            // Refused before any work when the instance or the key is at its stream limit.
+            let guard =
+                StreamGuard::new(self.hub.metrics(), "watch", self.hub.open_stream(key.id)?);
             let request = request.into_inner();
             check_flag_keys(&request.flag_keys)?;
             if request.version < 0 {
@@ -237,7 +240,6 @@ impl EvaluationService for EvaluationApi {
                     environment_version: held.version,
                 })),
             }];
-            let guard = StreamGuard::new(self.hub.metrics(), "watch");
             Ok(Response::new(streams::spawn_stream(
                 &self.hub,
                 environment,

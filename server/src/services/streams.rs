@@ -10,24 +10,28 @@ use vexil_proto::v1 as pb;
 
 use crate::live::{Environment, Hub, Update};
 use crate::metrics::Metrics;
+use crate::overload::StreamSlot;
 
 /// Messages buffered per stream before the stream's task waits for the client.
 const STREAM_BUFFER: usize = 8;
 
 pub type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
 
-/// Counts a stream in `vexil_active_streams` while it lives.
+/// Counts a stream in `vexil_active_streams`, and holds its place under the instance's
+/// stream limits, while it lives (see `Hub::open_stream`).
 pub struct StreamGuard {
     metrics: Metrics,
     kind: &'static str,
+    _slot: StreamSlot,
 }
 
 impl StreamGuard {
-    pub fn new(metrics: &Metrics, kind: &'static str) -> StreamGuard {
+    pub fn new(metrics: &Metrics, kind: &'static str, slot: StreamSlot) -> StreamGuard {
         metrics.active_streams.with_label_values(&[kind]).inc();
         StreamGuard {
             metrics: metrics.clone(),
             kind,
+            _slot: slot,
         }
     }
 }

@@ -146,6 +146,8 @@ impl SyncService for SyncApi {
         let result = async {
             let key = self.auth.authenticate(request.metadata()).await?;
             require_server_key(&key, "Sync")?;
+            // Refused before any work when the instance or the key is at its stream limit.
+            let guard = StreamGuard::new(self.hub.metrics(), "sync", self.hub.open_stream(key.id)?);
             let request = request.into_inner();
             if request.version < 0 {
                 return Err(Status::invalid_argument("version: must not be negative"));
@@ -174,7 +176,6 @@ impl SyncService for SyncApi {
                 // Current already: say so at once, so that the client knows it is live.
                 first.push(syncer.heartbeat());
             }
-            let guard = StreamGuard::new(self.hub.metrics(), "sync");
             Ok(Response::new(streams::spawn_stream(
                 &self.hub,
                 environment,

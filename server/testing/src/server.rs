@@ -36,6 +36,8 @@ pub struct ServerOptions {
     pub jwt_secret: Option<String>,
     /// Each admin token's rate limit (the server's default when not set).
     pub admin_rate_limit: vexil_server::rate_limit::AdminRateLimit,
+    /// Calls served at once (the server's default when not set; 0: no limit).
+    pub max_inflight_requests: Option<usize>,
 }
 
 /// A running `vexil-server` on loopback (gRPC, and HTTP when asked for), in the test's
@@ -158,6 +160,10 @@ impl TestServer {
                 tls: None,
                 live: self.options.live.clone(),
                 admin_rate_limit: self.options.admin_rate_limit,
+                max_inflight_requests: self
+                    .options
+                    .max_inflight_requests
+                    .unwrap_or(vexil_server::overload::DEFAULT_MAX_INFLIGHT_REQUESTS),
             },
             async {
                 let _ = stopped.await;

@@ -3,6 +3,7 @@
 
 mod events;
 mod ofrep;
+mod overload;
 mod vectors;
 mod web;
 
@@ -659,6 +660,7 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
         // enough to keep the Redis-down phase of the test brief.
         version_check_interval: Duration::from_secs(4),
         heartbeat_interval: Duration::from_millis(500),
+        ..LiveSettings::default()
     };
     let Some(cluster) = Cluster::postgres(3, live).await else {
         return;
