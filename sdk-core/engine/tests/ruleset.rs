@@ -309,3 +309,36 @@ fn outcomes_are_numbered_over_the_flags_in_key_order() {
         Some(4)
     );
 }
+
+/// Found by fuzzing: malformed flags written without a key are named after their position
+/// (`flags[N]`); sorted as text, the tenth came before the ninth, so that saving and loading
+/// the ruleset swapped their names and its JSON never settled.
+#[test]
+fn a_ruleset_with_keyless_flags_saves_and_loads_to_the_same_json() {
+    let mut flags: Vec<Value> = (0..12)
+        .map(|i| json!({"kind": "bool", "variations": [true, false], "note": i}))
+        .collect();
+    flags.insert(5, bool_flag("m-real", 0));
+    flags.push(bool_flag("a-real", 1));
+    let loaded = Ruleset::from_value(&json!({"flags": flags, "segments": []})).unwrap();
+    let saved = loaded.to_value();
+    let notes: Vec<&Value> = saved["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|flag| flag.get("note"))
+        .collect();
+    assert_eq!(
+        notes,
+        (0..12)
+            .map(Value::from)
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>()
+    );
+    let again = Ruleset::from_value(&saved).unwrap();
+    assert_eq!(again.to_value(), saved);
+    // Both real flags still answer.
+    let detail = again.evaluate("a-real", &alice(), ValueKind::Bool);
+    assert!(detail.value.is_some());
+}

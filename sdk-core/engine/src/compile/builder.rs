@@ -202,7 +202,7 @@ impl Builder {
             by_key.insert(entry.key.clone(), entry);
         }
         let mut flags: Vec<FlagEntry> = by_key.into_values().collect();
-        flags.sort_by(|a, b| a.key.cmp(&b.key));
+        flags.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
         let outcome_count = number_outcomes(&mut flags);
         let flag_index = KeyIndex::new(flags.iter().map(|e| &*e.key));
 
@@ -259,4 +259,24 @@ pub(super) fn number_outcomes(flags: &mut [FlagEntry]) -> u32 {
         next += outcomes;
     }
     next
+}
+
+/// The order of flags: by key, except that malformed flags written without a key (named
+/// `flags[N]` after their position) keep their relative order. Sorted as text, `flags[10]`
+/// would come before `flags[9]`; saved and loaded again, they would swap names, and the
+/// ruleset's JSON would not come back the same.
+fn sort_key(entry: &FlagEntry) -> std::borrow::Cow<'_, str> {
+    let keyless = entry
+        .raw
+        .as_ref()
+        .is_some_and(|raw| raw.get("key").and_then(Value::as_str).is_none());
+    let position = entry
+        .key
+        .strip_prefix("flags[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|n| n.parse::<u64>().ok());
+    match position {
+        Some(position) if keyless => format!("flags[{position:020}]").into(),
+        _ => std::borrow::Cow::Borrowed(&*entry.key),
+    }
 }
