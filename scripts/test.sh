@@ -9,7 +9,8 @@
 #   scripts/test.sh --sdk go        one SDK's steps alone: its ci.sh and its conformance column
 #                                   (repeat --sdk for several; names: rust, python, node, go,
 #                                   kotlin, dotnet, swift, web; rust is formatting, clippy, the
-#                                   vector files, cargo test and the Rust column)
+#                                   vector files, cargo test, the fuzz smoke run and the Rust
+#                                   column)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -98,6 +99,15 @@ fi
 count_cargo "$log/cargo.txt"
 if grep -q '^error' "$log/cargo.txt" && ! grep -q 'test result' "$log/cargo.txt"; then
   failed=$((failed + 1))
+fi
+
+# The fuzz targets' smoke form: every committed corpus and regression input once, on the
+# stable toolchain (the long runs are scripts/fuzz.sh; see fuzz/README.md).
+step "fuzz targets (every committed input once)"
+if cargo fmt --manifest-path fuzz/Cargo.toml -- --check && scripts/fuzz.sh --smoke 2>&1 | tee "$log/fuzz.txt"; then
+  passed=$((passed + 1))
+else
+  status=1; failed=$((failed + 1))
 fi
 fi
 
