@@ -57,19 +57,31 @@ class Server {
     const server = new Server()
     server.workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'vexil-node-test-'))
     server.dataDir = path.join(server.workdir, 'server-data')
-    server.port = await freePort()
-    server.httpPort = await freePort()
-    await server.run()
+    // A port found free can be taken by another process before the server binds it; then the
+    // server exits at once, and a fresh pair of ports is tried.
+    for (let attempt = 1; ; attempt++) {
+      server.port = await freePort()
+      server.httpPort = await freePort()
+      try {
+        await server.run()
+        break
+      } catch (err) {
+        if (!err.exitedEarly || attempt === 3) throw err
+      }
+    }
     const credentials = JSON.parse(fs.readFileSync(path.join(server.dataDir, 'credentials.json'), 'utf8'))
     server.token = credentials.admin_token.token
     server.keys = credentials.sdk_keys.production
     return server
   }
 
-  /** Starts the process (again, after `kill`: same ports and data) and waits until it is ready. */
+  /**
+   * Starts the process (again, after `kill`: same ports and data) and waits until it is ready.
+   * A failure carries the end of the server's standard error.
+   */
   async run() {
     const server = this
-    server.process = spawn(
+    const child = spawn(
       SERVER_BIN,
       [
         '--listen', `127.0.0.1:${server.port}`,
@@ -78,15 +90,38 @@ class Server {
         '--heartbeat-interval', '0.5',
         '--version-check-interval', '0.5',
       ],
-      { stdio: 'ignore' },
+      { stdio: ['ignore', 'ignore', 'pipe'] },
     )
-    await eventually(async () => {
-      try {
-        return (await httpGet(`http://127.0.0.1:${server.httpPort}/readyz`)).status === 200
-      } catch {
-        return false
-      }
-    }, 'vexil-server to be ready', 30000)
+    server.process = child
+    let stderr = ''
+    child.stderr.setEncoding('utf8')
+    child.stderr.on('data', (chunk) => {
+      stderr = (stderr + chunk).slice(-4000)
+    })
+    let exited = null
+    child.on('exit', (code, signal) => {
+      exited = signal || `exit code ${code}`
+    })
+    try {
+      await eventually(async () => {
+        if (exited) return true
+        try {
+          return (await httpGet(`http://127.0.0.1:${server.httpPort}/readyz`)).status === 200
+        } catch {
+          return false
+        }
+      }, 'vexil-server to be ready', 30000)
+    } catch (err) {
+      server.kill()
+      err.message += `; its standard error ends with:\n${stderr}`
+      throw err
+    }
+    if (exited) {
+      if (server.process === child) server.process = null
+      const err = new Error(`vexil-server exited before it was ready (${exited}):\n${stderr}`)
+      err.exitedEarly = true
+      throw err
+    }
   }
 
   /** Kills the process, as a crash would; `run` starts it again. */
