@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The browser SDK's check: installs the npm tools (cached), generates the client code from
-# proto/ into src/gen, type-checks the package and its tests, builds dist/, builds vexil-server and the vexil command (cargo, shared target dir),
-# runs the unit tests (`node --test`) and, where Debian's chromium is installed, the tests in
-# Chromium against a fake gRPC-web server and against a real vexil-server (skipped otherwise;
-# this script installs no browser), OpenFeature's published OFREP providers against the
-# server, prints the bundle sizes, and prints `N passed, N failed` last.
+# proto/ into src/gen, type-checks the package and its tests, builds dist/, builds vexil-server
+# and the vexil command (cargo, shared target dir), runs the unit tests (`node --test`), the
+# tests in Debian's Chromium (installed when missing) against a fake gRPC-web server and
+# against a real vexil-server, OpenFeature's published OFREP providers against the server,
+# prints the bundle sizes, and prints `N passed, N failed` last.
 #
 #   sdk-web/ci.sh                # everything
 #   sdk-web/ci.sh --build-only   # install, generate the client code, build dist/
@@ -41,6 +41,19 @@ node_modules/.bin/tsc -p tsconfig.test.json >&2
 log "build"
 node scripts/build.mjs >&2
 [ "${1:-}" = "--build-only" ] && exit 0
+
+# The browser the tests drive: Debian's chromium, installed when missing (nothing downloads a
+# browser). Without root or apt-get the browser tests are skipped, and say so.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-cache show chromium >/dev/null 2>&1 || apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends chromium >&2
+  else
+    log "no /usr/bin/chromium, and it cannot be installed here: the browser tests are skipped"
+  fi
+fi
 
 log "cargo build (vexil-server, vexil)"
 (cd "$HERE/.." && cargo build -q -p vexil-server -p vexil-cli --bins >&2)
