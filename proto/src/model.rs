@@ -588,6 +588,14 @@ pub fn context_to_json(context: &pb::Context) -> Value {
             ),
         );
     }
+    if !context.redacted_attributes.is_empty() {
+        let names = context
+            .redacted_attributes
+            .iter()
+            .cloned()
+            .map(Value::String);
+        out.insert("redacted_attributes".into(), Value::Array(names.collect()));
+    }
     Value::Object(out)
 }
 
@@ -623,11 +631,20 @@ pub fn json_to_context(value: &Value) -> Option<pb::Context> {
         }),
         Some(_) => return None,
     };
+    let redacted_attributes = match object.get("redacted_attributes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(names)) => names
+            .iter()
+            .map(|name| name.as_str().map(str::to_owned))
+            .collect::<Option<_>>()?,
+        Some(_) => return None,
+    };
     Some(pb::Context {
         kind,
         key,
         attributes,
         contexts: Vec::new(),
+        redacted_attributes,
     })
 }
 

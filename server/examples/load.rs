@@ -400,7 +400,7 @@ fn user_context(key: &str) -> pb::Context {
             .into_iter()
             .collect(),
         }),
-        contexts: Vec::new(),
+        ..Default::default()
     }
 }
 

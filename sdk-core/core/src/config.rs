@@ -77,6 +77,11 @@ pub struct EventConfig {
     pub summaries: bool,
     /// Attempts to send a batch before keeping it for the next flush.
     pub attempts: u32,
+    /// The attributes that never leave the process with an event (private attributes):
+    /// their values are removed before a batch is built, their names listed in the
+    /// context's `redacted_attributes`. Evaluation still reads them. A context's own marks
+    /// (`private_attributes` in its JSON) are honoured whatever this says.
+    pub redaction: vexil_engine::Redaction,
 }
 
 impl Default for EventConfig {
@@ -90,6 +95,7 @@ impl Default for EventConfig {
             exposure_memory: 10_000,
             summaries: true,
             attempts: 3,
+            redaction: vexil_engine::Redaction::default(),
         }
     }
 }

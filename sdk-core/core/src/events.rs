@@ -502,7 +502,9 @@ impl EventQueue {
                     flag_version,
                     experiment_key,
                     variation,
-                    context: vexil_proto::model::json_to_context(&context.to_json()),
+                    context: vexil_proto::model::json_to_context(
+                        &context.to_redacted_json(&self.config.redaction),
+                    ),
                     in_experiment,
                 }),
                 Event::Track {
@@ -513,7 +515,9 @@ impl EventQueue {
                 } => request.track_events.push(pb::TrackEvent {
                     time: Some(timestamp(time)),
                     name,
-                    context: vexil_proto::model::json_to_context(&context.to_json()),
+                    context: vexil_proto::model::json_to_context(
+                        &context.to_redacted_json(&self.config.redaction),
+                    ),
                     value,
                     data: None,
                 }),

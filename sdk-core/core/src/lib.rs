@@ -71,7 +71,9 @@ pub use error::{Error, ErrorCode, Failure, guard, panic_message};
 pub use events::EventStats;
 pub use listeners::in_listener;
 pub use options::{EventOptions, Options};
-pub use vexil_engine::{Context, ContextError, ErrorKind, Reason, SingleContext, ValueKind};
+pub use vexil_engine::{
+    Context, ContextError, ErrorKind, Reason, Redaction, SingleContext, ValueKind,
+};
 
 use data::Data;
 use events::{Event, EventQueue};

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ErrorCode, Failure};
-use crate::{Config, Context, EventConfig};
+use crate::{Config, Context, EventConfig, Redaction};
 
 /// The options of a client, every field optional (`None` keeps the default of [`Config`]).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -65,6 +65,12 @@ pub struct EventOptions {
     pub exposure_memory: Option<u64>,
     pub summaries: Option<bool>,
     pub attempts: Option<u64>,
+    /// Attribute references whose values events never carry (see [`EventConfig::redaction`]).
+    #[serde(alias = "privateAttributes")]
+    pub private_attributes: Option<Vec<String>>,
+    /// Every attribute private: events carry kinds and keys only.
+    #[serde(alias = "allAttributesPrivate")]
+    pub all_attributes_private: Option<bool>,
 }
 
 fn invalid(message: String) -> Failure {
@@ -181,6 +187,16 @@ impl Options {
                 settings.attempts = u32::try_from(n)
                     .map_err(|_| invalid(format!("options.events.attempts: {n} is too many")))?;
             }
+            let references = events.private_attributes.unwrap_or_default();
+            let all = events.all_attributes_private.unwrap_or(false);
+            settings.redaction = Redaction::new(all, &references).map_err(|(i, problem)| {
+                let message = format!("options.events.private_attributes[{i}]: {problem}");
+                invalid(if self.camel_case {
+                    camel_case_names(&message)
+                } else {
+                    message
+                })
+            })?;
             config = config.with_events(settings);
         }
         let camel_case = self.camel_case;
@@ -286,7 +302,8 @@ mod tests {
             "max_backoff_ms": 5, "sdk_name": "n", "sdk_version": "v",
             "events": {"enabled": false, "capacity": 6, "batch_size": 7,
                        "flush_interval_ms": 8, "exposure_window_ms": 9, "exposure_memory": 10,
-                       "summaries": false, "attempts": 11}
+                       "summaries": false, "attempts": 11,
+                       "private_attributes": ["email"], "all_attributes_private": false}
         }))
         .unwrap();
         let camel = config(json!({
@@ -296,7 +313,8 @@ mod tests {
             "maxBackoffMs": 5, "sdkName": "n", "sdkVersion": "v",
             "events": {"enabled": false, "capacity": 6, "batchSize": 7,
                        "flushIntervalMs": 8, "exposureWindowMs": 9, "exposureMemory": 10,
-                       "summaries": false, "attempts": 11}
+                       "summaries": false, "attempts": 11,
+                       "privateAttributes": ["email"], "allAttributesPrivate": false}
         }))
         .unwrap();
         for c in [&snake, &camel] {
@@ -311,6 +329,10 @@ mod tests {
             assert_eq!(c.events.capacity, 6);
             assert_eq!(c.events.flush_interval, Duration::from_millis(8));
             assert_eq!(c.events.attempts, 11);
+            assert_eq!(
+                c.events.redaction,
+                Redaction::new(false, &["email"]).unwrap()
+            );
         }
         let defaults = config(Value::Null).unwrap();
         assert_eq!(defaults.sdk_name, "vexil-test");
@@ -333,6 +355,13 @@ mod tests {
         assert_eq!(
             f.message,
             "options.initialBackoffMs: must not exceed options.maxBackoffMs"
+        );
+        let f = failure(json!({"events": {"privateAttributes": ["ok", "/bad~2"]}}));
+        assert!(
+            f.message
+                .starts_with("options.events.privateAttributes[1]: \"/bad~2\" is not"),
+            "{}",
+            f.message
         );
         let f = failure(json!({"events": {"capacity": 0}}));
         assert_eq!(f.message, "options.events.capacity: must be at least 1");

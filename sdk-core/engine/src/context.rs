@@ -25,6 +25,10 @@ pub enum ContextError {
     NestedMulti,
     #[error("context kind {0:?} appears more than once in a multi-kind context")]
     DuplicateKind(String),
+    #[error(
+        "context private_attributes must be an array of attribute references (a name, or a JSON Pointer such as \"/address/street\"), got {0}"
+    )]
+    InvalidPrivateAttributes(String),
 }
 
 pub(crate) fn is_valid_kind(kind: &str) -> bool {
@@ -48,6 +52,10 @@ pub struct SingleContext {
     /// In insertion order. Contexts hold few attributes, and a scan that compares hashes
     /// first beats a tree search made of `memcmp` calls (measured: about 3x on lookups).
     attributes: Vec<(Name, Value)>,
+    /// Attribute references the application marked private in this context: evaluation
+    /// reads them, events carry their names but never their values (see [`Redaction`]).
+    /// Empty for almost every context, and then without an allocation.
+    private_attributes: Box<[Box<str>]>,
 }
 
 /// A context kind or attribute name with its hash, computed once: when the ruleset and the
@@ -98,7 +106,29 @@ impl SingleContext {
             kind_hash: hash_key(kind.as_bytes()),
             key: Value::String(key.to_owned()),
             attributes: Vec::new(),
+            private_attributes: Box::default(),
         })
+    }
+
+    /// Marks an attribute private in this context: a name, or a JSON Pointer into the
+    /// attributes (`/address/street`). A reference that is not one is refused.
+    pub fn mark_private(&mut self, reference: &str) -> Result<&mut Self, ContextError> {
+        if AttributeRef::parse(reference).is_none() {
+            return Err(ContextError::InvalidPrivateAttributes(format!(
+                "{reference:?}"
+            )));
+        }
+        if !self.private_attributes.iter().any(|r| &**r == reference) {
+            let mut marked = std::mem::take(&mut self.private_attributes).into_vec();
+            marked.push(reference.into());
+            self.private_attributes = marked.into_boxed_slice();
+        }
+        Ok(self)
+    }
+
+    /// The attribute references marked private in this context.
+    pub fn private_attributes(&self) -> impl Iterator<Item = &str> {
+        self.private_attributes.iter().map(|r| &**r)
     }
 
     /// Sets an attribute (replacing any previous value).
@@ -175,6 +205,20 @@ impl SingleContext {
             }
             Some(_) => return Err(ContextError::AttributesNotAnObject),
         }
+        match object.get("private_attributes") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(references)) => {
+                for reference in references {
+                    let Some(reference) = reference.as_str() else {
+                        return Err(ContextError::InvalidPrivateAttributes(
+                            reference.to_string(),
+                        ));
+                    };
+                    context.mark_private(reference)?;
+                }
+            }
+            Some(other) => return Err(ContextError::InvalidPrivateAttributes(other.to_string())),
+        }
         Ok(context)
     }
 
@@ -190,7 +234,110 @@ impl SingleContext {
                 .collect();
             object.insert("attributes".into(), Value::Object(attributes));
         }
+        if !self.private_attributes.is_empty() {
+            let marked = self.private_attributes().map(Value::from).collect();
+            object.insert("private_attributes".into(), Value::Array(marked));
+        }
         Value::Object(object)
+    }
+
+    /// The JSON of this context as events carry it: the attributes `redaction` and this
+    /// context's own marks name are removed, and `redacted_attributes` lists the references
+    /// of those that were present (names, never values). `key` and `kind` are never removed:
+    /// events need them to count a context.
+    fn to_redacted_json(&self, redaction: &Redaction) -> Value {
+        let mut attributes: Map<String, Value> = self
+            .attributes
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
+            .collect();
+        let mut redacted: Vec<Value> = Vec::new();
+        let mut note = |reference: &str| {
+            if !redacted.iter().any(|r| r.as_str() == Some(reference)) {
+                redacted.push(Value::from(reference));
+            }
+        };
+        if redaction.all {
+            for (name, _) in std::mem::take(&mut attributes) {
+                note(&name);
+            }
+        }
+        let marked = self.private_attributes.iter().map(|r| &**r);
+        for reference in redaction.references.iter().map(|r| &**r).chain(marked) {
+            if remove_referenced(&mut attributes, reference) {
+                note(reference);
+            }
+        }
+        let mut object = Map::new();
+        object.insert("kind".into(), self.kind.clone());
+        object.insert("key".into(), self.key.clone());
+        if !attributes.is_empty() {
+            object.insert("attributes".into(), Value::Object(attributes));
+        }
+        if !redacted.is_empty() {
+            object.insert("redacted_attributes".into(), Value::Array(redacted));
+        }
+        Value::Object(object)
+    }
+}
+
+/// Removes the value `reference` names from `attributes`; whether there was one. A pointer
+/// walks objects only: an array element is not removed (that would renumber the others),
+/// nor anything under one.
+fn remove_referenced(attributes: &mut Map<String, Value>, reference: &str) -> bool {
+    match AttributeRef::parse(reference) {
+        Some(AttributeRef::Name(name)) => attributes.remove(name.as_str()).is_some(),
+        Some(AttributeRef::Pointer(tokens)) => {
+            let Some((last, parents)) = tokens.split_last() else {
+                return false;
+            };
+            let mut object = attributes;
+            for token in parents {
+                match object.get_mut(&**token) {
+                    Some(Value::Object(inner)) => object = inner,
+                    _ => return false,
+                }
+            }
+            object.remove(&**last).is_some()
+        }
+        Some(AttributeRef::Key | AttributeRef::Kind) | None => false,
+    }
+}
+
+/// Which attributes of a context events leave out (an SDK's private-attribute settings):
+/// every attribute, or those named by attribute references, on every kind of a context.
+/// A context's own marks (`private_attributes` in its JSON) are removed as well.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Redaction {
+    all: bool,
+    references: Box<[Box<str>]>,
+}
+
+impl Redaction {
+    /// Every attribute private when `all`; otherwise those `references` name. A reference
+    /// that is not one (empty, or a pointer with `~` not followed by 0 or 1) is refused with
+    /// its position.
+    pub fn new<S: AsRef<str>>(all: bool, references: &[S]) -> Result<Redaction, (usize, String)> {
+        for (i, reference) in references.iter().enumerate() {
+            let reference = reference.as_ref();
+            if AttributeRef::parse(reference).is_none() {
+                return Err((
+                    i,
+                    format!(
+                        "{reference:?} is not an attribute reference (a name, or a JSON Pointer such as \"/address/street\")"
+                    ),
+                ));
+            }
+        }
+        Ok(Redaction {
+            all,
+            references: references.iter().map(|r| r.as_ref().into()).collect(),
+        })
+    }
+
+    /// Whether nothing is removed unless a context marks it.
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.references.is_empty()
     }
 }
 
@@ -259,6 +406,22 @@ impl Context {
             parts => serde_json::json!({
                 "kind": "multi",
                 "contexts": parts.iter().map(SingleContext::to_json).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    /// The JSON events carry for this context: attributes that `redaction` or the context's
+    /// own marks make private are removed, and each kind lists the references it lost in
+    /// `redacted_attributes`.
+    pub fn to_redacted_json(&self, redaction: &Redaction) -> Value {
+        match &*self.parts {
+            [single] => single.to_redacted_json(redaction),
+            parts => serde_json::json!({
+                "kind": "multi",
+                "contexts": parts
+                    .iter()
+                    .map(|part| part.to_redacted_json(redaction))
+                    .collect::<Vec<_>>(),
             }),
         }
     }
@@ -406,6 +569,53 @@ mod tests {
         for case in cases {
             assert!(Context::from_json(&case).is_err(), "{case}");
         }
+    }
+
+    #[test]
+    fn private_marks_read_and_write_back() {
+        let json = json!({"kind": "user", "key": "k", "attributes": {"email": "e"},
+            "private_attributes": ["email", "/address/street"]});
+        let context = Context::from_json(&json).unwrap();
+        let marked: Vec<&str> = context.parts()[0].private_attributes().collect();
+        assert_eq!(marked, ["email", "/address/street"]);
+        assert_eq!(context.to_json(), json);
+        for bad in [json!("email"), json!([1]), json!([""]), json!(["/a~2"])] {
+            let err = Context::from_json(&json!({"key": "k", "private_attributes": bad}));
+            assert!(
+                matches!(err, Err(ContextError::InvalidPrivateAttributes(_))),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redaction_removes_values_and_lists_names() {
+        let context = Context::from_json(&json!({"kind": "multi", "contexts": [
+            {"kind": "user", "key": "u", "private_attributes": ["name", "/tags/0"],
+             "attributes": {"email": "e@x", "name": "N", "address": {"street": "s", "city": "c"},
+                            "tags": ["t"], "plan": "pro"}},
+            {"kind": "org", "key": "o", "attributes": {"email": "billing@x"}}]}))
+        .unwrap();
+        let redaction =
+            Redaction::new(false, &["email", "/address/street", "key", "/missing/x"]).unwrap();
+        assert_eq!(
+            context.to_redacted_json(&redaction),
+            json!({"kind": "multi", "contexts": [
+                {"kind": "user", "key": "u",
+                 "attributes": {"address": {"city": "c"}, "tags": ["t"], "plan": "pro"},
+                 "redacted_attributes": ["email", "/address/street", "name"]},
+                {"kind": "org", "key": "o", "redacted_attributes": ["email"]}]})
+        );
+        let all = Redaction::new(true, &["plan"]).unwrap();
+        let user =
+            Context::from_json(&json!({"key": "u", "attributes": {"a": 1, "plan": 2}})).unwrap();
+        assert_eq!(
+            user.to_redacted_json(&all),
+            json!({"kind": "user", "key": "u", "redacted_attributes": ["a", "plan"]})
+        );
+        // Nothing private: the events' form is the context's own, without marks.
+        assert_eq!(user.to_redacted_json(&Redaction::default()), user.to_json());
+        assert_eq!(Redaction::new(false, &["ok", ""]).unwrap_err().0, 1);
     }
 
     #[test]

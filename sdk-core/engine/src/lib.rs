@@ -42,7 +42,7 @@ pub use compile::{
     CompiledFlag, CompiledSegment, LoadError, MAX_KEY_LEN, Patch, Problem, ResourceKind, Ruleset,
     validate, validate_json,
 };
-pub use context::{Context, ContextError, SingleContext};
+pub use context::{Context, ContextError, Redaction, SingleContext};
 pub use model::{RulesetData, ValueKind};
 pub use murmur3::murmur3_x86_32;
 pub use result::{ErrorKind, Evaluation, EvaluationDetail, Reason, Served};

@@ -443,8 +443,10 @@ pub extern "C" fn vexil_context_free(context: *mut VexilContext) {
 /// first context of a remote-mode client, canonical JSON), `max_cache_age_ms`,
 /// `connect_timeout_ms`, `stream_timeout_ms`, `initial_backoff_ms`, `max_backoff_ms`,
 /// `sdk_name`, `sdk_version`, and `events`: `{enabled, capacity, batch_size,
-/// flush_interval_ms, exposure_window_ms, exposure_memory, summaries, attempts}`. An unknown
-/// field or a wrong type fails with INVALID_OPTIONS naming the field.
+/// flush_interval_ms, exposure_window_ms, exposure_memory, summaries, attempts,
+/// private_attributes, all_attributes_private}` (private attributes: references whose values
+/// events never carry). An unknown field or a wrong type fails with INVALID_OPTIONS naming
+/// the field.
 ///
 /// On success `*out` receives the client: close it with `vexil_client_close` (optional) and
 /// release it with `vexil_client_free`. Fails with NULL_ARGUMENT, INVALID_UTF8,

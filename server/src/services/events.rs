@@ -113,12 +113,60 @@ fn time(field: &str, time: Option<&Timestamp>) -> Result<Millis, Status> {
         .ok_or_else(|| invalid(format!("{field}: required")))
 }
 
-/// A context the engine accepts, in its stored form.
+/// A context the engine accepts, in its stored form, with the names of the attributes the
+/// SDK left out (private attributes).
 fn context(field: &str, context: Option<&pb::Context>) -> Result<EventContext, Status> {
     let context = context.ok_or_else(|| invalid(format!("{field}: required")))?;
     let parsed = Context::from_json(&convert::context_to_json(context))
         .map_err(|err| invalid(format!("{field}: {err}")))?;
-    Ok(EventContext::new(&parsed))
+    let mut stored = EventContext::new(&parsed);
+    if context.kind == "multi" {
+        let stored_parts = stored
+            .json
+            .get_mut("contexts")
+            .and_then(Value::as_array_mut);
+        for (i, (sent, part)) in context
+            .contexts
+            .iter()
+            .zip(stored_parts.into_iter().flatten())
+            .enumerate()
+        {
+            keep_redacted_names(&format!("{field}.contexts[{i}]"), sent, part)?;
+        }
+    } else {
+        keep_redacted_names(field, context, &mut stored.json)?;
+    }
+    Ok(stored)
+}
+
+/// Most attribute names one context may list as redacted.
+const MAX_REDACTED_ATTRIBUTES: usize = 1_000;
+/// Longest redacted attribute name (an attribute reference), in characters.
+const MAX_ATTRIBUTE_REFERENCE_LEN: usize = 1_024;
+
+/// Copies the `redacted_attributes` of one single-kind context as sent into its stored JSON.
+fn keep_redacted_names(field: &str, sent: &pb::Context, stored: &mut Value) -> Result<(), Status> {
+    if sent.redacted_attributes.is_empty() {
+        return Ok(());
+    }
+    let count = sent.redacted_attributes.len();
+    if count > MAX_REDACTED_ATTRIBUTES {
+        return Err(invalid(format!(
+            "{field}.redacted_attributes: lists {count} names, the most is {MAX_REDACTED_ATTRIBUTES}"
+        )));
+    }
+    for (i, name) in sent.redacted_attributes.iter().enumerate() {
+        required(
+            &format!("{field}.redacted_attributes[{i}]"),
+            name,
+            MAX_ATTRIBUTE_REFERENCE_LEN,
+        )?;
+    }
+    if let Some(object) = stored.as_object_mut() {
+        let names = sent.redacted_attributes.iter().cloned().map(Value::String);
+        object.insert("redacted_attributes".into(), Value::Array(names.collect()));
+    }
+    Ok(())
 }
 
 fn error_kind(field: &str, kind: i32) -> Result<Option<String>, Status> {
@@ -341,5 +389,52 @@ mod tests {
         );
         let too_many = request(vec![track("a", None); MAX_EVENTS + 1]);
         assert!(read_batch(too_many).is_err());
+    }
+
+    #[test]
+    fn redacted_attribute_names_are_stored_with_the_context() {
+        let redacted = |names: &[&str]| pb::Context {
+            kind: "user".into(),
+            key: "alice".into(),
+            redacted_attributes: names.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        };
+        let mut event = track("purchase", None);
+        event.context = Some(pb::Context {
+            kind: "multi".into(),
+            contexts: vec![
+                redacted(&["email", "/address/street"]),
+                pb::Context {
+                    kind: "org".into(),
+                    key: "acme".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let batch = read_batch(request(vec![event])).unwrap();
+        assert_eq!(
+            batch.track_events[0].context.json,
+            serde_json::json!({"kind": "multi", "contexts": [
+                {"kind": "user", "key": "alice",
+                 "redacted_attributes": ["email", "/address/street"]},
+                {"kind": "org", "key": "acme"}]})
+        );
+        let mut event = track("purchase", None);
+        event.context = Some(redacted(&["email", ""]));
+        let err = read_batch(request(vec![event])).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "track_events[0].context.redacted_attributes[1]: must not be empty"
+        );
+        let mut event = track("purchase", None);
+        let many = vec!["a"; MAX_REDACTED_ATTRIBUTES + 1];
+        event.context = Some(redacted(&many));
+        assert!(
+            read_batch(request(vec![event]))
+                .unwrap_err()
+                .message()
+                .starts_with("track_events[0].context.redacted_attributes: lists 1001 names")
+        );
     }
 }

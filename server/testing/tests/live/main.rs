@@ -45,6 +45,7 @@ fn user(key: &str, attributes: Value) -> pb::Context {
         key: key.into(),
         attributes: Some(prost_types::Struct { fields }),
         contexts: Vec::new(),
+        redacted_attributes: Vec::new(),
     }
 }
 

@@ -28,6 +28,11 @@ fn unrepresentable() -> pb::Context {
 }
 
 fn context_to_pb(value: &Value) -> pb::Context {
+    // The wire carries no private-attribute marks (they concern events, and evaluation reads
+    // every attribute): a context invalid only through its marks is sent as an invalid one.
+    if marks_private_attributes(value) && vexil_engine::Context::from_json(value).is_err() {
+        return unrepresentable();
+    }
     let Some(object) = value.as_object() else {
         return unrepresentable();
     };
@@ -70,7 +75,17 @@ fn context_to_pb(value: &Value) -> pb::Context {
         key,
         attributes,
         contexts: Vec::new(),
+        redacted_attributes: Vec::new(),
     }
+}
+
+/// Whether a context, or one part of a multi-kind context, marks attributes private.
+fn marks_private_attributes(value: &Value) -> bool {
+    value.get("private_attributes").is_some()
+        || value
+            .get("contexts")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| parts.iter().any(marks_private_attributes))
 }
 
 /// JSON equality with numbers compared by value (`1` equals `1.0`).
