@@ -28,6 +28,7 @@ type ContextBuilder struct {
 	kind       string
 	key        string
 	attributes map[string]any
+	private    []string
 }
 
 // NewContext starts a single-kind context.
@@ -42,10 +43,21 @@ func (b *ContextBuilder) Set(name string, value any) *ContextBuilder {
 	return b
 }
 
+// Private marks attributes of this context that events never carry: names, or JSON
+// Pointers into the attributes ("/address/street"). Flags are still evaluated with them;
+// events list their names, never their values.
+func (b *ContextBuilder) Private(references ...string) *ContextBuilder {
+	b.private = append(b.private, references...)
+	return b
+}
+
 func (b *ContextBuilder) object() (map[string]any, error) {
 	object := map[string]any{"kind": b.kind, "key": b.key}
 	if len(b.attributes) > 0 {
 		object["attributes"] = b.attributes
+	}
+	if len(b.private) > 0 {
+		object["private_attributes"] = b.private
 	}
 	return object, nil
 }

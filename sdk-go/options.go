@@ -76,6 +76,13 @@ type Events struct {
 	ExposureWindow time.Duration
 	// NoSummaries turns off the evaluation counts per flag and variation.
 	NoSummaries bool
+	// PrivateAttributes: attributes events never carry, on every context (names, or JSON
+	// Pointers into the attributes such as "/address/street"). Their values are removed
+	// before an event is queued and their names listed in the context's
+	// redacted_attributes; evaluation still reads them.
+	PrivateAttributes []string
+	// AllAttributesPrivate: events carry kinds and keys only.
+	AllAttributesPrivate bool
 }
 
 // WithEvents sets up the event pipeline.
@@ -97,6 +104,10 @@ func WithEvents(events Events) Option {
 		if events.ExposureWindow > 0 {
 			object["exposure_window_ms"] = events.ExposureWindow.Milliseconds()
 		}
+		if len(events.PrivateAttributes) > 0 {
+			object["private_attributes"] = events.PrivateAttributes
+		}
+		object["all_attributes_private"] = events.AllAttributesPrivate
 		s["events"] = object
 		return nil
 	}

@@ -9,6 +9,11 @@ export interface SingleContextObject {
   key: string
   /** Any JSON values, read by clauses and rollouts. */
   attributes?: Record<string, unknown>
+  /**
+   * Attributes of this context that events never carry (private attributes): names, or JSON
+   * Pointers into the attributes (`/address/street`). Flags are still evaluated with them.
+   */
+  private_attributes?: string[]
 }
 
 /** Several kinds at once, each of a different kind. */
@@ -64,6 +69,15 @@ export interface EventOptions {
   summaries?: boolean
   /** Attempts to send a batch before keeping it for the next flush (default 3). */
   attempts?: number
+  /**
+   * Attributes that events never carry, on every context (private attributes): names, or
+   * JSON Pointers into the attributes (`/address/street`). Their values are removed before an
+   * event is queued and their names listed in `redacted_attributes`; evaluation still reads
+   * them. A context's own `private_attributes` are removed as well.
+   */
+  privateAttributes?: string[]
+  /** Every attribute private: events carry kinds and keys only (default false). */
+  allAttributesPrivate?: boolean
 }
 
 /** Options of `new Client(sdkKey, options)`. Every field is optional. */

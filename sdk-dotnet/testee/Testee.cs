@@ -74,7 +74,12 @@ namespace Vexil.Testee
                         FlushInterval = TimeSpan.FromMilliseconds(Millis(c, "flush_interval_ms", 5000)),
                         SdkName = "vexil-dotnet-testee",
                         SdkVersion = "0.1.0",
+                        AllAttributesPrivate = c.TryGetValue("all_attributes_private", out var all) && all is bool allPrivate && allPrivate,
                     };
+                    if (c.TryGetValue("private_attributes", out var references) && references is List<object> list)
+                    {
+                        options.PrivateAttributes = list.ConvertAll(reference => (string)reference);
+                    }
                     Context first = null;
                     if (c.TryGetValue("context", out var ctx) && ctx != null)
                     {

@@ -91,10 +91,26 @@ func (t *testee) handle(cmd command) (map[string]any, error) {
 		if !ok {
 			return nil, errors.New("sdk_key: required")
 		}
+		var private []string
+		var allPrivate bool
+		if raw, ok := cmd["private_attributes"]; ok {
+			if err := json.Unmarshal(raw, &private); err != nil {
+				return nil, fmt.Errorf("private_attributes: %w", err)
+			}
+		}
+		if raw, ok := cmd["all_attributes_private"]; ok {
+			if err := json.Unmarshal(raw, &allPrivate); err != nil {
+				return nil, fmt.Errorf("all_attributes_private: %w", err)
+			}
+		}
 		options := []vexil.Option{
 			vexil.WithBackoff(100*time.Millisecond, 500*time.Millisecond),
 			vexil.WithStreamTimeout(5 * time.Second),
-			vexil.WithEvents(vexil.Events{FlushInterval: cmd.millis("flush_interval_ms", 5000)}),
+			vexil.WithEvents(vexil.Events{
+				FlushInterval:        cmd.millis("flush_interval_ms", 5000),
+				PrivateAttributes:    private,
+				AllAttributesPrivate: allPrivate,
+			}),
 			vexil.WithSDKInfo("vexil-go-testee", "0.1.0"),
 		}
 		if endpoint, ok := cmd.str("endpoint"); ok {

@@ -184,5 +184,10 @@ fn read_single(js: Js, object: sys::napi_value, kind: sys::napi_value) -> Option
         }
         _ => return None,
     }
+    // Marks of private attributes are rare: the engine reads a context that has them.
+    let marked = js.get(object, c"private_attributes")?;
+    if !matches!(js.type_of(marked), Type::Undefined | Type::Null) {
+        return None;
+    }
     Some(context)
 }

@@ -68,7 +68,11 @@ const handlers = {
       initialBackoffMs: 100,
       maxBackoffMs: 500,
       streamTimeoutMs: 5000,
-      events: { flushIntervalMs: command.flush_interval_ms ?? 5000 },
+      events: {
+        flushIntervalMs: command.flush_interval_ms ?? 5000,
+        privateAttributes: command.private_attributes ?? [],
+        allAttributesPrivate: command.all_attributes_private ?? false,
+      },
     }
     if (command.endpoint !== undefined) options.endpoint = command.endpoint
     if (command.cache_dir !== undefined) options.cacheDir = command.cache_dir

@@ -185,7 +185,8 @@ fn option_millis(amount: f64, name: &str) -> PyResult<u64> {
 /// A failure of the options, naming the keyword argument the caller passed rather than the
 /// core's option (`options.events.capacity` is `event_capacity` here).
 fn option_error(mut failure: Failure) -> PyErr {
-    const NAMES: [(&str, &str); 11] = [
+    const NAMES: [(&str, &str); 12] = [
+        ("options.events.private_attributes", "private_attributes"),
         ("options.events.capacity", "event_capacity"),
         ("options.events.batch_size", "event_batch_size"),
         ("options.events.flush_interval_ms", "flush_interval"),
@@ -216,7 +217,7 @@ impl Client {
         context = None, max_cache_age = 604800.0, connect_timeout = 5.0, stream_timeout = 60.0,
         initial_backoff = 1.0, max_backoff = 30.0, events = true, flush_interval = 5.0,
         event_capacity = 10000, event_batch_size = 500, exposure_window = 3600.0,
-        evaluation_summaries = true,
+        evaluation_summaries = true, private_attributes = None, all_attributes_private = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -238,6 +239,8 @@ impl Client {
         event_batch_size: u64,
         exposure_window: f64,
         evaluation_summaries: bool,
+        private_attributes: Option<Vec<String>>,
+        all_attributes_private: bool,
     ) -> PyResult<Client> {
         guard(|| {
             let context = match context.filter(|c| !c.is_none()) {
@@ -264,6 +267,8 @@ impl Client {
                     flush_interval_ms: Some(option_millis(flush_interval, "flush_interval")?),
                     exposure_window_ms: Some(option_millis(exposure_window, "exposure_window")?),
                     summaries: Some(evaluation_summaries),
+                    private_attributes,
+                    all_attributes_private: Some(all_attributes_private),
                     ..EventOptions::default()
                 }),
                 camel_case: false,

@@ -25,11 +25,21 @@ pub struct Context {
 #[pymethods]
 impl Context {
     #[new]
-    #[pyo3(signature = (key, *, kind = "user", attributes = None))]
-    fn new(key: &str, kind: &str, attributes: Option<&Bound<'_, PyAny>>) -> PyResult<Context> {
+    #[pyo3(signature = (key, *, kind = "user", attributes = None, private_attributes = None))]
+    fn new(
+        key: &str,
+        kind: &str,
+        attributes: Option<&Bound<'_, PyAny>>,
+        private_attributes: Option<Vec<String>>,
+    ) -> PyResult<Context> {
         crate::guard(|| {
             let mut single = SingleContext::new(kind, key)
                 .map_err(|err| InvalidContextError::new_err(err.to_string()))?;
+            for reference in private_attributes.iter().flatten() {
+                single
+                    .mark_private(reference)
+                    .map_err(|err| InvalidContextError::new_err(err.to_string()))?;
+            }
             if let Some(attributes) = attributes.filter(|a| !a.is_none()) {
                 let Ok(attributes) = attributes.cast::<PyDict>() else {
                     return Err(PyTypeError::new_err(format!(
@@ -246,6 +256,8 @@ impl<'py> ContextFields<'py> {
                         .position(|known| known.to_str().ok() == Some(name))
                     {
                         Some(slot) => slot,
+                        // Marks of private attributes: the engine reads those (slow path).
+                        None if name == "private_attributes" => return None,
                         None => continue,
                     }
                 }

@@ -41,7 +41,8 @@ class Testee:
             "initial_backoff": 0.1, "max_backoff": 0.5, "stream_timeout": 5.0,
             "flush_interval": millis(c, "flush_interval_ms"),
         }
-        for field in ("endpoint", "cache_dir", "bootstrap", "context"):
+        for field in ("endpoint", "cache_dir", "bootstrap", "context", "private_attributes",
+                      "all_attributes_private"):
             if c.get(field) is not None:
                 options[field] = c[field]
         self.client = vexil.Client(c["sdk_key"], **options)

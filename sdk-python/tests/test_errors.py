@@ -50,6 +50,19 @@ def test_invalid_options(option: str, value: float) -> None:
         vexil.Client("vxl-server-x", offline=True, **{option: value})
 
 
+def test_invalid_private_attribute_names_its_position() -> None:
+    with pytest.raises(vexil.ConfigurationError, match=r"^private_attributes\[1\]: "):
+        vexil.Client("vxl-server-x", offline=True, private_attributes=["email", ""])
+
+
+def test_private_attribute_marks_of_a_context() -> None:
+    marked = vexil.Context("alice", attributes={"email": "a@x"}, private_attributes=["email"])
+    assert marked.to_dict()["private_attributes"] == ["email"]
+    assert vexil.Context.from_dict(marked.to_dict()) == marked
+    with pytest.raises(vexil.InvalidContextError, match="private_attributes"):
+        vexil.Context("alice", private_attributes=["/bad~2"])
+
+
 def test_unknown_option() -> None:
     with pytest.raises(TypeError, match="no_such_option"):
         vexil.Client("vxl-server-x", no_such_option=1)  # type: ignore[call-arg]
@@ -105,6 +118,9 @@ def test_invalid_dict_context_answers_the_default(client: vexil.Client) -> None:
     # The flag's own errors come first, in the engine's order.
     missing = client.variation_detail("missing", {"key": 3}, False)
     assert missing.reason == {"kind": "ERROR", "error_kind": "FLAG_NOT_FOUND"}
+    # Marks of private attributes are read, not skipped: a bad one is a bad context.
+    marked = client.variation_detail("checkout", {"key": "a", "private_attributes": [""]}, False)
+    assert marked.reason == {"kind": "ERROR", "error_kind": "INVALID_CONTEXT"}
 
 
 def test_invalid_context_where_one_is_required(client: vexil.Client) -> None:

@@ -53,6 +53,9 @@ def openfeature_context(context: Any) -> EvaluationContext:
         attributes = single.get("attributes", {})
         if not isinstance(attributes, dict):
             raise NotRepresentable("attributes that are not an object")
+        if "private_attributes" in single:
+            # OpenFeature's form has no private-attribute marks (they only concern events).
+            raise NotRepresentable("private-attribute marks")
         out = {name: value for name, value in attributes.items() if name not in ("key", "kind")}
         if "key" in single:
             out["targetingKey"] = single["key"]

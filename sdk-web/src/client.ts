@@ -387,7 +387,7 @@ export class VexilClient {
     }
     if (this.countSummaries && held.count++ === 0) this.events.counted.push(held)
     if (held.experimentKey !== null && data.wire !== null && data.context !== null) {
-      this.events.expose(held, data.context.units, data.wire)
+      this.events.expose(held, data.context.units, data.context.context)
     }
     return value
   }
@@ -395,7 +395,7 @@ export class VexilClient {
   private record(held: Held, data: Data): void {
     if (this.countSummaries && held.count++ === 0) this.events.counted.push(held)
     if (held.experimentKey !== null && data.wire !== null && data.context !== null) {
-      this.events.expose(held, data.context.units, data.wire)
+      this.events.expose(held, data.context.units, data.context.context)
     }
   }
 
@@ -788,7 +788,7 @@ export class VexilClient {
     if (typeof eventName !== 'string' || eventName.length === 0 || eventName.length > MAX_KEY_LENGTH) {
       return drop(`the name must be a string of 1 to ${MAX_KEY_LENGTH} characters`)
     }
-    if (this.currentWire === null) return drop('no context identified yet')
+    if (this.current === null) return drop('no context identified yet')
     if (value !== undefined && typeof value !== 'number') return drop(`value: expected a number, got ${describe(value)}`)
     let extra: Record<string, JsonValue> | undefined
     if (data !== undefined) {
@@ -800,7 +800,7 @@ export class VexilClient {
       }
     }
     // As the Rust client: a value that is not finite is sent as no value.
-    this.events.track(eventName, this.currentWire, value !== undefined && Number.isFinite(value) ? value : undefined, extra)
+    this.events.track(eventName, this.current.context, value !== undefined && Number.isFinite(value) ? value : undefined, extra)
   }
 
   /** Sends every pending event now; resolves whether all were delivered within `timeoutMs` (default 5000). */

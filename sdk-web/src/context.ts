@@ -3,6 +3,7 @@
 // the server refuses again and again.
 
 import { describe, VexilError } from './errors.js'
+import type { Context as WireContext } from './gen/vexil/v1/model.js'
 import type { Context, JsonValue, SingleContextObject } from './types.js'
 
 /** A context checked and put in one canonical form, with what the client derives from it. */
@@ -75,7 +76,104 @@ function single(input: unknown, path: string): SingleContextObject {
     const attributes = jsonCopy(input.attributes, `${path}.attributes`, 1) as Record<string, JsonValue>
     if (Object.keys(attributes).length > 0) out.attributes = attributes
   }
+  const marked = input.private_attributes
+  if (marked !== undefined && marked !== null) {
+    if (!Array.isArray(marked)) {
+      throw new Problem(`${path}.private_attributes: expected an array of attribute references, got ${describe(marked)}`)
+    }
+    const references: string[] = []
+    marked.forEach((reference: unknown, i: number) => {
+      if (typeof reference !== 'string' || parseReference(reference) === null) {
+        throw new Problem(
+          `${path}.private_attributes[${i}]: expected an attribute reference (a name, or a JSON Pointer such as "/address/street"), got ${describe(reference)}`,
+        )
+      }
+      if (!references.includes(reference)) references.push(reference)
+    })
+    if (references.length > 0) out.private_attributes = references
+  }
   return out
+}
+
+/** An attribute reference (conformance/SCHEMA.md, "Attribute references"), parsed. */
+type Reference = { readonly key: true } | { readonly name: string } | { readonly pointer: readonly string[] }
+
+/** `null` for text that is not an attribute reference (empty, or `~` not followed by 0 or 1). */
+export function parseReference(reference: string): Reference | null {
+  if (reference === '') return null
+  if (!reference.startsWith('/')) {
+    return reference === 'key' || reference === 'kind' ? { key: true } : { name: reference }
+  }
+  const tokens: string[] = []
+  for (const raw of reference.slice(1).split('/')) {
+    if (/~(?![01])/.test(raw)) return null
+    tokens.push(raw.replace(/~1/g, '/').replace(/~0/g, '~'))
+  }
+  if (tokens.length === 1 && (tokens[0] === 'key' || tokens[0] === 'kind')) return { key: true }
+  return { pointer: tokens }
+}
+
+/** Which attributes events leave out: every one, or those the references name. */
+export interface Redaction {
+  readonly all: boolean
+  readonly references: readonly string[]
+}
+
+/**
+ * Removes what `reference` names from `attributes` (a copy the caller owns); whether there
+ * was something. A pointer walks objects only: an array element is never removed (that
+ * would renumber the others), and `key` and `kind` never are.
+ */
+function removeReferenced(attributes: Record<string, JsonValue>, reference: string): boolean {
+  const parsed = parseReference(reference)
+  if (parsed === null || 'key' in parsed) return false
+  const path = 'name' in parsed ? [parsed.name] : parsed.pointer
+  let object: Record<string, JsonValue> = attributes
+  for (const token of path.slice(0, -1)) {
+    const inner = Object.prototype.hasOwnProperty.call(object, token) ? object[token] : undefined
+    if (typeof inner !== 'object' || inner === null || Array.isArray(inner)) return false
+    // Copied on the way down: the caller's context is frozen and shared.
+    object = object[token] = { ...inner }
+  }
+  const last = path[path.length - 1]
+  if (!Object.prototype.hasOwnProperty.call(object, last)) return false
+  delete object[last]
+  return true
+}
+
+function singleForEvents(context: SingleContextObject, redaction: Redaction): WireContext {
+  let attributes: Record<string, JsonValue> = { ...(context.attributes as Record<string, JsonValue> | undefined) }
+  const redacted: string[] = []
+  const note = (reference: string): void => {
+    if (!redacted.includes(reference)) redacted.push(reference)
+  }
+  if (redaction.all) {
+    Object.keys(attributes).forEach(note)
+    attributes = {}
+  }
+  for (const reference of [...redaction.references, ...(context.private_attributes ?? [])]) {
+    if (removeReferenced(attributes, reference)) note(reference)
+  }
+  return {
+    kind: context.kind ?? 'user',
+    key: context.key,
+    attributes: Object.keys(attributes).length > 0 ? attributes : undefined,
+    contexts: [],
+    redactedAttributes: redacted,
+  }
+}
+
+/**
+ * A checked context as events carry it: the attributes `redaction` and the context's own
+ * `private_attributes` name are removed, and each kind lists the references it lost in
+ * `redactedAttributes` (names, never values).
+ */
+export function contextForEvents(context: Context, redaction: Redaction): WireContext {
+  if (context.kind === 'multi') {
+    const parts = (context as { contexts: SingleContextObject[] }).contexts
+    return { kind: 'multi', key: '', attributes: undefined, contexts: parts.map((p) => singleForEvents(p, redaction)), redactedAttributes: [] }
+  }
+  return singleForEvents(context as SingleContextObject, redaction)
 }
 
 function canonical(input: unknown, path: string): Context {

@@ -3,10 +3,11 @@
 // EventService.Publish. A batch keeps its id across every retry, including the last-chance
 // send when the page is hidden, so the server stores it once however often it arrives.
 
-import type { Context as WireContext } from './gen/vexil/v1/model.js'
+import { contextForEvents } from './context.js'
+import type { Redaction } from './context.js'
 import type { EvaluationCounter, EvaluationSummary, ExposureEvent, PublishRequest, TrackEvent } from './gen/vexil/v1/events.js'
 import { Code, GrpcError } from './grpc-web.js'
-import type { EventStats, JsonValue, Logger } from './types.js'
+import type { Context, EventStats, JsonValue, Logger } from './types.js'
 import type { Held } from './wire.js'
 import { ERROR_KIND_NUMBERS, timestamp } from './wire.js'
 
@@ -24,6 +25,8 @@ export interface EventConfig {
   summaries: boolean
   attempts: number
   flushOnPageHide: boolean
+  /** The private attributes, removed from every context before an event is queued. */
+  redaction: Redaction
 }
 
 /** A batch built once and sent, with the same id, until delivered or refused. */
@@ -156,7 +159,7 @@ export class EventPipeline {
    * Queues an exposure of `held` for the context whose kinds and keys are `units`, unless the
    * same context saw the same variation of the flag within the window.
    */
-  expose(held: Held, units: string, context: WireContext): void {
+  expose(held: Held, units: string, context: Context): void {
     if (!this.config.enabled || held.experimentKey === null || held.variation === null) return
     const now = Date.now()
     // The common case, a value evaluated again for the same context: no lookup at all.
@@ -183,7 +186,7 @@ export class EventPipeline {
         flagVersion: held.flagVersion,
         experimentKey: held.experimentKey,
         variation: held.variation,
-        context,
+        context: contextForEvents(context, this.config.redaction),
         inExperiment: held.inExperiment,
       },
     })
@@ -194,8 +197,8 @@ export class EventPipeline {
     this.dropped++
   }
 
-  track(name: string, context: WireContext, value: number | undefined, data: Record<string, JsonValue> | undefined): void {
-    const event: TrackEvent = { time: timestamp(Date.now()), name, context }
+  track(name: string, context: Context, value: number | undefined, data: Record<string, JsonValue> | undefined): void {
+    const event: TrackEvent = { time: timestamp(Date.now()), name, context: contextForEvents(context, this.config.redaction) }
     if (value !== undefined) event.value = value
     if (data !== undefined) event.data = data
     this.push({ track: event })

@@ -2,7 +2,7 @@
 // thrown with the option's name, so that it is found at the first page load, not in a
 // flag that silently serves its default.
 
-import { checkContext } from './context.js'
+import { checkContext, parseReference } from './context.js'
 import type { CheckedContext } from './context.js'
 import type { EventConfig } from './events.js'
 import { describe, VexilError } from './errors.js'
@@ -174,6 +174,8 @@ const EVENT_OPTIONS = [
   'summaries',
   'attempts',
   'flushOnPageHide',
+  'privateAttributes',
+  'allAttributesPrivate',
 ] as const
 
 function checkEvents(value: unknown, offline: boolean): EventConfig {
@@ -190,7 +192,22 @@ function checkEvents(value: unknown, offline: boolean): EventConfig {
     summaries: flag('options.events.summaries', events.summaries, true),
     attempts: wholeNumber('options.events.attempts', events.attempts, 3, 1),
     flushOnPageHide: flag('options.events.flushOnPageHide', events.flushOnPageHide, true),
+    redaction: {
+      all: flag('options.events.allAttributesPrivate', events.allAttributesPrivate, false),
+      references: references('options.events.privateAttributes', events.privateAttributes),
+    },
   }
+}
+
+function references(field: string, value: unknown): string[] {
+  if (value === undefined || value === null) return []
+  if (!Array.isArray(value)) throw invalid(field, 'an array of attribute references', value)
+  return value.map((reference: unknown, i: number) => {
+    if (typeof reference !== 'string' || parseReference(reference) === null) {
+      throw invalid(`${field}[${i}]`, 'an attribute reference (a name, or a JSON Pointer such as "/address/street")', reference)
+    }
+    return reference
+  })
 }
 
 function checkBootstrap(value: unknown): Bootstrap | undefined {

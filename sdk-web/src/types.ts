@@ -12,6 +12,12 @@ export interface SingleContextObject {
    * `undefined` is left out, as `JSON.stringify` would.
    */
   attributes?: Record<string, JsonValue | undefined>
+  /**
+   * Attributes of this context that events never carry (private attributes): names, or JSON
+   * Pointers into the attributes (`/address/street`). Flags are still evaluated with them;
+   * events list their names in `redacted_attributes`, never their values.
+   */
+  private_attributes?: string[]
 }
 
 /** Several kinds at once, each of a different kind. */
@@ -155,4 +161,14 @@ export interface EventOptions {
   attempts?: number
   /** Send what is pending when the page is hidden or left (default true). */
   flushOnPageHide?: boolean
+  /**
+   * Attributes that events never carry, on every context (private attributes): names, or
+   * JSON Pointers into the attributes (`/address/street`). Their values are removed before
+   * an event is queued and their names listed in the context's `redacted_attributes`; the
+   * server still evaluates flags with them. A context's own `private_attributes` are removed
+   * as well.
+   */
+  privateAttributes?: string[]
+  /** Every attribute private: events carry kinds and keys only (default false). */
+  allAttributesPrivate?: boolean
 }

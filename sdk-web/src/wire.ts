@@ -141,13 +141,20 @@ export function sameHeld(a: Held | undefined, b: Held | undefined): boolean {
 }
 
 function singleToWire(context: SingleContextObject): WireContext {
-  return { kind: context.kind ?? 'user', key: context.key, attributes: context.attributes as Record<string, JsonValue> | undefined, contexts: [] }
+  return {
+    kind: context.kind ?? 'user',
+    key: context.key,
+    attributes: context.attributes as Record<string, JsonValue> | undefined,
+    contexts: [],
+    redactedAttributes: [],
+  }
 }
 
 /** A checked context as a `vexil.v1.Context` message. */
 export function contextToWire(context: Context): WireContext {
   if (context.kind === 'multi') {
-    return { kind: 'multi', key: '', attributes: undefined, contexts: (context as { contexts: SingleContextObject[] }).contexts.map(singleToWire) }
+    const parts = (context as { contexts: SingleContextObject[] }).contexts
+    return { kind: 'multi', key: '', attributes: undefined, contexts: parts.map(singleToWire), redactedAttributes: [] }
   }
   return singleToWire(context as SingleContextObject)
 }

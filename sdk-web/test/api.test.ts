@@ -52,6 +52,9 @@ describe('construction', () => {
       [{ logger: { warn() {} } }, /^options\.logger: /],
       [{ fetch: 'fetch' }, /^options\.fetch: expected a function/],
       [{ offline: 1 }, /^options\.offline: expected true or false, got 1/],
+      [{ events: { privateAttributes: 'email' } }, /^options\.events\.privateAttributes: expected an array/],
+      [{ events: { privateAttributes: ['ok', '/bad~2'] } }, /^options\.events\.privateAttributes\[1\]: expected an attribute reference/],
+      [{ events: { allAttributesPrivate: 'yes' } }, /^options\.events\.allAttributesPrivate: expected true or false/],
     ]
     for (const [options, message] of cases) {
       assert.throws(() => new TestClient(KEY, options as VexilOptions), { code: 'VEXIL_INVALID_ARGUMENT', message }, String(message))
@@ -139,6 +142,9 @@ describe('contexts', () => {
       [{ kind: 'multi', contexts: [] }, /^context\.contexts: a multi-kind context needs a non-empty array/],
       [{ kind: 'multi', contexts: [{ kind: 'multi', contexts: [] }] }, /^context\.contexts\[0\]: a multi-kind context cannot nest/],
       [{ kind: 'multi', contexts: [{ key: 'a' }, { kind: 'user', key: 'b' }] }, /kind "user" appears more than once/],
+      [{ key: 'a', private_attributes: 'email' }, /^context\.private_attributes: expected an array/],
+      [{ key: 'a', private_attributes: [''] }, /^context\.private_attributes\[0\]: expected an attribute reference/],
+      [{ key: 'a', private_attributes: [3] }, /^context\.private_attributes\[0\]: /],
     ]
     for (const [context, message] of bad) {
       assert.throws(() => validateContext(context), { code: 'VEXIL_INVALID_CONTEXT', message }, String(message))

@@ -261,6 +261,54 @@ describe('batches', () => {
     await client.close()
   })
 
+  test('private attributes leave with their names only; evaluation still reads them', async () => {
+    const server = new FakeServer()
+    const client = await ready(server, { summaries: false, privateAttributes: ['email', '/address/street', 'key'] })
+    const carolUser = {
+      kind: 'user',
+      key: 'carol',
+      private_attributes: ['name', '/tags/0'],
+      attributes: { email: 'c@example.com', name: 'Carol', address: { street: 'Quai', city: 'Paris' }, tags: ['t'] },
+    }
+    const carol = {
+      kind: 'multi' as const,
+      contexts: [carolUser, { kind: 'org', key: 'acme', attributes: { email: 'billing@acme.example' } }],
+    }
+    const identified = client.identify(carol, 1000)
+    const watch = await server.watchCount(2)
+    // The server is watched with every attribute: its rules may read private ones.
+    const watched = watch.request.context
+    assert.equal(watched?.contexts.find((c) => c.kind === 'user')?.attributes?.email, 'c@example.com')
+    watch.send(values(5, result('experiment', 'b', { variation: 1, inExperiment: true, experimentKey: 'button-test' })))
+    assert.equal(await identified, true)
+    client.stringVariation('experiment', 'a')
+    client.track('purchase', 1)
+    assert.equal(await client.flush(), true)
+    const { exposures, trackEvents } = server.publishes[0].request
+    for (const context of [exposures[0].context, trackEvents[0].context]) {
+      const [org, user] = context?.contexts ?? []
+      assert.deepEqual(user.attributes, { address: { city: 'Paris' }, tags: ['t'] })
+      assert.deepEqual(user.redactedAttributes, ['email', '/address/street', 'name'])
+      assert.equal(user.key, 'carol')
+      assert.equal(org.attributes, undefined)
+      assert.deepEqual(org.redactedAttributes, ['email'])
+    }
+    // The caller's context is untouched.
+    assert.equal(carolUser.attributes.address.street, 'Quai')
+    await client.close()
+
+    const published = new FakeServer()
+    const everyAttribute = await ready(published, { summaries: false, allAttributesPrivate: true })
+    // identify makes dan the context of track at once, before his values arrive.
+    const pending = everyAttribute.identify({ key: 'dan', attributes: { email: 'd@x', plan: 'pro' } }, 50)
+    everyAttribute.track('signup')
+    assert.equal(await everyAttribute.flush(), true)
+    const sent = published.publishes[0].request.trackEvents[0].context
+    assert.deepEqual([sent?.key, sent?.attributes, sent?.redactedAttributes], ['dan', undefined, ['email', 'plan']])
+    await everyAttribute.close()
+    await pending
+  })
+
   test('with events disabled nothing is queued or sent', async () => {
     const server = new FakeServer()
     const client = await ready(server, { enabled: false })

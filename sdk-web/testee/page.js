@@ -67,7 +67,11 @@ const handlers = {
       initialBackoffMs: 100,
       maxBackoffMs: 500,
       streamTimeoutMs: 5000,
-      events: { flushIntervalMs: command.flush_interval_ms ?? 5000 },
+      events: {
+        flushIntervalMs: command.flush_interval_ms ?? 5000,
+        privateAttributes: command.private_attributes ?? [],
+        allAttributesPrivate: command.all_attributes_private ?? false,
+      },
       // The browser's cache is localStorage; a `cache_dir` asks for a cache.
       storage: command.cache_dir !== undefined ? window.localStorage : null,
       logger: null,

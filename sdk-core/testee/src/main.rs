@@ -69,6 +69,11 @@ impl Testee {
                         options[field] = value.clone();
                     }
                 }
+                for field in ["private_attributes", "all_attributes_private"] {
+                    if let Some(value) = command.get(field).filter(|v| !v.is_null()) {
+                        options["events"][field] = value.clone();
+                    }
+                }
                 let config = Options::from_json(&options)
                     .and_then(|options| {
                         options.into_config(key, ("vexil-rust-testee", env!("CARGO_PKG_VERSION")))

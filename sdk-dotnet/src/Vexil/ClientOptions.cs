@@ -32,6 +32,15 @@ namespace Vexil
         public TimeSpan? FlushInterval { get; set; }
         /// <summary>Events held at most while waiting to be sent (default 10,000).</summary>
         public int? EventCapacity { get; set; }
+        /// <summary>
+        /// Attributes that events never carry, on every context (private attributes): names, or
+        /// JSON Pointers into the attributes ("/address/street"). Their values are removed before
+        /// an event is queued and their names listed in the context's redacted_attributes;
+        /// evaluation still reads them.
+        /// </summary>
+        public IList<string> PrivateAttributes { get; set; }
+        /// <summary>Every attribute private: events carry kinds and keys only (default false).</summary>
+        public bool AllAttributesPrivate { get; set; }
         /// <summary>Name of the application's wrapper, sent with syncs and events.</summary>
         public string SdkName { get; set; }
         /// <summary>Version of the application's wrapper.</summary>
@@ -55,6 +64,8 @@ namespace Vexil
             var events = new Dictionary<string, object> { { "enabled", EventsEnabled } };
             Millis(events, "flush_interval_ms", FlushInterval);
             if (EventCapacity.HasValue) events["capacity"] = (long)EventCapacity.Value;
+            if (PrivateAttributes != null) events["private_attributes"] = new List<string>(PrivateAttributes);
+            events["all_attributes_private"] = AllAttributesPrivate;
             o["events"] = events;
             return Json.Write(o);
         }

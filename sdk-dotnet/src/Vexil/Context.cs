@@ -58,6 +58,7 @@ namespace Vexil
         readonly string kind;
         readonly string key;
         readonly Dictionary<string, object> attributes = new Dictionary<string, object>();
+        readonly List<string> privateAttributes = new List<string>();
 
         internal ContextBuilder(string kind, string key)
         {
@@ -72,10 +73,22 @@ namespace Vexil
             return this;
         }
 
+        /// <summary>
+        /// Marks attributes of this context that events never carry: names, or JSON Pointers
+        /// into the attributes ("/address/street"). Flags are still evaluated with them; events
+        /// list their names, never their values.
+        /// </summary>
+        public ContextBuilder Private(params string[] references)
+        {
+            privateAttributes.AddRange(references);
+            return this;
+        }
+
         internal Dictionary<string, object> ToObject()
         {
             var o = new Dictionary<string, object> { ["kind"] = kind, ["key"] = key };
             if (attributes.Count > 0) o["attributes"] = attributes;
+            if (privateAttributes.Count > 0) o["private_attributes"] = privateAttributes;
             return o;
         }
 

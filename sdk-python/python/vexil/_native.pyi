@@ -36,7 +36,12 @@ class InternalError(VexilError): ...
 @final
 class Context:
     def __new__(
-        cls, key: str, *, kind: str = "user", attributes: Optional[dict[str, Any]] = None
+        cls,
+        key: str,
+        *,
+        kind: str = "user",
+        attributes: Optional[dict[str, Any]] = None,
+        private_attributes: Optional[list[str]] = None,
     ) -> Self: ...
     @staticmethod
     def multi(*contexts: Context) -> Context: ...
@@ -115,6 +120,8 @@ class Client:
         event_batch_size: int = 500,
         exposure_window: float = 3600.0,
         evaluation_summaries: bool = True,
+        private_attributes: Optional[list[str]] = None,
+        all_attributes_private: bool = False,
     ) -> Self: ...
     @property
     def mode(self) -> Literal["local", "remote"]: ...

@@ -83,6 +83,10 @@ public struct ContextBuilder: Sendable, Equatable {
     public var kind: String
     public var key: String
     public var attributes: [String: JSONValue] = [:]
+    /// Attributes of this context that events never carry: names, or JSON Pointers into the
+    /// attributes (`/address/street`). Flags are still evaluated with them; events list their
+    /// names, never their values.
+    public var privateAttributes: [String] = []
 
     public init(kind: String = "user", key: String) {
         self.kind = kind
@@ -105,6 +109,9 @@ public struct ContextBuilder: Sendable, Equatable {
     public var jsonValue: JSONValue {
         var object: [String: JSONValue] = ["kind": .string(kind), "key": .string(key)]
         if !attributes.isEmpty { object["attributes"] = .object(attributes) }
+        if !privateAttributes.isEmpty {
+            object["private_attributes"] = .array(privateAttributes.map { .string($0) })
+        }
         return .object(object)
     }
 

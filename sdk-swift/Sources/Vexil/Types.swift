@@ -26,6 +26,13 @@ public struct VexilOptions: Sendable {
     public var flushInterval: TimeInterval?
     /// Events held at most while waiting to be sent; default 10,000.
     public var eventCapacity: Int?
+    /// Attributes that events never carry, on every context (private attributes): names, or
+    /// JSON Pointers into the attributes (`/address/street`). Their values are removed before
+    /// an event is queued and their names listed in the context's `redacted_attributes`;
+    /// evaluation still reads them.
+    public var privateAttributes: [String] = []
+    /// Every attribute private: events carry kinds and keys only.
+    public var allAttributesPrivate: Bool = false
     /// Timeout of a connection attempt (seconds); default 5.
     public var connectTimeout: TimeInterval?
     /// A stream silent for this long is reconnected (seconds); default 60.
@@ -60,6 +67,8 @@ public struct VexilOptions: Sendable {
             eventsEnabled: eventsEnabled,
             flushIntervalMs: try millis(flushInterval, "flushInterval"),
             eventCapacity: eventCapacity.map { UInt64($0) },
+            privateAttributes: privateAttributes,
+            allAttributesPrivate: allAttributesPrivate,
             connectTimeoutMs: try millis(connectTimeout, "connectTimeout"),
             streamTimeoutMs: try millis(streamTimeout, "streamTimeout"),
             initialBackoffMs: try millis(initialBackoff, "initialBackoff"),

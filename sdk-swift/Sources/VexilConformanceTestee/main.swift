@@ -98,6 +98,10 @@ final class Testee {
             options.maxBackoff = 0.5
             options.streamTimeout = 5
             options.flushInterval = seconds(command, "flush_interval_ms", 5000)
+            if case .array(let references)? = command["private_attributes"] {
+                options.privateAttributes = references.compactMap { $0.stringValue }
+            }
+            options.allAttributesPrivate = command["all_attributes_private"]?.boolValue ?? false
             let client: VexilClient
             do {
                 client = try VexilClient(options: options)

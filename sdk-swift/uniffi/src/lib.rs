@@ -144,6 +144,10 @@ pub struct NativeOptions {
     pub events_enabled: bool,
     pub flush_interval_ms: Option<u64>,
     pub event_capacity: Option<u64>,
+    /// Attribute references events never carry (private attributes).
+    pub private_attributes: Vec<String>,
+    /// Every attribute private: events carry kinds and keys only.
+    pub all_attributes_private: bool,
     pub connect_timeout_ms: Option<u64>,
     pub stream_timeout_ms: Option<u64>,
     pub initial_backoff_ms: Option<u64>,
@@ -185,6 +189,8 @@ impl NativeOptions {
                 enabled: Some(self.events_enabled),
                 capacity: self.event_capacity,
                 flush_interval_ms: self.flush_interval_ms,
+                private_attributes: Some(self.private_attributes),
+                all_attributes_private: Some(self.all_attributes_private),
                 ..EventOptions::default()
             }),
             // Errors name the Swift package's camelCase options.
@@ -690,6 +696,8 @@ mod tests {
             events_enabled: false,
             flush_interval_ms: None,
             event_capacity: None,
+            private_attributes: Vec::new(),
+            all_attributes_private: false,
             connect_timeout_ms: None,
             stream_timeout_ms: None,
             initial_backoff_ms: None,

@@ -68,6 +68,8 @@ export function openFeatureContext(context: Json): Record<string, Json> | undefi
   const fields = (single: { [key: string]: Json }): Record<string, Json> | undefined => {
     const attributes = single.attributes ?? {}
     if (typeof attributes !== 'object' || attributes === null || Array.isArray(attributes)) return undefined
+    // OpenFeature's form has no private-attribute marks (they only concern events).
+    if ('private_attributes' in single) return undefined
     // Vexil's references `key` and `kind` read the context's own: attributes of those names are unreachable.
     const out: Record<string, Json> = {}
     for (const [name, value] of Object.entries(attributes)) if (name !== 'key' && name !== 'kind') out[name] = value

@@ -79,6 +79,7 @@ class Context private constructor(json: JsonElement) : Closeable {
 @VexilDsl
 class ContextBuilder internal constructor(private val kind: String, private val key: String) {
     private val attributes = LinkedHashMap<String, JsonElement>()
+    private val privateAttributes = mutableListOf<String>()
 
     fun attr(name: String, value: String?): ContextBuilder = attr(name, JsonPrimitive(value))
     fun attr(name: String, value: Number?): ContextBuilder = attr(name, JsonPrimitive(value))
@@ -91,11 +92,22 @@ class ContextBuilder internal constructor(private val kind: String, private val 
         return this
     }
 
+    /**
+     * Marks attributes of this context that events never carry: names, or JSON Pointers into
+     * the attributes (`/address/street`). Flags are still evaluated with them; events list
+     * their names, never their values.
+     */
+    fun markPrivate(vararg references: String): ContextBuilder {
+        privateAttributes += references
+        return this
+    }
+
     fun build(): Context = Context.of(toJson())
 
     internal fun toJson(): JsonObject {
         val fields = linkedMapOf<String, JsonElement>("kind" to JsonPrimitive(kind), "key" to JsonPrimitive(key))
         if (attributes.isNotEmpty()) fields["attributes"] = JsonObject(attributes)
+        if (privateAttributes.isNotEmpty()) fields["private_attributes"] = JsonArray(privateAttributes.map(::JsonPrimitive))
         return JsonObject(fields)
     }
 }

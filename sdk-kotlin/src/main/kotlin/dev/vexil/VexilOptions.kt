@@ -1,5 +1,6 @@
 package dev.vexil
 
+import kotlinx.serialization.json.JsonArray
 import kotlinx.serialization.json.JsonElement
 import kotlinx.serialization.json.JsonObject
 import kotlinx.serialization.json.JsonPrimitive
@@ -52,6 +53,17 @@ class VexilOptions {
     var evaluationSummaries: Boolean? = null
 
     /**
+     * Attributes that events never carry, on every context (private attributes): names, or
+     * JSON Pointers into the attributes (`/address/street`). Their values are removed before
+     * an event is queued and their names listed in the context's `redacted_attributes`;
+     * evaluation still reads them.
+     */
+    var privateAttributes: List<String>? = null
+
+    /** Every attribute private: events carry kinds and keys only. */
+    var allAttributesPrivate: Boolean? = null
+
+    /**
      * The options in the SDK core's JSON form (camelCase, durations in milliseconds, the event
      * settings under `events`). The core checks them and names a bad one by the property above.
      */
@@ -84,6 +96,8 @@ class VexilOptions {
         put(events, "batchSize", eventBatchSize)
         put(events, "flushIntervalMs", flushIntervalMillis)
         put(events, "summaries", evaluationSummaries)
+        put(events, "privateAttributes", privateAttributes?.let { names -> JsonArray(names.map(::JsonPrimitive)) })
+        put(events, "allAttributesPrivate", allAttributesPrivate)
         if (events.isNotEmpty()) fields["events"] = JsonObject(events)
         return JsonObject(fields).toString()
     }

@@ -10,6 +10,7 @@ import dev.vexil.VexilClient
 import dev.vexil.VexilException
 import kotlinx.coroutines.runBlocking
 import kotlinx.serialization.json.Json
+import kotlinx.serialization.json.JsonArray
 import kotlinx.serialization.json.JsonElement
 import kotlinx.serialization.json.JsonNull
 import kotlinx.serialization.json.JsonObject
@@ -18,6 +19,7 @@ import kotlinx.serialization.json.booleanOrNull
 import kotlinx.serialization.json.buildJsonObject
 import kotlinx.serialization.json.doubleOrNull
 import kotlinx.serialization.json.jsonObject
+import kotlinx.serialization.json.jsonPrimitive
 import kotlinx.serialization.json.longOrNull
 import kotlinx.serialization.json.put
 import java.util.concurrent.LinkedBlockingQueue
@@ -80,6 +82,8 @@ class Testee {
                 maxBackoffMillis = 500
                 streamTimeoutMillis = 5_000
                 flushIntervalMillis = command.millis("flush_interval_ms", 5_000)
+                privateAttributes = (command["private_attributes"] as? JsonArray)?.map { it.jsonPrimitive.content }
+                allAttributesPrivate = (command["all_attributes_private"] as? JsonPrimitive)?.booleanOrNull
             }
             initial?.close()
             val queue = LinkedBlockingQueue<List<String>>()
