@@ -461,22 +461,36 @@ impl EventQueue {
 
     /// The next batch: the one to retry, else up to `batch_size` queued events and the
     /// summaries counted since the last batch.
-    fn next_batch(&self, sdk: &(String, String)) -> Option<pb::PublishRequest> {
+    /// The next batch of a flush: a batch kept from a failed flush first, then at most
+    /// `*queued` of the queued events (counted down) and, while `*summaries` is set (then
+    /// cleared), the evaluation counts.
+    fn next_batch(
+        &self,
+        sdk: &(String, String),
+        queued: &mut usize,
+        summaries: &mut bool,
+    ) -> Option<pb::PublishRequest> {
         if let Some(retry) = lock(&self.retry).take() {
             return Some(retry);
         }
         let events: Vec<Event> = {
             let mut queue = lock(&self.queue);
-            let n = queue.len().min(self.config.batch_size);
+            let n = queue.len().min(self.config.batch_size).min(*queued);
+            *queued -= n;
             queue.drain(..n).collect()
         };
-        let (start, mut counts) = {
+        let with_summaries = std::mem::take(summaries);
+        let (start, mut counts) = if with_summaries {
             let mut summaries = lock(&self.summaries);
             let start = summaries.start;
             summaries.start = now_millis();
             (start, std::mem::take(&mut summaries.counts))
+        } else {
+            (0, HashMap::default())
         };
-        self.drain_counters(&mut counts);
+        if with_summaries {
+            self.drain_counters(&mut counts);
+        }
         if events.is_empty() && counts.is_empty() {
             return None;
         }
@@ -572,15 +586,20 @@ impl EventQueue {
         });
     }
 
-    /// Sends everything pending; a batch that fails every attempt is kept (with its id) for
-    /// the next flush. Returns whether everything was sent.
+    /// Sends everything pending when it begins (a batch kept from a failed flush, the queued
+    /// events, the evaluation counts); a batch that fails every attempt is kept (with its id)
+    /// for the next flush. Returns whether everything was sent. Events queued and evaluations
+    /// counted meanwhile wait for the next flush: under steady traffic there is always more,
+    /// and a flush that took it too would never end.
     pub(crate) async fn flush(
         &self,
         client: &mut EventServiceClient<Channel>,
         sdk_key: &str,
         sdk: &(String, String),
     ) -> bool {
-        while let Some(batch) = self.next_batch(sdk) {
+        let mut queued = lock(&self.queue).len();
+        let mut summaries = true;
+        while let Some(batch) = self.next_batch(sdk, &mut queued, &mut summaries) {
             let events =
                 (batch.exposures.len() + batch.track_events.len() + batch.summaries.len()) as u64;
             let mut delay = Duration::from_millis(200);

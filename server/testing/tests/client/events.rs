@@ -83,6 +83,55 @@ async fn exposures_tracks_and_summaries_arrive_once_and_close_flushes() {
     client.close();
 }
 
+/// A flush ends under steady traffic: what is evaluated and tracked while it runs waits for
+/// the next one. (A flush that took that too never ended: it sent batch after batch, and
+/// neither periodic nor explicit flushes returned.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_ends_under_steady_traffic() {
+    let (server, client) = experiment_client(EventConfig {
+        flush_interval: Duration::from_secs(3600),
+        ..EventConfig::default()
+    })
+    .await;
+    let client = std::sync::Arc::new(client);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (client, stop) = (client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let alice = user("alice");
+            let mut tracked = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                client.bool_variation("checkout", &alice, false);
+                client.track("busy", &alice, None).unwrap();
+                tracked += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            tracked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let before = server.storage.count_events(PROJECT, ENV).await.unwrap();
+    for _ in 0..3 {
+        assert!(client.flush(WAIT), "a flush under traffic ends, delivered");
+    }
+    let after = server.storage.count_events(PROJECT, ENV).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let tracked = busy.join().unwrap();
+    // Each flush sends what was pending when it began: a few batches of at most 500 events.
+    let batches = after.batches - before.batches;
+    assert!(
+        (1..=12).contains(&batches),
+        "{batches} batches for 3 flushes"
+    );
+    assert!(client.flush(WAIT));
+    let last = server.storage.count_events(PROJECT, ENV).await.unwrap();
+    assert_eq!(
+        last.track_events as u64, tracked,
+        "every tracked event arrived once"
+    );
+    client.close();
+}
+
 /// With summaries off, a typed variation still records the exposure of a context in an
 /// experiment, and no summary is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
