@@ -16,6 +16,11 @@ use crate::metrics::Metrics;
 
 /// How long an L2 snapshot is kept: long enough for a fleet to warm up from it.
 const SNAPSHOT_TTL_SECONDS: u64 = 3600;
+/// How long a snapshot stays once a newer one of its environment is stored: instances load
+/// the store's current version, so an older one only serves a load already under way.
+/// Without this, Redis kept one ruleset per change for an hour (the fault suite, creating a
+/// flag every 200 ms, grew it past 600 MB in ten minutes).
+const SUPERSEDED_TTL_SECONDS: i64 = 60;
 /// Timeout of a connection attempt and of each command.
 const TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
@@ -81,6 +86,11 @@ impl RedisBus {
 
     fn snapshot_key(&self, project: &str, env: &str, version: i64) -> String {
         format!("{}:snapshot:{project}/{env}:{version}", self.prefix)
+    }
+
+    /// The version of an environment's newest stored snapshot: `{prefix}:snapshot-version:…`.
+    fn newest_snapshot_key(&self, project: &str, env: &str) -> String {
+        format!("{}:snapshot-version:{project}/{env}", self.prefix)
     }
 
     fn error(&self, operation: &str, err: &dyn std::fmt::Display) {
@@ -157,19 +167,59 @@ impl RedisBus {
         }
     }
 
-    /// Stores an L2 snapshot in the background.
+    /// Stores an L2 snapshot in the background, and lets the one it supersedes expire soon
+    /// (whichever of the two is older, when instances store out of order), so that Redis
+    /// holds about one snapshot per environment however often flags change.
     pub(super) fn put_snapshot_later(&self, project: &str, env: &str, version: i64, text: String) {
         let bus = self.clone();
-        let key = self.snapshot_key(project, env, version);
+        let (project, env) = (project.to_owned(), env.to_owned());
         tokio::spawn(async move {
             let Some(mut connection) = bus.connection().await else {
                 return;
             };
-            let stored: redis::RedisResult<()> =
-                connection.set_ex(key, text, SNAPSHOT_TTL_SECONDS).await;
-            if let Err(err) = stored {
+            let key = bus.snapshot_key(&project, &env, version);
+            let stored: redis::RedisResult<Option<i64>> = async {
+                let () = connection.set_ex(&key, text, SNAPSHOT_TTL_SECONDS).await?;
+                // SET … GET: the newest version recorded before this one.
+                redis::cmd("SET")
+                    .arg(bus.newest_snapshot_key(&project, &env))
+                    .arg(version)
+                    .arg("GET")
+                    .arg("EX")
+                    .arg(SNAPSHOT_TTL_SECONDS)
+                    .query_async(&mut connection)
+                    .await
+            }
+            .await;
+            let superseded = match stored {
+                Ok(Some(previous)) if previous < version => previous,
+                Ok(Some(previous)) if previous > version => {
+                    // A newer snapshot was stored first: this one is the superseded one, and
+                    // the record goes back to the newer version.
+                    let _: redis::RedisResult<()> = connection
+                        .set_ex(
+                            bus.newest_snapshot_key(&project, &env),
+                            previous,
+                            SNAPSHOT_TTL_SECONDS,
+                        )
+                        .await;
+                    version
+                }
+                Ok(_) => return,
+                Err(err) => {
+                    bus.error("put_snapshot", &err);
+                    bus.reset().await;
+                    return;
+                }
+            };
+            let expired: redis::RedisResult<()> = connection
+                .expire(
+                    bus.snapshot_key(&project, &env, superseded),
+                    SUPERSEDED_TTL_SECONDS,
+                )
+                .await;
+            if let Err(err) = expired {
                 bus.error("put_snapshot", &err);
-                bus.reset().await;
             }
         });
     }

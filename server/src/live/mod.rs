@@ -22,7 +22,7 @@
 //!
 //! With Redis, serialized rulesets are cached under `{prefix}:snapshot:{project}/{env}:{version}`
 //! so that an instance starting up reads one key per environment instead of loading every
-//! flag from the store.
+//! flag from the store. Storing one lets the one it supersedes expire within a minute.
 
 mod bus;
 

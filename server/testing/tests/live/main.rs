@@ -654,9 +654,10 @@ async fn http_snapshot_has_etag_304_and_gzip() {
 #[tokio::test]
 async fn three_instances_propagate_through_redis_and_survive_its_loss() {
     let mut redis = PrivateRedis::start();
+    let prefix = unique("vexil_live");
     let live = LiveSettings {
         redis_url: Some(redis.url()),
-        redis_prefix: unique("vexil_live"),
+        redis_prefix: prefix.clone(),
         // Long enough that a change arriving quickly must have come through Redis, short
         // enough to keep the Redis-down phase of the test brief.
         version_check_interval: Duration::from_secs(4),
@@ -806,7 +807,40 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
             >= 1.0,
         "the new instance loaded the environment from Redis"
     );
+
+    // 6. Redis keeps one snapshot of the environment for long: each change's snapshot makes
+    //    the one before expire within a minute.
+    for on in [true, false, true] {
+        let mut admin = cluster.instances[0].admin().await;
+        toggle(&mut admin, &token, "checkout", on).await;
+    }
+    let pattern = format!("{prefix}:snapshot:{PROJECT}/{ENV}:*");
+    eventually(WAIT, "one long-lived snapshot", || async {
+        let keys = redis_cli(&redis, &["--scan", "--pattern", &pattern]);
+        let long_lived = keys
+            .lines()
+            .filter(|key| {
+                let ttl: i64 = redis_cli(&redis, &["ttl", key])
+                    .trim()
+                    .parse()
+                    .unwrap_or(-2);
+                ttl > 60
+            })
+            .count();
+        keys.lines().count() >= 2 && long_lived == 1
+    })
+    .await;
     cluster.stop().await;
+}
+
+/// The output of `redis-cli` against the test's Redis.
+fn redis_cli(redis: &PrivateRedis, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (scripts/services.sh installs it)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// What these tests ask of an instance beyond the shared server's API.
