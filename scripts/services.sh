@@ -16,12 +16,15 @@
 #   VEXIL_CACHE_DIR   where the cluster and logs live (default /var/cache/vexil)
 #   VEXIL_PG_PORT     Postgres port (default 55432)
 #   VEXIL_REDIS_PORT  Redis port (default 56379)
+#   VEXIL_PG_SYNCHRONOUS_COMMIT  off (default: fast) or on (a commit survives a killed
+#                     Postgres, as the fault suite needs)
 
 set -euo pipefail
 
 CACHE_DIR=${VEXIL_CACHE_DIR:-/var/cache/vexil}
 PG_PORT=${VEXIL_PG_PORT:-55432}
 REDIS_PORT=${VEXIL_REDIS_PORT:-56379}
+PG_SYNCHRONOUS_COMMIT=${VEXIL_PG_SYNCHRONOUS_COMMIT:-off}
 PG_DATA=$CACHE_DIR/pg
 PG_RUN=$CACHE_DIR/pg-run
 REDIS_DIR=$CACHE_DIR/redis
@@ -91,7 +94,7 @@ start_postgres() {
     else
         log "starting postgres on 127.0.0.1:$PG_PORT"
         as_postgres "$bin/pg_ctl" start -w -t 60 -D "$PG_DATA" -l "$PG_RUN/postgres.log" \
-            -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_RUN -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >&2 ||
+            -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_RUN -c max_connections=300 -c fsync=off -c synchronous_commit=$PG_SYNCHRONOUS_COMMIT -c full_page_writes=off" >&2 ||
             { tail -n 20 "$PG_RUN/postgres.log" >&2 || true; die "postgres did not start"; }
     fi
     local i

@@ -9,8 +9,8 @@
 #   scripts/test.sh --sdk go        one SDK's steps alone: its ci.sh and its conformance column
 #                                   (repeat --sdk for several; names: rust, python, node, go,
 #                                   kotlin, dotnet, swift, web; rust is formatting, clippy, the
-#                                   vector files, cargo test, the fuzz smoke run and the Rust
-#                                   column)
+#                                   vector files, cargo test, the fuzz and fault-suite smoke
+#                                   runs and the Rust column)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -105,6 +105,15 @@ fi
 # stable toolchain (the long runs are scripts/fuzz.sh; see fuzz/README.md).
 step "fuzz targets (every committed input once)"
 if cargo fmt --manifest-path fuzz/Cargo.toml -- --check && scripts/fuzz.sh --smoke 2>&1 | tee "$log/fuzz.txt"; then
+  passed=$((passed + 1))
+else
+  status=1; failed=$((failed + 1))
+fi
+
+# The fault suite's smoke form: steady load, an instance killed, SDK connections reset, with
+# every target checked (the whole suite is scripts/chaos.sh; see RELIABILITY.md).
+step "fault suite (smoke)"
+if scripts/chaos.sh --smoke 2>&1 | tee "$log/chaos.txt"; then
   passed=$((passed + 1))
 else
   status=1; failed=$((failed + 1))

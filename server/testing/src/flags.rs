@@ -18,25 +18,27 @@ pub async fn create_bool_flag(
     client_side: bool,
 ) {
     admin
-        .create_flag(authed(
-            pb::CreateFlagRequest {
-                project_key: PROJECT.into(),
-                key: key.into(),
-                name: key.into(),
-                kind: pb::FlagKind::Bool as i32,
-                variations: vec![json_to_value(&json!(false)), json_to_value(&json!(true))],
-                client_side,
-                off_variation: Some(0),
-                fallthrough: Some(pb::Serve {
-                    kind: Some(pb::serve::Kind::Variation(1)),
-                    experiment: None,
-                }),
-                ..Default::default()
-            },
-            token,
-        ))
+        .create_flag(authed(bool_flag_request(key, client_side), token))
         .await
         .expect("create flag");
+}
+
+/// The request [`create_bool_flag`] sends, for callers that handle its failure themselves.
+pub fn bool_flag_request(key: &str, client_side: bool) -> pb::CreateFlagRequest {
+    pb::CreateFlagRequest {
+        project_key: PROJECT.into(),
+        key: key.into(),
+        name: key.into(),
+        kind: pb::FlagKind::Bool as i32,
+        variations: vec![json_to_value(&json!(false)), json_to_value(&json!(true))],
+        client_side,
+        off_variation: Some(0),
+        fallthrough: Some(pb::Serve {
+            kind: Some(pb::serve::Kind::Variation(1)),
+            experiment: None,
+        }),
+        ..Default::default()
+    }
 }
 
 /// Creates a bool flag (as [`create_bool_flag`], server-side only) whose fallthrough is a
@@ -51,32 +53,22 @@ pub async fn create_experiment_flag(
         variation,
         weight: 50_000,
     };
+    let mut request = bool_flag_request(key, false);
+    request.fallthrough = Some(pb::Serve {
+        kind: Some(pb::serve::Kind::Rollout(pb::Rollout {
+            variations: vec![half(0), half(1)],
+            bucket_by: None,
+            algorithm: pb::BucketingAlgorithm::Murmur3V1 as i32,
+        })),
+        experiment: Some(pb::ExperimentAllocation {
+            key: experiment.into(),
+            traffic_allocation: None,
+            layer: String::new(),
+            layer_offset: 0,
+        }),
+    });
     admin
-        .create_flag(authed(
-            pb::CreateFlagRequest {
-                project_key: PROJECT.into(),
-                key: key.into(),
-                name: key.into(),
-                kind: pb::FlagKind::Bool as i32,
-                variations: vec![json_to_value(&json!(false)), json_to_value(&json!(true))],
-                off_variation: Some(0),
-                fallthrough: Some(pb::Serve {
-                    kind: Some(pb::serve::Kind::Rollout(pb::Rollout {
-                        variations: vec![half(0), half(1)],
-                        bucket_by: None,
-                        algorithm: pb::BucketingAlgorithm::Murmur3V1 as i32,
-                    })),
-                    experiment: Some(pb::ExperimentAllocation {
-                        key: experiment.into(),
-                        traffic_allocation: None,
-                        layer: String::new(),
-                        layer_offset: 0,
-                    }),
-                }),
-                ..Default::default()
-            },
-            token,
-        ))
+        .create_flag(authed(request, token))
         .await
         .expect("create experiment flag");
     toggle(admin, token, key, true).await;
