@@ -514,11 +514,14 @@ async fn evaluate(
     let measured = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let (measure_from, measure_to) = (start + warmup, start + warmup + measured);
+    // Refusals of an overloaded server (RESOURCE_EXHAUSTED, beyond --max-inflight-requests)
+    // apart from every other error (a dropped connection would show there).
     let errors = Arc::new(AtomicU64::new(0));
+    let shed = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     for t in 0..concurrency {
         let mut client = pool[t % pool.len()].clone();
-        let (sdk_key, errors) = (sdk_key.clone(), errors.clone());
+        let (sdk_key, errors, shed) = (sdk_key.clone(), errors.clone(), shed.clone());
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             let mut user = t * 1_000_000;
@@ -531,8 +534,15 @@ async fn evaluate(
                 let reply = client
                     .evaluate(authed(evaluate_request(user % 100_000), &sdk_key))
                     .await;
-                if reply.is_err() {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                match reply {
+                    Ok(_) => {}
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                        shed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 if sent >= measure_from && Instant::now() <= measure_to {
                     latencies.push(millis(sent.elapsed()));
@@ -550,8 +560,9 @@ async fn evaluate(
     let cpu = cpu_seconds(server.child.id()) - cpu_before;
     let own = cpu_seconds(std::process::id()) - own_before;
     println!(
-        "closed loop, {concurrency} in flight: {:.0} req/s over {seconds} s, errors {}, CPU: server {:.2} cores, generator {:.2} cores; latency {}",
+        "closed loop, {concurrency} in flight: {:.0} req/s answered over {seconds} s, shed (RESOURCE_EXHAUSTED) {}, other errors {}, CPU: server {:.2} cores, generator {:.2} cores; latency of answered calls {}",
         latencies.len() as f64 / seconds,
+        shed.load(Ordering::Relaxed),
         errors.load(Ordering::Relaxed),
         cpu / seconds,
         own / seconds,
