@@ -548,6 +548,19 @@ pub(crate) async fn events_loop(
     );
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = inner.closing.subscribe();
+    // While batches cannot be delivered, the periodic flushes back off as the stream does
+    // (the events stay queued), so that clients do not all retry at every interval against a
+    // server that is down; a flush the application asks for is always tried.
+    let mut backoff = Backoff::new(&inner.config);
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut delivered = |done: bool, retry_at: &mut Option<tokio::time::Instant>| {
+        if done {
+            backoff.reset();
+            *retry_at = None;
+        } else {
+            *retry_at = Some(tokio::time::Instant::now() + backoff.next());
+        }
+    };
     enum Wake {
         Flush,
         Request(std::sync::mpsc::Sender<bool>),
@@ -565,10 +578,15 @@ pub(crate) async fn events_loop(
         };
         match wake {
             Wake::Flush => {
-                inner.events.flush(&mut client, &key, &sdk).await;
+                if retry_at.is_some_and(|at| tokio::time::Instant::now() < at) {
+                    continue;
+                }
+                let done = inner.events.flush(&mut client, &key, &sdk).await;
+                delivered(done, &mut retry_at);
             }
             Wake::Request(reply) => {
                 let done = inner.events.flush(&mut client, &key, &sdk).await;
+                delivered(done, &mut retry_at);
                 let _ = reply.send(done);
             }
             Wake::Stop => return,

@@ -132,6 +132,48 @@ async fn a_flush_ends_under_steady_traffic() {
     client.close();
 }
 
+/// While the server cannot be reached, periodic flushes back off (jittered, doubling from
+/// the initial backoff) rather than trying every batch three times at each interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_publishing_backs_off_while_the_server_is_unreachable() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Accepts and closes at once: every attempt to reach it is a connection counted here.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            drop(socket);
+        }
+    });
+    let client = Client::new(
+        Config::new("vxl-server-unreachable")
+            .with_endpoint(format!("http://{address}"))
+            .with_events(EventConfig {
+                flush_interval: Duration::from_millis(50),
+                ..EventConfig::default()
+            }),
+    )
+    .unwrap();
+    let alice = user("alice");
+    for _ in 0..100 {
+        client.track("waiting", &alice, None).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = connections.load(Ordering::Relaxed);
+    // Five seconds of 50 ms intervals, three attempts a flush, would be about 25 connections
+    // for events alone; backing off from 1 s leaves a handful, beside the stream's own.
+    assert!(seen <= 16, "{seen} connections in 5 s");
+    let stats = client.event_stats();
+    assert_eq!(
+        stats.dropped, 0,
+        "the events wait for the server: {stats:?}"
+    );
+    drop(client);
+}
+
 /// With summaries off, a typed variation still records the exposure of a context in an
 /// experiment, and no summary is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
