@@ -81,7 +81,15 @@ for target in "${TARGETS[@]}"; do
   result=$([ "$status" = 0 ] && echo "no crash" || echo "**crash** (see fuzz/artifacts/$target)")
   line="| $(date -u +%Y-%m-%d) | \`$target\` | ${seconds} s | $(stat number_of_executed_units) | ${edges:-?} | $(ls "corpus/$target" | wc -l) | $result |"
   echo "$line"
-  echo "$line" >>"$report"
+  # Under the table's last row (the findings follow the table).
+  python3 - "$report" "$line" <<'PY'
+import sys
+path, row = sys.argv[1], sys.argv[2]
+lines = open(path).read().split("\n")
+last = max(i for i, line in enumerate(lines) if line.startswith("| "))
+lines.insert(last + 1, row)
+open(path, "w").write("\n".join(lines))
+PY
   if [ "$status" != 0 ]; then
     tail -40 "$log"
     exit 1

@@ -1,12 +1,13 @@
 //! Any JSON as a context: reading never panics; a context that reads is evaluated against a
-//! ruleset using every operator, its canonical JSON reads back to the same context, and the
-//! server's stored form of it (for events) is built without fault.
+//! ruleset using every operator, its canonical JSON reads back to the same context, the
+//! server's stored form of it (for events) is built without fault, and its form in events
+//! with every attribute private keeps kinds and keys only.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use vexil_engine::{Context, Ruleset, ValueKind};
+use vexil_engine::{Context, Redaction, Ruleset, ValueKind};
 use vexil_server::storage::EventContext;
 
 /// The rulesets of the conformance vectors, which between them use every operator.
@@ -58,4 +59,21 @@ fuzz_target!(|data: &[u8]| {
     );
     let stored = EventContext::new(&context);
     assert!(!stored.kind.is_empty());
+    // What events carry with every attribute private: each kind and key, no attribute.
+    let everything = Redaction::new(true, &[] as &[&str]).expect("no references to refuse");
+    let redacted = context.to_redacted_json(&everything);
+    let parts = match redacted.get("contexts") {
+        Some(serde_json::Value::Array(parts)) => parts.clone(),
+        _ => vec![redacted],
+    };
+    for part in &parts {
+        assert!(
+            part["kind"].is_string() && part["key"].is_string(),
+            "{part}"
+        );
+        assert!(
+            part.get("attributes").is_none(),
+            "an attribute left: {part}"
+        );
+    }
 });
