@@ -5,7 +5,7 @@
 # load, while it kills and restarts instances, Redis and Postgres and injects network faults
 # through its TCP proxy. Prints one report row per fault and exits 1 when a target is missed.
 #
-#   scripts/chaos.sh                 # every fault, 15 s each (about 6 minutes)
+#   scripts/chaos.sh                 # every fault, 15 s each (about 5 minutes)
 #   scripts/chaos.sh --smoke         # three short phases, as the test command runs it
 #   scripts/chaos.sh --report FILE   # also writes the report table to FILE
 set -euo pipefail
