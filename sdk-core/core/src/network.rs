@@ -553,12 +553,13 @@ pub(crate) async fn events_loop(
     // server that is down; a flush the application asks for is always tried.
     let mut backoff = Backoff::new(&inner.config);
     let mut retry_at: Option<tokio::time::Instant> = None;
-    let mut delivered = |done: bool, retry_at: &mut Option<tokio::time::Instant>| {
-        if done {
+    // When the next periodic flush may run, after one that delivered everything or not.
+    let mut next_try = |delivered: bool| {
+        if delivered {
             backoff.reset();
-            *retry_at = None;
+            None
         } else {
-            *retry_at = Some(tokio::time::Instant::now() + backoff.next());
+            Some(tokio::time::Instant::now() + backoff.next())
         }
     };
     enum Wake {
@@ -582,11 +583,11 @@ pub(crate) async fn events_loop(
                     continue;
                 }
                 let done = inner.events.flush(&mut client, &key, &sdk).await;
-                delivered(done, &mut retry_at);
+                retry_at = next_try(done);
             }
             Wake::Request(reply) => {
                 let done = inner.events.flush(&mut client, &key, &sdk).await;
-                delivered(done, &mut retry_at);
+                retry_at = next_try(done);
                 let _ = reply.send(done);
             }
             Wake::Stop => return,

@@ -232,14 +232,8 @@ impl Instance {
                 && let Some(status) = child.try_wait()?
             {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: String = log
-                    .chars()
-                    .rev()
-                    .take(3000)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
                 bail!(
                     "vexil-server on {} exited with {status}:\n{tail}",
                     self.grpc
