@@ -687,6 +687,16 @@ fn experiments_are_designed_run_and_read() {
     assert_eq!(metric["variations"][0]["sum"], 7.0);
     assert_eq!(metric["variations"][1]["sum"], 7.0);
     assert!(metric["variations"][1]["p_value"].as_f64().is_some());
+    // 7 of 20 in each: rate 0.35, Bernoulli variance n·p(1 − p)/(n − 1).
+    let variance = metric["variations"][0]["variance"].as_f64().unwrap();
+    assert!(
+        (variance - 20.0 * 0.35 * 0.65 / 19.0).abs() < 1e-12,
+        "{variance}"
+    );
+    let relative = &metric["variations"][1]["relative_lift"];
+    assert_eq!(relative["estimate"], 0.0);
+    assert!(relative["lower"].as_f64().unwrap() < 0.0 && relative["upper"].as_f64().unwrap() > 0.0);
+    assert_eq!(metric["variations"][1]["relative_lift_note"], Value::Null);
 
     let svg = server.dir.path().join("lift.svg");
     let svg_arg = svg.to_string_lossy().into_owned();

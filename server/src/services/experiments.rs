@@ -29,7 +29,7 @@ use crate::ruleset_changes::{RulesetChange, RulesetChecker};
 use crate::storage::{
     self, Decision, EnvGuards, Experiment, ExperimentFilter, ExperimentMetric, ExperimentSpec,
     ExperimentStatus, ExperimentStep, FlagConfiguration, HOUR_MILLIS, MetricDirection, MetricKind,
-    MetricSums, NewMetric, Role, Serve, Storage, hour_of, now_millis,
+    NewMetric, Role, Serve, Storage, hour_of, now_millis,
 };
 
 /// Weights of a rollout sum to this (thousandths of a percent).
@@ -609,13 +609,8 @@ fn interval(estimate: f64, i: vexil_stats::Interval, level: f64) -> pb::Confiden
     }
 }
 
-fn summary(sums: Option<&MetricSums>) -> vexil_stats::Summary {
-    let sums = sums.copied().unwrap_or_default();
-    vexil_stats::Summary {
-        n: sums.n,
-        sum: sums.sum,
-        sum_squares: sums.sum_squares,
-    }
+fn summary(sums: Option<&vexil_stats::Summary>) -> vexil_stats::Summary {
+    sums.copied().unwrap_or_default()
 }
 
 fn error_kind_to_proto(kind: Option<&str>) -> i32 {
@@ -699,9 +694,10 @@ async fn compute_results(
             let mut result = pb::VariationMetricResult {
                 variation: w.variation,
                 units: s.n,
-                sum: s.sum,
-                sum_of_squares: s.sum_squares,
-                mean: if s.n > 0 { s.mean() } else { 0.0 },
+                sum: s.sum(),
+                sum_of_squares: s.squared_deviations + s.sum() * s.mean(),
+                mean: s.mean(),
+                variance: s.variance(),
                 ..Default::default()
             };
             if v > 0 {
@@ -709,8 +705,13 @@ async fn compute_results(
                     Ok(c) => {
                         result.absolute_lift =
                             Some(interval(c.absolute_lift, c.absolute_interval, level));
-                        result.relative_lift =
-                            Some(interval(c.relative_lift, c.relative_interval, level));
+                        if let (Some(lift), Some(relative)) = (c.relative_lift, c.relative_interval)
+                        {
+                            result.relative_lift = Some(interval(lift, relative, level));
+                        }
+                        if let Some(reason) = c.relative_undefined {
+                            result.relative_lift_note = reason.to_string();
+                        }
                         result.sequential_absolute_lift =
                             Some(interval(c.absolute_lift, c.sequential_interval, level));
                         result.p_value = Some(c.p_value);

@@ -3,10 +3,11 @@
 //!
 //! # Experiment aggregates
 //!
-//! Results never load events: after catching the compactor up, one SQL aggregate reduces
+//! Results never load events: after catching the compactor up, one SQL statement reduces
 //! each unit's roll-up rows to its values for every metric kind (0/1, a count, a sum, a
-//! mean), and returns per variation only `n`, `Σ value` and `Σ value²`: the sufficient
-//! statistics the tests need. As of a time after the experiment's last event (results
+//! mean), and returns per variation only `n`, the mean and the sum of squared deviations from
+//! it (summed about the variation's average, never as raw `Σ value²`, which cancels when the
+//! mean is large against the spread): the sufficient statistics the tests need. As of a time after the experiment's last event (results
 //! "now"), it reads one whole-life row per unit and event name (`experiment_unit_totals`);
 //! as of an earlier cut-off (`until`), it sums each unit's hourly rows
 //! (`experiment_unit_events`) up to the cut-off. Rows of the cut-off's hour whose last
@@ -15,6 +16,8 @@
 //! apart and left out of every sum.
 
 use std::collections::BTreeMap;
+
+use vexil_stats::Summary;
 
 use super::db::{Arg, Tx, args};
 use super::events::env_id;
@@ -30,20 +33,12 @@ pub struct UnitCounts {
     pub multiple: u64,
 }
 
-/// Sufficient statistics of one variation for one metric.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct MetricSums {
-    pub n: u64,
-    pub sum: f64,
-    pub sum_squares: f64,
-}
-
 /// An experiment's aggregates at one cut-off time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExperimentAggregates {
     pub units: UnitCounts,
-    /// In the order of the metrics asked for: variation index → sums.
-    pub metrics: Vec<BTreeMap<i64, MetricSums>>,
+    /// In the order of the metrics asked for: variation index → sufficient statistics.
+    pub metrics: Vec<BTreeMap<i64, Summary>>,
 }
 
 /// Evaluations of one flag and outcome in one hour.
@@ -76,15 +71,27 @@ pub struct StaleFlag {
     pub last_evaluated: Option<Millis>,
 }
 
-/// One variation's sums over the units that sent an event of one name: units, and
-/// `Σ x`, `Σ x²` of their event count, of their value total, and of their mean value (over
-/// the units with a value).
+/// One variation's statistics over the units that sent an event of one name: the number of
+/// units, and the moments of their event count, of their value total, and of their mean value
+/// (over the units with a value).
 #[derive(Debug, Clone, Copy, Default)]
-struct EventSums {
+struct EventMoments {
     units: u64,
-    events: (f64, f64),
-    total: (f64, f64),
-    mean: (u64, f64, f64),
+    events: Summary,
+    total: Summary,
+    mean: Summary,
+}
+
+/// The moments of a metric over `exposed` units, of which those in `with_events` sent an
+/// event: the others count as 0 (no events, nothing spent), merged in exactly.
+fn with_zeros(with_events: Summary, exposed: u64) -> Summary {
+    let mut all = with_events;
+    all.merge(&Summary {
+        n: exposed.saturating_sub(with_events.n),
+        mean: 0.0,
+        squared_deviations: 0.0,
+    });
+    all
 }
 
 impl Storage {
@@ -134,7 +141,7 @@ impl Storage {
         let mut names: Vec<&str> = metrics.iter().map(|(name, _)| name.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        let mut per_event: BTreeMap<(String, i64), EventSums> = BTreeMap::new();
+        let mut per_event: BTreeMap<(String, i64), EventMoments> = BTreeMap::new();
         if !names.is_empty() {
             // Results as of a time after every event of the experiment read each unit's
             // whole-life sums; others sum hourly rows.
@@ -205,25 +212,45 @@ impl Storage {
                      ) r GROUP BY r.event_name, r.context_kind, r.context_key"
                 )
             };
+            // Moments about each variation's mean, never raw Σx²: the per-unit rows are
+            // materialised once, averaged per variation, then summed as deviations from those
+            // averages. (Σx² − (Σx)²/n loses every digit when the mean is large against the
+            // spread; shifted by a value near the mean, nothing significant cancels.)
             let sql = format!(
-                "SELECT v.event_name, v.variation, COUNT(*), \
-                   CAST(SUM(v.e) AS DOUBLE PRECISION), CAST(SUM(v.e * v.e) AS DOUBLE PRECISION), \
-                   CAST(SUM(v.s) AS DOUBLE PRECISION), CAST(SUM(v.s * v.s) AS DOUBLE PRECISION), \
-                   COUNT(v.m), CAST(COALESCE(SUM(v.m), 0.0) AS DOUBLE PRECISION), \
-                   CAST(COALESCE(SUM(v.m * v.m), 0.0) AS DOUBLE PRECISION) \
-                 FROM ({per_unit}) v GROUP BY v.event_name, v.variation"
+                "WITH v AS MATERIALIZED ({per_unit}), \
+                 g AS (SELECT event_name, variation, COUNT(*) AS n, AVG(e) AS e, AVG(s) AS s, \
+                   COUNT(m) AS nm, AVG(m) AS m FROM v GROUP BY event_name, variation) \
+                 SELECT g.event_name, g.variation, MIN(g.n), \
+                   MIN(g.e), CAST(SUM(v.e - g.e) AS DOUBLE PRECISION), \
+                   CAST(SUM((v.e - g.e) * (v.e - g.e)) AS DOUBLE PRECISION), \
+                   MIN(g.s), CAST(SUM(v.s - g.s) AS DOUBLE PRECISION), \
+                   CAST(SUM((v.s - g.s) * (v.s - g.s)) AS DOUBLE PRECISION), \
+                   MIN(g.nm), CAST(COALESCE(MIN(g.m), 0.0) AS DOUBLE PRECISION), \
+                   CAST(COALESCE(SUM(v.m - g.m), 0.0) AS DOUBLE PRECISION), \
+                   CAST(COALESCE(SUM((v.m - g.m) * (v.m - g.m)), 0.0) AS DOUBLE PRECISION) \
+                 FROM v JOIN g ON g.event_name = v.event_name AND g.variation = v.variation \
+                 GROUP BY g.event_name, g.variation"
             );
             for row in tx.fetch_all(&sql, query_args).await? {
                 let count = |i: usize| -> Result<u64> {
                     Ok(u64::try_from(row.get::<i64>(i)?).unwrap_or(0))
                 };
+                let moments = |n: u64, first: usize| -> Result<Summary> {
+                    Ok(Summary::from_shifted_sums(
+                        n,
+                        row.get(first)?,
+                        row.get(first + 1)?,
+                        row.get(first + 2)?,
+                    ))
+                };
+                let units = count(2)?;
                 per_event.insert(
                     (row.get(0)?, row.get(1)?),
-                    EventSums {
-                        units: count(2)?,
-                        events: (row.get(3)?, row.get(4)?),
-                        total: (row.get(5)?, row.get(6)?),
-                        mean: (count(7)?, row.get(8)?, row.get(9)?),
+                    EventMoments {
+                        units,
+                        events: moments(units, 3)?,
+                        total: moments(units, 6)?,
+                        mean: moments(count(9)?, 10)?,
                     },
                 );
             }
@@ -241,27 +268,11 @@ impl Storage {
                             .unwrap_or_default();
                         let sums = match kind {
                             // Each converted unit is a 1.
-                            MetricKind::Conversion => MetricSums {
-                                n,
-                                sum: e.units as f64,
-                                sum_squares: e.units as f64,
-                            },
-                            MetricKind::Count => MetricSums {
-                                n,
-                                sum: e.events.0,
-                                sum_squares: e.events.1,
-                            },
-                            MetricKind::Sum => MetricSums {
-                                n,
-                                sum: e.total.0,
-                                sum_squares: e.total.1,
-                            },
+                            MetricKind::Conversion => Summary::conversions(n, e.units),
+                            MetricKind::Count => with_zeros(e.events, n),
+                            MetricKind::Sum => with_zeros(e.total, n),
                             // Units without a value have no mean: not counted.
-                            MetricKind::Mean => MetricSums {
-                                n: e.mean.0,
-                                sum: e.mean.1,
-                                sum_squares: e.mean.2,
-                            },
+                            MetricKind::Mean => e.mean,
                         };
                         (variation, sums)
                     })

@@ -29,16 +29,8 @@ fn comparisons(criterion: &mut Criterion) {
             )
         })
     });
-    let counts_control = Summary {
-        n: 500_000,
-        sum: 1_000_000.0,
-        sum_squares: 3_000_000.0,
-    };
-    let counts_treatment = Summary {
-        n: 500_300,
-        sum: 1_012_000.0,
-        sum_squares: 3_050_000.0,
-    };
+    let counts_control = Summary::from_sums(500_000, 1_000_000.0, 3_000_000.0);
+    let counts_treatment = Summary::from_sums(500_300, 1_012_000.0, 3_050_000.0);
     criterion.bench_function("compare count (Welch)", |bench| {
         bench.iter(|| {
             compare(
@@ -49,17 +41,9 @@ fn comparisons(criterion: &mut Criterion) {
             )
         })
     });
-    let conversions_control = Summary {
-        n: 1_000_000,
-        sum: 100_000.0,
-        sum_squares: 100_000.0,
-    };
-    let conversions_treatment = Summary {
-        n: 1_000_000,
-        sum: 100_700.0,
-        sum_squares: 100_700.0,
-    };
-    criterion.bench_function("compare conversion (z-test)", |bench| {
+    let conversions_control = Summary::conversions(1_000_000, 100_000);
+    let conversions_treatment = Summary::conversions(1_000_000, 100_700);
+    criterion.bench_function("compare conversion (z-test, score intervals)", |bench| {
         bench.iter(|| {
             compare(
                 MetricKind::Conversion,

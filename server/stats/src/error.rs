@@ -15,8 +15,6 @@ pub enum StatsError {
     /// The standard error of the difference is zero (every context has the same value), so no
     /// test statistic exists.
     ZeroVariance,
-    /// The control mean is zero, so the relative lift `(t - c) / c` is undefined.
-    ZeroControlMean,
     /// A number outside its allowed range (or not finite).
     InvalidParameter {
         /// The field, e.g. `"settings.alpha"` or `"design.power"`.
@@ -26,13 +24,14 @@ pub enum StatsError {
         /// What was expected, e.g. `"a number in (0, 1)"`.
         expected: &'static str,
     },
-    /// Sufficient statistics that no set of values could produce (non-finite sums, a negative
-    /// sum of squares, conversions outside `0..=n`, ...).
+    /// Sufficient statistics that no set of values of the metric's kind could produce (a
+    /// non-finite mean, negative squared deviations, a rate outside [0, 1], a fractional number
+    /// of conversions or events, ...).
     InvalidSummary {
-        /// The field, e.g. `"treatment.sum_squares"`.
+        /// The field, e.g. `"treatment.mean"`.
         field: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// What is wrong with it, with the values involved.
+        reason: String,
     },
     /// Input lists of the wrong shape (lengths that differ, too few groups, no observations).
     InvalidInput {
@@ -53,11 +52,10 @@ impl fmt::Display for StatsError {
                 "{variation}.n: at least 2 contexts are needed, got {n}"
             ),
             Self::ZeroVariance => f.write_str(
-                "variance: every context has the same value in both variations, so there is no standard error",
+                "variance: every context has the same value in both variations (or values differ \
+                 by less than about 1e-154, below what squares in double precision hold), so there \
+                 is no standard error",
             ),
-            Self::ZeroControlMean => {
-                f.write_str("control.mean: the control mean is zero, so the relative lift is undefined")
-            }
             Self::InvalidParameter {
                 field,
                 value,

@@ -1,31 +1,13 @@
 //! Bad input never panics and never leaks a NaN: property-style sweeps over awkward values,
 //! and the specific errors each degenerate input gets.
 
+mod common;
+
+use common::SplitMix64;
 use vexil_stats::{
-    Comparison, Design, MetricKind, Settings, StatsError, Summary, achieved_power, compare, holm,
-    required_sample_size, sample_ratio_mismatch,
+    Comparison, Design, MetricKind, RelativeUndefined, Settings, StatsError, Summary,
+    achieved_power, compare, holm, required_sample_size, sample_ratio_mismatch,
 };
-
-/// SplitMix64, to pick combinations of awkward values reproducibly.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn pick<T: Copy>(&mut self, values: &[T]) -> T {
-        values[(self.next_u64() % values.len() as u64) as usize]
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 const AWKWARD: [f64; 16] = [
     f64::NAN,
@@ -66,18 +48,14 @@ fn random_summary(random: &mut SplitMix64) -> Summary {
         }
         // Consistent conversion counts.
         1 => {
-            let conversions = (random.uniform() * n as f64).floor();
-            Summary {
-                n,
-                sum: conversions,
-                sum_squares: conversions,
-            }
+            let conversions = (random.uniform() * n as f64).floor() as u64;
+            Summary::conversions(n, conversions)
         }
         // Anything at all.
         _ => Summary {
             n,
-            sum: random_value(random),
-            sum_squares: random_value(random),
+            mean: random_value(random),
+            squared_deviations: random_value(random),
         },
     }
 }
@@ -89,9 +67,6 @@ fn assert_sane(comparison: &Comparison, context: &str) {
         comparison.absolute_lift,
         comparison.absolute_interval.lower,
         comparison.absolute_interval.upper,
-        comparison.relative_lift,
-        comparison.relative_interval.lower,
-        comparison.relative_interval.upper,
         comparison.p_value,
         comparison.sequential_p_value,
         comparison.sequential_interval.lower,
@@ -114,15 +89,27 @@ fn assert_sane(comparison: &Comparison, context: &str) {
         comparison.absolute_interval.lower <= comparison.absolute_interval.upper,
         "{context}"
     );
-    assert!(
-        comparison.relative_interval.lower <= comparison.relative_interval.upper,
-        "{context}"
-    );
+    if let Some(relative) = comparison.relative_lift {
+        assert!(relative.is_finite(), "{context}");
+    }
+    match comparison.relative_interval {
+        Some(interval) => {
+            assert!(
+                interval.lower.is_finite()
+                    && interval.upper.is_finite()
+                    && interval.lower <= interval.upper,
+                "{context}: {comparison:?}"
+            );
+            assert_eq!(comparison.relative_undefined, None, "{context}");
+        }
+        None => assert!(comparison.relative_undefined.is_some(), "{context}"),
+    }
     assert!(
         comparison.sequential_interval.lower <= comparison.sequential_interval.upper,
         "{context}"
     );
-    assert!(comparison.standard_error > 0.0, "{context}");
+    // Zero only for conversions with both arms at 0 % or 100 % (Wald's standard error).
+    assert!(comparison.standard_error >= 0.0, "{context}");
 }
 
 #[test]
@@ -190,87 +177,137 @@ fn degenerate_comparisons_get_errors_naming_the_problem() {
     // One constant arm is fine: the other carries the variance.
     assert!(compare(MetricKind::Mean, &constant, &normal, &settings).is_ok());
 
+    // A zero control mean: absolute lift and p-values, no relative lift.
     let zero_mean = mean_summary(&[-1.0, 1.0, -2.0, 2.0]);
+    let result = compare(MetricKind::Mean, &zero_mean, &normal, &settings).unwrap();
+    assert_eq!(result.relative_lift, None);
+    assert_eq!(result.relative_interval, None);
     assert_eq!(
-        compare(MetricKind::Mean, &zero_mean, &normal, &settings).unwrap_err(),
-        StatsError::ZeroControlMean
+        result.relative_undefined,
+        Some(RelativeUndefined::ControlMeanZero)
+    );
+    assert!(result.p_value < 1.0 && result.absolute_interval.lower < 2.5);
+
+    // Conversions: none anywhere, all everywhere, none in one arm. Each gives a p-value and an
+    // absolute interval with a width (score intervals); the relative one wherever it exists.
+    let none = Summary::conversions(100, 0);
+    let all = Summary::conversions(100, 100);
+    let some = Summary::conversions(100, 10);
+    for (control, treatment) in [(none, none), (all, all)] {
+        let result = compare(MetricKind::Conversion, &control, &treatment, &settings).unwrap();
+        assert_eq!(result.p_value, 1.0);
+        assert!(result.sequential_p_value > 0.5, "{result:?}");
+        // Not a point: Newcombe's interval keeps a width at 0 % and 100 %.
+        assert!(result.absolute_interval.lower < -0.02, "{result:?}");
+        assert!(result.absolute_interval.upper > 0.02, "{result:?}");
+        assert!(result.sequential_interval.lower < result.absolute_interval.lower);
+    }
+    // At 100 % in both the ratio keeps a width too; at 0 % in the control it does not exist.
+    let both_all = compare(MetricKind::Conversion, &all, &all, &settings).unwrap();
+    let relative = both_all.relative_interval.unwrap();
+    assert!(
+        relative.lower < -0.02 && relative.upper > 0.02,
+        "{relative:?}"
+    );
+    let both_none = compare(MetricKind::Conversion, &none, &none, &settings).unwrap();
+    assert_eq!(
+        both_none.relative_undefined,
+        Some(RelativeUndefined::ControlMeanZero)
+    );
+    let result = compare(MetricKind::Conversion, &all, &none, &settings).unwrap();
+    assert!(result.p_value < 1e-10 && result.absolute_interval.upper < -0.9);
+    let result = compare(MetricKind::Conversion, &none, &some, &settings).unwrap();
+    assert_eq!(
+        result.relative_undefined,
+        Some(RelativeUndefined::ControlMeanZero)
+    );
+    assert!(result.p_value < 0.01);
+    // No conversions in the treatment yet: an interval from −100 %, not the point −100 %.
+    let result = compare(MetricKind::Conversion, &some, &none, &settings).unwrap();
+    let relative = result.relative_interval.unwrap();
+    assert_eq!(result.relative_lift, Some(-1.0));
+    assert!(
+        relative.lower >= -1.0 && relative.upper > -0.9,
+        "{relative:?}"
+    );
+    // A mean metric whose treatment values are all 0: undefined, not a false point.
+    let zeros = mean_summary(&[0.0; 6]);
+    let result = compare(MetricKind::Mean, &normal, &zeros, &settings).unwrap();
+    assert_eq!(
+        result.relative_undefined,
+        Some(RelativeUndefined::TreatmentWithoutSpread)
+    );
+    // A control mean indistinguishable from 0: Fieller's set is unbounded.
+    let around_zero = mean_summary(&[-3.0, 4.0, -2.0, 2.5]);
+    let result = compare(MetricKind::Mean, &around_zero, &normal, &settings).unwrap();
+    assert_eq!(
+        result.relative_undefined,
+        Some(RelativeUndefined::ControlMeanUnresolved)
     );
 
-    // Conversions: none anywhere, all everywhere, none in control.
-    let none = Summary {
-        n: 100,
-        sum: 0.0,
-        sum_squares: 0.0,
-    };
-    let all = Summary {
-        n: 100,
-        sum: 100.0,
-        sum_squares: 100.0,
-    };
-    let some = Summary {
-        n: 100,
-        sum: 10.0,
-        sum_squares: 10.0,
-    };
-    assert_eq!(
-        compare(MetricKind::Conversion, &none, &none, &settings).unwrap_err(),
-        StatsError::ZeroVariance
-    );
-    assert_eq!(
-        compare(MetricKind::Conversion, &all, &all, &settings).unwrap_err(),
-        StatsError::ZeroVariance
-    );
-    assert_eq!(
-        compare(MetricKind::Conversion, &all, &none, &settings).unwrap_err(),
-        StatsError::ZeroVariance
-    );
-    assert_eq!(
-        compare(MetricKind::Conversion, &none, &some, &settings).unwrap_err(),
-        StatsError::ZeroControlMean
-    );
-    assert!(compare(MetricKind::Conversion, &some, &none, &settings).is_ok());
-
-    let too_many = Summary {
-        n: 10,
-        sum: 11.0,
-        sum_squares: 11.0,
-    };
+    // Impossible summaries, each named.
+    let too_many = Summary::conversions(10, 11);
     let error = compare(MetricKind::Conversion, &some, &too_many, &settings).unwrap_err();
-    assert!(error.to_string().starts_with("treatment.sum:"), "{error}");
-    let not_binary = Summary {
-        n: 10,
-        sum: 4.0,
-        sum_squares: 9.0,
-    };
+    assert!(error.to_string().starts_with("treatment.mean:"), "{error}");
+    assert!(error.to_string().contains("within [0, 1]"), "{error}");
+    let fractional = Summary::from_sums(10, 2.5, 2.5);
+    let error = compare(MetricKind::Conversion, &fractional, &some, &settings).unwrap_err();
+    assert!(error.to_string().starts_with("control.mean:"), "{error}");
+    assert!(error.to_string().contains("must be whole"), "{error}");
+    let fractional_count = Summary::from_values(&[1.0, 2.5, 3.0]);
+    let error = compare(MetricKind::Count, &normal, &fractional_count, &settings).unwrap_err();
+    assert!(error.to_string().starts_with("treatment.mean:"), "{error}");
+    assert!(error.to_string().contains("must be whole"), "{error}");
+    let not_binary = Summary::from_values(&[0.0, 2.0, 1.0, 1.0]);
     let error = compare(MetricKind::Conversion, &not_binary, &some, &settings).unwrap_err();
     assert!(
-        error.to_string().starts_with("control.sum_squares:"),
+        error.to_string().starts_with("control.squared_deviations:"),
         "{error}"
     );
-    let negative_count = Summary {
-        n: 10,
-        sum: -4.0,
-        sum_squares: 9.0,
-    };
+    let negative_count = Summary::from_values(&[-4.0, -2.0]);
     let error = compare(MetricKind::Count, &negative_count, &normal, &settings).unwrap_err();
-    assert!(error.to_string().starts_with("control.sum:"), "{error}");
+    assert!(error.to_string().starts_with("control.mean:"), "{error}");
     let impossible = Summary {
         n: 4,
-        sum: 10.0,
-        sum_squares: 1.0,
+        mean: 10.0,
+        squared_deviations: -1.0,
     };
     let error = compare(MetricKind::Mean, &normal, &impossible, &settings).unwrap_err();
     assert!(
-        error.to_string().starts_with("treatment.sum_squares:"),
+        error
+            .to_string()
+            .starts_with("treatment.squared_deviations:"),
         "{error}"
     );
     let nan = Summary {
         n: 4,
-        sum: f64::NAN,
-        sum_squares: 1.0,
+        mean: f64::NAN,
+        squared_deviations: 1.0,
     };
     let error = compare(MetricKind::Mean, &nan, &normal, &settings).unwrap_err();
-    assert!(error.to_string().starts_with("control.sum:"), "{error}");
+    assert!(error.to_string().starts_with("control.mean:"), "{error}");
+
+    // Extreme but valid values compare (here squares overflow, squared deviations do not);
+    // only an overflowing spread is refused, saying so.
+    let huge = Summary::from_values(&[1e158, 1.00001e158, 0.99999e158, 1.000005e158]);
+    let huger = Summary::from_values(&[1.00003e158, 1.00004e158, 1.00002e158, 1.00005e158]);
+    let result = compare(MetricKind::Mean, &huge, &huger, &settings).unwrap();
+    assert!(
+        result.p_value < 0.05 && result.relative_interval.is_some(),
+        "{result:?}"
+    );
+    let tiny = Summary::from_values(&[1e-200, 1.1e-200, 0.9e-200, 1.05e-200]);
+    let tinier = Summary::from_values(&[1.2e-200, 1.3e-200, 1.1e-200, 1.25e-200]);
+    // Spreads below ~1e-154 underflow when squared: refused as no variance, saying why.
+    let error = compare(MetricKind::Mean, &tiny, &tinier, &settings).unwrap_err();
+    assert_eq!(error, StatsError::ZeroVariance);
+    assert!(error.to_string().contains("below"), "{error}");
+    let spread = Summary::from_values(&[-1e300, 1e300, -1e300, 1e300]);
+    let error = compare(MetricKind::Mean, &spread, &normal, &settings).unwrap_err();
+    assert!(
+        error.to_string().contains("overflows double precision"),
+        "{error}"
+    );
 
     for alpha in [0.0, 1.0, -0.1, f64::NAN, f64::INFINITY] {
         let error = compare(
@@ -316,11 +353,10 @@ fn comparison_is_antisymmetric_and_summaries_add_up() {
     assert!(forward.sequential_interval.lower < forward.absolute_interval.lower);
 
     let mut joined = Summary::from_values(&[3.0, 4.5, 2.0]);
-    let rest = Summary::from_values(&[8.0, 5.5]);
-    joined.n += rest.n;
-    joined.sum += rest.sum;
-    joined.sum_squares += rest.sum_squares;
-    assert_eq!(joined, control);
+    joined.merge(&Summary::from_values(&[8.0, 5.5]));
+    assert_eq!(joined.n, control.n);
+    assert!((joined.mean - control.mean).abs() < 1e-12);
+    assert!((joined.squared_deviations - control.squared_deviations).abs() < 1e-12);
     assert_eq!(Summary::default().mean(), 0.0);
     assert_eq!(Summary::from_values(&[4.0]).variance(), 0.0);
 }

@@ -2,32 +2,10 @@
 //! p-value at every look keeps false positives at α, the naive fixed-horizon p-value does not,
 //! and the sample-ratio check catches a 50.5/49.5 split over 200,000 contexts.
 
+mod common;
+
+use common::SplitMix64;
 use vexil_stats::{MetricKind, SRM_ALPHA, Settings, Summary, compare, sample_ratio_mismatch};
-
-/// SplitMix64 (Steele, Lea and Flood, 2014): tiny, fast, good enough for Monte Carlo here.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// A pair of independent standard normals by the Box–Muller transform.
-    fn normal_pair(&mut self) -> (f64, f64) {
-        let radius = (-2.0 * (1.0 - self.uniform()).ln()).sqrt();
-        let angle = std::f64::consts::TAU * self.uniform();
-        (radius * angle.cos(), radius * angle.sin())
-    }
-}
 
 const EXPERIMENTS: usize = 1_000;
 const LOOKS: usize = 20;

@@ -65,8 +65,10 @@ pub(super) fn results_json(r: &pb::ExperimentResults) -> Value {
                 "sum": v.sum,
                 "sum_of_squares": v.sum_of_squares,
                 "mean": v.mean,
+                "variance": v.variance,
                 "absolute_lift": interval_json(v.absolute_lift.as_ref()),
                 "relative_lift": interval_json(v.relative_lift.as_ref()),
+                "relative_lift_note": if v.relative_lift_note.is_empty() { Value::Null } else { Value::from(v.relative_lift_note.clone()) },
                 "sequential_absolute_lift": interval_json(v.sequential_absolute_lift.as_ref()),
                 "p_value": v.p_value,
                 "sequential_p_value": v.sequential_p_value,
@@ -211,7 +213,11 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
                     v.units.to_string(),
                     number(v.mean),
                     interval_text(v.absolute_lift.as_ref(), 1.0, ""),
-                    interval_text(v.relative_lift.as_ref(), 100.0, "%"),
+                    if v.relative_lift.is_none() && !v.relative_lift_note.is_empty() {
+                        "undefined (see below)".to_owned()
+                    } else {
+                        interval_text(v.relative_lift.as_ref(), 100.0, "%")
+                    },
                     p(v.p_value),
                     p(v.sequential_p_value),
                     p(v.adjusted_p_value),
@@ -236,6 +242,14 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
             ],
             &rows,
         );
+        for v in &m.variations {
+            if v.relative_lift.is_none() && !v.relative_lift_note.is_empty() {
+                println!(
+                    "variation {}: no relative lift: {}",
+                    v.variation, v.relative_lift_note
+                );
+            }
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 """Regenerates reference.json: inputs and expected outputs for vexil-stats' reference tests.
 
 Expected values come from scipy and statsmodels where they implement the statistic, and from
-the documented closed forms in numpy otherwise (delta-method relative interval, mSPRT). This
-script never looks at the Rust code's output.
+the documented closed forms otherwise (Fieller's interval and the mSPRT, in 50-digit decimal
+arithmetic). This script never looks at the Rust code's output.
 
     python3 -m venv venv && venv/bin/pip install numpy scipy statsmodels
     venv/bin/python generate.py          # writes reference.json next to this file
@@ -11,95 +11,243 @@ script never looks at the Rust code's output.
 
 import json
 import math
+import warnings
+from decimal import Decimal, getcontext
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-SEED = 20261122
+SEED = 20261206
 # Datasets up to this size are committed value by value so the test also checks
 # Summary::from_values; larger ones only as sufficient statistics.
 MAX_COMMITTED_VALUES = 200
+# Fieller's interval is computed in decimal arithmetic with this many digits, so that means
+# near 1e155 (whose squares overflow a double) get exact references too.
+getcontext().prec = 50
 
 
 def summary(values):
+    """n, mean and Σ(x − mean)², from exactly rounded sums (math.fsum). Both are written as
+    decimal strings that the test parses exactly (a JSON number may be rounded on parsing, and
+    one unit in the last place of a mean near 1e9 is a relative 1e-6 of a lift of 0.1)."""
     values = np.asarray(values, dtype=float)
+    mean = math.fsum(values) / values.size
     out = {
         "n": int(values.size),
-        "sum": math.fsum(values),
-        "sum_squares": math.fsum(values * values),
+        "mean": repr(mean),
+        "squared_deviations": repr(math.fsum((values - mean) ** 2)),
     }
     if values.size <= MAX_COMMITTED_VALUES:
         out["values"] = values.tolist()
     return out
 
 
-def relative_and_sequential(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha, rho):
-    """Delta-method relative interval and mSPRT (normal mixture), straight from the formulas."""
-    z = stats.norm.ppf(1 - alpha / 2)
-    relative = mean_t / mean_c - 1
-    relative_var = var_t / (n_t * mean_c**2) + mean_t**2 * var_c / (n_c * mean_c**4)
-    relative_half = z * np.sqrt(relative_var)
+def fieller(mean_c, se_c, mean_t, se_t, critical):
+    """Fieller's interval for mean_t/mean_c, minus 1, from the quadratic
+    (a − ρb)² ≤ q²(v_a + ρ²v_b); None with a reason where it is not a bounded interval."""
+    if mean_c == 0:
+        return None, "control_mean_zero"
+    if mean_t == 0 and se_t == 0:
+        return None, "treatment_without_spread"
+    a, b = Decimal(mean_t), Decimal(mean_c)
+    q2 = Decimal(critical) ** 2
+    v_a, v_b = Decimal(se_t) ** 2, Decimal(se_c) ** 2
+    leading = b * b - q2 * v_b
+    if leading <= 0:
+        return None, "control_mean_unresolved"
+    discriminant = (a * b) ** 2 - leading * (a * a - q2 * v_a)
+    root = discriminant.sqrt()
+    return [float((a * b - root) / leading - 1), float((a * b + root) / leading - 1)], None
 
-    lift = mean_t - mean_c
-    v = var_t / n_t + var_c / n_c
-    tau2 = rho**2 * (var_c + var_t) / 2
-    likelihood_ratio = np.sqrt(v / (v + tau2)) * np.exp(tau2 * lift**2 / (2 * v * (v + tau2)))
-    sequential_p = min(1.0, 1.0 / likelihood_ratio)
-    half = np.sqrt(v * (v + tau2) / tau2 * (2 * np.log(1 / alpha) + np.log((v + tau2) / v)))
+
+def sequential(lift, var_c, n_c, var_t, n_t, alpha, rho):
+    """mSPRT with a normal mixture, straight from the formulas (in decimal arithmetic)."""
+    lift, v = Decimal(lift), Decimal(var_t) / n_t + Decimal(var_c) / n_c
+    tau2 = Decimal(rho) ** 2 * (Decimal(var_c) + Decimal(var_t)) / 2
+    log_ratio = (v / (v + tau2)).ln() / 2 + tau2 * lift**2 / (2 * v * (v + tau2))
+    sequential_p = min(Decimal(1), (-log_ratio).exp())
+    half = (v * (v + tau2) / tau2 * (2 * (1 / Decimal(alpha)).ln() + ((v + tau2) / v).ln())).sqrt()
     return {
-        "relative_lift": relative,
-        "relative_interval": [relative - relative_half, relative + relative_half],
         "sequential_p_value": float(sequential_p),
-        "sequential_interval": [lift - half, lift + half],
+        "sequential_interval": [float(lift - half), float(lift + half)],
     }
 
 
-def welch_case(name, kind, control, treatment, alpha, rho):
+def welch_case(name, kind, control, treatment, alpha, rho, scale=1.0):
+    """Welch's test by scipy, on the values divided by `scale` (the test is scale-equivariant:
+    same p-value, interval times `scale`), for values whose squares would overflow in scipy."""
     control = np.asarray(control, dtype=float)
     treatment = np.asarray(treatment, dtype=float)
-    result = stats.ttest_ind(treatment, control, equal_var=False)
+    result = stats.ttest_ind(treatment / scale, control / scale, equal_var=False)
     ci = result.confidence_interval(confidence_level=1 - alpha)
-    var_c = control.var(ddof=1)
-    var_t = treatment.var(ddof=1)
+    ci = (ci.low * scale, ci.high * scale)
+    c, t = summary(control), summary(treatment)
+    mean_c, mean_t = float(c["mean"]), float(t["mean"])
+    var_c = float(c["squared_deviations"]) / (control.size - 1)
+    var_t = float(t["squared_deviations"]) / (treatment.size - 1)
+    se_c, se_t = math.sqrt(var_c / control.size), math.sqrt(var_t / treatment.size)
+    relative_interval, undefined = fieller(
+        mean_c, se_c, mean_t, se_t, stats.t.ppf(1 - alpha / 2, result.df)
+    )
     expected = {
-        "control_mean": control.mean(),
-        "treatment_mean": treatment.mean(),
-        "absolute_lift": treatment.mean() - control.mean(),
-        "absolute_interval": [ci.low, ci.high],
+        "control_mean": mean_c,
+        "treatment_mean": mean_t,
+        "absolute_lift": mean_t - mean_c,
+        "absolute_interval": list(ci),
         "p_value": result.pvalue,
-        "standard_error": math.sqrt(var_t / treatment.size + var_c / control.size),
+        "standard_error": math.hypot(se_c, se_t),
         "degrees_of_freedom": result.df,
+        "relative_lift": mean_t / mean_c - 1 if mean_c != 0 else None,
+        "relative_interval": relative_interval,
+        "relative_undefined": undefined,
     }
     expected.update(
-        relative_and_sequential(
-            control.mean(), var_c, control.size, treatment.mean(), var_t, treatment.size, alpha, rho
-        )
+        sequential(mean_t - mean_c, var_c, control.size, var_t, treatment.size, alpha, rho)
     )
     return {
         "name": name,
         "kind": kind,
         "alpha": alpha,
         "mixture_std_dev": rho,
-        "control": summary(control),
-        "treatment": summary(treatment),
+        "control": c,
+        "treatment": t,
         "expected": to_float(expected),
     }
 
 
+def score_interval(x_c, n_c, x_t, n_t, alpha, compare):
+    """Miettinen–Nurminen score interval without the n/(n − 1) factor, for p_t − p_c or
+    p_t/p_c, inverted with scipy's root finder on the restricted likelihood. Checked against
+    statsmodels' `confint_proportions_2indep(method="score", correction=False)` for the ratio
+    wherever statsmodels gives an answer, and against the closed-form cubic for the difference
+    (see check_restricted_difference)."""
+    crit = stats.norm.ppf(1 - alpha / 2)
+    p_c, p_t = x_c / n_c, x_t / n_t
+
+    def arm_score(x, n, p):
+        successes = (x / p if p > 0 else math.inf) if x > 0 else 0.0
+        failures = ((n - x) / (1 - p) if p < 1 else math.inf) if n > x else 0.0
+        return successes - failures
+
+    def restricted_rates(effect):
+        if compare == "diff":
+            low, high, rate_t, slope = max(0.0, -effect), min(1.0, 1 - effect), lambda q: q + effect, 1.0
+        else:
+            low, high, rate_t, slope = 0.0, min(1.0, 1 / effect), lambda q: effect * q, effect
+
+        def derivative(q):
+            return arm_score(x_c, n_c, q) + slope * arm_score(x_t, n_t, rate_t(q))
+
+        inner_low, inner_high = np.nextafter(low, high), np.nextafter(high, low)
+        if derivative(inner_low) <= 0:
+            q = low
+        elif derivative(inner_high) >= 0:
+            q = high
+        else:
+            q = optimize.brentq(derivative, inner_low, inner_high, xtol=1e-300, rtol=1e-15)
+        return q, rate_t(q)
+
+    def score(effect):
+        q_c, q_t = restricted_rates(effect)
+        if compare == "diff":
+            numerator = p_t - p_c - effect
+            variance = q_t * (1 - q_t) / n_t + q_c * (1 - q_c) / n_c
+        else:
+            numerator = p_t - effect * p_c
+            variance = q_t * (1 - q_t) / n_t + effect**2 * q_c * (1 - q_c) / n_c
+        if variance > 0:
+            return numerator / math.sqrt(variance)
+        return 0.0 if numerator == 0 else math.copysign(math.inf, numerator)
+
+    if compare == "diff":
+        estimate = p_t - p_c
+        low = -1.0 if estimate <= -1 else optimize.brentq(
+            lambda d: score(d) - crit, -1 + 1e-12, estimate, xtol=1e-15
+        )
+        high = 1.0 if estimate >= 1 else optimize.brentq(
+            lambda d: score(d) + crit, estimate, 1 - 1e-12, xtol=1e-15
+        )
+    else:
+        estimate = p_t / p_c
+        low = 0.0 if estimate == 0 else math.exp(
+            optimize.brentq(lambda r: score(math.exp(r)) - crit, -300, math.log(estimate), xtol=1e-14)
+        )
+        start = math.log(estimate) if estimate > 0 else -300
+        high = math.exp(
+            optimize.brentq(lambda r: score(math.exp(r)) + crit, start, 300, xtol=1e-14)
+        )
+    if compare == "ratio":
+        check_against_statsmodels_ratio(x_c, n_c, x_t, n_t, alpha, low, high)
+    else:
+        for effect in (low, high):
+            check_restricted_difference(x_c, n_c, x_t, n_t, effect, restricted_rates(effect))
+    return low, high
+
+
+def check_against_statsmodels_ratio(x_c, n_c, x_t, n_t, alpha, low, high):
+    """statsmodels' score interval of the ratio, wherever it gives one (not at 0 % or 100 %)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            expected = confint_proportions_2indep(
+                x_t, n_t, x_c, n_c, method="score", compare="ratio", correction=False, alpha=alpha
+            )
+        except (ValueError, ZeroDivisionError):
+            return
+    # It fails in three ways: an exception, NaN, or a complex root at 100 %.
+    if all(np.isreal(v) and math.isfinite(np.real(v)) for v in expected):
+        assert np.allclose([low, high], expected, rtol=1e-7, atol=1e-12), (low, high, expected)
+
+
+def check_restricted_difference(x_c, n_c, x_t, n_t, difference, rates):
+    """The restricted rates of the difference against Miettinen and Nurminen's closed-form
+    cubic, where its arccos is defined. statsmodels' copy of the cubic has a wrong linear
+    coefficient (statsmodels issue 10269: count0 where nobs0 belongs), so its score interval
+    of a difference is not used; the corrected coefficient is used here."""
+    if difference == 0:
+        return
+    n, x = n_c + n_t, x_c + x_t
+    a3 = n
+    a2 = (n_t + 2 * n_c) * difference - n - x
+    a1 = (n_c * difference - n - 2 * x_c) * difference + x
+    a0 = x_c * difference * (1 - difference)
+    v = (a2 / (3 * a3)) ** 3 - a1 * a2 / (6 * a3**2) + a0 / (2 * a3)
+    u = math.copysign(math.sqrt(max((a2 / (3 * a3)) ** 2 - a1 / (3 * a3), 0.0)), v)
+    if u == 0 or abs(v / u**3) > 1:
+        return
+    rate_c = 2 * u * math.cos((math.pi + math.acos(v / u**3)) / 3) - a2 / (3 * a3)
+    assert abs(rate_c - rates[0]) < 1e-9, (difference, rate_c, rates)
+
+
 def conversion_case(name, conversions_c, n_c, conversions_t, n_t, alpha, rho):
-    # Pooled test: statsmodels' default (prop_var=False pools the two samples).
-    _, p_value = proportions_ztest([conversions_t, conversions_c], [n_t, n_c])
-    low, high = confint_proportions_2indep(
-        conversions_t, n_t, conversions_c, n_c, method="wald", compare="diff", alpha=alpha
-    )
+    # Pooled test: statsmodels' default (prop_var=False pools the two samples). Both arms at
+    # 0 % or both at 100 %: no difference can be seen, p = 1 (statsmodels gives NaN).
+    if conversions_c + conversions_t in (0, n_c + n_t):
+        p_value = 1.0
+    else:
+        _, p_value = proportions_ztest([conversions_t, conversions_c], [n_t, n_c])
+    low, high = score_interval(conversions_c, n_c, conversions_t, n_t, alpha, "diff")
     p_c = conversions_c / n_c
     p_t = conversions_t / n_t
+    if conversions_c == 0:
+        relative_interval, undefined = None, "control_mean_zero"
+    else:
+        ratio_low, ratio_high = score_interval(conversions_c, n_c, conversions_t, n_t, alpha, "ratio")
+        relative_interval, undefined = [ratio_low - 1, ratio_high - 1], None
     var_c = p_c * (1 - p_c)
     var_t = p_t * (1 - p_t)
+    if var_c == 0 and var_t == 0:
+        # Wald's variance is 0: the sequence uses the rates (x + 1)/(n + 2) instead.
+        adjusted_c = (conversions_c + 1) / (n_c + 2)
+        adjusted_t = (conversions_t + 1) / (n_t + 2)
+        sequential_var_c = adjusted_c * (1 - adjusted_c)
+        sequential_var_t = adjusted_t * (1 - adjusted_t)
+    else:
+        sequential_var_c, sequential_var_t = var_c, var_t
     expected = {
         "control_mean": p_c,
         "treatment_mean": p_t,
@@ -107,11 +255,16 @@ def conversion_case(name, conversions_c, n_c, conversions_t, n_t, alpha, rho):
         "absolute_interval": [low, high],
         "p_value": p_value,
         "standard_error": math.sqrt(var_t / n_t + var_c / n_c),
+        "relative_lift": p_t / p_c - 1 if p_c != 0 else None,
+        "relative_interval": relative_interval,
+        "relative_undefined": undefined,
     }
-    expected.update(relative_and_sequential(p_c, var_c, n_c, p_t, var_t, n_t, alpha, rho))
+    expected.update(
+        sequential(p_t - p_c, sequential_var_c, n_c, sequential_var_t, n_t, alpha, rho)
+    )
 
     def conversion_summary(conversions, n):
-        out = {"n": n, "sum": float(conversions), "sum_squares": float(conversions)}
+        out = {"n": n, "converted": conversions}
         if n <= MAX_COMMITTED_VALUES:
             out["values"] = [1.0] * conversions + [0.0] * (n - conversions)
         return out
@@ -128,6 +281,8 @@ def conversion_case(name, conversions_c, n_c, conversions_t, n_t, alpha, rho):
 
 
 def to_float(value):
+    if value is None or isinstance(value, str):
+        return value
     if isinstance(value, dict):
         return {key: to_float(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -182,6 +337,67 @@ def comparisons(rng):
         conversion_case("conversion_unbalanced", 30, 1_000, 400, 9_000, 0.05, 0.04),
         conversion_case("conversion_tiny_effect", 100_000, 1_000_000, 100_500, 1_000_000, 0.05, 0.01),
         conversion_case("conversion_alpha_0.01_negative", 900, 3_000, 820, 3_100, 0.01, 0.2),
+        # The edges: large means against a small spread, zero means, 0 % and 100 % rates,
+        # a control mean indistinguishable from 0, values whose squares overflow a double.
+        welch_case(
+            "near_1e9_plus_minus_1",
+            "mean",
+            1e9 + rng.normal(0, 1, 5_000),
+            1e9 + 0.1 + rng.normal(0, 1, 5_000),
+            0.05,
+            0.04,
+        ),
+        welch_case(
+            "timestamps_ms",
+            "mean",
+            1.7e12 + rng.normal(0, 250, 150),
+            1.7e12 + 100 + rng.normal(0, 250, 160),
+            0.05,
+            0.04,
+        ),
+        welch_case(
+            "cents_large_baseline",
+            "mean",
+            np.round(2.5e7 + rng.exponential(300, 30_000)),
+            np.round(2.5e7 + rng.exponential(310, 30_000)),
+            0.05,
+            0.04,
+        ),
+        welch_case(
+            "treatment_all_zero", "mean", rng.exponential(5, 50), np.zeros(60), 0.05, 0.04
+        ),
+        welch_case("control_all_zero", "count", np.zeros(80), rng.poisson(0.3, 90), 0.05, 0.04),
+        welch_case(
+            "control_mean_unresolved",
+            "mean",
+            rng.normal(0.05, 1, 40),
+            rng.normal(0.5, 1, 40),
+            0.05,
+            0.04,
+        ),
+        welch_case(
+            "negative_control_mean",
+            "mean",
+            rng.normal(-20, 4, 300),
+            rng.normal(-19, 4, 300),
+            0.05,
+            0.04,
+        ),
+        welch_case(
+            "values_near_1e155",
+            "mean",
+            1e155 * (1 + 1e-5 * rng.normal(0, 1, 100)),
+            1e155 * (1 + 4e-6 + 1e-5 * rng.normal(0, 1, 100)),
+            0.05,
+            0.04,
+            scale=1e150,
+        ),
+        conversion_case("conversion_treatment_none", 9, 120, 0, 115, 0.05, 0.04),
+        conversion_case("conversion_control_none", 0, 200, 4, 210, 0.05, 0.04),
+        conversion_case("conversion_both_none", 0, 50, 0, 60, 0.05, 0.04),
+        conversion_case("conversion_both_all", 40, 40, 35, 35, 0.05, 0.04),
+        conversion_case("conversion_treatment_all", 25, 30, 30, 30, 0.1, 0.04),
+        conversion_case("conversion_tiny_n", 1, 5, 3, 6, 0.05, 0.04),
     ]
     return cases
 
@@ -286,6 +502,30 @@ def power_cases():
     return out
 
 
+def tail_cases():
+    """Distribution tails far beyond what a 95 % interval needs, to measure (not assume) the
+    precision the engine gives there."""
+    degrees = [1.0, 2.5, 10.0, 100.0, 1e4, 5e5, 2e6, 1e9]
+    t_p = [
+        {"t": t, "degrees_of_freedom": df, "p_value": float(2 * stats.t.sf(t, df))}
+        for t in [0.5, 2.0, 5.0, 10.0, 30.0]
+        for df in degrees
+        if 2 * stats.t.sf(t, df) > 1e-300
+    ]
+    t_quantile = [
+        {"upper_tail": q, "degrees_of_freedom": df, "t": float(stats.t.isf(q, df))}
+        for q in [0.025, 1e-4, 1e-8, 1e-15]
+        for df in degrees
+    ]
+    normal = [{"z": z, "sf": float(stats.norm.sf(z))} for z in [0.5, 1.96, 4.0, 8.0, 15.0, 25.0, 37.0]]
+    chi_square = [
+        {"x": x, "degrees_of_freedom": df, "sf": float(stats.chi2.sf(x, df))}
+        for x in [0.5, 5.0, 30.0, 200.0]
+        for df in [1, 2, 4, 20]
+    ]
+    return {"t_p_value": t_p, "t_quantile": t_quantile, "normal_sf": normal, "chi_square_sf": chi_square}
+
+
 def main():
     rng = np.random.default_rng(SEED)
     reference = {
@@ -295,6 +535,7 @@ def main():
         "sample_ratio": srm_cases(),
         "holm": holm_cases(rng),
         "power": power_cases(),
+        "tails": tail_cases(),
     }
     path = Path(__file__).with_name("reference.json")
     path.write_text(json.dumps(reference, indent=1) + "\n")

@@ -939,8 +939,21 @@ async fn results_on_hand_computed_data(server: TestServer) {
             metric.variations[1].sequential_p_value.unwrap(),
             comparison.sequential_p_value,
         );
-        let relative = metric.variations[1].relative_lift.as_ref().unwrap();
-        assert_close(relative.estimate, comparison.relative_lift);
+        match (
+            metric.variations[1].relative_lift.as_ref(),
+            comparison.relative_interval,
+        ) {
+            (Some(relative), Some(interval)) => {
+                assert_close(relative.estimate, comparison.relative_lift.unwrap());
+                assert_close(relative.lower, interval.lower);
+                assert_close(relative.upper, interval.upper);
+            }
+            (None, None) => assert_eq!(
+                metric.variations[1].relative_lift_note,
+                comparison.relative_undefined.unwrap().to_string()
+            ),
+            (got, want) => panic!("relative lift {got:?}, expected {want:?}"),
+        }
         assert!(metric.variations[0].absolute_lift.is_none());
     }
     // Mean of values over the contexts that bought: control a 7.5, c 20; treatment e 30,
@@ -991,9 +1004,9 @@ async fn results_on_hand_computed_data(server: TestServer) {
 
 fn check_variation(result: &pb::VariationMetricResult, expected: &vexil_stats::Summary) {
     assert_eq!(result.units, expected.n);
-    assert_close(result.sum, expected.sum);
-    assert_close(result.sum_of_squares, expected.sum_squares);
+    assert_close(result.sum, expected.sum());
     assert_close(result.mean, expected.mean());
+    assert_close(result.variance, expected.variance());
 }
 
 #[track_caller]
