@@ -661,7 +661,29 @@ fn experiments_are_designed_run_and_read() {
     ]);
     assert_eq!(created["status"], "draft");
     assert_eq!(created["rule_id"], "staff");
-    assert!(created["required_sample_size"].as_u64().unwrap() > 1000);
+    assert_eq!(created["one_sided"], false);
+    let two_sided_size = created["required_sample_size"].as_u64().unwrap();
+    assert!(two_sided_size > 1000);
+    // One-sided: the whole alpha in one tail, fewer contexts for the same power.
+    let one_sided = server.json(&[
+        "experiments",
+        "create",
+        "checkout-one-way",
+        "--flag",
+        "checkout",
+        "--variations",
+        "0,1",
+        "--primary",
+        "purchase-rate",
+        "--mde",
+        "0.1",
+        "--baseline",
+        "0.2",
+        "--one-sided",
+        "--json",
+    ]);
+    assert_eq!(one_sided["one_sided"], true);
+    assert!(one_sided["required_sample_size"].as_u64().unwrap() < two_sided_size);
     let shown = server.ok(&["experiments", "get", "checkout-test"]);
     assert!(shown.contains("contexts per variation"), "{shown}");
 
@@ -670,7 +692,12 @@ fn experiments_are_designed_run_and_read() {
     let running = server.json(&["experiments", "list", "--status", "running", "--json"]);
     assert_eq!(running.as_array().unwrap().len(), 1);
     let drafts = server.ok(&["experiments", "list", "--status", "draft"]);
-    assert_eq!(drafts.lines().count(), 1, "only the header: {drafts}");
+    assert_eq!(
+        drafts.lines().count(),
+        2,
+        "the header and the one-sided draft: {drafts}"
+    );
+    assert!(drafts.contains("checkout-one-way"), "{drafts}");
 
     publish_experiment_events(&server);
     let results = server.json(&["experiments", "results", "checkout-test", "--json"]);

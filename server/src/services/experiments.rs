@@ -370,6 +370,7 @@ fn experiment_spec(
         alpha,
         power,
         treatments,
+        one_sided: x.one_sided,
     })
     .map_err(|err| invalid(format!("experiment: cannot plan the sample size: {err}")))?;
     let bucket_by = x.bucket_by.as_ref().and_then(|b| {
@@ -407,6 +408,7 @@ fn experiment_spec(
         baseline_mean,
         baseline_std_dev,
         required_sample_size: required,
+        one_sided: x.one_sided,
     })
 }
 
@@ -597,6 +599,7 @@ pub fn experiment_message(x: &Experiment) -> pb::Experiment {
         baseline_mean: spec.baseline_mean,
         baseline_std_dev: spec.baseline_std_dev,
         required_sample_size: spec.required_sample_size,
+        one_sided: spec.one_sided,
     }
 }
 
@@ -623,6 +626,23 @@ fn error_kind_to_proto(kind: Option<&str>) -> i32 {
         Some("client_not_ready") => pb::ErrorKind::ClientNotReady,
         Some(_) => pb::ErrorKind::Unspecified,
     }) as i32
+}
+
+/// The test of one metric: two-sided, or one-sided toward an improvement for the primary
+/// metric and toward a regression for a guardrail.
+fn alternative_for(
+    one_sided: bool,
+    primary: bool,
+    direction: MetricDirection,
+) -> vexil_stats::Alternative {
+    use vexil_stats::Alternative::{Greater, Less, TwoSided};
+    match (one_sided, primary, direction) {
+        (false, _, _) => TwoSided,
+        (true, true, MetricDirection::Increase) | (true, false, MetricDirection::Decrease) => {
+            Greater
+        }
+        (true, true, MetricDirection::Decrease) | (true, false, MetricDirection::Increase) => Less,
+    }
 }
 
 /// Computes the results of an experiment from its aggregates.
@@ -688,6 +708,10 @@ async fn compute_results(
         let sums = &aggregates.metrics[m];
         let kind = stats_kind(definition.kind);
         let control_summary = summary(sums.get(&control_variation));
+        let settings = vexil_stats::Settings {
+            alternative: alternative_for(spec.one_sided, m == 0, goal.direction),
+            ..settings
+        };
         let mut variations = Vec::new();
         for (v, w) in spec.variations.iter().enumerate() {
             let s = summary(sums.get(&i64::from(w.variation)));
@@ -734,6 +758,7 @@ async fn compute_results(
                         alpha: spec.alpha,
                         power: spec.power,
                         treatments,
+                        one_sided: spec.one_sided,
                     };
                     let n = control_summary.n.min(s.n);
                     if n > 0 {
@@ -774,6 +799,7 @@ async fn compute_results(
         },
         until: Some(convert::timestamp(until)),
         alpha: spec.alpha,
+        one_sided: spec.one_sided,
     })
 }
 

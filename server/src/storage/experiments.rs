@@ -127,6 +127,9 @@ pub struct ExperimentSpec {
     pub baseline_std_dev: Option<f64>,
     /// Contexts needed per variation.
     pub required_sample_size: u64,
+    /// Test each metric one way: the primary for an improvement, guardrails for a regression.
+    #[serde(default)]
+    pub one_sided: bool,
 }
 
 impl ExperimentSpec {

@@ -64,6 +64,7 @@ fn planning(criterion: &mut Criterion) {
         alpha: 0.05,
         power: 0.8,
         treatments: 1,
+        one_sided: false,
     };
     criterion.bench_function("required_sample_size conversion", |bench| {
         bench.iter(|| required_sample_size(black_box(&design)))

@@ -70,10 +70,23 @@ pub struct Comparison {
     pub standard_error: f64,
 }
 
+/// Which difference a test looks for, θ being the true absolute lift (treatment − control).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Alternative {
+    /// Any difference, θ ≠ 0 (the default).
+    #[default]
+    TwoSided,
+    /// The treatment above control, θ > 0: the p-values test only that way, and every interval
+    /// is a lower bound (its upper end the largest possible value, or +∞).
+    Greater,
+    /// The treatment below control, θ < 0: the mirror image of [`Alternative::Greater`].
+    Less,
+}
+
 /// Parameters of [`compare`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
-    /// Two-sided significance level of every test and interval, in (0, 1). Default 0.05.
+    /// Significance level of every test and interval, in (0, 1). Default 0.05.
     pub alpha: f64,
     /// Standard deviation ρ of the normal mixing distribution of the mSPRT, in units of the
     /// per-context standard deviation: the mixture is N(0, τ²) over the true absolute lift with
@@ -81,6 +94,8 @@ pub struct Settings {
     /// ones late. Default [`DEFAULT_MIXTURE_STD_DEV`] (0.04), which makes the sequence
     /// narrowest near 10,000 contexts per variation at α = 0.05; see [`Settings::tuned_for`].
     pub mixture_std_dev: f64,
+    /// Two-sided (the default) or one-sided tests and intervals.
+    pub alternative: Alternative,
 }
 
 /// Default ρ of [`Settings::mixture_std_dev`]: close to optimal for 10,000 contexts per
@@ -92,6 +107,7 @@ impl Default for Settings {
         Settings {
             alpha: 0.05,
             mixture_std_dev: DEFAULT_MIXTURE_STD_DEV,
+            alternative: Alternative::TwoSided,
         }
     }
 }
@@ -117,6 +133,7 @@ impl Settings {
         Ok(Settings {
             alpha,
             mixture_std_dev: (2.0 * optimal_ratio / contexts_per_variation as f64).sqrt(),
+            alternative: Alternative::TwoSided,
         })
     }
 
@@ -190,8 +207,14 @@ pub fn compare(
             ),
         });
     }
-    let alpha = settings.alpha;
-    let z = dist::normal_upper_quantile(alpha / 2.0)?;
+    let alternative = settings.alternative;
+    // A one-sided bound at level α is the matching end of the two-sided interval at 2α (each
+    // interval below is monotone in its statistic), with the other end at the limit.
+    let tail = match alternative {
+        Alternative::TwoSided => settings.alpha / 2.0,
+        Alternative::Greater | Alternative::Less => settings.alpha,
+    };
+    let z = dist::normal_upper_quantile(tail)?;
 
     // Standard deviations rather than variances throughout, so values up to ~1e300 (whose
     // squares would overflow) still compare.
@@ -216,7 +239,12 @@ pub fn compare(
             let pooled = (converted_c + converted_t) / (n_c + n_t);
             let pooled_error = (pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_t)).sqrt();
             let p_value = if pooled_error > 0.0 {
-                (2.0 * dist::normal_sf((lift / pooled_error).abs())?).min(1.0)
+                let statistic = lift / pooled_error;
+                match alternative {
+                    Alternative::TwoSided => (2.0 * dist::normal_sf(statistic.abs())?).min(1.0),
+                    Alternative::Greater => dist::normal_sf(statistic)?,
+                    Alternative::Less => dist::normal_sf(-statistic)?,
+                }
             } else {
                 1.0
             };
@@ -228,11 +256,17 @@ pub fn compare(
                 converted: converted_t,
                 n: n_t,
             };
-            let absolute = proportions::difference_interval(arm_c, arm_t, z);
+            let absolute = one_sided(
+                proportions::difference_interval(arm_c, arm_t, z),
+                alternative,
+                -1.0,
+                1.0,
+            );
             let relative = if mean_c == 0.0 {
                 Err(ControlMeanZero)
             } else {
-                Ok(proportions::relative_interval(arm_c, arm_t, z))
+                finite(proportions::relative_interval(arm_c, arm_t, z))
+                    .map(|interval| one_sided(interval, alternative, -1.0, f64::INFINITY))
             };
             (p_value, absolute, relative)
         }
@@ -248,11 +282,38 @@ pub fn compare(
                 / (share_t.powi(4) / (treatment.n - 1) as f64
                     + share_c.powi(4) / (control.n - 1) as f64);
             let t = lift / standard_error;
-            let critical = dist::t_upper_quantile(alpha / 2.0, degrees_of_freedom)?;
-            let relative = fieller_interval(mean_c, se_c, mean_t, se_t, critical);
+            let critical = dist::t_upper_quantile(tail, degrees_of_freedom)?;
+            let two_sided_p = dist::t_two_sided_p(t, degrees_of_freedom)?;
+            let p_value = match alternative {
+                Alternative::TwoSided => two_sided_p,
+                Alternative::Greater if t > 0.0 => two_sided_p / 2.0,
+                Alternative::Less if t < 0.0 => two_sided_p / 2.0,
+                Alternative::Greater | Alternative::Less => 1.0 - two_sided_p / 2.0,
+            };
+            // With a negative control mean the relative lift falls as the absolute one rises.
+            let relative_alternative = if mean_c < 0.0 {
+                alternative.reversed()
+            } else {
+                alternative
+            };
+            let relative = fieller_interval(mean_c, se_c, mean_t, se_t, critical)
+                .and_then(finite)
+                .map(|interval| {
+                    one_sided(
+                        interval,
+                        relative_alternative,
+                        f64::NEG_INFINITY,
+                        f64::INFINITY,
+                    )
+                });
             (
-                dist::t_two_sided_p(t, degrees_of_freedom)?,
-                Interval::around(lift, critical * standard_error),
+                p_value,
+                one_sided(
+                    Interval::around(lift, critical * standard_error),
+                    alternative,
+                    f64::NEG_INFINITY,
+                    f64::INFINITY,
+                ),
                 relative,
             )
         }
@@ -260,10 +321,7 @@ pub fn compare(
 
     let sequential = sequential_inference(kind, control, treatment, lift, settings)?;
     let (relative_interval, relative_undefined) = match relative {
-        Ok(interval) if interval.lower.is_finite() && interval.upper.is_finite() => {
-            (Some(interval), None)
-        }
-        Ok(_) => (None, Some(OutOfRange)),
+        Ok(interval) => (Some(interval), None),
         Err(reason) => (None, Some(reason)),
     };
     let relative_lift = (mean_c != 0.0)
@@ -280,11 +338,46 @@ pub fn compare(
             .or((relative_lift.is_none() && mean_c != 0.0).then_some(OutOfRange)),
         p_value,
         sequential_p_value: sequential.p_value,
-        sequential_interval: Interval::around(lift, sequential.half_width),
+        sequential_interval: sequential.interval,
         standard_error,
     };
-    ensure_finite(&comparison)?;
+    ensure_finite(&comparison, alternative)?;
     Ok(comparison)
+}
+
+/// A two-sided relative interval whose ends both fit in a double, or why not.
+fn finite(interval: Interval) -> Result<Interval, RelativeUndefined> {
+    if interval.lower.is_finite() && interval.upper.is_finite() {
+        Ok(interval)
+    } else {
+        Err(OutOfRange)
+    }
+}
+
+impl Alternative {
+    fn reversed(self) -> Alternative {
+        match self {
+            Alternative::TwoSided => Alternative::TwoSided,
+            Alternative::Greater => Alternative::Less,
+            Alternative::Less => Alternative::Greater,
+        }
+    }
+}
+
+/// The one-sided interval of `alternative` from a two-sided one: its far end moved to the
+/// limit of what the quantity can be.
+fn one_sided(interval: Interval, alternative: Alternative, lowest: f64, highest: f64) -> Interval {
+    match alternative {
+        Alternative::TwoSided => interval,
+        Alternative::Greater => Interval {
+            lower: interval.lower,
+            upper: highest,
+        },
+        Alternative::Less => Interval {
+            lower: lowest,
+            upper: interval.upper,
+        },
+    }
 }
 
 fn bernoulli_sd(rate: f64) -> f64 {
@@ -325,6 +418,12 @@ fn fieller_interval(
     })
 }
 
+/// The always-valid p-value and confidence sequence of the absolute lift.
+struct SequentialResult {
+    p_value: f64,
+    interval: Interval,
+}
+
 /// The mSPRT of the absolute lift, in units of its standard error so that no variance
 /// overflows. For conversions with both arms at 0 % or 100 % the Wald variance is 0; the rates
 /// then stand in as (x + 1)/(n + 2) (Agresti and Caffo, 2000), which keeps the sequence honest
@@ -335,7 +434,7 @@ fn sequential_inference(
     treatment: &Summary,
     lift: f64,
     settings: &Settings,
-) -> Result<sequential::Sequential, StatsError> {
+) -> Result<SequentialResult, StatsError> {
     let (sd_c, sd_t) = match kind {
         MetricKind::Conversion => {
             let (sd_c, sd_t) = (bernoulli_sd(control.mean()), bernoulli_sd(treatment.mean()));
@@ -362,10 +461,36 @@ fn sequential_inference(
     let mixture_ratio = settings.mixture_std_dev.powi(2)
         * ((sd_c / standard_error).powi(2) + (sd_t / standard_error).powi(2))
         / 2.0;
-    let standardised = sequential::msprt(lift / standard_error, 1.0, mixture_ratio, settings.alpha);
-    Ok(sequential::Sequential {
-        p_value: standardised.p_value,
-        half_width: standardised.half_width * standard_error,
+    let standardised = lift / standard_error;
+    let alpha = settings.alpha;
+    Ok(match settings.alternative {
+        Alternative::TwoSided => {
+            let two_sided = sequential::msprt(standardised, 1.0, mixture_ratio, alpha);
+            SequentialResult {
+                p_value: two_sided.p_value,
+                interval: Interval::around(lift, two_sided.half_width * standard_error),
+            }
+        }
+        Alternative::Greater => {
+            let (p_value, margin) = sequential::one_sided(standardised, mixture_ratio, alpha)?;
+            SequentialResult {
+                p_value,
+                interval: Interval {
+                    lower: lift - margin * standard_error,
+                    upper: f64::INFINITY,
+                },
+            }
+        }
+        Alternative::Less => {
+            let (p_value, margin) = sequential::one_sided(-standardised, mixture_ratio, alpha)?;
+            SequentialResult {
+                p_value,
+                interval: Interval {
+                    lower: f64::NEG_INFINITY,
+                    upper: lift + margin * standard_error,
+                },
+            }
+        }
     })
 }
 
@@ -455,20 +580,23 @@ fn validate_summary(
     Ok(())
 }
 
-fn ensure_finite(comparison: &Comparison) -> Result<(), StatsError> {
+fn ensure_finite(comparison: &Comparison, alternative: Alternative) -> Result<(), StatsError> {
     let values = [
         comparison.control_mean,
         comparison.treatment_mean,
         comparison.absolute_lift,
-        comparison.absolute_interval.lower,
-        comparison.absolute_interval.upper,
         comparison.p_value,
         comparison.sequential_p_value,
-        comparison.sequential_interval.lower,
-        comparison.sequential_interval.upper,
         comparison.standard_error,
     ];
-    if values.iter().all(|value| value.is_finite()) {
+    // A one-sided interval has one infinite end; only the other must be finite.
+    let bounds = [comparison.absolute_interval, comparison.sequential_interval];
+    let bounds_valid = |b: &Interval| match alternative {
+        Alternative::TwoSided => b.lower.is_finite() && b.upper.is_finite(),
+        Alternative::Greater => b.lower.is_finite() && !b.upper.is_nan(),
+        Alternative::Less => b.upper.is_finite() && !b.lower.is_nan(),
+    };
+    if values.iter().all(|value| value.is_finite()) && bounds.iter().all(bounds_valid) {
         Ok(())
     } else {
         Err(StatsError::InvalidInput {

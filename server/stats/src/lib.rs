@@ -50,6 +50,18 @@
 //! (small n, skewed values, rates near 0 %) these intervals cover 94.5–97 % for a nominal 95 %,
 //! where the textbook delta-method interval covers 81–94 %, and never disagree with the test.
 //!
+//! # One-sided tests ([`Alternative`])
+//!
+//! With [`Settings::alternative`] set to `Greater` (or `Less`) the p-value tests θ > 0 only
+//! (θ < 0): P(T_ν > t), P(Z > z). Each interval becomes a bound: the matching end of the
+//! two-sided interval at level 2α — exactly the one-sided interval, since each statistic is
+//! monotone in the effect — with the other end at the limit of the quantity (+∞, or 1 for a
+//! difference of rates; −1 for a relative lift of rates). The sequential test mixes over one
+//! side only, a half-normal N(0, τ²) on θ > 0, whose likelihood ratio has the closed form
+//! Λ⁺ = Λ·2Φ(d·τ/√(V(V + τ²))); the always-valid p-value is min(1, 1/Λ⁺) and the confidence
+//! sequence's bound is where Λ⁺ reaches 1/α. [`Design::one_sided`] plans with the whole α in
+//! one tail.
+//!
 //! # Sequential inference: mSPRT with a normal mixture
 //!
 //! Fixed-horizon p-values are only valid when read once; read daily they inflate false
@@ -137,7 +149,8 @@ mod srm;
 mod summary;
 
 pub use compare::{
-    Comparison, DEFAULT_MIXTURE_STD_DEV, Interval, MetricKind, RelativeUndefined, Settings, compare,
+    Alternative, Comparison, DEFAULT_MIXTURE_STD_DEV, Interval, MetricKind, RelativeUndefined,
+    Settings, compare,
 };
 pub use error::StatsError;
 pub use holm::holm;

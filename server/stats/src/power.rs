@@ -21,6 +21,9 @@ pub struct Design {
     pub power: f64,
     /// Number of treatments compared with control (≥ 1).
     pub treatments: u32,
+    /// Whether each comparison is tested one way only (in the direction of the effect): the
+    /// whole α in one tail, so fewer contexts reach the same power.
+    pub one_sided: bool,
 }
 
 /// The quantities the power formula needs, from a validated design.
@@ -94,11 +97,31 @@ impl Design {
     }
 }
 
-/// Power of the two-sided z-test with n contexts per variation:
-/// Φ(δ√(n/2) − z) + Φ(−δ√(n/2) − z), z = z_{1−α/2}.
-fn power_at(plan: &Plan, critical: f64, contexts_per_variation: f64) -> Result<f64, StatsError> {
+/// Power of the z-test with n contexts per variation: two-sided
+/// Φ(δ√(n/2) − z) + Φ(−δ√(n/2) − z) with z = z_{1−α/2}; one-sided Φ(δ√(n/2) − z) with
+/// z = z_{1−α}.
+fn power_at(
+    plan: &Plan,
+    critical: f64,
+    one_sided: bool,
+    contexts_per_variation: f64,
+) -> Result<f64, StatsError> {
     let shift = plan.effect_size * (contexts_per_variation / 2.0).sqrt();
-    Ok(dist::normal_cdf(shift - critical)? + dist::normal_cdf(-shift - critical)?)
+    let wrong_tail = if one_sided {
+        0.0
+    } else {
+        dist::normal_cdf(-shift - critical)?
+    };
+    Ok(dist::normal_cdf(shift - critical)? + wrong_tail)
+}
+
+/// The critical value of the design's test: z_{1−α'/2}, or z_{1−α'} one-sided.
+fn critical_value(design: &Design, plan: &Plan) -> Result<f64, StatsError> {
+    dist::normal_upper_quantile(if design.one_sided {
+        plan.alpha
+    } else {
+        plan.alpha / 2.0
+    })
 }
 
 /// Contexts needed in each variation (control and every treatment) to detect the design's
@@ -113,7 +136,7 @@ pub fn required_sample_size(design: &Design) -> Result<u64, StatsError> {
             expected: "a power greater than alpha / treatments (the power with no data)",
         });
     }
-    let critical = dist::normal_upper_quantile(plan.alpha / 2.0)?;
+    let critical = critical_value(design, &plan)?;
     // The one-tail closed form n = 2 ((z_{1−α/2} + z_power) / δ)² is within a context of the
     // answer; the exact two-tail equation is then solved by bisection around it.
     let guess =
@@ -122,7 +145,7 @@ pub fn required_sample_size(design: &Design) -> Result<u64, StatsError> {
         return Err(StatsError::SampleSizeTooLarge);
     }
     let (mut low, mut high) = (0.0, guess.max(1.0));
-    while power_at(&plan, critical, high)? < power {
+    while power_at(&plan, critical, design.one_sided, high)? < power {
         low = high;
         high *= 2.0;
         if high > 1e19 {
@@ -134,7 +157,7 @@ pub fn required_sample_size(design: &Design) -> Result<u64, StatsError> {
         if middle <= low || middle >= high {
             break;
         }
-        if power_at(&plan, critical, middle)? < power {
+        if power_at(&plan, critical, design.one_sided, middle)? < power {
             low = middle;
         } else {
             high = middle;
@@ -148,6 +171,11 @@ pub fn required_sample_size(design: &Design) -> Result<u64, StatsError> {
 /// as [`required_sample_size`]; `design.power` is not used).
 pub fn achieved_power(design: &Design, contexts_per_variation: u64) -> Result<f64, StatsError> {
     let plan = design.plan()?;
-    let critical = dist::normal_upper_quantile(plan.alpha / 2.0)?;
-    power_at(&plan, critical, contexts_per_variation as f64)
+    let critical = critical_value(design, &plan)?;
+    power_at(
+        &plan,
+        critical,
+        design.one_sided,
+        contexts_per_variation as f64,
+    )
 }

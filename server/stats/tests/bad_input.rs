@@ -5,8 +5,8 @@ mod common;
 
 use common::SplitMix64;
 use vexil_stats::{
-    Comparison, Design, MetricKind, RelativeUndefined, Settings, StatsError, Summary,
-    achieved_power, compare, holm, required_sample_size, sample_ratio_mismatch,
+    Alternative, Comparison, Design, Interval, MetricKind, RelativeUndefined, Settings, StatsError,
+    Summary, achieved_power, compare, holm, required_sample_size, sample_ratio_mismatch,
 };
 
 const AWKWARD: [f64; 16] = [
@@ -60,17 +60,24 @@ fn random_summary(random: &mut SplitMix64) -> Summary {
     }
 }
 
+/// A sane interval: no NaN, ordered, and at most one infinite end (a one-sided bound).
+fn assert_interval_sane(interval: &Interval, context: &str) {
+    assert!(
+        !interval.lower.is_nan()
+            && !interval.upper.is_nan()
+            && interval.lower <= interval.upper
+            && (interval.lower.is_finite() || interval.upper.is_finite()),
+        "{context}: {interval:?}"
+    );
+}
+
 fn assert_sane(comparison: &Comparison, context: &str) {
     let values = [
         comparison.control_mean,
         comparison.treatment_mean,
         comparison.absolute_lift,
-        comparison.absolute_interval.lower,
-        comparison.absolute_interval.upper,
         comparison.p_value,
         comparison.sequential_p_value,
-        comparison.sequential_interval.lower,
-        comparison.sequential_interval.upper,
         comparison.standard_error,
     ];
     assert!(
@@ -85,29 +92,18 @@ fn assert_sane(comparison: &Comparison, context: &str) {
         (0.0..=1.0).contains(&comparison.sequential_p_value),
         "{context}: {comparison:?}"
     );
-    assert!(
-        comparison.absolute_interval.lower <= comparison.absolute_interval.upper,
-        "{context}"
-    );
+    assert_interval_sane(&comparison.absolute_interval, context);
+    assert_interval_sane(&comparison.sequential_interval, context);
     if let Some(relative) = comparison.relative_lift {
         assert!(relative.is_finite(), "{context}");
     }
     match comparison.relative_interval {
         Some(interval) => {
-            assert!(
-                interval.lower.is_finite()
-                    && interval.upper.is_finite()
-                    && interval.lower <= interval.upper,
-                "{context}: {comparison:?}"
-            );
+            assert_interval_sane(&interval, context);
             assert_eq!(comparison.relative_undefined, None, "{context}");
         }
         None => assert!(comparison.relative_undefined.is_some(), "{context}"),
     }
-    assert!(
-        comparison.sequential_interval.lower <= comparison.sequential_interval.upper,
-        "{context}"
-    );
     // Zero only for conversions with both arms at 0 % or 100 % (Wald's standard error).
     assert!(comparison.standard_error >= 0.0, "{context}");
 }
@@ -120,13 +116,22 @@ fn compare_never_panics_or_returns_non_finite_values() {
         let kind = random.pick(&KINDS);
         let control = random_summary(&mut random);
         let treatment = random_summary(&mut random);
+        let alternative = random.pick(&[
+            Alternative::TwoSided,
+            Alternative::Greater,
+            Alternative::Less,
+        ]);
         let settings = if random.next_u64().is_multiple_of(4) {
             Settings {
                 alpha: random_value(&mut random),
                 mixture_std_dev: random_value(&mut random),
+                alternative,
             }
         } else {
-            Settings::default()
+            Settings {
+                alternative,
+                ..Settings::default()
+            }
         };
         let context = format!("{kind:?} {control:?} {treatment:?} {settings:?}");
         match compare(kind, &control, &treatment, &settings) {
@@ -438,6 +443,7 @@ fn power_functions_validate_designs() {
         alpha: 0.05,
         power: 0.8,
         treatments: 1,
+        one_sided: false,
     };
     let invalid = [
         (
@@ -578,6 +584,7 @@ fn power_functions_validate_designs() {
                 random_value(&mut random)
             },
             treatments: random.pick(&[0, 1, 2, 7, u32::MAX]),
+            one_sided: random.next_u64().is_multiple_of(2),
         };
         if let Ok(size) = required_sample_size(&design) {
             assert!(size >= 2, "{design:?}");

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 use vexil_stats::{
-    Design, Interval, MetricKind, RelativeUndefined, Settings, Summary, achieved_power, compare,
-    holm, required_sample_size, sample_ratio_mismatch,
+    Alternative, Design, Interval, MetricKind, RelativeUndefined, Settings, Summary,
+    achieved_power, compare, holm, required_sample_size, sample_ratio_mismatch,
 };
 
 const RELATIVE_TOLERANCE: f64 = 1e-6;
@@ -25,12 +25,21 @@ fn number(value: &Value, key: &str) -> f64 {
     .unwrap_or_else(|| panic!("reference field {key} is a number: {value}"))
 }
 
+/// An interval; an end written as "inf" or "-inf" is unbounded (a one-sided interval).
 fn pair(value: &Value, key: &str) -> (f64, f64) {
     let items = value[key].as_array().expect("an interval is a pair");
-    (items[0].as_f64().unwrap(), items[1].as_f64().unwrap())
+    let end = |item: &Value| match item {
+        Value::String(text) => text.parse().expect("a number"),
+        number => number.as_f64().unwrap(),
+    };
+    (end(&items[0]), end(&items[1]))
 }
 
 fn assert_close(case: &str, what: &str, actual: f64, expected: f64) {
+    if expected.is_infinite() {
+        assert_eq!(actual, expected, "{case}: {what}");
+        return;
+    }
     let difference = (actual - expected).abs();
     let relative = difference / expected.abs();
     assert!(
@@ -106,6 +115,12 @@ fn comparisons_match_scipy_and_statsmodels() {
         let settings = Settings {
             alpha: number(case, "alpha"),
             mixture_std_dev: number(case, "mixture_std_dev"),
+            alternative: match case["alternative"].as_str() {
+                None | Some("two-sided") => Alternative::TwoSided,
+                Some("greater") => Alternative::Greater,
+                Some("less") => Alternative::Less,
+                Some(other) => panic!("unknown alternative {other}"),
+            },
         };
         let control = summary_of(name, &case["control"]);
         let treatment = summary_of(name, &case["treatment"]);
@@ -266,6 +281,7 @@ fn power_and_sample_size_match_statsmodels_normal_ind_power() {
             alpha: number(raw, "alpha"),
             power: number(raw, "power"),
             treatments: raw["treatments"].as_u64().unwrap() as u32,
+            one_sided: raw["one_sided"].as_bool().unwrap_or(false),
         };
         let expected = &case["expected"];
         let required =

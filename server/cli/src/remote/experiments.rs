@@ -147,6 +147,9 @@ pub(crate) struct CreateExperiment {
     /// Desired power.
     #[arg(long, default_value_t = 0.8)]
     power: f64,
+    /// Test one way only: the primary metric for an improvement, guardrails for a regression.
+    #[arg(long)]
+    one_sided: bool,
     /// Bucket by `kind:attribute` instead of the user key.
     #[arg(long)]
     bucket_by: Option<String>,
@@ -247,6 +250,7 @@ fn experiment_json(x: &pb::Experiment) -> Value {
         "alpha": x.alpha,
         "power": x.power,
         "required_sample_size": x.required_sample_size,
+        "one_sided": x.one_sided,
         "decision": x.decision.as_ref().map(|d| json!({
             "variation": d.variation,
             "rationale": d.rationale,
@@ -308,9 +312,14 @@ fn print_experiment(c: &Client, x: &pb::Experiment) {
         );
     }
     println!(
-        "plan:         detect {:+}% relative at alpha {} with power {}: {} contexts per variation",
+        "plan:         detect {:+}% relative at alpha {} ({}) with power {}: {} contexts per variation",
         x.minimum_detectable_effect * 100.0,
         x.alpha,
+        if x.one_sided {
+            "one-sided: primary for an improvement, guardrails for a regression"
+        } else {
+            "two-sided"
+        },
         x.power,
         x.required_sample_size
     );
@@ -403,6 +412,7 @@ pub async fn experiments(c: Client, args: ExperimentsArgs) -> Outcome {
                 minimum_detectable_effect: create.mde,
                 baseline_mean: create.baseline,
                 baseline_std_dev: create.baseline_std_dev,
+                one_sided: create.one_sided,
                 ..Default::default()
             };
             let request = c.req(pb::CreateExperimentRequest {

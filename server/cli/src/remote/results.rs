@@ -37,9 +37,17 @@ pub(super) fn now_seconds() -> i64 {
 }
 
 fn interval_json(i: Option<&pb::ConfidenceInterval>) -> Value {
+    // An infinite end (a one-sided bound) is null: JSON has no infinity.
+    let end = |x: f64| {
+        if x.is_finite() {
+            Value::from(x)
+        } else {
+            Value::Null
+        }
+    };
     i.map_or(
         Value::Null,
-        |i| json!({ "estimate": i.estimate, "lower": i.lower, "upper": i.upper, "level": i.level }),
+        |i| json!({ "estimate": i.estimate, "lower": end(i.lower), "upper": end(i.upper), "level": i.level }),
     )
 }
 
@@ -49,6 +57,7 @@ pub(super) fn results_json(r: &pb::ExperimentResults) -> Value {
         "computed_at": time(r.computed_at.as_ref()),
         "until": time(r.until.as_ref()),
         "alpha": r.alpha,
+        "one_sided": r.one_sided,
         "exposures": r.exposures.iter().map(|e| json!({"variation": e.variation, "contexts": e.units, "weight": e.weight})).collect::<Vec<_>>(),
         "multiple_exposure_contexts": r.multiple_exposure_contexts,
         "srm": { "chi_square": r.srm_chi_square, "p_value": r.srm_p_value, "mismatch": r.srm_detected },
@@ -99,12 +108,21 @@ fn p(value: Option<f64>) -> String {
 }
 
 fn interval_text(i: Option<&pb::ConfidenceInterval>, scale: f64, unit: &str) -> String {
+    let end = |x: f64| {
+        if x.is_finite() {
+            format!("{:+.4}", x * scale)
+        } else if x > 0.0 {
+            "+inf".to_owned()
+        } else {
+            "-inf".to_owned()
+        }
+    };
     match i {
         Some(i) => format!(
-            "{:+.4}{unit} [{:+.4}, {:+.4}]",
+            "{:+.4}{unit} [{}, {}]",
             i.estimate * scale,
-            i.lower * scale,
-            i.upper * scale
+            end(i.lower),
+            end(i.upper)
         ),
         None => "-".to_owned(),
     }
@@ -150,6 +168,13 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
         "excluded: {} contexts exposed to more than one variation",
         r.multiple_exposure_contexts
     );
+    if r.one_sided {
+        println!(
+            "tests: one-sided at alpha {}: the primary metric for an improvement, guardrails for a \
+             regression (significant = regressed); intervals are bounds",
+            r.alpha
+        );
+    }
     println!(
         "sample: {:.1}% of the {} contexts needed per variation",
         r.sample_collected * 100.0,
@@ -350,8 +375,13 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
     );
     let _ = writeln!(
         out,
-        r##"<text x="{LEFT}" y="40" fill="#555">band: {:.0}% confidence interval; dashed: confidence sequence (valid at any time)</text>"##,
-        (1.0 - x.alpha) * 100.0
+        r##"<text x="{LEFT}" y="40" fill="#555">band: {:.0}% confidence {}; dashed: confidence sequence (valid at any time)</text>"##,
+        (1.0 - x.alpha) * 100.0,
+        if x.one_sided {
+            "bound (one-sided: the band runs to the edge)"
+        } else {
+            "interval"
+        }
     );
     if panels.is_empty() || series.is_empty() {
         let _ = writeln!(
@@ -379,8 +409,9 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
                 let result = r.metrics.get(m)?.variations.get(v)?;
                 let lift = result.absolute_lift.as_ref()?;
                 let seq = result.sequential_absolute_lift.as_ref().unwrap_or(lift);
+                // A one-sided bound has an infinite end, drawn to the panel's edge.
                 let values = [lift.estimate, lift.lower, lift.upper, seq.lower, seq.upper];
-                values.iter().all(|x| x.is_finite()).then_some((
+                values.iter().all(|x| !x.is_nan()).then_some((
                     *t,
                     lift.estimate,
                     lift.lower,
@@ -419,8 +450,12 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
         let mut low = 0.0_f64;
         let mut high = 0.0_f64;
         for p in &points {
-            low = low.min(p.2).min(p.4);
-            high = high.max(p.3).max(p.5);
+            for value in [p.1, p.2, p.3, p.4, p.5] {
+                if value.is_finite() {
+                    low = low.min(value);
+                    high = high.max(value);
+                }
+            }
         }
         if high - low < 1e-12 {
             high += 1.0;
@@ -428,7 +463,7 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
         }
         let pad = (high - low) * 0.05;
         let (low, high) = (low - pad, high + pad);
-        let ty = |y: f64| top + (high - y) / (high - low) * plot_height;
+        let ty = |y: f64| top + (high - y.clamp(low, high)) / (high - low) * plot_height;
         // Axis labels.
         for (value, label) in [(high, high), (0.0, 0.0), (low, low)] {
             let _ = writeln!(

@@ -16,7 +16,7 @@ from decimal import Decimal, getcontext
 from pathlib import Path
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import integrate, optimize, stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
@@ -64,8 +64,11 @@ def fieller(mean_c, se_c, mean_t, se_t, critical):
     return [float((a * b - root) / leading - 1), float((a * b + root) / leading - 1)], None
 
 
-def sequential(lift, var_c, n_c, var_t, n_t, alpha, rho):
-    """mSPRT with a normal mixture, straight from the formulas (in decimal arithmetic)."""
+def sequential(lift, var_c, n_c, var_t, n_t, alpha, rho, alternative="two-sided"):
+    """mSPRT with a normal mixture, straight from the formulas (in decimal arithmetic); the
+    one-sided version by numerical integration of the half-normal mixture."""
+    if alternative != "two-sided":
+        return sequential_one_sided(lift, var_c, n_c, var_t, n_t, alpha, rho, alternative)
     lift, v = Decimal(lift), Decimal(var_t) / n_t + Decimal(var_c) / n_c
     tau2 = Decimal(rho) ** 2 * (Decimal(var_c) + Decimal(var_t)) / 2
     log_ratio = (v / (v + tau2)).ln() / 2 + tau2 * lift**2 / (2 * v * (v + tau2))
@@ -77,21 +80,87 @@ def sequential(lift, var_c, n_c, var_t, n_t, alpha, rho):
     }
 
 
-def welch_case(name, kind, control, treatment, alpha, rho, scale=1.0):
+def sequential_one_sided(lift, var_c, n_c, var_t, n_t, alpha, rho, alternative):
+    """One-sided mSPRT: the likelihood ratio exp((θd − θ²/2)/V) of a lift θ against 0,
+    integrated numerically (scipy quad) against a half-normal N(0, τ²) mixture on the side of
+    the alternative; p = min(1, 1/Λ⁺), and the confidence bound the θ₀ where Λ⁺ = 1/α."""
+    v = var_t / n_t + var_c / n_c
+    tau2 = rho**2 * (var_c + var_t) / 2
+    sign = 1.0 if alternative == "greater" else -1.0
+
+    def log_mixture(difference):
+        # In units of the standard error: x = d/√V, θ in standard errors, τ² over V.
+        x, r = sign * difference / math.sqrt(v), tau2 / v
+
+        def exponent(theta):
+            return theta * x - theta**2 / 2 - theta**2 / (2 * r)
+
+        peak = max(0.0, x / (1 + 1 / r))
+        top = exponent(peak)
+        width = 1 / math.sqrt(1 + 1 / r)
+        integral, _ = integrate.quad(
+            lambda theta: math.exp(exponent(theta) - top),
+            0,
+            math.inf,
+            points=None,
+            epsabs=0,
+            epsrel=1e-12,
+            limit=200,
+        ) if peak == 0 else integrate.quad(
+            lambda theta: math.exp(exponent(theta) - top),
+            0,
+            peak + 60 * width,
+            points=[peak],
+            epsabs=0,
+            epsrel=1e-12,
+            limit=200,
+        )
+        return top + math.log(integral * 2 / math.sqrt(2 * math.pi * r))
+
+    log_ratio = log_mixture(lift)
+    p_value = min(1.0, math.exp(-log_ratio))
+    target = math.log(1 / alpha)
+    # Λ⁺ grows with sign·(d − θ₀): the bound is where it reaches 1/α.
+    margin = optimize.brentq(
+        lambda m: log_mixture(sign * m) - target, 0.0, 100 * math.sqrt(v), xtol=1e-15 * math.sqrt(v)
+    )
+    bound = [lift - margin, "inf"] if alternative == "greater" else ["-inf", lift + margin]
+    return {"sequential_p_value": p_value, "sequential_interval": bound}
+
+
+def one_sided(interval, alternative, lowest, highest):
+    """The one-sided interval from the two-sided one at 2α: its far end at the limit."""
+    if interval is None or alternative == "two-sided":
+        return interval
+    return [interval[0], highest] if alternative == "greater" else [lowest, interval[1]]
+
+
+def flipped(alternative):
+    return {"greater": "less", "less": "greater"}.get(alternative, alternative)
+
+
+def welch_case(name, kind, control, treatment, alpha, rho, scale=1.0, alternative="two-sided"):
     """Welch's test by scipy, on the values divided by `scale` (the test is scale-equivariant:
     same p-value, interval times `scale`), for values whose squares would overflow in scipy."""
     control = np.asarray(control, dtype=float)
     treatment = np.asarray(treatment, dtype=float)
-    result = stats.ttest_ind(treatment / scale, control / scale, equal_var=False)
+    result = stats.ttest_ind(
+        treatment / scale, control / scale, equal_var=False, alternative=alternative
+    )
     ci = result.confidence_interval(confidence_level=1 - alpha)
     ci = (ci.low * scale, ci.high * scale)
+    tail = alpha / 2 if alternative == "two-sided" else alpha
     c, t = summary(control), summary(treatment)
     mean_c, mean_t = float(c["mean"]), float(t["mean"])
     var_c = float(c["squared_deviations"]) / (control.size - 1)
     var_t = float(t["squared_deviations"]) / (treatment.size - 1)
     se_c, se_t = math.sqrt(var_c / control.size), math.sqrt(var_t / treatment.size)
     relative_interval, undefined = fieller(
-        mean_c, se_c, mean_t, se_t, stats.t.ppf(1 - alpha / 2, result.df)
+        mean_c, se_c, mean_t, se_t, stats.t.ppf(1 - tail, result.df)
+    )
+    # A negative control mean turns a rise of the absolute lift into a fall of the relative.
+    relative_interval = one_sided(
+        relative_interval, flipped(alternative) if mean_c < 0 else alternative, -math.inf, math.inf
     )
     expected = {
         "control_mean": mean_c,
@@ -106,11 +175,14 @@ def welch_case(name, kind, control, treatment, alpha, rho, scale=1.0):
         "relative_undefined": undefined,
     }
     expected.update(
-        sequential(mean_t - mean_c, var_c, control.size, var_t, treatment.size, alpha, rho)
+        sequential(
+            mean_t - mean_c, var_c, control.size, var_t, treatment.size, alpha, rho, alternative
+        )
     )
     return {
         "name": name,
         "kind": kind,
+        "alternative": alternative,
         "alpha": alpha,
         "mixture_std_dev": rho,
         "control": c,
@@ -223,21 +295,37 @@ def check_restricted_difference(x_c, n_c, x_t, n_t, difference, rates):
     assert abs(rate_c - rates[0]) < 1e-9, (difference, rate_c, rates)
 
 
-def conversion_case(name, conversions_c, n_c, conversions_t, n_t, alpha, rho):
+def conversion_case(
+    name, conversions_c, n_c, conversions_t, n_t, alpha, rho, alternative="two-sided"
+):
     # Pooled test: statsmodels' default (prop_var=False pools the two samples). Both arms at
     # 0 % or both at 100 %: no difference can be seen, p = 1 (statsmodels gives NaN).
     if conversions_c + conversions_t in (0, n_c + n_t):
         p_value = 1.0
     else:
-        _, p_value = proportions_ztest([conversions_t, conversions_c], [n_t, n_c])
-    low, high = score_interval(conversions_c, n_c, conversions_t, n_t, alpha, "diff")
+        _, p_value = proportions_ztest(
+            [conversions_t, conversions_c],
+            [n_t, n_c],
+            alternative={"greater": "larger", "less": "smaller"}.get(alternative, alternative),
+        )
+    # One-sided bounds are the ends of the two-sided intervals at 2α.
+    interval_alpha = alpha if alternative == "two-sided" else 2 * alpha
+    low, high = one_sided(
+        score_interval(conversions_c, n_c, conversions_t, n_t, interval_alpha, "diff"),
+        alternative,
+        -1.0,
+        1.0,
+    )
     p_c = conversions_c / n_c
     p_t = conversions_t / n_t
     if conversions_c == 0:
         relative_interval, undefined = None, "control_mean_zero"
     else:
-        ratio_low, ratio_high = score_interval(conversions_c, n_c, conversions_t, n_t, alpha, "ratio")
-        relative_interval, undefined = [ratio_low - 1, ratio_high - 1], None
+        ratio_low, ratio_high = score_interval(
+            conversions_c, n_c, conversions_t, n_t, interval_alpha, "ratio"
+        )
+        relative_interval = one_sided([ratio_low - 1, ratio_high - 1], alternative, -1.0, math.inf)
+        undefined = None
     var_c = p_c * (1 - p_c)
     var_t = p_t * (1 - p_t)
     if var_c == 0 and var_t == 0:
@@ -260,7 +348,7 @@ def conversion_case(name, conversions_c, n_c, conversions_t, n_t, alpha, rho):
         "relative_undefined": undefined,
     }
     expected.update(
-        sequential(p_t - p_c, sequential_var_c, n_c, sequential_var_t, n_t, alpha, rho)
+        sequential(p_t - p_c, sequential_var_c, n_c, sequential_var_t, n_t, alpha, rho, alternative)
     )
 
     def conversion_summary(conversions, n):
@@ -272,6 +360,7 @@ def conversion_case(name, conversions_c, n_c, conversions_t, n_t, alpha, rho):
     return {
         "name": name,
         "kind": "conversion",
+        "alternative": alternative,
         "alpha": alpha,
         "mixture_std_dev": rho,
         "control": conversion_summary(conversions_c, n_c),
@@ -281,8 +370,11 @@ def conversion_case(name, conversions_c, n_c, conversions_t, n_t, alpha, rho):
 
 
 def to_float(value):
+    """Numbers as floats; an infinite one as the string "inf" or "-inf" (JSON has none)."""
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     if isinstance(value, dict):
         return {key: to_float(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -398,6 +490,45 @@ def comparisons(rng):
         conversion_case("conversion_both_all", 40, 40, 35, 35, 0.05, 0.04),
         conversion_case("conversion_treatment_all", 25, 30, 30, 30, 0.1, 0.04),
         conversion_case("conversion_tiny_n", 1, 5, 3, 6, 0.05, 0.04),
+        # One-sided: p-values in one direction, lower (or upper) bounds.
+        welch_case(
+            "one_sided_greater",
+            "mean",
+            rng.normal(10, 3, 25),
+            rng.normal(11.5, 3, 30),
+            0.05,
+            0.3,
+            alternative="greater",
+        ),
+        welch_case(
+            "one_sided_less_counts",
+            "count",
+            rng.poisson(4.0, 2_000),
+            rng.poisson(3.8, 2_100),
+            0.05,
+            0.04,
+            alternative="less",
+        ),
+        welch_case(
+            "one_sided_greater_wrong_way",
+            "mean",
+            rng.normal(100, 15, 400),
+            rng.normal(97, 15, 400),
+            0.1,
+            0.04,
+            alternative="greater",
+        ),
+        welch_case(
+            "one_sided_negative_control",
+            "mean",
+            rng.normal(-50, 10, 200),
+            rng.normal(-47, 10, 200),
+            0.05,
+            0.04,
+            alternative="greater",
+        ),
+        conversion_case("one_sided_conversion_greater", 90, 1_000, 118, 1_000, 0.05, 0.04, "greater"),
+        conversion_case("one_sided_conversion_less_none", 8, 100, 0, 100, 0.05, 0.04, "less"),
     ]
     return cases
 
@@ -457,10 +588,14 @@ def power_cases():
         ("mean", 12.5, 40.0, 0.05, 0.1, 0.95, 4, 1_000),
         ("count", 2.0, 1.5, 0.03, 0.05, 0.8, 1, 7_777),
         ("count", 10.0, 3.0, 0.2, 0.05, 0.8, 1, 30),
+        # One-sided: the whole α in the direction of the effect.
+        ("conversion", 0.10, None, 0.05, 0.05, 0.8, 1, 5_000, "larger"),
+        ("mean", 12.5, 40.0, -0.05, 0.05, 0.9, 2, 1_000, "larger"),
     ]
     out = []
     power_analysis = NormalIndPower()
-    for kind, baseline, std_dev, mde, alpha, power, treatments, other_n in designs:
+    for kind, baseline, std_dev, mde, alpha, power, treatments, other_n, *sides in designs:
+        alternative = sides[0] if sides else "two-sided"
         if kind == "conversion":
             p1, p2 = baseline, baseline * (1 + mde)
             effect = (p2 - p1) / math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / 2)
@@ -468,14 +603,14 @@ def power_cases():
             effect = baseline * mde / std_dev
         split_alpha = alpha / treatments
         n = power_analysis.solve_power(
-            effect_size=abs(effect), alpha=split_alpha, power=power, ratio=1.0, alternative="two-sided"
+            effect_size=abs(effect), alpha=split_alpha, power=power, ratio=1.0, alternative=alternative
         )
         required = max(2, math.ceil(n))
 
         def power_at(contexts):
             return float(
                 power_analysis.power(
-                    abs(effect), nobs1=contexts, alpha=split_alpha, ratio=1.0, alternative="two-sided"
+                    abs(effect), nobs1=contexts, alpha=split_alpha, ratio=1.0, alternative=alternative
                 )
             )
 
@@ -489,6 +624,7 @@ def power_cases():
                     "alpha": alpha,
                     "power": power,
                     "treatments": treatments,
+                    "one_sided": alternative != "two-sided",
                 },
                 "expected": {
                     "required_sample_size": required,

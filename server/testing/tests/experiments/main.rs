@@ -281,6 +281,7 @@ async fn lifecycle(server: TestServer) {
         alpha: 0.05,
         power: 0.8,
         treatments: 1,
+        one_sided: false,
     })
     .unwrap();
     assert_eq!(created.required_sample_size, planned);
@@ -1015,6 +1016,98 @@ fn assert_close(actual: f64, expected: f64) {
         (actual - expected).abs() <= 1e-9 * expected.abs().max(1.0),
         "{actual} != {expected}"
     );
+}
+
+/// A one-sided experiment: the primary metric is tested for an improvement, the guardrail for
+/// a regression; p-values, bounds and the sample size follow.
+#[tokio::test]
+async fn one_sided_results_test_each_metric_one_way() {
+    let mut f = Fixture::new(TestServer::sqlite().await).await;
+    f.create_metric("purchase-rate", "purchase", pb::MetricKind::Conversion)
+        .await;
+    f.create_metric("revenue", "purchase", pb::MetricKind::Sum)
+        .await;
+    f.create_flag("button", vec![]).await;
+    let mut x = design("sided", "button");
+    x.guardrail_metrics = vec![goal("revenue").unwrap()];
+    x.one_sided = true;
+    let created = f.create_experiment(x.clone()).await.unwrap();
+    assert!(created.one_sided);
+    x.key = "two-sided".into();
+    x.one_sided = false;
+    let two_sided = f.create_experiment(x).await.unwrap();
+    assert!(
+        created.required_sample_size < two_sided.required_sample_size,
+        "one-sided {} against two-sided {}",
+        created.required_sample_size,
+        two_sided.required_sample_size
+    );
+
+    let t0 = 1_700_000_000_000_i64;
+    let mut events = batch("sided-1");
+    // Control: 1 of 5 buys (10); treatment: 4 of 5 buy (5, 6, 7, 8).
+    let spend = [[10.0, 0.0, 0.0, 0.0, 0.0], [5.0, 6.0, 7.0, 8.0, 0.0]];
+    for (variation, amounts) in spend.iter().enumerate() {
+        for (i, amount) in amounts.iter().enumerate() {
+            let key = format!("u{variation}-{i}");
+            events
+                .exposures
+                .push(exposure(&key, variation as u32, t0, "sided"));
+            if *amount > 0.0 {
+                events
+                    .track_events
+                    .push(track(&key, "purchase", t0 + 10, Some(*amount)));
+            }
+        }
+    }
+    f.publish(events).await;
+    let results = f.results("sided", None).await;
+    assert!(results.one_sided);
+    let settings = vexil_stats::Settings::tuned_for(0.05, created.required_sample_size).unwrap();
+    let checks = [
+        (
+            vexil_stats::MetricKind::Conversion,
+            vexil_stats::Alternative::Greater,
+            [[1.0, 0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.0]],
+        ),
+        (
+            vexil_stats::MetricKind::Mean,
+            vexil_stats::Alternative::Less,
+            spend,
+        ),
+    ];
+    for (m, (kind, alternative, values)) in checks.iter().enumerate() {
+        let c = vexil_stats::Summary::from_values(&values[0]);
+        let t = vexil_stats::Summary::from_values(&values[1]);
+        let settings = vexil_stats::Settings {
+            alternative: *alternative,
+            ..settings
+        };
+        let expected = vexil_stats::compare(*kind, &c, &t, &settings).unwrap();
+        let got = &results.metrics[m].variations[1];
+        assert_close(got.p_value.unwrap(), expected.p_value);
+        assert_close(got.sequential_p_value.unwrap(), expected.sequential_p_value);
+        let lift = got.absolute_lift.as_ref().unwrap();
+        match alternative {
+            // The primary metric's improvement: a lower bound.
+            vexil_stats::Alternative::Greater => {
+                assert_close(lift.lower, expected.absolute_interval.lower);
+                assert_eq!(lift.upper, 1.0, "a rate difference is at most 1");
+                let sequence = got.sequential_absolute_lift.as_ref().unwrap();
+                assert_eq!(sequence.upper, f64::INFINITY);
+            }
+            // The guardrail's regression: an upper bound.
+            _ => {
+                assert_eq!(lift.lower, f64::NEG_INFINITY);
+                assert_close(lift.upper, expected.absolute_interval.upper);
+            }
+        }
+    }
+    // The treatment raised both: the primary improves; the guardrail did not regress.
+    assert!(results.metrics[0].variations[1].p_value.unwrap() < 0.05);
+    assert!(results.metrics[1].variations[1].p_value.unwrap() > 0.5);
+    assert!(!results.metrics[1].variations[1].significant);
+    f.server.stop().await;
 }
 
 #[tokio::test]
