@@ -49,6 +49,18 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// The name of an experiment alert kind (`guardrail_regressed`, …), as the server's metrics
+/// and audit log label it and the `vexil` command prints it.
+pub fn experiment_alert_kind_name(kind: i32) -> &'static str {
+    use v1::ExperimentAlertKind as Kind;
+    match Kind::try_from(kind) {
+        Ok(Kind::SignificanceReached) => "significance_reached",
+        Ok(Kind::GuardrailRegressed) => "guardrail_regressed",
+        Ok(Kind::SampleRatioMismatch) => "sample_ratio_mismatch",
+        Ok(Kind::Unspecified) | Err(_) => "unspecified",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;

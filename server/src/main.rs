@@ -10,6 +10,7 @@ use vexil_server::live::LiveSettings;
 use vexil_server::overload::{DEFAULT_MAX_INFLIGHT_REQUESTS, StreamLimits};
 use vexil_server::rate_limit::AdminRateLimit;
 use vexil_server::server::{self, ServeOptions, Settings, TlsFiles};
+use vexil_server::services::experiments::DEFAULT_WATCH_INTERVAL;
 
 /// The Vexil feature-flag server.
 ///
@@ -93,6 +94,12 @@ struct Options {
     /// Streams one SDK key may keep open on this instance. 0 turns the limit off.
     #[arg(long, env = "VEXIL_MAX_STREAMS_PER_KEY", default_value_t = StreamLimits::default().per_key)]
     max_streams_per_key: usize,
+
+    /// Seconds between two watches of the running experiments (their results computed for
+    /// alerts: guardrail regressions, significance, sample-ratio mismatches). 0 turns the
+    /// watch off on this instance.
+    #[arg(long, env = "VEXIL_EXPERIMENT_WATCH_INTERVAL", default_value_t = DEFAULT_WATCH_INTERVAL.as_secs_f64(), value_parser = non_negative)]
+    experiment_watch_interval: f64,
 
     /// Log format. Levels are set with RUST_LOG (default: info).
     #[arg(long, env = "VEXIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -206,6 +213,8 @@ async fn main() -> anyhow::Result<()> {
                 burst: options.admin_burst,
             },
             max_inflight_requests: options.max_inflight_requests,
+            experiment_watch_interval: (options.experiment_watch_interval > 0.0)
+                .then(|| Duration::from_secs_f64(options.experiment_watch_interval)),
         },
         shutdown_signal(),
     )

@@ -54,6 +54,14 @@ pub struct Metrics {
     /// Rulesets compiled, by how (`full`: every flag; `patch`: only the changed ones, the
     /// others shared) and what for (`serve`: held and served; `validate`: checking a write).
     pub ruleset_builds: IntCounterVec,
+    /// 1 for each alert active on a running experiment (kind `guardrail_regressed`,
+    /// `significance_reached`, `sample_ratio_mismatch`), by environment, experiment and kind;
+    /// removed when the alert clears or the experiment stops. Experiments are created by
+    /// operators, and only those with an active alert have a series.
+    pub experiment_alerts: IntGaugeVec,
+    /// Experiment alerts raised for the first time, by environment and kind (counted by the
+    /// instance that recorded them).
+    pub experiment_alerts_raised: IntCounterVec,
 }
 
 impl Metrics {
@@ -172,6 +180,18 @@ impl Metrics {
                 "vexil_ruleset_builds_total",
                 "Rulesets compiled, by how (full, patch) and what for (serve, validate)",
                 &["how", "purpose"],
+            ),
+            experiment_alerts: gauge_vec(
+                &registry,
+                "vexil_experiment_alerts",
+                "1 for each alert active on a running experiment, by environment, experiment and kind",
+                &["environment", "experiment", "kind"],
+            ),
+            experiment_alerts_raised: counter(
+                &registry,
+                "vexil_experiment_alerts_raised_total",
+                "Experiment alerts raised for the first time, by environment and kind",
+                &["environment", "kind"],
             ),
             redis_connected,
             redis_configured,
@@ -304,6 +324,14 @@ mod tests {
             .environment_version
             .with_label_values(&["p/e"])
             .set(1);
+        metrics
+            .experiment_alerts
+            .with_label_values(&["p/e", "x", "guardrail_regressed"])
+            .set(1);
+        metrics
+            .experiment_alerts_raised
+            .with_label_values(&["p/e", "guardrail_regressed"])
+            .inc();
         let rendered = metrics.render();
         let rules = include_str!("../deploy/prometheus-alerts.yml");
         let mut named = 0;

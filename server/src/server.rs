@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -247,6 +248,8 @@ pub struct ServeOptions {
     pub admin_rate_limit: AdminRateLimit,
     /// Unary calls served at once (0: no limit); see `crate::overload`.
     pub max_inflight_requests: usize,
+    /// How often this instance watches the running experiments for alerts; `None`: never.
+    pub experiment_watch_interval: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -256,6 +259,7 @@ impl Default for ServeOptions {
             live: LiveSettings::default(),
             admin_rate_limit: AdminRateLimit::default(),
             max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
+            experiment_watch_interval: Some(crate::services::experiments::DEFAULT_WATCH_INTERVAL),
         }
     }
 }
@@ -298,7 +302,7 @@ pub async fn serve_with(
         crate::live::check_url(url).map_err(|err| anyhow::anyhow!(err))?;
     }
     let metrics = Metrics::new();
-    let hub = Hub::start(storage.clone(), metrics, options.live.clone());
+    let hub = Hub::start(storage.clone(), metrics.clone(), options.live.clone());
     // Folds new events into the experiment roll-ups; stops with the server.
     let _compactor = AbortOnDrop(tokio::spawn(
         storage
@@ -310,10 +314,15 @@ pub async fn serve_with(
     let admin =
         AdminServiceServer::new(Admin::new(storage.clone(), auth.clone()).with_hub(hub.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let experiments = ExperimentServiceServer::new(
-        ExperimentApi::new(storage.clone(), auth).with_hub(hub.clone()),
-    )
-    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let experiment_api = ExperimentApi::new(storage.clone(), auth).with_hub(hub.clone());
+    // Watches the running experiments for alerts; stops with the server.
+    let _experiment_watch = options.experiment_watch_interval.map(|interval| {
+        AbortOnDrop(tokio::spawn(
+            experiment_api.clone().watch(metrics.clone(), interval),
+        ))
+    });
+    let experiments =
+        ExperimentServiceServer::new(experiment_api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let evaluation =
         EvaluationServiceServer::new(EvaluationApi::new(hub.clone(), sdk_auth.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);

@@ -26,11 +26,14 @@ use crate::convert;
 use crate::limits;
 use crate::live::Hub;
 use crate::ruleset_changes::{RulesetChange, RulesetChecker};
+
+mod watch;
 use crate::storage::{
     self, Decision, EnvGuards, Experiment, ExperimentFilter, ExperimentMetric, ExperimentSpec,
     ExperimentStatus, ExperimentStep, FlagConfiguration, HOUR_MILLIS, MetricDirection, MetricKind,
     NewMetric, Role, Serve, Storage, hour_of, now_millis,
 };
+pub use watch::{DEFAULT_WATCH_INTERVAL, WATCH_ACTOR};
 
 /// Weights of a rollout sum to this (thousandths of a percent).
 const TOTAL_WEIGHT: u32 = 100_000;
@@ -122,7 +125,7 @@ impl ExperimentApi {
     /// validated, then written under guards, again when the environment moved meanwhile.
     async fn advance(
         &self,
-        caller: &Caller,
+        actor: &str,
         project: &str,
         env: &str,
         key: &str,
@@ -148,7 +151,7 @@ impl ExperimentApi {
             match self
                 .storage
                 .guarded(guards)
-                .advance_experiment(caller.actor(), project, env, key, expected_version, &step)
+                .advance_experiment(actor, project, env, key, expected_version, &step)
                 .await
             {
                 Err(err) if self.checker.moved(&err, attempt, project).await => attempt += 1,
@@ -409,6 +412,7 @@ fn experiment_spec(
         baseline_std_dev,
         required_sample_size: required,
         one_sided: x.one_sided,
+        stop_on_guardrail_regression: x.stop_on_guardrail_regression,
     })
 }
 
@@ -600,6 +604,7 @@ pub fn experiment_message(x: &Experiment) -> pb::Experiment {
         baseline_std_dev: spec.baseline_std_dev,
         required_sample_size: spec.required_sample_size,
         one_sided: spec.one_sided,
+        stop_on_guardrail_regression: spec.stop_on_guardrail_regression,
     }
 }
 
@@ -626,6 +631,30 @@ fn error_kind_to_proto(kind: Option<&str>) -> i32 {
         Some("client_not_ready") => pb::ErrorKind::ClientNotReady,
         Some(_) => pb::ErrorKind::Unspecified,
     }) as i32
+}
+
+/// The step that stops a running experiment: its serve becomes the control for everyone.
+fn stop_plan(x: &Experiment, config: &storage::FlagConfig) -> Result<ExperimentStep, Status> {
+    if x.status != ExperimentStatus::Running {
+        return Err(Status::failed_precondition(format!(
+            "experiment `{}` is {}: only a running experiment can stop",
+            x.key,
+            x.status.as_str()
+        )));
+    }
+    let mut update = config.configuration.clone();
+    let config_change = carrying_slot(x, &update).map(|slot| {
+        set_serve(&mut update, slot, fixed_serve(control(x)));
+        (config.version, update)
+    });
+    Ok(ExperimentStep {
+        action: "experiment.stop",
+        from: &[ExperimentStatus::Running],
+        to: ExperimentStatus::Stopped,
+        previous_serve: None,
+        decision: None,
+        config: config_change,
+    })
 }
 
 /// The test of one metric: two-sided, or one-sided toward an improvement for the primary
@@ -782,6 +811,7 @@ async fn compute_results(
         result.significant = p < spec.alpha;
     }
     let smallest = observed.iter().copied().min().unwrap_or(0);
+    let alerts = alerts_of(&results, srm_detected, srm_p_value, spec.alpha);
     Ok(pb::ExperimentResults {
         experiment_key: x.key.clone(),
         computed_at: Some(convert::timestamp(now_millis())),
@@ -800,7 +830,74 @@ async fn compute_results(
         until: Some(convert::timestamp(until)),
         alpha: spec.alpha,
         one_sided: spec.one_sided,
+        alerts,
     })
+}
+
+/// The alerts of a set of results, from the always-valid tests only (the results may be read
+/// at any time, so only those are safe to act on): a primary metric whose sequential test
+/// crossed its boundary, a guardrail significantly worse, a sample-ratio mismatch.
+fn alerts_of(
+    metrics: &[pb::MetricResult],
+    srm_detected: bool,
+    srm_p_value: f64,
+    alpha: f64,
+) -> Vec<pb::ExperimentAlert> {
+    let mut alerts = Vec::new();
+    if srm_detected {
+        alerts.push(pb::ExperimentAlert {
+            kind: pb::ExperimentAlertKind::SampleRatioMismatch as i32,
+            metric_key: String::new(),
+            variation: 0,
+            message: format!(
+                "the contexts per variation do not match the weights (chi-square p = {srm_p_value:.2e}): \
+                 no result of this experiment should be trusted"
+            ),
+        });
+    }
+    for metric in metrics {
+        let key = metric
+            .metric
+            .as_ref()
+            .map(|m| m.metric_key.clone())
+            .unwrap_or_default();
+        for result in metric.variations.iter().skip(1) {
+            let (Some(p), Some(lift)) = (result.sequential_p_value, &result.absolute_lift) else {
+                continue;
+            };
+            if p > alpha {
+                continue;
+            }
+            let (kind, what) = if metric.primary {
+                let way = if result.improvement == Some(true) {
+                    "better"
+                } else {
+                    "worse"
+                };
+                (
+                    pb::ExperimentAlertKind::SignificanceReached,
+                    format!("the primary metric `{key}` is significantly {way}"),
+                )
+            } else if result.improvement == Some(false) {
+                (
+                    pb::ExperimentAlertKind::GuardrailRegressed,
+                    format!("the guardrail `{key}` regressed"),
+                )
+            } else {
+                continue;
+            };
+            alerts.push(pb::ExperimentAlert {
+                kind: kind as i32,
+                metric_key: key.clone(),
+                variation: result.variation,
+                message: format!(
+                    "{what} in variation {}: absolute lift {:+.4}, always-valid p = {p:.2e} (alpha {alpha})",
+                    result.variation, lift.estimate
+                ),
+            });
+        }
+    }
+    alerts
 }
 
 #[tonic::async_trait]
@@ -985,7 +1082,7 @@ impl ExperimentService for ExperimentApi {
         caller.require(&req.project_key, Role::Editor)?;
         let x = self
             .advance(
-                &caller,
+                caller.actor(),
                 &req.project_key,
                 &req.environment_key,
                 &req.key,
@@ -1024,33 +1121,12 @@ impl ExperimentService for ExperimentApi {
         caller.require(&req.project_key, Role::Editor)?;
         let x = self
             .advance(
-                &caller,
+                caller.actor(),
                 &req.project_key,
                 &req.environment_key,
                 &req.key,
                 req.expected_version,
-                |x, config| {
-                    if x.status != ExperimentStatus::Running {
-                        return Err(Status::failed_precondition(format!(
-                            "experiment `{}` is {}: only a running experiment can stop",
-                            x.key,
-                            x.status.as_str()
-                        )));
-                    }
-                    let mut update = config.configuration.clone();
-                    let config_change = carrying_slot(x, &update).map(|slot| {
-                        set_serve(&mut update, slot, fixed_serve(control(x)));
-                        (config.version, update)
-                    });
-                    Ok(ExperimentStep {
-                        action: "experiment.stop",
-                        from: &[ExperimentStatus::Running],
-                        to: ExperimentStatus::Stopped,
-                        previous_serve: None,
-                        decision: None,
-                        config: config_change,
-                    })
-                },
+                stop_plan,
             )
             .await?;
         Ok(Response::new(experiment_message(&x)))
@@ -1066,7 +1142,7 @@ impl ExperimentService for ExperimentApi {
         let actor = caller.actor().to_owned();
         let x = self
             .advance(
-                &caller,
+                caller.actor(),
                 &req.project_key,
                 &req.environment_key,
                 &req.key,

@@ -130,6 +130,22 @@ pub struct ExperimentSpec {
     /// Test each metric one way: the primary for an improvement, guardrails for a regression.
     #[serde(default)]
     pub one_sided: bool,
+    /// Stop the experiment (serving control to everyone) when a guardrail regresses.
+    #[serde(default)]
+    pub stop_on_guardrail_regression: bool,
+}
+
+/// A condition of a running experiment that someone should look at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentAlertRecord {
+    /// `guardrail_regressed`, `significance_reached` or `sample_ratio_mismatch`.
+    pub kind: String,
+    /// The metric concerned; empty for a sample-ratio mismatch.
+    pub metric_key: String,
+    /// The treatment concerned; 0 for a sample-ratio mismatch.
+    pub variation: u32,
+    /// What happened, for people.
+    pub message: String,
 }
 
 impl ExperimentSpec {
@@ -421,6 +437,74 @@ impl Storage {
         let mut tx = self.read().await?;
         let env_id = env_id(&mut tx, project, env).await?;
         fetch_experiment(&mut tx, env_id, key).await
+    }
+
+    /// Every running experiment of every environment, ordered by project, environment and key.
+    pub async fn running_experiments(&self) -> Result<Vec<Experiment>> {
+        let mut tx = self.read().await?;
+        let rows = tx
+            .fetch_all(
+                &format!(
+                    "SELECT {EXPERIMENT_COLUMNS} FROM {EXPERIMENT_FROM} WHERE x.status = $1 \
+                     ORDER BY p.key, e.key, x.key"
+                ),
+                args![ExperimentStatus::Running.as_str()],
+            )
+            .await?;
+        rows.iter().map(experiment_from_row).collect()
+    }
+
+    /// Records `alert` on experiment `key` unless it was raised before, with an audit entry
+    /// (action `experiment.alert`, by `actor`) in the same transaction. Returns whether it is
+    /// new: of several instances raising the same alert, exactly one gets `true`.
+    pub async fn raise_experiment_alert(
+        &self,
+        actor: &str,
+        project: &str,
+        env: &str,
+        key: &str,
+        alert: &ExperimentAlertRecord,
+    ) -> Result<bool> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        let env_id = env_id(&mut tx, project, env).await?;
+        let inserted = tx
+            .fetch_optional(
+                "INSERT INTO experiment_alerts (experiment_id, kind, metric_key, variation, \
+                 message, raised_at) \
+                 SELECT id, $3, $4, $5, $6, $7 FROM experiments \
+                 WHERE environment_id = $1 AND key = $2 \
+                 ON CONFLICT (experiment_id, kind, metric_key, variation) DO NOTHING \
+                 RETURNING raised_at",
+                args![
+                    env_id,
+                    key,
+                    &alert.kind,
+                    &alert.metric_key,
+                    i64::from(alert.variation),
+                    &alert.message,
+                    now,
+                ],
+            )
+            .await?
+            .is_some();
+        if inserted {
+            AuditRecord {
+                actor,
+                action: "experiment.alert",
+                kind: ResourceKind::Experiment,
+                key,
+                project: Some(project),
+                environment: Some(env),
+                before: None,
+                after: to_audit(alert),
+                at: now,
+            }
+            .write(&mut tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     /// Lists an environment's experiments ordered by key.

@@ -38,6 +38,9 @@ pub struct ServerOptions {
     pub admin_rate_limit: vexil_server::rate_limit::AdminRateLimit,
     /// Calls served at once (the server's default when not set; 0: no limit).
     pub max_inflight_requests: Option<usize>,
+    /// How often the server watches its running experiments for alerts (the server's
+    /// default when not set).
+    pub experiment_watch_interval: Option<std::time::Duration>,
 }
 
 /// A running `vexil-server` on loopback (gRPC, and HTTP when asked for), in the test's
@@ -164,6 +167,11 @@ impl TestServer {
                     .options
                     .max_inflight_requests
                     .unwrap_or(vexil_server::overload::DEFAULT_MAX_INFLIGHT_REQUESTS),
+                experiment_watch_interval: Some(
+                    self.options
+                        .experiment_watch_interval
+                        .unwrap_or(vexil_server::services::experiments::DEFAULT_WATCH_INTERVAL),
+                ),
             },
             async {
                 let _ = stopped.await;

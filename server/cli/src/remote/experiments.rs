@@ -150,6 +150,9 @@ pub(crate) struct CreateExperiment {
     /// Test one way only: the primary metric for an improvement, guardrails for a regression.
     #[arg(long)]
     one_sided: bool,
+    /// Stop the experiment (control for everyone) as soon as a guardrail regresses.
+    #[arg(long)]
+    stop_on_guardrail_regression: bool,
     /// Bucket by `kind:attribute` instead of the user key.
     #[arg(long)]
     bucket_by: Option<String>,
@@ -251,6 +254,7 @@ fn experiment_json(x: &pb::Experiment) -> Value {
         "power": x.power,
         "required_sample_size": x.required_sample_size,
         "one_sided": x.one_sided,
+        "stop_on_guardrail_regression": x.stop_on_guardrail_regression,
         "decision": x.decision.as_ref().map(|d| json!({
             "variation": d.variation,
             "rationale": d.rationale,
@@ -306,9 +310,14 @@ fn print_experiment(c: &Client, x: &pb::Experiment) {
     }
     for g in &x.guardrail_metrics {
         println!(
-            "guardrail:    {} ({})",
+            "guardrail:    {} ({}{})",
             g.metric_key,
-            direction_name(g.direction)
+            direction_name(g.direction),
+            if x.stop_on_guardrail_regression {
+                "; a regression stops the experiment"
+            } else {
+                ""
+            }
         );
     }
     println!(
@@ -413,6 +422,7 @@ pub async fn experiments(c: Client, args: ExperimentsArgs) -> Outcome {
                 baseline_mean: create.baseline,
                 baseline_std_dev: create.baseline_std_dev,
                 one_sided: create.one_sided,
+                stop_on_guardrail_regression: create.stop_on_guardrail_regression,
                 ..Default::default()
             };
             let request = c.req(pb::CreateExperimentRequest {

@@ -58,6 +58,12 @@ pub(super) fn results_json(r: &pb::ExperimentResults) -> Value {
         "until": time(r.until.as_ref()),
         "alpha": r.alpha,
         "one_sided": r.one_sided,
+        "alerts": r.alerts.iter().map(|a| json!({
+            "kind": vexil_proto::experiment_alert_kind_name(a.kind),
+            "metric": if a.metric_key.is_empty() { Value::Null } else { Value::from(a.metric_key.clone()) },
+            "variation": a.variation,
+            "message": a.message,
+        })).collect::<Vec<_>>(),
         "exposures": r.exposures.iter().map(|e| json!({"variation": e.variation, "contexts": e.units, "weight": e.weight})).collect::<Vec<_>>(),
         "multiple_exposure_contexts": r.multiple_exposure_contexts,
         "srm": { "chi_square": r.srm_chi_square, "p_value": r.srm_p_value, "mismatch": r.srm_detected },
@@ -168,6 +174,13 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
         "excluded: {} contexts exposed to more than one variation",
         r.multiple_exposure_contexts
     );
+    for alert in &r.alerts {
+        println!(
+            "ALERT {}: {}",
+            vexil_proto::experiment_alert_kind_name(alert.kind),
+            alert.message
+        );
+    }
     if r.one_sided {
         println!(
             "tests: one-sided at alpha {}: the primary metric for an improvement, guardrails for a \

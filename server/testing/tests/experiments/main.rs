@@ -139,6 +139,19 @@ impl Fixture {
             .into_inner()
     }
 
+    async fn get_experiment(&mut self, key: &str) -> pb::Experiment {
+        let request = self.req(pb::GetExperimentRequest {
+            project_key: PROJECT.into(),
+            environment_key: ENV.into(),
+            key: key.into(),
+        });
+        self.experiments
+            .get_experiment(request)
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     async fn publish(&mut self, batch: pb::PublishRequest) {
         let key = self.server.sdk_key(ENV, "server");
         self.events.publish(authed(batch, &key)).await.unwrap();
@@ -1107,6 +1120,142 @@ async fn one_sided_results_test_each_metric_one_way() {
     assert!(results.metrics[0].variations[1].p_value.unwrap() < 0.05);
     assert!(results.metrics[1].variations[1].p_value.unwrap() > 0.5);
     assert!(!results.metrics[1].variations[1].significant);
+    f.server.stop().await;
+}
+
+/// Publishes `n` exposed contexts per arm of experiment `key`, of which the given shares
+/// convert (event `purchase`).
+async fn publish_conversions(f: &mut Fixture, key: &str, n: usize, rates: [f64; 2]) {
+    let t0 = 1_700_000_000_000_i64;
+    let mut events = batch(&format!("{key}-conversions"));
+    for (variation, rate) in rates.iter().enumerate() {
+        let converting = (n as f64 * rate).round() as usize;
+        for i in 0..n {
+            let context = format!("{key}-{variation}-{i}");
+            events
+                .exposures
+                .push(exposure(&context, variation as u32, t0, key));
+            if i < converting {
+                events
+                    .track_events
+                    .push(track(&context, "purchase", t0 + 10, None));
+            }
+        }
+    }
+    f.publish(events).await;
+}
+
+/// The watch of running experiments: a guardrail that regresses is reported in the results,
+/// raised once (audit log, counter) however many rounds see it, exported as a gauge while it
+/// lasts, and stops the experiment when its design asks for it; the primary metric's
+/// significance is raised too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_raises_alerts_once_and_stops_on_a_guardrail_regression() {
+    let options = vexil_testing::ServerOptions {
+        http: true,
+        experiment_watch_interval: Some(std::time::Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let server = TestServer::start(vexil_testing::TestDatabase::sqlite(), options).await;
+    let mut f = Fixture::new(server).await;
+    f.create_metric("purchase-rate", "purchase", pb::MetricKind::Conversion)
+        .await;
+    f.create_metric("retention", "return", pb::MetricKind::Conversion)
+        .await;
+    f.create_flag("button", vec![]).await;
+    // Two experiments on their own flags: one stops on a regression, one only reports it.
+    for (key, flag, stop) in [("guarded", "button", true), ("reported", "other", false)] {
+        if flag != "button" {
+            f.create_flag(flag, vec![]).await;
+        }
+        let mut x = design(key, flag);
+        x.guardrail_metrics = vec![goal("retention").unwrap()];
+        x.stop_on_guardrail_regression = stop;
+        let created = f.create_experiment(x).await.unwrap();
+        f.start(key, created.version).await.unwrap();
+        // The primary metric clearly improves; the guardrail `retention` collapses.
+        publish_conversions(&mut f, key, 300, [0.1, 0.4]).await;
+        let mut returns = batch(&format!("{key}-returns"));
+        for (variation, rate) in [0.8, 0.2].iter().enumerate() {
+            for i in 0..(300.0 * rate) as usize {
+                let context = format!("{key}-{variation}-{i}");
+                returns
+                    .track_events
+                    .push(track(&context, "return", 1_700_000_000_100, None));
+            }
+        }
+        f.publish(returns).await;
+    }
+
+    let results = f.results("reported", None).await;
+    let kinds: Vec<i32> = results.alerts.iter().map(|a| a.kind).collect();
+    assert!(
+        kinds.contains(&(pb::ExperimentAlertKind::SignificanceReached as i32))
+            && kinds.contains(&(pb::ExperimentAlertKind::GuardrailRegressed as i32)),
+        "{:?}",
+        results.alerts
+    );
+    let regression = results
+        .alerts
+        .iter()
+        .find(|a| a.kind == pb::ExperimentAlertKind::GuardrailRegressed as i32)
+        .unwrap();
+    assert_eq!(regression.metric_key, "retention");
+    assert_eq!(regression.variation, 1);
+
+    // The guarded experiment stops itself; the other keeps running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let guarded = f.get_experiment("guarded").await;
+        if guarded.status == pb::ExperimentStatus::Stopped as i32 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not stopped: {guarded:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The serve went back to control for everyone.
+    let config = f.config("button").await;
+    assert_eq!(config.fallthrough, Some(fixed(0)));
+    // Several more rounds: each alert is still raised once.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    let reported = f.get_experiment("reported").await;
+    assert_eq!(reported.status, pb::ExperimentStatus::Running as i32);
+    let actions = f.audit_actions("experiment", "reported").await;
+    let alerts = actions.iter().filter(|a| *a == "experiment.alert").count();
+    assert_eq!(
+        alerts, 2,
+        "significance and regression, once each: {actions:?}"
+    );
+    let actions = f.audit_actions("experiment", "guarded").await;
+    assert!(
+        actions.iter().any(|a| a == "experiment.stop"),
+        "{actions:?}"
+    );
+    // Gauges: the running experiment's alerts are active; the stopped one's are gone.
+    let gauge = |experiment: &str, kind: &str| {
+        format!(
+            "vexil_experiment_alerts{{environment=\"{PROJECT}/{ENV}\",experiment=\"{experiment}\",kind=\"{kind}\"}}"
+        )
+    };
+    assert_eq!(
+        f.server
+            .metric(&gauge("reported", "guardrail_regressed"))
+            .await,
+        1.0
+    );
+    assert_eq!(
+        f.server
+            .metric(&gauge("guarded", "guardrail_regressed"))
+            .await,
+        0.0
+    );
+    let raised = format!(
+        "vexil_experiment_alerts_raised_total{{environment=\"{PROJECT}/{ENV}\",kind=\"guardrail_regressed\"}}"
+    );
+    assert_eq!(f.server.metric(&raised).await, 2.0);
     f.server.stop().await;
 }
 

@@ -59,6 +59,7 @@ storage_suite!(
     large_and_concurrent_event_batches,
     experiment_rollups_match_their_definition,
     experiment_moments_hold_when_the_mean_dwarfs_the_spread,
+    experiment_alerts_are_raised_once,
     experiment_rollups_under_concurrent_writes,
     erasing_a_context_removes_it_from_events_and_results,
     retention_deletes_old_raw_events_and_keeps_results,

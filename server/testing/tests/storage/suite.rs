@@ -2190,6 +2190,104 @@ pub async fn experiment_moments_hold_when_the_mean_dwarfs_the_spread(s: Storage)
     }
 }
 
+/// However many instances raise the same alert, it is recorded (and audited) once; another
+/// kind, metric or variation is another alert.
+pub async fn experiment_alerts_are_raised_once(s: Storage) {
+    setup(&s).await;
+    s.create_metric(
+        ACTOR,
+        "p",
+        &NewMetric {
+            key: "rate".into(),
+            name: String::new(),
+            description: String::new(),
+            event_name: "purchase".into(),
+            kind: MetricKind::Conversion,
+        },
+    )
+    .await
+    .unwrap();
+    let goal = ExperimentMetric {
+        metric_key: "rate".into(),
+        direction: MetricDirection::Increase,
+    };
+    let spec = ExperimentSpec {
+        name: "x".into(),
+        hypothesis: String::new(),
+        flag_key: "f".into(),
+        rule_id: String::new(),
+        traffic_allocation: 100_000,
+        layer: String::new(),
+        layer_offset: 0,
+        variations: vec![
+            WeightedVariation {
+                variation: 0,
+                weight: 50_000,
+            },
+            WeightedVariation {
+                variation: 1,
+                weight: 50_000,
+            },
+        ],
+        bucket_by: None,
+        primary_metric: goal,
+        guardrail_metrics: Vec::new(),
+        alpha: 0.05,
+        power: 0.8,
+        minimum_detectable_effect: 0.1,
+        baseline_mean: 0.2,
+        baseline_std_dev: None,
+        required_sample_size: 1_000,
+        one_sided: false,
+        stop_on_guardrail_regression: false,
+    };
+    s.create_experiment(ACTOR, "p", "dev", "x", &spec)
+        .await
+        .unwrap();
+    let alert = |kind: &str, variation: u32| ExperimentAlertRecord {
+        kind: kind.into(),
+        metric_key: "rate".into(),
+        variation,
+        message: "the guardrail `rate` regressed".into(),
+    };
+    let before = audit_count(&s).await;
+    let mut racing = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let s = s.clone();
+        let regression = alert("guardrail_regressed", 1);
+        racing.spawn(async move {
+            s.raise_experiment_alert("watch", "p", "dev", "x", &regression)
+                .await
+                .unwrap()
+        });
+    }
+    let raised: Vec<bool> = racing.join_all().await;
+    assert_eq!(raised.iter().filter(|new| **new).count(), 1, "{raised:?}");
+    assert!(
+        s.raise_experiment_alert("watch", "p", "dev", "x", &alert("guardrail_regressed", 2))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.raise_experiment_alert("watch", "p", "dev", "x", &alert("significance_reached", 1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(audit_count(&s).await, before + 3);
+    // An unknown experiment raises nothing.
+    assert!(
+        !s.raise_experiment_alert(
+            "watch",
+            "p",
+            "dev",
+            "nope",
+            &alert("guardrail_regressed", 1)
+        )
+        .await
+        .unwrap()
+    );
+}
+
 pub async fn experiment_rollups_under_concurrent_writes(s: Storage) {
     setup(&s).await;
     let batches = rollup_workload(11);
