@@ -6,8 +6,9 @@
 //! Results never load events: after catching the compactor up, one SQL statement reduces
 //! each unit's roll-up rows to its values for every metric kind (0/1, a count, a sum, a
 //! mean), and returns per variation only `n`, the mean and the sum of squared deviations from
-//! it (summed about the variation's average, never as raw `Σ value²`, which cancels when the
-//! mean is large against the spread): the sufficient statistics the tests need. As of a time after the experiment's last event (results
+//! it (Postgres's stable `VAR_SAMP`, or on SQLite deviations from the variation's average;
+//! never raw `Σ value²`, which cancels when the mean is large against the spread): the
+//! sufficient statistics the tests need. As of a time after the experiment's last event (results
 //! "now"), it reads one whole-life row per unit and event name (`experiment_unit_totals`);
 //! as of an earlier cut-off (`until`), it sums each unit's hourly rows
 //! (`experiment_unit_events`) up to the cut-off. Rows of the cut-off's hour whose last
@@ -212,25 +213,39 @@ impl Storage {
                      ) r GROUP BY r.event_name, r.context_kind, r.context_key"
                 )
             };
-            // Moments about each variation's mean, never raw Σx²: the per-unit rows are
-            // materialised once, averaged per variation, then summed as deviations from those
-            // averages. (Σx² − (Σx)²/n loses every digit when the mean is large against the
-            // spread; shifted by a value near the mean, nothing significant cancels.)
-            let sql = format!(
-                "WITH v AS MATERIALIZED ({per_unit}), \
-                 g AS (SELECT event_name, variation, COUNT(*) AS n, AVG(e) AS e, AVG(s) AS s, \
-                   COUNT(m) AS nm, AVG(m) AS m FROM v GROUP BY event_name, variation) \
-                 SELECT g.event_name, g.variation, MIN(g.n), \
-                   MIN(g.e), CAST(SUM(v.e - g.e) AS DOUBLE PRECISION), \
-                   CAST(SUM((v.e - g.e) * (v.e - g.e)) AS DOUBLE PRECISION), \
-                   MIN(g.s), CAST(SUM(v.s - g.s) AS DOUBLE PRECISION), \
-                   CAST(SUM((v.s - g.s) * (v.s - g.s)) AS DOUBLE PRECISION), \
-                   MIN(g.nm), CAST(COALESCE(MIN(g.m), 0.0) AS DOUBLE PRECISION), \
-                   CAST(COALESCE(SUM(v.m - g.m), 0.0) AS DOUBLE PRECISION), \
-                   CAST(COALESCE(SUM((v.m - g.m) * (v.m - g.m)), 0.0) AS DOUBLE PRECISION) \
-                 FROM v JOIN g ON g.event_name = v.event_name AND g.variation = v.variation \
-                 GROUP BY g.event_name, g.variation"
-            );
+            // Moments about each variation's mean, never raw Σx² (Σx² − (Σx)²/n loses every
+            // digit when the mean is large against the spread). Each row gives, per metric
+            // value, a shift K near the mean, Σ(x − K) and Σ(x − K)². Postgres computes them in
+            // one pass: AVG, and VAR_SAMP, which accumulates by the Youngs–Cramer update (since
+            // PostgreSQL 12), so K is the mean and Σ(x − K) is 0. SQLite has no variance
+            // aggregate: the per-unit rows are materialised once, averaged per variation, and
+            // their deviations from those averages summed.
+            let sql = if matches!(tx, Tx::Postgres(_)) {
+                format!(
+                    "SELECT v.event_name, v.variation, COUNT(*), \
+                       AVG(v.e), CAST(0 AS DOUBLE PRECISION), \
+                       COALESCE(VAR_SAMP(v.e) * (COUNT(*) - 1), 0), \
+                       AVG(v.s), CAST(0 AS DOUBLE PRECISION), \
+                       COALESCE(VAR_SAMP(v.s) * (COUNT(*) - 1), 0), \
+                       COUNT(v.m), COALESCE(AVG(v.m), 0), CAST(0 AS DOUBLE PRECISION), \
+                       COALESCE(VAR_SAMP(v.m) * (COUNT(v.m) - 1), 0) \
+                     FROM ({per_unit}) v GROUP BY v.event_name, v.variation"
+                )
+            } else {
+                format!(
+                    "WITH v AS MATERIALIZED ({per_unit}), \
+                     g AS (SELECT event_name, variation, COUNT(*) AS n, AVG(e) AS e, \
+                       AVG(s) AS s, COUNT(m) AS nm, AVG(m) AS m FROM v \
+                       GROUP BY event_name, variation) \
+                     SELECT g.event_name, g.variation, MIN(g.n), \
+                       MIN(g.e), SUM(v.e - g.e), SUM((v.e - g.e) * (v.e - g.e)), \
+                       MIN(g.s), SUM(v.s - g.s), SUM((v.s - g.s) * (v.s - g.s)), \
+                       MIN(g.nm), COALESCE(MIN(g.m), 0.0), COALESCE(SUM(v.m - g.m), 0.0), \
+                       COALESCE(SUM((v.m - g.m) * (v.m - g.m)), 0.0) \
+                     FROM v JOIN g ON g.event_name = v.event_name AND g.variation = v.variation \
+                     GROUP BY g.event_name, g.variation"
+                )
+            };
             for row in tx.fetch_all(&sql, query_args).await? {
                 let count = |i: usize| -> Result<u64> {
                     Ok(u64::try_from(row.get::<i64>(i)?).unwrap_or(0))
