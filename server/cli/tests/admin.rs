@@ -724,6 +724,12 @@ fn experiments_are_designed_run_and_read() {
     assert_eq!(relative["estimate"], 0.0);
     assert!(relative["lower"].as_f64().unwrap() < 0.0 && relative["upper"].as_f64().unwrap() > 0.0);
     assert_eq!(metric["variations"][1]["relative_lift_note"], Value::Null);
+    // Equal rates and sizes: a coin flip, and the same expected loss either way.
+    let bayesian = &metric["variations"][1]["bayesian"];
+    assert!((bayesian["chance_to_beat_control"].as_f64().unwrap() - 0.5).abs() < 1e-9);
+    let loss = bayesian["expected_loss"].as_f64().unwrap();
+    assert!(loss > 0.0);
+    assert!((bayesian["expected_loss_of_control"].as_f64().unwrap() - loss).abs() < 1e-9);
 
     let svg = server.dir.path().join("lift.svg");
     let svg_arg = svg.to_string_lossy().into_owned();

@@ -778,6 +778,26 @@ async fn compute_results(
                     }
                     Err(err) => result.note = err.to_string(),
                 }
+                if let Ok(b) = vexil_stats::bayesian(kind, &control_summary, &s, spec.alpha) {
+                    let (chance, loss, loss_of_control) = match goal.direction {
+                        MetricDirection::Increase => {
+                            (b.chance_above, b.expected_loss_above, b.expected_loss_below)
+                        }
+                        MetricDirection::Decrease => (
+                            1.0 - b.chance_above,
+                            b.expected_loss_below,
+                            b.expected_loss_above,
+                        ),
+                    };
+                    result.chance_to_beat_control = Some(chance);
+                    result.expected_loss = Some(loss);
+                    result.expected_loss_of_control = Some(loss_of_control);
+                    // The posterior is normal: its mean is the interval's midpoint.
+                    let posterior_mean =
+                        (b.credible_interval.lower + b.credible_interval.upper) / 2.0;
+                    result.credible_interval =
+                        Some(interval(posterior_mean, b.credible_interval, level));
+                }
                 if m == 0 {
                     let design = vexil_stats::Design {
                         kind,

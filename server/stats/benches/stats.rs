@@ -3,8 +3,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use vexil_stats::{
-    Design, MetricKind, Settings, Summary, achieved_power, compare, holm, required_sample_size,
-    sample_ratio_mismatch,
+    Design, MetricKind, Settings, Summary, achieved_power, bayesian, compare, holm,
+    required_sample_size, sample_ratio_mismatch,
 };
 
 fn comparisons(criterion: &mut Criterion) {
@@ -50,6 +50,43 @@ fn comparisons(criterion: &mut Criterion) {
                 black_box(&conversions_control),
                 black_box(&conversions_treatment),
                 &settings,
+            )
+        })
+    });
+    // 15,000 conversions per arm: the exact Beta sums near their longest, below the switch
+    // to normal posteriors (20,000).
+    let longest_control = Summary::conversions(150_000, 15_000);
+    let longest_treatment = Summary::conversions(150_000, 15_500);
+    criterion.bench_function(
+        "bayesian conversion (exact sums, 15,000 conversions)",
+        |bench| {
+            bench.iter(|| {
+                bayesian(
+                    MetricKind::Conversion,
+                    black_box(&longest_control),
+                    black_box(&longest_treatment),
+                    0.05,
+                )
+            })
+        },
+    );
+    criterion.bench_function("bayesian conversion (normal, 10^5 conversions)", |bench| {
+        bench.iter(|| {
+            bayesian(
+                MetricKind::Conversion,
+                black_box(&conversions_control),
+                black_box(&conversions_treatment),
+                0.05,
+            )
+        })
+    });
+    criterion.bench_function("bayesian mean", |bench| {
+        bench.iter(|| {
+            bayesian(
+                MetricKind::Mean,
+                black_box(&control),
+                black_box(&treatment),
+                0.05,
             )
         })
     });

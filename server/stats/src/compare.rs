@@ -494,7 +494,7 @@ fn sequential_inference(
     })
 }
 
-fn validate_summary(
+pub(crate) fn validate_summary(
     kind: MetricKind,
     variation: &'static str,
     summary: &Summary,

@@ -62,6 +62,13 @@
 //! sequence's bound is where Λ⁺ reaches 1/α. [`Design::one_sided`] plans with the whole α in
 //! one tail.
 //!
+//! # Bayesian summaries ([`bayesian`])
+//!
+//! The chance that the treatment is above control, P(θ > 0), the expected loss of shipping it
+//! E[max(0, −θ)] (and of keeping control, E[max(0, θ)]), and a central credible interval of θ.
+//! Conversions: Beta(1, 1) priors, exact sums of Beta functions for the chance and the losses.
+//! Means and counts: flat priors, θ ~ N(d, SE²). See [`bayesian`] for the formulas.
+//!
 //! # Sequential inference: mSPRT with a normal mixture
 //!
 //! Fixed-horizon p-values are only valid when read once; read daily they inflate false
@@ -138,6 +145,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod bayes;
 mod compare;
 mod dist;
 mod error;
@@ -148,6 +156,7 @@ mod sequential;
 mod srm;
 mod summary;
 
+pub use bayes::{Bayesian, bayesian};
 pub use compare::{
     Alternative, Comparison, DEFAULT_MIXTURE_STD_DEV, Interval, MetricKind, RelativeUndefined,
     Settings, compare,

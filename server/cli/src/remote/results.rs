@@ -89,6 +89,12 @@ pub(super) fn results_json(r: &pb::ExperimentResults) -> Value {
                 "sequential_p_value": v.sequential_p_value,
                 "adjusted_p_value": v.adjusted_p_value,
                 "power": v.power,
+                "bayesian": v.chance_to_beat_control.map(|chance| json!({
+                    "chance_to_beat_control": chance,
+                    "expected_loss": v.expected_loss,
+                    "expected_loss_of_control": v.expected_loss_of_control,
+                    "credible_interval": interval_json(v.credible_interval.as_ref()),
+                })),
                 "significant": v.significant,
                 "improvement": v.improvement,
                 "note": if v.note.is_empty() { Value::Null } else { Value::from(v.note.clone()) },
@@ -232,6 +238,7 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
                         "-".into(),
                         "-".into(),
                         "-".into(),
+                        "-".into(),
                         String::new(),
                     ];
                 }
@@ -261,6 +268,8 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
                     p(v.adjusted_p_value),
                     v.power
                         .map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", x * 100.0)),
+                    v.chance_to_beat_control
+                        .map_or_else(|| "-".to_owned(), |x| format!("{:.1}%", x * 100.0)),
                     verdict,
                 ]
             })
@@ -276,6 +285,7 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
                 "ALWAYS-VALID P",
                 "HOLM P",
                 "POWER",
+                "P(BETTER)",
                 "VERDICT",
             ],
             &rows,
@@ -440,10 +450,15 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
             .as_ref()
             .map(|g| g.metric_key.clone())
             .unwrap_or_default();
-        let variation = last.metrics[m].variations[v].variation;
+        let latest = &last.metrics[m].variations[v];
+        let variation = latest.variation;
+        let chance = latest
+            .chance_to_beat_control
+            .map(|chance| format!(" (chance to beat control {:.1}%)", chance * 100.0))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            r#"<text x="{LEFT}" y="{}" font-weight="bold">{} — variation {variation} vs control</text>"#,
+            r#"<text x="{LEFT}" y="{}" font-weight="bold">{} — variation {variation} vs control{chance}</text>"#,
             top - 6.0,
             escape(&metric_key)
         );

@@ -968,6 +968,16 @@ async fn results_on_hand_computed_data(server: TestServer) {
             ),
             (got, want) => panic!("relative lift {got:?}, expected {want:?}"),
         }
+        // Bayesian: every metric here is "higher is better".
+        let b = vexil_stats::bayesian(kind, &c, &t, 0.05).unwrap();
+        let got = &metric.variations[1];
+        assert_close(got.chance_to_beat_control.unwrap(), b.chance_above);
+        assert_close(got.expected_loss.unwrap(), b.expected_loss_above);
+        assert_close(got.expected_loss_of_control.unwrap(), b.expected_loss_below);
+        let credible = got.credible_interval.as_ref().unwrap();
+        assert_close(credible.lower, b.credible_interval.lower);
+        assert_close(credible.upper, b.credible_interval.upper);
+        assert!(metric.variations[0].chance_to_beat_control.is_none());
         assert!(metric.variations[0].absolute_lift.is_none());
     }
     // Mean of values over the contexts that bought: control a 7.5, c 20; treatment e 30,
