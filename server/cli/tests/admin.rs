@@ -612,8 +612,36 @@ fn experiments_are_designed_run_and_read() {
         "--json",
     ]);
     assert_eq!(metric["kind"], "conversion");
+    // A ratio metric needs its denominator's event.
+    let (code, _, err) = server.run(&[
+        "metrics",
+        "create",
+        "per-visit",
+        "--event",
+        "purchase",
+        "--kind",
+        "ratio",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--denominator"), "{err}");
+    let ratio = server.json(&[
+        "metrics",
+        "create",
+        "per-visit",
+        "--event",
+        "purchase",
+        "--kind",
+        "ratio",
+        "--denominator",
+        "visit",
+        "--json",
+    ]);
+    assert_eq!(ratio["kind"], "ratio");
+    assert_eq!(ratio["denominator_event"], "visit");
     let metrics = server.json(&["metrics", "list", "--json"]);
     assert!(find(&metrics, "key", "purchase-rate").is_some());
+    let listed = server.ok(&["metrics", "list"]);
+    assert!(listed.contains("purchase / visit"), "{listed}");
 
     // A bad design is refused, naming the field.
     let (code, _, err) = server.run(&[

@@ -171,8 +171,9 @@ fn metric_kind_from_proto(kind: i32, field: &str) -> Result<MetricKind, Status> 
         Ok(pb::MetricKind::Count) => Ok(MetricKind::Count),
         Ok(pb::MetricKind::Sum) => Ok(MetricKind::Sum),
         Ok(pb::MetricKind::Mean) => Ok(MetricKind::Mean),
+        Ok(pb::MetricKind::Ratio) => Ok(MetricKind::Ratio),
         Ok(pb::MetricKind::Unspecified) => Err(invalid(format!(
-            "{field}: required (CONVERSION, COUNT, SUM or MEAN)"
+            "{field}: required (CONVERSION, COUNT, SUM, MEAN or RATIO)"
         ))),
         Err(_) => Err(invalid(format!("{field}: unknown metric kind {kind}"))),
     }
@@ -184,6 +185,7 @@ fn metric_kind_to_proto(kind: MetricKind) -> i32 {
         MetricKind::Count => pb::MetricKind::Count,
         MetricKind::Sum => pb::MetricKind::Sum,
         MetricKind::Mean => pb::MetricKind::Mean,
+        MetricKind::Ratio => pb::MetricKind::Ratio,
     }) as i32
 }
 
@@ -209,7 +211,8 @@ fn stats_kind(kind: MetricKind) -> vexil_stats::MetricKind {
     match kind {
         MetricKind::Conversion => vexil_stats::MetricKind::Conversion,
         MetricKind::Count => vexil_stats::MetricKind::Count,
-        MetricKind::Sum | MetricKind::Mean => vexil_stats::MetricKind::Mean,
+        // A ratio is compared through its linearised values, a mean.
+        MetricKind::Sum | MetricKind::Mean | MetricKind::Ratio => vexil_stats::MetricKind::Mean,
     }
 }
 
@@ -526,6 +529,7 @@ fn metric_message(m: &storage::Metric) -> pb::Metric {
         kind: metric_kind_to_proto(m.kind),
         version: m.version,
         created_at: Some(convert::timestamp(m.created_at)),
+        denominator_event_name: m.denominator_event_name.clone(),
     }
 }
 
@@ -682,9 +686,13 @@ async fn compute_results(
     until: storage::Millis,
 ) -> Result<pb::ExperimentResults, Status> {
     let spec = &x.spec;
-    let metrics: Vec<(String, MetricKind)> = definitions
+    let metrics: Vec<storage::MetricQuery> = definitions
         .iter()
-        .map(|m| (m.event_name.clone(), m.kind))
+        .map(|m| storage::MetricQuery {
+            event_name: m.event_name.clone(),
+            kind: m.kind,
+            denominator_event_name: m.denominator_event_name.clone(),
+        })
         .collect();
     let aggregates = storage
         .experiment_aggregates(&x.project_key, &x.environment_key, &x.key, &metrics, until)
@@ -736,6 +744,22 @@ async fn compute_results(
     for (m, (goal, definition)) in spec.metrics().zip(definitions).enumerate() {
         let sums = &aggregates.metrics[m];
         let kind = stats_kind(definition.kind);
+        // What the tests compare: each variation's values, or for a ratio metric the
+        // linearised values of its pairs (a mean whose mean is the ratio).
+        let pairs = |variation: i64| {
+            aggregates.ratios[m]
+                .get(&variation)
+                .copied()
+                .unwrap_or_default()
+        };
+        let analysed = |variation: i64, arm: &'static str| {
+            if definition.kind == MetricKind::Ratio {
+                pairs(variation).linearized(arm)
+            } else {
+                Ok(summary(sums.get(&variation)))
+            }
+        };
+        let control_analysed = analysed(control_variation, "control");
         let control_summary = summary(sums.get(&control_variation));
         let settings = vexil_stats::Settings {
             alternative: alternative_for(spec.one_sided, m == 0, goal.direction),
@@ -744,6 +768,7 @@ async fn compute_results(
         let mut variations = Vec::new();
         for (v, w) in spec.variations.iter().enumerate() {
             let s = summary(sums.get(&i64::from(w.variation)));
+            let treatment_analysed = analysed(i64::from(w.variation), "treatment");
             let mut result = pb::VariationMetricResult {
                 variation: w.variation,
                 units: s.n,
@@ -753,8 +778,22 @@ async fn compute_results(
                 variance: s.variance(),
                 ..Default::default()
             };
+            if definition.kind == MetricKind::Ratio {
+                // The ratio Σx/Σy and the delta-method variance of one context's share.
+                result.mean = pairs(i64::from(w.variation)).ratio();
+                result.variance = treatment_analysed
+                    .as_ref()
+                    .map_or(0.0, vexil_stats::Summary::variance);
+            }
+            let arms = match (&control_analysed, &treatment_analysed) {
+                (Ok(c), Ok(t)) => Ok((*c, *t)),
+                (Err(err), _) | (_, Err(err)) => Err(err.clone()),
+            };
             if v > 0 {
-                match vexil_stats::compare(kind, &control_summary, &s, &settings) {
+                let compared = arms
+                    .clone()
+                    .and_then(|(c, t)| vexil_stats::compare(kind, &c, &t, &settings));
+                match compared {
                     Ok(c) => {
                         result.absolute_lift =
                             Some(interval(c.absolute_lift, c.absolute_interval, level));
@@ -778,7 +817,9 @@ async fn compute_results(
                     }
                     Err(err) => result.note = err.to_string(),
                 }
-                if let Ok(b) = vexil_stats::bayesian(kind, &control_summary, &s, spec.alpha) {
+                if let Ok(b) =
+                    arms.and_then(|(c, t)| vexil_stats::bayesian(kind, &c, &t, spec.alpha))
+                {
                     let (chance, loss, loss_of_control) = match goal.direction {
                         MetricDirection::Increase => {
                             (b.chance_above, b.expected_loss_above, b.expected_loss_below)
@@ -936,6 +977,24 @@ impl ExperimentService for ExperimentApi {
         }
         limits::text("metric.event_name", &metric.event_name, limits::MAX_KEY_LEN)?;
         let kind = metric_kind_from_proto(metric.kind, "metric.kind")?;
+        match (kind, metric.denominator_event_name.is_empty()) {
+            (MetricKind::Ratio, true) => {
+                return Err(invalid(
+                    "metric.denominator_event_name: required for a RATIO metric".into(),
+                ));
+            }
+            (MetricKind::Ratio, false) => limits::text(
+                "metric.denominator_event_name",
+                &metric.denominator_event_name,
+                limits::MAX_KEY_LEN,
+            )?,
+            (_, false) => {
+                return Err(invalid(
+                    "metric.denominator_event_name: only a RATIO metric has a denominator".into(),
+                ));
+            }
+            (_, true) => {}
+        }
         let stored = self
             .storage
             .create_metric(
@@ -947,6 +1006,7 @@ impl ExperimentService for ExperimentApi {
                     description: metric.description,
                     event_name: metric.event_name,
                     kind,
+                    denominator_event_name: metric.denominator_event_name,
                 },
             )
             .await?;

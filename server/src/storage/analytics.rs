@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use vexil_stats::Summary;
+use vexil_stats::{RatioSummary, Summary};
 
 use super::db::{Arg, Tx, args};
 use super::events::env_id;
@@ -38,8 +38,41 @@ pub struct UnitCounts {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExperimentAggregates {
     pub units: UnitCounts,
-    /// In the order of the metrics asked for: variation index → sufficient statistics.
+    /// In the order of the metrics asked for: variation index → sufficient statistics (of
+    /// the numerators, for a ratio metric).
     pub metrics: Vec<BTreeMap<i64, Summary>>,
+    /// In the same order: variation index → the pairs' statistics of a ratio metric; empty
+    /// for the other kinds.
+    pub ratios: Vec<BTreeMap<i64, RatioSummary>>,
+}
+
+/// A metric as the aggregates read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    pub event_name: String,
+    pub kind: MetricKind,
+    /// The denominator's event of a ratio metric; empty otherwise.
+    pub denominator_event_name: String,
+}
+
+impl MetricQuery {
+    /// A metric of any kind but ratio.
+    pub fn new(event_name: impl Into<String>, kind: MetricKind) -> MetricQuery {
+        MetricQuery {
+            event_name: event_name.into(),
+            kind,
+            denominator_event_name: String::new(),
+        }
+    }
+
+    /// A ratio metric: Σ numerator values / Σ denominator values.
+    pub fn ratio(numerator: impl Into<String>, denominator: impl Into<String>) -> MetricQuery {
+        MetricQuery {
+            event_name: numerator.into(),
+            kind: MetricKind::Ratio,
+            denominator_event_name: denominator.into(),
+        }
+    }
 }
 
 /// Evaluations of one flag and outcome in one hour.
@@ -95,6 +128,67 @@ fn with_zeros(with_events: Summary, exposed: u64) -> Summary {
     all
 }
 
+/// Per variation, the statistics of the pairs (x, y) of the units that sent the `numerator`
+/// or `denominator` event: x and y are the units' `w` of each (their values, an event without
+/// one counting as one). Moments as in the main query: one pass with VAR_SAMP and COVAR_SAMP
+/// (Youngs–Cramer) on Postgres, deviations from each variation's averages on SQLite.
+async fn ratio_moments(
+    tx: &mut Tx,
+    per_unit: &str,
+    mut query_args: Vec<Arg>,
+    numerator: &str,
+    denominator: &str,
+) -> Result<BTreeMap<i64, RatioSummary>> {
+    let first = query_args.len() + 1;
+    let (x, y) = (format!("${first}"), format!("${}", first + 1));
+    query_args.push(Arg::from(numerator));
+    query_args.push(Arg::from(denominator));
+    let pairs = format!(
+        "SELECT MIN(p.variation) AS variation, \
+           SUM(CASE WHEN p.event_name = {x} THEN p.w ELSE 0 END) AS x, \
+           SUM(CASE WHEN p.event_name = {y} THEN p.w ELSE 0 END) AS y \
+         FROM ({per_unit}) p WHERE p.event_name IN ({x}, {y}) \
+         GROUP BY p.context_kind, p.context_key"
+    );
+    let sql = if matches!(tx, Tx::Postgres(_)) {
+        format!(
+            "SELECT u.variation, COUNT(*), AVG(u.x), AVG(u.y), \
+               CAST(0 AS DOUBLE PRECISION), CAST(0 AS DOUBLE PRECISION), \
+               COALESCE(VAR_SAMP(u.x) * (COUNT(*) - 1), 0), \
+               COALESCE(VAR_SAMP(u.y) * (COUNT(*) - 1), 0), \
+               COALESCE(COVAR_SAMP(u.x, u.y) * (COUNT(*) - 1), 0) \
+             FROM ({pairs}) u GROUP BY u.variation"
+        )
+    } else {
+        format!(
+            "WITH u AS MATERIALIZED ({pairs}), \
+             g AS (SELECT variation, AVG(x) AS x, AVG(y) AS y FROM u GROUP BY variation) \
+             SELECT g.variation, COUNT(*), MIN(g.x), MIN(g.y), SUM(u.x - g.x), SUM(u.y - g.y), \
+               SUM((u.x - g.x) * (u.x - g.x)), SUM((u.y - g.y) * (u.y - g.y)), \
+               SUM((u.x - g.x) * (u.y - g.y)) \
+             FROM u JOIN g ON g.variation = u.variation GROUP BY g.variation"
+        )
+    };
+    let mut out = BTreeMap::new();
+    for row in tx.fetch_all(&sql, query_args).await? {
+        let n = u64::try_from(row.get::<i64>(1)?).unwrap_or(0);
+        out.insert(
+            row.get::<i64>(0)?,
+            RatioSummary::from_shifted_sums(
+                n,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+                row.get(8)?,
+            ),
+        );
+    }
+    Ok(out)
+}
+
 impl Storage {
     /// The unit counts and, for each `(event name, kind)` of `metrics`, the sufficient
     /// statistics per variation of experiment `key`, counting exposures and events up to
@@ -105,7 +199,7 @@ impl Storage {
         project: &str,
         env: &str,
         key: &str,
-        metrics: &[(String, MetricKind)],
+        metrics: &[MetricQuery],
         until: Millis,
     ) -> Result<ExperimentAggregates> {
         self.compact_analytics(CATCH_UP_LIMIT).await?;
@@ -139,10 +233,15 @@ impl Storage {
             }
         }
 
-        let mut names: Vec<&str> = metrics.iter().map(|(name, _)| name.as_str()).collect();
+        let mut names: Vec<&str> = metrics
+            .iter()
+            .flat_map(|m| [m.event_name.as_str(), m.denominator_event_name.as_str()])
+            .filter(|name| !name.is_empty())
+            .collect();
         names.sort_unstable();
         names.dedup();
         let mut per_event: BTreeMap<(String, i64), EventMoments> = BTreeMap::new();
+        let mut ratios: Vec<BTreeMap<i64, RatioSummary>> = vec![BTreeMap::new(); metrics.len()];
         if !names.is_empty() {
             // Results as of a time after every event of the experiment read each unit's
             // whole-life sums; others sum hourly rows.
@@ -167,13 +266,16 @@ impl Storage {
                 .collect::<Vec<_>>()
                 .join(", ");
             query_args.extend(names.iter().map(|name| Arg::from(*name)));
-            // Per unit and event name: variation, event count `e`, value total `s` and mean
-            // value `m`.
+            // Per unit and event name: variation, event count `e`, value total `s`, mean
+            // value `m`, and `w`, the values with an event without one counting 1 (ratio
+            // metrics), with the unit's identity.
             let per_unit = if after_every_event {
                 format!(
-                    "SELECT event_name, variation, CAST(events AS DOUBLE PRECISION) AS e, \
+                    "SELECT event_name, variation, context_kind, context_key, \
+                       CAST(events AS DOUBLE PRECISION) AS e, \
                        CAST(total AS DOUBLE PRECISION) AS s, \
-                       CASE WHEN valued > 0 THEN CAST(total AS DOUBLE PRECISION) / valued END AS m \
+                       CASE WHEN valued > 0 THEN CAST(total AS DOUBLE PRECISION) / valued END AS m, \
+                       CAST(total AS DOUBLE PRECISION) + (events - valued) AS w \
                      FROM experiment_unit_totals \
                      WHERE environment_id = $1 AND experiment_key = $2 \
                        AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list})"
@@ -183,11 +285,13 @@ impl Storage {
                 // that end after it, recounted from their raw events. A unit's rows all
                 // carry its variation and `multiple_at`.
                 format!(
-                    "SELECT r.event_name, MIN(r.variation) AS variation, \
-                       CAST(SUM(r.events) AS DOUBLE PRECISION) AS e, \
+                    "SELECT r.event_name, MIN(r.variation) AS variation, r.context_kind, \
+                       r.context_key, CAST(SUM(r.events) AS DOUBLE PRECISION) AS e, \
                        CAST(SUM(r.total) AS DOUBLE PRECISION) AS s, \
                        CASE WHEN SUM(r.valued) > 0 \
-                         THEN CAST(SUM(r.total) AS DOUBLE PRECISION) / SUM(r.valued) END AS m \
+                         THEN CAST(SUM(r.total) AS DOUBLE PRECISION) / SUM(r.valued) END AS m, \
+                       CAST(SUM(r.total) AS DOUBLE PRECISION) + (SUM(r.events) - SUM(r.valued)) \
+                         AS w \
                      FROM ( \
                        SELECT event_name, variation, context_kind, context_key, events, valued, \
                          total FROM experiment_unit_events \
@@ -246,7 +350,7 @@ impl Storage {
                      GROUP BY g.event_name, g.variation"
                 )
             };
-            for row in tx.fetch_all(&sql, query_args).await? {
+            for row in tx.fetch_all(&sql, query_args.clone()).await? {
                 let count = |i: usize| -> Result<u64> {
                     Ok(u64::try_from(row.get::<i64>(i)?).unwrap_or(0))
                 };
@@ -269,25 +373,61 @@ impl Storage {
                     },
                 );
             }
+            for (m, metric) in metrics.iter().enumerate() {
+                if metric.kind == MetricKind::Ratio {
+                    ratios[m] = ratio_moments(
+                        &mut tx,
+                        &per_unit,
+                        query_args.clone(),
+                        &metric.event_name,
+                        &metric.denominator_event_name,
+                    )
+                    .await?;
+                }
+            }
+        }
+        // Units exposed without a single event of a ratio metric are pairs (0, 0).
+        for (ratio, metric) in ratios.iter_mut().zip(metrics) {
+            if metric.kind != MetricKind::Ratio {
+                continue;
+            }
+            for (&variation, &n) in &units.per_variation {
+                let pairs = ratio.entry(variation).or_default();
+                let zeros = RatioSummary {
+                    n: n.saturating_sub(pairs.n),
+                    ..RatioSummary::default()
+                };
+                pairs.merge(&zeros);
+            }
         }
         let sums = metrics
             .iter()
-            .map(|(event_name, kind)| {
+            .zip(&ratios)
+            .map(|(metric, ratio)| {
                 units
                     .per_variation
                     .iter()
                     .map(|(&variation, &n)| {
                         let e = per_event
-                            .get(&(event_name.clone(), variation))
+                            .get(&(metric.event_name.clone(), variation))
                             .copied()
                             .unwrap_or_default();
-                        let sums = match kind {
+                        let sums = match metric.kind {
                             // Each converted unit is a 1.
                             MetricKind::Conversion => Summary::conversions(n, e.units),
                             MetricKind::Count => with_zeros(e.events, n),
                             MetricKind::Sum => with_zeros(e.total, n),
                             // Units without a value have no mean: not counted.
                             MetricKind::Mean => e.mean,
+                            // The numerators of the pairs.
+                            MetricKind::Ratio => {
+                                let pairs = ratio.get(&variation).copied().unwrap_or_default();
+                                Summary {
+                                    n: pairs.n,
+                                    mean: pairs.mean_numerator,
+                                    squared_deviations: pairs.squared_deviations_numerator,
+                                }
+                            }
                         };
                         (variation, sums)
                     })
@@ -297,6 +437,7 @@ impl Storage {
         Ok(ExperimentAggregates {
             units,
             metrics: sums,
+            ratios,
         })
     }
 

@@ -32,6 +32,9 @@ pub enum MetricKind {
     Sum,
     /// The mean of the event's values, over the contexts that sent it.
     Mean,
+    /// Σ over contexts of the event's values / Σ of the denominator event's (each event
+    /// without a value counting 1): revenue per session, clicks per page view.
+    Ratio,
 }
 
 impl MetricKind {
@@ -41,6 +44,7 @@ impl MetricKind {
             MetricKind::Count => "count",
             MetricKind::Sum => "sum",
             MetricKind::Mean => "mean",
+            MetricKind::Ratio => "ratio",
         }
     }
 
@@ -50,6 +54,7 @@ impl MetricKind {
             "count" => MetricKind::Count,
             "sum" => MetricKind::Sum,
             "mean" => MetricKind::Mean,
+            "ratio" => MetricKind::Ratio,
             _ => return None,
         })
     }
@@ -64,6 +69,8 @@ pub struct Metric {
     pub description: String,
     pub event_name: String,
     pub kind: MetricKind,
+    /// The denominator's event of a ratio metric; empty otherwise.
+    pub denominator_event_name: String,
     pub version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -77,6 +84,8 @@ pub struct NewMetric {
     pub description: String,
     pub event_name: String,
     pub kind: MetricKind,
+    /// Required for a ratio metric, empty otherwise.
+    pub denominator_event_name: String,
 }
 
 /// Which way a metric should move.
@@ -236,7 +245,7 @@ pub struct ExperimentStep {
 }
 
 const METRIC_COLUMNS: &str = "p.key, m.key, m.name, m.description, m.event_name, m.kind, \
-     m.version, m.created_at, m.updated_at";
+     m.version, m.created_at, m.updated_at, m.denominator_event_name";
 const METRIC_FROM: &str = "metrics m JOIN projects p ON p.id = m.project_id";
 
 fn metric_from_row(row: &Row) -> Result<Metric> {
@@ -252,6 +261,7 @@ fn metric_from_row(row: &Row) -> Result<Metric> {
         version: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        denominator_event_name: row.get(9)?,
     })
 }
 
@@ -325,7 +335,8 @@ impl Storage {
         };
         tx.execute(
             "INSERT INTO metrics (project_id, key, name, description, event_name, kind, version, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+             created_at, updated_at, denominator_event_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)",
             args![
                 project_id,
                 &new.key,
@@ -334,6 +345,7 @@ impl Storage {
                 &new.event_name,
                 new.kind.as_str(),
                 now,
+                &new.denominator_event_name,
             ],
         )
         .await

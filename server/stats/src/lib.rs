@@ -62,6 +62,14 @@
 //! sequence's bound is where Λ⁺ reaches 1/α. [`Design::one_sided`] plans with the whole α in
 //! one tail.
 //!
+//! # Ratio metrics ([`compare_ratio`])
+//!
+//! A ratio metric is Σx/Σy over the contexts of a variation (revenue per session), where x and
+//! y vary by context and move together. [`RatioSummary`] keeps n, both means, both squared
+//! deviations and the co-deviations; by the delta method the ratio R = x̄/ȳ behaves as the mean
+//! of the linearised values zᵢ = R + (xᵢ − R·yᵢ)/ȳ, of variance (s²_x − 2R·s_xy + R²·s²_y)/ȳ²,
+//! which [`compare_ratio`] compares as a mean metric.
+//!
 //! # Bayesian summaries ([`bayesian`])
 //!
 //! The chance that the treatment is above control, P(θ > 0), the expected loss of shipping it
@@ -152,6 +160,7 @@ mod error;
 mod holm;
 mod power;
 mod proportions;
+mod ratio;
 mod sequential;
 mod srm;
 mod summary;
@@ -164,5 +173,6 @@ pub use compare::{
 pub use error::StatsError;
 pub use holm::holm;
 pub use power::{Design, achieved_power, required_sample_size};
+pub use ratio::{RatioSummary, compare_ratio};
 pub use srm::{SRM_ALPHA, SampleRatio, sample_ratio_mismatch};
 pub use summary::Summary;

@@ -9,7 +9,9 @@
 mod common;
 
 use common::SplitMix64;
-use vexil_stats::{Alternative, Interval, MetricKind, Settings, Summary, compare};
+use vexil_stats::{
+    Alternative, Interval, MetricKind, RatioSummary, Settings, Summary, compare, compare_ratio,
+};
 
 const REPLICATES: usize = 4_000;
 const ALPHA: f64 = 0.05;
@@ -289,4 +291,56 @@ fn one_sided_bounds_keep_their_coverage() {
             0.925,
         );
     }
+}
+
+/// A ratio metric, revenue per session, where both vary by user and move together: sessions
+/// 1 + Poisson(2), each buying with probability 0.1 an exponential amount (mean 40 in control,
+/// 44 in the treatment). The true ratios are 4.0 and 4.4.
+#[test]
+fn ratio_intervals_keep_their_coverage() {
+    fn user(random: &mut SplitMix64, mean_amount: f64) -> (f64, f64) {
+        // Poisson(2) by Knuth's product of uniforms.
+        let limit = (-2.0f64).exp();
+        let (mut sessions, mut product) = (0.0, random.uniform());
+        while product > limit {
+            sessions += 1.0;
+            product *= random.uniform();
+        }
+        let sessions = sessions + 1.0;
+        let mut revenue = 0.0;
+        for _ in 0..sessions as usize {
+            if random.uniform() < 0.1 {
+                revenue += random.exponential(mean_amount);
+            }
+        }
+        (revenue, sessions)
+    }
+    const USERS: usize = 1_000;
+    const RUNS: usize = 2_000;
+    let mut random = SplitMix64(0xC0_0A00);
+    let (mut absolute, mut relative, mut disagree) = (0, 0, 0);
+    for _ in 0..RUNS {
+        let control: Vec<(f64, f64)> = (0..USERS).map(|_| user(&mut random, 40.0)).collect();
+        let treatment: Vec<(f64, f64)> = (0..USERS).map(|_| user(&mut random, 44.0)).collect();
+        let result = compare_ratio(
+            &RatioSummary::from_pairs(&control),
+            &RatioSummary::from_pairs(&treatment),
+            &Settings::default(),
+        )
+        .unwrap();
+        absolute += usize::from(result.absolute_interval.contains(0.4));
+        let interval = result.relative_interval.unwrap();
+        relative += usize::from(interval.contains(0.1));
+        disagree += usize::from(interval.contains(0.0) == (result.p_value <= ALPHA));
+    }
+    let floor = 1.0 - ALPHA - 3.0 * (ALPHA * (1.0 - ALPHA) / RUNS as f64).sqrt();
+    let (absolute, relative) = (rate(absolute, RUNS), rate(relative, RUNS));
+    println!(
+        "ratio, revenue per session, n={USERS}: absolute {absolute:.4}, relative {relative:.4}"
+    );
+    assert!(
+        absolute >= floor && relative >= floor,
+        "{absolute} {relative} < {floor}"
+    );
+    assert_eq!(disagree, 0);
 }

@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 use vexil_stats::{
-    Alternative, Design, Interval, MetricKind, RelativeUndefined, Settings, Summary,
-    achieved_power, bayesian, compare, holm, required_sample_size, sample_ratio_mismatch,
+    Alternative, Design, Interval, MetricKind, RatioSummary, RelativeUndefined, Settings, Summary,
+    achieved_power, bayesian, compare, compare_ratio, holm, required_sample_size,
+    sample_ratio_mismatch,
 };
 
 const RELATIVE_TOLERANCE: f64 = 1e-6;
@@ -90,6 +91,68 @@ fn summary_of(case: &str, value: &Value) -> Summary {
     summary
 }
 
+/// The two arms of a reference comparison.
+enum Arms {
+    Values(MetricKind, Summary, Summary),
+    Ratios(RatioSummary, RatioSummary),
+}
+
+fn arms_of(name: &str, case: &Value) -> Arms {
+    let kind = match case["kind"].as_str().unwrap() {
+        "conversion" => MetricKind::Conversion,
+        "mean" => MetricKind::Mean,
+        "count" => MetricKind::Count,
+        "ratio" => {
+            return Arms::Ratios(
+                ratio_summary_of(name, &case["control"]),
+                ratio_summary_of(name, &case["treatment"]),
+            );
+        }
+        other => panic!("unknown kind {other}"),
+    };
+    Arms::Values(
+        kind,
+        summary_of(name, &case["control"]),
+        summary_of(name, &case["treatment"]),
+    )
+}
+
+fn ratio_summary_of(case: &str, value: &Value) -> RatioSummary {
+    let summary = RatioSummary {
+        n: value["n"].as_u64().expect("n"),
+        mean_numerator: number(value, "mean_numerator"),
+        mean_denominator: number(value, "mean_denominator"),
+        squared_deviations_numerator: number(value, "squared_deviations_numerator"),
+        squared_deviations_denominator: number(value, "squared_deviations_denominator"),
+        co_deviations: number(value, "co_deviations"),
+    };
+    if let Some(pairs) = value.get("pairs").and_then(Value::as_array) {
+        let pairs: Vec<(f64, f64)> = pairs
+            .iter()
+            .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+            .collect();
+        let (left, right) = pairs.split_at(pairs.len() / 3);
+        let mut merged = RatioSummary::from_pairs(left);
+        merged.merge(&RatioSummary::from_pairs(right));
+        for (what, got, want) in [
+            (
+                "mean_numerator",
+                merged.mean_numerator,
+                summary.mean_numerator,
+            ),
+            ("co_deviations", merged.co_deviations, summary.co_deviations),
+            (
+                "squared_deviations_denominator",
+                merged.squared_deviations_denominator,
+                summary.squared_deviations_denominator,
+            ),
+        ] {
+            assert_close(case, what, got, want);
+        }
+    }
+    summary
+}
+
 fn undefined_key(reason: RelativeUndefined) -> &'static str {
     match reason {
         RelativeUndefined::ControlMeanZero => "control_mean_zero",
@@ -106,12 +169,6 @@ fn comparisons_match_scipy_and_statsmodels() {
     assert!(cases.len() >= 25);
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let kind = match case["kind"].as_str().unwrap() {
-            "conversion" => MetricKind::Conversion,
-            "mean" => MetricKind::Mean,
-            "count" => MetricKind::Count,
-            other => panic!("unknown kind {other}"),
-        };
         let settings = Settings {
             alpha: number(case, "alpha"),
             mixture_std_dev: number(case, "mixture_std_dev"),
@@ -122,10 +179,13 @@ fn comparisons_match_scipy_and_statsmodels() {
                 Some(other) => panic!("unknown alternative {other}"),
             },
         };
-        let control = summary_of(name, &case["control"]);
-        let treatment = summary_of(name, &case["treatment"]);
-        let result = compare(kind, &control, &treatment, &settings)
-            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        let result = match arms_of(name, case) {
+            Arms::Values(kind, control, treatment) => {
+                compare(kind, &control, &treatment, &settings)
+            }
+            Arms::Ratios(control, treatment) => compare_ratio(&control, &treatment, &settings),
+        }
+        .unwrap_or_else(|error| panic!("{name}: {error}"));
         let expected = &case["expected"];
         assert_close(
             name,
@@ -208,14 +268,16 @@ fn bayesian_summaries_match_scipy() {
     let mut worst_interval_deviation = 0.0f64;
     for case in reference["comparisons"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let kind = match case["kind"].as_str().unwrap() {
-            "conversion" => MetricKind::Conversion,
-            "mean" => MetricKind::Mean,
-            _ => MetricKind::Count,
-        };
-        let control = summary_of(name, &case["control"]);
-        let treatment = summary_of(name, &case["treatment"]);
         let alpha = number(case, "alpha");
+        // A ratio's posterior is that of its linearised values, a mean.
+        let (kind, control, treatment) = match arms_of(name, case) {
+            Arms::Values(kind, control, treatment) => (kind, control, treatment),
+            Arms::Ratios(control, treatment) => (
+                MetricKind::Mean,
+                control.linearized("control").unwrap(),
+                treatment.linearized("treatment").unwrap(),
+            ),
+        };
         let result = bayesian(kind, &control, &treatment, alpha)
             .unwrap_or_else(|error| panic!("{name}: {error}"));
         let expected = &case["expected"]["bayesian"];

@@ -22,6 +22,9 @@ pub enum MetricsCommand {
         /// How the event aggregates per context.
         #[arg(long, value_enum)]
         kind: MetricKindArg,
+        /// The denominator's event of a `ratio` metric (an event without a value counts 1).
+        #[arg(long, required_if_eq("kind", "ratio"))]
+        denominator: Option<String>,
         /// A name for people.
         #[arg(long, default_value = "")]
         name: String,
@@ -43,6 +46,9 @@ pub(crate) enum MetricKindArg {
     Sum,
     /// The mean of the event's values per context.
     Mean,
+    /// Σ of the event's values over Σ of the --denominator event's, such as revenue per
+    /// session.
+    Ratio,
 }
 
 pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
@@ -52,6 +58,7 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
             key,
             event,
             kind,
+            denominator,
             name,
             description,
         } => {
@@ -60,6 +67,7 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                 MetricKindArg::Count => pb::MetricKind::Count,
                 MetricKindArg::Sum => pb::MetricKind::Sum,
                 MetricKindArg::Mean => pb::MetricKind::Mean,
+                MetricKindArg::Ratio => pb::MetricKind::Ratio,
             };
             let request = c.req(pb::CreateMetricRequest {
                 metric: Some(pb::Metric {
@@ -69,6 +77,7 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                     description,
                     event_name: event,
                     kind: kind as i32,
+                    denominator_event_name: denominator.unwrap_or_default(),
                     ..Default::default()
                 }),
             })?;
@@ -77,10 +86,15 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                 print_json(&metric_json(&m));
             } else {
                 println!(
-                    "created metric {} ({} of event {})",
+                    "created metric {} ({} of event {}{})",
                     m.key,
                     kind_name(m.kind),
-                    m.event_name
+                    m.event_name,
+                    if m.denominator_event_name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" per event {}", m.denominator_event_name)
+                    }
                 );
             }
         }
@@ -106,7 +120,11 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                         vec![
                             m.key.clone(),
                             kind_name(m.kind).to_owned(),
-                            m.event_name.clone(),
+                            if m.denominator_event_name.is_empty() {
+                                m.event_name.clone()
+                            } else {
+                                format!("{} / {}", m.event_name, m.denominator_event_name)
+                            },
                             m.name.clone(),
                         ]
                     })
@@ -125,6 +143,7 @@ fn metric_json(m: &pb::Metric) -> Value {
         "description": m.description,
         "event": m.event_name,
         "kind": kind_name(m.kind),
+        "denominator_event": if m.denominator_event_name.is_empty() { Value::Null } else { Value::from(m.denominator_event_name.clone()) },
         "version": m.version,
         "created_at": time(m.created_at.as_ref()),
     })
@@ -137,6 +156,7 @@ pub(super) fn kind_name(kind: i32) -> &'static str {
         Ok(pb::MetricKind::Count) => "count",
         Ok(pb::MetricKind::Sum) => "sum",
         Ok(pb::MetricKind::Mean) => "mean",
+        Ok(pb::MetricKind::Ratio) => "ratio",
         _ => "unknown",
     }
 }

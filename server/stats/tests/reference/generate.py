@@ -630,6 +630,21 @@ def comparisons(rng):
         ),
         conversion_case("one_sided_conversion_greater", 90, 1_000, 118, 1_000, 0.05, 0.04, "greater"),
         conversion_case("one_sided_conversion_less_none", 8, 100, 0, 100, 0.05, 0.04, "less"),
+        # Ratio metrics: revenue per session, correlated with sessions per user.
+        ratio_case(
+            "ratio_revenue_per_session",
+            sessions(rng, 3_000, 0.1, 40.0),
+            sessions(rng, 3_000, 0.12, 40.0),
+            0.05,
+            0.04,
+        ),
+        ratio_case(
+            "ratio_small",
+            sessions(rng, 60, 0.3, 20.0),
+            sessions(rng, 70, 0.3, 25.0),
+            0.05,
+            0.04,
+        ),
     ]
     return cases
 

@@ -1269,6 +1269,121 @@ async fn the_watch_raises_alerts_once_and_stops_on_a_guardrail_regression() {
     f.server.stop().await;
 }
 
+/// A ratio metric, revenue per visit: each context's purchase values over its visits (a
+/// visit without a value counts 1), compared by the delta method; and the validation of its
+/// denominator.
+#[tokio::test]
+async fn ratio_metrics_compare_revenue_per_visit() {
+    let mut f = Fixture::new(TestServer::sqlite().await).await;
+    f.create_metric("purchase-rate", "purchase", pb::MetricKind::Conversion)
+        .await;
+    // The denominator is required for a ratio, refused for anything else.
+    for (kind, denominator) in [(pb::MetricKind::Ratio, ""), (pb::MetricKind::Sum, "visit")] {
+        let request = f.req(pb::CreateMetricRequest {
+            metric: Some(pb::Metric {
+                project_key: PROJECT.into(),
+                key: "bad".into(),
+                event_name: "purchase".into(),
+                kind: kind as i32,
+                denominator_event_name: denominator.into(),
+                ..Default::default()
+            }),
+        });
+        let err = f.experiments.create_metric(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("metric.denominator_event_name:"),
+            "{}",
+            err.message()
+        );
+    }
+    let request = f.req(pb::CreateMetricRequest {
+        metric: Some(pb::Metric {
+            project_key: PROJECT.into(),
+            key: "revenue-per-visit".into(),
+            event_name: "purchase".into(),
+            kind: pb::MetricKind::Ratio as i32,
+            denominator_event_name: "visit".into(),
+            ..Default::default()
+        }),
+    });
+    let metric = f
+        .experiments
+        .create_metric(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(metric.denominator_event_name, "visit");
+    f.create_flag("button", vec![]).await;
+    let mut x = design("per-visit", "button");
+    x.guardrail_metrics = vec![goal("revenue-per-visit").unwrap()];
+    f.create_experiment(x).await.unwrap();
+
+    let t0 = 1_700_000_000_000_i64;
+    // (visits, purchase values) per context; the last context of each arm has no event.
+    let arms: [Vec<(usize, Vec<f64>)>; 2] = [
+        vec![
+            (3, vec![10.0]),
+            (1, vec![]),
+            (2, vec![5.0, 5.0]),
+            (4, vec![20.0]),
+            (0, vec![]),
+        ],
+        vec![
+            (2, vec![30.0]),
+            (2, vec![15.0]),
+            (1, vec![]),
+            (5, vec![40.0, 10.0]),
+            (0, vec![]),
+        ],
+    ];
+    let mut events = batch("per-visit-1");
+    let mut expected = Vec::new();
+    for (variation, contexts) in arms.iter().enumerate() {
+        let mut pairs = Vec::new();
+        for (i, (visits, purchases)) in contexts.iter().enumerate() {
+            let key = format!("v{variation}-{i}");
+            events
+                .exposures
+                .push(exposure(&key, variation as u32, t0, "per-visit"));
+            for _ in 0..*visits {
+                events.track_events.push(track(&key, "visit", t0 + 5, None));
+            }
+            for value in purchases {
+                events
+                    .track_events
+                    .push(track(&key, "purchase", t0 + 10, Some(*value)));
+            }
+            pairs.push((purchases.iter().sum::<f64>(), *visits as f64));
+        }
+        expected.push(vexil_stats::RatioSummary::from_pairs(&pairs));
+    }
+    f.publish(events).await;
+    let results = f.results("per-visit", None).await;
+    let metric = &results.metrics[1];
+    assert_eq!(
+        metric.definition.as_ref().unwrap().kind,
+        pb::MetricKind::Ratio as i32
+    );
+    for (v, want) in expected.iter().enumerate() {
+        assert_eq!(metric.variations[v].units, 5);
+        assert_close(metric.variations[v].mean, want.ratio());
+    }
+    let settings = vexil_stats::Settings::tuned_for(0.05, results.required_sample_size).unwrap();
+    let comparison = vexil_stats::compare_ratio(&expected[0], &expected[1], &settings).unwrap();
+    let got = &metric.variations[1];
+    assert_close(got.p_value.unwrap(), comparison.p_value);
+    let lift = got.absolute_lift.as_ref().unwrap();
+    assert_close(lift.estimate, comparison.absolute_lift);
+    assert_close(lift.lower, comparison.absolute_interval.lower);
+    assert_close(
+        got.variance,
+        expected[1].linearized("treatment").unwrap().variance(),
+    );
+    assert!(got.chance_to_beat_control.is_some());
+    f.server.stop().await;
+}
+
 #[tokio::test]
 async fn results_on_sqlite() {
     results_on_hand_computed_data(TestServer::sqlite().await).await;

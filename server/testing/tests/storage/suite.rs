@@ -1969,7 +1969,7 @@ fn rollup_workload(seed: u64) -> Vec<EventBatch> {
 /// The aggregates of experiment `x` at `until`, computed from the events by definition.
 fn aggregates_by_definition(
     batches: &[EventBatch],
-    metrics: &[(String, MetricKind)],
+    metrics: &[MetricQuery],
     until: Millis,
 ) -> ExperimentAggregates {
     let exposures: Vec<&ExposureEvent> = batches
@@ -2005,31 +2005,48 @@ fn aggregates_by_definition(
                 .or_insert(0) += 1;
         }
     }
-    for (name, kind) in metrics {
+    for metric in metrics {
         let mut sums: BTreeMap<i64, vexil_stats::Summary> = aggregates
             .units
             .per_variation
             .keys()
             .map(|v| (*v, vexil_stats::Summary::default()))
             .collect();
+        let mut pairs: BTreeMap<i64, vexil_stats::RatioSummary> = BTreeMap::new();
         for (key, (first, variation, multiple)) in &units {
             if *multiple {
                 continue;
             }
-            let events: Vec<&TrackEvent> = batches
-                .iter()
-                .flat_map(|b| &b.track_events)
-                .filter(|t| {
-                    t.context.key == *key && t.name == *name && t.at >= *first && t.at <= until
-                })
-                .collect();
+            let events_of = |name: &str| -> Vec<&TrackEvent> {
+                batches
+                    .iter()
+                    .flat_map(|b| &b.track_events)
+                    .filter(|t| {
+                        t.context.key == *key && t.name == name && t.at >= *first && t.at <= until
+                    })
+                    .collect()
+            };
+            let events = events_of(&metric.event_name);
             let values: Vec<f64> = events.iter().filter_map(|t| t.value).collect();
-            let x = match kind {
+            // A ratio's parts: values, an event without one counting 1.
+            let weight = |events: &[&TrackEvent]| -> f64 {
+                events.iter().map(|t| t.value.unwrap_or(1.0)).sum()
+            };
+            let x = match metric.kind {
                 MetricKind::Conversion => Some(if events.is_empty() { 0.0 } else { 1.0 }),
                 MetricKind::Count => Some(events.len() as f64),
                 MetricKind::Sum => Some(values.iter().sum()),
                 MetricKind::Mean => {
                     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+                }
+                MetricKind::Ratio => {
+                    let numerator = weight(&events);
+                    let denominator = weight(&events_of(&metric.denominator_event_name));
+                    pairs
+                        .entry(*variation)
+                        .or_default()
+                        .add(numerator, denominator);
+                    Some(numerator)
                 }
             };
             if let Some(x) = x {
@@ -2037,18 +2054,21 @@ fn aggregates_by_definition(
             }
         }
         aggregates.metrics.push(sums);
+        aggregates.ratios.push(pairs);
     }
     aggregates
 }
 
-fn rollup_metrics() -> Vec<(String, MetricKind)> {
+fn rollup_metrics() -> Vec<MetricQuery> {
     vec![
-        ("purchase".into(), MetricKind::Conversion),
-        ("purchase".into(), MetricKind::Count),
-        ("purchase".into(), MetricKind::Sum),
-        ("purchase".into(), MetricKind::Mean),
-        ("signup".into(), MetricKind::Conversion),
-        ("never-sent".into(), MetricKind::Sum),
+        MetricQuery::new("purchase", MetricKind::Conversion),
+        MetricQuery::new("purchase", MetricKind::Count),
+        MetricQuery::new("purchase", MetricKind::Sum),
+        MetricQuery::new("purchase", MetricKind::Mean),
+        MetricQuery::new("signup", MetricKind::Conversion),
+        MetricQuery::new("never-sent", MetricKind::Sum),
+        // Purchase value per signup (a signup without a value counts 1).
+        MetricQuery::ratio("purchase", "signup"),
     ]
 }
 
@@ -2071,6 +2091,32 @@ fn assert_aggregates_match(got: &ExperimentAggregates, want: &ExperimentAggregat
                 assert!(
                     (a - b).abs() <= 1e-9 * b.abs().max(1.0),
                     "metric {i}, variation {variation} at {at}: {g:?} against {w:?}"
+                );
+            }
+        }
+    }
+    // Ratio metrics: the pairs of every exposed unit, (0, 0) for those without events.
+    assert_eq!(got.ratios.len(), want.ratios.len());
+    for (i, (g, w)) in got.ratios.iter().zip(&want.ratios).enumerate() {
+        for (variation, w) in w {
+            let g = g.get(variation).copied().unwrap_or_default();
+            assert_eq!(g.n, w.n, "ratio {i}, variation {variation} at {at}");
+            for (a, b) in [
+                (g.mean_numerator, w.mean_numerator),
+                (g.mean_denominator, w.mean_denominator),
+                (
+                    g.squared_deviations_numerator,
+                    w.squared_deviations_numerator,
+                ),
+                (
+                    g.squared_deviations_denominator,
+                    w.squared_deviations_denominator,
+                ),
+                (g.co_deviations, w.co_deviations),
+            ] {
+                assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "ratio {i}, variation {variation} at {at}: {g:?} against {w:?}"
                 );
             }
         }
@@ -2106,7 +2152,7 @@ fn rollup_cutoffs(batches: &[EventBatch]) -> Vec<Millis> {
 async fn assert_matches_at_every_cutoff(
     s: &Storage,
     batches: &[EventBatch],
-    metrics: &[(String, MetricKind)],
+    metrics: &[MetricQuery],
 ) {
     for until in rollup_cutoffs(batches) {
         let got = s
@@ -2164,7 +2210,7 @@ pub async fn experiment_moments_hold_when_the_mean_dwarfs_the_spread(s: Storage)
             track.value = track.value.map(|v| 1e9 + v);
         }
     }
-    let metrics = vec![("purchase".to_owned(), MetricKind::Mean)];
+    let metrics = vec![MetricQuery::new("purchase", MetricKind::Mean)];
     for batch in &batches {
         s.store_event_batch("p", "dev", batch).await.unwrap();
     }
@@ -2203,6 +2249,7 @@ pub async fn experiment_alerts_are_raised_once(s: Storage) {
             description: String::new(),
             event_name: "purchase".into(),
             kind: MetricKind::Conversion,
+            denominator_event_name: String::new(),
         },
     )
     .await
