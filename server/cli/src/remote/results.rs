@@ -384,7 +384,13 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
             }
         }
     }
-    let height = TOP + PANEL * panels.len().max(1) as f64 + 10.0;
+    // The latest results' alerts, one line each under the subtitle, in red.
+    let alerts: Vec<&pb::ExperimentAlert> = series
+        .last()
+        .map(|(_, last)| last.alerts.iter().collect())
+        .unwrap_or_default();
+    let top_margin = TOP + 16.0 * alerts.len() as f64;
+    let height = top_margin + PANEL * panels.len().max(1) as f64 + 10.0;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -406,11 +412,20 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
             "interval"
         }
     );
+    for (i, alert) in alerts.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r##"<text x="{LEFT}" y="{}" fill="#c00">ALERT {}: {}</text>"##,
+            TOP + 6.0 + 16.0 * i as f64,
+            vexil_proto::experiment_alert_kind_name(alert.kind),
+            escape(&alert.message)
+        );
+    }
     if panels.is_empty() || series.is_empty() {
         let _ = writeln!(
             out,
             r#"<text x="{LEFT}" y="{}">no data yet</text>"#,
-            TOP + 20.0
+            top_margin + 20.0
         );
         out.push_str("</svg>\n");
         return out;
@@ -424,7 +439,7 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
         }
     };
     for (p, &(m, v)) in panels.iter().enumerate() {
-        let top = TOP + PANEL * p as f64 + 20.0;
+        let top = top_margin + PANEL * p as f64 + 20.0;
         // (time, estimate, lower, upper, sequential lower, sequential upper)
         let points: Vec<Point> = series
             .iter()
@@ -586,4 +601,68 @@ pub(super) fn goal_json(m: Option<&pb::ExperimentMetric>) -> Value {
 pub(super) fn percent(thousandths: u32) -> String {
     let value = f64::from(thousandths) / 1000.0;
     format!("{value}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lift(estimate: f64, lower: f64, upper: f64) -> Option<pb::ConfidenceInterval> {
+        Some(pb::ConfidenceInterval {
+            estimate,
+            lower,
+            upper,
+            level: 0.95,
+        })
+    }
+
+    /// A one-sided experiment's bound (an infinite end) is drawn to the panel's edge, the
+    /// chance to beat control is in the panel's title, and alerts are listed in red.
+    #[test]
+    fn the_chart_draws_bounds_chances_and_alerts() {
+        let experiment = pb::Experiment {
+            key: "checkout".into(),
+            alpha: 0.05,
+            one_sided: true,
+            ..Default::default()
+        };
+        let results = |t: i64| {
+            let treatment = pb::VariationMetricResult {
+                variation: 1,
+                absolute_lift: lift(0.02 + t as f64 * 1e-5, 0.005, f64::INFINITY),
+                sequential_absolute_lift: lift(0.02, -0.01, f64::INFINITY),
+                chance_to_beat_control: Some(0.973),
+                ..Default::default()
+            };
+            pb::ExperimentResults {
+                metrics: vec![pb::MetricResult {
+                    metric: Some(pb::ExperimentMetric {
+                        metric_key: "purchase-rate".into(),
+                        direction: pb::MetricDirection::Increase as i32,
+                    }),
+                    primary: true,
+                    variations: vec![pb::VariationMetricResult::default(), treatment],
+                    definition: None,
+                }],
+                alerts: vec![pb::ExperimentAlert {
+                    kind: pb::ExperimentAlertKind::GuardrailRegressed as i32,
+                    metric_key: "latency".into(),
+                    variation: 1,
+                    message: "the guardrail `latency` regressed in variation 1".into(),
+                }],
+                ..Default::default()
+            }
+        };
+        let series = vec![(0, results(0)), (3600, results(3600))];
+        let chart = render_svg(&experiment, &series);
+        assert!(chart.contains("one-sided"), "{chart}");
+        assert!(chart.contains("chance to beat control 97.3%"), "{chart}");
+        assert!(
+            chart.contains("ALERT guardrail_regressed: the guardrail `latency` regressed"),
+            "{chart}"
+        );
+        assert!(!chart.contains("not enough data"), "{chart}");
+        assert!(!chart.contains("inf") && !chart.contains("NaN"), "{chart}");
+        assert!(chart.contains("<polygon"), "{chart}");
+    }
 }
