@@ -416,6 +416,14 @@ fn experiment_spec(
         required_sample_size: required,
         one_sided: x.one_sided,
         stop_on_guardrail_regression: x.stop_on_guardrail_regression,
+        cuped_lookback_days: if x.cuped_lookback_days <= MAX_CUPED_LOOKBACK_DAYS {
+            x.cuped_lookback_days
+        } else {
+            return Err(invalid(format!(
+                "experiment.cuped_lookback_days: at most {MAX_CUPED_LOOKBACK_DAYS}, got {}",
+                x.cuped_lookback_days
+            )));
+        },
     })
 }
 
@@ -609,6 +617,7 @@ pub fn experiment_message(x: &Experiment) -> pb::Experiment {
         required_sample_size: spec.required_sample_size,
         one_sided: spec.one_sided,
         stop_on_guardrail_regression: spec.stop_on_guardrail_regression,
+        cuped_lookback_days: spec.cuped_lookback_days,
     }
 }
 
@@ -636,6 +645,10 @@ fn error_kind_to_proto(kind: Option<&str>) -> i32 {
         Some(_) => pb::ErrorKind::Unspecified,
     }) as i32
 }
+
+/// The longest CUPED lookback: pre-exposure events are read raw, and older history explains
+/// less of the present.
+const MAX_CUPED_LOOKBACK_DAYS: u32 = 90;
 
 /// The step that stops a running experiment: its serve becomes the control for everyone.
 fn stop_plan(x: &Experiment, config: &storage::FlagConfig) -> Result<ExperimentStep, Status> {
@@ -692,6 +705,7 @@ async fn compute_results(
             event_name: m.event_name.clone(),
             kind: m.kind,
             denominator_event_name: m.denominator_event_name.clone(),
+            covariate_lookback: i64::from(spec.cuped_lookback_days) * 24 * HOUR_MILLIS,
         })
         .collect();
     let aggregates = storage
@@ -785,14 +799,34 @@ async fn compute_results(
                     .as_ref()
                     .map_or(0.0, vexil_stats::Summary::variance);
             }
-            let arms = match (&control_analysed, &treatment_analysed) {
+            let mut arms = match (&control_analysed, &treatment_analysed) {
                 (Ok(c), Ok(t)) => Ok((*c, *t)),
                 (Err(err), _) | (_, Err(err)) => Err(err.clone()),
             };
+            // CUPED: both arms adjusted by their pre-exposure covariate, then compared as a
+            // mean (an adjusted conversion is no longer 0 or 1).
+            let mut test_kind = kind;
+            if v > 0 && metrics[m].has_covariate() {
+                let with_history = |variation: i64| {
+                    aggregates.covariates[m]
+                        .get(&variation)
+                        .copied()
+                        .unwrap_or_default()
+                };
+                arms = vexil_stats::cuped(
+                    &with_history(control_variation),
+                    &with_history(i64::from(w.variation)),
+                )
+                .map(|(c, t, reduction)| {
+                    result.cuped_variance_reduction = Some(reduction);
+                    (c, t)
+                });
+                test_kind = vexil_stats::MetricKind::Mean;
+            }
             if v > 0 {
                 let compared = arms
                     .clone()
-                    .and_then(|(c, t)| vexil_stats::compare(kind, &c, &t, &settings));
+                    .and_then(|(c, t)| vexil_stats::compare(test_kind, &c, &t, &settings));
                 match compared {
                     Ok(c) => {
                         result.absolute_lift =
@@ -818,7 +852,7 @@ async fn compute_results(
                     Err(err) => result.note = err.to_string(),
                 }
                 if let Ok(b) =
-                    arms.and_then(|(c, t)| vexil_stats::bayesian(kind, &c, &t, spec.alpha))
+                    arms.and_then(|(c, t)| vexil_stats::bayesian(test_kind, &c, &t, spec.alpha))
                 {
                     let (chance, loss, loss_of_control) = match goal.direction {
                         MetricDirection::Increase => {

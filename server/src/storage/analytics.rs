@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use vexil_stats::{RatioSummary, Summary};
+use vexil_stats::{PairSummary, Summary};
 
 use super::db::{Arg, Tx, args};
 use super::events::env_id;
@@ -43,7 +43,10 @@ pub struct ExperimentAggregates {
     pub metrics: Vec<BTreeMap<i64, Summary>>,
     /// In the same order: variation index → the pairs' statistics of a ratio metric; empty
     /// for the other kinds.
-    pub ratios: Vec<BTreeMap<i64, RatioSummary>>,
+    pub ratios: Vec<BTreeMap<i64, PairSummary>>,
+    /// In the same order: variation index → (value, pre-exposure covariate) pairs of a metric
+    /// read with a covariate (CUPED); empty otherwise.
+    pub covariates: Vec<BTreeMap<i64, PairSummary>>,
 }
 
 /// A metric as the aggregates read it.
@@ -53,6 +56,10 @@ pub struct MetricQuery {
     pub kind: MetricKind,
     /// The denominator's event of a ratio metric; empty otherwise.
     pub denominator_event_name: String,
+    /// For CUPED, how far back before each unit's first exposure its covariate (the same
+    /// metric over that period) is read, in milliseconds; 0: no covariate. Conversion, count
+    /// and sum metrics only.
+    pub covariate_lookback: Millis,
 }
 
 impl MetricQuery {
@@ -62,16 +69,25 @@ impl MetricQuery {
             event_name: event_name.into(),
             kind,
             denominator_event_name: String::new(),
+            covariate_lookback: 0,
         }
     }
 
     /// A ratio metric: Σ numerator values / Σ denominator values.
     pub fn ratio(numerator: impl Into<String>, denominator: impl Into<String>) -> MetricQuery {
         MetricQuery {
-            event_name: numerator.into(),
-            kind: MetricKind::Ratio,
             denominator_event_name: denominator.into(),
+            ..MetricQuery::new(numerator, MetricKind::Ratio)
         }
+    }
+
+    /// Whether this metric can be adjusted by a pre-exposure covariate.
+    pub fn has_covariate(&self) -> bool {
+        self.covariate_lookback > 0
+            && matches!(
+                self.kind,
+                MetricKind::Conversion | MetricKind::Count | MetricKind::Sum
+            )
     }
 }
 
@@ -130,15 +146,14 @@ fn with_zeros(with_events: Summary, exposed: u64) -> Summary {
 
 /// Per variation, the statistics of the pairs (x, y) of the units that sent the `numerator`
 /// or `denominator` event: x and y are the units' `w` of each (their values, an event without
-/// one counting as one). Moments as in the main query: one pass with VAR_SAMP and COVAR_SAMP
-/// (Youngs–Cramer) on Postgres, deviations from each variation's averages on SQLite.
+/// one counting as one).
 async fn ratio_moments(
     tx: &mut Tx,
     per_unit: &str,
     mut query_args: Vec<Arg>,
     numerator: &str,
     denominator: &str,
-) -> Result<BTreeMap<i64, RatioSummary>> {
+) -> Result<BTreeMap<i64, PairSummary>> {
     let first = query_args.len() + 1;
     let (x, y) = (format!("${first}"), format!("${}", first + 1));
     query_args.push(Arg::from(numerator));
@@ -150,6 +165,63 @@ async fn ratio_moments(
          FROM ({per_unit}) p WHERE p.event_name IN ({x}, {y}) \
          GROUP BY p.context_kind, p.context_key"
     );
+    pair_moments(tx, &pairs, query_args).await
+}
+
+/// Per variation, the pairs (x, y) of a metric's value after the exposure and the same value
+/// before it, over the `lookback` milliseconds before the unit's first exposure (CUPED's
+/// covariate), for the units that sent the event in either period. Pre-exposure events are
+/// read raw: the roll-ups count only events after the exposure.
+async fn covariate_moments(
+    tx: &mut Tx,
+    per_unit: &str,
+    mut query_args: Vec<Arg>,
+    metric: &MetricQuery,
+) -> Result<BTreeMap<i64, PairSummary>> {
+    let first = query_args.len() + 1;
+    let (name, lookback) = (format!("${first}"), format!("${}", first + 1));
+    query_args.push(Arg::from(metric.event_name.as_str()));
+    query_args.push(Arg::from(metric.covariate_lookback));
+    // One value per unit and period, by the metric's kind.
+    let value = |events: &str, total: &str| match metric.kind {
+        MetricKind::Conversion => {
+            format!("CAST(CASE WHEN {events} > 0 THEN 1 ELSE 0 END AS DOUBLE PRECISION)")
+        }
+        MetricKind::Count => format!("CAST({events} AS DOUBLE PRECISION)"),
+        _ => format!("CAST({total} AS DOUBLE PRECISION)"),
+    };
+    let after = value("p.e", "p.s");
+    let before = value("q.e", "q.s");
+    let pairs = format!(
+        "SELECT MIN(v.variation) AS variation, SUM(v.x) AS x, SUM(v.y) AS y FROM ( \
+           SELECT p.context_kind, p.context_key, p.variation, {after} AS x, \
+             CAST(0 AS DOUBLE PRECISION) AS y \
+           FROM ({per_unit}) p WHERE p.event_name = {name} \
+           UNION ALL \
+           SELECT q.context_kind, q.context_key, q.variation, CAST(0 AS DOUBLE PRECISION), \
+             {before} FROM ( \
+             SELECT u.context_kind, u.context_key, u.variation, COUNT(*) AS e, \
+               CAST(COALESCE(SUM(t.value), 0) AS DOUBLE PRECISION) AS s \
+             FROM experiment_units u JOIN track_events t \
+               ON t.environment_id = u.environment_id AND t.context_kind = u.context_kind \
+               AND t.context_key = u.context_key AND t.name = {name} \
+               AND t.at < u.first_at AND t.at >= u.first_at - {lookback} \
+             WHERE u.environment_id = $1 AND u.experiment_key = $2 AND u.first_at <= $3 \
+               AND (u.multiple_at IS NULL OR u.multiple_at > $3) \
+             GROUP BY u.context_kind, u.context_key, u.variation) q \
+         ) v GROUP BY v.context_kind, v.context_key"
+    );
+    pair_moments(tx, &pairs, query_args).await
+}
+
+/// Per variation, the moments of the pairs selected by `pairs` (columns `variation`, `x`,
+/// `y`, one row per unit): one pass with VAR_SAMP and COVAR_SAMP (Youngs–Cramer) on Postgres,
+/// deviations from each variation's averages on SQLite, as the main query.
+async fn pair_moments(
+    tx: &mut Tx,
+    pairs: &str,
+    query_args: Vec<Arg>,
+) -> Result<BTreeMap<i64, PairSummary>> {
     let sql = if matches!(tx, Tx::Postgres(_)) {
         format!(
             "SELECT u.variation, COUNT(*), AVG(u.x), AVG(u.y), \
@@ -174,7 +246,7 @@ async fn ratio_moments(
         let n = u64::try_from(row.get::<i64>(1)?).unwrap_or(0);
         out.insert(
             row.get::<i64>(0)?,
-            RatioSummary::from_shifted_sums(
+            PairSummary::from_shifted_sums(
                 n,
                 row.get(2)?,
                 row.get(3)?,
@@ -241,7 +313,8 @@ impl Storage {
         names.sort_unstable();
         names.dedup();
         let mut per_event: BTreeMap<(String, i64), EventMoments> = BTreeMap::new();
-        let mut ratios: Vec<BTreeMap<i64, RatioSummary>> = vec![BTreeMap::new(); metrics.len()];
+        let mut ratios: Vec<BTreeMap<i64, PairSummary>> = vec![BTreeMap::new(); metrics.len()];
+        let mut covariates: Vec<BTreeMap<i64, PairSummary>> = vec![BTreeMap::new(); metrics.len()];
         if !names.is_empty() {
             // Results as of a time after every event of the experiment read each unit's
             // whole-life sums; others sum hourly rows.
@@ -374,6 +447,10 @@ impl Storage {
                 );
             }
             for (m, metric) in metrics.iter().enumerate() {
+                if metric.has_covariate() {
+                    covariates[m] =
+                        covariate_moments(&mut tx, &per_unit, query_args.clone(), metric).await?;
+                }
                 if metric.kind == MetricKind::Ratio {
                     ratios[m] = ratio_moments(
                         &mut tx,
@@ -386,18 +463,22 @@ impl Storage {
                 }
             }
         }
-        // Units exposed without a single event of a ratio metric are pairs (0, 0).
-        for (ratio, metric) in ratios.iter_mut().zip(metrics) {
-            if metric.kind != MetricKind::Ratio {
+        // Units exposed without a single event of a ratio metric (or in either period, for a
+        // covariate) are pairs (0, 0).
+        for (m, metric) in metrics.iter().enumerate() {
+            let pairs = if metric.kind == MetricKind::Ratio {
+                &mut ratios[m]
+            } else if metric.has_covariate() {
+                &mut covariates[m]
+            } else {
                 continue;
-            }
+            };
             for (&variation, &n) in &units.per_variation {
-                let pairs = ratio.entry(variation).or_default();
-                let zeros = RatioSummary {
-                    n: n.saturating_sub(pairs.n),
-                    ..RatioSummary::default()
-                };
-                pairs.merge(&zeros);
+                let found = pairs.entry(variation).or_default();
+                found.merge(&PairSummary {
+                    n: n.saturating_sub(found.n),
+                    ..PairSummary::default()
+                });
             }
         }
         let sums = metrics
@@ -424,8 +505,8 @@ impl Storage {
                                 let pairs = ratio.get(&variation).copied().unwrap_or_default();
                                 Summary {
                                     n: pairs.n,
-                                    mean: pairs.mean_numerator,
-                                    squared_deviations: pairs.squared_deviations_numerator,
+                                    mean: pairs.mean_x,
+                                    squared_deviations: pairs.squared_deviations_x,
                                 }
                             }
                         };
@@ -438,6 +519,7 @@ impl Storage {
             units,
             metrics: sums,
             ratios,
+            covariates,
         })
     }
 

@@ -142,6 +142,10 @@ pub struct ExperimentSpec {
     /// Stop the experiment (serving control to everyone) when a guardrail regresses.
     #[serde(default)]
     pub stop_on_guardrail_regression: bool,
+    /// CUPED: adjust conversion, count and sum metrics by the same metric over this many days
+    /// before each context's first exposure; 0: off.
+    #[serde(default)]
+    pub cuped_lookback_days: u32,
 }
 
 /// A condition of a running experiment that someone should look at.

@@ -65,10 +65,17 @@
 //! # Ratio metrics ([`compare_ratio`])
 //!
 //! A ratio metric is Σx/Σy over the contexts of a variation (revenue per session), where x and
-//! y vary by context and move together. [`RatioSummary`] keeps n, both means, both squared
+//! y vary by context and move together. [`PairSummary`] keeps n, both means, both squared
 //! deviations and the co-deviations; by the delta method the ratio R = x̄/ȳ behaves as the mean
 //! of the linearised values zᵢ = R + (xᵢ − R·yᵢ)/ȳ, of variance (s²_x − 2R·s_xy + R²·s²_y)/ȳ²,
 //! which [`compare_ratio`] compares as a mean metric.
+//!
+//! # CUPED ([`cuped`])
+//!
+//! With a pre-exposure covariate y of each context (the same metric before the experiment),
+//! x − θ(y − ȳ) with θ the pooled within-arm slope keeps the lift's expectation and removes the
+//! share of variance the covariate explains (Deng et al., WSDM 2013). [`cuped`] returns both
+//! arms' adjusted summaries, compared as means.
 //!
 //! # Bayesian summaries ([`bayesian`])
 //!
@@ -158,9 +165,9 @@ mod compare;
 mod dist;
 mod error;
 mod holm;
+mod pairs;
 mod power;
 mod proportions;
-mod ratio;
 mod sequential;
 mod srm;
 mod summary;
@@ -172,7 +179,7 @@ pub use compare::{
 };
 pub use error::StatsError;
 pub use holm::holm;
+pub use pairs::{PairSummary, compare_ratio, cuped};
 pub use power::{Design, achieved_power, required_sample_size};
-pub use ratio::{RatioSummary, compare_ratio};
 pub use srm::{SRM_ALPHA, SampleRatio, sample_ratio_mismatch};
 pub use summary::Summary;

@@ -10,7 +10,8 @@ mod common;
 
 use common::SplitMix64;
 use vexil_stats::{
-    Alternative, Interval, MetricKind, RatioSummary, Settings, Summary, compare, compare_ratio,
+    Alternative, Interval, MetricKind, PairSummary, Settings, Summary, compare, compare_ratio,
+    cuped,
 };
 
 const REPLICATES: usize = 4_000;
@@ -323,8 +324,8 @@ fn ratio_intervals_keep_their_coverage() {
         let control: Vec<(f64, f64)> = (0..USERS).map(|_| user(&mut random, 40.0)).collect();
         let treatment: Vec<(f64, f64)> = (0..USERS).map(|_| user(&mut random, 44.0)).collect();
         let result = compare_ratio(
-            &RatioSummary::from_pairs(&control),
-            &RatioSummary::from_pairs(&treatment),
+            &PairSummary::from_pairs(&control),
+            &PairSummary::from_pairs(&treatment),
             &Settings::default(),
         )
         .unwrap();
@@ -343,4 +344,57 @@ fn ratio_intervals_keep_their_coverage() {
         "{absolute} {relative} < {floor}"
     );
     assert_eq!(disagree, 0);
+}
+
+/// CUPED: spend this period x and before the experiment y share each user's level (exponential,
+/// mean 20) plus independent noise (sd 5); the treatment adds 1 to x. The adjusted interval
+/// must keep its coverage and agree with its test, and be narrower than the unadjusted one.
+#[test]
+fn cuped_keeps_coverage_and_narrows_intervals() {
+    const USERS: usize = 500;
+    const RUNS: usize = 2_000;
+    let mut random = SplitMix64(0xC0_0C0D);
+    let (mut covered, mut disagree) = (0, 0);
+    let (mut adjusted_width, mut plain_width) = (0.0, 0.0);
+    for _ in 0..RUNS {
+        let mut arms = [PairSummary::default(), PairSummary::default()];
+        for (arm, lift) in arms.iter_mut().zip([0.0, 1.0]) {
+            for _ in 0..USERS {
+                let level = random.exponential(20.0);
+                let before = level + 5.0 * random.normal();
+                let after = level + lift + 5.0 * random.normal();
+                arm.add(after, before);
+            }
+        }
+        let (control, treatment, reduction) = cuped(&arms[0], &arms[1]).unwrap();
+        assert!(reduction > 0.5, "{reduction}");
+        let settings = Settings::default();
+        let adjusted = compare(MetricKind::Mean, &control, &treatment, &settings).unwrap();
+        covered += usize::from(adjusted.absolute_interval.contains(1.0));
+        disagree +=
+            usize::from(adjusted.absolute_interval.contains(0.0) == (adjusted.p_value <= ALPHA));
+        adjusted_width += adjusted.absolute_interval.upper - adjusted.absolute_interval.lower;
+        let plain = |arm: &PairSummary| Summary {
+            n: arm.n,
+            mean: arm.mean_x,
+            squared_deviations: arm.squared_deviations_x,
+        };
+        let unadjusted = compare(
+            MetricKind::Mean,
+            &plain(&arms[0]),
+            &plain(&arms[1]),
+            &settings,
+        )
+        .unwrap();
+        plain_width += unadjusted.absolute_interval.upper - unadjusted.absolute_interval.lower;
+    }
+    let floor = 1.0 - ALPHA - 3.0 * (ALPHA * (1.0 - ALPHA) / RUNS as f64).sqrt();
+    let coverage = rate(covered, RUNS);
+    println!(
+        "CUPED, n={USERS}: coverage {coverage:.4}, interval width {:.3} of the unadjusted",
+        adjusted_width / plain_width
+    );
+    assert!(coverage >= floor, "{coverage} < {floor}");
+    assert_eq!(disagree, 0);
+    assert!(adjusted_width < 0.8 * plain_width);
 }

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 use vexil_stats::{
-    Alternative, Design, Interval, MetricKind, RatioSummary, RelativeUndefined, Settings, Summary,
-    achieved_power, bayesian, compare, compare_ratio, holm, required_sample_size,
+    Alternative, Design, Interval, MetricKind, PairSummary, RelativeUndefined, Settings, Summary,
+    achieved_power, bayesian, compare, compare_ratio, cuped, holm, required_sample_size,
     sample_ratio_mismatch,
 };
 
@@ -94,7 +94,9 @@ fn summary_of(case: &str, value: &Value) -> Summary {
 /// The two arms of a reference comparison.
 enum Arms {
     Values(MetricKind, Summary, Summary),
-    Ratios(RatioSummary, RatioSummary),
+    Ratios(PairSummary, PairSummary),
+    /// A metric and its pre-exposure covariate, adjusted by CUPED.
+    Cuped(PairSummary, PairSummary),
 }
 
 fn arms_of(name: &str, case: &Value) -> Arms {
@@ -108,6 +110,12 @@ fn arms_of(name: &str, case: &Value) -> Arms {
                 ratio_summary_of(name, &case["treatment"]),
             );
         }
+        "cuped" => {
+            return Arms::Cuped(
+                ratio_summary_of(name, &case["control"]),
+                ratio_summary_of(name, &case["treatment"]),
+            );
+        }
         other => panic!("unknown kind {other}"),
     };
     Arms::Values(
@@ -117,13 +125,13 @@ fn arms_of(name: &str, case: &Value) -> Arms {
     )
 }
 
-fn ratio_summary_of(case: &str, value: &Value) -> RatioSummary {
-    let summary = RatioSummary {
+fn ratio_summary_of(case: &str, value: &Value) -> PairSummary {
+    let summary = PairSummary {
         n: value["n"].as_u64().expect("n"),
-        mean_numerator: number(value, "mean_numerator"),
-        mean_denominator: number(value, "mean_denominator"),
-        squared_deviations_numerator: number(value, "squared_deviations_numerator"),
-        squared_deviations_denominator: number(value, "squared_deviations_denominator"),
+        mean_x: number(value, "mean_x"),
+        mean_y: number(value, "mean_y"),
+        squared_deviations_x: number(value, "squared_deviations_x"),
+        squared_deviations_y: number(value, "squared_deviations_y"),
         co_deviations: number(value, "co_deviations"),
     };
     if let Some(pairs) = value.get("pairs").and_then(Value::as_array) {
@@ -132,19 +140,15 @@ fn ratio_summary_of(case: &str, value: &Value) -> RatioSummary {
             .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
             .collect();
         let (left, right) = pairs.split_at(pairs.len() / 3);
-        let mut merged = RatioSummary::from_pairs(left);
-        merged.merge(&RatioSummary::from_pairs(right));
+        let mut merged = PairSummary::from_pairs(left);
+        merged.merge(&PairSummary::from_pairs(right));
         for (what, got, want) in [
-            (
-                "mean_numerator",
-                merged.mean_numerator,
-                summary.mean_numerator,
-            ),
+            ("mean_x", merged.mean_x, summary.mean_x),
             ("co_deviations", merged.co_deviations, summary.co_deviations),
             (
-                "squared_deviations_denominator",
-                merged.squared_deviations_denominator,
-                summary.squared_deviations_denominator,
+                "squared_deviations_y",
+                merged.squared_deviations_y,
+                summary.squared_deviations_y,
             ),
         ] {
             assert_close(case, what, got, want);
@@ -184,6 +188,16 @@ fn comparisons_match_scipy_and_statsmodels() {
                 compare(kind, &control, &treatment, &settings)
             }
             Arms::Ratios(control, treatment) => compare_ratio(&control, &treatment, &settings),
+            Arms::Cuped(control, treatment) => {
+                let (control, treatment, reduction) = cuped(&control, &treatment).unwrap();
+                assert_close(
+                    name,
+                    "variance_reduction",
+                    reduction,
+                    number(&case["expected"], "variance_reduction"),
+                );
+                compare(MetricKind::Mean, &control, &treatment, &settings)
+            }
         }
         .unwrap_or_else(|error| panic!("{name}: {error}"));
         let expected = &case["expected"];
@@ -277,6 +291,10 @@ fn bayesian_summaries_match_scipy() {
                 control.linearized("control").unwrap(),
                 treatment.linearized("treatment").unwrap(),
             ),
+            Arms::Cuped(control, treatment) => {
+                let (control, treatment, _) = cuped(&control, &treatment).unwrap();
+                (MetricKind::Mean, control, treatment)
+            }
         };
         let result = bayesian(kind, &control, &treatment, alpha)
             .unwrap_or_else(|error| panic!("{name}: {error}"));

@@ -153,6 +153,10 @@ pub(crate) struct CreateExperiment {
     /// Stop the experiment (control for everyone) as soon as a guardrail regresses.
     #[arg(long)]
     stop_on_guardrail_regression: bool,
+    /// CUPED: adjust conversion, count and sum metrics by the same metric over this many days
+    /// before each context's first exposure (at most 90; 0: off).
+    #[arg(long, default_value_t = 0)]
+    cuped_lookback_days: u32,
     /// Bucket by `kind:attribute` instead of the user key.
     #[arg(long)]
     bucket_by: Option<String>,
@@ -255,6 +259,7 @@ fn experiment_json(x: &pb::Experiment) -> Value {
         "required_sample_size": x.required_sample_size,
         "one_sided": x.one_sided,
         "stop_on_guardrail_regression": x.stop_on_guardrail_regression,
+        "cuped_lookback_days": x.cuped_lookback_days,
         "decision": x.decision.as_ref().map(|d| json!({
             "variation": d.variation,
             "rationale": d.rationale,
@@ -332,6 +337,12 @@ fn print_experiment(c: &Client, x: &pb::Experiment) {
         x.power,
         x.required_sample_size
     );
+    if x.cuped_lookback_days > 0 {
+        println!(
+            "cuped:        metrics adjusted by their {} days before each context's exposure",
+            x.cuped_lookback_days
+        );
+    }
     if let Some(d) = &x.decision {
         let what = if d.rolled_back {
             "rolled back".to_owned()
@@ -423,6 +434,7 @@ pub async fn experiments(c: Client, args: ExperimentsArgs) -> Outcome {
                 baseline_std_dev: create.baseline_std_dev,
                 one_sided: create.one_sided,
                 stop_on_guardrail_regression: create.stop_on_guardrail_regression,
+                cuped_lookback_days: create.cuped_lookback_days,
                 ..Default::default()
             };
             let request = c.req(pb::CreateExperimentRequest {

@@ -84,6 +84,7 @@ pub(super) fn results_json(r: &pb::ExperimentResults) -> Value {
                 "absolute_lift": interval_json(v.absolute_lift.as_ref()),
                 "relative_lift": interval_json(v.relative_lift.as_ref()),
                 "relative_lift_note": if v.relative_lift_note.is_empty() { Value::Null } else { Value::from(v.relative_lift_note.clone()) },
+                "cuped_variance_reduction": v.cuped_variance_reduction,
                 "sequential_absolute_lift": interval_json(v.sequential_absolute_lift.as_ref()),
                 "p_value": v.p_value,
                 "sequential_p_value": v.sequential_p_value,
@@ -291,6 +292,13 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
             &rows,
         );
         for v in &m.variations {
+            if let Some(reduction) = v.cuped_variance_reduction {
+                println!(
+                    "variation {}: CUPED removed {:.0}% of the variance",
+                    v.variation,
+                    reduction * 100.0
+                );
+            }
             if v.relative_lift.is_none() && !v.relative_lift_note.is_empty() {
                 println!(
                     "variation {}: no relative lift: {}",

@@ -2012,7 +2012,8 @@ fn aggregates_by_definition(
             .keys()
             .map(|v| (*v, vexil_stats::Summary::default()))
             .collect();
-        let mut pairs: BTreeMap<i64, vexil_stats::RatioSummary> = BTreeMap::new();
+        let mut pairs: BTreeMap<i64, vexil_stats::PairSummary> = BTreeMap::new();
+        let mut with_history: BTreeMap<i64, vexil_stats::PairSummary> = BTreeMap::new();
         for (key, (first, variation, multiple)) in &units {
             if *multiple {
                 continue;
@@ -2052,9 +2053,32 @@ fn aggregates_by_definition(
             if let Some(x) = x {
                 sums.get_mut(variation).unwrap().add(x);
             }
+            if metric.has_covariate() {
+                // The same value over the lookback before the first exposure.
+                let before: Vec<&TrackEvent> = batches
+                    .iter()
+                    .flat_map(|b| &b.track_events)
+                    .filter(|t| {
+                        t.context.key == *key
+                            && t.name == metric.event_name
+                            && t.at < *first
+                            && t.at >= *first - metric.covariate_lookback
+                    })
+                    .collect();
+                let y = match metric.kind {
+                    MetricKind::Conversion => f64::from(u8::from(!before.is_empty())),
+                    MetricKind::Count => before.len() as f64,
+                    _ => before.iter().filter_map(|t| t.value).sum(),
+                };
+                with_history
+                    .entry(*variation)
+                    .or_default()
+                    .add(x.unwrap_or(0.0), y);
+            }
         }
         aggregates.metrics.push(sums);
         aggregates.ratios.push(pairs);
+        aggregates.covariates.push(with_history);
     }
     aggregates
 }
@@ -2069,6 +2093,15 @@ fn rollup_metrics() -> Vec<MetricQuery> {
         MetricQuery::new("never-sent", MetricKind::Sum),
         // Purchase value per signup (a signup without a value counts 1).
         MetricQuery::ratio("purchase", "signup"),
+        // Spend and conversions with their history over the 2 hours before the exposure.
+        MetricQuery {
+            covariate_lookback: 2 * HOUR_MILLIS,
+            ..MetricQuery::new("purchase", MetricKind::Sum)
+        },
+        MetricQuery {
+            covariate_lookback: 2 * HOUR_MILLIS,
+            ..MetricQuery::new("signup", MetricKind::Conversion)
+        },
     ]
 }
 
@@ -2095,23 +2128,25 @@ fn assert_aggregates_match(got: &ExperimentAggregates, want: &ExperimentAggregat
             }
         }
     }
-    // Ratio metrics: the pairs of every exposed unit, (0, 0) for those without events.
+    // Ratio metrics and CUPED's covariates: the pairs of every exposed unit, (0, 0) for those
+    // without events.
     assert_eq!(got.ratios.len(), want.ratios.len());
-    for (i, (g, w)) in got.ratios.iter().zip(&want.ratios).enumerate() {
+    assert_eq!(got.covariates.len(), want.covariates.len());
+    for (i, (g, w)) in got
+        .ratios
+        .iter()
+        .chain(&got.covariates)
+        .zip(want.ratios.iter().chain(&want.covariates))
+        .enumerate()
+    {
         for (variation, w) in w {
             let g = g.get(variation).copied().unwrap_or_default();
             assert_eq!(g.n, w.n, "ratio {i}, variation {variation} at {at}");
             for (a, b) in [
-                (g.mean_numerator, w.mean_numerator),
-                (g.mean_denominator, w.mean_denominator),
-                (
-                    g.squared_deviations_numerator,
-                    w.squared_deviations_numerator,
-                ),
-                (
-                    g.squared_deviations_denominator,
-                    w.squared_deviations_denominator,
-                ),
+                (g.mean_x, w.mean_x),
+                (g.mean_y, w.mean_y),
+                (g.squared_deviations_x, w.squared_deviations_x),
+                (g.squared_deviations_y, w.squared_deviations_y),
                 (g.co_deviations, w.co_deviations),
             ] {
                 assert!(
@@ -2287,6 +2322,7 @@ pub async fn experiment_alerts_are_raised_once(s: Storage) {
         required_sample_size: 1_000,
         one_sided: false,
         stop_on_guardrail_regression: false,
+        cuped_lookback_days: 0,
     };
     s.create_experiment(ACTOR, "p", "dev", "x", &spec)
         .await
@@ -2539,7 +2575,12 @@ pub async fn erasing_a_context_removes_it_from_events_and_results(s: Storage) {
 
 pub async fn retention_deletes_old_raw_events_and_keeps_results(s: Storage) {
     setup(&s).await;
-    let metrics = rollup_metrics();
+    // CUPED's covariates read raw events from before each exposure, which retention deletes
+    // like any raw event (STATISTICS.md says so): only the roll-ups' results are kept.
+    let metrics: Vec<MetricQuery> = rollup_metrics()
+        .into_iter()
+        .filter(|m| !m.has_covariate())
+        .collect();
     let mut batches = rollup_workload(3);
     for batch in &batches {
         s.store_event_batch("p", "dev", batch).await.unwrap();
