@@ -30,7 +30,8 @@ impl ExperimentApi {
     /// Watches the running experiments every `interval` until the task is dropped.
     pub async fn watch(self, metrics: Metrics, interval: Duration) {
         let mut active: HashSet<AlertLabels> = HashSet::new();
-        let mut ticker = tokio::time::interval(interval);
+        // The first round one interval after start, not during it: start-up loads rulesets.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
