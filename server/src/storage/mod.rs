@@ -34,6 +34,7 @@ mod events;
 mod experiments;
 mod flags;
 mod keys;
+mod migrations;
 mod privacy;
 mod projects;
 mod ruleset;
@@ -174,8 +175,20 @@ impl Storage {
 
     async fn start(pool: Pool) -> Result<Storage> {
         match &pool {
-            Pool::Postgres(pg) => sqlx::migrate!("./migrations/postgres").run(pg).await?,
-            Pool::Sqlite(lite) => sqlx::migrate!("./migrations/sqlite").run(lite).await?,
+            Pool::Postgres(pg) => {
+                migrations::Dialect::Postgres
+                    .migrator()
+                    .await?
+                    .run(pg)
+                    .await?
+            }
+            Pool::Sqlite(lite) => {
+                migrations::Dialect::Sqlite
+                    .migrator()
+                    .await?
+                    .run(lite)
+                    .await?
+            }
         }
         let (changes, _) = broadcast::channel(NOTICE_CAPACITY);
         let storage = Storage {
