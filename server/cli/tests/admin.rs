@@ -638,10 +638,50 @@ fn experiments_are_designed_run_and_read() {
     ]);
     assert_eq!(ratio["kind"], "ratio");
     assert_eq!(ratio["denominator_event"], "visit");
+    // A quantile metric needs its level, and the server refuses one outside (0, 1).
+    let (code, _, err) = server.run(&[
+        "metrics",
+        "create",
+        "latency-p90",
+        "--event",
+        "latency",
+        "--kind",
+        "quantile",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--quantile"), "{err}");
+    let (code, _, err) = server.run(&[
+        "metrics",
+        "create",
+        "latency-p90",
+        "--event",
+        "latency",
+        "--kind",
+        "quantile",
+        "--quantile",
+        "1.5",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("metric.quantile"), "{err}");
+    let quantile = server.json(&[
+        "metrics",
+        "create",
+        "latency-p90",
+        "--event",
+        "latency",
+        "--kind",
+        "quantile",
+        "--quantile",
+        "0.9",
+        "--json",
+    ]);
+    assert_eq!(quantile["kind"], "quantile");
+    assert_eq!(quantile["quantile"], 0.9);
     let metrics = server.json(&["metrics", "list", "--json"]);
     assert!(find(&metrics, "key", "purchase-rate").is_some());
     let listed = server.ok(&["metrics", "list"]);
     assert!(listed.contains("purchase / visit"), "{listed}");
+    assert!(listed.contains("quantile p90"), "{listed}");
 
     // A bad design is refused, naming the field.
     let (code, _, err) = server.run(&[

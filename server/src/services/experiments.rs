@@ -172,8 +172,9 @@ fn metric_kind_from_proto(kind: i32, field: &str) -> Result<MetricKind, Status> 
         Ok(pb::MetricKind::Sum) => Ok(MetricKind::Sum),
         Ok(pb::MetricKind::Mean) => Ok(MetricKind::Mean),
         Ok(pb::MetricKind::Ratio) => Ok(MetricKind::Ratio),
+        Ok(pb::MetricKind::Quantile) => Ok(MetricKind::Quantile),
         Ok(pb::MetricKind::Unspecified) => Err(invalid(format!(
-            "{field}: required (CONVERSION, COUNT, SUM, MEAN or RATIO)"
+            "{field}: required (CONVERSION, COUNT, SUM, MEAN, RATIO or QUANTILE)"
         ))),
         Err(_) => Err(invalid(format!("{field}: unknown metric kind {kind}"))),
     }
@@ -186,6 +187,7 @@ fn metric_kind_to_proto(kind: MetricKind) -> i32 {
         MetricKind::Sum => pb::MetricKind::Sum,
         MetricKind::Mean => pb::MetricKind::Mean,
         MetricKind::Ratio => pb::MetricKind::Ratio,
+        MetricKind::Quantile => pb::MetricKind::Quantile,
     }) as i32
 }
 
@@ -211,8 +213,11 @@ fn stats_kind(kind: MetricKind) -> vexil_stats::MetricKind {
     match kind {
         MetricKind::Conversion => vexil_stats::MetricKind::Conversion,
         MetricKind::Count => vexil_stats::MetricKind::Count,
-        // A ratio is compared through its linearised values, a mean.
-        MetricKind::Sum | MetricKind::Mean | MetricKind::Ratio => vexil_stats::MetricKind::Mean,
+        // A ratio is compared through its linearised values, a quantile through its estimate
+        // and standard error: both as means.
+        MetricKind::Sum | MetricKind::Mean | MetricKind::Ratio | MetricKind::Quantile => {
+            vexil_stats::MetricKind::Mean
+        }
     }
 }
 
@@ -538,6 +543,7 @@ fn metric_message(m: &storage::Metric) -> pb::Metric {
         version: m.version,
         created_at: Some(convert::timestamp(m.created_at)),
         denominator_event_name: m.denominator_event_name.clone(),
+        quantile: m.quantile,
     }
 }
 
@@ -706,6 +712,8 @@ async fn compute_results(
             kind: m.kind,
             denominator_event_name: m.denominator_event_name.clone(),
             covariate_lookback: i64::from(spec.cuped_lookback_days) * 24 * HOUR_MILLIS,
+            quantile: m.quantile,
+            quantile_alpha: spec.alpha,
         })
         .collect();
     let aggregates = storage
@@ -766,12 +774,19 @@ async fn compute_results(
                 .copied()
                 .unwrap_or_default()
         };
-        let analysed = |variation: i64, arm: &'static str| {
-            if definition.kind == MetricKind::Ratio {
-                pairs(variation).linearized(arm)
-            } else {
-                Ok(summary(sums.get(&variation)))
-            }
+        let analysed = |variation: i64, arm: &'static str| match definition.kind {
+            MetricKind::Ratio => pairs(variation).linearized(arm),
+            MetricKind::Quantile => match aggregates.quantiles[m].get(&variation) {
+                Some(quantile) => quantile.as_mean(arm),
+                None => Err(aggregates.quantile_notes[m]
+                    .get(&variation)
+                    .cloned()
+                    .unwrap_or(vexil_stats::StatsError::TooFewContexts {
+                        variation: arm,
+                        n: 0,
+                    })),
+            },
+            _ => Ok(summary(sums.get(&variation))),
         };
         let control_analysed = analysed(control_variation, "control");
         let control_summary = summary(sums.get(&control_variation));
@@ -798,6 +813,27 @@ async fn compute_results(
                 result.variance = treatment_analysed
                     .as_ref()
                     .map_or(0.0, vexil_stats::Summary::variance);
+            }
+            if definition.kind == MetricKind::Quantile {
+                // The sample quantile and its distribution-free interval, or why there is none
+                // yet (never the mean of the values in its place).
+                match aggregates.quantiles[m].get(&i64::from(w.variation)) {
+                    Some(q) => {
+                        result.mean = q.estimate;
+                        result.quantile_interval = Some(pb::ConfidenceInterval {
+                            estimate: q.estimate,
+                            lower: q.lower,
+                            upper: q.upper,
+                            level: 1.0 - q.alpha,
+                        });
+                    }
+                    None => {
+                        result.mean = 0.0;
+                        if let Err(err) = &treatment_analysed {
+                            result.note = err.to_string();
+                        }
+                    }
+                }
             }
             let mut arms = match (&control_analysed, &treatment_analysed) {
                 (Ok(c), Ok(t)) => Ok((*c, *t)),
@@ -1029,6 +1065,21 @@ impl ExperimentService for ExperimentApi {
             }
             (_, true) => {}
         }
+        match (kind, metric.quantile) {
+            (MetricKind::Quantile, level) if !(level > 0.0 && level < 1.0) => {
+                return Err(invalid(format!(
+                    "metric.quantile: a QUANTILE metric needs a level strictly between 0 and 1 \
+                     (0.9 for p90), got {level}"
+                )));
+            }
+            (MetricKind::Quantile, _) => {}
+            (_, level) if level != 0.0 => {
+                return Err(invalid(
+                    "metric.quantile: only a QUANTILE metric has a quantile level".into(),
+                ));
+            }
+            _ => {}
+        }
         let stored = self
             .storage
             .create_metric(
@@ -1041,6 +1092,7 @@ impl ExperimentService for ExperimentApi {
                     event_name: metric.event_name,
                     kind,
                     denominator_event_name: metric.denominator_event_name,
+                    quantile: metric.quantile,
                 },
             )
             .await?;

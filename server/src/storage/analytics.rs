@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use vexil_stats::{PairSummary, Summary};
+use vexil_stats::{PairSummary, QuantileSummary, Summary};
 
 use super::db::{Arg, Tx, args};
 use super::events::env_id;
@@ -47,6 +47,12 @@ pub struct ExperimentAggregates {
     /// In the same order: variation index → (value, pre-exposure covariate) pairs of a metric
     /// read with a covariate (CUPED); empty otherwise.
     pub covariates: Vec<BTreeMap<i64, PairSummary>>,
+    /// In the same order: variation index → the order statistics of a quantile metric, for
+    /// the variations with enough units for its interval; empty for the other kinds.
+    pub quantiles: Vec<BTreeMap<i64, QuantileSummary>>,
+    /// In the same order: variation index → why a quantile metric has no summary there
+    /// (too few units for the interval).
+    pub quantile_notes: Vec<BTreeMap<i64, vexil_stats::StatsError>>,
 }
 
 /// A metric as the aggregates read it.
@@ -60,6 +66,10 @@ pub struct MetricQuery {
     /// metric over that period) is read, in milliseconds; 0: no covariate. Conversion, count
     /// and sum metrics only.
     pub covariate_lookback: Millis,
+    /// The level p of a quantile metric; 0 for the other kinds.
+    pub quantile: f64,
+    /// The α of a quantile metric's per-variation interval, whose ends are read.
+    pub quantile_alpha: f64,
 }
 
 impl MetricQuery {
@@ -70,6 +80,18 @@ impl MetricQuery {
             kind,
             denominator_event_name: String::new(),
             covariate_lookback: 0,
+            quantile: 0.0,
+            quantile_alpha: 0.05,
+        }
+    }
+
+    /// A quantile metric: the `level`-quantile of the units' mean values, with its interval
+    /// at confidence 1 − `alpha`.
+    pub fn quantile(event_name: impl Into<String>, level: f64, alpha: f64) -> MetricQuery {
+        MetricQuery {
+            quantile: level,
+            quantile_alpha: alpha,
+            ..MetricQuery::new(event_name, MetricKind::Quantile)
         }
     }
 
@@ -261,6 +283,85 @@ async fn pair_moments(
     Ok(out)
 }
 
+/// Per variation, the order statistics of a quantile metric over the units' mean values `m`:
+/// the ranks come from each variation's count of units with a value (`valued`), and one
+/// window query reads the values at those ranks. Variations with too few units get a note
+/// instead.
+async fn quantile_order_statistics(
+    tx: &mut Tx,
+    per_unit: &str,
+    mut query_args: Vec<Arg>,
+    metric: &MetricQuery,
+    valued: &BTreeMap<i64, u64>,
+) -> Result<(
+    BTreeMap<i64, QuantileSummary>,
+    BTreeMap<i64, vexil_stats::StatsError>,
+)> {
+    let mut wanted: BTreeMap<i64, vexil_stats::QuantileRanks> = BTreeMap::new();
+    let mut notes = BTreeMap::new();
+    // A variation without a single value has nothing to summarise, nor to explain.
+    for (&variation, &n) in valued.iter().filter(|(_, n)| **n > 0) {
+        match vexil_stats::quantile_ranks(n, metric.quantile, metric.quantile_alpha) {
+            Ok(ranks) => {
+                wanted.insert(variation, ranks);
+            }
+            Err(err) => {
+                notes.insert(variation, err);
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok((BTreeMap::new(), notes));
+    }
+    // The ranks are integers computed here, not input: written into the statement.
+    let mut ranks: Vec<u64> = wanted
+        .values()
+        .flat_map(|r| [r.lower, r.estimate, r.upper])
+        .collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let list = ranks
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let name = format!("${}", query_args.len() + 1);
+    query_args.push(Arg::from(metric.event_name.as_str()));
+    let sql = format!(
+        "SELECT r.variation, r.rk, r.m FROM ( \
+           SELECT v.variation, v.m, \
+             CAST(ROW_NUMBER() OVER (PARTITION BY v.variation ORDER BY v.m) AS BIGINT) AS rk \
+           FROM ({per_unit}) v WHERE v.event_name = {name} AND v.m IS NOT NULL) r \
+         WHERE r.rk IN ({list})"
+    );
+    let mut values: BTreeMap<(i64, u64), f64> = BTreeMap::new();
+    for row in tx.fetch_all(&sql, query_args).await? {
+        let rank = u64::try_from(row.get::<i64>(1)?).unwrap_or(0);
+        values.insert((row.get(0)?, rank), row.get(2)?);
+    }
+    let mut out = BTreeMap::new();
+    for (variation, ranks) in wanted {
+        let at = |rank: u64| values.get(&(variation, rank)).copied();
+        // Every rank is within the count just read from the same snapshot.
+        if let (Some(estimate), Some(lower), Some(upper)) =
+            (at(ranks.estimate), at(ranks.lower), at(ranks.upper))
+        {
+            out.insert(
+                variation,
+                QuantileSummary {
+                    n: valued[&variation],
+                    level: metric.quantile,
+                    alpha: metric.quantile_alpha,
+                    estimate,
+                    lower,
+                    upper,
+                },
+            );
+        }
+    }
+    Ok((out, notes))
+}
+
 impl Storage {
     /// The unit counts and, for each `(event name, kind)` of `metrics`, the sufficient
     /// statistics per variation of experiment `key`, counting exposures and events up to
@@ -315,6 +416,10 @@ impl Storage {
         let mut per_event: BTreeMap<(String, i64), EventMoments> = BTreeMap::new();
         let mut ratios: Vec<BTreeMap<i64, PairSummary>> = vec![BTreeMap::new(); metrics.len()];
         let mut covariates: Vec<BTreeMap<i64, PairSummary>> = vec![BTreeMap::new(); metrics.len()];
+        let mut quantiles: Vec<BTreeMap<i64, QuantileSummary>> =
+            vec![BTreeMap::new(); metrics.len()];
+        let mut quantile_notes: Vec<BTreeMap<i64, vexil_stats::StatsError>> =
+            vec![BTreeMap::new(); metrics.len()];
         if !names.is_empty() {
             // Results as of a time after every event of the experiment read each unit's
             // whole-life sums; others sum hourly rows.
@@ -461,6 +566,21 @@ impl Storage {
                     )
                     .await?;
                 }
+                if metric.kind == MetricKind::Quantile {
+                    let valued: BTreeMap<i64, u64> = per_event
+                        .iter()
+                        .filter(|((name, _), _)| *name == metric.event_name)
+                        .map(|((_, variation), e)| (*variation, e.mean.n))
+                        .collect();
+                    (quantiles[m], quantile_notes[m]) = quantile_order_statistics(
+                        &mut tx,
+                        &per_unit,
+                        query_args.clone(),
+                        metric,
+                        &valued,
+                    )
+                    .await?;
+                }
             }
         }
         // Units exposed without a single event of a ratio metric (or in either period, for a
@@ -498,8 +618,9 @@ impl Storage {
                             MetricKind::Conversion => Summary::conversions(n, e.units),
                             MetricKind::Count => with_zeros(e.events, n),
                             MetricKind::Sum => with_zeros(e.total, n),
-                            // Units without a value have no mean: not counted.
-                            MetricKind::Mean => e.mean,
+                            // Units without a value have no mean: not counted. A quantile
+                            // metric's moments are those of the same values.
+                            MetricKind::Mean | MetricKind::Quantile => e.mean,
                             // The numerators of the pairs.
                             MetricKind::Ratio => {
                                 let pairs = ratio.get(&variation).copied().unwrap_or_default();
@@ -520,6 +641,8 @@ impl Storage {
             metrics: sums,
             ratios,
             covariates,
+            quantiles,
+            quantile_notes,
         })
     }
 

@@ -35,6 +35,9 @@ pub enum MetricKind {
     /// Σ over contexts of the event's values / Σ of the denominator event's (each event
     /// without a value counting 1): revenue per session, clicks per page view.
     Ratio,
+    /// The p-quantile across contexts of each context's mean value, over the contexts that
+    /// sent a valued event: p50 or p90 latency.
+    Quantile,
 }
 
 impl MetricKind {
@@ -45,6 +48,7 @@ impl MetricKind {
             MetricKind::Sum => "sum",
             MetricKind::Mean => "mean",
             MetricKind::Ratio => "ratio",
+            MetricKind::Quantile => "quantile",
         }
     }
 
@@ -55,6 +59,7 @@ impl MetricKind {
             "sum" => MetricKind::Sum,
             "mean" => MetricKind::Mean,
             "ratio" => MetricKind::Ratio,
+            "quantile" => MetricKind::Quantile,
             _ => return None,
         })
     }
@@ -71,6 +76,8 @@ pub struct Metric {
     pub kind: MetricKind,
     /// The denominator's event of a ratio metric; empty otherwise.
     pub denominator_event_name: String,
+    /// The level p of a quantile metric, in (0, 1); 0 otherwise.
+    pub quantile: f64,
     pub version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -86,6 +93,8 @@ pub struct NewMetric {
     pub kind: MetricKind,
     /// Required for a ratio metric, empty otherwise.
     pub denominator_event_name: String,
+    /// Required for a quantile metric (in (0, 1)), 0 otherwise.
+    pub quantile: f64,
 }
 
 /// Which way a metric should move.
@@ -249,7 +258,7 @@ pub struct ExperimentStep {
 }
 
 const METRIC_COLUMNS: &str = "p.key, m.key, m.name, m.description, m.event_name, m.kind, \
-     m.version, m.created_at, m.updated_at, m.denominator_event_name";
+     m.version, m.created_at, m.updated_at, m.denominator_event_name, m.quantile";
 const METRIC_FROM: &str = "metrics m JOIN projects p ON p.id = m.project_id";
 
 fn metric_from_row(row: &Row) -> Result<Metric> {
@@ -266,6 +275,7 @@ fn metric_from_row(row: &Row) -> Result<Metric> {
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
         denominator_event_name: row.get(9)?,
+        quantile: row.get(10)?,
     })
 }
 
@@ -339,8 +349,8 @@ impl Storage {
         };
         tx.execute(
             "INSERT INTO metrics (project_id, key, name, description, event_name, kind, version, \
-             created_at, updated_at, denominator_event_name) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)",
+             created_at, updated_at, denominator_event_name, quantile) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8, $9)",
             args![
                 project_id,
                 &new.key,
@@ -350,6 +360,7 @@ impl Storage {
                 new.kind.as_str(),
                 now,
                 &new.denominator_event_name,
+                new.quantile,
             ],
         )
         .await

@@ -57,6 +57,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "ratio metrics",
         include_str!("../../migrations/0008_ratio_metrics.sql"),
     ),
+    (
+        9,
+        "quantile metrics",
+        include_str!("../../migrations/0009_quantile_metrics.sql"),
+    ),
 ];
 
 /// From the Postgres text to the SQLite one, applied in this order. SQLite's rowid alias is
@@ -171,6 +176,10 @@ mod tests {
         (
             "6bbc90fd7b3a141e888e1a4237e82306275de0048e5a196c2464d8687fe95ca5d2e564f766455ca80c3606c48356c76e",
             "6bbc90fd7b3a141e888e1a4237e82306275de0048e5a196c2464d8687fe95ca5d2e564f766455ca80c3606c48356c76e",
+        ),
+        (
+            "d545ff2536502d439ac7fd3e791698145a8dc8f61626199fc3fff3c4daef96fcb785f5be71108278cebea2c712397083",
+            "d545ff2536502d439ac7fd3e791698145a8dc8f61626199fc3fff3c4daef96fcb785f5be71108278cebea2c712397083",
         ),
     ];
 

@@ -5,8 +5,9 @@ mod common;
 
 use common::SplitMix64;
 use vexil_stats::{
-    Alternative, Comparison, Design, Interval, MetricKind, RelativeUndefined, Settings, StatsError,
-    Summary, achieved_power, compare, holm, required_sample_size, sample_ratio_mismatch,
+    Alternative, Comparison, Design, Interval, MetricKind, QuantileSummary, RelativeUndefined,
+    Settings, StatsError, Summary, achieved_power, compare, compare_quantiles, holm,
+    required_sample_size, sample_ratio_mismatch,
 };
 
 const AWKWARD: [f64; 16] = [
@@ -593,4 +594,85 @@ fn power_functions_validate_designs() {
             assert!((0.0..=1.0).contains(&power), "{design:?} -> {power}");
         }
     }
+}
+
+/// Quantile summaries with awkward order statistics, counts and levels: an error naming the
+/// problem or a sane comparison, never a panic or a NaN.
+#[test]
+fn quantile_comparisons_never_panic_or_return_non_finite_values() {
+    let mut random = SplitMix64(0xBAD9);
+    let mut successes = 0;
+    for _ in 0..5_000 {
+        let arm = |random: &mut SplitMix64| {
+            let mut ends = [
+                random_value(random),
+                random_value(random),
+                random_value(random),
+            ];
+            if random.next_u64().is_multiple_of(2) {
+                ends.sort_by(f64::total_cmp);
+            }
+            // Half the arms with a valid shape, so that the success path is swept too.
+            let plausible = random.next_u64().is_multiple_of(2);
+            QuantileSummary {
+                n: if plausible {
+                    1_000
+                } else {
+                    random.pick(&COUNTS)
+                },
+                level: if plausible {
+                    0.9
+                } else {
+                    random.pick(&[0.5, 0.9, 0.99, 0.0, 1.0, f64::NAN, 1e-12])
+                },
+                alpha: if plausible {
+                    0.05
+                } else {
+                    random.pick(&[0.05, 0.1, 0.0, 2.0])
+                },
+                estimate: ends[1],
+                lower: ends[0],
+                upper: ends[2],
+            }
+        };
+        let control = arm(&mut random);
+        let mut treatment = arm(&mut random);
+        if random.next_u64().is_multiple_of(2) {
+            treatment.level = control.level;
+            treatment.alpha = control.alpha;
+        }
+        let context = format!("{control:?} {treatment:?}");
+        match compare_quantiles(&control, &treatment, &Settings::default()) {
+            Ok(comparison) => {
+                successes += 1;
+                assert_sane(&comparison, &context);
+            }
+            Err(error) => assert!(!error.to_string().is_empty(), "{context}"),
+        }
+    }
+    assert!(successes > 50, "only {successes} successful comparisons");
+
+    let summary = |n, lower, estimate, upper| QuantileSummary {
+        n,
+        level: 0.9,
+        alpha: 0.05,
+        estimate,
+        lower,
+        upper,
+    };
+    let message = |c: &QuantileSummary, t: &QuantileSummary| {
+        compare_quantiles(c, t, &Settings::default())
+            .unwrap_err()
+            .to_string()
+    };
+    let good = summary(1_000, 9.0, 10.0, 11.0);
+    assert!(message(&summary(20, 9.0, 10.0, 11.0), &good).contains("at least 36 are needed"));
+    assert!(message(&good, &summary(1_000, 12.0, 10.0, 11.0)).starts_with("treatment.quantile:"));
+    let other_level = QuantileSummary { level: 0.5, ..good };
+    assert!(message(&good, &other_level).contains("same quantile"));
+    let flat = summary(1_000, 10.0, 10.0, 10.0);
+    assert_eq!(
+        compare_quantiles(&flat, &flat, &Settings::default()),
+        Err(StatsError::ZeroVariance)
+    );
 }

@@ -10,8 +10,8 @@ mod common;
 
 use common::SplitMix64;
 use vexil_stats::{
-    Alternative, Interval, MetricKind, PairSummary, Settings, Summary, compare, compare_ratio,
-    cuped,
+    Alternative, Interval, MetricKind, PairSummary, QuantileSummary, Settings, Summary, compare,
+    compare_quantiles, compare_ratio, cuped,
 };
 
 const REPLICATES: usize = 4_000;
@@ -397,4 +397,110 @@ fn cuped_keeps_coverage_and_narrows_intervals() {
     assert!(coverage >= floor, "{coverage} < {floor}");
     assert_eq!(disagree, 0);
     assert!(adjusted_width < 0.8 * plain_width);
+}
+
+/// Quantile metrics: latencies lognormal(μ, 0.5) with μ = 5 in control and 5.05 in the
+/// treatment (and exponential for p99), so the true quantiles are exp(μ + 0.5·z_p). Both the
+/// absolute and the relative interval must keep their coverage, and agree with the test.
+#[test]
+fn quantile_intervals_keep_their_coverage() {
+    const RUNS: usize = 2_000;
+    /// z_p for the levels used.
+    fn normal_quantile(level: f64) -> f64 {
+        match level {
+            0.5 => 0.0,
+            0.9 => 1.281_551_565_544_600_5,
+            _ => unreachable!(),
+        }
+    }
+    struct Case {
+        name: &'static str,
+        level: f64,
+        users: usize,
+        draw: fn(&mut SplitMix64, bool) -> f64,
+        truth: fn(f64) -> (f64, f64),
+    }
+    fn lognormal(random: &mut SplitMix64, treated: bool) -> f64 {
+        (if treated { 5.05 } else { 5.0 } + 0.5 * random.normal()).exp()
+    }
+    fn lognormal_truth(level: f64) -> (f64, f64) {
+        let z = normal_quantile(level);
+        ((5.0 + 0.5 * z).exp(), (5.05 + 0.5 * z).exp())
+    }
+    fn exponential(random: &mut SplitMix64, treated: bool) -> f64 {
+        random.exponential(if treated { 105.0 } else { 100.0 })
+    }
+    fn exponential_truth(level: f64) -> (f64, f64) {
+        let tail = -(1.0 - level).ln();
+        (100.0 * tail, 105.0 * tail)
+    }
+    let cases = [
+        Case {
+            name: "latency p50",
+            level: 0.5,
+            users: 60,
+            draw: lognormal,
+            truth: lognormal_truth,
+        },
+        Case {
+            name: "latency p50",
+            level: 0.5,
+            users: 1_000,
+            draw: lognormal,
+            truth: lognormal_truth,
+        },
+        Case {
+            name: "latency p90",
+            level: 0.9,
+            users: 200,
+            draw: lognormal,
+            truth: lognormal_truth,
+        },
+        Case {
+            name: "latency p90",
+            level: 0.9,
+            users: 2_000,
+            draw: lognormal,
+            truth: lognormal_truth,
+        },
+        Case {
+            name: "exponential p99",
+            level: 0.99,
+            users: 3_000,
+            draw: exponential,
+            truth: exponential_truth,
+        },
+    ];
+    let floor = 1.0 - ALPHA - 3.0 * (ALPHA * (1.0 - ALPHA) / RUNS as f64).sqrt();
+    let mut random = SplitMix64(0xC0_0A11);
+    for case in cases {
+        let (truth_c, truth_t) = (case.truth)(case.level);
+        let (mut absolute, mut relative, mut disagree) = (0, 0, 0);
+        for _ in 0..RUNS {
+            let arm = |random: &mut SplitMix64, treated: bool| {
+                let values: Vec<f64> = (0..case.users)
+                    .map(|_| (case.draw)(random, treated))
+                    .collect();
+                QuantileSummary::from_values(&values, case.level, ALPHA).unwrap()
+            };
+            let control = arm(&mut random, false);
+            let treatment = arm(&mut random, true);
+            let result = compare_quantiles(&control, &treatment, &Settings::default()).unwrap();
+            absolute += usize::from(result.absolute_interval.contains(truth_t - truth_c));
+            let interval = result.relative_interval.unwrap();
+            relative += usize::from(interval.contains(truth_t / truth_c - 1.0));
+            disagree += usize::from(interval.contains(0.0) == (result.p_value <= ALPHA));
+        }
+        let (absolute, relative) = (rate(absolute, RUNS), rate(relative, RUNS));
+        println!(
+            "quantile, {} n={}: absolute {absolute:.4}, relative {relative:.4}",
+            case.name, case.users
+        );
+        assert!(
+            absolute >= floor && relative >= floor,
+            "{}: {absolute} {relative} < {floor}",
+            case.name
+        );
+        assert_eq!(disagree, 0, "{}", case.name);
+    }
 }

@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 use vexil_stats::{
-    Alternative, Design, Interval, MetricKind, PairSummary, RelativeUndefined, Settings, Summary,
-    achieved_power, bayesian, compare, compare_ratio, cuped, holm, required_sample_size,
-    sample_ratio_mismatch,
+    Alternative, Design, Interval, MetricKind, PairSummary, QuantileSummary, RelativeUndefined,
+    Settings, Summary, achieved_power, bayesian, compare, compare_quantiles, compare_ratio, cuped,
+    holm, quantile_ranks, required_sample_size, sample_ratio_mismatch,
 };
 
 const RELATIVE_TOLERANCE: f64 = 1e-6;
@@ -97,6 +97,7 @@ enum Arms {
     Ratios(PairSummary, PairSummary),
     /// A metric and its pre-exposure covariate, adjusted by CUPED.
     Cuped(PairSummary, PairSummary),
+    Quantiles(QuantileSummary, QuantileSummary),
 }
 
 fn arms_of(name: &str, case: &Value) -> Arms {
@@ -116,6 +117,12 @@ fn arms_of(name: &str, case: &Value) -> Arms {
                 ratio_summary_of(name, &case["treatment"]),
             );
         }
+        "quantile" => {
+            return Arms::Quantiles(
+                quantile_summary_of(name, &case["control"]),
+                quantile_summary_of(name, &case["treatment"]),
+            );
+        }
         other => panic!("unknown kind {other}"),
     };
     Arms::Values(
@@ -123,6 +130,25 @@ fn arms_of(name: &str, case: &Value) -> Arms {
         summary_of(name, &case["control"]),
         summary_of(name, &case["treatment"]),
     )
+}
+
+/// A quantile summary; where the values are committed, the order statistics read from them
+/// must be scipy's (the same ranks).
+fn quantile_summary_of(case: &str, value: &Value) -> QuantileSummary {
+    let summary = QuantileSummary {
+        n: value["n"].as_u64().expect("n"),
+        level: number(value, "level"),
+        alpha: number(value, "alpha"),
+        estimate: number(value, "estimate"),
+        lower: number(value, "lower"),
+        upper: number(value, "upper"),
+    };
+    if let Some(values) = value.get("values").and_then(Value::as_array) {
+        let values: Vec<f64> = values.iter().map(|v| v.as_f64().unwrap()).collect();
+        let read = QuantileSummary::from_values(&values, summary.level, summary.alpha).unwrap();
+        assert_eq!(read, summary, "{case}: order statistics");
+    }
+    summary
 }
 
 fn ratio_summary_of(case: &str, value: &Value) -> PairSummary {
@@ -197,6 +223,9 @@ fn comparisons_match_scipy_and_statsmodels() {
                     number(&case["expected"], "variance_reduction"),
                 );
                 compare(MetricKind::Mean, &control, &treatment, &settings)
+            }
+            Arms::Quantiles(control, treatment) => {
+                compare_quantiles(&control, &treatment, &settings)
             }
         }
         .unwrap_or_else(|error| panic!("{name}: {error}"));
@@ -295,6 +324,11 @@ fn bayesian_summaries_match_scipy() {
                 let (control, treatment, _) = cuped(&control, &treatment).unwrap();
                 (MetricKind::Mean, control, treatment)
             }
+            Arms::Quantiles(control, treatment) => (
+                MetricKind::Mean,
+                control.as_mean("control").unwrap(),
+                treatment.as_mean("treatment").unwrap(),
+            ),
         };
         let result = bayesian(kind, &control, &treatment, alpha)
             .unwrap_or_else(|error| panic!("{name}: {error}"));
@@ -349,6 +383,32 @@ fn bayesian_summaries_match_scipy() {
         worst_interval_deviation < 0.08,
         "{worst_interval_deviation}"
     );
+}
+
+/// The ranks of a quantile's interval ends are scipy's, from 5 values to a million; where scipy
+/// has no interval (too few values) the engine refuses.
+#[test]
+fn quantile_ranks_match_scipy() {
+    let reference = reference();
+    let cases = reference["quantile_ranks"].as_array().unwrap();
+    assert!(cases.len() >= 100);
+    for case in cases {
+        let (n, level, alpha) = (
+            case["n"].as_u64().unwrap(),
+            number(case, "level"),
+            number(case, "alpha"),
+        );
+        let what = format!("n = {n}, quantile {level}, alpha {alpha}");
+        match (case["lower"].as_u64(), case["upper"].as_u64()) {
+            (Some(lower), Some(upper)) => {
+                let ranks =
+                    quantile_ranks(n, level, alpha).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!((ranks.lower, ranks.upper), (lower, upper), "{what}");
+                assert_eq!(ranks.estimate, case["estimate"].as_u64().unwrap(), "{what}");
+            }
+            _ => assert!(quantile_ranks(n, level, alpha).is_err(), "{what}"),
+        }
+    }
 }
 
 #[test]

@@ -25,6 +25,10 @@ pub enum MetricsCommand {
         /// The denominator's event of a `ratio` metric (an event without a value counts 1).
         #[arg(long, required_if_eq("kind", "ratio"))]
         denominator: Option<String>,
+        /// The level of a `quantile` metric, strictly between 0 and 1 (0.5 for the median,
+        /// 0.9 for p90).
+        #[arg(long, required_if_eq("kind", "quantile"))]
+        quantile: Option<f64>,
         /// A name for people.
         #[arg(long, default_value = "")]
         name: String,
@@ -49,6 +53,9 @@ pub(crate) enum MetricKindArg {
     /// Σ of the event's values over Σ of the --denominator event's, such as revenue per
     /// session.
     Ratio,
+    /// The --quantile level (p50, p90, ...) across contexts of each context's mean value, such
+    /// as latency.
+    Quantile,
 }
 
 pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
@@ -59,6 +66,7 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
             event,
             kind,
             denominator,
+            quantile,
             name,
             description,
         } => {
@@ -68,6 +76,7 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                 MetricKindArg::Sum => pb::MetricKind::Sum,
                 MetricKindArg::Mean => pb::MetricKind::Mean,
                 MetricKindArg::Ratio => pb::MetricKind::Ratio,
+                MetricKindArg::Quantile => pb::MetricKind::Quantile,
             };
             let request = c.req(pb::CreateMetricRequest {
                 metric: Some(pb::Metric {
@@ -78,6 +87,7 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                     event_name: event,
                     kind: kind as i32,
                     denominator_event_name: denominator.unwrap_or_default(),
+                    quantile: quantile.unwrap_or_default(),
                     ..Default::default()
                 }),
             })?;
@@ -88,7 +98,7 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                 println!(
                     "created metric {} ({} of event {}{})",
                     m.key,
-                    kind_name(m.kind),
+                    kind_label(&m),
                     m.event_name,
                     if m.denominator_event_name.is_empty() {
                         String::new()
@@ -119,7 +129,7 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                     .map(|m| {
                         vec![
                             m.key.clone(),
-                            kind_name(m.kind).to_owned(),
+                            kind_label(m),
                             if m.denominator_event_name.is_empty() {
                                 m.event_name.clone()
                             } else {
@@ -144,6 +154,7 @@ fn metric_json(m: &pb::Metric) -> Value {
         "event": m.event_name,
         "kind": kind_name(m.kind),
         "denominator_event": if m.denominator_event_name.is_empty() { Value::Null } else { Value::from(m.denominator_event_name.clone()) },
+        "quantile": if m.kind == pb::MetricKind::Quantile as i32 { Value::from(m.quantile) } else { Value::Null },
         "version": m.version,
         "created_at": time(m.created_at.as_ref()),
     })
@@ -157,6 +168,23 @@ pub(super) fn kind_name(kind: i32) -> &'static str {
         Ok(pb::MetricKind::Sum) => "sum",
         Ok(pb::MetricKind::Mean) => "mean",
         Ok(pb::MetricKind::Ratio) => "ratio",
+        Ok(pb::MetricKind::Quantile) => "quantile",
         _ => "unknown",
     }
+}
+
+/// A metric's kind for people: a quantile metric with its level as a percentile (`quantile
+/// p90`, `quantile p99.9`).
+pub(super) fn kind_label(m: &pb::Metric) -> String {
+    if m.kind == pb::MetricKind::Quantile as i32 {
+        format!("quantile {}", percentile(m.quantile))
+    } else {
+        kind_name(m.kind).to_owned()
+    }
+}
+
+/// `p90` for 0.9, `p99.9` for 0.999: the level in percent without trailing zeros.
+pub(super) fn percentile(level: f64) -> String {
+    let percent = format!("{:.4}", level * 100.0);
+    format!("p{}", percent.trim_end_matches('0').trim_end_matches('.'))
 }

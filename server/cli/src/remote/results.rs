@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, Outcome};
-use super::metrics::kind_name;
+use super::metrics::{kind_label, kind_name};
 use super::output::{table, time};
 use crate::convert;
 
@@ -81,6 +81,7 @@ pub(super) fn results_json(r: &pb::ExperimentResults) -> Value {
                 "sum_of_squares": v.sum_of_squares,
                 "mean": v.mean,
                 "variance": v.variance,
+                "quantile_interval": interval_json(v.quantile_interval.as_ref()),
                 "absolute_lift": interval_json(v.absolute_lift.as_ref()),
                 "relative_lift": interval_json(v.relative_lift.as_ref()),
                 "relative_lift_note": if v.relative_lift_note.is_empty() { Value::Null } else { Value::from(v.relative_lift_note.clone()) },
@@ -207,7 +208,7 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
         println!(
             "metric {} ({}{}, {} is better, event {})",
             goal.map(|g| g.metric_key.as_str()).unwrap_or_default(),
-            definition.map(|d| kind_name(d.kind)).unwrap_or_default(),
+            definition.map(kind_label).unwrap_or_default(),
             if m.primary {
                 ", primary"
             } else {
@@ -292,6 +293,17 @@ pub(super) fn print_results(r: &pb::ExperimentResults) {
             &rows,
         );
         for v in &m.variations {
+            if let (Some(q), Some(d)) = (&v.quantile_interval, definition) {
+                println!(
+                    "variation {}: {} {} [{}, {}] ({:.0}% distribution-free interval)",
+                    v.variation,
+                    super::metrics::percentile(d.quantile),
+                    number(q.estimate),
+                    number(q.lower),
+                    number(q.upper),
+                    q.level * 100.0
+                );
+            }
             if let Some(reduction) = v.cuped_variance_reduction {
                 println!(
                     "variation {}: CUPED removed {:.0}% of the variance",
@@ -473,6 +485,15 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
             .as_ref()
             .map(|g| g.metric_key.clone())
             .unwrap_or_default();
+        // What the lift is a lift of, for the kinds whose value is not a plain mean.
+        let kind = last.metrics[m]
+            .definition
+            .as_ref()
+            .filter(|d| {
+                d.kind == pb::MetricKind::Quantile as i32 || d.kind == pb::MetricKind::Ratio as i32
+            })
+            .map(|d| format!(" ({})", kind_label(d)))
+            .unwrap_or_default();
         let latest = &last.metrics[m].variations[v];
         let variation = latest.variation;
         let chance = latest
@@ -481,7 +502,7 @@ pub(super) fn render_svg(x: &pb::Experiment, series: &[(i64, pb::ExperimentResul
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            r#"<text x="{LEFT}" y="{}" font-weight="bold">{} — variation {variation} vs control{chance}</text>"#,
+            r#"<text x="{LEFT}" y="{}" font-weight="bold">{}{kind} — variation {variation} vs control{chance}</text>"#,
             top - 6.0,
             escape(&metric_key)
         );
@@ -650,7 +671,11 @@ mod tests {
                     }),
                     primary: true,
                     variations: vec![pb::VariationMetricResult::default(), treatment],
-                    definition: None,
+                    definition: Some(pb::Metric {
+                        kind: pb::MetricKind::Quantile as i32,
+                        quantile: 0.9,
+                        ..Default::default()
+                    }),
                 }],
                 alerts: vec![pb::ExperimentAlert {
                     kind: pb::ExperimentAlertKind::GuardrailRegressed as i32,
@@ -665,6 +690,12 @@ mod tests {
         let chart = render_svg(&experiment, &series);
         assert!(chart.contains("one-sided"), "{chart}");
         assert!(chart.contains("chance to beat control 97.3%"), "{chart}");
+        assert!(
+            chart.contains("purchase-rate (quantile p90) — variation 1"),
+            "{chart}"
+        );
+        assert_eq!(super::super::metrics::percentile(0.999), "p99.9");
+        assert_eq!(super::super::metrics::percentile(0.5), "p50");
         assert!(
             chart.contains("ALERT guardrail_regressed: the guardrail `latency` regressed"),
             "{chart}"

@@ -480,6 +480,108 @@ def cuped_case(name, control_pairs, treatment_pairs, alpha, rho):
     return case
 
 
+def quantile_summary(values, level, alpha):
+    """A variation of a quantile metric: the sample quantile (numpy's inverted_cdf, the value of
+    rank ⌈n·p⌉) and the ends of scipy's distribution-free interval of the quantile at 1 − α."""
+    values = np.asarray(values, dtype=float)
+    interval = stats.quantile_test(values, q=0.0, p=level).confidence_interval(1 - alpha)
+    out = {
+        "n": int(values.size),
+        "level": level,
+        "alpha": alpha,
+        "estimate": float(np.quantile(values, level, method="inverted_cdf")),
+        "lower": float(interval.low),
+        "upper": float(interval.high),
+    }
+    if values.size <= MAX_COMMITTED_VALUES:
+        out["values"] = values.tolist()
+    return out
+
+
+def quantile_case(name, control, treatment, level, alpha, rho, alternative="two-sided"):
+    """Quantiles compared by the normal approximation: each arm's standard error is its
+    interval's width over 2·z_{1−α/2}; the difference is tested as a mean with those errors
+    (scipy's Welch test from statistics, Fieller's interval, the mSPRT)."""
+    c = quantile_summary(control, level, alpha)
+    t = quantile_summary(treatment, level, alpha)
+    z = stats.norm.isf(alpha / 2)
+    se_c = (c["upper"] - c["lower"]) / (2 * z)
+    se_t = (t["upper"] - t["lower"]) / (2 * z)
+    n_c, n_t = c["n"], t["n"]
+    q_c, q_t = c["estimate"], t["estimate"]
+    test = stats.ttest_ind_from_stats(
+        q_t, se_t * math.sqrt(n_t), n_t, q_c, se_c * math.sqrt(n_c), n_c,
+        equal_var=False, alternative=alternative,
+    )
+    se = math.hypot(se_c, se_t)
+    df = se**4 / (se_t**4 / (n_t - 1) + se_c**4 / (n_c - 1))
+    tail = alpha / 2 if alternative == "two-sided" else alpha
+    critical = stats.t.isf(tail, df)
+    lift = q_t - q_c
+    interval = one_sided([lift - critical * se, lift + critical * se], alternative, -math.inf, math.inf)
+    relative_interval, undefined = fieller(q_c, se_c, q_t, se_t, critical)
+    relative_interval = one_sided(
+        relative_interval, flipped(alternative) if q_c < 0 else alternative, -math.inf, math.inf
+    )
+    expected = {
+        "control_mean": q_c,
+        "treatment_mean": q_t,
+        "absolute_lift": lift,
+        "absolute_interval": interval,
+        "p_value": test.pvalue,
+        "standard_error": se,
+        "degrees_of_freedom": df,
+        "relative_lift": q_t / q_c - 1 if q_c != 0 else None,
+        "relative_interval": relative_interval,
+        "relative_undefined": undefined,
+    }
+    expected.update(
+        sequential(lift, se_c**2 * n_c, n_c, se_t**2 * n_t, n_t, alpha, rho, alternative)
+    )
+    expected["bayesian"] = bayesian_normal(lift, se, alpha)
+    return {
+        "name": name,
+        "kind": "quantile",
+        "alternative": alternative,
+        "alpha": alpha,
+        "mixture_std_dev": rho,
+        "control": c,
+        "treatment": t,
+        "expected": to_float(expected),
+    }
+
+
+def quantile_rank_cases():
+    """The 1-based ranks of scipy's interval ends (its 0-based indices plus one), or None where
+    scipy gives NaN (too few values), for sizes from tiny to a million."""
+    out = []
+    for n in [5, 9, 20, 34, 35, 59, 100, 101, 999, 4_321, 100_000, 1_000_000]:
+        for level in [0.01, 0.1, 0.5, 0.9, 0.99]:
+            for confidence in [0.9, 0.95, 0.99]:
+                bd = stats.binom(n, level)
+                tail = (1 - confidence) / 2
+                lower = int(bd.ppf(tail))
+                upper = int(bd.isf(tail)) + 1
+                # The same ends read through quantile_test on the values 1..n.
+                interval = stats.quantile_test(np.arange(1.0, n + 1), q=0.0, p=level)
+                interval = interval.confidence_interval(confidence)
+                scipy_lower = None if math.isnan(interval.low) else int(interval.low)
+                scipy_upper = None if math.isnan(interval.high) else int(interval.high)
+                assert scipy_lower == (lower if lower >= 1 else None)
+                assert scipy_upper == (upper if upper <= n else None)
+                out.append(
+                    {
+                        "n": n,
+                        "level": level,
+                        "alpha": 1 - confidence,
+                        "lower": scipy_lower,
+                        "upper": scipy_upper,
+                        "estimate": int(np.quantile(np.arange(1.0, n + 1), level, method="inverted_cdf")),
+                    }
+                )
+    return out
+
+
 def with_history(rng, n, lift, correlation):
     """Per user: this period's spend x and the pre-period's y, correlated: a user's level
     (lognormal) drives both, plus noise."""
@@ -689,6 +791,40 @@ def comparisons(rng):
             0.05,
             0.04,
         ),
+        # Quantile metrics: latencies (lognormal), p50 and p90, and a p99 of a large sample.
+        quantile_case(
+            "quantile_p90_latency",
+            rng.lognormal(5.0, 0.5, 3_000),
+            rng.lognormal(5.05, 0.5, 3_200),
+            0.9,
+            0.05,
+            0.04,
+        ),
+        quantile_case(
+            "quantile_median_small",
+            rng.lognormal(3.0, 0.8, 60),
+            rng.lognormal(3.4, 0.8, 70),
+            0.5,
+            0.05,
+            0.04,
+        ),
+        quantile_case(
+            "quantile_p99_large",
+            rng.gamma(2.0, 50.0, 200_000),
+            rng.gamma(2.0, 49.0, 200_000),
+            0.99,
+            0.01,
+            0.02,
+        ),
+        quantile_case(
+            "quantile_p10_one_sided",
+            rng.normal(100, 15, 800),
+            rng.normal(97, 15, 850),
+            0.1,
+            0.05,
+            0.04,
+            alternative="less",
+        ),
     ]
     return cases
 
@@ -830,6 +966,7 @@ def main():
         "comparisons": comparisons(rng),
         "sample_ratio": srm_cases(),
         "holm": holm_cases(rng),
+        "quantile_ranks": quantile_rank_cases(),
         "power": power_cases(),
         "tails": tail_cases(),
     }

@@ -1384,6 +1384,159 @@ async fn ratio_metrics_compare_revenue_per_visit() {
     f.server.stop().await;
 }
 
+/// A quantile metric, p90 of latency: each context's mean latency, its p90 per variation with a
+/// distribution-free interval, compared with the engine's comparison of the same values; the
+/// level's validation; and a p99.9 with too few contexts gets a note, not a number.
+#[tokio::test]
+async fn quantile_metrics_compare_p90_latency() {
+    let mut f = Fixture::new(TestServer::sqlite().await).await;
+    f.create_metric("purchase-rate", "purchase", pb::MetricKind::Conversion)
+        .await;
+    // The level is required for a quantile, strictly inside (0, 1); refused for other kinds.
+    for (kind, level) in [
+        (pb::MetricKind::Quantile, 0.0),
+        (pb::MetricKind::Quantile, 1.0),
+        (pb::MetricKind::Quantile, f64::NAN),
+        (pb::MetricKind::Mean, 0.9),
+    ] {
+        let request = f.req(pb::CreateMetricRequest {
+            metric: Some(pb::Metric {
+                project_key: PROJECT.into(),
+                key: "bad".into(),
+                event_name: "latency".into(),
+                kind: kind as i32,
+                quantile: level,
+                ..Default::default()
+            }),
+        });
+        let err = f.experiments.create_metric(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("metric.quantile:"),
+            "{}",
+            err.message()
+        );
+    }
+    for (key, level) in [("latency-p90", 0.9), ("latency-p999", 0.999)] {
+        let request = f.req(pb::CreateMetricRequest {
+            metric: Some(pb::Metric {
+                project_key: PROJECT.into(),
+                key: key.into(),
+                event_name: "latency".into(),
+                kind: pb::MetricKind::Quantile as i32,
+                quantile: level,
+                ..Default::default()
+            }),
+        });
+        let metric = f
+            .experiments
+            .create_metric(request)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(metric.quantile, level);
+    }
+    f.create_flag("button", vec![]).await;
+    let mut x = design("latency", "button");
+    x.guardrail_metrics = ["latency-p90", "latency-p999"]
+        .map(|key| pb::ExperimentMetric {
+            metric_key: key.into(),
+            direction: pb::MetricDirection::Decrease as i32,
+        })
+        .to_vec();
+    f.create_experiment(x).await.unwrap();
+
+    // Latencies spread over a wide range, the treatment 60 % slower; each context sends two
+    // page loads (its value is their mean), and one context in ten none with a value.
+    let t0 = 1_700_000_000_000_i64;
+    let mut events = batch("latency-1");
+    let mut unit_means: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    let mut state = 7_u64;
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for (variation, means) in unit_means.iter_mut().enumerate() {
+        for i in 0..800 {
+            let key = format!("l{variation}-{i}");
+            events
+                .exposures
+                .push(exposure(&key, variation as u32, t0, "latency"));
+            if i % 10 == 9 {
+                events
+                    .track_events
+                    .push(track(&key, "latency", t0 + 5, None));
+                continue;
+            }
+            let slow = if variation == 1 { 1.6 } else { 1.0 };
+            let loads: Vec<f64> = (0..2)
+                .map(|_| (100.0 * (-(1.0 - uniform()).ln()) * slow).round())
+                .collect();
+            for (j, value) in loads.iter().enumerate() {
+                events
+                    .track_events
+                    .push(track(&key, "latency", t0 + 5 + j as i64, Some(*value)));
+            }
+            means.push(loads.iter().sum::<f64>() / 2.0);
+        }
+    }
+    f.publish(events).await;
+    let results = f.results("latency", None).await;
+    let metric = &results.metrics[1];
+    assert_eq!(
+        metric.definition.as_ref().unwrap().kind,
+        pb::MetricKind::Quantile as i32
+    );
+    let expected: Vec<_> = unit_means
+        .iter()
+        .map(|values| vexil_stats::QuantileSummary::from_values(values, 0.9, 0.05).unwrap())
+        .collect();
+    for (want, got) in expected.iter().zip(&metric.variations) {
+        assert_close(got.mean, want.estimate);
+        let interval = got.quantile_interval.as_ref().unwrap();
+        assert_close(interval.lower, want.lower);
+        assert_close(interval.upper, want.upper);
+        assert_close(interval.level, 0.95);
+    }
+    let settings = vexil_stats::Settings {
+        alternative: vexil_stats::Alternative::TwoSided,
+        ..vexil_stats::Settings::tuned_for(0.05, results.required_sample_size).unwrap()
+    };
+    let comparison = vexil_stats::compare_quantiles(&expected[0], &expected[1], &settings).unwrap();
+    let got = &metric.variations[1];
+    assert_close(got.p_value.unwrap(), comparison.p_value);
+    let lift = got.absolute_lift.as_ref().unwrap();
+    assert_close(lift.estimate, comparison.absolute_lift);
+    assert_close(lift.lower, comparison.absolute_interval.lower);
+    assert_close(lift.upper, comparison.absolute_interval.upper);
+    // 60 % slower over 720 contexts per arm: a clear regression of the guardrail, which the
+    // always-valid test sees too (hence the alert).
+    assert!(lift.lower > 0.0, "{lift:?}");
+    assert_eq!(got.improvement, Some(false));
+    assert!(got.chance_to_beat_control.unwrap() < 0.01);
+    assert!(
+        results.alerts.iter().any(
+            |a| a.kind == pb::ExperimentAlertKind::GuardrailRegressed as i32
+                && a.metric_key == "latency-p90"
+        ),
+        "{:?}",
+        results.alerts
+    );
+    // 720 contexts with a value are too few for a 95 % interval of the p99.9: a note says how
+    // many are needed, and no number stands in for the quantile.
+    let needed = vexil_stats::quantile_ranks(720, 0.999, 0.05)
+        .unwrap_err()
+        .to_string();
+    for small in &results.metrics[2].variations {
+        assert!(small.quantile_interval.is_none() && small.p_value.is_none());
+        assert_eq!(small.mean, 0.0);
+        assert_eq!(small.note, needed);
+    }
+    f.server.stop().await;
+}
+
 /// CUPED: each metric adjusted by the same metric over the days before each context's first
 /// exposure; results match the engine's adjustment of pairs computed here by hand.
 #[tokio::test]

@@ -2014,6 +2014,7 @@ fn aggregates_by_definition(
             .collect();
         let mut pairs: BTreeMap<i64, vexil_stats::PairSummary> = BTreeMap::new();
         let mut with_history: BTreeMap<i64, vexil_stats::PairSummary> = BTreeMap::new();
+        let mut unit_means: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
         for (key, (first, variation, multiple)) in &units {
             if *multiple {
                 continue;
@@ -2039,6 +2040,14 @@ fn aggregates_by_definition(
                 MetricKind::Sum => Some(values.iter().sum()),
                 MetricKind::Mean => {
                     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+                }
+                MetricKind::Quantile => {
+                    let mean = (!values.is_empty())
+                        .then(|| values.iter().sum::<f64>() / values.len() as f64);
+                    if let Some(mean) = mean {
+                        unit_means.entry(*variation).or_default().push(mean);
+                    }
+                    mean
                 }
                 MetricKind::Ratio => {
                     let numerator = weight(&events);
@@ -2079,6 +2088,25 @@ fn aggregates_by_definition(
         aggregates.metrics.push(sums);
         aggregates.ratios.push(pairs);
         aggregates.covariates.push(with_history);
+        // A quantile metric's order statistics, from the sorted unit means; a variation too
+        // small for the interval has the engine's reason instead.
+        let (mut quantiles, mut notes) = (BTreeMap::new(), BTreeMap::new());
+        for (variation, values) in unit_means {
+            match vexil_stats::QuantileSummary::from_values(
+                &values,
+                metric.quantile,
+                metric.quantile_alpha,
+            ) {
+                Ok(summary) => {
+                    quantiles.insert(variation, summary);
+                }
+                Err(err) => {
+                    notes.insert(variation, err);
+                }
+            }
+        }
+        aggregates.quantiles.push(quantiles);
+        aggregates.quantile_notes.push(notes);
     }
     aggregates
 }
@@ -2102,6 +2130,10 @@ fn rollup_metrics() -> Vec<MetricQuery> {
             covariate_lookback: 2 * HOUR_MILLIS,
             ..MetricQuery::new("signup", MetricKind::Conversion)
         },
+        // The median purchase value and p90 of the units' mean, with wide intervals (the
+        // workload has tens of units per variation).
+        MetricQuery::quantile("purchase", 0.5, 0.2),
+        MetricQuery::quantile("purchase", 0.9, 0.3),
     ]
 }
 
@@ -2128,6 +2160,37 @@ fn assert_aggregates_match(got: &ExperimentAggregates, want: &ExperimentAggregat
             }
         }
     }
+    // Quantile metrics: the same order statistics, or the same reason for none.
+    assert_eq!(got.quantiles.len(), want.quantiles.len());
+    for (i, (g, w)) in got.quantiles.iter().zip(&want.quantiles).enumerate() {
+        assert_eq!(
+            g.keys().collect::<Vec<_>>(),
+            w.keys().collect::<Vec<_>>(),
+            "quantile {i} at {at}"
+        );
+        for (variation, w) in w {
+            let g = g[variation];
+            assert_eq!(
+                (g.n, g.level, g.alpha),
+                (w.n, w.level, w.alpha),
+                "quantile {i}"
+            );
+            for (a, b) in [
+                (g.estimate, w.estimate),
+                (g.lower, w.lower),
+                (g.upper, w.upper),
+            ] {
+                assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "quantile {i}, variation {variation} at {at}: {g:?} against {w:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        got.quantile_notes, want.quantile_notes,
+        "quantile notes at {at}"
+    );
     // Ratio metrics and CUPED's covariates: the pairs of every exposed unit, (0, 0) for those
     // without events.
     assert_eq!(got.ratios.len(), want.ratios.len());
@@ -2285,6 +2348,7 @@ pub async fn experiment_alerts_are_raised_once(s: Storage) {
             event_name: "purchase".into(),
             kind: MetricKind::Conversion,
             denominator_event_name: String::new(),
+            quantile: 0.0,
         },
     )
     .await
