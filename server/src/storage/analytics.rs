@@ -437,6 +437,14 @@ impl Storage {
             let mut query_args = args![env_id, key, until];
             if !after_every_event {
                 query_args.push(Arg::from(hour_of(until)));
+                if matches!(tx, Tx::Postgres(_)) {
+                    // Grouping the hourly rows by unit gains nothing from parallel workers:
+                    // a unit's rows are spread over all of them, so each worker's partial
+                    // groups are nearly as many as the rows, and the final grouping redoes
+                    // the work (measured at 1.0 million units: 25 % slower than one process).
+                    tx.execute("SET LOCAL max_parallel_workers_per_gather = 0", args![])
+                        .await?;
+                }
             }
             let first_name = query_args.len() + 1;
             let list = (0..names.len())
@@ -462,22 +470,25 @@ impl Storage {
                 // Whole hourly rows up to the cut-off, plus the rows of the cut-off's hour
                 // that end after it, recounted from their raw events. A unit's rows all
                 // carry its variation and `multiple_at`.
+                // Counts are summed as doubles (exact below 2⁵³): Postgres sums BIGINTs
+                // into NUMERIC, which made this grouping of every hourly row a quarter slower.
                 format!(
                     "SELECT r.event_name, MIN(r.variation) AS variation, r.context_kind, \
-                       r.context_key, CAST(SUM(r.events) AS DOUBLE PRECISION) AS e, \
-                       CAST(SUM(r.total) AS DOUBLE PRECISION) AS s, \
-                       CASE WHEN SUM(r.valued) > 0 \
-                         THEN CAST(SUM(r.total) AS DOUBLE PRECISION) / SUM(r.valued) END AS m, \
-                       CAST(SUM(r.total) AS DOUBLE PRECISION) + (SUM(r.events) - SUM(r.valued)) \
-                         AS w \
+                       r.context_key, SUM(r.events) AS e, SUM(r.total) AS s, \
+                       CASE WHEN SUM(r.valued) > 0 THEN SUM(r.total) / SUM(r.valued) END AS m, \
+                       SUM(r.total) + (SUM(r.events) - SUM(r.valued)) AS w \
                      FROM ( \
-                       SELECT event_name, variation, context_kind, context_key, events, valued, \
-                         total FROM experiment_unit_events \
+                       SELECT event_name, variation, context_kind, context_key, \
+                         CAST(events AS DOUBLE PRECISION) AS events, \
+                         CAST(valued AS DOUBLE PRECISION) AS valued, \
+                         CAST(total AS DOUBLE PRECISION) AS total FROM experiment_unit_events \
                        WHERE environment_id = $1 AND experiment_key = $2 AND last_at <= $3 \
                          AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list}) \
                        UNION ALL \
                        SELECT r.event_name, r.variation, r.context_kind, r.context_key, \
-                         COUNT(*), COUNT(t.value), COALESCE(SUM(t.value), 0.0) \
+                         CAST(COUNT(*) AS DOUBLE PRECISION), \
+                         CAST(COUNT(t.value) AS DOUBLE PRECISION), \
+                         CAST(COALESCE(SUM(t.value), 0.0) AS DOUBLE PRECISION) \
                        FROM experiment_unit_events r \
                        JOIN experiment_units u ON u.environment_id = r.environment_id \
                          AND u.experiment_key = r.experiment_key \
