@@ -843,3 +843,105 @@ fn experiments_are_designed_run_and_read() {
     assert!(stale.as_array().is_some(), "{stale}");
     assert!(find(&stale, "flag", "checkout").is_none(), "{stale}");
 }
+
+#[test]
+fn history_is_listed_compared_and_rolled_back() {
+    let server = Server::start();
+    let file = server.file("flag.json", FLAG);
+    server.ok(&["flags", "create", "--file", &file]);
+    server.ok(&["flags", "toggle", "checkout", "on"]);
+
+    let history = server.json(&["flags", "history", "checkout", "--json"]);
+    let versions: Vec<i64> = history
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| v["version"].as_i64().expect("a number"))
+        .collect();
+    let newest = versions[0];
+    let expected: Vec<i64> = (1..=newest).rev().collect();
+    assert_eq!(versions, expected, "newest first, every version");
+    assert_eq!(history[0]["action"], "flag_config.toggle");
+    assert_eq!(history[0]["model"]["on"], true);
+    let out = server.ok(&["flags", "history", "checkout"]);
+    assert!(
+        out.starts_with("VERSION") && out.contains("flag_config.toggle"),
+        "{out}"
+    );
+
+    let before = (newest - 1).to_string();
+    let diff = server.json(&["flags", "diff", "checkout", &before, "--json"]);
+    assert_eq!(
+        diff["differences"],
+        json!([{ "path": "/on", "before": false, "after": true }])
+    );
+    let out = server.ok(&["flags", "diff", "checkout", &before]);
+    assert!(out.contains("/on") && out.contains("false"), "{out}");
+    let shown = server.json(&["flags", "version", "checkout", &before, "--json"]);
+    assert_eq!(shown["model"]["on"], false);
+    assert_eq!(shown["model"]["rules"][0]["id"], "staff");
+    let at = history[0]["recorded_at"]
+        .as_str()
+        .expect("a time")
+        .to_owned();
+    let in_force = server.json(&["flags", "version", "checkout", "--at", &at, "--json"]);
+    assert_eq!(in_force["version"], newest);
+
+    let out = server.ok(&["flags", "rollback", "checkout", "--to-version", &before]);
+    assert!(
+        out.contains("rolled back flag checkout in development"),
+        "{out}"
+    );
+    let flag = server.json(&["flags", "get", "checkout", "--json"]);
+    assert_eq!(flag["configurations"][0]["on"], false);
+    let (code, _, err) = server.run(&["flags", "rollback", "checkout"]);
+    assert_eq!(code, 2, "a version or a time is required: {err}");
+    let (code, _, err) = server.run(&["flags", "version", "checkout", "99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+
+    // Segments have the same commands.
+    let segment = server.file(
+        "segment.json",
+        r#"{"key": "beta", "included": [{"values": ["ann"]}]}"#,
+    );
+    server.ok(&["segments", "create", "--file", &segment]);
+    let wider = server.file(
+        "wider.json",
+        r#"{"key": "beta", "included": [{"values": ["ann", "bob"]}]}"#,
+    );
+    server.ok(&["segments", "update", "--file", &wider]);
+    let diff = server.json(&["segments", "diff", "beta", "1", "2", "--json"]);
+    assert_eq!(diff["differences"][0]["path"], "/included/0/values/1");
+    server.ok(&["segments", "rollback", "beta", "--to-version", "1"]);
+    let versions = server.json(&["segments", "history", "beta", "--json"]);
+    assert_eq!(versions[0]["action"], "segment.rollback");
+
+    // The environment as of the toggle: a dry run, then the rollback.
+    let out = server.ok(&[
+        "environments",
+        "rollback",
+        "development",
+        "--at",
+        &at,
+        "--dry-run",
+    ]);
+    assert!(out.contains("would restore"), "{out}");
+    let done = server.json(&[
+        "environments",
+        "rollback",
+        "development",
+        "--at",
+        &at,
+        "--json",
+    ]);
+    let restored = done["restored"].as_array().expect("a list");
+    assert!(
+        restored
+            .iter()
+            .any(|r| r["kind"] == "flag" && r["key"] == "checkout" && r["from_version"] == newest),
+        "{done}"
+    );
+    let flag = server.json(&["flags", "get", "checkout", "--json"]);
+    assert_eq!(flag["configurations"][0]["on"], true);
+}

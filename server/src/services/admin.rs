@@ -8,6 +8,8 @@
 //! ([`crate::ruleset_changes`]): a problem refuses it with `INVALID_ARGUMENT` and nothing is
 //! stored.
 
+mod history;
+
 use serde::Deserialize;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
@@ -1167,6 +1169,45 @@ impl AdminService for Admin {
             updated_flags: summary.updated_flags,
             segments: summary.segments,
         }))
+    }
+
+    // ----- history and rollback (see `history.rs`) -----------------------------------------
+
+    async fn list_versions(
+        &self,
+        request: Request<pb::ListVersionsRequest>,
+    ) -> Reply<pb::ListVersionsResponse> {
+        let (caller, req) = self.caller(request).await?;
+        self.list_resource_versions(caller, req).await
+    }
+
+    async fn get_version(
+        &self,
+        request: Request<pb::GetVersionRequest>,
+    ) -> Reply<pb::ResourceVersion> {
+        let (caller, req) = self.caller(request).await?;
+        self.get_resource_version(caller, req).await
+    }
+
+    async fn diff_versions(
+        &self,
+        request: Request<pb::DiffVersionsRequest>,
+    ) -> Reply<pb::DiffVersionsResponse> {
+        let (caller, req) = self.caller(request).await?;
+        self.diff_resource_versions(caller, req).await
+    }
+
+    async fn rollback(&self, request: Request<pb::RollbackRequest>) -> Reply<pb::ResourceVersion> {
+        let (caller, req) = self.caller(request).await?;
+        self.rollback_resource(caller, req).await
+    }
+
+    async fn rollback_environment(
+        &self,
+        request: Request<pb::RollbackEnvironmentRequest>,
+    ) -> Reply<pb::RollbackEnvironmentResponse> {
+        let (caller, req) = self.caller(request).await?;
+        self.rollback_whole_environment(caller, req).await
     }
 }
 

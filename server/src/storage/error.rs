@@ -16,6 +16,8 @@ pub enum ResourceKind {
     AdminToken,
     Metric,
     Experiment,
+    /// A recorded version of a flag's configuration or of a segment.
+    Version,
     /// A context of the events (only in the audit log of an erasure).
     Context,
 }
@@ -33,6 +35,7 @@ impl ResourceKind {
             ResourceKind::AdminToken => "admin_token",
             ResourceKind::Metric => "metric",
             ResourceKind::Experiment => "experiment",
+            ResourceKind::Version => "version",
             ResourceKind::Context => "context",
         }
     }

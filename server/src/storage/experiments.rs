@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::db::{Row, Tx, args};
 use super::events::env_id;
 use super::flags::{fetch_config, rewrite_config};
+use super::history::Stamp;
 use super::projects::paginate_by_key;
 use super::{
     AuditRecord, FlagConfig, FlagConfiguration, Millis, Page, PageRequest, QueryBuilder,
@@ -654,7 +655,12 @@ impl Storage {
                 *config_version,
                 config_before.version,
             )?;
-            rewrite_config(&mut tx, bumped, flag, update, archived, now).await?;
+            let stamp = Stamp {
+                actor,
+                action: step.action,
+                at: now,
+            };
+            rewrite_config(&mut tx, bumped, flag, update, archived, stamp).await?;
             let (written, _) = fetch_config(&mut tx, bumped.id, flag).await?;
             AuditRecord {
                 actor,

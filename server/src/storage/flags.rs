@@ -1,10 +1,11 @@
 //! Flags (project-level) and their configurations (per environment).
 
 use super::db::{Row, Tx, args};
+use super::history::{FlagVersion, FlagsToRecord, Stamp, record_flags};
 use super::projects::paginate_by_key;
 use super::{
     ArchivedFilter, AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Flag, FlagConfig,
-    FlagConfiguration, FlagFilter, FlagUpdate, Millis, NewFlag, Page, PageRequest, QueryBuilder,
+    FlagConfiguration, FlagFilter, FlagUpdate, NewFlag, Page, PageRequest, QueryBuilder,
     ResourceKind, Result, Storage, StorageError, ValueKind, bump_all_envs, bump_env, check_version,
     from_text, like_escape, lock_project, log_change, not_found, now_millis, project_id, to_audit,
     to_text,
@@ -130,8 +131,9 @@ pub(super) async fn insert_flag(
     tx: &mut Tx,
     project_id: i64,
     new: &NewFlag,
-    now: Millis,
+    stamp: Stamp<'_>,
 ) -> Result<i64> {
+    let now = stamp.at;
     let tags = normalized_tags(&new.tags);
     let name = if new.name.is_empty() {
         new.key.clone()
@@ -174,6 +176,7 @@ pub(super) async fn insert_flag(
         args![project_id, flag_id, now],
     )
     .await?;
+    record_flags(tx, FlagsToRecord::Everywhere { flag_id }, stamp).await?;
     Ok(flag_id)
 }
 
@@ -183,8 +186,9 @@ pub(super) async fn rewrite_flag(
     tx: &mut Tx,
     flag_id: i64,
     flag: &Flag,
-    now: Millis,
+    stamp: Stamp<'_>,
 ) -> Result<()> {
+    let now = stamp.at;
     let tags = normalized_tags(&flag.tags);
     tx.execute(
         "UPDATE flags SET name = $2, description = $3, variations = $4, tags = $5, \
@@ -207,7 +211,7 @@ pub(super) async fn rewrite_flag(
         args![flag_id, now],
     )
     .await?;
-    Ok(())
+    record_flags(tx, FlagsToRecord::Everywhere { flag_id }, stamp).await
 }
 
 /// Logs a flag change in every one of `envs`.
@@ -223,14 +227,15 @@ pub(super) async fn log_flag_everywhere(
     Ok(())
 }
 
-/// Replaces a flag's configuration in a locked environment; logs the change there.
+/// Replaces a flag's configuration in a locked environment; logs the change there and
+/// records the new version.
 pub(super) async fn rewrite_config(
     tx: &mut Tx,
     env: &BumpedEnv,
     key: &str,
     update: &FlagConfiguration,
     archived: bool,
-    now: Millis,
+    stamp: Stamp<'_>,
 ) -> Result<()> {
     tx.execute(
         "UPDATE flag_configs SET is_on = $3, off_variation = $4, targets = $5, rules = $6, \
@@ -247,14 +252,22 @@ pub(super) async fn rewrite_config(
             to_text(&update.fallthrough),
             to_text(&update.prerequisites),
             update.salt.clone(),
-            now,
+            stamp.at,
         ],
     )
     .await?;
     if !archived {
         log_change(tx, env, ChangeKind::Flag, key, ChangeOp::Upsert).await?;
     }
-    Ok(())
+    record_flags(
+        tx,
+        FlagsToRecord::InEnvironment {
+            env_id: env.id,
+            key,
+        },
+        stamp,
+    )
+    .await
 }
 
 impl Storage {
@@ -263,9 +276,14 @@ impl Storage {
     /// every environment of the project.
     pub async fn create_flag(&self, actor: &str, project: &str, new: &NewFlag) -> Result<Flag> {
         let now = now_millis();
+        let stamp = Stamp {
+            actor,
+            action: "flag.create",
+            at: now,
+        };
         let mut tx = self.write().await?;
         let project_id = lock_project(&mut tx, project).await?;
-        insert_flag(&mut tx, project_id, new, now).await?;
+        insert_flag(&mut tx, project_id, new, stamp).await?;
         let envs = bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?;
         log_flag_everywhere(&mut tx, &envs, &new.key, ChangeOp::Upsert).await?;
         let (_, flag) = fetch_flag(&mut tx, project, &new.key).await?;
@@ -366,7 +384,12 @@ impl Storage {
             client_side: update.client_side,
             ..before.clone()
         };
-        rewrite_flag(&mut tx, flag_id, &changed, now).await?;
+        let stamp = Stamp {
+            actor,
+            action: "flag.update",
+            at: now,
+        };
+        rewrite_flag(&mut tx, flag_id, &changed, stamp).await?;
         let envs = if changed.archived {
             Vec::new()
         } else {
@@ -414,7 +437,17 @@ impl Storage {
             archived,
             ..before.clone()
         };
-        rewrite_flag(&mut tx, flag_id, &changed, now).await?;
+        let action = if archived {
+            "flag.archive"
+        } else {
+            "flag.restore"
+        };
+        let stamp = Stamp {
+            actor,
+            action,
+            at: now,
+        };
+        rewrite_flag(&mut tx, flag_id, &changed, stamp).await?;
         let envs = bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?;
         let op = if archived {
             ChangeOp::Delete
@@ -425,11 +458,7 @@ impl Storage {
         let (_, after) = fetch_flag(&mut tx, project, key).await?;
         AuditRecord {
             actor,
-            action: if archived {
-                "flag.archive"
-            } else {
-                "flag.restore"
-            },
+            action,
             kind: ResourceKind::Flag,
             key,
             project: Some(project),
@@ -565,14 +594,18 @@ impl Storage {
         expected_version: i64,
         update: &FlagConfiguration,
     ) -> Result<FlagConfig> {
-        self.write_config(
+        let stamp = Stamp {
             actor,
-            "flag_config.update",
+            action: "flag_config.update",
+            at: now_millis(),
+        };
+        self.write_config(
+            stamp,
             project,
             env,
             key,
             expected_version,
-            |_| update.clone(),
+            ConfigChange::Replace(update),
         )
         .await
     }
@@ -588,35 +621,62 @@ impl Storage {
         expected_version: i64,
         on: bool,
     ) -> Result<FlagConfig> {
-        self.write_config(
+        let stamp = Stamp {
             actor,
-            "flag_config.toggle",
+            action: "flag_config.toggle",
+            at: now_millis(),
+        };
+        self.write_config(
+            stamp,
             project,
             env,
             key,
             expected_version,
-            |c| FlagConfiguration {
-                on,
-                ..c.configuration.clone()
-            },
+            ConfigChange::Toggle(on),
         )
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn write_config(
+    /// Restores a flag's configuration in one environment to a recorded version: a new
+    /// version with that configuration. Refused (FAILED_PRECONDITION) when the flag's
+    /// variations, which every environment shares, are no longer those of that version:
+    /// the configuration alone would then not serve what it served.
+    pub async fn rollback_flag(
         &self,
         actor: &str,
-        action: &str,
+        project: &str,
+        env: &str,
+        expected_version: i64,
+        target: &FlagVersion,
+    ) -> Result<FlagConfig> {
+        let stamp = Stamp {
+            actor,
+            action: "flag_config.rollback",
+            at: now_millis(),
+        };
+        let key = target.flag_key.as_str();
+        self.write_config(
+            stamp,
+            project,
+            env,
+            key,
+            expected_version,
+            ConfigChange::Restore(target),
+        )
+        .await
+    }
+
+    async fn write_config(
+        &self,
+        stamp: Stamp<'_>,
         project: &str,
         env: &str,
         key: &str,
         expected_version: i64,
-        change: impl FnOnce(&FlagConfig) -> FlagConfiguration,
+        change: ConfigChange<'_>,
     ) -> Result<FlagConfig> {
-        let now = now_millis();
         let mut tx = self.write().await?;
-        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
+        let bumped = bump_env(&mut tx, project, env, stamp.at, self.guards()).await?;
         let (before, archived) = fetch_config(&mut tx, bumped.id, key).await?;
         check_version(
             ResourceKind::FlagConfig,
@@ -624,19 +684,36 @@ impl Storage {
             expected_version,
             before.version,
         )?;
-        let update = change(&before);
-        rewrite_config(&mut tx, &bumped, key, &update, archived, now).await?;
+        let update = match change {
+            ConfigChange::Replace(update) => update.clone(),
+            ConfigChange::Toggle(on) => FlagConfiguration {
+                on,
+                ..before.configuration.clone()
+            },
+            ConfigChange::Restore(target) => {
+                let (_, flag) = fetch_flag(&mut tx, project, key).await?;
+                if flag.variations != target.variations {
+                    return Err(StorageError::FailedPrecondition(format!(
+                        "flag `{key}`'s variations changed since version {}; they are shared \
+                         by every environment: restore them with a flag update first",
+                        target.version
+                    )));
+                }
+                target.configuration.clone()
+            }
+        };
+        rewrite_config(&mut tx, &bumped, key, &update, archived, stamp).await?;
         let (after, _) = fetch_config(&mut tx, bumped.id, key).await?;
         AuditRecord {
-            actor,
-            action,
+            actor: stamp.actor,
+            action: stamp.action,
             kind: ResourceKind::FlagConfig,
             key,
             project: Some(project),
             environment: Some(env),
             before: to_audit(&before),
             after: to_audit(&after),
-            at: now,
+            at: stamp.at,
         }
         .write(&mut tx)
         .await?;
@@ -644,4 +721,11 @@ impl Storage {
         self.notify(project, std::slice::from_ref(&bumped));
         Ok(after)
     }
+}
+
+/// What [`Storage::write_config`] does to a configuration.
+enum ConfigChange<'a> {
+    Replace(&'a FlagConfiguration),
+    Toggle(bool),
+    Restore(&'a FlagVersion),
 }

@@ -62,6 +62,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "quantile metrics",
         include_str!("../../migrations/0009_quantile_metrics.sql"),
     ),
+    (
+        10,
+        "history",
+        include_str!("../../migrations/0010_history.sql"),
+    ),
 ];
 
 /// From the Postgres text to the SQLite one, applied in this order. SQLite's rowid alias is
@@ -180,6 +185,10 @@ mod tests {
         (
             "d545ff2536502d439ac7fd3e791698145a8dc8f61626199fc3fff3c4daef96fcb785f5be71108278cebea2c712397083",
             "d545ff2536502d439ac7fd3e791698145a8dc8f61626199fc3fff3c4daef96fcb785f5be71108278cebea2c712397083",
+        ),
+        (
+            "05c134c8860a4e92550169ada06723f7eda05339589363289ea32e4745c4f99d50a0c57a39e88a4562db49934a4687a6",
+            "05c134c8860a4e92550169ada06723f7eda05339589363289ea32e4745c4f99d50a0c57a39e88a4562db49934a4687a6",
         ),
     ];
 

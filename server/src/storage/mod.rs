@@ -33,6 +33,7 @@ mod error;
 mod events;
 mod experiments;
 mod flags;
+mod history;
 mod keys;
 mod migrations;
 mod privacy;
@@ -60,6 +61,7 @@ use db::{Arg, Mode, Pool, Tx, args};
 pub use error::{ResourceKind, Result, StorageError};
 pub use events::{HOUR_MILLIS, hour_of};
 pub use experiments::*;
+pub use history::{EnvironmentAsOf, FlagVersion, SegmentVersion, Skipped, VersionAt};
 pub use privacy::{ErasedContext, PurgedEvents, erased_context_label};
 pub use types::*;
 

@@ -1,6 +1,7 @@
 //! Projects and environments.
 
 use super::db::{Row, Tx, args};
+use super::history::{FlagsToRecord, Stamp, record_flags};
 use super::{
     AuditRecord, Environment, EnvironmentUpdate, NewEnvironment, NewProject, Page, PageRequest,
     Project, ResourceKind, Result, Storage, StorageError, bump_env, check_version, from_text,
@@ -246,6 +247,12 @@ impl Storage {
             args![env_id, now, project_id],
         )
         .await?;
+        let stamp = Stamp {
+            actor,
+            action: "environment.create",
+            at: now,
+        };
+        record_flags(&mut tx, FlagsToRecord::Environment { env_id }, stamp).await?;
         let env = fetch_env(&mut tx, project, &new.key).await?;
         AuditRecord {
             actor,

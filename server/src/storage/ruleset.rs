@@ -9,6 +9,7 @@ use super::flags::{
     CONFIG_COLUMNS, CONFIG_FROM, FLAG_COLUMNS, config_from_row_at, fetch_config, fetch_flag,
     flag_from_row, insert_flag, log_flag_everywhere, rewrite_config, rewrite_flag,
 };
+use super::history::Stamp;
 use super::segments::{
     SEGMENT_COLUMNS, SEGMENT_FROM, canonical_segment, segment_from_row, upsert_segment,
 };
@@ -304,6 +305,11 @@ impl Storage {
         check_unique(ruleset)?;
         let (flags, segments) = (&ruleset.flags, &ruleset.segments);
         let now = now_millis();
+        let stamp = Stamp {
+            actor,
+            action: "environment.import",
+            at: now,
+        };
         let mut tx = self.write().await?;
         let project_id = lock_project(&mut tx, project).await?;
         let target = bump_env(&mut tx, project, env, now, self.guards()).await?;
@@ -344,7 +350,7 @@ impl Storage {
                         off_variation: None,
                         fallthrough: Serve::variation(0),
                     };
-                    insert_flag(&mut tx, project_id, &new, now).await?;
+                    insert_flag(&mut tx, project_id, &new, stamp).await?;
                     let (_, created) = fetch_flag(&mut tx, project, &flag.key).await?;
                     entries.push(PendingAudit {
                         action: "flag.create",
@@ -375,7 +381,7 @@ impl Storage {
                             client_side: flag.client_side,
                             ..before.clone()
                         };
-                        rewrite_flag(&mut tx, flag_id, &changed, now).await?;
+                        rewrite_flag(&mut tx, flag_id, &changed, stamp).await?;
                         let (_, after) = fetch_flag(&mut tx, project, &flag.key).await?;
                         entries.push(PendingAudit {
                             action: "flag.update",
@@ -405,7 +411,7 @@ impl Storage {
                 &flag.key,
                 &flag.configuration(),
                 archived,
-                now,
+                stamp,
             )
             .await?;
             let (after, _) = fetch_config(&mut tx, target.id, &flag.key).await?;
@@ -433,7 +439,7 @@ impl Storage {
                     .await?
                     .pop()
                     .and_then(|s| to_audit(&s));
-            let created = upsert_segment(&mut tx, &target, &input, true, now).await?;
+            let created = upsert_segment(&mut tx, &target, &input, true, stamp).await?;
             let after = load_segments(&mut tx, target.id, Some(std::slice::from_ref(&segment.key)))
                 .await?
                 .pop()

@@ -1,10 +1,11 @@
 //! Segments, per environment.
 
 use super::db::{Row, Tx, args};
+use super::history::{Stamp, record_segment};
 use super::projects::paginate_by_key;
 use super::{
-    AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Millis, Page, PageRequest, ResourceKind, Result,
-    Segment, SegmentInput, SegmentModel, Storage, StorageError, bump_env, check_version, from_text,
+    AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Page, PageRequest, ResourceKind, Result, Segment,
+    SegmentInput, SegmentModel, Storage, StorageError, bump_env, check_version, from_text,
     log_change, not_found, now_millis, to_audit, to_text,
 };
 
@@ -30,7 +31,7 @@ pub(super) fn segment_from_row(row: &Row) -> Result<Segment> {
     })
 }
 
-async fn fetch_segment(tx: &mut Tx, env_id: i64, key: &str) -> Result<Segment> {
+pub(super) async fn fetch_segment(tx: &mut Tx, env_id: i64, key: &str) -> Result<Segment> {
     let sql = format!(
         "SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.environment_id = $1 AND s.key = $2"
     );
@@ -40,15 +41,16 @@ async fn fetch_segment(tx: &mut Tx, env_id: i64, key: &str) -> Result<Segment> {
     }
 }
 
-/// Creates a segment or, when `replace` is set and it exists, replaces it; logs it.
-/// Returns whether it was created.
+/// Creates a segment or, when `replace` is set and it exists, replaces it; logs it and
+/// records the new version. Returns whether it was created.
 pub(super) async fn upsert_segment(
     tx: &mut Tx,
     env: &BumpedEnv,
     input: &SegmentInput,
     replace: bool,
-    now: Millis,
+    stamp: Stamp<'_>,
 ) -> Result<bool> {
+    let now = stamp.at;
     let name = if input.name.is_empty() {
         input.key.clone()
     } else {
@@ -93,6 +95,7 @@ pub(super) async fn upsert_segment(
         .map_err(StorageError::on_write(ResourceKind::Segment, &input.key))?;
     }
     log_change(tx, env, ChangeKind::Segment, &input.key, ChangeOp::Upsert).await?;
+    record_segment(tx, env.id, &input.key, stamp).await?;
     Ok(updated == 0)
 }
 
@@ -106,9 +109,14 @@ impl Storage {
         input: &SegmentInput,
     ) -> Result<Segment> {
         let now = now_millis();
+        let stamp = Stamp {
+            actor,
+            action: "segment.create",
+            at: now,
+        };
         let mut tx = self.write().await?;
         let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
-        upsert_segment(&mut tx, &bumped, input, false, now).await?;
+        upsert_segment(&mut tx, &bumped, input, false, stamp).await?;
         let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
         AuditRecord {
             actor,
@@ -186,7 +194,33 @@ impl Storage {
         expected_version: i64,
         input: &SegmentInput,
     ) -> Result<Segment> {
+        self.replace_segment(
+            actor,
+            "segment.update",
+            project,
+            env,
+            expected_version,
+            input,
+        )
+        .await
+    }
+
+    /// [`Storage::update_segment`], audited as `action`.
+    pub(super) async fn replace_segment(
+        &self,
+        actor: &str,
+        action: &str,
+        project: &str,
+        env: &str,
+        expected_version: i64,
+        input: &SegmentInput,
+    ) -> Result<Segment> {
         let now = now_millis();
+        let stamp = Stamp {
+            actor,
+            action,
+            at: now,
+        };
         let mut tx = self.write().await?;
         let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         let before = fetch_segment(&mut tx, bumped.id, &input.key).await?;
@@ -196,11 +230,11 @@ impl Storage {
             expected_version,
             before.version,
         )?;
-        upsert_segment(&mut tx, &bumped, input, true, now).await?;
+        upsert_segment(&mut tx, &bumped, input, true, stamp).await?;
         let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
         AuditRecord {
             actor,
-            action: "segment.update",
+            action,
             kind: ResourceKind::Segment,
             key: &input.key,
             project: Some(project),

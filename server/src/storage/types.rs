@@ -264,7 +264,7 @@ pub struct Segment {
 }
 
 /// A segment's writable fields, for creation and for replacement (the key names it).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SegmentInput {
     pub key: String,
     pub name: String,

@@ -66,6 +66,22 @@ pub enum EnvironmentsCommand {
         #[arg(long, value_name = "DAYS")]
         event_retention_days: Option<u32>,
     },
+    /// Restore every flag configuration and segment of an environment as it was at a time,
+    /// in one change. Flags and segments created since, flags archived since and flags
+    /// whose variations changed since are left as they are, and listed.
+    Rollback {
+        /// The environment's key.
+        key: String,
+        /// The time restored (RFC 3339, a date, or epoch seconds).
+        #[arg(long)]
+        at: String,
+        /// Only say what would be restored; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The environment version the rollback is based on; any when not given.
+        #[arg(long)]
+        expected_version: Option<i64>,
+    },
 }
 
 fn print(c: &Client, environment: &pb::Environment) {
@@ -187,6 +203,15 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
             })?;
             let environment = c.admin.update_environment(request).await?.into_inner();
             print(&c, &environment);
+        }
+        EnvironmentsCommand::Rollback {
+            key,
+            at,
+            dry_run,
+            expected_version,
+        } => {
+            super::history::rollback_environment(&mut c, key, &at, dry_run, expected_version)
+                .await?;
         }
     }
     Ok(())

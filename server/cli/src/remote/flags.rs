@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InEnvironment, Outcome, every_page};
+use super::history::{HistoryCommand, Versioned, history};
 use super::output::{on_off, print_json, table, time};
 use crate::convert::{self, FlagFile};
 
@@ -100,6 +101,8 @@ pub enum FlagsCommand {
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
+    #[command(flatten)]
+    History(HistoryCommand),
     /// Delete a flag and its configuration in every environment.
     Delete {
         /// The flag's key.
@@ -202,6 +205,9 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
         }
         FlagsCommand::Stale { days } => {
             super::usage::stale(&c, environment, days).await?;
+        }
+        FlagsCommand::History(command) => {
+            history(&mut c, environment, Versioned::Flag, command).await?;
         }
         FlagsCommand::List {
             query,

@@ -7,6 +7,7 @@ mod contexts;
 mod environments;
 mod experiments;
 mod flags;
+mod history;
 mod keys;
 mod metrics;
 mod output;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InEnvironment, Outcome, every_page};
+use super::history::{HistoryCommand, Versioned, history};
 use super::output::{print_json, table};
 use crate::convert::{self};
 
@@ -39,6 +40,8 @@ pub enum SegmentsCommand {
         #[arg(long)]
         expected_version: Option<i64>,
     },
+    #[command(flatten)]
+    History(HistoryCommand),
     /// Delete a segment (refused while a flag or segment refers to it).
     Delete {
         /// The segment's key.
@@ -102,6 +105,9 @@ pub(crate) async fn segments(
             if all.is_empty() {
                 println!("(no segments in {environment})");
             }
+        }
+        SegmentsCommand::History(command) => {
+            history(&mut c, environment, Versioned::Segment, command).await?;
         }
         SegmentsCommand::Get { key } => {
             let segment = get_segment(&mut c, environment, &key).await?;

@@ -1,6 +1,7 @@
 //! The admin API end to end: a real server over loopback gRPC.
 
 mod costs;
+mod history;
 mod matrix;
 mod tls;
 

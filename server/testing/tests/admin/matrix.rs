@@ -72,6 +72,22 @@ fn flag_request(key: &str) -> pb::CreateFlagRequest {
     }
 }
 
+/// The flag every caller's history calls are about.
+fn shared_flag() -> pb::VersionedResource {
+    pb::VersionedResource {
+        project_key: "default".into(),
+        environment_key: "development".into(),
+        kind: pb::VersionedKind::Flag as i32,
+        key: "shared".into(),
+    }
+}
+
+fn version_one() -> pb::VersionSelector {
+    pb::VersionSelector {
+        selector: Some(pb::version_selector::Selector::Number(1)),
+    }
+}
+
 #[tokio::test]
 async fn role_by_rpc_matrix() {
     let server = TestServer::sqlite().await;
@@ -587,6 +603,76 @@ async fn role_by_rpc_matrix() {
                 .await
                 .map(drop),
             ),
+            (
+                "ListVersions",
+                Needs::Viewer,
+                a.list_versions(authed(
+                    pb::ListVersionsRequest {
+                        resource: Some(shared_flag()),
+                        page: None,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "GetVersion",
+                Needs::Viewer,
+                a.get_version(authed(
+                    pb::GetVersionRequest {
+                        resource: Some(shared_flag()),
+                        version: Some(version_one()),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "DiffVersions",
+                Needs::Viewer,
+                a.diff_versions(authed(
+                    pb::DiffVersionsRequest {
+                        resource: Some(shared_flag()),
+                        from: Some(version_one()),
+                        to: Some(version_one()),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "Rollback",
+                Needs::Editor,
+                a.rollback(authed(
+                    pb::RollbackRequest {
+                        resource: Some(shared_flag()),
+                        to: Some(version_one()),
+                        expected_version: 999,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "RollbackEnvironment",
+                Needs::Editor,
+                a.rollback_environment(authed(
+                    pb::RollbackEnvironmentRequest {
+                        project_key: p(),
+                        environment_key: d(),
+                        at: Some(prost_types::Timestamp::default()),
+                        expected_version: None,
+                        dry_run: true,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
         ];
         for (rpc, needs, result) in results {
             checked += 1;
@@ -620,7 +706,7 @@ async fn role_by_rpc_matrix() {
     }
     assert_eq!(
         checked,
-        35 * CALLERS.len(),
+        40 * CALLERS.len(),
         "every RPC of AdminService is in the matrix"
     );
     assert!(

@@ -63,6 +63,9 @@ storage_suite!(
     experiment_rollups_under_concurrent_writes,
     erasing_a_context_removes_it_from_events_and_results,
     retention_deletes_old_raw_events_and_keeps_results,
+    flag_history_and_rollback,
+    segment_history_and_rollback,
+    environment_rolls_back_as_of_a_time,
 );
 
 /// A context erased from every environment is found in no row of any table afterwards

@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 use vexil_server::storage::secrets::{generate_sdk_key, hash_secret};
 use vexil_server::storage::*;
 
+mod history;
+pub use history::*;
+
 const ACTOR: &str = "alice";
 
 /// A part of the flag model written as its JSON.

@@ -1,0 +1,439 @@
+//! History and rollback over gRPC: versions listed, shown and compared; a rollback is
+//! validated like any write and reaches a connected SDK; an environment rolls back as of a
+//! time in one write.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tonic::Code;
+use vexil_engine::{Context, SingleContext};
+use vexil_proto::model::value_to_json;
+use vexil_proto::v1 as pb;
+use vexil_proto::v1::admin_service_client::AdminServiceClient;
+use vexil_server::convert::json_to_value;
+
+use vexil_testing::{TestServer, authed, eventually_blocking, expect_code};
+
+use super::{bool_flag, serve};
+
+const ENV: &str = "production";
+
+fn flag(key: &str) -> pb::VersionedResource {
+    pb::VersionedResource {
+        project_key: "default".into(),
+        environment_key: ENV.into(),
+        kind: pb::VersionedKind::Flag as i32,
+        key: key.into(),
+    }
+}
+
+fn number(n: i64) -> Option<pb::VersionSelector> {
+    Some(pb::VersionSelector {
+        selector: Some(pb::version_selector::Selector::Number(n)),
+    })
+}
+
+fn at(ts: prost_types::Timestamp) -> Option<pb::VersionSelector> {
+    Some(pb::VersionSelector {
+        selector: Some(pb::version_selector::Selector::At(ts)),
+    })
+}
+
+type Admin = AdminServiceClient<tonic::transport::Channel>;
+
+async fn configure(admin: &mut Admin, token: &str, expected: i64, rules: Vec<pb::Rule>) -> i64 {
+    admin
+        .update_flag_configuration(authed(
+            pb::UpdateFlagConfigurationRequest {
+                project_key: "default".into(),
+                environment_key: ENV.into(),
+                key: "checkout".into(),
+                expected_version: expected,
+                configuration: Some(pb::FlagConfiguration {
+                    on: true,
+                    off_variation: Some(0),
+                    rules,
+                    fallthrough: serve(1),
+                    ..Default::default()
+                }),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .version
+}
+
+fn in_beta() -> pb::Rule {
+    pb::Rule {
+        id: "beta".into(),
+        clauses: vec![pb::Clause {
+            op: pb::Operator::SegmentMatch as i32,
+            values: vec![json_to_value(&json!("beta"))],
+            ..Default::default()
+        }],
+        serve: serve(0),
+        ..Default::default()
+    }
+}
+
+async fn history_round_trip(server: &TestServer) {
+    let token = server.root_token();
+    let mut admin = server.admin().await;
+    admin
+        .create_flag(authed(bool_flag("checkout"), &token))
+        .await
+        .unwrap();
+    admin
+        .create_segment(authed(
+            pb::CreateSegmentRequest {
+                project_key: "default".into(),
+                environment_key: ENV.into(),
+                segment: Some(pb::Segment {
+                    key: "beta".into(),
+                    included: vec![pb::SegmentTarget {
+                        context_kind: "user".into(),
+                        values: vec!["bob".into()],
+                    }],
+                    ..Default::default()
+                }),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    // v2: on for everyone; v3: except the beta segment.
+    let v2 = configure(&mut admin, &token, 1, vec![]).await;
+    let v3 = configure(&mut admin, &token, v2, vec![in_beta()]).await;
+    assert_eq!((v2, v3), (2, 3));
+
+    let listed = admin
+        .list_versions(authed(
+            pb::ListVersionsRequest {
+                resource: Some(flag("checkout")),
+                page: None,
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let numbers: Vec<i64> = listed.versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [3, 2, 1]);
+    assert!(listed.versions.iter().all(|v| v.actor == "admin"));
+    assert_eq!(listed.versions[2].action, "flag.create");
+
+    // The version in force at v2's time is v2, and holds the flag as SDKs got it.
+    let recorded_v2 = listed.versions[1].recorded_at.unwrap();
+    let shown = admin
+        .get_version(authed(
+            pb::GetVersionRequest {
+                resource: Some(flag("checkout")),
+                version: at(recorded_v2),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.version, 2);
+    let model = value_to_json(shown.model.as_ref().unwrap());
+    assert_eq!(model["key"], "checkout");
+    assert_eq!(model["on"], true);
+    assert_eq!(model["version"], 2);
+    assert_eq!(rule_count(&model), 0);
+
+    let diff = admin
+        .diff_versions(authed(
+            pb::DiffVersionsRequest {
+                resource: Some(flag("checkout")),
+                from: number(1),
+                to: number(3),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let paths: Vec<&str> = diff.differences.iter().map(|d| d.path.as_str()).collect();
+    // The model leaves out empty lists: version 1 has no "rules" at all.
+    assert_eq!(paths, ["/fallthrough/variation", "/on", "/rules"]);
+    assert_eq!(diff.differences[2].before, None, "the rules were added");
+    assert_eq!(
+        value_to_json(diff.differences[2].after.as_ref().unwrap())[0]["id"],
+        "beta"
+    );
+
+    // An SDK connected to the server sees bob get false (the beta rule), then true again
+    // when the flag is rolled back to v2.
+    let client = server.ready_client(ENV, "server", |c| c).await;
+    let bob = Context::from(SingleContext::new("user", "bob").unwrap());
+    let wait = Duration::from_secs(10);
+    eventually_blocking(wait, "bob is in the beta rule", || {
+        !client.bool_variation("checkout", &bob, true)
+    })
+    .await;
+    let rolled = admin
+        .rollback(authed(
+            pb::RollbackRequest {
+                resource: Some(flag("checkout")),
+                to: number(2),
+                expected_version: 3,
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rolled.version, 4);
+    assert_eq!(rolled.action, "flag_config.rollback");
+    assert_eq!(
+        rule_count(&value_to_json(rolled.model.as_ref().unwrap())),
+        0
+    );
+    eventually_blocking(wait, "the rollback reaches the SDK", || {
+        client.bool_variation("checkout", &bob, false)
+    })
+    .await;
+    client.close();
+
+    // Stale: ABORTED, nothing written.
+    expect_code(
+        admin
+            .rollback(authed(
+                pb::RollbackRequest {
+                    resource: Some(flag("checkout")),
+                    to: number(3),
+                    expected_version: 3,
+                },
+                &token,
+            ))
+            .await,
+        Code::Aborted,
+    );
+
+    // Version 3 refers to the segment; once it is deleted, restoring v3 is refused by the
+    // same validation as any write, naming the problem.
+    admin
+        .delete_segment(authed(
+            pb::DeleteSegmentRequest {
+                project_key: "default".into(),
+                environment_key: ENV.into(),
+                key: "beta".into(),
+                expected_version: 1,
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let refused = expect_code(
+        admin
+            .rollback(authed(
+                pb::RollbackRequest {
+                    resource: Some(flag("checkout")),
+                    to: number(3),
+                    expected_version: 4,
+                },
+                &token,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert!(refused.message().contains("beta"), "{}", refused.message());
+
+    // The environment as of v2's time: a dry run says what would change, then one write
+    // does it. The segment created before that time but deleted since cannot come back.
+    configure(&mut admin, &token, 4, vec![]).await;
+    let dry = rollback_environment(&mut admin, &token, recorded_v2, None, true).await;
+    assert!(dry.restored.is_empty(), "v5 has v2's content: {dry:?}");
+    configure(&mut admin, &token, 5, vec![in_beta_of("nobody")]).await;
+    let dry = rollback_environment(&mut admin, &token, recorded_v2, None, true).await;
+    let restored: Vec<(&str, i64)> = dry
+        .restored
+        .iter()
+        .map(|r| (r.key.as_str(), r.from_version))
+        .collect();
+    assert_eq!(restored, [("checkout", 2)]);
+    let before = admin
+        .get_version(authed(
+            pb::GetVersionRequest {
+                resource: Some(flag("checkout")),
+                version: number(6),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        before.action, "flag_config.update",
+        "a dry run writes nothing"
+    );
+    let done =
+        rollback_environment(&mut admin, &token, recorded_v2, Some(dry.version), false).await;
+    assert_eq!(done.version, dry.version + 1);
+    let newest = admin
+        .get_version(authed(
+            pb::GetVersionRequest {
+                resource: Some(flag("checkout")),
+                version: number(7),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(newest.action, "environment.rollback");
+    assert_eq!(
+        rule_count(&value_to_json(newest.model.as_ref().unwrap())),
+        0
+    );
+}
+
+async fn rollback_environment(
+    admin: &mut Admin,
+    token: &str,
+    at: prost_types::Timestamp,
+    expected_version: Option<i64>,
+    dry_run: bool,
+) -> pb::RollbackEnvironmentResponse {
+    admin
+        .rollback_environment(authed(
+            pb::RollbackEnvironmentRequest {
+                project_key: "default".into(),
+                environment_key: ENV.into(),
+                at: Some(at),
+                expected_version,
+                dry_run,
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A rule matching one user key, serving false.
+fn in_beta_of(key: &str) -> pb::Rule {
+    pb::Rule {
+        id: "one".into(),
+        clauses: vec![pb::Clause {
+            context_kind: "user".into(),
+            attribute: "key".into(),
+            op: pb::Operator::In as i32,
+            values: vec![json_to_value(&json!(key))],
+            negate: false,
+        }],
+        serve: serve(0),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_rollback_on_sqlite() {
+    let server = TestServer::sqlite().await;
+    history_round_trip(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_rollback_on_postgres() {
+    let Some(server) = TestServer::postgres().await else {
+        return;
+    };
+    history_round_trip(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_history_requests_name_the_field() {
+    let server = TestServer::sqlite().await;
+    let token = server.root_token();
+    let mut admin = server.admin().await;
+    let cases: Vec<(&str, pb::GetVersionRequest)> = vec![
+        (
+            "resource:",
+            pb::GetVersionRequest {
+                resource: None,
+                version: number(1),
+            },
+        ),
+        (
+            "resource.kind:",
+            pb::GetVersionRequest {
+                resource: Some(pb::VersionedResource {
+                    kind: pb::VersionedKind::Unspecified as i32,
+                    ..flag("x")
+                }),
+                version: number(1),
+            },
+        ),
+        (
+            "resource.key:",
+            pb::GetVersionRequest {
+                resource: Some(flag("")),
+                version: number(1),
+            },
+        ),
+        (
+            "version:",
+            pb::GetVersionRequest {
+                resource: Some(flag("x")),
+                version: None,
+            },
+        ),
+        (
+            "version.number:",
+            pb::GetVersionRequest {
+                resource: Some(flag("x")),
+                version: number(0),
+            },
+        ),
+    ];
+    for (field, request) in cases {
+        let status = expect_code(
+            admin.get_version(authed(request, &token)).await,
+            Code::InvalidArgument,
+        );
+        assert!(
+            status.message().starts_with(field),
+            "{field}: {}",
+            status.message()
+        );
+    }
+    expect_code(
+        admin
+            .get_version(authed(
+                pb::GetVersionRequest {
+                    resource: Some(flag("missing")),
+                    version: number(1),
+                },
+                &token,
+            ))
+            .await,
+        Code::NotFound,
+    );
+    let status = expect_code(
+        admin
+            .rollback_environment(authed(
+                pb::RollbackEnvironmentRequest {
+                    project_key: "default".into(),
+                    environment_key: ENV.into(),
+                    at: None,
+                    expected_version: None,
+                    dry_run: true,
+                },
+                &token,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert!(status.message().starts_with("at:"), "{}", status.message());
+    server.stop().await;
+}
+
+/// How many rules a flag model has (the model leaves out an empty list).
+fn rule_count(model: &serde_json::Value) -> usize {
+    model["rules"].as_array().map_or(0, Vec::len)
+}
