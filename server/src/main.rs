@@ -10,6 +10,7 @@ use vexil_server::live::LiveSettings;
 use vexil_server::overload::{DEFAULT_MAX_INFLIGHT_REQUESTS, StreamLimits};
 use vexil_server::rate_limit::AdminRateLimit;
 use vexil_server::server::{self, ServeOptions, Settings, TlsFiles};
+use vexil_server::services::admin::DEFAULT_SCHEDULE_INTERVAL;
 use vexil_server::services::experiments::DEFAULT_WATCH_INTERVAL;
 
 /// The Vexil feature-flag server.
@@ -100,6 +101,11 @@ struct Options {
     /// watch off on this instance.
     #[arg(long, env = "VEXIL_EXPERIMENT_WATCH_INTERVAL", default_value_t = DEFAULT_WATCH_INTERVAL.as_secs_f64(), value_parser = non_negative)]
     experiment_watch_interval: f64,
+
+    /// Seconds between two looks for due scheduled changes on this instance (whichever
+    /// instance finds one first applies it). 0 leaves them to other instances.
+    #[arg(long, env = "VEXIL_SCHEDULE_INTERVAL", default_value_t = DEFAULT_SCHEDULE_INTERVAL.as_secs_f64(), value_parser = non_negative)]
+    schedule_interval: f64,
 
     /// Log format. Levels are set with RUST_LOG (default: info).
     #[arg(long, env = "VEXIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -215,6 +221,8 @@ async fn main() -> anyhow::Result<()> {
             max_inflight_requests: options.max_inflight_requests,
             experiment_watch_interval: (options.experiment_watch_interval > 0.0)
                 .then(|| Duration::from_secs_f64(options.experiment_watch_interval)),
+            schedule_interval: (options.schedule_interval > 0.0)
+                .then(|| Duration::from_secs_f64(options.schedule_interval)),
         },
         shutdown_signal(),
     )

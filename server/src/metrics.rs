@@ -62,6 +62,9 @@ pub struct Metrics {
     /// Experiment alerts raised for the first time, by environment and kind (counted by the
     /// instance that recorded them).
     pub experiment_alerts_raised: IntCounterVec,
+    /// Due scheduled changes this instance handled, by outcome: `applied`, `failed` (no
+    /// longer valid: not applied), `taken` (another instance applied it first).
+    pub scheduled_changes: IntCounterVec,
 }
 
 impl Metrics {
@@ -193,6 +196,12 @@ impl Metrics {
                 "Experiment alerts raised for the first time, by environment and kind",
                 &["environment", "kind"],
             ),
+            scheduled_changes: counter(
+                &registry,
+                "vexil_scheduled_changes_total",
+                "Due scheduled changes handled by this instance, by outcome (applied, failed, taken)",
+                &["outcome"],
+            ),
             redis_connected,
             redis_configured,
             registry,
@@ -319,6 +328,10 @@ mod tests {
             .with_label_values(&["notice"])
             .observe(0.01);
         metrics.redis_errors.with_label_values(&["publish"]).inc();
+        metrics
+            .scheduled_changes
+            .with_label_values(&["failed"])
+            .inc();
         metrics.database_errors.with_label_values(&["load"]).inc();
         metrics
             .environment_version

@@ -250,6 +250,8 @@ pub struct ServeOptions {
     pub max_inflight_requests: usize,
     /// How often this instance watches the running experiments for alerts; `None`: never.
     pub experiment_watch_interval: Option<Duration>,
+    /// How often this instance looks for due scheduled changes; `None`: never (others do).
+    pub schedule_interval: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -260,6 +262,7 @@ impl Default for ServeOptions {
             admin_rate_limit: AdminRateLimit::default(),
             max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
             experiment_watch_interval: Some(crate::services::experiments::DEFAULT_WATCH_INTERVAL),
+            schedule_interval: Some(crate::services::admin::DEFAULT_SCHEDULE_INTERVAL),
         }
     }
 }
@@ -311,9 +314,16 @@ pub async fn serve_with(
     ));
     let sdk_auth = Arc::new(SdkAuth::new(storage.clone()));
     let auth = Authenticator::with_rate_limit(signer, storage.clone(), options.admin_rate_limit);
-    let admin =
-        AdminServiceServer::new(Admin::new(storage.clone(), auth.clone()).with_hub(hub.clone()))
-            .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let admin_api = Admin::new(storage.clone(), auth.clone()).with_hub(hub.clone());
+    // Applies scheduled changes as they fall due; stops with the server.
+    let _scheduler = options.schedule_interval.map(|interval| {
+        AbortOnDrop(tokio::spawn(
+            admin_api
+                .clone()
+                .run_scheduled_changes(metrics.clone(), interval),
+        ))
+    });
+    let admin = AdminServiceServer::new(admin_api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let experiment_api = ExperimentApi::new(storage.clone(), auth).with_hub(hub.clone());
     // Watches the running experiments for alerts; stops with the server.
     let _experiment_watch = options.experiment_watch_interval.map(|interval| {

@@ -945,3 +945,80 @@ fn history_is_listed_compared_and_rolled_back() {
     let flag = server.json(&["flags", "get", "checkout", "--json"]);
     assert_eq!(flag["configurations"][0]["on"], true);
 }
+
+#[test]
+fn changes_are_scheduled_listed_cancelled_and_applied() {
+    let server = Server::start();
+    let file = server.file("flag.json", FLAG);
+    server.ok(&["flags", "create", "--file", &file]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let in_an_hour = (now + 3600).to_string();
+
+    let out = server.ok(&[
+        "flags",
+        "schedule",
+        "checkout",
+        "--at",
+        &in_an_hour,
+        "on",
+        "--comment",
+        "launch",
+    ]);
+    assert!(
+        out.contains("turn on flag checkout in development"),
+        "{out}"
+    );
+    let listed = server.json(&["flags", "scheduled", "--json"]);
+    assert_eq!(listed[0]["state"], "pending");
+    assert_eq!(listed[0]["edit"], json!({ "on": true }));
+    assert_eq!(listed[0]["comment"], "launch");
+    let id = listed[0]["id"].as_i64().expect("an id").to_string();
+    let out = server.ok(&["flags", "unschedule", &id]);
+    assert!(out.contains("(cancelled)"), "{out}");
+    let (code, _, err) = server.run(&["flags", "unschedule", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("FAILED_PRECONDITION"), "{err}");
+    let (code, _, err) = server.run(&["flags", "schedule", "checkout", "--at", &in_an_hour]);
+    assert_eq!(code, 2, "on, off or a file is required: {err}");
+
+    // Due at once: the server applies it within its scheduling interval.
+    let file_form = server.file(
+        "scheduled.json",
+        &server.ok(&["flags", "get", "checkout", "--file-form"]),
+    );
+    server.ok(&[
+        "flags",
+        "schedule",
+        "checkout",
+        "--at",
+        "2020-01-01",
+        "--file",
+        &file_form,
+    ]);
+    server.ok(&["flags", "schedule", "checkout", "--at", "2020-01-01", "on"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let listed = server.json(&["flags", "scheduled", "checkout", "--json"]);
+        let applied = listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|x| x["state"] == "applied")
+            .count();
+        if applied == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not applied: {listed}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let flag = server.json(&["flags", "get", "checkout", "--json"]);
+    assert_eq!(flag["configurations"][0]["on"], true);
+    let out = server.ok(&["flags", "scheduled", "--pending"]);
+    assert_eq!(out.lines().count(), 1, "only the header: {out}");
+}

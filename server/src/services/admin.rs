@@ -9,6 +9,9 @@
 //! stored.
 
 mod history;
+mod schedule;
+
+pub use schedule::{Applied, DEFAULT_SCHEDULE_INTERVAL};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -1208,6 +1211,32 @@ impl AdminService for Admin {
     ) -> Reply<pb::RollbackEnvironmentResponse> {
         let (caller, req) = self.caller(request).await?;
         self.rollback_whole_environment(caller, req).await
+    }
+
+    // ----- scheduled changes (see `schedule.rs`) --------------------------------------------
+
+    async fn schedule_change(
+        &self,
+        request: Request<pb::ScheduleChangeRequest>,
+    ) -> Reply<pb::ScheduledChange> {
+        let (caller, req) = self.caller(request).await?;
+        self.schedule(caller, req).await
+    }
+
+    async fn list_scheduled_changes(
+        &self,
+        request: Request<pb::ListScheduledChangesRequest>,
+    ) -> Reply<pb::ListScheduledChangesResponse> {
+        let (caller, req) = self.caller(request).await?;
+        self.list_scheduled(caller, req).await
+    }
+
+    async fn cancel_scheduled_change(
+        &self,
+        request: Request<pb::CancelScheduledChangeRequest>,
+    ) -> Reply<pb::ScheduledChange> {
+        let (caller, req) = self.caller(request).await?;
+        self.cancel_scheduled(caller, req).await
     }
 }
 

@@ -18,6 +18,8 @@ pub enum ResourceKind {
     Experiment,
     /// A recorded version of a flag's configuration or of a segment.
     Version,
+    /// A change of a flag's configuration scheduled for a time.
+    ScheduledChange,
     /// A context of the events (only in the audit log of an erasure).
     Context,
 }
@@ -36,6 +38,7 @@ impl ResourceKind {
             ResourceKind::Metric => "metric",
             ResourceKind::Experiment => "experiment",
             ResourceKind::Version => "version",
+            ResourceKind::ScheduledChange => "scheduled_change",
             ResourceKind::Context => "context",
         }
     }

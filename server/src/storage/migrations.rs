@@ -67,6 +67,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "history",
         include_str!("../../migrations/0010_history.sql"),
     ),
+    (
+        11,
+        "scheduled changes",
+        include_str!("../../migrations/0011_scheduled_changes.sql"),
+    ),
 ];
 
 /// From the Postgres text to the SQLite one, applied in this order. SQLite's rowid alias is
@@ -189,6 +194,10 @@ mod tests {
         (
             "05c134c8860a4e92550169ada06723f7eda05339589363289ea32e4745c4f99d50a0c57a39e88a4562db49934a4687a6",
             "05c134c8860a4e92550169ada06723f7eda05339589363289ea32e4745c4f99d50a0c57a39e88a4562db49934a4687a6",
+        ),
+        (
+            "48417c9c8a9780c4460052fdecc314327b3dd525e199e9c27848402f0e441680f573af430b51f5c42127819c8b5c9c3a",
+            "98995524d24d93b77bfe245d5c555c6014765eb562c07f06b43017feb393d5d6eed1007d5252f32b659c78d959d0e17e",
         ),
     ];
 

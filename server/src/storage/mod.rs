@@ -39,6 +39,7 @@ mod migrations;
 mod privacy;
 mod projects;
 mod ruleset;
+mod scheduled;
 pub mod secrets;
 mod segments;
 mod types;
@@ -63,6 +64,7 @@ pub use events::{HOUR_MILLIS, hour_of};
 pub use experiments::*;
 pub use history::{EnvironmentAsOf, FlagVersion, SegmentVersion, Skipped, VersionAt};
 pub use privacy::{ErasedContext, PurgedEvents, erased_context_label};
+pub use scheduled::{NewScheduledChange, ScheduleState, ScheduledChange, ScheduledEdit};
 pub use types::*;
 
 /// Which engine a [`Storage`] runs on.

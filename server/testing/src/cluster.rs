@@ -21,17 +21,32 @@ pub struct Cluster {
 impl Cluster {
     /// One instance on a fresh SQLite database.
     pub async fn sqlite(live: LiveSettings) -> Cluster {
-        Cluster::start(TestDatabase::sqlite(), 1, live).await
+        Cluster::start(TestDatabase::sqlite(), 1, live, ServerOptions::default()).await
     }
 
     /// `count` instances on a fresh Postgres database; `None` when skipping Postgres was
     /// asked for (see [`TestDatabase::postgres`]).
     pub async fn postgres(count: usize, live: LiveSettings) -> Option<Cluster> {
-        let database = TestDatabase::postgres().await?;
-        Some(Cluster::start(database, count, live).await)
+        Cluster::postgres_with(count, live, ServerOptions::default()).await
     }
 
-    async fn start(database: TestDatabase, count: usize, live: LiveSettings) -> Cluster {
+    /// Like [`Cluster::postgres`], each instance with `options` (its live settings, HTTP
+    /// port and signing secret aside).
+    pub async fn postgres_with(
+        count: usize,
+        live: LiveSettings,
+        options: ServerOptions,
+    ) -> Option<Cluster> {
+        let database = TestDatabase::postgres().await?;
+        Some(Cluster::start(database, count, live, options).await)
+    }
+
+    async fn start(
+        database: TestDatabase,
+        count: usize,
+        live: LiveSettings,
+        options: ServerOptions,
+    ) -> Cluster {
         let mut cluster = Cluster {
             instances: Vec::new(),
             database,
@@ -39,7 +54,7 @@ impl Cluster {
                 live,
                 http: true,
                 jwt_secret: Some(JWT_SECRET.into()),
-                ..ServerOptions::default()
+                ..options
             },
         };
         for _ in 0..count {

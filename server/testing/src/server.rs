@@ -41,6 +41,9 @@ pub struct ServerOptions {
     /// How often the server watches its running experiments for alerts (the server's
     /// default when not set).
     pub experiment_watch_interval: Option<std::time::Duration>,
+    /// How often the server looks for due scheduled changes (the server's default when not
+    /// set).
+    pub schedule_interval: Option<std::time::Duration>,
 }
 
 /// A running `vexil-server` on loopback (gRPC, and HTTP when asked for), in the test's
@@ -172,6 +175,11 @@ impl TestServer {
                         .experiment_watch_interval
                         .unwrap_or(vexil_server::services::experiments::DEFAULT_WATCH_INTERVAL),
                 ),
+                schedule_interval: Some(
+                    self.options
+                        .schedule_interval
+                        .unwrap_or(vexil_server::services::admin::DEFAULT_SCHEDULE_INTERVAL),
+                ),
             },
             async {
                 let _ = stopped.await;
@@ -186,6 +194,16 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             let _ = running.stop.send(());
             let _ = tokio::time::timeout(STOP_TIMEOUT, running.task).await;
+        }
+    }
+
+    /// Stops the server the way a crash would: its tasks are dropped wherever they are (the
+    /// database rolls back a transaction in flight), nothing is shut down in order. Its data
+    /// is kept for [`TestServer::restart`].
+    pub async fn crash(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.task.abort();
+            let _ = running.task.await;
         }
     }
 

@@ -10,6 +10,7 @@ use vexil_proto::v1 as pb;
 use super::client::{Client, InEnvironment, Outcome, every_page};
 use super::history::{HistoryCommand, Versioned, history};
 use super::output::{on_off, print_json, table, time};
+use super::schedule::{ScheduleCommand, schedule};
 use crate::convert::{self, FlagFile};
 
 /// `vexil flags`.
@@ -103,6 +104,8 @@ pub enum FlagsCommand {
     },
     #[command(flatten)]
     History(HistoryCommand),
+    #[command(flatten)]
+    Schedule(ScheduleCommand),
     /// Delete a flag and its configuration in every environment.
     Delete {
         /// The flag's key.
@@ -209,6 +212,7 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
         FlagsCommand::History(command) => {
             history(&mut c, environment, Versioned::Flag, command).await?;
         }
+        FlagsCommand::Schedule(command) => schedule(&mut c, environment, command).await?,
         FlagsCommand::List {
             query,
             tags,

@@ -12,6 +12,7 @@ mod keys;
 mod metrics;
 mod output;
 mod results;
+mod schedule;
 mod segments;
 mod transfer;
 mod usage;

@@ -3,6 +3,7 @@
 mod costs;
 mod history;
 mod matrix;
+mod schedule;
 mod tls;
 
 use serde_json::json;

@@ -673,6 +673,54 @@ async fn role_by_rpc_matrix() {
                 .await
                 .map(drop),
             ),
+            (
+                "ScheduleChange",
+                Needs::Editor,
+                a.schedule_change(authed(
+                    pb::ScheduleChangeRequest {
+                        project_key: p(),
+                        environment_key: d(),
+                        key: "shared".into(),
+                        // Far ahead: the matrix must not change the fixture.
+                        run_at: Some(prost_types::Timestamp {
+                            seconds: 4_102_444_800,
+                            nanos: 0,
+                        }),
+                        edit: Some(pb::schedule_change_request::Edit::On(false)),
+                        comment: String::new(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "ListScheduledChanges",
+                Needs::Viewer,
+                a.list_scheduled_changes(authed(
+                    pb::ListScheduledChangesRequest {
+                        project_key: p(),
+                        environment_key: d(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "CancelScheduledChange",
+                Needs::Editor,
+                a.cancel_scheduled_change(authed(
+                    pb::CancelScheduledChangeRequest {
+                        project_key: p(),
+                        id: 999_999,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
         ];
         for (rpc, needs, result) in results {
             checked += 1;
@@ -706,7 +754,7 @@ async fn role_by_rpc_matrix() {
     }
     assert_eq!(
         checked,
-        40 * CALLERS.len(),
+        43 * CALLERS.len(),
         "every RPC of AdminService is in the matrix"
     );
     assert!(

@@ -66,6 +66,7 @@ storage_suite!(
     flag_history_and_rollback,
     segment_history_and_rollback,
     environment_rolls_back_as_of_a_time,
+    scheduled_changes_apply_once,
 );
 
 /// A context erased from every environment is found in no row of any table afterwards

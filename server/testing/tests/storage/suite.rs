@@ -7,7 +7,9 @@ use vexil_server::storage::secrets::{generate_sdk_key, hash_secret};
 use vexil_server::storage::*;
 
 mod history;
+mod scheduled;
 pub use history::*;
+pub use scheduled::*;
 
 const ACTOR: &str = "alice";
 
