@@ -65,6 +65,9 @@ pub struct Metrics {
     /// Due scheduled changes this instance handled, by outcome: `applied`, `failed` (no
     /// longer valid: not applied), `taken` (another instance applied it first).
     pub scheduled_changes: IntCounterVec,
+    /// Due ramp steps this instance handled, by outcome: `advanced`, `paused` (the step no
+    /// longer validates), `taken` (another instance took it first).
+    pub ramp_steps: IntCounterVec,
 }
 
 impl Metrics {
@@ -202,6 +205,12 @@ impl Metrics {
                 "Due scheduled changes handled by this instance, by outcome (applied, failed, taken)",
                 &["outcome"],
             ),
+            ramp_steps: counter(
+                &registry,
+                "vexil_ramp_steps_total",
+                "Due ramp steps handled by this instance, by outcome (advanced, paused, taken)",
+                &["outcome"],
+            ),
             redis_connected,
             redis_configured,
             registry,
@@ -332,6 +341,7 @@ mod tests {
             .scheduled_changes
             .with_label_values(&["failed"])
             .inc();
+        metrics.ramp_steps.with_label_values(&["paused"]).inc();
         metrics.database_errors.with_label_values(&["load"]).inc();
         metrics
             .environment_version

@@ -1022,3 +1022,67 @@ fn changes_are_scheduled_listed_cancelled_and_applied() {
     let out = server.ok(&["flags", "scheduled", "--pending"]);
     assert_eq!(out.lines().count(), 1, "only the header: {out}");
 }
+
+#[test]
+fn ramps_are_started_listed_paused_resumed_and_cancelled() {
+    let server = Server::start();
+    let file = server.file("flag.json", FLAG);
+    server.ok(&["flags", "create", "--file", &file]);
+    let out = server.ok(&[
+        "flags",
+        "ramp",
+        "start",
+        "checkout",
+        "--variation",
+        "0",
+        "--baseline",
+        "1",
+        "--steps",
+        "10%:1h,50:2h,100",
+    ]);
+    assert!(
+        out.contains("running at step 1 of 3 (10 % get variation 0)"),
+        "{out}"
+    );
+    let ramps = server.json(&["flags", "ramp", "list", "--json"]);
+    assert_eq!(ramps[0]["state"], "running");
+    assert_eq!(ramps[0]["steps"][1]["duration_seconds"], 7200.0);
+    let flag = server.json(&["flags", "get", "checkout", "--json"]);
+    assert_eq!(
+        flag["configurations"][0]["fallthrough"]["rollout"]["variations"][0],
+        json!({ "variation": 0, "weight": 10000 })
+    );
+    let id = ramps[0]["id"].as_i64().expect("an id").to_string();
+    assert!(
+        server
+            .ok(&["flags", "ramp", "pause", &id])
+            .contains("paused")
+    );
+    assert!(
+        server
+            .ok(&["flags", "ramp", "resume", &id])
+            .contains("running")
+    );
+    assert!(
+        server
+            .ok(&["flags", "ramp", "cancel", &id])
+            .contains("cancelled")
+    );
+    let (code, _, err) = server.run(&["flags", "ramp", "cancel", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("FAILED_PRECONDITION"), "{err}");
+    let (code, _, err) = server.run(&[
+        "flags",
+        "ramp",
+        "start",
+        "checkout",
+        "--variation",
+        "0",
+        "--baseline",
+        "1",
+        "--steps",
+        "10:1w",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("a duration is"), "{err}");
+}

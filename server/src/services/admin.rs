@@ -9,8 +9,10 @@
 //! stored.
 
 mod history;
+mod ramps;
 mod schedule;
 
+pub use ramps::RAMP_ACTOR;
 pub use schedule::{Applied, DEFAULT_SCHEDULE_INTERVAL};
 
 use serde::Deserialize;
@@ -1237,6 +1239,26 @@ impl AdminService for Admin {
     ) -> Reply<pb::ScheduledChange> {
         let (caller, req) = self.caller(request).await?;
         self.cancel_scheduled(caller, req).await
+    }
+
+    // ----- progressive rollouts (see `ramps.rs`) --------------------------------------------
+
+    async fn start_ramp(&self, request: Request<pb::StartRampRequest>) -> Reply<pb::Ramp> {
+        let (caller, req) = self.caller(request).await?;
+        self.start_ramp_call(caller, req).await
+    }
+
+    async fn list_ramps(
+        &self,
+        request: Request<pb::ListRampsRequest>,
+    ) -> Reply<pb::ListRampsResponse> {
+        let (caller, req) = self.caller(request).await?;
+        self.list_ramps_call(caller, req).await
+    }
+
+    async fn set_ramp_state(&self, request: Request<pb::SetRampStateRequest>) -> Reply<pb::Ramp> {
+        let (caller, req) = self.caller(request).await?;
+        self.set_ramp_state_call(caller, req).await
     }
 }
 

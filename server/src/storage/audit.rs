@@ -1,10 +1,7 @@
 //! Reading the audit log (entries are written by each change, in its transaction).
 
 use super::db::Row;
-use super::{
-    AuditEntry, AuditFilter, Page, PageRequest, QueryBuilder, Result, Storage, StorageError,
-    from_text,
-};
+use super::{AuditEntry, AuditFilter, Page, PageRequest, QueryBuilder, Result, Storage, from_text};
 
 fn entry_from_row(row: &Row) -> Result<AuditEntry> {
     let json = |index: usize, what: &str| -> Result<Option<serde_json::Value>> {
@@ -38,11 +35,8 @@ impl Storage {
             "SELECT id, at, actor, action, resource_kind, resource_key, project_key, \
              environment_key, before_json, after_json FROM audit_log WHERE 1 = 1",
         );
-        if let Some(cursor) = &page.cursor {
-            let before_id: i64 = cursor
-                .parse()
-                .map_err(|_| StorageError::InvalidArgument("bad page cursor".into()))?;
-            let c = q.arg(before_id);
+        if page.cursor.is_some() {
+            let c = q.arg(page.number_cursor(i64::MAX)?);
             q.push(&format!(" AND id < {c}"));
         }
         for (column, value) in [

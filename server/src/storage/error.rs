@@ -20,6 +20,8 @@ pub enum ResourceKind {
     Version,
     /// A change of a flag's configuration scheduled for a time.
     ScheduledChange,
+    /// A progressive rollout of a flag in an environment.
+    Ramp,
     /// A context of the events (only in the audit log of an erasure).
     Context,
 }
@@ -39,6 +41,7 @@ impl ResourceKind {
             ResourceKind::Experiment => "experiment",
             ResourceKind::Version => "version",
             ResourceKind::ScheduledChange => "scheduled_change",
+            ResourceKind::Ramp => "ramp",
             ResourceKind::Context => "context",
         }
     }

@@ -274,16 +274,6 @@ fn segment_version_from_row(row: &Row) -> Result<SegmentVersion> {
     })
 }
 
-/// The version cursor of a history page: versions below it.
-fn version_cursor(page: &PageRequest) -> Result<i64> {
-    match &page.cursor {
-        None => Ok(i64::MAX),
-        Some(text) => text
-            .parse()
-            .map_err(|_| StorageError::InvalidArgument("bad page cursor".into())),
-    }
-}
-
 /// One kind of resource's history, and how to read it.
 struct History<T> {
     columns: &'static str,
@@ -318,7 +308,7 @@ impl<T> History<T> {
         T: HasVersion,
     {
         let limit = page.effective_limit();
-        let below = version_cursor(page)?;
+        let below = page.number_cursor(i64::MAX)?;
         let sql = format!(
             "SELECT {} FROM {} WHERE {} = $1 AND {} = $2 AND v.version < $3 \
              ORDER BY v.version DESC LIMIT $4",

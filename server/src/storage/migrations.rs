@@ -72,6 +72,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "scheduled changes",
         include_str!("../../migrations/0011_scheduled_changes.sql"),
     ),
+    (
+        12,
+        "rollout ramps",
+        include_str!("../../migrations/0012_rollout_ramps.sql"),
+    ),
 ];
 
 /// From the Postgres text to the SQLite one, applied in this order. SQLite's rowid alias is
@@ -198,6 +203,10 @@ mod tests {
         (
             "48417c9c8a9780c4460052fdecc314327b3dd525e199e9c27848402f0e441680f573af430b51f5c42127819c8b5c9c3a",
             "98995524d24d93b77bfe245d5c555c6014765eb562c07f06b43017feb393d5d6eed1007d5252f32b659c78d959d0e17e",
+        ),
+        (
+            "08e17a92652dc02c0dc3c7f84fe00f7e28ea9f52d95888515f562f3cf2911a24e9909d7a150c4a3cfc6a6cba364ddf21",
+            "c6fcd254d3b95bc6c87f00a582b826942cf33c62cc971c2c6575da10ef2eabe6364b9bcfafb0547b2488a32bf87ad898",
         ),
     ];
 

@@ -38,6 +38,7 @@ mod keys;
 mod migrations;
 mod privacy;
 mod projects;
+mod ramps;
 mod ruleset;
 mod scheduled;
 pub mod secrets;
@@ -64,6 +65,7 @@ pub use events::{HOUR_MILLIS, hour_of};
 pub use experiments::*;
 pub use history::{EnvironmentAsOf, FlagVersion, SegmentVersion, Skipped, VersionAt};
 pub use privacy::{ErasedContext, PurgedEvents, erased_context_label};
+pub use ramps::{NewRamp, Ramp, RampMove, RampState, RampStep, serve_at};
 pub use scheduled::{NewScheduledChange, ScheduleState, ScheduledChange, ScheduledEdit};
 pub use types::*;
 

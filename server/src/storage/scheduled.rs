@@ -234,12 +234,7 @@ impl Storage {
         page: &PageRequest,
     ) -> Result<Page<ScheduledChange>> {
         let limit = page.effective_limit();
-        let after: i64 = match &page.cursor {
-            None => 0,
-            Some(text) => text
-                .parse()
-                .map_err(|_| StorageError::InvalidArgument("bad page cursor".into()))?,
-        };
+        let after = page.number_cursor(0)?;
         let mut tx = self.read().await?;
         super::projects::fetch_env(&mut tx, project, env).await?;
         let sql = format!(

@@ -424,6 +424,16 @@ impl PageRequest {
         }
     }
 
+    /// The cursor of a list paged by a number (an id, a version): `first` on the first page.
+    pub(crate) fn number_cursor(&self, first: i64) -> super::Result<i64> {
+        match &self.cursor {
+            None => Ok(first),
+            Some(text) => text
+                .parse()
+                .map_err(|_| super::StorageError::InvalidArgument("bad page cursor".into())),
+        }
+    }
+
     pub(crate) fn effective_limit(&self) -> i64 {
         i64::from(match self.limit {
             0 => Self::DEFAULT_LIMIT,

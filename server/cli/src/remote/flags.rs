@@ -10,6 +10,7 @@ use vexil_proto::v1 as pb;
 use super::client::{Client, InEnvironment, Outcome, every_page};
 use super::history::{HistoryCommand, Versioned, history};
 use super::output::{on_off, print_json, table, time};
+use super::ramps::{RampCommand, ramp};
 use super::schedule::{ScheduleCommand, schedule};
 use crate::convert::{self, FlagFile};
 
@@ -106,6 +107,11 @@ pub enum FlagsCommand {
     History(HistoryCommand),
     #[command(flatten)]
     Schedule(ScheduleCommand),
+    /// Progressive rollouts of the flag's fallthrough: start, list, pause, resume, cancel.
+    Ramp {
+        #[command(subcommand)]
+        command: RampCommand,
+    },
     /// Delete a flag and its configuration in every environment.
     Delete {
         /// The flag's key.
@@ -213,6 +219,7 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
             history(&mut c, environment, Versioned::Flag, command).await?;
         }
         FlagsCommand::Schedule(command) => schedule(&mut c, environment, command).await?,
+        FlagsCommand::Ramp { command } => ramp(&mut c, environment, command).await?,
         FlagsCommand::List {
             query,
             tags,

@@ -11,6 +11,7 @@ mod history;
 mod keys;
 mod metrics;
 mod output;
+mod ramps;
 mod results;
 mod schedule;
 mod segments;

@@ -180,7 +180,8 @@ impl Admin {
         Ok(Response::new(scheduled_to_proto(&cancelled)))
     }
 
-    /// Applies the due changes every `interval` until the task is dropped.
+    /// Applies the due changes and takes the due ramp steps every `interval` until the task
+    /// is dropped.
     pub async fn run_scheduled_changes(self, metrics: Metrics, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -188,6 +189,9 @@ impl Admin {
             ticker.tick().await;
             if let Err(err) = self.apply_due_changes(&metrics, now_millis()).await {
                 tracing::warn!(error = %err, "scheduled changes round failed");
+            }
+            if let Err(err) = self.advance_due_ramps(&metrics, now_millis()).await {
+                tracing::warn!(error = %err, "ramp round failed");
             }
         }
     }

@@ -3,6 +3,7 @@
 mod costs;
 mod history;
 mod matrix;
+mod ramps;
 mod schedule;
 mod tls;
 

@@ -709,6 +709,56 @@ async fn role_by_rpc_matrix() {
                 .map(drop),
             ),
             (
+                "StartRamp",
+                Needs::Editor,
+                a.start_ramp(authed(
+                    pb::StartRampRequest {
+                        project_key: p(),
+                        environment_key: d(),
+                        key: "shared".into(),
+                        variation: 1,
+                        baseline: 0,
+                        steps: vec![pb::RampStep {
+                            percent: 100.0,
+                            duration: None,
+                        }],
+                        // Stale: the matrix must not change the fixture.
+                        expected_version: 999,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "ListRamps",
+                Needs::Viewer,
+                a.list_ramps(authed(
+                    pb::ListRampsRequest {
+                        project_key: p(),
+                        environment_key: d(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "SetRampState",
+                Needs::Editor,
+                a.set_ramp_state(authed(
+                    pb::SetRampStateRequest {
+                        project_key: p(),
+                        id: 999_999,
+                        state: pb::RampState::Paused as i32,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
                 "CancelScheduledChange",
                 Needs::Editor,
                 a.cancel_scheduled_change(authed(
@@ -754,7 +804,7 @@ async fn role_by_rpc_matrix() {
     }
     assert_eq!(
         checked,
-        43 * CALLERS.len(),
+        46 * CALLERS.len(),
         "every RPC of AdminService is in the matrix"
     );
     assert!(

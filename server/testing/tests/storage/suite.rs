@@ -7,8 +7,10 @@ use vexil_server::storage::secrets::{generate_sdk_key, hash_secret};
 use vexil_server::storage::*;
 
 mod history;
+mod ramps;
 mod scheduled;
 pub use history::*;
+pub use ramps::*;
 pub use scheduled::*;
 
 const ACTOR: &str = "alice";

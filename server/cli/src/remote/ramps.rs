@@ -1,0 +1,246 @@
+//! `vexil flags ramp`: progressive rollouts of a flag's fallthrough, advanced by the server.
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use serde_json::{Value, json};
+use vexil_proto::v1 as pb;
+
+use super::client::{Client, Outcome, every_page};
+use super::output::{print_json, table, time};
+
+/// `vexil flags ramp …`.
+#[derive(Debug, Subcommand)]
+pub enum RampCommand {
+    /// Start a ramp: the flag's fallthrough serves VARIATION to a growing percentage of
+    /// contexts, the rest keeping BASELINE, step after step. A context served VARIATION at
+    /// one step keeps it at every later one.
+    Start {
+        /// The flag's key.
+        key: String,
+        /// The index of the variation rolled out.
+        #[arg(long)]
+        variation: u32,
+        /// The index of the variation every other context keeps.
+        #[arg(long)]
+        baseline: u32,
+        /// The steps, as PERCENT:DURATION separated by commas, the last at 100 (its duration
+        /// may be left out): `1:1h,5:1h,25:2h,100`. Durations in s, m, h or d.
+        #[arg(long)]
+        steps: String,
+        /// The configuration version the ramp is based on; fetched when not given.
+        #[arg(long)]
+        expected_version: Option<i64>,
+    },
+    /// List the environment's ramps (of one flag when a key is given).
+    List {
+        /// Only this flag's.
+        key: Option<String>,
+    },
+    /// Pause a running ramp: its step keeps the time it had left.
+    Pause {
+        /// The ramp's id (from `vexil flags ramp list`).
+        id: i64,
+    },
+    /// Resume a paused ramp.
+    Resume {
+        /// The ramp's id.
+        id: i64,
+    },
+    /// Cancel a ramp in progress: the flag stays at the step it is at.
+    Cancel {
+        /// The ramp's id.
+        id: i64,
+    },
+}
+
+/// `90s`, `30m`, `1h`, `2d`, or seconds.
+fn parse_duration(text: &str) -> anyhow::Result<prost_types::Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&text[..i], &text[i..]),
+        None => (text, "s"),
+    };
+    let factor = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return Err(anyhow!("{text:?}: a duration is a number and s, m, h or d")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow!("{text:?}: a duration is a number and s, m, h or d"))?;
+    let millis = (value * factor * 1000.0).round() as i64;
+    Ok(prost_types::Duration {
+        seconds: millis / 1000,
+        nanos: ((millis % 1000) * 1_000_000) as i32,
+    })
+}
+
+fn parse_steps(text: &str) -> anyhow::Result<Vec<pb::RampStep>> {
+    text.split(',')
+        .map(|part| {
+            let (percent, duration) = part.split_once(':').unwrap_or((part, "0"));
+            let percent: f64 = percent
+                .trim()
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| anyhow!("--steps: {part:?} does not start with a percentage"))?;
+            Ok(pb::RampStep {
+                percent,
+                duration: Some(parse_duration(duration)?),
+            })
+        })
+        .collect()
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::RampState::try_from(state) {
+        Ok(pb::RampState::Running) => "running",
+        Ok(pb::RampState::Paused) => "paused",
+        Ok(pb::RampState::Completed) => "completed",
+        Ok(pb::RampState::Cancelled) => "cancelled",
+        _ => "unknown",
+    }
+}
+
+fn seconds(d: Option<&prost_types::Duration>) -> f64 {
+    d.map_or(0.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9)
+}
+
+fn ramp_json(r: &pb::Ramp) -> Value {
+    json!({
+        "id": r.id,
+        "environment": r.environment_key,
+        "flag": r.flag_key,
+        "variation": r.variation,
+        "baseline": r.baseline,
+        "steps": r.steps.iter().map(|s| json!({
+            "percent": s.percent, "duration_seconds": seconds(s.duration.as_ref())
+        })).collect::<Vec<_>>(),
+        "state": state_name(r.state),
+        "step": r.step,
+        "percent": r.steps.get(r.step as usize).map(|s| s.percent),
+        "step_started_at": time(r.step_started_at.as_ref()),
+        "next_step_at": r.next_step_at.as_ref().map(|t| time(Some(t))),
+        "created_by": r.created_by,
+    })
+}
+
+fn print_ramp(c: &Client, r: &pb::Ramp) {
+    if c.json {
+        print_json(&ramp_json(r));
+        return;
+    }
+    let percent = r.steps.get(r.step as usize).map_or(0.0, |s| s.percent);
+    println!(
+        "ramp {} of flag {} in {}: {} at step {} of {} ({percent} % get variation {}){}",
+        r.id,
+        r.flag_key,
+        r.environment_key,
+        state_name(r.state),
+        r.step + 1,
+        r.steps.len(),
+        r.variation,
+        match &r.next_step_at {
+            Some(at) => format!(", next step at {}", time(Some(at))),
+            None => String::new(),
+        }
+    );
+}
+
+pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand) -> Outcome {
+    let project = c.project.clone();
+    let state = |id: i64, state: pb::RampState| pb::SetRampStateRequest {
+        project_key: project.clone(),
+        id,
+        state: state as i32,
+    };
+    let request = match command {
+        RampCommand::Start {
+            key,
+            variation,
+            baseline,
+            steps,
+            expected_version,
+        } => {
+            let steps = parse_steps(&steps)?;
+            let expected_version = match expected_version {
+                Some(v) => v,
+                None => c.flag_in(&key, environment).await?.1.version,
+            };
+            let request = c.req(pb::StartRampRequest {
+                project_key: c.project.clone(),
+                environment_key: environment.to_owned(),
+                key,
+                variation,
+                baseline,
+                steps,
+                expected_version,
+            })?;
+            let started = c.admin.start_ramp(request).await?.into_inner();
+            print_ramp(c, &started);
+            return Ok(());
+        }
+        RampCommand::List { key } => {
+            let all = every_page(|page| {
+                let request = c.req(pb::ListRampsRequest {
+                    project_key: c.project.clone(),
+                    environment_key: environment.to_owned(),
+                    key: key.clone().unwrap_or_default(),
+                    page: Some(page),
+                });
+                let mut service = c.admin.clone();
+                async move {
+                    let page = service.list_ramps(request?).await?.into_inner();
+                    Ok((page.ramps, page.next_page_token))
+                }
+            })
+            .await?;
+            if c.json {
+                print_json(&Value::Array(all.iter().map(ramp_json).collect()));
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|r| {
+                    let percent = r.steps.get(r.step as usize).map_or(0.0, |s| s.percent);
+                    vec![
+                        r.id.to_string(),
+                        r.flag_key.clone(),
+                        state_name(r.state).to_owned(),
+                        format!("{percent} %"),
+                        time(r.next_step_at.as_ref()),
+                    ]
+                })
+                .collect();
+            table(&["ID", "FLAG", "STATE", "AT", "NEXT STEP"], &rows);
+            return Ok(());
+        }
+        RampCommand::Pause { id } => state(id, pb::RampState::Paused),
+        RampCommand::Resume { id } => state(id, pb::RampState::Running),
+        RampCommand::Cancel { id } => state(id, pb::RampState::Cancelled),
+    };
+    let request = c.req(request)?;
+    let moved = c.admin.set_ramp_state(request).await?.into_inner();
+    print_ramp(c, &moved);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_and_durations_are_read() {
+        let steps = parse_steps("1%:1h,5:30m,25:90s,100").unwrap();
+        let read: Vec<(f64, i64)> = steps
+            .iter()
+            .map(|s| (s.percent, s.duration.unwrap().seconds))
+            .collect();
+        assert_eq!(read, [(1.0, 3600), (5.0, 1800), (25.0, 90), (100.0, 0)]);
+        assert_eq!(parse_duration("1.5d").unwrap().seconds, 129_600);
+        assert!(parse_steps("x:1h").is_err());
+        assert!(parse_duration("3w").is_err());
+    }
+}
