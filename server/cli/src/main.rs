@@ -19,6 +19,12 @@ use vexil_engine::{Ruleset, ValueKind};
     about = "Validate and evaluate Vexil flag files, and administer a Vexil server"
 )]
 struct Cli {
+    /// Where the server is and how to talk to it: global options, accepted before or after
+    /// the subcommand.
+    #[command(flatten)]
+    conn: remote::Connection,
+    #[command(flatten)]
+    env: remote::EnvironmentArg,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +83,12 @@ enum Command {
     Experiments(Box<remote::ExperimentsArgs>),
     /// Define the project's metrics, measured by experiments.
     Metrics(remote::MetricsArgs),
+    /// Print a completion script for a shell, e.g. `vexil completions bash >
+    /// /etc/bash_completion.d/vexil`, or `source <(vexil completions zsh)`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -205,22 +217,35 @@ fn command() -> clap::Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let result = match cli.command {
-        Command::Flags(args) => return remote::run(remote::Remote::Flags(args)),
-        Command::Segments(args) => return remote::run(remote::Remote::Segments(args)),
-        Command::Keys(args) => return remote::run(remote::Remote::Keys(args)),
-        Command::Environments(args) => return remote::run(remote::Remote::Environments(args)),
-        Command::Audit(args) => return remote::run(remote::Remote::Audit(args)),
-        Command::Contexts(args) => return remote::run(remote::Remote::Contexts(args)),
-        Command::Export(args) => return remote::run(remote::Remote::Export(args)),
-        Command::Import(args) => return remote::run(remote::Remote::Import(args)),
-        Command::Experiments(args) => return remote::run(remote::Remote::Experiments(args)),
-        Command::Metrics(args) => return remote::run(remote::Remote::Metrics(args)),
-        Command::Validate { ruleset } => validate(&ruleset),
+    let given = given_on_command_line(&matches, "environment");
+    let remote = match cli.command {
+        Command::Flags(args) => remote::Remote::Flags(args),
+        Command::Segments(args) => remote::Remote::Segments(args),
+        Command::Keys(args) => remote::Remote::Keys(args),
+        Command::Environments(args) => remote::Remote::Environments(args),
+        Command::Audit(args) => remote::Remote::Audit(args),
+        Command::Contexts(args) => remote::Remote::Contexts(args),
+        Command::Export(args) => remote::Remote::Export(args),
+        Command::Import(args) => remote::Remote::Import(args),
+        Command::Experiments(args) => remote::Remote::Experiments(args),
+        Command::Metrics(args) => remote::Remote::Metrics(args),
+        Command::Completions { shell } => {
+            // Written at once, so that a closed pipe is an error, not a panic.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "vexil", &mut script);
+            return finish(
+                std::io::stdout()
+                    .write_all(&script)
+                    .map(|()| ExitCode::SUCCESS)
+                    .map_err(Into::into),
+            );
+        }
+        Command::Validate { ruleset } => return finish(validate(&ruleset)),
         Command::Eval {
             ruleset,
             flag,
@@ -228,15 +253,39 @@ fn main() -> ExitCode {
             contexts,
             default,
             r#type,
-        } => eval(
-            &ruleset,
-            &flag,
-            context.as_deref(),
-            contexts.as_deref(),
-            &default,
-            r#type,
-        ),
+        } => {
+            return finish(eval(
+                &ruleset,
+                &flag,
+                context.as_deref(),
+                contexts.as_deref(),
+                &default,
+                r#type,
+            ));
+        }
     };
+    let environment = remote::Environment {
+        name: &cli.env.environment,
+        given,
+    };
+    remote::run(cli.conn, environment, remote)
+}
+
+/// Whether the global option `id` was written on the command line (before or after the
+/// subcommand), rather than taken from the environment or its default.
+fn given_on_command_line(matches: &clap::ArgMatches, id: &str) -> bool {
+    let mut level = Some(matches);
+    while let Some(m) = level {
+        if m.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            return true;
+        }
+        level = m.subcommand().map(|(_, sub)| sub);
+    }
+    false
+}
+
+/// The exit code of an offline command; its error, if any, on standard error.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -1086,3 +1086,42 @@ fn ramps_are_started_listed_paused_resumed_and_cancelled() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("a duration is"), "{err}");
 }
+
+#[test]
+fn global_options_go_before_or_after_the_subcommand() {
+    let server = Server::start();
+    let file = server.file("flag.json", FLAG);
+    server.ok(&["flags", "create", "--file", &file]);
+    server.ok(&["-e", "production", "flags", "toggle", "checkout", "on"]);
+    let before = server.json(&["--json", "-e", "production", "flags", "get", "checkout"]);
+    let after = server.json(&["flags", "get", "checkout", "-e", "production", "--json"]);
+    assert_eq!(before, after);
+    assert_eq!(before["configurations"][0]["environment"], "production");
+    assert_eq!(before["configurations"][0]["on"], true);
+    // The audit log filters by environment only when -e is given, wherever it is.
+    let everywhere = server.json(&["--json", "audit", "list"]);
+    let production = server.json(&["-e", "production", "--json", "audit", "list"]);
+    let everywhere = everywhere.as_array().expect("a list");
+    let production = production.as_array().expect("a list");
+    assert!(production.len() < everywhere.len());
+    assert!(
+        production.iter().all(|e| e["environment"] == "production"),
+        "{production:?}"
+    );
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_vexil"))
+            .args(["completions", shell])
+            .output()
+            .expect("run vexil");
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            script.contains("vexil") && script.contains("rollback"),
+            "{shell}: {script}"
+        );
+    }
+}

@@ -29,22 +29,24 @@ pub enum AuditCommand {
         /// Only entries before this time (RFC 3339, a date, or epoch seconds).
         #[arg(long)]
         until: Option<String>,
-        /// Only entries of this environment (no default: every environment).
-        #[arg(short = 'e', long)]
-        environment: Option<String>,
         /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
 }
 
-pub(crate) async fn audit(mut c: Client, command: AuditCommand) -> Outcome {
+/// `environment`: only entries of this one, when `-e` was given on the command line (no
+/// default, and VEXIL_ENVIRONMENT is not read: every environment).
+pub(crate) async fn audit(
+    mut c: Client,
+    environment: Option<&str>,
+    command: AuditCommand,
+) -> Outcome {
     let AuditCommand::List {
         resource,
         actor,
         since,
         until,
-        environment,
         limit,
     } = command;
     let (resource_kind, resource_key) = match resource.as_deref() {
@@ -72,7 +74,7 @@ pub(crate) async fn audit(mut c: Client, command: AuditCommand) -> Outcome {
                 page_token: page_token.clone(),
             }),
             project_key: c.project.clone(),
-            environment_key: environment.clone().unwrap_or_default(),
+            environment_key: environment.unwrap_or_default().to_owned(),
             resource_kind: resource_kind.clone(),
             resource_key: resource_key.clone(),
             actor: actor.clone().unwrap_or_default(),

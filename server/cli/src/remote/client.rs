@@ -170,22 +170,16 @@ impl Client {
     }
 }
 
-/// A command run in one environment: where the server is, the environment, what to do.
+/// A command run in one environment (`-e`, a global option like those of [`Connection`]).
 #[derive(Debug, Args)]
 pub struct InEnvironment<C: Subcommand> {
-    #[command(flatten)]
-    pub(crate) conn: Connection,
-    #[command(flatten)]
-    pub(crate) env: EnvironmentArg,
     #[command(subcommand)]
     pub(crate) command: C,
 }
 
-/// A command on the whole project: where the server is, what to do.
+/// A command on the whole project.
 #[derive(Debug, Args)]
 pub struct InProject<C: Subcommand> {
-    #[command(flatten)]
-    pub(crate) conn: Connection,
     #[command(subcommand)]
     pub(crate) command: C,
 }

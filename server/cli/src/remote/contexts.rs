@@ -22,22 +22,20 @@ pub enum ContextsCommand {
         /// The context's kind.
         #[arg(long, default_value = "user")]
         kind: String,
-        /// Only this environment (no default, and VEXIL_ENVIRONMENT is not read: every
-        /// environment of the project).
-        #[arg(short = 'e', long)]
-        environment: Option<String>,
     },
 }
 
-pub(crate) async fn contexts(mut c: Client, command: ContextsCommand) -> Outcome {
-    let ContextsCommand::Erase {
-        key,
-        kind,
-        environment,
-    } = command;
+/// `environment`: only this one, when `-e` was given on the command line (no default, and
+/// VEXIL_ENVIRONMENT is not read: every environment of the project).
+pub(crate) async fn contexts(
+    mut c: Client,
+    environment: Option<&str>,
+    command: ContextsCommand,
+) -> Outcome {
+    let ContextsCommand::Erase { key, kind } = command;
     let request = c.req(pb::EraseContextRequest {
         project_key: c.project.clone(),
-        environment_key: environment.unwrap_or_default(),
+        environment_key: environment.unwrap_or_default().to_owned(),
         context_kind: kind,
         context_key: key,
     })?;

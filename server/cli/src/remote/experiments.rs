@@ -388,8 +388,7 @@ async fn version_of(
     }
 }
 
-pub async fn experiments(c: Client, args: ExperimentsArgs) -> Outcome {
-    let environment = args.env.environment.as_str();
+pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) -> Outcome {
     let mut svc = c.experiments();
     match args.command {
         ExperimentsCommand::Create(create) => {

@@ -32,6 +32,8 @@ use std::process::ExitCode;
 
 use tonic::Code;
 
+pub use client::{Connection, EnvironmentArg};
+
 use client::{Client, Failure, Outcome};
 
 /// A command that talks to the server.
@@ -49,8 +51,16 @@ pub enum Remote {
     Metrics(metrics::MetricsArgs),
 }
 
-/// Runs a remote command; every failure is printed on standard error and exits 1.
-pub fn run(command: Remote) -> ExitCode {
+/// The environment a command works in, and whether it was named on the command line (the
+/// audit log and erasure filter by it only then).
+pub struct Environment<'a> {
+    pub name: &'a str,
+    pub given: bool,
+}
+
+/// Runs a remote command against the server `conn` names, in `environment` where the
+/// command works in one; every failure is printed on standard error and exits 1.
+pub fn run(conn: Connection, environment: Environment<'_>, command: Remote) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -61,19 +71,7 @@ pub fn run(command: Remote) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let conn = match &command {
-        Remote::Flags(a) => a.conn.clone(),
-        Remote::Environments(a) => a.conn.clone(),
-        Remote::Segments(a) => a.conn.clone(),
-        Remote::Keys(a) => a.conn.clone(),
-        Remote::Audit(a) => a.conn.clone(),
-        Remote::Contexts(a) => a.conn.clone(),
-        Remote::Export(a) => a.conn.clone(),
-        Remote::Import(a) => a.conn.clone(),
-        Remote::Experiments(a) => a.conn.clone(),
-        Remote::Metrics(a) => a.conn.clone(),
-    };
-    match runtime.block_on(dispatch(command)) {
+    match runtime.block_on(dispatch(&conn, environment, command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Status(status)) => {
             let message = status.message().trim();
@@ -102,47 +100,21 @@ pub fn run(command: Remote) -> ExitCode {
     }
 }
 
-async fn dispatch(command: Remote) -> Outcome {
+async fn dispatch(conn: &Connection, env: Environment<'_>, command: Remote) -> Outcome {
+    let client = Client::connect(conn).await?;
+    let (environment, filter) = (env.name, env.given.then_some(env.name));
     match command {
-        Remote::Flags(a) => {
-            let client = Client::connect(&a.conn).await?;
-            flags::flags(client, &a.env.environment, a.command).await
-        }
-        Remote::Environments(a) => {
-            let client = Client::connect(&a.conn).await?;
-            environments::environments(client, a.command).await
-        }
-        Remote::Segments(a) => {
-            let client = Client::connect(&a.conn).await?;
-            segments::segments(client, &a.env.environment, a.command).await
-        }
-        Remote::Keys(a) => {
-            let client = Client::connect(&a.conn).await?;
-            keys::keys(client, &a.env.environment, a.command).await
-        }
-        Remote::Audit(a) => {
-            let client = Client::connect(&a.conn).await?;
-            audit::audit(client, a.command).await
-        }
-        Remote::Contexts(a) => {
-            let client = Client::connect(&a.conn).await?;
-            contexts::contexts(client, a.command).await
-        }
-        Remote::Export(a) => {
-            let client = Client::connect(&a.conn).await?;
-            transfer::export(client, &a.env.environment, a.output.as_deref()).await
-        }
+        Remote::Flags(a) => flags::flags(client, environment, a.command).await,
+        Remote::Environments(a) => environments::environments(client, a.command).await,
+        Remote::Segments(a) => segments::segments(client, environment, a.command).await,
+        Remote::Keys(a) => keys::keys(client, environment, a.command).await,
+        Remote::Audit(a) => audit::audit(client, filter, a.command).await,
+        Remote::Contexts(a) => contexts::contexts(client, filter, a.command).await,
+        Remote::Export(a) => transfer::export(client, environment, a.output.as_deref()).await,
         Remote::Import(a) => {
-            let client = Client::connect(&a.conn).await?;
-            transfer::import(client, &a.env.environment, &a.file, a.expected_version).await
+            transfer::import(client, environment, &a.file, a.expected_version).await
         }
-        Remote::Experiments(a) => {
-            let client = Client::connect(&a.conn).await?;
-            experiments::experiments(client, *a).await
-        }
-        Remote::Metrics(a) => {
-            let client = Client::connect(&a.conn).await?;
-            metrics::metrics(client, a).await
-        }
+        Remote::Experiments(a) => experiments::experiments(client, environment, *a).await,
+        Remote::Metrics(a) => metrics::metrics(client, a).await,
     }
 }

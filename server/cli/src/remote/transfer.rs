@@ -7,16 +7,12 @@ use clap::Args;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Connection, EnvironmentArg, Outcome};
+use super::client::{Client, Outcome};
 use super::output::print_json;
 use crate::convert::{self};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    #[command(flatten)]
-    pub(crate) conn: Connection,
-    #[command(flatten)]
-    pub(crate) env: EnvironmentArg,
     /// Write the ruleset to this file instead of standard output.
     #[arg(long, short = 'o')]
     pub(crate) output: Option<PathBuf>,
@@ -24,10 +20,6 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    #[command(flatten)]
-    pub(crate) conn: Connection,
-    #[command(flatten)]
-    pub(crate) env: EnvironmentArg,
     /// A ruleset file: {"flags": [...], "segments": [...]}.
     pub(crate) file: PathBuf,
     /// The environment version the import is based on; any when not given.
