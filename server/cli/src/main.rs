@@ -83,6 +83,10 @@ enum Command {
     Experiments(Box<remote::ExperimentsArgs>),
     /// Define the project's metrics, measured by experiments.
     Metrics(remote::MetricsArgs),
+    /// Manage the server's projects.
+    Projects(remote::ProjectsArgs),
+    /// Manage the admin tokens that may call the server, and their roles per project.
+    Tokens(remote::TokensArgs),
     /// Print a completion script for a shell, e.g. `vexil completions bash >
     /// /etc/bash_completion.d/vexil`, or `source <(vexil completions zsh)`.
     Completions {
@@ -234,6 +238,8 @@ fn main() -> ExitCode {
         Command::Import(args) => remote::Remote::Import(args),
         Command::Experiments(args) => remote::Remote::Experiments(args),
         Command::Metrics(args) => remote::Remote::Metrics(args),
+        Command::Projects(args) => remote::Remote::Projects(args),
+        Command::Tokens(args) => remote::Remote::Tokens(args),
         Command::Completions { shell } => {
             // Written at once, so that a closed pipe is an error, not a panic.
             let mut script = Vec::new();

@@ -1125,3 +1125,68 @@ fn completions_are_printed_for_each_shell() {
         );
     }
 }
+
+#[test]
+fn projects_and_admin_tokens_are_managed() {
+    let server = Server::start();
+    let out = server.ok(&["projects", "create", "shop", "--name", "Shop"]);
+    assert!(out.contains("shop") && out.contains("Shop"), "{out}");
+    server.ok(&[
+        "projects",
+        "update",
+        "shop",
+        "--description",
+        "the web shop",
+    ]);
+    let shop = server.json(&["projects", "get", "shop", "--json"]);
+    assert_eq!(shop["description"], "the web shop");
+    assert_eq!(shop["name"], "Shop", "what is not given stays");
+    let all = server.json(&["projects", "list", "--json"]);
+    assert!(find(&all, "key", "default").is_some() && find(&all, "key", "shop").is_some());
+
+    // A token with the viewer role on shop: it reads shop and nothing else.
+    let created = server.json(&[
+        "tokens",
+        "create",
+        "carol",
+        "--role",
+        "shop=viewer",
+        "--description",
+        "read only",
+        "--json",
+    ]);
+    let secret = created["secret"].as_str().expect("a secret").to_owned();
+    let id = created["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        created["roles"],
+        json!([{ "project": "shop", "role": "viewer" }])
+    );
+    let (code, out, err) = server.run_as(Some(&secret), &["projects", "get", "shop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = server.run_as(
+        Some(&secret),
+        &["--project", "shop", "environments", "create", "qa"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("PERMISSION_DENIED"), "{err}");
+    server.ok(&["tokens", "roles", &id, "--role", "shop=admin"]);
+    let (code, out, err) = server.run_as(
+        Some(&secret),
+        &["--project", "shop", "environments", "create", "qa"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let out = server.ok(&["tokens", "list"]);
+    assert!(out.contains("carol") && out.contains("shop=admin"), "{out}");
+    server.ok(&["tokens", "revoke", &id]);
+    let (code, _, err) = server.run_as(Some(&secret), &["projects", "get", "shop"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("UNAUTHENTICATED"), "{err}");
+    let (code, _, err) = server.run(&["tokens", "create", "dave", "--role", "shop=owner"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not a role"), "{err}");
+
+    server.ok(&["projects", "delete", "shop"]);
+    let (code, _, err) = server.run(&["projects", "get", "shop"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+}

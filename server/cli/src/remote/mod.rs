@@ -11,6 +11,7 @@ mod history;
 mod keys;
 mod metrics;
 mod output;
+mod projects;
 mod ramps;
 mod results;
 mod schedule;
@@ -25,6 +26,7 @@ pub use experiments::ExperimentsArgs;
 pub use flags::FlagsArgs;
 pub use keys::KeysArgs;
 pub use metrics::MetricsArgs;
+pub use projects::{ProjectsArgs, TokensArgs};
 pub use segments::SegmentsArgs;
 pub use transfer::{ExportArgs, ImportArgs};
 
@@ -49,6 +51,8 @@ pub enum Remote {
     Import(transfer::ImportArgs),
     Experiments(Box<experiments::ExperimentsArgs>),
     Metrics(metrics::MetricsArgs),
+    Projects(projects::ProjectsArgs),
+    Tokens(projects::TokensArgs),
 }
 
 /// The environment a command works in, and whether it was named on the command line (the
@@ -116,5 +120,7 @@ async fn dispatch(conn: &Connection, env: Environment<'_>, command: Remote) -> O
         }
         Remote::Experiments(a) => experiments::experiments(client, environment, *a).await,
         Remote::Metrics(a) => metrics::metrics(client, a).await,
+        Remote::Projects(a) => projects::projects(client, a.command).await,
+        Remote::Tokens(a) => projects::tokens(client, a.command).await,
     }
 }

@@ -1,0 +1,347 @@
+//! `vexil projects` and `vexil tokens`: the server's projects, and the admin tokens that
+//! may call it, with their role per project.
+
+use anyhow::{Context as _, anyhow};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use vexil_proto::v1 as pb;
+
+use super::client::{Client, InProject, Outcome, every_page};
+use super::output::{print_json, table, time};
+use crate::convert;
+
+/// `vexil projects`.
+pub type ProjectsArgs = InProject<ProjectsCommand>;
+
+/// `vexil tokens`.
+pub type TokensArgs = InProject<TokensCommand>;
+
+/// `vexil projects …`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// List the projects the token may see.
+    List,
+    /// Show one project.
+    Get {
+        /// The project's key.
+        key: String,
+    },
+    /// Create a project (needs the admin role on every project).
+    Create {
+        /// The new project's key.
+        key: String,
+        /// A name for people; the key when not given.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Free text for people.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Change a project's name or description; what is not given stays as it is.
+    Update {
+        /// The project's key.
+        key: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a project with everything in it.
+    Delete {
+        /// The project's key.
+        key: String,
+        /// The project version the deletion is based on; fetched when not given.
+        #[arg(long)]
+        expected_version: Option<i64>,
+    },
+}
+
+/// `vexil tokens …`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// List the admin tokens.
+    List {
+        /// Also list revoked tokens.
+        #[arg(long)]
+        revoked: bool,
+    },
+    /// Create an admin token; its secret is printed once and never stored.
+    Create {
+        /// Who the token is for (recorded as the actor of its changes).
+        principal: String,
+        /// A role on a project, as PROJECT=ROLE (viewer, editor or admin; `*` for every
+        /// project); repeat for several.
+        #[arg(long = "role", value_name = "PROJECT=ROLE", required = true)]
+        roles: Vec<String>,
+        /// Free text for people.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// When it stops working (RFC 3339, a date, or epoch seconds); never when not given.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Replace a token's roles.
+    Roles {
+        /// The token's id.
+        id: String,
+        /// A role as PROJECT=ROLE; repeat for several.
+        #[arg(long = "role", value_name = "PROJECT=ROLE", required = true)]
+        roles: Vec<String>,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+}
+
+fn project_json(p: &pb::Project) -> Value {
+    json!({
+        "key": p.key,
+        "name": p.name,
+        "description": p.description,
+        "version": p.version,
+        "created_at": time(p.created_at.as_ref()),
+        "updated_at": time(p.updated_at.as_ref()),
+    })
+}
+
+fn print_projects(c: &Client, projects: &[pb::Project]) {
+    if c.json {
+        print_json(&Value::Array(projects.iter().map(project_json).collect()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = projects
+        .iter()
+        .map(|p| {
+            vec![
+                p.key.clone(),
+                p.name.clone(),
+                p.version.to_string(),
+                time(p.updated_at.as_ref()),
+            ]
+        })
+        .collect();
+    table(&["KEY", "NAME", "VERSION", "UPDATED"], &rows);
+}
+
+async fn get_project(c: &mut Client, key: String) -> Outcome<pb::Project> {
+    let request = c.req(pb::GetProjectRequest { key })?;
+    Ok(c.admin.get_project(request).await?.into_inner())
+}
+
+pub(crate) async fn projects(mut c: Client, command: ProjectsCommand) -> Outcome {
+    let one = match command {
+        ProjectsCommand::List => {
+            let all = every_page(|page| {
+                let request = c.req(pb::ListProjectsRequest { page: Some(page) });
+                let mut service = c.admin.clone();
+                async move {
+                    let page = service.list_projects(request?).await?.into_inner();
+                    Ok((page.projects, page.next_page_token))
+                }
+            })
+            .await?;
+            print_projects(&c, &all);
+            return Ok(());
+        }
+        ProjectsCommand::Get { key } => get_project(&mut c, key).await?,
+        ProjectsCommand::Create {
+            key,
+            name,
+            description,
+        } => {
+            let request = c.req(pb::CreateProjectRequest {
+                key,
+                name,
+                description,
+            })?;
+            c.admin.create_project(request).await?.into_inner()
+        }
+        ProjectsCommand::Update {
+            key,
+            name,
+            description,
+        } => {
+            let current = get_project(&mut c, key.clone()).await?;
+            let request = c.req(pb::UpdateProjectRequest {
+                key,
+                expected_version: current.version,
+                name: name.unwrap_or(current.name),
+                description: description.unwrap_or(current.description),
+            })?;
+            c.admin.update_project(request).await?.into_inner()
+        }
+        ProjectsCommand::Delete {
+            key,
+            expected_version,
+        } => {
+            let expected_version = match expected_version {
+                Some(v) => v,
+                None => get_project(&mut c, key.clone()).await?.version,
+            };
+            let request = c.req(pb::DeleteProjectRequest {
+                key: key.clone(),
+                expected_version,
+            })?;
+            c.admin.delete_project(request).await?;
+            if c.json {
+                print_json(&json!({ "deleted": key }));
+            } else {
+                println!("deleted project {key}");
+            }
+            return Ok(());
+        }
+    };
+    if c.json {
+        print_json(&project_json(&one));
+    } else {
+        print_projects(&c, std::slice::from_ref(&one));
+    }
+    Ok(())
+}
+
+/// `PROJECT=ROLE` pairs as role bindings.
+fn role_bindings(roles: &[String]) -> anyhow::Result<Vec<pb::RoleBinding>> {
+    roles
+        .iter()
+        .map(|text| {
+            let (project, role) = text
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--role {text:?}: expected PROJECT=ROLE"))?;
+            let role = match role {
+                "viewer" => pb::Role::Viewer,
+                "editor" => pb::Role::Editor,
+                "admin" => pb::Role::Admin,
+                other => {
+                    return Err(anyhow!(
+                        "--role {text:?}: {other:?} is not a role (viewer, editor or admin)"
+                    ));
+                }
+            };
+            Ok(pb::RoleBinding {
+                project_key: project.to_owned(),
+                role: role as i32,
+            })
+        })
+        .collect()
+}
+
+fn role_name(role: i32) -> &'static str {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Viewer) => "viewer",
+        Ok(pb::Role::Editor) => "editor",
+        Ok(pb::Role::Admin) => "admin",
+        _ => "none",
+    }
+}
+
+fn roles_text(t: &pb::AdminToken) -> String {
+    t.roles
+        .iter()
+        .map(|r| format!("{}={}", r.project_key, role_name(r.role)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn token_json(t: &pb::AdminToken) -> Value {
+    json!({
+        "id": t.id,
+        "principal": t.principal,
+        "description": t.description,
+        "roles": t.roles.iter().map(|r| json!({
+            "project": r.project_key, "role": role_name(r.role)
+        })).collect::<Vec<_>>(),
+        "created_at": time(t.created_at.as_ref()),
+        "expires_at": t.expires_at.as_ref().map(convert::format_time),
+        "revoked_at": t.revoked_at.as_ref().map(convert::format_time),
+    })
+}
+
+fn print_token(c: &Client, t: &pb::AdminToken) {
+    if c.json {
+        print_json(&token_json(t));
+    } else {
+        println!("token {} of {}: {}", t.id, t.principal, roles_text(t));
+    }
+}
+
+pub(crate) async fn tokens(mut c: Client, command: TokensCommand) -> Outcome {
+    match command {
+        TokensCommand::List { revoked } => {
+            let request = c.req(pb::ListAdminTokensRequest {
+                include_revoked: revoked,
+            })?;
+            let tokens = c
+                .admin
+                .list_admin_tokens(request)
+                .await?
+                .into_inner()
+                .tokens;
+            if c.json {
+                print_json(&Value::Array(tokens.iter().map(token_json).collect()));
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.principal.clone(),
+                        roles_text(t),
+                        time(t.expires_at.as_ref()),
+                        time(t.revoked_at.as_ref()),
+                    ]
+                })
+                .collect();
+            table(&["ID", "PRINCIPAL", "ROLES", "EXPIRES", "REVOKED"], &rows);
+        }
+        TokensCommand::Create {
+            principal,
+            roles,
+            description,
+            expires_at,
+        } => {
+            let expires_at = match expires_at.as_deref() {
+                Some(text) => Some(convert::parse_time(text).context("--expires-at")?),
+                None => None,
+            };
+            let request = c.req(pb::CreateAdminTokenRequest {
+                principal,
+                description,
+                roles: role_bindings(&roles)?,
+                expires_at,
+            })?;
+            let created = c.admin.create_admin_token(request).await?.into_inner();
+            let token = created.token.unwrap_or_default();
+            if c.json {
+                let mut shown = token_json(&token);
+                shown["secret"] = Value::String(created.secret);
+                print_json(&shown);
+            } else {
+                print_token(&c, &token);
+                println!("secret (shown once): {}", created.secret);
+            }
+        }
+        TokensCommand::Roles { id, roles } => {
+            let request = c.req(pb::SetAdminTokenRolesRequest {
+                id,
+                roles: role_bindings(&roles)?,
+            })?;
+            let token = c.admin.set_admin_token_roles(request).await?.into_inner();
+            print_token(&c, &token);
+        }
+        TokensCommand::Revoke { id } => {
+            let request = c.req(pb::RevokeAdminTokenRequest { id })?;
+            let token = c.admin.revoke_admin_token(request).await?.into_inner();
+            if c.json {
+                print_json(&token_json(&token));
+            } else {
+                println!("revoked token {} of {}", token.id, token.principal);
+            }
+        }
+    }
+    Ok(())
+}
