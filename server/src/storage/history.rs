@@ -40,6 +40,58 @@ pub(super) struct Stamp<'a> {
     pub at: Millis,
 }
 
+impl<'a> Stamp<'a> {
+    /// The audit entry of this change to the `kind` resource `key` of an environment.
+    pub(super) fn entry(
+        self,
+        kind: ResourceKind,
+        key: &'a str,
+        project: &'a str,
+        env: &'a str,
+    ) -> Entry<'a> {
+        Entry {
+            stamp: self,
+            kind,
+            key,
+            project,
+            env,
+        }
+    }
+}
+
+/// An audit entry about a resource of an environment, written with what it was before and
+/// after the change (see [`Stamp::entry`]).
+pub(super) struct Entry<'a> {
+    stamp: Stamp<'a>,
+    kind: ResourceKind,
+    key: &'a str,
+    project: &'a str,
+    env: &'a str,
+}
+
+impl Entry<'_> {
+    pub(super) async fn write<T: Serialize>(
+        self,
+        tx: &mut Tx,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> Result<()> {
+        AuditRecord {
+            actor: self.stamp.actor,
+            action: self.stamp.action,
+            kind: self.kind,
+            key: self.key,
+            project: Some(self.project),
+            environment: Some(self.env),
+            before: before.and_then(super::to_audit),
+            after: after.and_then(super::to_audit),
+            at: self.stamp.at,
+        }
+        .write(tx)
+        .await
+    }
+}
+
 const RECORD_FLAGS: &str = "INSERT INTO flag_versions (environment_id, flag_id, version, \
      recorded_at, actor, action, variations, client_side, archived, is_on, off_variation, \
      targets, rules, fallthrough, prerequisites, salt) \

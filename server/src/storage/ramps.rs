@@ -16,8 +16,8 @@ use super::flags::{fetch_config, rewrite_config};
 use super::history::Stamp;
 use super::projects::paginate_by_key;
 use super::{
-    AuditRecord, FlagConfig, Millis, Page, PageRequest, ResourceKind, Result, Serve, Storage,
-    StorageError, bump_env, from_text, not_found, to_audit, to_text,
+    FlagConfig, Millis, Page, PageRequest, ResourceKind, Result, Serve, Storage, StorageError,
+    bump_env, from_text, not_found, to_text,
 };
 use vexil_engine::model::{Rollout, WeightedVariation};
 
@@ -245,11 +245,26 @@ impl Storage {
             expected_version,
             before.version,
         )?;
+        // One ramp in progress per flag and environment, whatever the new one's steps (the
+        // unique index covers only ramps stored in progress; a single step is stored done).
+        let active = tx
+            .fetch_optional(
+                "SELECT r.id FROM rollout_ramps r JOIN flags f ON f.id = r.flag_id \
+                 WHERE r.environment_id = $1 AND f.key = $2 AND r.state IN ('running', 'paused')",
+                args![bumped.id, &new.flag_key],
+            )
+            .await?;
+        if active.is_some() {
+            return Err(StorageError::AlreadyExists {
+                kind: ResourceKind::Ramp,
+                key: new.flag_key.clone(),
+            });
+        }
         let row = tx
             .fetch_optional(
                 "INSERT INTO rollout_ramps (environment_id, flag_id, variation, baseline, steps, \
                  state, step, step_started_at, created_by, created_at, updated_at) \
-                 SELECT $1, f.id, $3, $4, $5, 'running', 0, $6, $7, $6, $6 FROM flags f \
+                 SELECT $1, f.id, $3, $4, $5, $8, 0, $6, $7, $6, $6 FROM flags f \
                  JOIN environments e ON e.project_id = f.project_id \
                  WHERE e.id = $1 AND f.key = $2 RETURNING id",
                 args![
@@ -259,7 +274,13 @@ impl Storage {
                     i64::try_from(new.baseline).unwrap_or(i64::MAX),
                     to_text(&new.steps),
                     now,
-                    actor
+                    actor,
+                    // A single step (100 % at once) is done as soon as it is written.
+                    if new.steps.len() == 1 {
+                        RampState::Completed.as_str()
+                    } else {
+                        RampState::Running.as_str()
+                    }
                 ],
             )
             .await
@@ -467,17 +488,12 @@ impl Storage {
 }
 
 async fn audit(tx: &mut Tx, stamp: Stamp<'_>, after: &Ramp, before: Option<&Ramp>) -> Result<()> {
-    AuditRecord {
-        actor: stamp.actor,
-        action: stamp.action,
-        kind: ResourceKind::Ramp,
-        key: &after.id.to_string(),
-        project: Some(&after.project_key),
-        environment: Some(&after.environment_key),
-        before: before.and_then(to_audit),
-        after: to_audit(after),
-        at: stamp.at,
-    }
-    .write(tx)
-    .await
+    let key = after.id.to_string();
+    let entry = stamp.entry(
+        ResourceKind::Ramp,
+        &key,
+        &after.project_key,
+        &after.environment_key,
+    );
+    entry.write(tx, before, Some(after)).await
 }

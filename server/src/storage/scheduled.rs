@@ -14,8 +14,8 @@ use super::flags::{fetch_config, rewrite_config};
 use super::history::Stamp;
 use super::projects::paginate_by_key;
 use super::{
-    AuditRecord, FlagConfig, FlagConfiguration, Millis, Page, PageRequest, ResourceKind, Result,
-    Storage, StorageError, bump_env, from_text, not_found, now_millis, to_audit, to_text,
+    FlagConfig, FlagConfiguration, Millis, Page, PageRequest, ResourceKind, Result, Storage,
+    StorageError, bump_env, from_text, not_found, now_millis, to_text,
 };
 
 /// What a scheduled change does to the flag's configuration.
@@ -200,19 +200,21 @@ impl Storage {
             None => return Err(StorageError::Corrupt("insert returned no id".into())),
         };
         let created = fetch(&mut tx, project, id).await?;
-        AuditRecord {
-            actor,
-            action: "scheduled_change.create",
-            kind: ResourceKind::ScheduledChange,
-            key: &id.to_string(),
-            project: Some(project),
-            environment: Some(&created.environment_key),
-            before: None,
-            after: to_audit(&created),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        let (key, stamp) = (
+            id.to_string(),
+            Stamp {
+                actor,
+                action: "scheduled_change.create",
+                at: now,
+            },
+        );
+        let entry = stamp.entry(
+            ResourceKind::ScheduledChange,
+            &key,
+            project,
+            &created.environment_key,
+        );
+        entry.write(&mut tx, None, Some(&created)).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -278,19 +280,21 @@ impl Storage {
             )));
         }
         let after = fetch(&mut tx, project, id).await?;
-        AuditRecord {
-            actor,
-            action: "scheduled_change.cancel",
-            kind: ResourceKind::ScheduledChange,
-            key: &id.to_string(),
-            project: Some(project),
-            environment: Some(&after.environment_key),
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        let (key, stamp) = (
+            id.to_string(),
+            Stamp {
+                actor,
+                action: "scheduled_change.cancel",
+                at: now,
+            },
+        );
+        let entry = stamp.entry(
+            ResourceKind::ScheduledChange,
+            &key,
+            project,
+            &after.environment_key,
+        );
+        entry.write(&mut tx, Some(&before), Some(&after)).await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -342,19 +346,8 @@ impl Storage {
             args![change.id, after.version],
         )
         .await?;
-        AuditRecord {
-            actor: stamp.actor,
-            action: stamp.action,
-            kind: ResourceKind::FlagConfig,
-            key,
-            project: Some(project),
-            environment: Some(env),
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: stamp.at,
-        }
-        .write(&mut tx)
-        .await?;
+        let entry = stamp.entry(ResourceKind::FlagConfig, key, project, env);
+        entry.write(&mut tx, Some(&before), Some(&after)).await?;
         tx.commit().await?;
         self.notify(project, std::slice::from_ref(&bumped));
         Ok(after)
@@ -369,19 +362,19 @@ impl Storage {
             return Ok(false);
         }
         let after = fetch(&mut tx, &change.project_key, change.id).await?;
-        AuditRecord {
+        let stamp = Stamp {
             actor: &change.created_by,
             action: "scheduled_change.fail",
-            kind: ResourceKind::ScheduledChange,
-            key: &change.id.to_string(),
-            project: Some(&change.project_key),
-            environment: Some(&change.environment_key),
-            before: to_audit(change),
-            after: to_audit(&after),
             at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        };
+        let (project, key) = (change.project_key.as_str(), change.id.to_string());
+        let entry = stamp.entry(
+            ResourceKind::ScheduledChange,
+            &key,
+            project,
+            &change.environment_key,
+        );
+        entry.write(&mut tx, Some(change), Some(&after)).await?;
         tx.commit().await?;
         Ok(true)
     }

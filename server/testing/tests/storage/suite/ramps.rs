@@ -224,9 +224,13 @@ pub async fn ramps_advance_on_a_clock_the_test_controls(s: Storage) {
         serve_at(0, 1, 10.0)
     );
     assert!(s.due_ramps(T0 + 100 * HOUR).await.unwrap().is_empty());
-    s.start_ramp(ACTOR, "p", &ramp_of("g", &[100.0]), 2, T0 + 2)
+    // A single step is 100 % at once: completed as it starts.
+    let (at_once, config) = s
+        .start_ramp(ACTOR, "p", &ramp_of("g", &[100.0]), 2, T0 + 2)
         .await
         .unwrap();
+    assert_eq!(at_once.state, RampState::Completed);
+    assert_eq!(config.configuration.fallthrough, Serve::variation(0));
     let listed = s
         .list_ramps("p", "dev", Some("g"), &PageRequest::default())
         .await
