@@ -233,6 +233,50 @@ pub fn audit_entry(a: &storage::AuditEntry) -> pb::AuditEntry {
     }
 }
 
+// ----- experiments ----------------------------------------------------------------------------
+
+pub fn metric_kind_to_proto(kind: storage::MetricKind) -> i32 {
+    (match kind {
+        storage::MetricKind::Conversion => pb::MetricKind::Conversion,
+        storage::MetricKind::Count => pb::MetricKind::Count,
+        storage::MetricKind::Sum => pb::MetricKind::Sum,
+        storage::MetricKind::Mean => pb::MetricKind::Mean,
+        storage::MetricKind::Ratio => pb::MetricKind::Ratio,
+        storage::MetricKind::Quantile => pb::MetricKind::Quantile,
+    }) as i32
+}
+
+pub fn direction_to_proto(direction: storage::MetricDirection) -> i32 {
+    (match direction {
+        storage::MetricDirection::Increase => pb::MetricDirection::Increase,
+        storage::MetricDirection::Decrease => pb::MetricDirection::Decrease,
+    }) as i32
+}
+
+/// A metric definition as its message.
+pub fn metric(m: &storage::Metric) -> pb::Metric {
+    pb::Metric {
+        project_key: m.project_key.clone(),
+        key: m.key.clone(),
+        name: m.name.clone(),
+        description: m.description.clone(),
+        event_name: m.event_name.clone(),
+        kind: metric_kind_to_proto(m.kind),
+        version: m.version,
+        created_at: Some(timestamp(m.created_at)),
+        denominator_event_name: m.denominator_event_name.clone(),
+        quantile: m.quantile,
+    }
+}
+
+/// An experiment's use of a metric as its message.
+pub fn experiment_metric(m: &storage::ExperimentMetric) -> pb::ExperimentMetric {
+    pb::ExperimentMetric {
+        metric_key: m.metric_key.clone(),
+        direction: direction_to_proto(m.direction),
+    }
+}
+
 /// A page request from the wire: an empty token is the first page.
 pub fn page_request(page: Option<&pb::PageRequest>) -> storage::PageRequest {
     match page {

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod browser;
 pub mod convert;
+pub mod experiment_results;
 pub mod http;
 pub mod key_view;
 pub mod limits;

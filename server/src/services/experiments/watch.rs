@@ -13,7 +13,8 @@ use std::time::Duration;
 use tonic::Status;
 use vexil_proto::v1 as pb;
 
-use super::{ExperimentApi, compute_results, stop_plan};
+use super::{ExperimentApi, stop_plan};
+use crate::experiment_results::compute_results;
 use crate::metrics::Metrics;
 use crate::storage::{Experiment, ExperimentAlertRecord, now_millis};
 
