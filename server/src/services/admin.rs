@@ -76,6 +76,19 @@ impl Admin {
         Ok((caller, request.into_inner()))
     }
 
+    /// A flag's project-level fields and its configuration in one environment: what a
+    /// change of that configuration is checked against.
+    async fn flag_in(
+        &self,
+        project: &str,
+        env: &str,
+        key: &str,
+    ) -> Result<(storage::Flag, storage::FlagConfig), Status> {
+        let flag = self.storage.get_flag(project, key).await?;
+        let config = self.storage.get_flag_config(project, env, key).await?;
+        Ok((flag, config))
+    }
+
     async fn environment_keys(&self, project: &str) -> Result<Vec<String>, Status> {
         Ok(self
             .storage

@@ -378,21 +378,4 @@ impl Storage {
         tx.commit().await?;
         Ok(true)
     }
-
-    /// The flag a scheduled change is about, with its current configuration: what the
-    /// change is checked against before it is applied.
-    pub async fn scheduled_target(
-        &self,
-        change: &ScheduledChange,
-    ) -> Result<(super::Flag, FlagConfig)> {
-        let flag = self.get_flag(&change.project_key, &change.flag_key).await?;
-        let config = self
-            .get_flag_config(
-                &change.project_key,
-                &change.environment_key,
-                &change.flag_key,
-            )
-            .await?;
-        Ok((flag, config))
-    }
 }

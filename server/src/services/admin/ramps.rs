@@ -108,10 +108,8 @@ impl Admin {
             steps: steps_from_proto(&req.steps)?,
         };
         new.check()?;
-        let flag = self.storage.get_flag(&req.project_key, &req.key).await?;
-        let config = self
-            .storage
-            .get_flag_config(&req.project_key, &req.environment_key, &req.key)
+        let (flag, config) = self
+            .flag_in(&req.project_key, &req.environment_key, &req.key)
             .await?;
         let mut first = config.configuration.clone();
         first.fallthrough =
@@ -223,10 +221,8 @@ impl Admin {
         let project = ramp.project_key.as_str();
         let mut attempt = 0;
         loop {
-            let flag = self.storage.get_flag(project, &ramp.flag_key).await?;
-            let config = self
-                .storage
-                .get_flag_config(project, &ramp.environment_key, &ramp.flag_key)
+            let (flag, config) = self
+                .flag_in(project, &ramp.environment_key, &ramp.flag_key)
                 .await?;
             let mut next = config.configuration.clone();
             next.fallthrough = ramp.serve_at(ramp.step + 1);

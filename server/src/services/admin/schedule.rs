@@ -108,22 +108,7 @@ impl Admin {
         };
         // Refused now if it would not validate now.
         let (flag, config) = self
-            .storage
-            .scheduled_target(&ScheduledChange {
-                id: 0,
-                project_key: req.project_key.clone(),
-                environment_key: new.environment_key.clone(),
-                flag_key: new.flag_key.clone(),
-                run_at,
-                edit: new.edit.clone(),
-                comment: String::new(),
-                created_by: String::new(),
-                created_at: 0,
-                state: ScheduleState::Pending,
-                finished_at: None,
-                applied_version: None,
-                outcome: String::new(),
-            })
+            .flag_in(&req.project_key, &req.environment_key, &req.key)
             .await?;
         if flag.archived {
             return Err(Status::failed_precondition(format!(
@@ -232,7 +217,9 @@ impl Admin {
         let project = change.project_key.as_str();
         let mut attempt = 0;
         loop {
-            let (flag, config) = self.storage.scheduled_target(change).await?;
+            let (flag, config) = self
+                .flag_in(project, &change.environment_key, &change.flag_key)
+                .await?;
             let checked = if flag.archived {
                 Err(Status::failed_precondition(format!(
                     "flag `{}` is archived",
