@@ -253,6 +253,30 @@ pub fn direction_to_proto(direction: storage::MetricDirection) -> i32 {
     }) as i32
 }
 
+/// A metric as an experiment or a ramp's guard measures it, from its message at `field`.
+pub fn experiment_metric_from_proto(
+    metric: &pb::ExperimentMetric,
+    field: &str,
+) -> Result<storage::ExperimentMetric, Status> {
+    crate::limits::key(&format!("{field}.metric_key"), &metric.metric_key)?;
+    let direction = match pb::MetricDirection::try_from(metric.direction) {
+        Ok(pb::MetricDirection::Unspecified | pb::MetricDirection::Increase) => {
+            storage::MetricDirection::Increase
+        }
+        Ok(pb::MetricDirection::Decrease) => storage::MetricDirection::Decrease,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "{field}.direction: unknown direction {}",
+                metric.direction
+            )));
+        }
+    };
+    Ok(storage::ExperimentMetric {
+        metric_key: metric.metric_key.clone(),
+        direction,
+    })
+}
+
 /// A metric definition as its message.
 pub fn metric(m: &storage::Metric) -> pb::Metric {
     pb::Metric {

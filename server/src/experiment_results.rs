@@ -1,15 +1,147 @@
 //! The results of an experiment: its aggregates read from the roll-ups, compared variation
 //! by variation with the statistics engine (fixed-horizon, always-valid and Bayesian readings,
 //! CUPED, ratio and quantile metrics), and the alerts that are safe to act on at any time.
-//! The experiment API answers with them; the watch of running experiments acts on them.
+//! The experiment API answers with them; the watch of running experiments acts on them. A
+//! guarded ramp is read the same way, as an experiment of its baseline against its variation.
 
 use tonic::Status;
 use vexil_proto::v1 as pb;
 
 use crate::convert;
 use crate::storage::{
-    self, Experiment, HOUR_MILLIS, MetricDirection, MetricKind, Storage, now_millis,
+    self, Experiment, ExperimentMetric, ExperimentSpec, ExperimentStatus, HOUR_MILLIS,
+    MetricDirection, MetricKind, Ramp, Storage, WeightedVariation, now_millis,
 };
+
+/// Contexts per side a ramp guard's always-valid test is tuned for: its confidence
+/// sequence is narrowest there, so a regression shows early in a ramp's first steps.
+const GUARD_TUNED_FOR_CONTEXTS: u64 = 1_000;
+
+/// The definitions of `metrics` (each with the request field naming it), in their order;
+/// INVALID_ARGUMENT naming the field for a metric the project does not have.
+pub(crate) async fn metric_definitions(
+    storage: &Storage,
+    project: &str,
+    metrics: &[(String, &ExperimentMetric)],
+) -> Result<Vec<storage::Metric>, Status> {
+    let mut out = Vec::new();
+    for (field, metric) in metrics {
+        match storage.get_metric(project, &metric.metric_key).await {
+            Ok(m) => out.push(m),
+            Err(storage::StorageError::NotFound {
+                kind: storage::ResourceKind::Metric,
+                ..
+            }) => {
+                return Err(Status::invalid_argument(format!(
+                    "{field}: project `{project}` has no metric `{}`",
+                    metric.metric_key
+                )));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// The definitions of a ramp guard's metrics, in their order.
+pub(crate) async fn guard_definitions(
+    storage: &Storage,
+    project: &str,
+    guard: &storage::RampGuard,
+) -> Result<Vec<storage::Metric>, Status> {
+    let fields = guard
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (format!("guard.metrics[{i}].metric_key"), m))
+        .collect::<Vec<_>>();
+    metric_definitions(storage, project, &fields).await
+}
+
+/// A guarded ramp's guardrails compared up to `until`: the baseline as control, the rolled-out
+/// variation as treatment, every metric a guardrail tested two-sided at the guard's alpha
+/// divided among its metrics (Bonferroni), so that the guard as a whole keeps its false-alarm
+/// rate. Its GUARDRAIL_REGRESSED alerts are the regressions. The split changes at every step,
+/// so there is no sample-ratio check; contexts served both sides are excluded, as in any
+/// experiment.
+pub(crate) async fn ramp_results(
+    storage: &Storage,
+    ramp: &Ramp,
+    definitions: &[storage::Metric],
+    until: storage::Millis,
+) -> Result<pb::ExperimentResults, Status> {
+    let (Some(guard), Some(key)) = (&ramp.guard, ramp.experiment_key()) else {
+        return Err(Status::failed_precondition(format!(
+            "ramp {} has no guard",
+            ramp.id
+        )));
+    };
+    let whole = vexil_engine::model::TOTAL_WEIGHT;
+    let weight = u32::try_from(ramp.weight()).unwrap_or(whole).min(whole);
+    let side = |variation: usize, weight: u32| WeightedVariation {
+        variation: u32::try_from(variation).unwrap_or(u32::MAX),
+        weight,
+    };
+    let alpha = guard.alpha / guard.metrics.len().max(1) as f64;
+    let x = Experiment {
+        project_key: ramp.project_key.clone(),
+        environment_key: ramp.environment_key.clone(),
+        key,
+        status: ExperimentStatus::Running,
+        spec: ExperimentSpec {
+            name: String::new(),
+            hypothesis: String::new(),
+            flag_key: ramp.flag_key.clone(),
+            rule_id: String::new(),
+            traffic_allocation: whole,
+            layer: String::new(),
+            layer_offset: 0,
+            variations: vec![
+                side(ramp.baseline, whole - weight),
+                side(ramp.variation, weight),
+            ],
+            bucket_by: None,
+            primary_metric: guard.metrics[0].clone(),
+            guardrail_metrics: guard.metrics[1..].to_vec(),
+            alpha,
+            power: 0.8,
+            minimum_detectable_effect: 0.0,
+            baseline_mean: 0.0,
+            baseline_std_dev: None,
+            required_sample_size: GUARD_TUNED_FOR_CONTEXTS,
+            one_sided: false,
+            stop_on_guardrail_regression: false,
+            cuped_lookback_days: 0,
+        },
+        previous_serve: None,
+        decision: None,
+        version: 0,
+        created_at: ramp.created_at,
+        updated_at: ramp.updated_at,
+        started_at: Some(ramp.created_at),
+        stopped_at: None,
+    };
+    let mut results = compute_results(storage, &x, definitions, until).await?;
+    for metric in &mut results.metrics {
+        metric.primary = false;
+    }
+    results.srm_p_value = 1.0;
+    results.srm_chi_square = 0.0;
+    results.srm_detected = false;
+    results.required_sample_size = 0;
+    results.sample_collected = 0.0;
+    results.alerts = alerts_of(&results.metrics, false, 1.0, alpha);
+    Ok(results)
+}
+
+/// The first regression a ramp's results show, for people; `None` when there is none.
+pub(crate) fn ramp_regression(results: &pb::ExperimentResults) -> Option<String> {
+    results
+        .alerts
+        .iter()
+        .find(|a| a.kind == pb::ExperimentAlertKind::GuardrailRegressed as i32)
+        .map(|a| a.message.clone())
+}
 
 /// The statistics engine's analysis of a metric kind.
 pub(crate) fn stats_kind(kind: MetricKind) -> vexil_stats::MetricKind {

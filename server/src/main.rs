@@ -10,7 +10,7 @@ use vexil_server::live::LiveSettings;
 use vexil_server::overload::{DEFAULT_MAX_INFLIGHT_REQUESTS, StreamLimits};
 use vexil_server::rate_limit::AdminRateLimit;
 use vexil_server::server::{self, ServeOptions, Settings, TlsFiles};
-use vexil_server::services::admin::DEFAULT_SCHEDULE_INTERVAL;
+use vexil_server::services::admin::{DEFAULT_RAMP_GUARD_INTERVAL, DEFAULT_SCHEDULE_INTERVAL};
 use vexil_server::services::experiments::DEFAULT_WATCH_INTERVAL;
 
 /// The Vexil feature-flag server.
@@ -106,6 +106,11 @@ struct Options {
     /// instance finds one first applies it). 0 leaves them to other instances.
     #[arg(long, env = "VEXIL_SCHEDULE_INTERVAL", default_value_t = DEFAULT_SCHEDULE_INTERVAL.as_secs_f64(), value_parser = non_negative)]
     schedule_interval: f64,
+
+    /// Seconds a guarded ramp's guardrails may go unread between its steps (they are also
+    /// read before each step). One instance with a scheduler reads them each time.
+    #[arg(long, env = "VEXIL_RAMP_GUARD_INTERVAL", default_value_t = DEFAULT_RAMP_GUARD_INTERVAL.as_secs_f64(), value_parser = positive_seconds)]
+    ramp_guard_interval: f64,
 
     /// Log format. Levels are set with RUST_LOG (default: info).
     #[arg(long, env = "VEXIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -223,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
                 .then(|| Duration::from_secs_f64(options.experiment_watch_interval)),
             schedule_interval: (options.schedule_interval > 0.0)
                 .then(|| Duration::from_secs_f64(options.schedule_interval)),
+            ramp_guard_interval: Duration::from_secs_f64(options.ramp_guard_interval),
         },
         shutdown_signal(),
     )

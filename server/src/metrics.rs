@@ -65,9 +65,13 @@ pub struct Metrics {
     /// Due scheduled changes this instance handled, by outcome: `applied`, `failed` (no
     /// longer valid: not applied), `taken` (another instance applied it first).
     pub scheduled_changes: IntCounterVec,
-    /// Due ramp steps this instance handled, by outcome: `advanced`, `paused` (the step no
-    /// longer validates), `taken` (another instance took it first).
+    /// Due ramp steps this instance handled, by outcome: `advanced`, `rolled_back` (a
+    /// guardrail regressed), `paused` (the step no longer validates), `taken` (another
+    /// instance took it first).
     pub ramp_steps: IntCounterVec,
+    /// Guarded ramps this instance rolled back because a guardrail regressed, by environment
+    /// (`project/environment`).
+    pub ramp_rollbacks: IntCounterVec,
 }
 
 impl Metrics {
@@ -208,8 +212,14 @@ impl Metrics {
             ramp_steps: counter(
                 &registry,
                 "vexil_ramp_steps_total",
-                "Due ramp steps handled by this instance, by outcome (advanced, paused, taken)",
+                "Due ramp steps handled by this instance, by outcome (advanced, rolled_back, paused, taken)",
                 &["outcome"],
+            ),
+            ramp_rollbacks: counter(
+                &registry,
+                "vexil_ramp_rollbacks_total",
+                "Guarded ramps rolled back by this instance because a guardrail regressed",
+                &["environment"],
             ),
             redis_connected,
             redis_configured,
@@ -342,6 +352,7 @@ mod tests {
             .with_label_values(&["failed"])
             .inc();
         metrics.ramp_steps.with_label_values(&["paused"]).inc();
+        metrics.ramp_rollbacks.with_label_values(&["p/e"]).inc();
         metrics.database_errors.with_label_values(&["load"]).inc();
         metrics
             .environment_version

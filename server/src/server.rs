@@ -252,6 +252,9 @@ pub struct ServeOptions {
     pub experiment_watch_interval: Option<Duration>,
     /// How often this instance looks for due scheduled changes; `None`: never (others do).
     pub schedule_interval: Option<Duration>,
+    /// How long a guarded ramp's guardrails may go unread between steps (one instance of
+    /// those with a scheduler reads them).
+    pub ramp_guard_interval: Duration,
 }
 
 impl Default for ServeOptions {
@@ -263,6 +266,7 @@ impl Default for ServeOptions {
             max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
             experiment_watch_interval: Some(crate::services::experiments::DEFAULT_WATCH_INTERVAL),
             schedule_interval: Some(crate::services::admin::DEFAULT_SCHEDULE_INTERVAL),
+            ramp_guard_interval: crate::services::admin::DEFAULT_RAMP_GUARD_INTERVAL,
         }
     }
 }
@@ -317,11 +321,11 @@ pub async fn serve_with(
     let admin_api = Admin::new(storage.clone(), auth.clone()).with_hub(hub.clone());
     // Applies scheduled changes as they fall due; stops with the server.
     let _scheduler = options.schedule_interval.map(|interval| {
-        AbortOnDrop(tokio::spawn(
-            admin_api
-                .clone()
-                .run_scheduled_changes(metrics.clone(), interval),
-        ))
+        AbortOnDrop(tokio::spawn(admin_api.clone().run_scheduled_changes(
+            metrics.clone(),
+            interval,
+            options.ramp_guard_interval,
+        )))
     });
     let admin = AdminServiceServer::new(admin_api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let experiment_api = ExperimentApi::new(storage.clone(), auth).with_hub(hub.clone());

@@ -1088,6 +1088,55 @@ fn ramps_are_started_listed_paused_resumed_and_cancelled() {
 }
 
 #[test]
+fn a_guarded_ramp_is_started_and_its_guardrails_read() {
+    let server = Server::start();
+    let file = server.file("flag.json", FLAG);
+    server.ok(&["flags", "create", "--file", &file]);
+    server.ok(&[
+        "metrics",
+        "create",
+        "retention",
+        "--event",
+        "return",
+        "--kind",
+        "conversion",
+    ]);
+    let start = |guard: &'static [&'static str]| {
+        let mut args = vec![
+            "flags",
+            "ramp",
+            "start",
+            "checkout",
+            "--variation",
+            "0",
+            "--baseline",
+            "1",
+            "--steps",
+            "10:1h,100",
+        ];
+        args.extend_from_slice(guard);
+        args
+    };
+    let out = server.ok(&start(&["--guard", "retention", "--guard-alpha", "0.01"]));
+    assert!(out.contains("guarded by retention (alpha 0.01)"), "{out}");
+    let ramps = server.json(&["flags", "ramp", "list", "--json"]);
+    let id = ramps[0]["id"].as_i64().expect("an id");
+    assert_eq!(
+        ramps[0]["guard"],
+        json!({ "metrics": [{ "metric_key": "retention", "direction": "increase" }], "alpha": 0.01 })
+    );
+    assert_eq!(ramps[0]["experiment_key"], format!("vexil-ramp-{id}"));
+    let results = server.json(&["flags", "ramp", "results", &id.to_string(), "--json"]);
+    assert_eq!(results["experiment"], format!("vexil-ramp-{id}"));
+    assert_eq!(results["metrics"][0]["metric"]["metric_key"], "retention");
+    // A metric the project does not have is refused, naming the field.
+    server.ok(&["flags", "ramp", "cancel", &id.to_string()]);
+    let (code, _, err) = server.run(&start(&["--guard", "latency:decrease"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("guard.metrics[0].metric_key"), "{err}");
+}
+
+#[test]
 fn global_options_go_before_or_after_the_subcommand() {
     let server = Server::start();
     let file = server.file("flag.json", FLAG);

@@ -13,7 +13,7 @@ mod ramps;
 mod schedule;
 
 pub use ramps::RAMP_ACTOR;
-pub use schedule::{Applied, DEFAULT_SCHEDULE_INTERVAL};
+pub use schedule::{Applied, DEFAULT_RAMP_GUARD_INTERVAL, DEFAULT_SCHEDULE_INTERVAL};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -1272,6 +1272,14 @@ impl AdminService for Admin {
     async fn set_ramp_state(&self, request: Request<pb::SetRampStateRequest>) -> Reply<pb::Ramp> {
         let (caller, req) = self.caller(request).await?;
         self.set_ramp_state_call(caller, req).await
+    }
+
+    async fn get_ramp_results(
+        &self,
+        request: Request<pb::GetRampResultsRequest>,
+    ) -> Reply<pb::ExperimentResults> {
+        let (caller, req) = self.caller(request).await?;
+        self.get_ramp_results_call(caller, req).await
     }
 }
 

@@ -31,8 +31,8 @@ use crate::ruleset_changes::{RulesetChange, RulesetChecker};
 mod watch;
 use crate::storage::{
     self, Decision, EnvGuards, Experiment, ExperimentFilter, ExperimentMetric, ExperimentSpec,
-    ExperimentStatus, ExperimentStep, FlagConfiguration, HOUR_MILLIS, MetricDirection, MetricKind,
-    NewMetric, Role, Serve, Storage, hour_of, now_millis,
+    ExperimentStatus, ExperimentStep, FlagConfiguration, HOUR_MILLIS, MetricKind, NewMetric, Role,
+    Serve, Storage, hour_of, now_millis,
 };
 pub use watch::{DEFAULT_WATCH_INTERVAL, WATCH_ACTOR};
 
@@ -97,28 +97,19 @@ impl ExperimentApi {
         project: &str,
         spec: &ExperimentSpec,
     ) -> Result<Vec<storage::Metric>, Status> {
-        let mut out = Vec::new();
-        for (i, metric) in spec.metrics().enumerate() {
-            let field = if i == 0 {
-                "experiment.primary_metric.metric_key".to_owned()
-            } else {
-                format!("experiment.guardrail_metrics[{}].metric_key", i - 1)
-            };
-            match self.storage.get_metric(project, &metric.metric_key).await {
-                Ok(m) => out.push(m),
-                Err(storage::StorageError::NotFound {
-                    kind: storage::ResourceKind::Metric,
-                    ..
-                }) => {
-                    return Err(invalid(format!(
-                        "{field}: project `{project}` has no metric `{}`",
-                        metric.metric_key
-                    )));
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Ok(out)
+        let fields: Vec<_> = spec
+            .metrics()
+            .enumerate()
+            .map(|(i, metric)| {
+                let field = if i == 0 {
+                    "experiment.primary_metric.metric_key".to_owned()
+                } else {
+                    format!("experiment.guardrail_metrics[{}].metric_key", i - 1)
+                };
+                (field, metric)
+            })
+            .collect();
+        crate::experiment_results::metric_definitions(&self.storage, project, &fields).await
     }
 
     /// Writes an experiment step that may change the flag: `plan` computes the step from
@@ -181,26 +172,12 @@ fn metric_kind_from_proto(kind: i32, field: &str) -> Result<MetricKind, Status> 
     }
 }
 
-fn direction_from_proto(direction: i32, field: &str) -> Result<MetricDirection, Status> {
-    match pb::MetricDirection::try_from(direction) {
-        Ok(pb::MetricDirection::Unspecified | pb::MetricDirection::Increase) => {
-            Ok(MetricDirection::Increase)
-        }
-        Ok(pb::MetricDirection::Decrease) => Ok(MetricDirection::Decrease),
-        Err(_) => Err(invalid(format!("{field}: unknown direction {direction}"))),
-    }
-}
-
 fn experiment_metric(
     metric: Option<&pb::ExperimentMetric>,
     field: &str,
 ) -> Result<ExperimentMetric, Status> {
     let metric = metric.ok_or_else(|| invalid(format!("{field}: required")))?;
-    limits::key(&format!("{field}.metric_key"), &metric.metric_key)?;
-    Ok(ExperimentMetric {
-        metric_key: metric.metric_key.clone(),
-        direction: direction_from_proto(metric.direction, &format!("{field}.direction"))?,
-    })
+    convert::experiment_metric_from_proto(metric, field)
 }
 
 /// A finite number in an open interval, with a default for 0.
@@ -714,6 +691,12 @@ impl ExperimentService for ExperimentApi {
         caller.require(&x.project_key, Role::Editor)?;
         limits::key("experiment.environment_key", &x.environment_key)?;
         limits::key("experiment.key", &x.key)?;
+        if x.key.starts_with(storage::RAMP_EXPERIMENT_PREFIX) {
+            return Err(invalid(format!(
+                "experiment.key: keys starting with `{}` are the guarded ramps'",
+                storage::RAMP_EXPERIMENT_PREFIX
+            )));
+        }
         limits::key("experiment.flag_key", &x.flag_key)?;
         let flag = match self.storage.get_flag(&x.project_key, &x.flag_key).await {
             Err(storage::StorageError::NotFound {

@@ -77,6 +77,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "rollout ramps",
         include_str!("../../migrations/0012_rollout_ramps.sql"),
     ),
+    (
+        13,
+        "guarded ramps",
+        include_str!("../../migrations/0013_guarded_ramps.sql"),
+    ),
 ];
 
 /// From the Postgres text to the SQLite one, applied in this order. SQLite's rowid alias is
@@ -207,6 +212,10 @@ mod tests {
         (
             "08e17a92652dc02c0dc3c7f84fe00f7e28ea9f52d95888515f562f3cf2911a24e9909d7a150c4a3cfc6a6cba364ddf21",
             "c6fcd254d3b95bc6c87f00a582b826942cf33c62cc971c2c6575da10ef2eabe6364b9bcfafb0547b2488a32bf87ad898",
+        ),
+        (
+            "ddbb16f387bcdd042d59b228fc49a19c8b36a42e43f8862f5e0ef9cf3d2f2fd04fc4e37d14eb8017ae039aa8c3f8990d",
+            "ddbb16f387bcdd042d59b228fc49a19c8b36a42e43f8862f5e0ef9cf3d2f2fd04fc4e37d14eb8017ae039aa8c3f8990d",
         ),
     ];
 

@@ -65,7 +65,10 @@ pub use events::{HOUR_MILLIS, hour_of};
 pub use experiments::*;
 pub use history::{EnvironmentAsOf, FlagVersion, SegmentVersion, Skipped, VersionAt};
 pub use privacy::{ErasedContext, PurgedEvents, erased_context_label};
-pub use ramps::{NewRamp, Ramp, RampMove, RampState, RampStep, serve_at};
+pub use ramps::{
+    MAX_GUARD_METRICS, NewRamp, RAMP_EXPERIMENT_PREFIX, Ramp, RampGuard, RampMove, RampState,
+    RampStep, serve_at,
+};
 pub use scheduled::{NewScheduledChange, ScheduleState, ScheduledChange, ScheduledEdit};
 pub use types::*;
 

@@ -8,6 +8,11 @@
 //!
 //! Advancing a step is one transaction that moves the ramp's step with a conditional update
 //! and writes the flag, so whichever instance finds it due first advances it, once.
+//!
+//! A guarded ramp also tags its rollout as an experiment ([`Ramp::experiment_key`]), so that
+//! SDKs report which contexts were served which side; the server compares guardrail metrics
+//! between the two sides and rolls the flag back to the baseline on a regression
+//! ([`Storage::roll_back_ramp`]). The tag changes no context's bucket.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,10 +21,26 @@ use super::flags::{fetch_config, rewrite_config};
 use super::history::Stamp;
 use super::projects::paginate_by_key;
 use super::{
-    FlagConfig, Millis, Page, PageRequest, ResourceKind, Result, Serve, Storage, StorageError,
-    bump_env, from_text, not_found, to_text,
+    ExperimentMetric, FlagConfig, Millis, Page, PageRequest, ResourceKind, Result, Serve, Storage,
+    StorageError, bump_env, from_text, not_found, to_text,
 };
-use vexil_engine::model::{Rollout, WeightedVariation};
+use vexil_engine::model::{Experiment as ServedExperiment, Rollout, WeightedVariation};
+
+/// The prefix of the experiment key under which SDKs report the exposures of a guarded ramp,
+/// followed by the ramp's id. Experiments cannot take keys with it.
+pub const RAMP_EXPERIMENT_PREFIX: &str = "vexil-ramp-";
+
+/// Guardrail metrics a ramp may watch at most.
+pub const MAX_GUARD_METRICS: usize = 10;
+
+/// What a guarded ramp watches: project metrics that must not get significantly worse for
+/// the contexts served the new variation than for those still on the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RampGuard {
+    pub metrics: Vec<ExperimentMetric>,
+    /// The false-alarm rate of the whole guard, shared equally by its metrics.
+    pub alpha: f64,
+}
 
 /// One step of a ramp: this percentage of contexts get the new variation for this long.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -39,6 +60,8 @@ pub enum RampState {
     Paused,
     Completed,
     Cancelled,
+    /// A guardrail regressed: the flag serves the baseline to every context again.
+    RolledBack,
 }
 
 impl RampState {
@@ -48,6 +71,7 @@ impl RampState {
             RampState::Paused => "paused",
             RampState::Completed => "completed",
             RampState::Cancelled => "cancelled",
+            RampState::RolledBack => "rolled_back",
         }
     }
 
@@ -57,6 +81,7 @@ impl RampState {
             "paused" => RampState::Paused,
             "completed" => RampState::Completed,
             "cancelled" => RampState::Cancelled,
+            "rolled_back" => RampState::RolledBack,
             other => {
                 return Err(StorageError::Corrupt(format!(
                     "unknown ramp state `{other}`"
@@ -84,6 +109,12 @@ pub struct Ramp {
     pub step_started_at: Millis,
     /// While paused: how long the step in force had left.
     pub paused_remaining: Option<Millis>,
+    /// The guardrails, when the ramp is guarded.
+    pub guard: Option<RampGuard>,
+    /// When an instance last compared the guardrails (the start, before the first look).
+    pub guard_checked_at: Option<Millis>,
+    /// Why the guard rolled the ramp back; empty otherwise.
+    pub rollback_reason: String,
     pub created_by: String,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -101,14 +132,41 @@ impl Ramp {
 
     /// What the flag's fallthrough serves at step `step`.
     pub fn serve_at(&self, step: usize) -> Serve {
-        serve_at(self.variation, self.baseline, self.steps[step].percent)
+        serve_at(
+            self.variation,
+            self.baseline,
+            self.steps[step].percent,
+            self.experiment_key().as_deref(),
+        )
+    }
+
+    /// The experiment key under which SDKs report a guarded ramp's exposures.
+    pub fn experiment_key(&self) -> Option<String> {
+        self.guard
+            .as_ref()
+            .map(|_| format!("{RAMP_EXPERIMENT_PREFIX}{}", self.id))
+    }
+
+    /// The weight of the rolled-out variation at the step in force, in the engine's units.
+    pub fn weight(&self) -> i64 {
+        weight_of(self.steps[self.step.min(self.steps.len() - 1)].percent)
     }
 }
 
-/// A rollout of `percent` % to `variation`, the rest to `baseline`; the variation alone at
-/// 100 %.
-pub fn serve_at(variation: usize, baseline: usize, percent: f64) -> Serve {
-    let weight = ((percent * 1000.0).round() as i64).clamp(0, WHOLE);
+fn weight_of(percent: f64) -> i64 {
+    ((percent * 1000.0).round() as i64).clamp(0, WHOLE)
+}
+
+/// A rollout of `percent` % to `variation`, the rest to `baseline`, counted as experiment
+/// `experiment` when given (every context in it: the tag only makes SDKs report exposures);
+/// the variation alone at 100 %.
+pub fn serve_at(
+    variation: usize,
+    baseline: usize,
+    percent: f64,
+    experiment: Option<&str>,
+) -> Serve {
+    let weight = weight_of(percent);
     if weight == WHOLE {
         return Serve::variation(variation);
     }
@@ -127,7 +185,12 @@ pub fn serve_at(variation: usize, baseline: usize, percent: f64) -> Serve {
             bucket_by: Default::default(),
             algorithm: Default::default(),
         }),
-        experiment: None,
+        experiment: experiment.map(|key| ServedExperiment {
+            key: key.to_owned(),
+            traffic_allocation: WHOLE,
+            layer: None,
+            layer_offset: 0,
+        }),
     }
 }
 
@@ -139,6 +202,7 @@ pub struct NewRamp {
     pub variation: usize,
     pub baseline: usize,
     pub steps: Vec<RampStep>,
+    pub guard: Option<RampGuard>,
 }
 
 impl NewRamp {
@@ -171,12 +235,38 @@ impl NewRamp {
         if self.variation == self.baseline {
             return invalid("baseline: must differ from the variation rolled out".into());
         }
+        if let Some(guard) = &self.guard {
+            if guard.metrics.is_empty() || guard.metrics.len() > MAX_GUARD_METRICS {
+                return invalid(format!(
+                    "guard.metrics: 1 to {MAX_GUARD_METRICS} metrics are required, not {}",
+                    guard.metrics.len()
+                ));
+            }
+            for (i, metric) in guard.metrics.iter().enumerate() {
+                if guard.metrics[..i]
+                    .iter()
+                    .any(|m| m.metric_key == metric.metric_key)
+                {
+                    return invalid(format!(
+                        "guard.metrics[{i}].metric_key: `{}` is listed twice",
+                        metric.metric_key
+                    ));
+                }
+            }
+            if !(guard.alpha > 0.0 && guard.alpha <= 0.5) {
+                return invalid(format!(
+                    "guard.alpha: {} must be above 0 and at most 0.5",
+                    guard.alpha
+                ));
+            }
+        }
         Ok(())
     }
 }
 
 const COLUMNS: &str = "r.id, p.key, e.key, f.key, r.variation, r.baseline, r.steps, r.state, \
-     r.step, r.step_started_at, r.paused_remaining, r.created_by, r.created_at, r.updated_at";
+     r.step, r.step_started_at, r.paused_remaining, r.created_by, r.created_at, r.updated_at, \
+     r.guard, r.guard_checked_at, r.rollback_reason";
 
 const FROM: &str = "rollout_ramps r JOIN flags f ON f.id = r.flag_id \
      JOIN environments e ON e.id = r.environment_id JOIN projects p ON p.id = e.project_id";
@@ -202,6 +292,12 @@ fn from_row(row: &Row) -> Result<Ramp> {
         created_by: row.get(11)?,
         created_at: row.get(12)?,
         updated_at: row.get(13)?,
+        guard: match row.get::<Option<String>>(14)? {
+            Some(text) => Some(from_text(&text, "ramp guard")?),
+            None => None,
+        },
+        guard_checked_at: row.get(15)?,
+        rollback_reason: row.get(16)?,
     })
 }
 
@@ -211,6 +307,17 @@ async fn fetch(tx: &mut Tx, project: &str, id: i64) -> Result<Ramp> {
         Some(row) => from_row(&row),
         None => Err(not_found(ResourceKind::Ramp, &id.to_string())),
     }
+}
+
+/// How [`Storage::take_step`] moves a ramp.
+struct Taken<'a> {
+    step: usize,
+    step_started_at: Millis,
+    state: RampState,
+    rollback_reason: &'a str,
+    /// The flag's fallthrough from then on.
+    fallthrough: Serve,
+    stamp: Stamp<'a>,
 }
 
 /// How a ramp moves.
@@ -263,8 +370,9 @@ impl Storage {
         let row = tx
             .fetch_optional(
                 "INSERT INTO rollout_ramps (environment_id, flag_id, variation, baseline, steps, \
-                 state, step, step_started_at, created_by, created_at, updated_at) \
-                 SELECT $1, f.id, $3, $4, $5, $8, 0, $6, $7, $6, $6 FROM flags f \
+                 state, step, step_started_at, created_by, created_at, updated_at, guard, \
+                 guard_checked_at) \
+                 SELECT $1, f.id, $3, $4, $5, $8, 0, $6, $7, $6, $6, $9, $6 FROM flags f \
                  JOIN environments e ON e.project_id = f.project_id \
                  WHERE e.id = $1 AND f.key = $2 RETURNING id",
                 args![
@@ -280,7 +388,8 @@ impl Storage {
                         RampState::Completed.as_str()
                     } else {
                         RampState::Running.as_str()
-                    }
+                    },
+                    new.guard.as_ref().map(to_text)
                 ],
             )
             .await
@@ -358,28 +467,76 @@ impl Storage {
     /// longer at `ramp.step` and running: another instance advanced it, or someone paused or
     /// cancelled it.
     pub async fn advance_ramp(&self, ramp: &Ramp, now: Millis) -> Result<(Ramp, FlagConfig)> {
-        let (project, env, key) = (
-            ramp.project_key.as_str(),
-            ramp.environment_key.as_str(),
-            ramp.flag_key.as_str(),
-        );
         let next = ramp.step + 1;
         let state = if next + 1 >= ramp.steps.len() {
             RampState::Completed
         } else {
             RampState::Running
         };
+        let taken = Taken {
+            step: next,
+            step_started_at: now,
+            state,
+            rollback_reason: "",
+            fallthrough: ramp.serve_at(next),
+            stamp: Stamp {
+                actor: &ramp.created_by,
+                action: "ramp.advance",
+                at: now,
+            },
+        };
+        self.take_step(ramp, taken).await
+    }
+
+    /// Stops a running ramp whose guardrail regressed and serves its baseline to every
+    /// context, in one transaction (audited as `ramp.rollback` by `actor`, with `reason`).
+    /// Refused (FAILED_PRECONDITION), writing nothing, when the ramp is no longer at
+    /// `ramp.step` and running.
+    pub async fn roll_back_ramp(
+        &self,
+        actor: &str,
+        ramp: &Ramp,
+        reason: &str,
+        now: Millis,
+    ) -> Result<(Ramp, FlagConfig)> {
+        let taken = Taken {
+            step: ramp.step,
+            step_started_at: ramp.step_started_at,
+            state: RampState::RolledBack,
+            rollback_reason: reason,
+            fallthrough: Serve::variation(ramp.baseline),
+            stamp: Stamp {
+                actor,
+                action: "ramp.rollback",
+                at: now,
+            },
+        };
+        self.take_step(ramp, taken).await
+    }
+
+    /// Moves a running ramp as `taken` says and writes its fallthrough, if it is still at
+    /// `ramp.step` and running.
+    async fn take_step(&self, ramp: &Ramp, taken: Taken<'_>) -> Result<(Ramp, FlagConfig)> {
+        let (project, env, key) = (
+            ramp.project_key.as_str(),
+            ramp.environment_key.as_str(),
+            ramp.flag_key.as_str(),
+        );
+        let now = taken.stamp.at;
         let mut tx = self.write().await?;
         let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         let moved = tx
             .execute(
                 "UPDATE rollout_ramps SET step = $2, step_started_at = $3, state = $4, \
-                 updated_at = $3 WHERE id = $1 AND step = $5 AND state = 'running'",
+                 rollback_reason = $5, guard_checked_at = $6, updated_at = $6 \
+                 WHERE id = $1 AND step = $7 AND state = 'running'",
                 args![
                     ramp.id,
-                    i64::try_from(next).unwrap_or(i64::MAX),
+                    i64::try_from(taken.step).unwrap_or(i64::MAX),
+                    taken.step_started_at,
+                    taken.state.as_str(),
+                    taken.rollback_reason,
                     now,
-                    state.as_str(),
                     i64::try_from(ramp.step).unwrap_or(i64::MAX)
                 ],
             )
@@ -392,19 +549,47 @@ impl Storage {
         }
         let (before, archived) = fetch_config(&mut tx, bumped.id, key).await?;
         let mut update = before.configuration.clone();
-        update.fallthrough = ramp.serve_at(next);
-        let stamp = Stamp {
-            actor: &ramp.created_by,
-            action: "ramp.advance",
-            at: now,
-        };
-        rewrite_config(&mut tx, &bumped, key, &update, archived, stamp).await?;
+        update.fallthrough = taken.fallthrough;
+        rewrite_config(&mut tx, &bumped, key, &update, archived, taken.stamp).await?;
         let (after, _) = fetch_config(&mut tx, bumped.id, key).await?;
-        let advanced = fetch(&mut tx, project, ramp.id).await?;
-        audit(&mut tx, stamp, &advanced, Some(ramp)).await?;
+        let moved = fetch(&mut tx, project, ramp.id).await?;
+        audit(&mut tx, taken.stamp, &moved, Some(ramp)).await?;
         tx.commit().await?;
         self.notify(project, std::slice::from_ref(&bumped));
-        Ok((advanced, after))
+        Ok((moved, after))
+    }
+
+    /// The running guarded ramps whose guardrails were last compared at `now - every` or
+    /// before (in every project).
+    pub async fn ramps_to_guard(&self, now: Millis, every: Millis) -> Result<Vec<Ramp>> {
+        let mut tx = self.read().await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE r.state = 'running' AND r.guard IS NOT NULL \
+             AND COALESCE(r.guard_checked_at, 0) <= $1 ORDER BY r.id"
+        );
+        let rows = tx.fetch_all(&sql, args![now - every]).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Records that this instance compares a ramp's guardrails at `now`: false when another
+    /// instance recorded a comparison since `ramp` was read, or the ramp moved (then there
+    /// is nothing to compare for now).
+    pub async fn claim_guard_check(&self, ramp: &Ramp, now: Millis) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let claimed = tx
+            .execute(
+                "UPDATE rollout_ramps SET guard_checked_at = $2 WHERE id = $1 \
+                 AND state = 'running' AND step = $3 AND COALESCE(guard_checked_at, -1) = $4",
+                args![
+                    ramp.id,
+                    now,
+                    i64::try_from(ramp.step).unwrap_or(i64::MAX),
+                    ramp.guard_checked_at.unwrap_or(-1)
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(claimed == 1)
     }
 
     /// Pauses a running ramp (keeping how long its step had left), resumes a paused one, or

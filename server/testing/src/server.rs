@@ -44,6 +44,9 @@ pub struct ServerOptions {
     /// How often the server looks for due scheduled changes (the server's default when not
     /// set).
     pub schedule_interval: Option<std::time::Duration>,
+    /// How long a guarded ramp's guardrails may go unread between steps (the server's
+    /// default when not set).
+    pub ramp_guard_interval: Option<std::time::Duration>,
 }
 
 /// A running `vexil-server` on loopback (gRPC, and HTTP when asked for), in the test's
@@ -180,6 +183,10 @@ impl TestServer {
                         .schedule_interval
                         .unwrap_or(vexil_server::services::admin::DEFAULT_SCHEDULE_INTERVAL),
                 ),
+                ramp_guard_interval: self
+                    .options
+                    .ramp_guard_interval
+                    .unwrap_or(vexil_server::services::admin::DEFAULT_RAMP_GUARD_INTERVAL),
             },
             async {
                 let _ = stopped.await;

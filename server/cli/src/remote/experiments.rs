@@ -177,7 +177,7 @@ fn thousandths(field: &str, percent: f64) -> anyhow::Result<u32> {
     Ok((percent * 1000.0).round() as u32)
 }
 
-fn metric_goal(text: &str) -> anyhow::Result<pb::ExperimentMetric> {
+pub(super) fn metric_goal(text: &str) -> anyhow::Result<pb::ExperimentMetric> {
     let (key, direction) = match text.rsplit_once(':') {
         Some((key, "decrease")) => (key, pb::MetricDirection::Decrease),
         Some((key, "increase")) => (key, pb::MetricDirection::Increase),

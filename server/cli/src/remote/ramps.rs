@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, Outcome, every_page};
+use super::experiments::metric_goal;
 use super::output::{print_json, table, time};
+use super::results::{goal_json, print_results, results_json};
 
 /// `vexil flags ramp …`.
 #[derive(Debug, Subcommand)]
@@ -30,6 +32,20 @@ pub enum RampCommand {
         /// The configuration version the ramp is based on; fetched when not given.
         #[arg(long)]
         expected_version: Option<i64>,
+        /// A guardrail metric, as `KEY` or `KEY:increase|decrease` (the way that is better),
+        /// repeatable: a significant regression for the contexts served VARIATION stops the
+        /// ramp and serves BASELINE to everyone.
+        #[arg(long = "guard", value_name = "METRIC")]
+        guards: Vec<String>,
+        /// The guard's false-alarm rate, shared by its metrics.
+        #[arg(long, default_value_t = 0.05, requires = "guards")]
+        guard_alpha: f64,
+    },
+    /// Show a guarded ramp's guardrails as its guard reads them now: the baseline against
+    /// the variation, metric by metric.
+    Results {
+        /// The ramp's id.
+        id: i64,
     },
     /// List the environment's ramps (of one flag when a key is given).
     List {
@@ -100,6 +116,7 @@ fn state_name(state: i32) -> &'static str {
         Ok(pb::RampState::Paused) => "paused",
         Ok(pb::RampState::Completed) => "completed",
         Ok(pb::RampState::Cancelled) => "cancelled",
+        Ok(pb::RampState::RolledBack) => "rolled back",
         _ => "unknown",
     }
 }
@@ -124,6 +141,13 @@ fn ramp_json(r: &pb::Ramp) -> Value {
         "step_started_at": time(r.step_started_at.as_ref()),
         "next_step_at": r.next_step_at.as_ref().map(|t| time(Some(t))),
         "created_by": r.created_by,
+        "guard": r.guard.as_ref().map(|g| json!({
+            "metrics": g.metrics.iter().map(|m| goal_json(Some(m))).collect::<Vec<_>>(),
+            "alpha": g.alpha,
+        })),
+        "guard_checked_at": r.guard_checked_at.as_ref().map(|t| time(Some(t))),
+        "rollback_reason": r.rollback_reason,
+        "experiment_key": r.experiment_key,
     })
 }
 
@@ -147,6 +171,22 @@ fn print_ramp(c: &Client, r: &pb::Ramp) {
             None => String::new(),
         }
     );
+    if let Some(guard) = &r.guard {
+        let metrics: Vec<&str> = guard
+            .metrics
+            .iter()
+            .map(|m| m.metric_key.as_str())
+            .collect();
+        println!(
+            "  guarded by {} (alpha {}), last read {}",
+            metrics.join(", "),
+            guard.alpha,
+            time(r.guard_checked_at.as_ref())
+        );
+    }
+    if !r.rollback_reason.is_empty() {
+        println!("  rolled back: {}", r.rollback_reason);
+    }
 }
 
 pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand) -> Outcome {
@@ -163,8 +203,21 @@ pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand
             baseline,
             steps,
             expected_version,
+            guards,
+            guard_alpha,
         } => {
             let steps = parse_steps(&steps)?;
+            let guard = if guards.is_empty() {
+                None
+            } else {
+                Some(pb::RampGuard {
+                    metrics: guards
+                        .iter()
+                        .map(|g| metric_goal(g))
+                        .collect::<anyhow::Result<_>>()?,
+                    alpha: guard_alpha,
+                })
+            };
             let expected_version = match expected_version {
                 Some(v) => v,
                 None => c.flag_in(&key, environment).await?.1.version,
@@ -177,6 +230,7 @@ pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand
                 baseline,
                 steps,
                 expected_version,
+                guard,
             })?;
             let started = c.admin.start_ramp(request).await?.into_inner();
             print_ramp(c, &started);
@@ -215,6 +269,19 @@ pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand
                 })
                 .collect();
             table(&["ID", "FLAG", "STATE", "AT", "NEXT STEP"], &rows);
+            return Ok(());
+        }
+        RampCommand::Results { id } => {
+            let request = c.req(pb::GetRampResultsRequest {
+                project_key: c.project.clone(),
+                id,
+            })?;
+            let results = c.admin.get_ramp_results(request).await?.into_inner();
+            if c.json {
+                print_json(&results_json(&results));
+            } else {
+                print_results(&results);
+            }
             return Ok(());
         }
         RampCommand::Pause { id } => state(id, pb::RampState::Paused),

@@ -27,6 +27,9 @@ use crate::storage::{
 /// How often each instance looks for due changes by default.
 pub const DEFAULT_SCHEDULE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a guarded ramp's guardrails may go unread between steps by default.
+pub const DEFAULT_RAMP_GUARD_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Due changes one round applies at most (the rest wait for the next round).
 const DUE_PER_ROUND: i64 = 100;
 
@@ -165,9 +168,15 @@ impl Admin {
         Ok(Response::new(scheduled_to_proto(&cancelled)))
     }
 
-    /// Applies the due changes and takes the due ramp steps every `interval` until the task
-    /// is dropped.
-    pub async fn run_scheduled_changes(self, metrics: Metrics, interval: Duration) {
+    /// Applies the due changes and takes the due ramp steps every `interval`, and reads the
+    /// guardrails of guarded ramps not read for `guard_every`, until the task is dropped.
+    pub async fn run_scheduled_changes(
+        self,
+        metrics: Metrics,
+        interval: Duration,
+        guard_every: Duration,
+    ) {
+        let guard_every = Millis::try_from(guard_every.as_millis()).unwrap_or(Millis::MAX);
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -177,6 +186,9 @@ impl Admin {
             }
             if let Err(err) = self.advance_due_ramps(&metrics, now_millis()).await {
                 tracing::warn!(error = %err, "ramp round failed");
+            }
+            if let Err(err) = self.guard_ramps(&metrics, now_millis(), guard_every).await {
+                tracing::warn!(error = %err, "ramp guard round failed");
             }
         }
     }

@@ -724,6 +724,7 @@ async fn role_by_rpc_matrix() {
                         }],
                         // Stale: the matrix must not change the fixture.
                         expected_version: 999,
+                        guard: None,
                     },
                     t,
                 ))
@@ -752,6 +753,19 @@ async fn role_by_rpc_matrix() {
                         project_key: p(),
                         id: 999_999,
                         state: pb::RampState::Paused as i32,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "GetRampResults",
+                Needs::Viewer,
+                a.get_ramp_results(authed(
+                    pb::GetRampResultsRequest {
+                        project_key: p(),
+                        id: 999_999,
                     },
                     t,
                 ))
@@ -804,7 +818,7 @@ async fn role_by_rpc_matrix() {
     }
     assert_eq!(
         checked,
-        46 * CALLERS.len(),
+        47 * CALLERS.len(),
         "every RPC of AdminService is in the matrix"
     );
     assert!(

@@ -34,6 +34,7 @@ fn start(variation: u32, steps: Vec<pb::RampStep>, expected_version: i64) -> pb:
         baseline: 0,
         steps,
         expected_version,
+        guard: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! ExperimentService end to end over loopback gRPC: metrics, the experiment lifecycle and
 //! its audit trail, validation, roles, results on hand-computed data, multiple exposures,
-//! flag usage and stale flags, and an SDK-driven experiment whose known lift the results
-//! recover.
+//! flag usage and stale flags, an SDK-driven experiment whose known lift the results
+//! recover, and guarded ramps, which the same comparison rolls back.
 
 use prost_types::Timestamp;
 use serde_json::json;
@@ -14,6 +14,8 @@ use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
 use vexil_server::convert::json_to_value;
 
 use vexil_testing::{ENV, PROJECT, TestServer, authed, expect_code};
+
+mod guarded_ramps;
 
 struct Fixture {
     server: TestServer,

@@ -68,6 +68,7 @@ storage_suite!(
     environment_rolls_back_as_of_a_time,
     scheduled_changes_apply_once,
     ramps_advance_on_a_clock_the_test_controls,
+    guarded_ramps_roll_back_once,
 );
 
 /// A context erased from every environment is found in no row of any table afterwards

@@ -1,6 +1,7 @@
 //! Progressive rollouts on a clock the test controls: started, advanced step by step when
-//! due (once), paused and resumed, completed, cancelled; and a context in at one step stays
-//! in at every later one.
+//! due (once), paused and resumed, completed, cancelled; a context in at one step stays in
+//! at every later one; a guarded ramp's looks are claimed once per interval, and its
+//! rollback is one write.
 
 use serde_json::json;
 use vexil_engine::{Context, Ruleset, SingleContext};
@@ -26,6 +27,7 @@ fn ramp_of(key: &str, percents: &[f64]) -> NewRamp {
                 duration_ms: HOUR,
             })
             .collect(),
+        guard: None,
     }
 }
 
@@ -103,7 +105,7 @@ pub async fn ramps_advance_on_a_clock_the_test_controls(s: Storage) {
         .await
         .unwrap();
     assert_eq!(ramp.state, RampState::Running);
-    assert_eq!(config.configuration.fallthrough, serve_at(0, 1, 1.0));
+    assert_eq!(config.configuration.fallthrough, serve_at(0, 1, 1.0, None));
     assert_eq!(config.configuration.targets, configured.targets);
     assert_eq!(ramp.next_step_at(), Some(T0 + HOUR));
     match s
@@ -120,7 +122,7 @@ pub async fn ramps_advance_on_a_clock_the_test_controls(s: Storage) {
     assert_eq!(due.len(), 1);
     let (step1, config1) = s.advance_ramp(&due[0], T0 + HOUR).await.unwrap();
     assert_eq!(step1.step, 1);
-    assert_eq!(config1.configuration.fallthrough, serve_at(0, 1, 5.0));
+    assert_eq!(config1.configuration.fallthrough, serve_at(0, 1, 5.0, None));
     assert!(matches!(
         s.advance_ramp(&due[0], T0 + HOUR).await,
         Err(StorageError::FailedPrecondition(_))
@@ -221,7 +223,7 @@ pub async fn ramps_advance_on_a_clock_the_test_controls(s: Storage) {
             .unwrap()
             .configuration
             .fallthrough,
-        serve_at(0, 1, 10.0)
+        serve_at(0, 1, 10.0, None)
     );
     assert!(s.due_ramps(T0 + 100 * HOUR).await.unwrap().is_empty());
     // A single step is 100 % at once: completed as it starts.
@@ -236,4 +238,130 @@ pub async fn ramps_advance_on_a_clock_the_test_controls(s: Storage) {
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 2);
+}
+
+fn guard(metrics: &[&str], alpha: f64) -> Option<RampGuard> {
+    Some(RampGuard {
+        metrics: metrics
+            .iter()
+            .map(|key| ExperimentMetric {
+                metric_key: (*key).into(),
+                direction: MetricDirection::Increase,
+            })
+            .collect(),
+        alpha,
+    })
+}
+
+pub async fn guarded_ramps_roll_back_once(s: Storage) {
+    setup(&s).await;
+    s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
+    let mut on = s
+        .get_flag_config("p", "dev", "f")
+        .await
+        .unwrap()
+        .configuration;
+    on.on = true;
+    s.update_flag_config(ACTOR, "p", "dev", "f", 1, &on)
+        .await
+        .unwrap();
+    for (bad, field) in [
+        (guard(&[], 0.05), "guard.metrics:"),
+        (guard(&["retention", "retention"], 0.05), "guard.metrics[1]"),
+        (guard(&["retention"], 0.9), "guard.alpha"),
+        (guard(&["retention"], 0.0), "guard.alpha"),
+    ] {
+        let new = NewRamp {
+            guard: bad,
+            ..ramp_of("f", &[10.0, 50.0, 100.0])
+        };
+        assert_invalid(s.start_ramp(ACTOR, "p", &new, 2, T0).await, field);
+    }
+    let new = NewRamp {
+        guard: guard(&["retention", "latency"], 0.05),
+        ..ramp_of("f", &[10.0, 50.0, 100.0])
+    };
+    let (ramp, config) = s.start_ramp(ACTOR, "p", &new, 2, T0).await.unwrap();
+    let key = format!("vexil-ramp-{}", ramp.id);
+    assert_eq!(ramp.experiment_key().as_deref(), Some(key.as_str()));
+    assert_eq!(ramp.guard_checked_at, Some(T0));
+    assert_eq!(ramp.guard, new.guard);
+    let served = &config.configuration.fallthrough;
+    assert_eq!(*served, serve_at(0, 1, 10.0, Some(&key)));
+    assert_eq!(served.experiment.as_ref().unwrap().key, key);
+
+    // The experiment tag moves no context: the same contexts get the variation as without.
+    let users: Vec<Context> = (0..2000)
+        .map(|i| Context::from(SingleContext::new("user", &format!("user-{i}")).unwrap()))
+        .collect();
+    let guarded = users_in(&s, config.version, &users).await;
+    let mut untagged = config.configuration.clone();
+    untagged.fallthrough = serve_at(0, 1, 10.0, None);
+    let plain = s
+        .update_flag_config(ACTOR, "p", "dev", "f", config.version, &untagged)
+        .await
+        .unwrap();
+    assert_eq!(users_in(&s, plain.version, &users).await, guarded);
+    let some = guarded.iter().filter(|&&x| x).count();
+    assert!(some > 120 && some < 280, "about 10 % of 2,000: {some}");
+
+    // Looked at once per interval, by whoever claims the look first.
+    assert!(
+        s.ramps_to_guard(T0 + HOUR / 2, HOUR)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let to_guard = s.ramps_to_guard(T0 + HOUR, HOUR).await.unwrap();
+    assert_eq!(to_guard.len(), 1);
+    assert!(s.claim_guard_check(&to_guard[0], T0 + HOUR).await.unwrap());
+    assert!(!s.claim_guard_check(&to_guard[0], T0 + HOUR).await.unwrap());
+    assert!(s.ramps_to_guard(T0 + HOUR, HOUR).await.unwrap().is_empty());
+
+    // Rolled back once: the baseline for everyone, the reason kept, nothing due any more.
+    let fresh = s.get_ramp("p", ramp.id).await.unwrap();
+    assert_eq!(fresh.guard_checked_at, Some(T0 + HOUR));
+    let at = T0 + HOUR + 5;
+    let (back, config) = s
+        .roll_back_ramp(
+            "vexil:ramp",
+            &fresh,
+            "the guardrail `retention` regressed",
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(back.state, RampState::RolledBack);
+    assert_eq!(back.rollback_reason, "the guardrail `retention` regressed");
+    assert_eq!(back.step, 0);
+    assert_eq!(config.configuration.fallthrough, Serve::variation(1));
+    assert!(matches!(
+        s.roll_back_ramp("vexil:ramp", &fresh, "again", at).await,
+        Err(StorageError::FailedPrecondition(_))
+    ));
+    assert!(matches!(
+        s.advance_ramp(&fresh, at).await,
+        Err(StorageError::FailedPrecondition(_))
+    ));
+    assert!(s.due_ramps(T0 + 100 * HOUR).await.unwrap().is_empty());
+    assert!(
+        s.ramps_to_guard(T0 + 100 * HOUR, HOUR)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        s.move_ramp(ACTOR, "p", ramp.id, RampMove::Cancel, at).await,
+        Err(StorageError::FailedPrecondition(_))
+    ));
+    let history = s
+        .list_flag_versions("p", "dev", "f", &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(history.items[0].action, "ramp.rollback");
+    assert_eq!(history.items[0].actor, "vexil:ramp");
+    // A rolled-back ramp is over: another may start.
+    s.start_ramp(ACTOR, "p", &ramp_of("f", &[100.0]), config.version, at)
+        .await
+        .unwrap();
 }
