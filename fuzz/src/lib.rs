@@ -47,6 +47,7 @@ fn start() -> Served {
     let settings = Settings {
         data_dir: data.path().to_owned(),
         database_url: None,
+        database_replica_url: None,
         jwt_secret: None,
     };
     let (admin, evaluation, events, http, credentials) = runtime.block_on(async {

@@ -152,6 +152,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let prepared = server::prepare(&Settings {
         data_dir: data_dir.clone(),
         database_url: Some(url.to_owned()),
+        database_replica_url: None,
         jwt_secret: None,
     })
     .await?;

@@ -36,6 +36,17 @@ struct Options {
     #[arg(long, env = "VEXIL_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 
+    /// A Postgres streaming replica of --database-url, read for what tolerates lag:
+    /// loading rulesets, the change-log catch-up and analytics. Writes and the checks
+    /// they make stay on the primary; a replica that lags or fails is read around.
+    #[arg(
+        long,
+        env = "VEXIL_DATABASE_REPLICA_URL",
+        hide_env_values = true,
+        requires = "database_url"
+    )]
+    database_replica_url: Option<String>,
+
     /// Secret that signs admin tokens (at least 16 characters). Every instance sharing a
     /// database must use the same one. Default: generated at first start and kept in
     /// <data-dir>/jwt-secret.
@@ -193,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
     let prepared = server::prepare(&Settings {
         data_dir: options.data_dir,
         database_url: options.database_url,
+        database_replica_url: options.database_replica_url,
         jwt_secret: options.jwt_secret,
     })
     .await?;

@@ -256,6 +256,15 @@ impl Metrics {
             .inc_by(flags as u64);
     }
 
+    /// Adds a metric kept by another part of the instance (the storage's replica reads).
+    pub fn register_collector<M: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        metric: &M,
+        name: &str,
+    ) {
+        register(&self.registry, metric, name);
+    }
+
     pub fn cache(&self, layer: &str, hit: bool) {
         self.cache_requests
             .with_label_values(&[layer, if hit { "hit" } else { "miss" }])

@@ -65,6 +65,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `None`: the SQLite file in the data directory.
     pub database_url: Option<String>,
+    /// A Postgres read replica of `database_url`, for the reads that tolerate lag.
+    pub database_replica_url: Option<String>,
     /// `None`: a secret generated at first start and kept in the data directory.
     pub jwt_secret: Option<String>,
 }
@@ -74,6 +76,10 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_ref().map(|_| "…"))
+            .field(
+                "database_replica_url",
+                &self.database_replica_url.as_ref().map(|_| "…"),
+            )
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "…"))
             .finish()
     }
@@ -94,6 +100,10 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     let storage = match &settings.database_url {
         Some(url) => Storage::connect(url).await?,
         None => Storage::open_sqlite(&settings.data_dir.join(SQLITE_FILE)).await?,
+    };
+    let storage = match &settings.database_replica_url {
+        Some(url) => storage.with_replica(url)?,
+        None => storage,
     };
     let secret = match &settings.jwt_secret {
         Some(secret) => {
@@ -309,6 +319,9 @@ pub async fn serve_with(
         crate::live::check_url(url).map_err(|err| anyhow::anyhow!(err))?;
     }
     let metrics = Metrics::new();
+    if let Some(replica_reads) = storage.replica_reads() {
+        metrics.register_collector(&replica_reads, "vexil_replica_reads_total");
+    }
     let hub = Hub::start(storage.clone(), metrics.clone(), options.live.clone());
     // Folds new events into the experiment roll-ups; stops with the server.
     let _compactor = AbortOnDrop(tokio::spawn(

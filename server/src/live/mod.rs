@@ -400,6 +400,18 @@ impl Hub {
     }
 }
 
+/// Which version of an environment a load needs, and so whether the read replica may
+/// answer it.
+#[derive(Debug, Clone, Copy)]
+enum Freshness {
+    /// Any version: a first load, caught up right after.
+    Any,
+    /// This version or a newer one (a refresh towards a version it was told of).
+    AtLeast(i64),
+    /// The primary's: nobody said which version is current.
+    Latest,
+}
+
 impl HubInner {
     fn held(&self, project: &str, env: &str) -> Option<Arc<Environment>> {
         let environments = match self.environments.read() {
@@ -434,7 +446,8 @@ impl HubInner {
             return Ok(held);
         }
         self.metrics.cache("l1", false);
-        let loaded = self.load(project, env).await?;
+        // Any version will do: the catch-up below brings it to the primary's.
+        let loaded = self.load(project, env, Freshness::Any).await?;
         let label = format!("{project}/{env}");
         self.metrics
             .environment_version
@@ -465,8 +478,14 @@ impl HubInner {
     }
 
     /// Loads an environment's whole ruleset: from L2 when Redis holds the store's current
-    /// version, else from the store (and then into L2).
-    async fn load(&self, project: &str, env: &str) -> Result<Loaded, StorageError> {
+    /// version, else from the store (and then into L2), on the read replica when there is
+    /// one and `freshness` allows its version.
+    async fn load(
+        &self,
+        project: &str,
+        env: &str,
+        freshness: Freshness,
+    ) -> Result<Loaded, StorageError> {
         if let Some(bus) = &self.bus {
             let version = self
                 .storage
@@ -485,11 +504,16 @@ impl HubInner {
             }
             self.metrics.cache("l2", false);
         }
-        let data = self
-            .storage
-            .load_ruleset(project, env)
-            .await
-            .inspect_err(|err| self.database_error("load", err))?;
+        let data = match freshness {
+            Freshness::Any => self.storage.load_ruleset_at_least(project, env, 0).await,
+            Freshness::AtLeast(version) => {
+                self.storage
+                    .load_ruleset_at_least(project, env, version)
+                    .await
+            }
+            Freshness::Latest => self.storage.load_ruleset(project, env).await,
+        }
+        .inspect_err(|err| self.database_error("load", err))?;
         let version = i64::try_from(data.version).unwrap_or(i64::MAX);
         if let Some(bus) = &self.bus {
             // The model always serializes.
@@ -536,7 +560,18 @@ impl HubInner {
             return;
         }
         let (project, env) = (&environment.project, &environment.key);
-        let update = match self.storage.load_patch(project, env, held.version).await {
+        // A refresh that knows the version it needs may read it from the read replica (the
+        // primary answers when the replica has not replayed it yet); one that does not
+        // reads the primary, the only one sure to hold the latest.
+        let patch = match target {
+            Some(target) => {
+                self.storage
+                    .load_patch_at_least(project, env, held.version, target)
+                    .await
+            }
+            None => self.storage.load_patch(project, env, held.version).await,
+        };
+        let update = match patch {
             Ok(Some(patch)) if patch.version <= held.version => return,
             Ok(Some(patch)) => {
                 // The models always serialize.
@@ -565,7 +600,14 @@ impl HubInner {
                     affected,
                 }
             }
-            Ok(None) => match self.load(project, env).await {
+            Ok(None) => match self
+                .load(
+                    project,
+                    env,
+                    target.map_or(Freshness::Latest, Freshness::AtLeast),
+                )
+                .await
+            {
                 Ok(loaded) if loaded.version <= held.version => return,
                 Ok(loaded) => Update {
                     from_version: held.version,

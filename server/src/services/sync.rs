@@ -63,7 +63,12 @@ impl Syncer {
             let patch = self
                 .hub
                 .storage()
-                .load_patch(&environment.project, &environment.key, self.version)
+                .load_patch_at_least(
+                    &environment.project,
+                    &environment.key,
+                    self.version,
+                    held.version,
+                )
                 .await
                 .map_err(from_storage)?;
             if let Some(patch) = patch
@@ -100,7 +105,12 @@ impl StreamHandler for Syncer {
         let patch = self
             .hub
             .storage()
-            .load_patch(&self.project, &self.environment, self.version)
+            .load_patch_at_least(
+                &self.project,
+                &self.environment,
+                self.version,
+                update.state.version,
+            )
             .await
             .map_err(from_storage)?;
         match patch {

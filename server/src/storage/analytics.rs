@@ -23,6 +23,7 @@ use vexil_stats::{PairSummary, QuantileSummary, Summary};
 use super::db::{Arg, Tx, args};
 use super::events::env_id;
 use super::experiments::MetricKind;
+use super::replica::on_replica;
 use super::{CATCH_UP_LIMIT, Millis, Result, Storage, hour_of};
 
 /// Contexts per variation of an experiment.
@@ -376,285 +377,11 @@ impl Storage {
         until: Millis,
     ) -> Result<ExperimentAggregates> {
         self.compact_analytics(CATCH_UP_LIMIT).await?;
-        let mut tx = self.read().await?;
-        if matches!(tx, Tx::Postgres(_)) {
-            // Grouping a million units: enough memory to hash them rather than sort on
-            // disk, and no JIT compilation, whose cost would be paid on every call. Both
-            // last for this transaction only.
-            tx.execute("SET LOCAL work_mem = '256MB'", args![]).await?;
-            tx.execute("SET LOCAL jit = off", args![]).await?;
-        }
-        let env_id = env_id(&mut tx, project, env).await?;
-        let rows = tx
-            .fetch_all(
-                "SELECT variation, CAST(CASE WHEN multiple_at IS NOT NULL AND multiple_at <= $3 \
-                 THEN 1 ELSE 0 END AS BIGINT) AS multiple, COUNT(*) FROM experiment_units \
-                 WHERE environment_id = $1 AND experiment_key = $2 AND first_at <= $3 \
-                 GROUP BY variation, multiple",
-                args![env_id, key, until],
-            )
-            .await?;
-        let mut units = UnitCounts::default();
-        for row in &rows {
-            let variation: i64 = row.get(0)?;
-            let multiple: i64 = row.get(1)?;
-            let count = u64::try_from(row.get::<i64>(2)?).unwrap_or(0);
-            if multiple == 1 {
-                units.multiple += count;
-            } else {
-                *units.per_variation.entry(variation).or_insert(0) += count;
-            }
-        }
-
-        let mut names: Vec<&str> = metrics
-            .iter()
-            .flat_map(|m| [m.event_name.as_str(), m.denominator_event_name.as_str()])
-            .filter(|name| !name.is_empty())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut per_event: BTreeMap<(String, i64), EventMoments> = BTreeMap::new();
-        let mut ratios: Vec<BTreeMap<i64, PairSummary>> = vec![BTreeMap::new(); metrics.len()];
-        let mut covariates: Vec<BTreeMap<i64, PairSummary>> = vec![BTreeMap::new(); metrics.len()];
-        let mut quantiles: Vec<BTreeMap<i64, QuantileSummary>> =
-            vec![BTreeMap::new(); metrics.len()];
-        let mut quantile_notes: Vec<BTreeMap<i64, vexil_stats::StatsError>> =
-            vec![BTreeMap::new(); metrics.len()];
-        if !names.is_empty() {
-            // Results as of a time after every event of the experiment read each unit's
-            // whole-life sums; others sum hourly rows.
-            let last_event = tx
-                .fetch_optional(
-                    "SELECT MAX(last_at) FROM experiment_unit_totals \
-                     WHERE environment_id = $1 AND experiment_key = $2",
-                    args![env_id, key],
-                )
-                .await?;
-            let after_every_event = match last_event {
-                Some(row) => row.get::<Option<i64>>(0)?.is_none_or(|last| last <= until),
-                None => true,
-            };
-            let mut query_args = args![env_id, key, until];
-            if !after_every_event {
-                query_args.push(Arg::from(hour_of(until)));
-                if matches!(tx, Tx::Postgres(_)) {
-                    // Grouping the hourly rows by unit gains nothing from parallel workers:
-                    // a unit's rows are spread over all of them, so each worker's partial
-                    // groups are nearly as many as the rows, and the final grouping redoes
-                    // the work (measured at 1.0 million units: 25 % slower than one process).
-                    tx.execute("SET LOCAL max_parallel_workers_per_gather = 0", args![])
-                        .await?;
-                }
-            }
-            let first_name = query_args.len() + 1;
-            let list = (0..names.len())
-                .map(|i| format!("${}", first_name + i))
-                .collect::<Vec<_>>()
-                .join(", ");
-            query_args.extend(names.iter().map(|name| Arg::from(*name)));
-            // Per unit and event name: variation, event count `e`, value total `s`, mean
-            // value `m`, and `w`, the values with an event without one counting 1 (ratio
-            // metrics), with the unit's identity.
-            let per_unit = if after_every_event {
-                format!(
-                    "SELECT event_name, variation, context_kind, context_key, \
-                       CAST(events AS DOUBLE PRECISION) AS e, \
-                       CAST(total AS DOUBLE PRECISION) AS s, \
-                       CASE WHEN valued > 0 THEN CAST(total AS DOUBLE PRECISION) / valued END AS m, \
-                       CAST(total AS DOUBLE PRECISION) + (events - valued) AS w \
-                     FROM experiment_unit_totals \
-                     WHERE environment_id = $1 AND experiment_key = $2 \
-                       AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list})"
-                )
-            } else {
-                // Whole hourly rows up to the cut-off, plus the rows of the cut-off's hour
-                // that end after it, recounted from their raw events. A unit's rows all
-                // carry its variation and `multiple_at`.
-                // Counts are summed as doubles (exact below 2⁵³): Postgres sums BIGINTs
-                // into NUMERIC, which made this grouping of every hourly row a quarter slower.
-                format!(
-                    "SELECT r.event_name, MIN(r.variation) AS variation, r.context_kind, \
-                       r.context_key, SUM(r.events) AS e, SUM(r.total) AS s, \
-                       CASE WHEN SUM(r.valued) > 0 THEN SUM(r.total) / SUM(r.valued) END AS m, \
-                       SUM(r.total) + (SUM(r.events) - SUM(r.valued)) AS w \
-                     FROM ( \
-                       SELECT event_name, variation, context_kind, context_key, \
-                         CAST(events AS DOUBLE PRECISION) AS events, \
-                         CAST(valued AS DOUBLE PRECISION) AS valued, \
-                         CAST(total AS DOUBLE PRECISION) AS total FROM experiment_unit_events \
-                       WHERE environment_id = $1 AND experiment_key = $2 AND last_at <= $3 \
-                         AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list}) \
-                       UNION ALL \
-                       SELECT r.event_name, r.variation, r.context_kind, r.context_key, \
-                         CAST(COUNT(*) AS DOUBLE PRECISION), \
-                         CAST(COUNT(t.value) AS DOUBLE PRECISION), \
-                         CAST(COALESCE(SUM(t.value), 0.0) AS DOUBLE PRECISION) \
-                       FROM experiment_unit_events r \
-                       JOIN experiment_units u ON u.environment_id = r.environment_id \
-                         AND u.experiment_key = r.experiment_key \
-                         AND u.context_kind = r.context_kind AND u.context_key = r.context_key \
-                       JOIN track_events t ON t.environment_id = r.environment_id \
-                         AND t.context_kind = r.context_kind AND t.context_key = r.context_key \
-                         AND t.name = r.event_name AND t.at >= r.hour AND t.at >= u.first_at \
-                         AND t.at <= $3 \
-                       WHERE r.environment_id = $1 AND r.experiment_key = $2 AND r.hour = $4 \
-                         AND r.last_at > $3 AND (r.multiple_at IS NULL OR r.multiple_at > $3) \
-                         AND r.event_name IN ({list}) \
-                         AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
-                           WHERE p.batch_ref = t.batch_ref) \
-                       GROUP BY r.event_name, r.variation, r.context_kind, r.context_key \
-                     ) r GROUP BY r.event_name, r.context_kind, r.context_key"
-                )
-            };
-            // Moments about each variation's mean, never raw Σx² (Σx² − (Σx)²/n loses every
-            // digit when the mean is large against the spread). Each row gives, per metric
-            // value, a shift K near the mean, Σ(x − K) and Σ(x − K)². Postgres computes them in
-            // one pass: AVG, and VAR_SAMP, which accumulates by the Youngs–Cramer update (since
-            // PostgreSQL 12), so K is the mean and Σ(x − K) is 0. SQLite has no variance
-            // aggregate: the per-unit rows are materialised once, averaged per variation, and
-            // their deviations from those averages summed.
-            let sql = if matches!(tx, Tx::Postgres(_)) {
-                format!(
-                    "SELECT v.event_name, v.variation, COUNT(*), \
-                       AVG(v.e), CAST(0 AS DOUBLE PRECISION), \
-                       COALESCE(VAR_SAMP(v.e) * (COUNT(*) - 1), 0), \
-                       AVG(v.s), CAST(0 AS DOUBLE PRECISION), \
-                       COALESCE(VAR_SAMP(v.s) * (COUNT(*) - 1), 0), \
-                       COUNT(v.m), COALESCE(AVG(v.m), 0), CAST(0 AS DOUBLE PRECISION), \
-                       COALESCE(VAR_SAMP(v.m) * (COUNT(v.m) - 1), 0) \
-                     FROM ({per_unit}) v GROUP BY v.event_name, v.variation"
-                )
-            } else {
-                format!(
-                    "WITH v AS MATERIALIZED ({per_unit}), \
-                     g AS (SELECT event_name, variation, COUNT(*) AS n, AVG(e) AS e, \
-                       AVG(s) AS s, COUNT(m) AS nm, AVG(m) AS m FROM v \
-                       GROUP BY event_name, variation) \
-                     SELECT g.event_name, g.variation, MIN(g.n), \
-                       MIN(g.e), SUM(v.e - g.e), SUM((v.e - g.e) * (v.e - g.e)), \
-                       MIN(g.s), SUM(v.s - g.s), SUM((v.s - g.s) * (v.s - g.s)), \
-                       MIN(g.nm), COALESCE(MIN(g.m), 0.0), COALESCE(SUM(v.m - g.m), 0.0), \
-                       COALESCE(SUM((v.m - g.m) * (v.m - g.m)), 0.0) \
-                     FROM v JOIN g ON g.event_name = v.event_name AND g.variation = v.variation \
-                     GROUP BY g.event_name, g.variation"
-                )
-            };
-            for row in tx.fetch_all(&sql, query_args.clone()).await? {
-                let count = |i: usize| -> Result<u64> {
-                    Ok(u64::try_from(row.get::<i64>(i)?).unwrap_or(0))
-                };
-                let moments = |n: u64, first: usize| -> Result<Summary> {
-                    Ok(Summary::from_shifted_sums(
-                        n,
-                        row.get(first)?,
-                        row.get(first + 1)?,
-                        row.get(first + 2)?,
-                    ))
-                };
-                let units = count(2)?;
-                per_event.insert(
-                    (row.get(0)?, row.get(1)?),
-                    EventMoments {
-                        units,
-                        events: moments(units, 3)?,
-                        total: moments(units, 6)?,
-                        mean: moments(count(9)?, 10)?,
-                    },
-                );
-            }
-            for (m, metric) in metrics.iter().enumerate() {
-                if metric.has_covariate() {
-                    covariates[m] =
-                        covariate_moments(&mut tx, &per_unit, query_args.clone(), metric).await?;
-                }
-                if metric.kind == MetricKind::Ratio {
-                    ratios[m] = ratio_moments(
-                        &mut tx,
-                        &per_unit,
-                        query_args.clone(),
-                        &metric.event_name,
-                        &metric.denominator_event_name,
-                    )
-                    .await?;
-                }
-                if metric.kind == MetricKind::Quantile {
-                    let valued: BTreeMap<i64, u64> = per_event
-                        .iter()
-                        .filter(|((name, _), _)| *name == metric.event_name)
-                        .map(|((_, variation), e)| (*variation, e.mean.n))
-                        .collect();
-                    (quantiles[m], quantile_notes[m]) = quantile_order_statistics(
-                        &mut tx,
-                        &per_unit,
-                        query_args.clone(),
-                        metric,
-                        &valued,
-                    )
-                    .await?;
-                }
-            }
-        }
-        // Units exposed without a single event of a ratio metric (or in either period, for a
-        // covariate) are pairs (0, 0).
-        for (m, metric) in metrics.iter().enumerate() {
-            let pairs = if metric.kind == MetricKind::Ratio {
-                &mut ratios[m]
-            } else if metric.has_covariate() {
-                &mut covariates[m]
-            } else {
-                continue;
-            };
-            for (&variation, &n) in &units.per_variation {
-                let found = pairs.entry(variation).or_default();
-                found.merge(&PairSummary {
-                    n: n.saturating_sub(found.n),
-                    ..PairSummary::default()
-                });
-            }
-        }
-        let sums = metrics
-            .iter()
-            .zip(&ratios)
-            .map(|(metric, ratio)| {
-                units
-                    .per_variation
-                    .iter()
-                    .map(|(&variation, &n)| {
-                        let e = per_event
-                            .get(&(metric.event_name.clone(), variation))
-                            .copied()
-                            .unwrap_or_default();
-                        let sums = match metric.kind {
-                            // Each converted unit is a 1.
-                            MetricKind::Conversion => Summary::conversions(n, e.units),
-                            MetricKind::Count => with_zeros(e.events, n),
-                            MetricKind::Sum => with_zeros(e.total, n),
-                            // Units without a value have no mean: not counted. A quantile
-                            // metric's moments are those of the same values.
-                            MetricKind::Mean | MetricKind::Quantile => e.mean,
-                            // The numerators of the pairs.
-                            MetricKind::Ratio => {
-                                let pairs = ratio.get(&variation).copied().unwrap_or_default();
-                                Summary {
-                                    n: pairs.n,
-                                    mean: pairs.mean_x,
-                                    squared_deviations: pairs.squared_deviations_x,
-                                }
-                            }
-                        };
-                        (variation, sums)
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(ExperimentAggregates {
-            units,
-            metrics: sums,
-            ratios,
-            covariates,
-            quantiles,
-            quantile_notes,
-        })
+        on_replica!(
+            self,
+            |tx| aggregates_in(&mut tx, project, env, key, metrics, until).await,
+            |_| true
+        )
     }
 
     /// Evaluations per flag (or only `flag`), hour and outcome, for hours starting in
@@ -667,31 +394,11 @@ impl Storage {
         start: Millis,
         end: Millis,
     ) -> Result<Vec<UsageBucket>> {
-        let mut tx = self.read().await?;
-        let env_id = env_id(&mut tx, project, env).await?;
-        let rows = tx
-            .fetch_all(
-                "SELECT flag_key, hour, variation, error_kind, CAST(SUM(count) AS BIGINT) FROM evaluation_hourly \
-                 WHERE environment_id = $1 AND hour >= $2 AND hour < $3 \
-                 AND ($4 = '' OR flag_key = $4) \
-                 GROUP BY flag_key, hour, variation, error_kind \
-                 ORDER BY flag_key, hour, variation, error_kind",
-                args![env_id, start, end, flag.unwrap_or("")],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let variation: i64 = row.get(2)?;
-                let error: String = row.get(3)?;
-                Ok(UsageBucket {
-                    flag_key: row.get(0)?,
-                    hour: row.get(1)?,
-                    variation: (variation >= 0).then_some(variation),
-                    error_kind: (!error.is_empty()).then_some(error),
-                    count: row.get(4)?,
-                })
-            })
-            .collect()
+        on_replica!(
+            self,
+            |tx| usage_in(&mut tx, project, env, flag, start, end).await,
+            |_| true
+        )
     }
 
     /// The environment's flags (not archived) that were not evaluated since `since`, or
@@ -704,64 +411,390 @@ impl Storage {
         env: &str,
         since: Millis,
     ) -> Result<Vec<StaleFlag>> {
-        let mut tx = self.read().await?;
-        let env_id = env_id(&mut tx, project, env).await?;
-        let flags = tx
-            .fetch_all(
-                "SELECT f.key FROM flags f JOIN environments e ON e.project_id = f.project_id \
-                 WHERE e.id = $1 AND NOT f.archived AND f.created_at < $2 ORDER BY f.key",
-                args![env_id, since],
-            )
-            .await?;
-        let outcomes = tx
-            .fetch_all(
-                "SELECT flag_key, variation, error_kind, CAST(SUM(count) AS BIGINT) FROM evaluation_hourly \
-                 WHERE environment_id = $1 AND hour >= $2 \
-                 GROUP BY flag_key, variation, error_kind",
-                args![env_id, since],
-            )
-            .await?;
-        let last = tx
-            .fetch_all(
-                "SELECT flag_key, MAX(hour) FROM evaluation_hourly WHERE environment_id = $1 \
-                 GROUP BY flag_key",
-                args![env_id],
-            )
-            .await?;
-        // Flag → (variation or -1, error kind, evaluations) over the period.
-        let mut seen: BTreeMap<String, Vec<(i64, String, i64)>> = BTreeMap::new();
-        for row in &outcomes {
-            seen.entry(row.get(0)?)
-                .or_default()
-                .push((row.get(1)?, row.get(2)?, row.get(3)?));
+        on_replica!(
+            self,
+            |tx| stale_in(&mut tx, project, env, since).await,
+            |_| true
+        )
+    }
+}
+
+/// The aggregates of [`Storage::experiment_aggregates`], read through `tx`.
+async fn aggregates_in(
+    tx: &mut Tx,
+    project: &str,
+    env: &str,
+    key: &str,
+    metrics: &[MetricQuery],
+    until: Millis,
+) -> Result<ExperimentAggregates> {
+    if matches!(tx, Tx::Postgres(_)) {
+        // Grouping a million units: enough memory to hash them rather than sort on
+        // disk, and no JIT compilation, whose cost would be paid on every call. Both
+        // last for this transaction only.
+        tx.execute("SET LOCAL work_mem = '256MB'", args![]).await?;
+        tx.execute("SET LOCAL jit = off", args![]).await?;
+    }
+    let env_id = env_id(tx, project, env).await?;
+    let rows = tx
+        .fetch_all(
+            "SELECT variation, CAST(CASE WHEN multiple_at IS NOT NULL AND multiple_at <= $3 \
+             THEN 1 ELSE 0 END AS BIGINT) AS multiple, COUNT(*) FROM experiment_units \
+             WHERE environment_id = $1 AND experiment_key = $2 AND first_at <= $3 \
+             GROUP BY variation, multiple",
+            args![env_id, key, until],
+        )
+        .await?;
+    let mut units = UnitCounts::default();
+    for row in &rows {
+        let variation: i64 = row.get(0)?;
+        let multiple: i64 = row.get(1)?;
+        let count = u64::try_from(row.get::<i64>(2)?).unwrap_or(0);
+        if multiple == 1 {
+            units.multiple += count;
+        } else {
+            *units.per_variation.entry(variation).or_insert(0) += count;
         }
-        let mut last_hour: BTreeMap<String, Millis> = BTreeMap::new();
-        for row in &last {
-            last_hour.insert(row.get(0)?, row.get(1)?);
-        }
-        let mut stale = Vec::new();
-        for row in &flags {
-            let key: String = row.get(0)?;
-            let last_evaluated = last_hour.get(&key).copied();
-            match seen.get(&key).map(Vec::as_slice) {
-                None | Some([]) => stale.push(StaleFlag {
-                    flag_key: key,
-                    reason: StaleReason::NotEvaluated,
-                    variation: None,
-                    evaluations: 0,
-                    last_evaluated,
-                }),
-                Some([(variation, error, count)]) if *variation >= 0 && error.is_empty() => stale
-                    .push(StaleFlag {
-                        flag_key: key,
-                        reason: StaleReason::SingleVariation,
-                        variation: Some(*variation),
-                        evaluations: *count,
-                        last_evaluated,
-                    }),
-                Some(_) => {}
+    }
+
+    let mut names: Vec<&str> = metrics
+        .iter()
+        .flat_map(|m| [m.event_name.as_str(), m.denominator_event_name.as_str()])
+        .filter(|name| !name.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut per_event: BTreeMap<(String, i64), EventMoments> = BTreeMap::new();
+    let mut ratios: Vec<BTreeMap<i64, PairSummary>> = vec![BTreeMap::new(); metrics.len()];
+    let mut covariates: Vec<BTreeMap<i64, PairSummary>> = vec![BTreeMap::new(); metrics.len()];
+    let mut quantiles: Vec<BTreeMap<i64, QuantileSummary>> = vec![BTreeMap::new(); metrics.len()];
+    let mut quantile_notes: Vec<BTreeMap<i64, vexil_stats::StatsError>> =
+        vec![BTreeMap::new(); metrics.len()];
+    if !names.is_empty() {
+        // Results as of a time after every event of the experiment read each unit's
+        // whole-life sums; others sum hourly rows.
+        let last_event = tx
+            .fetch_optional(
+                "SELECT MAX(last_at) FROM experiment_unit_totals \
+                 WHERE environment_id = $1 AND experiment_key = $2",
+                args![env_id, key],
+            )
+            .await?;
+        let after_every_event = match last_event {
+            Some(row) => row.get::<Option<i64>>(0)?.is_none_or(|last| last <= until),
+            None => true,
+        };
+        let mut query_args = args![env_id, key, until];
+        if !after_every_event {
+            query_args.push(Arg::from(hour_of(until)));
+            if matches!(tx, Tx::Postgres(_)) {
+                // Grouping the hourly rows by unit gains nothing from parallel workers:
+                // a unit's rows are spread over all of them, so each worker's partial
+                // groups are nearly as many as the rows, and the final grouping redoes
+                // the work (measured at 1.0 million units: 25 % slower than one process).
+                tx.execute("SET LOCAL max_parallel_workers_per_gather = 0", args![])
+                    .await?;
             }
         }
-        Ok(stale)
+        let first_name = query_args.len() + 1;
+        let list = (0..names.len())
+            .map(|i| format!("${}", first_name + i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        query_args.extend(names.iter().map(|name| Arg::from(*name)));
+        // Per unit and event name: variation, event count `e`, value total `s`, mean
+        // value `m`, and `w`, the values with an event without one counting 1 (ratio
+        // metrics), with the unit's identity.
+        let per_unit = if after_every_event {
+            format!(
+                "SELECT event_name, variation, context_kind, context_key, \
+                   CAST(events AS DOUBLE PRECISION) AS e, \
+                   CAST(total AS DOUBLE PRECISION) AS s, \
+                   CASE WHEN valued > 0 THEN CAST(total AS DOUBLE PRECISION) / valued END AS m, \
+                   CAST(total AS DOUBLE PRECISION) + (events - valued) AS w \
+                 FROM experiment_unit_totals \
+                 WHERE environment_id = $1 AND experiment_key = $2 \
+                   AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list})"
+            )
+        } else {
+            // Whole hourly rows up to the cut-off, plus the rows of the cut-off's hour
+            // that end after it, recounted from their raw events. A unit's rows all
+            // carry its variation and `multiple_at`.
+            // Counts are summed as doubles (exact below 2⁵³): Postgres sums BIGINTs
+            // into NUMERIC, which made this grouping of every hourly row a quarter slower.
+            format!(
+                "SELECT r.event_name, MIN(r.variation) AS variation, r.context_kind, \
+                   r.context_key, SUM(r.events) AS e, SUM(r.total) AS s, \
+                   CASE WHEN SUM(r.valued) > 0 THEN SUM(r.total) / SUM(r.valued) END AS m, \
+                   SUM(r.total) + (SUM(r.events) - SUM(r.valued)) AS w \
+                 FROM ( \
+                   SELECT event_name, variation, context_kind, context_key, \
+                     CAST(events AS DOUBLE PRECISION) AS events, \
+                     CAST(valued AS DOUBLE PRECISION) AS valued, \
+                     CAST(total AS DOUBLE PRECISION) AS total FROM experiment_unit_events \
+                   WHERE environment_id = $1 AND experiment_key = $2 AND last_at <= $3 \
+                     AND (multiple_at IS NULL OR multiple_at > $3) AND event_name IN ({list}) \
+                   UNION ALL \
+                   SELECT r.event_name, r.variation, r.context_kind, r.context_key, \
+                     CAST(COUNT(*) AS DOUBLE PRECISION), \
+                     CAST(COUNT(t.value) AS DOUBLE PRECISION), \
+                     CAST(COALESCE(SUM(t.value), 0.0) AS DOUBLE PRECISION) \
+                   FROM experiment_unit_events r \
+                   JOIN experiment_units u ON u.environment_id = r.environment_id \
+                     AND u.experiment_key = r.experiment_key \
+                     AND u.context_kind = r.context_kind AND u.context_key = r.context_key \
+                   JOIN track_events t ON t.environment_id = r.environment_id \
+                     AND t.context_kind = r.context_kind AND t.context_key = r.context_key \
+                     AND t.name = r.event_name AND t.at >= r.hour AND t.at >= u.first_at \
+                     AND t.at <= $3 \
+                   WHERE r.environment_id = $1 AND r.experiment_key = $2 AND r.hour = $4 \
+                     AND r.last_at > $3 AND (r.multiple_at IS NULL OR r.multiple_at > $3) \
+                     AND r.event_name IN ({list}) \
+                     AND NOT EXISTS (SELECT 1 FROM analytics_pending p \
+                       WHERE p.batch_ref = t.batch_ref) \
+                   GROUP BY r.event_name, r.variation, r.context_kind, r.context_key \
+                 ) r GROUP BY r.event_name, r.context_kind, r.context_key"
+            )
+        };
+        // Moments about each variation's mean, never raw Σx² (Σx² − (Σx)²/n loses every
+        // digit when the mean is large against the spread). Each row gives, per metric
+        // value, a shift K near the mean, Σ(x − K) and Σ(x − K)². Postgres computes them in
+        // one pass: AVG, and VAR_SAMP, which accumulates by the Youngs–Cramer update (since
+        // PostgreSQL 12), so K is the mean and Σ(x − K) is 0. SQLite has no variance
+        // aggregate: the per-unit rows are materialised once, averaged per variation, and
+        // their deviations from those averages summed.
+        let sql = if matches!(tx, Tx::Postgres(_)) {
+            format!(
+                "SELECT v.event_name, v.variation, COUNT(*), \
+                   AVG(v.e), CAST(0 AS DOUBLE PRECISION), \
+                   COALESCE(VAR_SAMP(v.e) * (COUNT(*) - 1), 0), \
+                   AVG(v.s), CAST(0 AS DOUBLE PRECISION), \
+                   COALESCE(VAR_SAMP(v.s) * (COUNT(*) - 1), 0), \
+                   COUNT(v.m), COALESCE(AVG(v.m), 0), CAST(0 AS DOUBLE PRECISION), \
+                   COALESCE(VAR_SAMP(v.m) * (COUNT(v.m) - 1), 0) \
+                 FROM ({per_unit}) v GROUP BY v.event_name, v.variation"
+            )
+        } else {
+            format!(
+                "WITH v AS MATERIALIZED ({per_unit}), \
+                 g AS (SELECT event_name, variation, COUNT(*) AS n, AVG(e) AS e, \
+                   AVG(s) AS s, COUNT(m) AS nm, AVG(m) AS m FROM v \
+                   GROUP BY event_name, variation) \
+                 SELECT g.event_name, g.variation, MIN(g.n), \
+                   MIN(g.e), SUM(v.e - g.e), SUM((v.e - g.e) * (v.e - g.e)), \
+                   MIN(g.s), SUM(v.s - g.s), SUM((v.s - g.s) * (v.s - g.s)), \
+                   MIN(g.nm), COALESCE(MIN(g.m), 0.0), COALESCE(SUM(v.m - g.m), 0.0), \
+                   COALESCE(SUM((v.m - g.m) * (v.m - g.m)), 0.0) \
+                 FROM v JOIN g ON g.event_name = v.event_name AND g.variation = v.variation \
+                 GROUP BY g.event_name, g.variation"
+            )
+        };
+        for row in tx.fetch_all(&sql, query_args.clone()).await? {
+            let count =
+                |i: usize| -> Result<u64> { Ok(u64::try_from(row.get::<i64>(i)?).unwrap_or(0)) };
+            let moments = |n: u64, first: usize| -> Result<Summary> {
+                Ok(Summary::from_shifted_sums(
+                    n,
+                    row.get(first)?,
+                    row.get(first + 1)?,
+                    row.get(first + 2)?,
+                ))
+            };
+            let units = count(2)?;
+            per_event.insert(
+                (row.get(0)?, row.get(1)?),
+                EventMoments {
+                    units,
+                    events: moments(units, 3)?,
+                    total: moments(units, 6)?,
+                    mean: moments(count(9)?, 10)?,
+                },
+            );
+        }
+        for (m, metric) in metrics.iter().enumerate() {
+            if metric.has_covariate() {
+                covariates[m] =
+                    covariate_moments(tx, &per_unit, query_args.clone(), metric).await?;
+            }
+            if metric.kind == MetricKind::Ratio {
+                ratios[m] = ratio_moments(
+                    tx,
+                    &per_unit,
+                    query_args.clone(),
+                    &metric.event_name,
+                    &metric.denominator_event_name,
+                )
+                .await?;
+            }
+            if metric.kind == MetricKind::Quantile {
+                let valued: BTreeMap<i64, u64> = per_event
+                    .iter()
+                    .filter(|((name, _), _)| *name == metric.event_name)
+                    .map(|((_, variation), e)| (*variation, e.mean.n))
+                    .collect();
+                (quantiles[m], quantile_notes[m]) =
+                    quantile_order_statistics(tx, &per_unit, query_args.clone(), metric, &valued)
+                        .await?;
+            }
+        }
     }
+    // Units exposed without a single event of a ratio metric (or in either period, for a
+    // covariate) are pairs (0, 0).
+    for (m, metric) in metrics.iter().enumerate() {
+        let pairs = if metric.kind == MetricKind::Ratio {
+            &mut ratios[m]
+        } else if metric.has_covariate() {
+            &mut covariates[m]
+        } else {
+            continue;
+        };
+        for (&variation, &n) in &units.per_variation {
+            let found = pairs.entry(variation).or_default();
+            found.merge(&PairSummary {
+                n: n.saturating_sub(found.n),
+                ..PairSummary::default()
+            });
+        }
+    }
+    let sums = metrics
+        .iter()
+        .zip(&ratios)
+        .map(|(metric, ratio)| {
+            units
+                .per_variation
+                .iter()
+                .map(|(&variation, &n)| {
+                    let e = per_event
+                        .get(&(metric.event_name.clone(), variation))
+                        .copied()
+                        .unwrap_or_default();
+                    let sums = match metric.kind {
+                        // Each converted unit is a 1.
+                        MetricKind::Conversion => Summary::conversions(n, e.units),
+                        MetricKind::Count => with_zeros(e.events, n),
+                        MetricKind::Sum => with_zeros(e.total, n),
+                        // Units without a value have no mean: not counted. A quantile
+                        // metric's moments are those of the same values.
+                        MetricKind::Mean | MetricKind::Quantile => e.mean,
+                        // The numerators of the pairs.
+                        MetricKind::Ratio => {
+                            let pairs = ratio.get(&variation).copied().unwrap_or_default();
+                            Summary {
+                                n: pairs.n,
+                                mean: pairs.mean_x,
+                                squared_deviations: pairs.squared_deviations_x,
+                            }
+                        }
+                    };
+                    (variation, sums)
+                })
+                .collect()
+        })
+        .collect();
+    Ok(ExperimentAggregates {
+        units,
+        metrics: sums,
+        ratios,
+        covariates,
+        quantiles,
+        quantile_notes,
+    })
+}
+
+/// The buckets of [`Storage::flag_usage`], read through `tx`.
+async fn usage_in(
+    tx: &mut Tx,
+    project: &str,
+    env: &str,
+    flag: Option<&str>,
+    start: Millis,
+    end: Millis,
+) -> Result<Vec<UsageBucket>> {
+    let env_id = env_id(tx, project, env).await?;
+    let rows = tx
+        .fetch_all(
+            "SELECT flag_key, hour, variation, error_kind, CAST(SUM(count) AS BIGINT) FROM evaluation_hourly \
+             WHERE environment_id = $1 AND hour >= $2 AND hour < $3 \
+             AND ($4 = '' OR flag_key = $4) \
+             GROUP BY flag_key, hour, variation, error_kind \
+             ORDER BY flag_key, hour, variation, error_kind",
+            args![env_id, start, end, flag.unwrap_or("")],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let variation: i64 = row.get(2)?;
+            let error: String = row.get(3)?;
+            Ok(UsageBucket {
+                flag_key: row.get(0)?,
+                hour: row.get(1)?,
+                variation: (variation >= 0).then_some(variation),
+                error_kind: (!error.is_empty()).then_some(error),
+                count: row.get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// The flags of [`Storage::stale_flags`], read through `tx`.
+async fn stale_in(tx: &mut Tx, project: &str, env: &str, since: Millis) -> Result<Vec<StaleFlag>> {
+    let env_id = env_id(tx, project, env).await?;
+    let flags = tx
+        .fetch_all(
+            "SELECT f.key FROM flags f JOIN environments e ON e.project_id = f.project_id \
+             WHERE e.id = $1 AND NOT f.archived AND f.created_at < $2 ORDER BY f.key",
+            args![env_id, since],
+        )
+        .await?;
+    let outcomes = tx
+        .fetch_all(
+            "SELECT flag_key, variation, error_kind, CAST(SUM(count) AS BIGINT) FROM evaluation_hourly \
+             WHERE environment_id = $1 AND hour >= $2 \
+             GROUP BY flag_key, variation, error_kind",
+            args![env_id, since],
+        )
+        .await?;
+    let last = tx
+        .fetch_all(
+            "SELECT flag_key, MAX(hour) FROM evaluation_hourly WHERE environment_id = $1 \
+             GROUP BY flag_key",
+            args![env_id],
+        )
+        .await?;
+    // Flag → (variation or -1, error kind, evaluations) over the period.
+    let mut seen: BTreeMap<String, Vec<(i64, String, i64)>> = BTreeMap::new();
+    for row in &outcomes {
+        seen.entry(row.get(0)?)
+            .or_default()
+            .push((row.get(1)?, row.get(2)?, row.get(3)?));
+    }
+    let mut last_hour: BTreeMap<String, Millis> = BTreeMap::new();
+    for row in &last {
+        last_hour.insert(row.get(0)?, row.get(1)?);
+    }
+    let mut stale = Vec::new();
+    for row in &flags {
+        let key: String = row.get(0)?;
+        let last_evaluated = last_hour.get(&key).copied();
+        match seen.get(&key).map(Vec::as_slice) {
+            None | Some([]) => stale.push(StaleFlag {
+                flag_key: key,
+                reason: StaleReason::NotEvaluated,
+                variation: None,
+                evaluations: 0,
+                last_evaluated,
+            }),
+            Some([(variation, error, count)]) if *variation >= 0 && error.is_empty() => {
+                stale.push(StaleFlag {
+                    flag_key: key,
+                    reason: StaleReason::SingleVariation,
+                    variation: Some(*variation),
+                    evaluations: *count,
+                    last_evaluated,
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(stale)
 }

@@ -126,6 +126,13 @@ impl Pool {
         }
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Pool::Postgres(pool) => pool.is_closed(),
+            Pool::Sqlite(pool) => pool.is_closed(),
+        }
+    }
+
     pub(crate) async fn close(&self) {
         match self {
             Pool::Postgres(pool) => pool.close().await,

@@ -39,6 +39,7 @@ mod migrations;
 mod privacy;
 mod projects;
 mod ramps;
+mod replica;
 mod ruleset;
 mod scheduled;
 pub mod secrets;
@@ -89,6 +90,8 @@ pub struct Storage {
     guards: Option<std::sync::Arc<EnvGuards>>,
     /// Transactions begun through this handle and its clones.
     transactions: std::sync::Arc<TransactionCounts>,
+    /// The read replica, when there is one (see `replica.rs`).
+    replica: Option<std::sync::Arc<replica::Replica>>,
 }
 
 /// How many read and write transactions a storage began, for diagnostics and for tests that
@@ -205,6 +208,7 @@ impl Storage {
             changes,
             guards: None,
             transactions: Default::default(),
+            replica: None,
         };
         tracing::info!(backend = ?storage.backend(), "storage ready");
         Ok(storage)
@@ -230,6 +234,7 @@ impl Storage {
             changes: self.changes.clone(),
             guards: Some(std::sync::Arc::new(guards)),
             transactions: self.transactions.clone(),
+            replica: self.replica.clone(),
         }
     }
 
@@ -257,6 +262,9 @@ impl Storage {
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(replica) = &self.replica {
+            replica.close().await;
+        }
     }
 
     /// Whether nothing was ever set up: no project and no admin token (a first start).

@@ -10,6 +10,7 @@ use super::flags::{
     flag_from_row, insert_flag, log_flag_everywhere, rewrite_config, rewrite_flag,
 };
 use super::history::Stamp;
+use super::replica::on_replica;
 use super::segments::{
     SEGMENT_COLUMNS, SEGMENT_FROM, canonical_segment, segment_from_row, upsert_segment,
 };
@@ -180,12 +181,22 @@ impl Storage {
     /// environment's configuration) and every segment, at the environment's version.
     pub async fn load_ruleset(&self, project: &str, env: &str) -> Result<RulesetData> {
         let mut tx = self.read().await?;
-        let state = env_state(&mut tx, project, env).await?;
-        Ok(RulesetData {
-            version: u64::try_from(state.version).unwrap_or(0),
-            flags: load_flags(&mut tx, state.id, None).await?,
-            segments: load_segments(&mut tx, state.id, None).await?,
-        })
+        ruleset_in(&mut tx, project, env).await
+    }
+
+    /// [`Storage::load_ruleset`] from the read replica when there is one and it has
+    /// replayed version `at_least` (0: any version it holds), else from the primary.
+    pub async fn load_ruleset_at_least(
+        &self,
+        project: &str,
+        env: &str,
+        at_least: i64,
+    ) -> Result<RulesetData> {
+        on_replica!(
+            self,
+            |tx| ruleset_in(&mut tx, project, env).await,
+            |data: &RulesetData| i64::try_from(data.version).is_ok_and(|v| v >= at_least)
+        )
     }
 
     /// [`Storage::load_ruleset`] as a JSON string: the export of an environment.
@@ -225,49 +236,86 @@ impl Storage {
         since: i64,
     ) -> Result<Option<RulesetPatch>> {
         let mut tx = self.read().await?;
-        let state = env_state(&mut tx, project, env).await?;
-        if since < state.log_floor || since > state.version {
-            return Ok(None);
-        }
-        // The last operation on each resource wins.
-        let mut last: BTreeMap<(ChangeKind, String), ChangeOp> = BTreeMap::new();
-        for change in changes_after(&mut tx, state.id, since).await? {
-            last.insert((change.kind, change.key), change.op);
-        }
-        let keys = |kind: ChangeKind, op: ChangeOp| -> Vec<String> {
-            last.iter()
-                .filter(|((k, _), o)| *k == kind && **o == op)
-                .map(|((_, key), _)| key.clone())
-                .collect()
-        };
-        let flag_keys = keys(ChangeKind::Flag, ChangeOp::Upsert);
-        let segment_keys = keys(ChangeKind::Segment, ChangeOp::Upsert);
-        let upserted_flags = load_flags(&mut tx, state.id, Some(&flag_keys)).await?;
-        let upserted_segments = load_segments(&mut tx, state.id, Some(&segment_keys)).await?;
-        // A resource logged as upserted but not loadable now is gone.
-        let flags_found: HashSet<String> = upserted_flags.iter().map(|f| f.key.clone()).collect();
-        let segments_found: HashSet<String> =
-            upserted_segments.iter().map(|s| s.key.clone()).collect();
-        let mut deleted_flags = keys(ChangeKind::Flag, ChangeOp::Delete);
-        deleted_flags.extend(flag_keys.into_iter().filter(|k| !flags_found.contains(k)));
-        deleted_flags.sort();
-        let mut deleted_segments = keys(ChangeKind::Segment, ChangeOp::Delete);
-        deleted_segments.extend(
-            segment_keys
-                .into_iter()
-                .filter(|k| !segments_found.contains(k)),
-        );
-        deleted_segments.sort();
-        Ok(Some(RulesetPatch {
-            from_version: since,
-            version: state.version,
-            upserted_flags,
-            deleted_flags,
-            upserted_segments,
-            deleted_segments,
-        }))
+        patch_in(&mut tx, project, env, since).await
     }
 
+    /// [`Storage::load_patch`] for a caller that needs version `at_least`: from the read
+    /// replica when there is one and it has replayed that version, else from the primary.
+    pub async fn load_patch_at_least(
+        &self,
+        project: &str,
+        env: &str,
+        since: i64,
+        at_least: i64,
+    ) -> Result<Option<RulesetPatch>> {
+        on_replica!(
+            self,
+            |tx| patch_in(&mut tx, project, env, since).await,
+            |patch: &Option<RulesetPatch>| patch.as_ref().is_some_and(|p| p.version >= at_least)
+        )
+    }
+}
+
+/// An environment's whole ruleset, read through `tx` (see [`Storage::load_ruleset`]).
+async fn ruleset_in(tx: &mut Tx, project: &str, env: &str) -> Result<RulesetData> {
+    let state = env_state(tx, project, env).await?;
+    Ok(RulesetData {
+        version: u64::try_from(state.version).unwrap_or(0),
+        flags: load_flags(tx, state.id, None).await?,
+        segments: load_segments(tx, state.id, None).await?,
+    })
+}
+
+/// The patch from version `since`, read through `tx` (see [`Storage::load_patch`]).
+async fn patch_in(
+    tx: &mut Tx,
+    project: &str,
+    env: &str,
+    since: i64,
+) -> Result<Option<RulesetPatch>> {
+    let state = env_state(tx, project, env).await?;
+    if since < state.log_floor || since > state.version {
+        return Ok(None);
+    }
+    // The last operation on each resource wins.
+    let mut last: BTreeMap<(ChangeKind, String), ChangeOp> = BTreeMap::new();
+    for change in changes_after(tx, state.id, since).await? {
+        last.insert((change.kind, change.key), change.op);
+    }
+    let keys = |kind: ChangeKind, op: ChangeOp| -> Vec<String> {
+        last.iter()
+            .filter(|((k, _), o)| *k == kind && **o == op)
+            .map(|((_, key), _)| key.clone())
+            .collect()
+    };
+    let flag_keys = keys(ChangeKind::Flag, ChangeOp::Upsert);
+    let segment_keys = keys(ChangeKind::Segment, ChangeOp::Upsert);
+    let upserted_flags = load_flags(tx, state.id, Some(&flag_keys)).await?;
+    let upserted_segments = load_segments(tx, state.id, Some(&segment_keys)).await?;
+    // A resource logged as upserted but not loadable now is gone.
+    let flags_found: HashSet<String> = upserted_flags.iter().map(|f| f.key.clone()).collect();
+    let segments_found: HashSet<String> = upserted_segments.iter().map(|s| s.key.clone()).collect();
+    let mut deleted_flags = keys(ChangeKind::Flag, ChangeOp::Delete);
+    deleted_flags.extend(flag_keys.into_iter().filter(|k| !flags_found.contains(k)));
+    deleted_flags.sort();
+    let mut deleted_segments = keys(ChangeKind::Segment, ChangeOp::Delete);
+    deleted_segments.extend(
+        segment_keys
+            .into_iter()
+            .filter(|k| !segments_found.contains(k)),
+    );
+    deleted_segments.sort();
+    Ok(Some(RulesetPatch {
+        from_version: since,
+        version: state.version,
+        upserted_flags,
+        deleted_flags,
+        upserted_segments,
+        deleted_segments,
+    }))
+}
+
+impl Storage {
     /// Forgets an environment's change-log entries up to and including `version`: clients
     /// holding an older version then need a snapshot.
     pub async fn prune_changes(&self, project: &str, env: &str, version: i64) -> Result<()> {

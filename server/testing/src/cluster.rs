@@ -41,7 +41,9 @@ impl Cluster {
         Some(Cluster::start(database, count, live, options).await)
     }
 
-    async fn start(
+    /// `count` instances on `database`, each with `options` (its live settings, HTTP port
+    /// and signing secret aside).
+    pub async fn start(
         database: TestDatabase,
         count: usize,
         live: LiveSettings,

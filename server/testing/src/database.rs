@@ -34,6 +34,8 @@ enum Backend {
         database: String,
         removed: bool,
     },
+    /// A Postgres database someone else created and removes.
+    Borrowed { url: String },
 }
 
 impl TestDatabase {
@@ -78,6 +80,14 @@ impl TestDatabase {
         })
     }
 
+    /// The Postgres database at `url`, which someone else created and removes (a
+    /// [`crate::ReplicatedPostgres`] primary, say): [`TestDatabase::remove`] leaves it be.
+    pub fn postgres_at(url: &str) -> TestDatabase {
+        TestDatabase {
+            backend: Backend::Borrowed { url: url.into() },
+        }
+    }
+
     /// The database's URL: `sqlite:<folder>/vexil.db` or the Postgres database's URL.
     pub fn url(&self) -> String {
         match &self.backend {
@@ -87,6 +97,7 @@ impl TestDatabase {
                 database,
                 ..
             } => replace_database(admin_url, database),
+            Backend::Borrowed { url } => url.clone(),
         }
     }
 
@@ -129,7 +140,7 @@ impl TestDatabase {
                 }
                 db.close().await.ok();
             }
-            Backend::Postgres { .. } => {
+            Backend::Postgres { .. } | Backend::Borrowed { .. } => {
                 let mut db = PgConnection::connect(&self.url())
                     .await
                     .expect("open postgres");
@@ -163,9 +174,11 @@ impl TestDatabase {
             Backend::Sqlite(dir) => Storage::open_sqlite(&dir.path().join(SQLITE_FILE))
                 .await
                 .expect("open sqlite storage"),
-            Backend::Postgres { .. } => Storage::connect_with(&self.url(), STORAGE_CONNECTIONS)
-                .await
-                .expect("open postgres storage"),
+            Backend::Postgres { .. } | Backend::Borrowed { .. } => {
+                Storage::connect_with(&self.url(), STORAGE_CONNECTIONS)
+                    .await
+                    .expect("open postgres storage")
+            }
         }
     }
 
@@ -206,7 +219,7 @@ impl TestDatabase {
     pub(crate) fn sqlite_folder(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Sqlite(dir) => Some(dir.path()),
-            Backend::Postgres { .. } => None,
+            Backend::Postgres { .. } | Backend::Borrowed { .. } => None,
         }
     }
 }

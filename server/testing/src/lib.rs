@@ -7,7 +7,9 @@
 //!   port and data. [`BlockingServer`] is the same on a runtime of its own, for synchronous
 //!   tests.
 //! * [`Cluster`]: several servers sharing one database (and, through their live settings,
-//!   one Redis); [`PrivateRedis`]: a `redis-server` the test can stop and restart.
+//!   one Redis); [`PrivateRedis`]: a `redis-server` the test can stop and restart;
+//!   [`ReplicatedPostgres`]: a Postgres primary and streaming replica the test can make lag
+//!   or disappear.
 //! * [`http_get`], [`http_request`]: a minimal HTTP/1.1 client for the server's HTTP port
 //!   and for gRPC-web.
 //! * Small functions: [`authed`], [`expect_code`], [`eventually`], [`eventually_blocking`],
@@ -27,6 +29,7 @@ mod database;
 mod flags;
 mod http;
 mod redis;
+mod replica;
 mod server;
 
 use std::future::Future;
@@ -42,6 +45,7 @@ pub use flags::{
 };
 pub use http::{HttpResponse, http_get, http_request};
 pub use redis::PrivateRedis;
+pub use replica::ReplicatedPostgres;
 pub use server::{BlockingServer, ServerOptions, TestServer};
 
 /// The project a server creates at its first start.

@@ -47,6 +47,8 @@ pub struct ServerOptions {
     /// How long a guarded ramp's guardrails may go unread between steps (the server's
     /// default when not set).
     pub ramp_guard_interval: Option<std::time::Duration>,
+    /// A Postgres read replica of the server's database (see [`crate::ReplicatedPostgres`]).
+    pub database_replica_url: Option<String>,
 }
 
 /// A running `vexil-server` on loopback (gRPC, and HTTP when asked for), in the test's
@@ -119,6 +121,7 @@ impl TestServer {
         let settings = Settings {
             data_dir: data_dir.clone(),
             database_url: database.sqlite_folder().is_none().then(|| database.url()),
+            database_replica_url: options.database_replica_url.clone(),
             jwt_secret: options.jwt_secret.clone(),
         };
         let grpc = bind("127.0.0.1:0".parse().expect("address")).await;

@@ -17,6 +17,7 @@ async fn serves_over_tls() {
     let settings = Settings {
         data_dir: dir.path().to_path_buf(),
         database_url: None,
+        database_replica_url: None,
         jwt_secret: Some("a shared secret for every instance".into()),
     };
     let prepared = server::prepare(&settings).await.unwrap();

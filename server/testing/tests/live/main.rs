@@ -4,6 +4,7 @@
 mod events;
 mod ofrep;
 mod overload;
+mod replica;
 mod scheduled;
 mod vectors;
 mod web;
