@@ -67,7 +67,9 @@ struct Options {
     http_listen: SocketAddr,
 
     /// Redis shared by every instance: change notices between instances and cached
-    /// rulesets (redis://host:port). Without it the instance works alone.
+    /// rulesets (redis://host:port), or a Redis Cluster given by several seed nodes
+    /// separated by commas (redis://a:7000,redis://b:7000,…; Redis 7 or later, for its
+    /// sharded pub/sub). Without it the instance works alone.
     #[arg(long, env = "VEXIL_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
 

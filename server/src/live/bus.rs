@@ -2,12 +2,22 @@
 //!
 //! Every Redis call has a short timeout and failures are counted, logged and otherwise
 //! ignored: Redis speeds propagation and warm-up up, and correctness never depends on it.
+//!
+//! One node (`redis://host:port`) or a Redis Cluster (several seed URLs separated by
+//! commas). On a cluster every command names one key, so keys may live in any slot; notices
+//! go over sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7), which keeps them on the
+//! shard owning the channel instead of broadcasting them over the cluster bus, and whose
+//! subscription the client moves to the shard's new primary after a failover. Notices sent
+//! while a subscription moves are lost: the instance compares versions with the store once
+//! it is subscribed again, as after any reconnection.
 
 use std::sync::Weak;
 use std::time::Duration;
 
-use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, PushKind, RedisFuture};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
@@ -23,6 +33,7 @@ const SNAPSHOT_TTL_SECONDS: u64 = 3600;
 const SUPERSEDED_TTL_SECONDS: i64 = 60;
 /// Timeout of a connection attempt and of each command.
 const TIMEOUT: Duration = Duration::from_secs(1);
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 /// A committed environment version, as published on the channel `{prefix}:changes`.
@@ -43,15 +54,84 @@ struct Envelope {
     notice: ChangeNotice,
 }
 
+/// Where Redis is.
+#[derive(Clone)]
+enum Target {
+    Node(redis::Client),
+    /// The seed nodes of a cluster.
+    Cluster(Vec<redis::ConnectionInfo>),
+}
+
+impl Target {
+    /// One URL, or several separated by commas for a cluster's seed nodes.
+    fn parse(url: &str) -> redis::RedisResult<Target> {
+        let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+        if let [url] = urls[..] {
+            return redis::Client::open(url).map(Target::Node);
+        }
+        urls.into_iter()
+            .map(redis::IntoConnectionInfo::into_connection_info)
+            .collect::<redis::RedisResult<Vec<_>>>()
+            .map(Target::Cluster)
+    }
+
+    fn cluster(seeds: &[redis::ConnectionInfo]) -> ClusterClientBuilder {
+        ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(TIMEOUT)
+            .response_timeout(TIMEOUT)
+            // A command retried through a failover still ends within this: the L2 cache
+            // and notices are worth a short wait, not a stalled load.
+            .overall_response_timeout(Some(CLUSTER_TIMEOUT))
+    }
+}
+
+/// How long a command to a cluster may take, retries through a failover included.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A command connection to a node or to a cluster.
+#[derive(Clone)]
+enum Connection {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Node(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Node(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct RedisBus {
-    client: Option<redis::Client>,
+    target: Option<Target>,
     /// Prefix of every key and channel (`vexil` by default), so that deployments can share
     /// a Redis.
     prefix: String,
     /// The command connection, opened on first use and dropped after a failure so that the
     /// next call reconnects.
-    connection: std::sync::Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    connection: std::sync::Arc<tokio::sync::Mutex<Option<Connection>>>,
     metrics: Metrics,
 }
 
@@ -63,8 +143,8 @@ impl std::fmt::Debug for RedisBus {
 
 impl RedisBus {
     pub(super) fn new(url: &str, prefix: &str, metrics: Metrics) -> RedisBus {
-        let client = match redis::Client::open(url) {
-            Ok(client) => Some(client),
+        let target = match Target::parse(url) {
+            Ok(target) => Some(target),
             Err(err) => {
                 // Checked at start-up by `check_url`; kept lenient here.
                 tracing::error!(error = %err, "invalid redis url; running without redis");
@@ -72,7 +152,7 @@ impl RedisBus {
             }
         };
         RedisBus {
-            client,
+            target,
             prefix: prefix.to_owned(),
             connection: Default::default(),
             metrics,
@@ -101,19 +181,28 @@ impl RedisBus {
         tracing::debug!(operation, error = %err, "redis call failed");
     }
 
-    async fn connection(&self) -> Option<MultiplexedConnection> {
-        let client = self.client.as_ref()?;
+    async fn connection(&self) -> Option<Connection> {
+        let target = self.target.as_ref()?;
         let mut held = self.connection.lock().await;
         if let Some(connection) = held.as_ref() {
             return Some(connection.clone());
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT));
-        match client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        let connected = match target {
+            Target::Node(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(TIMEOUT))
+                    .set_response_timeout(Some(TIMEOUT));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Connection::Node)
+            }
+            Target::Cluster(seeds) => match Target::cluster(seeds).build() {
+                Ok(client) => client.get_async_connection().await.map(Connection::Cluster),
+                Err(err) => Err(err),
+            },
+        };
+        match connected {
             Ok(connection) => {
                 *held = Some(connection.clone());
                 Some(connection)
@@ -139,7 +228,15 @@ impl RedisBus {
             notice: notice.clone(),
         };
         let payload = serde_json::to_string(&envelope).unwrap_or_default();
-        let sent: redis::RedisResult<i64> = connection.publish(self.channel(), payload).await;
+        let command = match connection {
+            Connection::Node(_) => "PUBLISH",
+            Connection::Cluster(_) => "SPUBLISH",
+        };
+        let sent: redis::RedisResult<i64> = redis::cmd(command)
+            .arg(self.channel())
+            .arg(payload)
+            .query_async(&mut connection)
+            .await;
         if let Err(err) = sent {
             self.error("publish", &err);
             self.reset().await;
@@ -228,60 +325,206 @@ impl RedisBus {
     /// with backoff; after each (re)connection, compares versions with the store to make up
     /// for the notices missed meanwhile.
     pub(super) async fn listen(self, instance: String, hub: Weak<HubInner>) {
-        let Some(client) = self.client.clone() else {
+        let Some(target) = self.target.clone() else {
             return;
         };
-        let channel = self.channel();
-        let mut delay = Duration::from_millis(100);
+        let mut delay = FIRST_RECONNECT_DELAY;
         loop {
-            let subscribed = async {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                Ok::<_, redis::RedisError>(pubsub)
+            let followed = match &target {
+                Target::Node(client) => self.follow_node(client, &instance, &hub).await,
+                Target::Cluster(seeds) => self.follow_cluster(seeds, &instance, &hub).await,
             };
-            match tokio::time::timeout(TIMEOUT, subscribed).await {
-                Ok(Ok(mut pubsub)) => {
-                    delay = Duration::from_millis(100);
-                    self.metrics.redis_connected.set(1);
-                    tracing::info!("subscribed to redis change notices");
-                    match hub.upgrade() {
-                        Some(hub) => hub.check_versions().await,
-                        None => return,
-                    }
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let Some(hub) = hub.upgrade() else { return };
-                        let payload: String = match message.get_payload() {
-                            Ok(payload) => payload,
-                            Err(err) => {
-                                self.error("notice", &err);
-                                continue;
-                            }
-                        };
-                        match serde_json::from_str::<Envelope>(&payload) {
-                            Ok(envelope) if envelope.instance == instance => {}
-                            Ok(envelope) => hub.on_notice(&envelope.notice).await,
-                            Err(err) => self.error("notice", &err),
-                        }
-                    }
+            match followed {
+                Followed::HubGone => return,
+                Followed::Lost => {
+                    delay = FIRST_RECONNECT_DELAY;
                     self.metrics.redis_connected.set(0);
                     tracing::warn!("redis subscription lost; reconnecting");
                 }
-                Ok(Err(err)) => self.error("subscribe", &err),
-                Err(_) => self.error("subscribe", &"timed out"),
+                Followed::NotSubscribed(err) => self.error("subscribe", &err),
             }
             if hub.strong_count() == 0 {
                 return;
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            back_off(&mut delay).await;
+        }
+    }
+
+    /// Marks the subscription up and compares versions with the store; false when the hub
+    /// is gone.
+    async fn subscribed(&self, hub: &Weak<HubInner>) -> bool {
+        self.metrics.redis_connected.set(1);
+        match hub.upgrade() {
+            Some(hub) => {
+                hub.check_versions().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Subscribes to one node's channel and handles its notices until the connection drops.
+    async fn follow_node(
+        &self,
+        client: &redis::Client,
+        instance: &str,
+        hub: &Weak<HubInner>,
+    ) -> Followed {
+        let channel = self.channel();
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let mut pubsub = match tokio::time::timeout(TIMEOUT, subscribed).await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(err)) => return Followed::NotSubscribed(err.to_string()),
+            Err(_) => return Followed::NotSubscribed("timed out".into()),
+        };
+        tracing::info!("subscribed to redis change notices");
+        if !self.subscribed(hub).await {
+            return Followed::HubGone;
+        }
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            let Some(hub) = hub.upgrade() else {
+                return Followed::HubGone;
+            };
+            match message.get_payload::<String>() {
+                Ok(payload) => self.on_payload(&payload, instance, &hub).await,
+                Err(err) => self.error("notice", &err),
+            }
+        }
+        Followed::Lost
+    }
+
+    async fn on_payload(&self, payload: &str, instance: &str, hub: &HubInner) {
+        match serde_json::from_str::<Envelope>(payload) {
+            Ok(envelope) if envelope.instance == instance => {}
+            Ok(envelope) => hub.on_notice(&envelope.notice).await,
+            Err(err) => self.error("notice", &err),
+        }
+    }
+
+    /// [`RedisBus::follow_node`] on a cluster: a sharded subscription, which the client keeps
+    /// on whichever node owns the channel's slot. A dropped node connection may have carried
+    /// it: the subscription is then asked for again (harmless when the client already moved
+    /// it), and once confirmed, versions are compared with the store for what was missed.
+    async fn follow_cluster(
+        &self,
+        seeds: &[redis::ConnectionInfo],
+        instance: &str,
+        hub: &Weak<HubInner>,
+    ) -> Followed {
+        let channel = self.channel();
+        let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let subscribed = async {
+            let client = Target::cluster(seeds)
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(pushes)
+                .build()?;
+            let mut connection = client.get_async_connection().await?;
+            connection.ssubscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(connection)
+        };
+        let mut connection = match tokio::time::timeout(CLUSTER_TIMEOUT, subscribed).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(err)) => return Followed::NotSubscribed(err.to_string()),
+            Err(_) => return Followed::NotSubscribed("timed out".into()),
+        };
+        tracing::info!("subscribed to redis cluster change notices");
+        if !self.subscribed(hub).await {
+            return Followed::HubGone;
+        }
+        while let Some(push) = received.recv().await {
+            let Some(live) = hub.upgrade() else {
+                return Followed::HubGone;
+            };
+            match push.kind {
+                PushKind::SMessage | PushKind::Message => {
+                    match push
+                        .data
+                        .into_iter()
+                        .nth(1)
+                        .map(redis::from_redis_value::<String>)
+                    {
+                        Some(Ok(payload)) => self.on_payload(&payload, instance, &live).await,
+                        Some(Err(err)) => self.error("notice", &err),
+                        None => self.error("notice", &"a push without a payload"),
+                    }
+                }
+                PushKind::Disconnection => {
+                    self.metrics.redis_connected.set(0);
+                    self.error("subscribe", &"a cluster node connection dropped");
+                    self.resubscribe(&mut connection, &channel).await;
+                }
+                PushKind::SSubscribe if self.metrics.redis_connected.get() == 0 => {
+                    tracing::info!("redis cluster subscription back");
+                    if !self.subscribed(hub).await {
+                        return Followed::HubGone;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Followed::Lost
+    }
+
+    /// Asks for the sharded subscription again until the cluster confirms it (the
+    /// confirmation arrives as a push), backing off while a failover is under way.
+    async fn resubscribe(&self, connection: &mut ClusterConnection, channel: &str) {
+        let mut delay = FIRST_RECONNECT_DELAY;
+        loop {
+            match tokio::time::timeout(CLUSTER_TIMEOUT, connection.ssubscribe(channel)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(err)) => self.error("subscribe", &err),
+                Err(_) => self.error("subscribe", &"timed out"),
+            }
+            back_off(&mut delay).await;
         }
     }
 }
 
-/// Checks that `url` is a Redis URL, for a clear error at start-up.
+/// How following the notices ended.
+enum Followed {
+    /// The hub was dropped: the instance is stopping.
+    HubGone,
+    /// The subscription was up, then lost.
+    Lost,
+    /// The subscription could not be made.
+    NotSubscribed(String),
+}
+
+/// Waits `delay`, then doubles it up to [`MAX_RECONNECT_DELAY`].
+async fn back_off(delay: &mut Duration) {
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(MAX_RECONNECT_DELAY);
+}
+
+/// Checks that `url` is a Redis URL, or a list of a cluster's seed URLs separated by
+/// commas, for a clear error at start-up.
 pub fn check_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url)
+    Target::parse(url)
         .map(|_| ())
         .map_err(|err| format!("invalid redis url: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_is_a_node_and_several_are_a_cluster() {
+        assert!(matches!(
+            Target::parse("redis://127.0.0.1:6379/"),
+            Ok(Target::Node(_))
+        ));
+        match Target::parse("redis://10.0.0.1:7000, redis://10.0.0.2:7000,redis://10.0.0.3:7000") {
+            Ok(Target::Cluster(seeds)) => assert_eq!(seeds.len(), 3),
+            _ => panic!("three seeds make a cluster"),
+        }
+        let err = check_url("redis://10.0.0.1:7000,http://10.0.0.2").expect_err("a bad seed");
+        assert!(err.starts_with("invalid redis url"), "{err}");
+        assert!(check_url("not a url").is_err());
+    }
 }

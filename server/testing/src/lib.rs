@@ -8,6 +8,7 @@
 //!   tests.
 //! * [`Cluster`]: several servers sharing one database (and, through their live settings,
 //!   one Redis); [`PrivateRedis`]: a `redis-server` the test can stop and restart;
+//!   [`PrivateRedisCluster`]: a three-primary Redis Cluster whose nodes the test can kill;
 //!   [`ReplicatedPostgres`]: a Postgres primary and streaming replica the test can make lag
 //!   or disappear.
 //! * [`http_get`], [`http_request`]: a minimal HTTP/1.1 client for the server's HTTP port
@@ -29,6 +30,7 @@ mod database;
 mod flags;
 mod http;
 mod redis;
+mod redis_cluster;
 mod replica;
 mod server;
 
@@ -45,6 +47,7 @@ pub use flags::{
 };
 pub use http::{HttpResponse, http_get, http_request};
 pub use redis::PrivateRedis;
+pub use redis_cluster::{ClusterNode, PrivateRedisCluster};
 pub use replica::ReplicatedPostgres;
 pub use server::{BlockingServer, ServerOptions, TestServer};
 

@@ -1,5 +1,6 @@
 //! A `redis-server` of a test's own.
 
+use std::process::Child;
 use std::time::Duration;
 
 /// A `redis-server` on a free loopback port, which the test can stop (as in a crash) and
@@ -8,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct PrivateRedis {
     pub port: u16,
-    child: Option<std::process::Child>,
+    child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
@@ -35,30 +36,7 @@ impl PrivateRedis {
 
     /// Starts the server (again) on its port and waits until it accepts connections.
     pub fn restart(&mut self) {
-        let binary =
-            std::env::var("VEXIL_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = std::process::Command::new(&binary)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot run {binary} ({err}); scripts/services.sh installs Redis, or set \
-                     VEXIL_TEST_REDIS_SERVER to its path"
-                )
-            });
+        let child = spawn_redis_server(self.port, self.dir.path(), &[]);
         self.child = Some(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -82,4 +60,25 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts `redis-server` (from the `PATH`, or `VEXIL_TEST_REDIS_SERVER`) on a loopback
+/// `port` with its files in `dir`, without persistence, with `extra` options.
+pub(crate) fn spawn_redis_server(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
+    let binary = std::env::var("VEXIL_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    std::process::Command::new(&binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run {binary} ({err}); scripts/services.sh installs Redis, or set \
+                 VEXIL_TEST_REDIS_SERVER to its path"
+            )
+        })
 }

@@ -4,6 +4,7 @@
 mod events;
 mod ofrep;
 mod overload;
+mod redis_cluster;
 mod replica;
 mod scheduled;
 mod vectors;
@@ -652,20 +653,25 @@ async fn http_snapshot_has_etag_304_and_gzip() {
     cluster.stop().await;
 }
 
+/// Live settings of instances sharing the Redis at `url`, whose version checks are far
+/// enough apart that a change arriving quickly must have come through Redis, and close
+/// enough to keep the tests' Redis-down phases brief.
+fn through_redis(url: String, prefix: &str) -> LiveSettings {
+    LiveSettings {
+        redis_url: Some(url),
+        redis_prefix: prefix.to_owned(),
+        version_check_interval: Duration::from_secs(4),
+        heartbeat_interval: Duration::from_millis(500),
+        ..LiveSettings::default()
+    }
+}
+
 /// The acceptance test of propagation: three instances on one Postgres and one Redis.
 #[tokio::test]
 async fn three_instances_propagate_through_redis_and_survive_its_loss() {
     let mut redis = PrivateRedis::start();
     let prefix = unique("vexil_live");
-    let live = LiveSettings {
-        redis_url: Some(redis.url()),
-        redis_prefix: prefix.clone(),
-        // Long enough that a change arriving quickly must have come through Redis, short
-        // enough to keep the Redis-down phase of the test brief.
-        version_check_interval: Duration::from_secs(4),
-        heartbeat_interval: Duration::from_millis(500),
-        ..LiveSettings::default()
-    };
+    let live = through_redis(redis.url(), &prefix);
     let Some(cluster) = Cluster::postgres(3, live).await else {
         return;
     };
