@@ -110,8 +110,8 @@ struct Options {
     max_streams_per_key: usize,
 
     /// Seconds between two watches of the running experiments (their results computed for
-    /// alerts: guardrail regressions, significance, sample-ratio mismatches). 0 turns the
-    /// watch off on this instance.
+    /// alerts: guardrail regressions, significance, sample-ratio mismatches), done by one
+    /// instance of the fleet at a time. 0: this instance never takes the watch.
     #[arg(long, env = "VEXIL_EXPERIMENT_WATCH_INTERVAL", default_value_t = DEFAULT_WATCH_INTERVAL.as_secs_f64(), value_parser = non_negative)]
     experiment_watch_interval: f64,
 

@@ -816,11 +816,12 @@ async fn preload(hub: std::sync::Weak<HubInner>) {
     }
 }
 
-/// A random name for this instance on the change bus.
-fn instance_id() -> String {
+/// A random name for this instance: on the change bus, as a lease holder.
+pub(crate) fn instance_id() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
-        // Uniqueness only avoids handling one's own notices twice, which is harmless.
+        // Uniqueness only avoids handling one's own notices twice, or two instances
+        // holding a lease at once: both harmless.
         return format!("pid-{}", std::process::id());
     }
     hex::encode(bytes)

@@ -82,6 +82,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "guarded ramps",
         include_str!("../../migrations/0013_guarded_ramps.sql"),
     ),
+    (
+        14,
+        "leases",
+        include_str!("../../migrations/0014_leases.sql"),
+    ),
 ];
 
 /// From the Postgres text to the SQLite one, applied in this order. SQLite's rowid alias is
@@ -216,6 +221,10 @@ mod tests {
         (
             "ddbb16f387bcdd042d59b228fc49a19c8b36a42e43f8862f5e0ef9cf3d2f2fd04fc4e37d14eb8017ae039aa8c3f8990d",
             "ddbb16f387bcdd042d59b228fc49a19c8b36a42e43f8862f5e0ef9cf3d2f2fd04fc4e37d14eb8017ae039aa8c3f8990d",
+        ),
+        (
+            "a2bddb74ccaa56d456b531608b7a77c200186dd1d2b2eb46990097cdca78998ebdca40832488768a2ec50ee0635f8fee",
+            "a2bddb74ccaa56d456b531608b7a77c200186dd1d2b2eb46990097cdca78998ebdca40832488768a2ec50ee0635f8fee",
         ),
     ];
 

@@ -35,6 +35,7 @@ mod experiments;
 mod flags;
 mod history;
 mod keys;
+mod leases;
 mod migrations;
 mod privacy;
 mod projects;

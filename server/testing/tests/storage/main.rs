@@ -69,6 +69,7 @@ storage_suite!(
     scheduled_changes_apply_once,
     ramps_advance_on_a_clock_the_test_controls,
     guarded_ramps_roll_back_once,
+    a_lease_stays_with_its_holder_until_it_expires,
 );
 
 /// A context erased from every environment is found in no row of any table afterwards

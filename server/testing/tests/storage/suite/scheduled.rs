@@ -189,3 +189,32 @@ pub async fn scheduled_changes_apply_once(s: Storage) {
             .is_empty()
     );
 }
+
+pub async fn a_lease_stays_with_its_holder_until_it_expires(s: Storage) {
+    let (ttl, t) = (1_000, 50_000);
+    assert!(
+        s.hold_lease("watch", "a", t, ttl).await.unwrap(),
+        "free: a takes it"
+    );
+    assert!(
+        !s.hold_lease("watch", "b", t + 10, ttl).await.unwrap(),
+        "a holds it"
+    );
+    assert!(
+        s.hold_lease("watch", "a", t + 900, ttl).await.unwrap(),
+        "a renews it"
+    );
+    assert!(
+        !s.hold_lease("watch", "b", t + 1_500, ttl).await.unwrap(),
+        "renewed: still a's at the first expiry"
+    );
+    assert!(
+        s.hold_lease("other", "b", t, ttl).await.unwrap(),
+        "leases are by name"
+    );
+    assert!(
+        s.hold_lease("watch", "b", t + 1_900, ttl).await.unwrap(),
+        "expired: b takes it over"
+    );
+    assert!(!s.hold_lease("watch", "a", t + 1_901, ttl).await.unwrap());
+}
