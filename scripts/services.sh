@@ -3,6 +3,7 @@
 #
 #   eval "$(scripts/services.sh start)"   # installs what is missing, starts both, exports
 #                                         # VEXIL_TEST_DATABASE_URL and VEXIL_TEST_REDIS_URL
+#   scripts/services.sh install           # only installs what is missing
 #   scripts/services.sh status            # says what runs
 #   scripts/services.sh stop              # stops both
 #
@@ -156,6 +157,9 @@ start)
     start_redis
     print_env
     ;;
+install)
+    install_missing
+    ;;
 stop)
     stop_all
     ;;
@@ -167,7 +171,7 @@ env)
     print_env
     ;;
 *)
-    echo "usage: $0 start|stop|status|env" >&2
+    echo "usage: $0 start|install|stop|status|env" >&2
     exit 2
     ;;
 esac

@@ -181,6 +181,11 @@ impl PrivateRedisCluster {
             .expect("a running node answers")
     }
 
+    /// The ports of the running nodes.
+    pub fn ports(&self) -> Vec<u16> {
+        self.running_ports().collect()
+    }
+
     fn running_ports(&self) -> impl Iterator<Item = u16> + '_ {
         self.nodes
             .iter()

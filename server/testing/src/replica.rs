@@ -108,11 +108,7 @@ impl ReplicatedPostgres {
     }
 
     fn start_server(&self, data: &Path, port: u16) {
-        let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-             -c fsync=off -c max_connections=100",
-            self.dir.display()
-        );
+        let options = self.server_options(port);
         self.as_postgres("pg_ctl", |c| {
             c.args(["start", "-w", "-t", "60", "-D"])
                 .arg(data)
@@ -143,9 +139,31 @@ impl ReplicatedPostgres {
         self.stop_server(&self.replica_dir());
     }
 
-    /// Starts the replica (again); it catches up from the primary.
+    /// Starts the replica (again) and waits until it accepts connections; it catches up
+    /// from the primary.
     pub fn start_replica(&self) {
         self.start_server(&self.replica_dir(), self.replica_port);
+    }
+
+    /// Starts the replica (again) without waiting: after a crash under heavy writes its
+    /// recovery can take minutes, which a load generator should not spend waiting.
+    pub fn start_replica_in_background(&self) {
+        let options = self.server_options(self.replica_port);
+        self.as_postgres("pg_ctl", |c| {
+            c.args(["start", "-W", "-D"])
+                .arg(self.replica_dir())
+                .arg("-l")
+                .arg(self.replica_dir().with_extension("log"))
+                .args(["-o", &options]);
+        });
+    }
+
+    fn server_options(&self, port: u16) -> String {
+        format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+             -c fsync=off -c max_connections=100",
+            self.dir.display()
+        )
     }
 
     async fn replica_sql(&self, sql: &str) {
