@@ -269,15 +269,18 @@ async fn run(options: &Options, services: &Services) -> anyhow::Result<Report> {
     report.propagation = propagation.finish();
     report.ramp_steps_seen = report.propagation.ramp_patches;
     report.ramp_steps = ramp_steps;
-    let flushed = tokio::task::spawn_blocking(move || {
+    let (flushed, stats) = tokio::task::spawn_blocking(move || {
         let all = clients.iter().all(|c| c.flush(Duration::from_secs(60)));
+        let stats: Vec<vexil_core::EventStats> = clients.iter().map(|c| c.event_stats()).collect();
         for client in &clients {
             client.close();
         }
-        all
+        (all, stats)
     })
     .await?;
     report.events_flushed = flushed;
+    report.events_sent = stats.iter().map(|s| s.sent).sum();
+    report.events_dropped = stats.iter().map(|s| s.dropped).sum();
     let after = services.load_counters().await;
     report.load = after.minus(&before, run_took);
     report.memory = memory;

@@ -262,6 +262,9 @@ pub struct Report {
     pub local_threads_ok: bool,
     pub distinct_contexts: u64,
     pub events_flushed: bool,
+    /// Events the SDK clients sent, and dropped because their queue was full.
+    pub events_sent: u64,
+    pub events_dropped: u64,
     pub remote: Latencies,
     pub remote_failures: u64,
     pub remote_seconds: f64,
@@ -337,9 +340,11 @@ impl Report {
             &mut out,
             "events stored (exposures, summaries)",
             format!(
-                "{} exposures, {} summaries{}",
+                "{} exposures, {} summaries; the clients sent {} and dropped {} (queue full){}",
                 thousands(self.sum_metric("vexil_events_total", "type=\"exposure\"")),
                 thousands(self.sum_metric("vexil_events_total", "type=\"summary\"")),
+                thousands(self.events_sent as f64),
+                thousands(self.events_dropped as f64),
                 if self.events_flushed {
                     ""
                 } else {
