@@ -97,6 +97,19 @@ pub async fn config_version(
 
 /// Turns a flag on or off in [`ENV`].
 pub async fn toggle(admin: &mut AdminServiceClient<Channel>, token: &str, key: &str, on: bool) {
+    try_toggle(admin, token, key, on)
+        .await
+        .expect("toggle flag");
+}
+
+/// [`toggle`], returning the refusal instead of panicking (for load generators that count
+/// failed writes).
+pub async fn try_toggle(
+    admin: &mut AdminServiceClient<Channel>,
+    token: &str,
+    key: &str,
+    on: bool,
+) -> Result<(), tonic::Status> {
     let version = config_version(admin, token, key).await;
     admin
         .toggle_flag(authed(
@@ -110,5 +123,5 @@ pub async fn toggle(admin: &mut AdminServiceClient<Channel>, token: &str, key: &
             token,
         ))
         .await
-        .expect("toggle flag");
+        .map(|_| ())
 }

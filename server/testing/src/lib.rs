@@ -43,7 +43,7 @@ use tonic::{Code, Request, Status};
 pub use cluster::Cluster;
 pub use database::TestDatabase;
 pub use flags::{
-    bool_flag_request, config_version, create_bool_flag, create_experiment_flag, toggle,
+    bool_flag_request, config_version, create_bool_flag, create_experiment_flag, toggle, try_toggle,
 };
 pub use http::{HttpResponse, http_get, http_request};
 pub use redis::PrivateRedis;

@@ -33,7 +33,7 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_proto::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
-use vexil_testing::{authed, config_version};
+use vexil_testing::{authed, config_version, try_toggle};
 
 use measure::{Latencies, Report};
 use services::{Instance, Services};
@@ -229,7 +229,7 @@ async fn run(options: &Options, services: &Services) -> anyhow::Result<Report> {
         let sent = Instant::now();
         propagation.expect(&key, sent);
         let writer = &mut writers[change % services.instances.len()];
-        let toggled = toggle(
+        let toggled = try_toggle(
             writer,
             &token,
             &key,
@@ -512,28 +512,6 @@ async fn remote_loop(
         }
     }
     latencies
-}
-
-async fn toggle(
-    admin: &mut AdminServiceClient<Channel>,
-    token: &str,
-    key: &str,
-    on: bool,
-) -> anyhow::Result<()> {
-    let version = config_version(admin, token, key).await;
-    admin
-        .toggle_flag(authed(
-            pb::ToggleFlagRequest {
-                project_key: PROJECT.into(),
-                environment_key: ENV.into(),
-                key: key.into(),
-                on,
-                expected_version: version,
-            },
-            token,
-        ))
-        .await?;
-    Ok(())
 }
 
 /// Starts the ramp: four steps, the first three each a fifth of the run; returns the steps.
