@@ -55,6 +55,40 @@ async fn first_snapshot(instance: &TestServer, key: &str) -> pb::Snapshot {
     snapshot
 }
 
+/// Creates environment `key` in the test project; returns a server SDK key for it.
+async fn new_environment(
+    admin: &mut AdminServiceClient<Channel>,
+    token: &str,
+    key: &str,
+) -> String {
+    admin
+        .create_environment(authed(
+            pb::CreateEnvironmentRequest {
+                project_key: PROJECT.into(),
+                key: key.into(),
+                name: key.into(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .expect("create the environment");
+    admin
+        .issue_sdk_key(authed(
+            pb::IssueSdkKeyRequest {
+                project_key: PROJECT.into(),
+                environment_key: key.into(),
+                kind: pb::SdkKeyKind::Server as i32,
+                name: key.into(),
+            },
+            token,
+        ))
+        .await
+        .expect("issue a key")
+        .into_inner()
+        .secret
+}
+
 fn checkout_on(snapshot: &pb::Snapshot) -> bool {
     snapshot
         .flags
@@ -93,18 +127,24 @@ async fn a_read_replica_serves_lagging_reads_and_is_read_around_when_it_lags_or_
     let mut admin = cluster.instances[0].admin().await;
     create_bool_flag(&mut admin, &token, "checkout", false).await;
 
-    // 1. A replica in step answers the first load of an environment.
+    // 1. A replica in step answers the first load of an environment. The environment is
+    // created after the flag, so that no instance holds it yet (or has put it in L2): the
+    // load can only come from the store.
+    let staging_key = new_environment(&mut admin, &token, "staging").await;
     pg.wait_caught_up().await;
     let b = &cluster.instances[1];
+    let replica_before = replica_reads(b, "replica").await;
+    let staging = first_snapshot(b, &staging_key).await;
+    assert!(!checkout_on(&staging));
+    assert!(
+        replica_reads(b, "replica").await > replica_before,
+        "the replica answered B's load"
+    );
     let mut sync_b = open_sync(b, &server_key, 0).await;
     let pb::sync_response::Event::Snapshot(snapshot) = next_sync(&mut sync_b).await else {
         panic!("a snapshot first");
     };
     assert!(!checkout_on(&snapshot));
-    assert!(
-        replica_reads(b, "replica").await >= 1.0,
-        "the replica answered B's load"
-    );
     let (patch, took) = toggle_and_receive(&mut admin, &token, true, &mut sync_b).await;
     eprintln!("propagation with the replica in step: {took:?}");
     let version_on = patch.version;
