@@ -1,7 +1,10 @@
 //! How a client is set up.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::logging::LogSink;
 
 /// Settings of a [`Client`](crate::Client). Build with [`Config::new`] and the `with_…`
 /// methods; every field has a default fit for production.
@@ -36,6 +39,9 @@ pub struct Config {
     /// Name and version of the SDK, sent with syncs and event batches.
     pub sdk_name: String,
     pub sdk_version: String,
+    /// Where the client's log messages go; `None`: to the application's `tracing`
+    /// subscriber, like any crate's (see [`crate::logging`]).
+    pub log_sink: Option<Arc<dyn LogSink>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -47,6 +53,7 @@ impl std::fmt::Debug for Config {
             .field("offline", &self.offline)
             .field("bootstrap", &self.bootstrap)
             .field("events", &self.events)
+            .field("log_sink", &self.log_sink.as_ref().map(|_| "…"))
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +126,7 @@ impl Config {
             events: EventConfig::default(),
             sdk_name: "vexil-rust".into(),
             sdk_version: env!("CARGO_PKG_VERSION").into(),
+            log_sink: None,
         }
     }
 
@@ -134,6 +142,13 @@ impl Config {
 
     pub fn with_bootstrap(mut self, file: impl Into<PathBuf>) -> Config {
         self.bootstrap = Some(file.into());
+        self
+    }
+
+    /// Routes the client's log messages to `sink` rather than to the application's
+    /// `tracing` subscriber.
+    pub fn with_log_sink(mut self, sink: Arc<dyn LogSink>) -> Config {
+        self.log_sink = Some(sink);
         self
     }
 

@@ -85,11 +85,16 @@ impl Inner {
         if *held == Status::Closed || *held == status {
             return;
         }
-        if !matches!(status, Status::Stale { .. }) || *held != Status::Initializing {
+        let worth_logging =
+            !matches!(status, Status::Stale { .. }) || *held != Status::Initializing;
+        *held = status.clone();
+        self.status_changed.notify_all();
+        // Not under the lock: a host's logger may wait for a thread that waits for it (a
+        // Python thread holding the GIL, say).
+        drop(held);
+        if worth_logging {
             tracing::debug!(?status, "client status");
         }
-        *held = status;
-        self.status_changed.notify_all();
     }
 
     /// The source to report for `data` now.

@@ -35,7 +35,9 @@
 //! ([`ContextRef`]); results have one JSON form ([`Detail`], [`ClientState`]); options have
 //! one JSON form ([`Options`]); and every failure of a call carries a code from one table
 //! ([`ErrorCode`]) that each binding maps to its language, with [`guard`] turning a panic
-//! into an `INTERNAL` failure at the boundary.
+//! into an `INTERNAL` failure at the boundary. A binding hands the client's log messages to
+//! its language's logging with a [`LogSink`] ([`Config::with_log_sink`]); a Rust application
+//! sees them through its own `tracing` subscriber.
 
 #![cfg_attr(
     not(test),
@@ -51,6 +53,7 @@ mod events;
 mod held;
 mod inner;
 mod listeners;
+pub mod logging;
 mod network;
 mod options;
 mod summaries;
@@ -70,6 +73,7 @@ pub use data::Source;
 pub use error::{Error, ErrorCode, Failure, guard, panic_message};
 pub use events::EventStats;
 pub use listeners::in_listener;
+pub use logging::{LogLevel, LogSink};
 pub use options::{EventOptions, Options};
 pub use vexil_engine::{
     Context, ContextError, ErrorKind, Reason, Redaction, SingleContext, ValueKind,
@@ -145,6 +149,16 @@ fn block_sigpipe() {
 pub struct Client {
     inner: Arc<Inner>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Routes the client's log messages to its [`Config::log_sink`], when it has one.
+    log: Option<tracing::Dispatch>,
+}
+
+/// Runs `f` with the client's log messages routed to `log` (when set) on this thread.
+fn logged<T>(log: Option<&tracing::Dispatch>, f: impl FnOnce() -> T) -> T {
+    match log {
+        Some(log) => tracing::dispatcher::with_default(log, f),
+        None => f(),
+    }
 }
 
 impl Client {
@@ -152,6 +166,11 @@ impl Client {
     /// waits for the network: see [`Client::wait_for_initialization`]. Fails on a key of no
     /// known kind, a bad endpoint, or settings [`Config::check`] refuses.
     pub fn new(config: Config) -> Result<Client, Error> {
+        let log = config.log_sink.clone().map(logging::dispatch);
+        logged(log.as_ref(), || Client::start(config, log.clone()))
+    }
+
+    fn start(config: Config, log: Option<tracing::Dispatch>) -> Result<Client, Error> {
         let mode = if config.sdk_key.starts_with("vxl-server-") {
             Mode::Local
         } else if config.sdk_key.starts_with("vxl-client-")
@@ -200,8 +219,16 @@ impl Client {
             .worker_threads(1)
             .thread_name("vexil-client")
             .enable_all();
-        #[cfg(unix)]
-        runtime.on_thread_start(block_sigpipe);
+        let thread_log = log.clone();
+        runtime.on_thread_start(move || {
+            #[cfg(unix)]
+            block_sigpipe();
+            if let Some(log) = &thread_log {
+                // For the thread's whole life: the guard would restore the previous default
+                // (none) when the thread ends anyway.
+                std::mem::forget(tracing::dispatcher::set_default(log));
+            }
+        });
         let runtime = runtime.build()?;
         if !inner.config.offline {
             let channel = {
@@ -223,6 +250,7 @@ impl Client {
         Ok(Client {
             inner,
             runtime: Mutex::new(Some(runtime)),
+            log,
         })
     }
 
@@ -615,6 +643,10 @@ impl Client {
     /// unregisters every listener. Variation calls keep answering from the last data.
     /// Calling it again does nothing.
     pub fn close(&self) {
+        logged(self.log.as_ref(), || self.close_logged());
+    }
+
+    fn close_logged(&self) {
         self.inner.listeners.clear();
         let Some(runtime) = lock(&self.runtime).take() else {
             return;

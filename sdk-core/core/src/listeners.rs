@@ -123,14 +123,16 @@ impl Listeners {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         for slot in slots {
-            let listener = lock(&slot.listener);
-            let Some(listener) = listener.as_ref() else {
+            let held = lock(&slot.listener);
+            let Some(listener) = held.as_ref() else {
                 continue;
             };
             IN_LISTENER.with(|flag| flag.set(true));
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(change)));
             IN_LISTENER.with(|flag| flag.set(false));
+            // Logged once the slot is released: removal waits on it.
+            drop(held);
             if outcome.is_err() {
                 tracing::warn!("a change listener panicked");
             }

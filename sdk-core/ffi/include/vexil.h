@@ -162,6 +162,13 @@ typedef struct VexilClient VexilClient;
 // calls and threads. Create with `vexil_context_new`, release with `vexil_context_free`.
 typedef struct VexilContext VexilContext;
 
+// A log callback: `level` is 1 (error), 2 (warn), 3 (info), 4 (debug) or 5 (trace);
+// `message` is UTF-8, `message_len` bytes, valid only during the call.
+typedef void (*VexilLogCallback)(void *user_data,
+                                 int32_t level,
+                                 const char *message,
+                                 size_t message_len);
+
 // A change callback: `flag_keys_json` is a JSON array of the flags whose value may have
 // changed (UTF-8, `flag_keys_json_len` bytes, valid only during the call), `version` the
 // environment version after the change.
@@ -243,6 +250,30 @@ VexilCode vexil_client_new(const char *sdk_key,
                            size_t options_json_len,
                            struct VexilClient **out,
                            char **error_message);
+
+// `vexil_client_new`, with the client's log messages handed to `log_callback` (with
+// `log_user_data`) up to `log_max_level` (1 error … 5 trace; 0 logs nothing).
+//
+// Only the client's own messages arrive (not those of the libraries below it), and an
+// identical message is passed on at most once a minute (the next one after that says how
+// many were left out). The callback runs on the client's threads, or on the caller's
+// inside `vexil_client_new`, `vexil_client_close` and `vexil_client_free`, one call at a
+// time; it must return quickly and must not call into the client. `log_user_data` must
+// stay valid, and usable from another thread, until `vexil_client_free` returns: no call
+// is made after that. A NULL `log_callback` is `vexil_client_new`.
+//
+// Fails as `vexil_client_new` does, and with INVALID_ARGUMENT for a level outside 0–5.
+//
+// Thread safety: any thread.
+VexilCode vexil_client_new_with_log(const char *sdk_key,
+                                    size_t sdk_key_len,
+                                    const char *options_json,
+                                    size_t options_json_len,
+                                    VexilLogCallback log_callback,
+                                    int32_t log_max_level,
+                                    void *log_user_data,
+                                    struct VexilClient **out,
+                                    char **error_message);
 
 // Flushes pending events (up to 5 s), stops the client's background work and releases its
 // thread. The handle stays valid: variation calls keep answering from the last data, and

@@ -15,12 +15,13 @@
 
 use std::ffi::{c_char, c_void};
 use std::panic::catch_unwind;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vexil_core::{
-    Client, Context, ErrorCode, Failure, ListenerId, Options, Status, Unevaluated, ValueKind,
-    in_listener,
+    Client, Context, ErrorCode, Failure, ListenerId, LogLevel, LogSink, Options, Status,
+    Unevaluated, ValueKind, in_listener,
 };
 
 /// The result of every call that can fail: `OK`, or a code of the SDK core's one table of
@@ -132,10 +133,71 @@ pub type VexilChangeCallback = Option<
     ),
 >;
 
+/// A log callback: `level` is 1 (error), 2 (warn), 3 (info), 4 (debug) or 5 (trace);
+/// `message` is UTF-8, `message_len` bytes, valid only during the call.
+pub type VexilLogCallback = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        level: i32,
+        message: *const c_char,
+        message_len: usize,
+    ),
+>;
+
 /// A client: opaque. Create with `vexil_client_new`, release with `vexil_client_free`.
 #[derive(Debug)]
 pub struct VexilClient {
     client: Client,
+    /// The log callback, when one was given: disconnected by `vexil_client_free`.
+    log: Option<Arc<LogTarget>>,
+}
+
+/// A log callback and the caller's pointer it is called with; `None` once the client is
+/// freed, so that a message from a client thread still finishing is not delivered then.
+struct LogTarget {
+    max_level: LogLevel,
+    /// The callback, and `log_user_data` as an address.
+    target: Mutex<Option<(LogFunction, usize)>>,
+}
+
+type LogFunction = unsafe extern "C" fn(*mut c_void, i32, *const c_char, usize);
+
+impl std::fmt::Debug for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogTarget")
+            .field("max_level", &self.max_level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogTarget {
+    fn disconnect(&self) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl LogSink for LogTarget {
+    fn enabled(&self, level: LogLevel) -> bool {
+        level <= self.max_level
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        // Held during the call: `vexil_client_free` waits for a running call.
+        let target = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((callback, user_data)) = *target {
+            // SAFETY: the registrant guarantees the function and `user_data` are valid and
+            // usable from any thread until `vexil_client_free`, which disconnects this
+            // target (waiting for this call) before it returns.
+            unsafe {
+                callback(
+                    user_data as *mut c_void,
+                    level as i32,
+                    message.as_ptr().cast(),
+                    message.len(),
+                );
+            }
+        }
+    }
 }
 
 /// An evaluation context, parsed and validated once: opaque, immutable, reusable across
@@ -462,6 +524,46 @@ pub extern "C" fn vexil_client_new(
     out: *mut *mut VexilClient,
     error_message: *mut *mut c_char,
 ) -> VexilCode {
+    vexil_client_new_with_log(
+        sdk_key,
+        sdk_key_len,
+        options_json,
+        options_json_len,
+        None,
+        0,
+        std::ptr::null_mut(),
+        out,
+        error_message,
+    )
+}
+
+/// `vexil_client_new`, with the client's log messages handed to `log_callback` (with
+/// `log_user_data`) up to `log_max_level` (1 error … 5 trace; 0 logs nothing).
+///
+/// Only the client's own messages arrive (not those of the libraries below it), and an
+/// identical message is passed on at most once a minute (the next one after that says how
+/// many were left out). The callback runs on the client's threads, or on the caller's
+/// inside `vexil_client_new`, `vexil_client_close` and `vexil_client_free`, one call at a
+/// time; it must return quickly and must not call into the client. `log_user_data` must
+/// stay valid, and usable from another thread, until `vexil_client_free` returns: no call
+/// is made after that. A NULL `log_callback` is `vexil_client_new`.
+///
+/// Fails as `vexil_client_new` does, and with INVALID_ARGUMENT for a level outside 0–5.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn vexil_client_new_with_log(
+    sdk_key: *const c_char,
+    sdk_key_len: usize,
+    options_json: *const c_char,
+    options_json_len: usize,
+    log_callback: VexilLogCallback,
+    log_max_level: i32,
+    log_user_data: *mut c_void,
+    out: *mut *mut VexilClient,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
     guard(error_message, || {
         require_out(out, "out")?;
         if sdk_key.is_null() {
@@ -473,8 +575,31 @@ pub extern "C" fn vexil_client_new(
             .map_err(|failure| renamed(failure, "options", "options_json"))?
             .into_config(key, ("vexil-c", env!("CARGO_PKG_VERSION")))
             .map_err(|failure| renamed(failure, "options", "options_json"))?;
+        let log = match (log_callback, log_max_level) {
+            (_, 0) | (None, _) => None,
+            (Some(callback), level) => {
+                let max_level = u8::try_from(level)
+                    .ok()
+                    .and_then(LogLevel::from_number)
+                    .ok_or_else(|| {
+                        Failure::new(
+                            ErrorCode::InvalidArgument,
+                            format!("log_max_level: {level} is not a level from 0 to 5"),
+                        )
+                    })?;
+                Some(Arc::new(LogTarget {
+                    max_level,
+                    target: Mutex::new(Some((callback, log_user_data as usize))),
+                }))
+            }
+        };
+        let config = match &log {
+            Some(log) => config.with_log_sink(log.clone()),
+            None => config,
+        };
         let client = VexilClient {
             client: Client::new(config).map_err(Failure::from)?,
+            log,
         };
         write_out(out, "out", Box::into_raw(Box::new(client)))
     })
@@ -522,6 +647,9 @@ pub extern "C" fn vexil_client_free(
         let client = unsafe { Box::from_raw(client) };
         // Closing unregisters every callback, waiting for one that is running.
         client.client.close();
+        if let Some(log) = &client.log {
+            log.disconnect();
+        }
         drop(client);
         Ok(())
     })

@@ -602,3 +602,86 @@ fn version_is_a_static_string() {
     let version = unsafe { CStr::from_ptr(vexil_version()) };
     assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+/// What the log callback of `log_test_client` received.
+type Logged = std::sync::Mutex<Vec<(i32, String)>>;
+
+unsafe extern "C" fn collect_log(
+    user_data: *mut std::ffi::c_void,
+    level: i32,
+    message: *const c_char,
+    len: usize,
+) {
+    let logged = unsafe { &*(user_data as *const Logged) };
+    let bytes = unsafe { std::slice::from_raw_parts(message.cast::<u8>(), len) };
+    logged
+        .lock()
+        .unwrap()
+        .push((level, String::from_utf8(bytes.to_vec()).unwrap()));
+}
+
+/// Creates and frees an offline client whose bootstrap file is unreadable JSON, logging up
+/// to `max_level`; returns what was logged.
+fn log_test_client(max_level: i32) -> (VexilCode, Vec<(i32, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ruleset.json");
+    std::fs::write(&path, "{ not json").unwrap();
+    let options = json!({"offline": true, "bootstrap": path}).to_string();
+    let key = "vxl-server-test";
+    let logged = Box::new(Logged::default());
+    let mut client = null_mut();
+    let code = vexil_client_new_with_log(
+        key.as_ptr().cast(),
+        key.len(),
+        options.as_ptr().cast(),
+        options.len(),
+        Some(collect_log),
+        max_level,
+        (&*logged as *const Logged).cast_mut().cast(),
+        &mut client,
+        null_mut(),
+    );
+    if code == VexilCode::Ok {
+        assert_eq!(vexil_client_free(client, null_mut()), VexilCode::Ok);
+    }
+    (code, logged.into_inner().unwrap())
+}
+
+#[test]
+fn log_messages_reach_the_callback_at_the_levels_asked() {
+    let (code, logged) = log_test_client(2);
+    assert_eq!(code, VexilCode::Ok);
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].0, 2, "a warning");
+    assert!(
+        logged[0].1.starts_with("ignoring the bootstrap file"),
+        "{logged:?}"
+    );
+    let (code, logged) = log_test_client(1);
+    assert_eq!(code, VexilCode::Ok);
+    assert!(logged.is_empty(), "errors only: {logged:?}");
+    let (code, logged) = log_test_client(0);
+    assert_eq!(code, VexilCode::Ok);
+    assert!(logged.is_empty(), "nothing: {logged:?}");
+
+    let key = "vxl-server-test";
+    let mut client = null_mut();
+    let mut error = null_mut();
+    let code = vexil_client_new_with_log(
+        key.as_ptr().cast(),
+        key.len(),
+        null(),
+        0,
+        Some(collect_log),
+        6,
+        null_mut(),
+        &mut client,
+        &mut error,
+    );
+    assert_eq!(code, VexilCode::InvalidArgument);
+    assert_eq!(
+        message(error),
+        "log_max_level: 6 is not a level from 0 to 5"
+    );
+    assert!(client.is_null());
+}

@@ -241,3 +241,51 @@ async fn events_are_bounded_while_the_server_is_down() {
     assert_eq!(stats.sent, 0);
     client.close();
 }
+
+/// Collects what a client logs.
+#[derive(Default)]
+struct Collected(Mutex<Vec<(vexil_core::LogLevel, String)>>);
+
+impl vexil_core::LogSink for Collected {
+    fn enabled(&self, level: vexil_core::LogLevel) -> bool {
+        level <= vexil_core::LogLevel::Debug
+    }
+    fn log(&self, level: vexil_core::LogLevel, message: &str) {
+        self.0.lock().unwrap().push((level, message.to_owned()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_reaches_the_log_sink_once_and_nothing_of_the_network_libraries_does() {
+    let server = start_server().await;
+    let collected = Arc::new(Collected::default());
+    let client = Client::new(
+        quick(Config::new("vxl-server-not-a-real-key"))
+            .with_endpoint(server.endpoint())
+            .with_log_sink(collected.clone()),
+    )
+    .unwrap();
+    let status = tokio::task::block_in_place(|| client.wait_for_initialization(WAIT));
+    assert!(matches!(status, Status::Failed { .. }), "{status:?}");
+    client.close();
+    let logged = collected.0.lock().unwrap().clone();
+    let refused: Vec<_> = logged
+        .iter()
+        .filter(|(_, message)| message.contains("refused the SDK key"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{logged:?}");
+    assert_eq!(refused[0].0, vexil_core::LogLevel::Error);
+    // Debug messages of the client are there (its status), those of tonic, h2 and hyper,
+    // which would flood a host's log at debug, are not.
+    assert!(
+        logged.iter().any(|(_, m)| m.starts_with("client status")),
+        "{logged:?}"
+    );
+    assert!(
+        logged
+            .iter()
+            .all(|(_, m)| m.starts_with("client status") || m.contains("refused the SDK key")),
+        "{logged:?}"
+    );
+    server.stop().await;
+}
