@@ -30,6 +30,18 @@ static void vexil_go_trampoline(void *handle, const char *keys, size_t keys_len,
 	vexilGoChange(handle, (char *)keys, keys_len, version);
 }
 
+void vexilGoLog(void *handle, int32_t level, char *message, size_t message_len);
+
+static void vexil_go_log_trampoline(void *handle, int32_t level, const char *message, size_t message_len) {
+	vexilGoLog(handle, level, (char *)message, message_len);
+}
+
+static VexilCode vexil_go_client_new(const char *key, size_t key_len, const char *options, size_t options_len,
+		uintptr_t log_handle, VexilClient **out, char **message) {
+	return vexil_client_new_with_log(key, key_len, options, options_len,
+		log_handle ? vexil_go_log_trampoline : NULL, log_handle ? 5 : 0, (void *)log_handle, out, message);
+}
+
 static VexilCode vexil_go_on_change(const VexilClient *client, uintptr_t handle, uint64_t *id, char **message) {
 	return vexil_client_on_change(client, vexil_go_trampoline, (void *)handle, id, message);
 }
@@ -86,8 +98,11 @@ func (s Status) String() string {
 type Client struct {
 	// mu guards ptr: calls hold it for reading, Close for writing, so that the native
 	// client is never freed under a running call.
-	mu            sync.RWMutex
-	ptr           *C.VexilClient
+	mu  sync.RWMutex
+	ptr *C.VexilClient
+	// log is the handle of the client's *clientLogger (0: none), released once the native
+	// client is freed: no message arrives after that.
+	log           cgo.Handle
 	subscriptions map[*Subscription]struct{}
 }
 
@@ -100,23 +115,31 @@ type Client struct {
 // ErrInitializationTimeout when ctx ended first (the client then serves cached or
 // bootstrap data, or defaults, and keeps connecting), or ErrKeyRefused.
 func NewClient(ctx context.Context, sdkKey string, options ...Option) (*Client, error) {
-	settings := map[string]any{}
+	settings := &settings{json: map[string]any{}, defaultLogger: true}
 	for _, option := range options {
 		if err := option(settings); err != nil {
 			return nil, err
 		}
 	}
-	encoded, err := json.Marshal(settings)
+	encoded, err := json.Marshal(settings.json)
 	if err != nil {
 		return nil, &Error{Code: CodeInvalidOptions, Message: err.Error()}
 	}
+	var log cgo.Handle
+	if settings.logger != nil || settings.defaultLogger {
+		log = cgo.NewHandle(&clientLogger{logger: settings.logger})
+	}
 	var ptr *C.VexilClient
 	var message *C.char
-	code := C.vexil_client_new(stringPtr(sdkKey), C.size_t(len(sdkKey)), bytesPtr(encoded), C.size_t(len(encoded)), &ptr, &message)
+	code := C.vexil_go_client_new(stringPtr(sdkKey), C.size_t(len(sdkKey)), bytesPtr(encoded), C.size_t(len(encoded)),
+		C.uintptr_t(log), &ptr, &message)
 	if err := failure(code, message); err != nil {
+		if log != 0 {
+			log.Delete()
+		}
 		return nil, err
 	}
-	client := &Client{ptr: ptr, subscriptions: map[*Subscription]struct{}{}}
+	client := &Client{ptr: ptr, log: log, subscriptions: map[*Subscription]struct{}{}}
 	status, err := client.WaitForInitialization(ctx)
 	switch {
 	case err != nil:
@@ -235,6 +258,10 @@ func (c *Client) Close() error {
 	var message *C.char
 	err := failure(C.vexil_client_free(c.ptr, &message), message)
 	c.ptr = nil
+	if c.log != 0 {
+		c.log.Delete()
+		c.log = 0
+	}
 	return err
 }
 

@@ -1,35 +1,47 @@
 package vexil
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Option sets up a client in NewClient.
-type Option func(settings map[string]any) error
+type Option func(settings *settings) error
+
+// settings are what the options set: the core's options (JSON) and the logger.
+type settings struct {
+	json map[string]any
+	// logger receives the client's messages; nil with defaultLogger: slog.Default() at
+	// each message.
+	logger        *slog.Logger
+	defaultLogger bool
+}
 
 // WithEndpoint sets the server's gRPC endpoint (default "http://127.0.0.1:50051").
 func WithEndpoint(endpoint string) Option {
-	return func(s map[string]any) error { s["endpoint"] = endpoint; return nil }
+	return func(s *settings) error { s.json["endpoint"] = endpoint; return nil }
 }
 
 // WithCacheDir persists the last good data in dir and reads it at start.
 func WithCacheDir(dir string) Option {
-	return func(s map[string]any) error { s["cache_dir"] = dir; return nil }
+	return func(s *settings) error { s.json["cache_dir"] = dir; return nil }
 }
 
 // WithBootstrap serves the ruleset of a JSON file (the export format) until better data
 // arrives.
 func WithBootstrap(path string) Option {
-	return func(s map[string]any) error { s["bootstrap"] = path; return nil }
+	return func(s *settings) error { s.json["bootstrap"] = path; return nil }
 }
 
 // WithOffline(true) uses no network at all: cache, bootstrap or defaults.
 func WithOffline(offline bool) Option {
-	return func(s map[string]any) error { s["offline"] = offline; return nil }
+	return func(s *settings) error { s.json["offline"] = offline; return nil }
 }
 
 // WithContext sets the first context of a remote-mode client (client and mobile keys).
 func WithContext(context *Context) Option {
-	return func(s map[string]any) error {
-		s["context"] = rawJSON(context.json)
+	return func(s *settings) error {
+		s.json["context"] = rawJSON(context.json)
 		return nil
 	}
 }
@@ -49,7 +61,7 @@ func WithStreamTimeout(timeout time.Duration) Option {
 
 // WithBackoff sets the reconnection delays: the first, doubling up to max (1 s and 30 s).
 func WithBackoff(initial, maximum time.Duration) Option {
-	return func(s map[string]any) error {
+	return func(s *settings) error {
 		if err := millisOption("initial_backoff_ms", initial)(s); err != nil {
 			return err
 		}
@@ -59,7 +71,19 @@ func WithBackoff(initial, maximum time.Duration) Option {
 
 // WithSDKInfo names the application's wrapper in syncs and event batches.
 func WithSDKInfo(name, version string) Option {
-	return func(s map[string]any) error { s["sdk_name"], s["sdk_version"] = name, version; return nil }
+	return func(s *settings) error { s.json["sdk_name"], s.json["sdk_version"] = name, version; return nil }
+}
+
+// WithLogger sends the client's messages to logger (default: slog.Default(), read at each
+// message); nil sends them nowhere. A refused SDK key is logged at LevelError, a dropped
+// event batch or an unreadable cache file at LevelWarn, status changes at LevelDebug; the
+// logger's Enabled decides what the client even formats. An identical message is logged at
+// most once a minute, the next one after that saying how many were left out.
+func WithLogger(logger *slog.Logger) Option {
+	return func(s *settings) error {
+		s.logger, s.defaultLogger = logger, false
+		return nil
+	}
 }
 
 // Events sets up the event pipeline; zero fields keep their defaults.
@@ -87,7 +111,7 @@ type Events struct {
 
 // WithEvents sets up the event pipeline.
 func WithEvents(events Events) Option {
-	return func(s map[string]any) error {
+	return func(s *settings) error {
 		object := map[string]any{"enabled": !events.Disabled, "summaries": !events.NoSummaries}
 		if events.Capacity < 0 || events.BatchSize < 0 || events.FlushInterval < 0 || events.ExposureWindow < 0 {
 			return &Error{Code: CodeInvalidOptions, Message: "events: negative value"}
@@ -108,17 +132,17 @@ func WithEvents(events Events) Option {
 			object["private_attributes"] = events.PrivateAttributes
 		}
 		object["all_attributes_private"] = events.AllAttributesPrivate
-		s["events"] = object
+		s.json["events"] = object
 		return nil
 	}
 }
 
 func millisOption(field string, d time.Duration) Option {
-	return func(s map[string]any) error {
+	return func(s *settings) error {
 		if d < 0 {
 			return &Error{Code: CodeInvalidOptions, Message: field + ": must not be negative"}
 		}
-		s[field] = d.Milliseconds()
+		s.json[field] = d.Milliseconds()
 		return nil
 	}
 }

@@ -2,7 +2,11 @@ package vexil
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -110,4 +114,63 @@ func TestAgainstARealServer(t *testing.T) {
 			t.Errorf("events sent %d", state.Events.Sent)
 		}
 	})
+
+	t.Run("a refused key is logged once to the slog logger", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		records := &recordedLogs{}
+		client, err := NewClient(ctx, "vxl-server-not-a-real-key", WithEndpoint(server.endpoint()),
+			WithLogger(slog.New(records)))
+		if !errors.Is(err, ErrKeyRefused) {
+			t.Fatalf("err %v", err)
+		}
+		if err := client.Close(); err != nil {
+			t.Fatal(err)
+		}
+		refused := records.matching("refused the SDK key")
+		if len(refused) != 1 || refused[0].Level != slog.LevelError {
+			t.Fatalf("refused-key records %+v (all: %+v)", refused, records.all())
+		}
+		for _, record := range records.all() {
+			if record.Level < slog.LevelInfo {
+				t.Errorf("a record below the handler's level: %+v", record)
+			}
+		}
+	})
+}
+
+// recordedLogs is an slog handler that keeps its records, at Info and above.
+type recordedLogs struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (r *recordedLogs) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelInfo
+}
+
+func (r *recordedLogs) Handle(_ context.Context, record slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, record)
+	return nil
+}
+
+func (r *recordedLogs) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recordedLogs) WithGroup(string) slog.Handler      { return r }
+
+func (r *recordedLogs) all() []slog.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.records)
+}
+
+func (r *recordedLogs) matching(text string) []slog.Record {
+	var found []slog.Record
+	for _, record := range r.all() {
+		if strings.Contains(record.Message, text) {
+			found = append(found, record)
+		}
+	}
+	return found
 }

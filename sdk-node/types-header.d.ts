@@ -103,4 +103,19 @@ export interface ClientOptions {
   /** Data older than this is reported stale (default 7 days). */
   maxCacheAgeMs?: number
   events?: EventOptions
+  /**
+   * Where the client's messages go (default `console`): any object with `error`, `warn`,
+   * `info` and `debug` methods (pino, winston and bunyan loggers are). `null`: nowhere.
+   */
+  logger?: Logger | null
+  /** The most detailed messages passed to `logger` (default `'info'`). */
+  logLevel?: 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+}
+
+/** What the `logger` option needs: one method per level, called with the message. */
+export interface Logger {
+  error(message: string): void
+  warn(message: string): void
+  info(message: string): void
+  debug(message: string): void
 }

@@ -215,6 +215,54 @@ namespace Vexil.Tests
     public class ServerTests
     {
         [Test]
+        public void ARefusedKeyIsLoggedOnceAsAnError()
+        {
+            using (var server = new TestServer())
+            {
+                var logged = new List<KeyValuePair<VexilLogLevel, string>>();
+                Action<VexilLogLevel, string> logger = (level, message) =>
+                {
+                    lock (logged) logged.Add(new KeyValuePair<VexilLogLevel, string>(level, message));
+                };
+                using (var client = new VexilClient("vxl-server-not-a-real-key", new ClientOptions { Endpoint = server.Endpoint, Logger = logger }))
+                {
+                    Assert.AreEqual(ClientStatus.Failed, client.WaitForInitialization(TimeSpan.FromSeconds(15)));
+                }
+                lock (logged)
+                {
+                    var refused = logged.FindAll(m => m.Value.Contains("refused the SDK key"));
+                    Assert.AreEqual(1, refused.Count, string.Join("; ", logged));
+                    Assert.AreEqual(VexilLogLevel.Error, refused[0].Key);
+                    Assert.IsTrue(logged.TrueForAll(m => m.Key <= VexilLogLevel.Info), "info by default: " + string.Join("; ", logged));
+                }
+
+                // Without a logger, the trace source "Vexil" receives it.
+                var listener = new Recorder();
+                VexilClient.Trace.Listeners.Add(listener);
+                try
+                {
+                    using (var client = new VexilClient("vxl-server-not-a-real-key", new ClientOptions { Endpoint = server.Endpoint }))
+                    {
+                        Assert.AreEqual(ClientStatus.Failed, client.WaitForInitialization(TimeSpan.FromSeconds(15)));
+                    }
+                    lock (listener.Lines) Assert.IsTrue(listener.Lines.Exists(l => l.Contains("refused the SDK key")), string.Join("; ", listener.Lines));
+                }
+                finally
+                {
+                    VexilClient.Trace.Listeners.Remove(listener);
+                }
+            }
+        }
+
+        /// <summary>Keeps what a trace source writes, one line per message.</summary>
+        sealed class Recorder : TraceListener
+        {
+            public readonly List<string> Lines = new List<string>();
+            public override void Write(string message) { lock (Lines) Lines.Add(message); }
+            public override void WriteLine(string message) { lock (Lines) Lines.Add(message); }
+        }
+
+        [Test]
         public void AgainstARealServer()
         {
             using (var server = new TestServer())

@@ -278,7 +278,7 @@ fn read_config(js: Js, sdk_key: String, options: Option<sys::napi_value>) -> Res
         }
     }
     let mut json = js
-        .json(options)
+        .json_except(options, &["logger", "logLevel"])
         .map_err(|problem| invalid_argument("options", problem))?;
     // A reusable `Context` given as the first context: its canonical JSON (a native object
     // has no own properties to read). Only objects may be asked for their type tag: Node-API
@@ -320,6 +320,10 @@ impl Client {
             let js = Js { env: env.raw() };
             let sdk_key = string_arg(js, sdk_key.raw(), "sdkKey")?;
             let config = read_config(js, sdk_key, options.map(|o| o.raw()))?;
+            let config = match crate::logging::read_logger(&env, js, options.map(|o| o.raw()))? {
+                Some(logger) => config.with_log_sink(logger),
+                None => config,
+            };
             let core = vexil_core::Client::new(config).map_err(|err| from_core(err.into()))?;
             Ok(Client {
                 core: Arc::new(core),

@@ -82,7 +82,7 @@ impl Js {
     }
 
     /// A getter that threw leaves an exception pending; the value is treated as unreadable.
-    fn clear_exception(self) {
+    pub fn clear_exception(self) {
         let mut pending = false;
         // SAFETY: as above.
         unsafe {
@@ -227,24 +227,31 @@ impl Js {
         }
     }
 
+    /// [`Js::json`] of an object without its properties named in `except` (options that are
+    /// not data, such as functions).
+    pub fn json_except(self, object: sys::napi_value, except: &[&str]) -> Result<Value, String> {
+        let mut map = serde_json::Map::new();
+        for key in self.own_keys(object).ok_or("cannot read its keys")? {
+            let name = self.string(key).ok_or("cannot read a key")?;
+            if except.contains(&name.as_str()) {
+                continue;
+            }
+            let item = self.get_by(object, key).ok_or("cannot read a property")?;
+            if self.type_of(item) == Type::Undefined {
+                continue;
+            }
+            let item = self.json(item).map_err(|e| format!("{name}: {e}"))?;
+            map.insert(name, item);
+        }
+        Ok(Value::Object(map))
+    }
+
     /// The value as JSON, as `JSON.stringify` would see it (`undefined` properties are left
     /// out); `Err` names what cannot be represented.
     pub fn json(self, value: sys::napi_value) -> Result<Value, String> {
         match self.type_of(value) {
             Type::Undefined => Ok(Value::Null),
-            Type::Object if !self.is_array(value) => {
-                let mut map = serde_json::Map::new();
-                for key in self.own_keys(value).ok_or("cannot read its keys")? {
-                    let name = self.string(key).ok_or("cannot read a key")?;
-                    let item = self.get_by(value, key).ok_or("cannot read a property")?;
-                    if self.type_of(item) == Type::Undefined {
-                        continue;
-                    }
-                    let item = self.json(item).map_err(|e| format!("{name}: {e}"))?;
-                    map.insert(name, item);
-                }
-                Ok(Value::Object(map))
-            }
+            Type::Object if !self.is_array(value) => self.json_except(value, &[]),
             Type::Number => match self.number(value) {
                 // Whole numbers a double holds exactly become JSON integers, as JSON.stringify
                 // writes them (and as options such as `capacity` require).

@@ -14,6 +14,7 @@ mod context;
 mod error;
 mod fast;
 mod js;
+mod logging;
 
 pub use client::{
     Client, ClientStatus, EvaluationDetail, EvaluationReason, EventStats, FlagChange,

@@ -27,6 +27,17 @@ test('an SDK key that is not a Vexil key', () => {
   throwsCode(() => new Client(), 'VEXIL_INVALID_ARGUMENT', 'sdkKey')
 })
 
+test('the logger options are checked by name', () => {
+  throwsCode(() => new Client('vxl-server-x', { offline: true, logLevel: 'loud' }), 'VEXIL_INVALID_ARGUMENT', 'options.logLevel')
+  throwsCode(() => new Client('vxl-server-x', { offline: true, logLevel: 3 }), 'VEXIL_INVALID_ARGUMENT', 'options.logLevel')
+  throwsCode(() => new Client('vxl-server-x', { offline: true, logger: 'console' }), 'VEXIL_INVALID_ARGUMENT', 'options.logger')
+  throwsCode(() => new Client('vxl-server-x', { offline: true, logger: { error() {} } }), 'VEXIL_INVALID_ARGUMENT', 'options.logger: has no warn method')
+  // Only the levels asked for need a method; `null` and 'silent' log nothing.
+  new Client('vxl-server-x', { offline: true, logger: { error() {} }, logLevel: 'error' }).close()
+  new Client('vxl-server-x', { offline: true, logger: null }).close()
+  new Client('vxl-server-x', { offline: true, logLevel: 'silent' }).close()
+})
+
 test('an endpoint that is not an address', () => {
   throwsCode(() => new Client('vxl-server-x', { endpoint: 'not a url' }), 'VEXIL_INVALID_ENDPOINT', 'options.endpoint')
 })

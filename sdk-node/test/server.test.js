@@ -154,4 +154,21 @@ describe('against a real server', () => {
     assert.equal(output.trim(), 'READY')
     assert.ok(Date.now() - started < 15000)
   })
+  test('a refused key reaches the logger option once, as an error', async () => {
+    const logged = []
+    const logger = {
+      error: (m) => logged.push(['error', m]),
+      warn: (m) => logged.push(['warn', m]),
+      info: (m) => logged.push(['info', m]),
+      debug: (m) => logged.push(['debug', m]),
+    }
+    const refused = client('vxl-server-not-a-real-key', { logger })
+    assert.equal(await refused.waitForInitialization(10000), 'FAILED')
+    await refused.close()
+    await eventually(() => logged.length > 0)
+    const messages = logged.filter(([, m]) => m.includes('refused the SDK key'))
+    assert.equal(messages.length, 1, JSON.stringify(logged))
+    assert.equal(messages[0][0], 'error')
+    assert.ok(logged.every(([level]) => level !== 'debug'), 'info by default: no status changes')
+  })
 })

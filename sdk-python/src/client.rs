@@ -8,7 +8,8 @@ use pyo3::types::PyDict;
 use serde_json::Value;
 use vexil_core::arguments::{seconds, value_kind};
 use vexil_core::{
-    Detail, ErrorCode, EventOptions, Failure, ListenerId, Options, Status as CoreStatus, ValueKind,
+    Detail, ErrorCode, EventOptions, Failure, ListenerId, LogLevel, LogSink, Options,
+    Status as CoreStatus, ValueKind,
 };
 
 use crate::context::{context_arg, valid_context};
@@ -159,6 +160,48 @@ impl FlagChange {
     }
 }
 
+/// The `logging` level of `level`; trace is below `DEBUG`.
+fn logging_level(level: LogLevel) -> u8 {
+    match level {
+        LogLevel::Error => 40,
+        LogLevel::Warn => 30,
+        LogLevel::Info => 20,
+        LogLevel::Debug => 10,
+        LogLevel::Trace => 5,
+    }
+}
+
+/// The client's log messages, handed to a `logging.Logger` (by default `vexil`) on the core's
+/// log thread: a client thread never waits for the GIL to log (it may hold a lock a Python
+/// thread is waiting for). The logger's `isEnabledFor` is asked there, before each message,
+/// so its level is respected as it is at that moment.
+fn python_logger(logger: Py<PyAny>) -> std::sync::Arc<dyn LogSink> {
+    vexil_core::logging::on_log_thread(
+        LogLevel::Trace,
+        std::sync::Arc::new(move |level, message: &str| {
+            // Nothing is logged while the interpreter shuts down.
+            Python::try_attach(|py| {
+                let logger = logger.bind(py);
+                let level = logging_level(level);
+                let logged = logger
+                    .call_method1("isEnabledFor", (level,))
+                    .and_then(|enabled| enabled.extract::<bool>())
+                    .and_then(|enabled| {
+                        if enabled {
+                            logger.call_method1("log", (level, message)).map(drop)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                // A handler that raises is reported as `logging` would.
+                if let Err(err) = logged {
+                    err.write_unraisable(py, None);
+                }
+            });
+        }),
+    )
+}
+
 /// The native client; `vexil.Client` adds the asyncio forms on top.
 #[pyclass(frozen, subclass, weakref, module = "vexil._native", name = "Client")]
 #[derive(Debug)]
@@ -218,6 +261,7 @@ impl Client {
         initial_backoff = 1.0, max_backoff = 30.0, events = true, flush_interval = 5.0,
         event_capacity = 10000, event_batch_size = 500, exposure_window = 3600.0,
         evaluation_summaries = true, private_attributes = None, all_attributes_private = false,
+        logger = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -241,6 +285,7 @@ impl Client {
         evaluation_summaries: bool,
         private_attributes: Option<Vec<String>>,
         all_attributes_private: bool,
+        logger: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Client> {
         guard(|| {
             let context = match context.filter(|c| !c.is_none()) {
@@ -273,9 +318,16 @@ impl Client {
                 }),
                 camel_case: false,
             };
+            let logger = match logger.filter(|l| !l.is_none()) {
+                Some(logger) => logger,
+                None => py
+                    .import("logging")?
+                    .call_method1("getLogger", ("vexil",))?,
+            };
             let config = options
                 .into_config(sdk_key, ("vexil-python", env!("CARGO_PKG_VERSION")))
-                .map_err(option_error)?;
+                .map_err(option_error)?
+                .with_log_sink(python_logger(logger.unbind()));
             // Reads the cache or bootstrap file and starts a thread: not with the GIL held.
             let inner = py
                 .detach(|| vexil_core::Client::new(config))

@@ -4,6 +4,7 @@ asyncio forms and the GIL released while waiting."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from pathlib import Path
@@ -191,3 +192,27 @@ def test_threads_share_a_client(client: vexil.Client) -> None:
 def test_package_metadata() -> None:
     assert vexil.__version__
     assert issubclass(vexil.Client, vexil._native.Client)
+
+
+def test_a_logger_of_the_callers_choice_receives_debug_when_it_asks() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("my-app.flags")
+    logger.addHandler(Keep())
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    with vexil.Client("vxl-server-x", offline=True, bootstrap="/nonexistent/ruleset.json",
+                      logger=logger):
+        pass
+    deadline = time.time() + 5
+    while len(records) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    messages = [(r.levelno, r.getMessage()) for r in records]
+    assert any(level == logging.WARNING and m.startswith("ignoring the bootstrap file")
+               for level, m in messages), messages
+    assert any(level == logging.DEBUG and m.startswith("client status")
+               for level, m in messages), messages

@@ -4,11 +4,13 @@ evaluation with a mobile key and identify, track + flush counted by the server."
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sys
 import time
 from typing import Any
 
+import pytest
 import vexil
 
 from conftest import BOOL_ON, Server
@@ -126,3 +128,24 @@ def test_a_refused_key_fails_without_retrying(server: Server) -> None:
     with vexil.Client("vxl-server-not-a-real-key", endpoint=server.endpoint) as client:
         status = client.wait_for_initialization(10)
         assert status.state == "FAILED" and status.reason
+
+
+def test_a_refused_key_is_logged_once_to_the_vexil_logger(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="vexil")
+    with vexil.Client("vxl-server-not-a-real-key", endpoint=server.endpoint) as client:
+        assert client.wait_for_initialization(10).state == "FAILED"
+
+    def refused() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "refused the SDK key" in r.getMessage()]
+
+    deadline = time.time() + 5
+    while not refused() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert len(refused()) == 1, caplog.records
+    assert refused()[0].name == "vexil" and refused()[0].levelno == logging.ERROR
+    # INFO: the status changes, at DEBUG, are not even handed over.
+    assert not [r for r in caplog.records if r.levelno < logging.INFO]
+

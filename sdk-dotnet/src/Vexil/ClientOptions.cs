@@ -3,6 +3,26 @@ using System.Collections.Generic;
 
 namespace Vexil
 {
+    /// <summary>
+    /// The level of a client's log message, most severe first: a refused SDK key is an error, a
+    /// dropped event batch or an unreadable cache file a warning, status changes debug.
+    /// </summary>
+    public enum VexilLogLevel
+    {
+        /// <summary>Nothing is logged (as a <see cref="ClientOptions.LogLevel"/>).</summary>
+        None = 0,
+        /// <summary>A failure the application should know of (a refused SDK key).</summary>
+        Error = 1,
+        /// <summary>Something lost or ignored (a dropped event batch, an unreadable cache file).</summary>
+        Warn = 2,
+        /// <summary>Information.</summary>
+        Info = 3,
+        /// <summary>What the client is doing (status changes, reconnections).</summary>
+        Debug = 4,
+        /// <summary>The most detailed.</summary>
+        Trace = 5,
+    }
+
     /// <summary>Settings of a <see cref="VexilClient"/>; every one has a default fit for production.</summary>
     public sealed class ClientOptions
     {
@@ -41,6 +61,14 @@ namespace Vexil
         public IList<string> PrivateAttributes { get; set; }
         /// <summary>Every attribute private: events carry kinds and keys only (default false).</summary>
         public bool AllAttributesPrivate { get; set; }
+        /// <summary>
+        /// Where the client's messages go (default: the trace source <see cref="VexilClient.Trace"/>,
+        /// named "Vexil"). Called on the client's threads, one message at a time: it should
+        /// return quickly; an exception it throws is ignored.
+        /// </summary>
+        public Action<VexilLogLevel, string> Logger { get; set; }
+        /// <summary>The most detailed messages passed to <see cref="Logger"/> (default <see cref="VexilLogLevel.Info"/>).</summary>
+        public VexilLogLevel LogLevel { get; set; } = VexilLogLevel.Info;
         /// <summary>Name of the application's wrapper, sent with syncs and events.</summary>
         public string SdkName { get; set; }
         /// <summary>Version of the application's wrapper.</summary>

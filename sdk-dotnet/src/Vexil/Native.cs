@@ -37,8 +37,12 @@ namespace Vexil
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void vexil_context_free(IntPtr context);
 
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void LogCallback(IntPtr userData, int level, IntPtr message, UIntPtr messageLen);
+
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int vexil_client_new(byte* key, UIntPtr keyLen, byte* options, UIntPtr optionsLen, out IntPtr client, out IntPtr errorMessage);
+        internal static extern int vexil_client_new_with_log(byte* key, UIntPtr keyLen, byte* options, UIntPtr optionsLen,
+            LogCallback logCallback, int logMaxLevel, IntPtr logUserData, out IntPtr client, out IntPtr errorMessage);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int vexil_client_close(ClientHandle client, out IntPtr errorMessage);
@@ -210,7 +214,11 @@ namespace Vexil
     /// <summary>A native client, released exactly once (vexil_client_free).</summary>
     internal sealed class ClientHandle : GatedHandle
     {
-        internal ClientHandle(IntPtr handle) : base(handle) { }
+        internal ClientHandle(IntPtr handle, Native.LogCallback log) : base(handle) { Log = log; }
+
+        // The native client calls it until it is freed, the handle's finalizer included:
+        // held here, it lives as long as the handle.
+        internal readonly Native.LogCallback Log;
 
         protected override bool Free(IntPtr native)
         {

@@ -1,6 +1,10 @@
+// TraceSource's methods are [Conditional("TRACE")]: defined here, so that the default logger
+// works whatever the build defines.
+#define TRACE
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Text;
 using System.Threading;
 
@@ -28,17 +32,53 @@ namespace Vexil
         public VexilClient(string sdkKey, ClientOptions options = null)
         {
             if (sdkKey == null) throw new VexilException(VexilErrorCode.NullArgument, "sdkKey: must not be null");
+            options = options ?? new ClientOptions();
             var key = Native.Utf8(sdkKey);
-            var json = Native.Utf8((options ?? new ClientOptions()).ToJson());
+            var json = Native.Utf8(options.ToJson());
+            var log = LogCallbackOf(options);
             IntPtr ptr, message;
             int code;
             fixed (byte* k = key)
             fixed (byte* o = json)
             {
-                code = Native.vexil_client_new(k, (UIntPtr)key.Length, o, (UIntPtr)json.Length, out ptr, out message);
+                code = Native.vexil_client_new_with_log(k, (UIntPtr)key.Length, o, (UIntPtr)json.Length,
+                    log, log == null ? 0 : (int)options.LogLevel, IntPtr.Zero, out ptr, out message);
             }
             Native.Check(code, message);
-            handle = new ClientHandle(ptr);
+            handle = new ClientHandle(ptr, log);
+        }
+
+        /// <summary>The trace source the client logs to when <see cref="ClientOptions.Logger"/> is not set.</summary>
+        public static readonly TraceSource Trace = new TraceSource("Vexil", SourceLevels.Warning);
+
+        /// <summary>
+        /// The native log callback handing the client's messages to the options' logger (or to
+        /// <see cref="Trace"/>); null when the options' level is <see cref="VexilLogLevel.None"/>.
+        /// </summary>
+        static Native.LogCallback LogCallbackOf(ClientOptions options)
+        {
+            if (options.LogLevel == VexilLogLevel.None) return null;
+            var logger = options.Logger ?? ToTraceSource;
+            return (userData, level, message, length) =>
+            {
+                try
+                {
+                    logger((VexilLogLevel)level, Encoding.UTF8.GetString((byte*)message, checked((int)length)));
+                }
+                catch (Exception)
+                {
+                    // A logger that throws must not unwind into the native thread.
+                }
+            };
+        }
+
+        static void ToTraceSource(VexilLogLevel level, string message)
+        {
+            var type = level == VexilLogLevel.Error ? TraceEventType.Error
+                : level == VexilLogLevel.Warn ? TraceEventType.Warning
+                : level == VexilLogLevel.Info ? TraceEventType.Information
+                : TraceEventType.Verbose;
+            Trace.TraceEvent(type, 0, message);
         }
 
         /// <summary>Waits until the first data arrives, the key is refused, or the timeout passes; returns the status then.</summary>

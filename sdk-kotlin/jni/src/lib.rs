@@ -28,8 +28,8 @@ mod failure;
 mod flag_key;
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jni::objects::{JClass, JObject, JString, JValue};
@@ -39,8 +39,8 @@ use jni::vm::JavaVM;
 use jni::{Env, EnvUnowned, jni_sig, jni_str};
 use serde_json::Value;
 use vexil_core::{
-    Client, ClientState, Context, Detail, ErrorCode, FlagChange, ListenerId, Options, Source,
-    Status, Unevaluated, ValueKind,
+    Client, ClientState, Context, Detail, ErrorCode, FlagChange, ListenerId, LogLevel, LogSink,
+    Options, Source, Status, Unevaluated, ValueKind,
 };
 
 use failure::{Failure, ThrowVexilException};
@@ -211,6 +211,61 @@ fn dispatch_change(dispatcher: &Global<JObject<'static>>, change: &FlagChange) {
     // itself already isolates listeners), so nothing is left pending on this thread.
 }
 
+/// The client's log messages, handed to the Java `NativeLogSink` on the core's log thread:
+/// the client's threads never call into the JVM for a message, and a message logged inside
+/// a native call (on a Java thread) waits for no JNI frame. The most detailed level wanted is
+/// asked once, when the client is created.
+fn jvm_log_sink(env: &mut Env<'_>, sink: &JObject<'_>) -> Result<Arc<dyn LogSink>, Failure> {
+    let mut max_level = None;
+    for number in (1..=5).rev() {
+        let enabled = env
+            .call_method(
+                sink,
+                jni_str!("enabled"),
+                jni_sig!("(I)Z"),
+                &[JValue::Int(jint::from(number))],
+            )?
+            .z()?;
+        if enabled {
+            max_level = LogLevel::from_number(number);
+            break;
+        }
+    }
+    let Some(max_level) = max_level else {
+        return Ok(Arc::new(Silent));
+    };
+    let sink = env.new_global_ref(sink)?;
+    Ok(vexil_core::logging::on_log_thread(
+        max_level,
+        Arc::new(move |level, message: &str| {
+            let Ok(vm) = JavaVM::singleton() else { return };
+            // Attached for the call only: the idle log thread never keeps the JVM from
+            // exiting.
+            let _ = vm.attach_current_thread_for_scope(|env| -> jni::errors::Result<()> {
+                let text = JString::from_str(env, message)?;
+                env.call_method(
+                    sink.as_obj(),
+                    jni_str!("log"),
+                    jni_sig!("(ILjava/lang/String;)V"),
+                    &[JValue::Int(level as jint), JValue::Object(&text)],
+                )?;
+                Ok(())
+            });
+        }),
+    ))
+}
+
+/// A logger that enables no level.
+struct Silent;
+
+impl LogSink for Silent {
+    fn enabled(&self, _level: LogLevel) -> bool {
+        false
+    }
+
+    fn log(&self, _level: LogLevel, _message: &str) {}
+}
+
 // ----- contexts -----------------------------------------------------------------------------
 
 #[unsafe(no_mangle)]
@@ -275,12 +330,16 @@ pub extern "system" fn Java_dev_vexil_Native_clientNew<'l>(
     sdk_key: JString<'l>,
     options: JString<'l>,
     dispatcher: JObject<'l>,
+    log_sink: JObject<'l>,
 ) -> jlong {
     env.with_env(|env| -> Result<jlong, Failure> {
         let key = rust_string(env, &sdk_key, "sdkKey")?;
         let options = rust_string(env, &options, "options")?;
-        let config = Options::from_json_str(&options)?
+        let mut config = Options::from_json_str(&options)?
             .into_config(key, ("vexil-kotlin", env!("CARGO_PKG_VERSION")))?;
+        if !log_sink.is_null() {
+            config = config.with_log_sink(jvm_log_sink(env, &log_sink)?);
+        }
         let client = Client::new(config).map_err(vexil_core::Failure::from)?;
         let listener = if dispatcher.is_null() {
             None

@@ -1,5 +1,6 @@
 """The native module (pyo3) of the `vexil` package. Use it through `vexil`."""
 
+import logging
 import os
 from typing import Any, Callable, ClassVar, Literal, Optional, Union
 
@@ -122,6 +123,7 @@ class Client:
         evaluation_summaries: bool = True,
         private_attributes: Optional[list[str]] = None,
         all_attributes_private: bool = False,
+        logger: Optional[logging.Logger] = None,
     ) -> Self: ...
     @property
     def mode(self) -> Literal["local", "remote"]: ...

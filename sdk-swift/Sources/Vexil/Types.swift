@@ -42,6 +42,13 @@ public struct VexilOptions: Sendable {
     public var maxBackoff: TimeInterval?
     /// Cached data older than this is reported stale (seconds); default 7 days.
     public var maxCacheAge: TimeInterval?
+    /// Where the client's messages go: a refused SDK key is an `.error`, a dropped event batch
+    /// or an unreadable cache file a `.warn`, status changes `.debug`. Called on the client's
+    /// threads, one message at a time: return quickly. Default: `LogLevel.standardError`,
+    /// which writes `vexil: level: message` lines to standard error; `nil`: nowhere.
+    public var logger: (@Sendable (LogLevel, String) -> Void)? = LogLevel.standardError
+    /// The most detailed messages passed to `logger`; default `.info`.
+    public var logLevel: LogLevel = .info
 
     public init(sdkKey: String) {
         self.sdkKey = sdkKey
@@ -75,6 +82,49 @@ public struct VexilOptions: Sendable {
             maxBackoffMs: try millis(maxBackoff, "maxBackoff"),
             maxCacheAgeMs: try millis(maxCacheAge, "maxCacheAge"),
             sdkName: "vexil-swift", sdkVersion: vexilSwiftVersion)
+    }
+}
+
+/// The level of a client's log message, most severe first. An identical message is logged at
+/// most once a minute; the next one after that says how many were left out.
+public enum LogLevel: Int, Sendable, Comparable, CustomStringConvertible {
+    case error = 1, warn, info, debug, trace
+
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    public var description: String {
+        switch self {
+        case .error: return "error"
+        case .warn: return "warn"
+        case .info: return "info"
+        case .debug: return "debug"
+        case .trace: return "trace"
+        }
+    }
+
+    /// The default logger: one line per message on standard error.
+    public static let standardError: @Sendable (LogLevel, String) -> Void = { level, message in
+        FileHandle.standardError.write(Data("vexil: \(level): \(message)\n".utf8))
+    }
+
+    var native: NativeLogLevel {
+        switch self {
+        case .error: return .error
+        case .warn: return .warn
+        case .info: return .info
+        case .debug: return .debug
+        case .trace: return .trace
+        }
+    }
+
+    init(_ native: NativeLogLevel) {
+        switch native {
+        case .error: self = .error
+        case .warn: self = .warn
+        case .info: self = .info
+        case .debug: self = .debug
+        case .trace: self = .trace
+        }
     }
 }
 

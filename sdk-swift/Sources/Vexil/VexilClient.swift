@@ -30,7 +30,14 @@ public final class VexilClient: @unchecked Sendable {
     /// waits for the network. Throws `VexilError.invalidOptions` naming the field at fault.
     public init(options: VexilOptions) throws {
         let nativeOptions = try options.native()
-        native = try vexilNative { try NativeClient(options: nativeOptions) }
+        if let logger = options.logger {
+            native = try vexilNative {
+                try NativeClient.withLogger(
+                    options: nativeOptions, logger: LogRelay(logger), maxLevel: options.logLevel.native)
+            }
+        } else {
+            native = try vexilNative { try NativeClient(options: nativeOptions) }
+        }
         nativeAddress = try vexilNative { [native] in try native.address() }
     }
 
@@ -320,6 +327,20 @@ public final class VexilClient: @unchecked Sendable {
             value: extract(detail.value) ?? defaultValue, variationIndex: detail.variationIndex,
             reason: detail.reason, inExperiment: detail.inExperiment, experimentKey: detail.experimentKey,
             flagVersion: detail.flagVersion, source: detail.source, environmentVersion: detail.environmentVersion)
+    }
+}
+
+/// Hands the native client's log messages to the options' logger.
+private final class LogRelay: NativeLogger, @unchecked Sendable {
+    // @unchecked: the closure is `@Sendable`; nothing else is stored.
+    private let logger: @Sendable (LogLevel, String) -> Void
+
+    init(_ logger: @escaping @Sendable (LogLevel, String) -> Void) {
+        self.logger = logger
+    }
+
+    func log(level: NativeLogLevel, message: String) {
+        logger(LogLevel(level), message)
     }
 }
 

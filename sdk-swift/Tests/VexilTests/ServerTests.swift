@@ -48,6 +48,22 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(client.status, .closed)
     }
 
+    func testARefusedKeyIsLoggedOnceAsAnError() async throws {
+        let logged = LoggedMessages()
+        var options = VexilOptions(sdkKey: "vxl-server-not-a-real-key")
+        options.endpoint = server.endpoint
+        options.logger = { level, message in logged.append(level, message) }
+        let client = try VexilClient(options: options)
+        let status = try await client.waitForInitialization(timeout: 10)
+        guard case .failed = status else { return XCTFail("status \(status)") }
+        await client.close()
+        let messages = logged.all
+        let refused = messages.filter { $0.1.contains("refused the SDK key") }
+        XCTAssertEqual(refused.count, 1, "\(messages)")
+        XCTAssertEqual(refused.first?.0, .error)
+        XCTAssertTrue(messages.allSatisfy { $0.0 <= .info }, "info by default: \(messages)")
+    }
+
     func testChangeReachesTheAsyncStream() async throws {
         try server.importFlags([Self.checkout])
         let client = try localClient()
@@ -137,5 +153,24 @@ final class ServerTests: XCTestCase {
         let status = try await client.waitForInitialization(timeout: 10)
         guard case .failed = status else { return XCTFail("expected failed, got \(status)") }
         await client.close()
+    }
+}
+
+/// What a logger received, from any thread.
+final class LoggedMessages: @unchecked Sendable {
+    // @unchecked: `messages` is guarded by `lock`.
+    private let lock = NSLock()
+    private var messages: [(LogLevel, String)] = []
+
+    func append(_ level: LogLevel, _ message: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        messages.append((level, message))
+    }
+
+    var all: [(LogLevel, String)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return messages
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vexil_core::{
     Client, Config, Context, Detail, ErrorCode, ErrorKind, EventOptions, Failure, ListenerId,
-    Options, Reason, Source, Status, ValueKind,
+    LogLevel, LogSink, Options, Reason, Source, Status, ValueKind,
 };
 
 uniffi::setup_scaffolding!();
@@ -361,6 +361,63 @@ pub trait NativeChangeListener: Send + Sync {
     fn on_change(&self, change: NativeFlagChange);
 }
 
+/// The level of a log message, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum NativeLogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl NativeLogLevel {
+    fn core(self) -> LogLevel {
+        match self {
+            NativeLogLevel::Error => LogLevel::Error,
+            NativeLogLevel::Warn => LogLevel::Warn,
+            NativeLogLevel::Info => LogLevel::Info,
+            NativeLogLevel::Debug => LogLevel::Debug,
+            NativeLogLevel::Trace => LogLevel::Trace,
+        }
+    }
+}
+
+impl From<LogLevel> for NativeLogLevel {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Error => NativeLogLevel::Error,
+            LogLevel::Warn => NativeLogLevel::Warn,
+            LogLevel::Info => NativeLogLevel::Info,
+            LogLevel::Debug => NativeLogLevel::Debug,
+            LogLevel::Trace => NativeLogLevel::Trace,
+        }
+    }
+}
+
+/// Receives the client's log messages, on the client's threads (or the caller's, while the
+/// client is created and closed).
+#[uniffi::export(callback_interface)]
+pub trait NativeLogger: Send + Sync {
+    fn log(&self, level: NativeLogLevel, message: String);
+}
+
+/// A [`NativeLogger`] as the core's sink, up to a level.
+struct LoggerSink {
+    logger: Box<dyn NativeLogger>,
+    max_level: LogLevel,
+}
+
+impl LogSink for LoggerSink {
+    fn enabled(&self, level: LogLevel) -> bool {
+        level <= self.max_level
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logger.log(level.into(), message.to_owned());
+    }
+}
+
 fn parse_default(default_json: &str) -> NativeResult<Value> {
     serde_json::from_str(default_json).map_err(|err| NativeError::InvalidOptions {
         message: format!("default: not JSON: {err}"),
@@ -379,6 +436,23 @@ impl NativeClient {
     #[uniffi::constructor]
     pub fn new(options: NativeOptions) -> NativeResult<Arc<NativeClient>> {
         let client = Client::new(options.into_config()?)?;
+        Ok(Arc::new(NativeClient { client }))
+    }
+
+    /// [`NativeClient::new`], with the client's messages up to `max_level` handed to
+    /// `logger`.
+    #[uniffi::constructor]
+    pub fn with_logger(
+        options: NativeOptions,
+        logger: Box<dyn NativeLogger>,
+        max_level: NativeLogLevel,
+    ) -> NativeResult<Arc<NativeClient>> {
+        let sink = LoggerSink {
+            logger,
+            max_level: max_level.core(),
+        };
+        let config = options.into_config()?.with_log_sink(Arc::new(sink));
+        let client = Client::new(config)?;
         Ok(Arc::new(NativeClient { client }))
     }
 

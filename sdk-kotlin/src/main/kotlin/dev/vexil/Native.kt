@@ -16,7 +16,7 @@ internal object Native {
     @JvmStatic external fun contextClose(owner: Any, handle: Long)
     @JvmStatic external fun contextFree(handle: Long)
 
-    @JvmStatic external fun clientNew(sdkKey: String, optionsJson: String, dispatcher: Any?): Long
+    @JvmStatic external fun clientNew(sdkKey: String, optionsJson: String, dispatcher: Any?, logSink: Any?): Long
     @JvmStatic external fun clientClose(owner: Any, handle: Long)
     @JvmStatic external fun clientFree(handle: Long)
 

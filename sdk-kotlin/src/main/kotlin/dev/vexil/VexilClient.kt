@@ -53,7 +53,9 @@ class VexilClient @JvmOverloads constructor(
 
     init {
         NativeLibrary.ensureLoaded()
-        handle = Native.clientNew(sdkKey, options.toJson(), dispatcher)
+        val logger = options.logger ?: VexilLogger.default()
+        val logSink = if (logger === VexilLogger.NONE) null else NativeLogSink(logger)
+        handle = Native.clientNew(sdkKey, options.toJson(), dispatcher, logSink)
         val owned = handle
         NativeCleaner.register(this) { Native.clientFree(owned) }
     }

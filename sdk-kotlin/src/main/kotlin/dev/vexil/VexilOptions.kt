@@ -64,6 +64,12 @@ class VexilOptions {
     var allAttributesPrivate: Boolean? = null
 
     /**
+     * Where the client's messages go: by default SLF4J's logger `dev.vexil` when SLF4J has a
+     * provider, else java.util.logging's; [VexilLogger.NONE] for nowhere.
+     */
+    var logger: VexilLogger? = null
+
+    /**
      * The options in the SDK core's JSON form (camelCase, durations in milliseconds, the event
      * settings under `events`). The core checks them and names a bad one by the property above.
      */

@@ -122,6 +122,52 @@ class ServerTest {
     }
 
     @Test
+    fun `a refused key is logged once as an error through the logger option`() = runBlocking {
+        val logged = LinkedBlockingQueue<Pair<LogLevel, String>>()
+        val logger = object : VexilLogger {
+            override fun log(level: LogLevel, message: String) {
+                logged.add(level to message)
+            }
+            override fun isEnabled(level: LogLevel) = level <= LogLevel.INFO
+        }
+        VexilClient("vxl-server-not-a-key-of-this-server") { endpoint = server.endpoint; this.logger = logger }.use { client ->
+            assertEquals(Status.FAILED, client.awaitInitialization(10.seconds))
+        }
+        val first = logged.poll(5, TimeUnit.SECONDS)
+        assertEquals(LogLevel.ERROR, first?.first) { "first message $first" }
+        assertTrue(first!!.second.contains("refused the SDK key")) { first.second }
+        Thread.sleep(200)
+        val rest = logged.toList()
+        assertTrue(rest.none { it.second.contains("refused the SDK key") }) { "logged again: $rest" }
+        assertTrue(rest.all { it.first <= LogLevel.INFO }) { "below the logger's level: $rest" }
+    }
+
+    @Test
+    fun `without a logger option the messages reach java util logging`() = runBlocking {
+        // No SLF4J provider on the test class path: java.util.logging's `dev.vexil`.
+        val records = LinkedBlockingQueue<java.util.logging.LogRecord>()
+        val handler = object : java.util.logging.Handler() {
+            override fun publish(record: java.util.logging.LogRecord) {
+                records.add(record)
+            }
+            override fun flush() {}
+            override fun close() {}
+        }
+        val jul = java.util.logging.Logger.getLogger("dev.vexil")
+        jul.addHandler(handler)
+        try {
+            VexilClient("vxl-server-not-a-key-of-this-server") { endpoint = server.endpoint }.use { client ->
+                assertEquals(Status.FAILED, client.awaitInitialization(10.seconds))
+            }
+            val record = records.poll(5, TimeUnit.SECONDS)
+            assertEquals(java.util.logging.Level.SEVERE, record?.level) { "record ${record?.message}" }
+            assertTrue(record!!.message.contains("refused the SDK key")) { record.message }
+        } finally {
+            jul.removeHandler(handler)
+        }
+    }
+
+    @Test
     fun `awaitInitialization does not block the thread it runs on`() = runBlocking {
         // Nothing listens on this port: the client stays INITIALIZING until the timeout.
         VexilClient(server.key("server")) { endpoint = "http://127.0.0.1:${freePort()}" }.use { client ->
