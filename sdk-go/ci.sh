@@ -26,8 +26,9 @@ if ! cargo build -q --workspace --lib --bins --tests; then
 fi
 
 export CGO_ENABLED=1
-export CGO_CFLAGS="-I$root/sdk-core/ffi/include"
-export CGO_LDFLAGS="$CARGO_TARGET_DIR/debug/libvexil_ffi.a -lm -ldl -lpthread"
+# The module links the library it carries (native_linux_amd64.go): this build's.
+mkdir -p "$here/lib/linux_amd64"
+cp "$CARGO_TARGET_DIR/debug/libvexil_ffi.a" "$here/lib/linux_amd64/libvexil_ffi.a"
 
 passed=0
 failed=0

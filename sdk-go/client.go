@@ -2,14 +2,14 @@
 // thin, idiomatic layer over the Rust SDK core (through its C ABI, include/vexil.h), so that
 // flags evaluate exactly as in every other Vexil SDK.
 //
-// Link the native library built by cargo (see README.md): for instance
-//
-//	CGO_CFLAGS="-I$REPO/sdk-core/ffi/include" \
-//	CGO_LDFLAGS="$CARGO_TARGET_DIR/release/libvexil_ffi.a -lm -ldl -lpthread" go build
+// The module carries the header and, for linux/amd64, the static native library: `go get`
+// and `go build` need no environment variables there (cgo and a C compiler are required).
+// Elsewhere, build the library with cargo and link it with -tags vexil_custom_lib and
+// CGO_LDFLAGS (see README.md).
 package vexil
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../sdk-core/ffi/include
+#cgo CFLAGS: -I${SRCDIR}/include
 #cgo LDFLAGS: -lm -ldl -lpthread
 #cgo noescape vexil_bool_variation
 #cgo nocallback vexil_bool_variation

@@ -6,7 +6,8 @@ target=${CARGO_TARGET_DIR:-$root/target}
 # The conformance runner's own build: the same packages and targets, so nothing compiles twice.
 (cd "$root" && cargo build -q --workspace --lib --bins --tests)
 export CGO_ENABLED=1
-export CGO_CFLAGS="-I$root/sdk-core/ffi/include"
-export CGO_LDFLAGS="$target/debug/libvexil_ffi.a -lm -ldl -lpthread"
+# The module links the library it carries (native_linux_amd64.go): this build's.
+mkdir -p "$root/sdk-go/lib/linux_amd64"
+cp "$target/debug/libvexil_ffi.a" "$root/sdk-go/lib/linux_amd64/libvexil_ffi.a"
 cd "$root/sdk-go/testee"
 go build -o "$target/go-testee/vexil-go-testee" .

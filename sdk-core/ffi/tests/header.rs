@@ -1,5 +1,5 @@
-//! The committed header is what cbindgen generates from the source: regenerating it must
-//! change nothing. `VEXIL_UPDATE_HEADER=1 cargo test -p vexil-ffi --test header` rewrites it.
+//! The committed header (and the Go module's copy) is what cbindgen generates from the
+//! source: regenerating it must change nothing. `VEXIL_UPDATE_HEADER=1 cargo test -p vexil-ffi --test header` rewrites it.
 
 use std::path::Path;
 
@@ -16,15 +16,21 @@ fn committed_header_is_current() {
         .expect("the header generates")
         .write(&mut generated);
     let generated = String::from_utf8(generated).expect("the header is UTF-8");
-    let path = crate_dir.join("include/vexil.h");
-    if std::env::var_os("VEXIL_UPDATE_HEADER").is_some() {
-        std::fs::write(&path, &generated).expect("include/vexil.h is writable");
-        return;
+    // The Go module carries a copy: a module cannot reach outside its folder.
+    for path in [
+        crate_dir.join("include/vexil.h"),
+        crate_dir.join("../../sdk-go/include/vexil.h"),
+    ] {
+        if std::env::var_os("VEXIL_UPDATE_HEADER").is_some() {
+            std::fs::write(&path, &generated).expect("the header is writable");
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} is stale: regenerate it with \
+             `VEXIL_UPDATE_HEADER=1 cargo test -p vexil-ffi --test header`",
+            path.display()
+        );
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "include/vexil.h is stale: regenerate it with \
-         `VEXIL_UPDATE_HEADER=1 cargo test -p vexil-ffi --test header`"
-    );
 }
