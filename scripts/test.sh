@@ -150,6 +150,23 @@ if ! grep -qE '^[0-9]+ passed, [0-9]+ failed$' "$log/conformance.txt"; then
   failed=$((failed + 1))
 fi
 
+# The packages a user installs: built as a release builds them (with the dev profile, to reuse
+# this run's build), then installed into new empty projects by each ecosystem's own tool.
+if [ ${#only_sdks[@]} -eq 0 ]; then
+  step "install tests (release artifacts in new projects)"
+  if scripts/release.sh --dev --out "$log/dist" >"$log/release.txt" 2>&1 \
+    && scripts/install-tests.sh "$log/dist" --dev 2>&1 | tee "$log/install.txt"; then :; else
+    status=1
+    tail -n 40 "$log/release.txt"
+  fi
+  counts=$(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$log/install.txt" 2>/dev/null || echo "0 0")
+  passed=$((passed + ${counts% *}))
+  failed=$((failed + ${counts#* }))
+  if ! grep -qE '^[0-9]+ passed, [0-9]+ failed$' "$log/install.txt" 2>/dev/null; then
+    failed=$((failed + 1))
+  fi
+fi
+
 echo
 echo "$passed passed, $failed failed"
 [ "$status" = 0 ] && [ "$failed" = 0 ]

@@ -36,7 +36,7 @@ fi
 # The wheel (dev profile: the same target directory and profile as the workspace's tests).
 "$TOOLS/bin/maturin" build -q --profile dev -m "$HERE/Cargo.toml" -o "$WORK/wheels" >&2 \
     || fail "maturin build failed"
-WHEEL=$(ls "$WORK"/wheels/vexil-*.whl)
+WHEEL=$(ls "$WORK"/wheels/vexil_flags-*.whl)
 # One wheel for every CPython from 3.10 on (the stable ABI), as the package promises.
 case "$WHEEL" in
     *-cp310-abi3-*) ;;

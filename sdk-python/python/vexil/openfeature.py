@@ -1,4 +1,4 @@
-"""Vexil as a provider of OpenFeature's Python SDK (`pip install vexil[openfeature]`).
+"""Vexil as a provider of OpenFeature's Python SDK (`pip install "vexil-flags[openfeature]"`).
 
 Already on OpenFeature? One line changes::
 
