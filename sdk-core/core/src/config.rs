@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::logging::LogSink;
+use crate::test_data::TestData;
 
 /// Settings of a [`Client`](crate::Client). Build with [`Config::new`] and the `with_…`
 /// methods; every field has a default fit for production.
@@ -42,6 +43,9 @@ pub struct Config {
     /// Where the client's log messages go; `None`: to the application's `tracing`
     /// subscriber, like any crate's (see [`crate::logging`]).
     pub log_sink: Option<Arc<dyn LogSink>>,
+    /// An in-memory source of flag data standing in for the server, for tests: the client
+    /// then evaluates locally, uses no network and no cache file (see [`TestData`]).
+    pub test_data: Option<TestData>,
 }
 
 impl std::fmt::Debug for Config {
@@ -54,6 +58,7 @@ impl std::fmt::Debug for Config {
             .field("bootstrap", &self.bootstrap)
             .field("events", &self.events)
             .field("log_sink", &self.log_sink.as_ref().map(|_| "…"))
+            .field("test_data", &self.test_data)
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +132,7 @@ impl Config {
             sdk_name: "vexil-rust".into(),
             sdk_version: env!("CARGO_PKG_VERSION").into(),
             log_sink: None,
+            test_data: None,
         }
     }
 
@@ -149,6 +155,13 @@ impl Config {
     /// `tracing` subscriber.
     pub fn with_log_sink(mut self, sink: Arc<dyn LogSink>) -> Config {
         self.log_sink = Some(sink);
+        self
+    }
+
+    /// Serves the flags of `test_data`, changed by the test as it goes, instead of the
+    /// server's (see [`TestData`]).
+    pub fn with_test_data(mut self, test_data: &TestData) -> Config {
+        self.test_data = Some(test_data.clone());
         self
     }
 

@@ -389,6 +389,29 @@ impl Inner {
         }
     }
 
+    /// Swaps in a test source's new data at once and tells the listeners on the client's
+    /// `runtime`, as a change from the server would be told (see [`crate::TestData`]).
+    pub(crate) fn replace_data_on(self: &Arc<Self>, data: Data, runtime: &tokio::runtime::Handle) {
+        let changed = match &data {
+            Data::Ruleset { ruleset, .. } => {
+                crate::network::changed_flags(&self.data.load(), ruleset)
+            }
+            _ => Vec::new(),
+        };
+        let version = data.version();
+        self.data.store(Arc::new(data));
+        if changed.is_empty() {
+            return;
+        }
+        let inner = self.clone();
+        runtime.spawn(async move {
+            inner.listeners.notify(&FlagChange {
+                flag_keys: changed,
+                version,
+            });
+        });
+    }
+
     /// Swaps in new data, persists it, and tells the listeners.
     pub(crate) fn replace_data(&self, data: Data, changed: Vec<String>) {
         let version = data.version();

@@ -28,6 +28,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! An application's tests use [`TestData`] instead of a server: flags held in memory that the
+//! test changes one at a time, each change reaching the clients made on it at once
+//! ([`Config::with_test_data`]).
+//!
 //! # The surface every language binds to
 //!
 //! This crate is the only one the language bindings (C ABI, uniffi, pyo3, napi, JNI) wrap:
@@ -57,6 +61,7 @@ pub mod logging;
 mod network;
 mod options;
 mod summaries;
+mod test_data;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -75,6 +80,7 @@ pub use events::EventStats;
 pub use listeners::in_listener;
 pub use logging::{LogLevel, LogSink};
 pub use options::{EventOptions, Options};
+pub use test_data::TestData;
 pub use vexil_engine::{
     Context, ContextError, ErrorKind, Reason, Redaction, SingleContext, ValueKind,
 };
@@ -170,8 +176,23 @@ impl Client {
         logged(log.as_ref(), || Client::start(config, log.clone()))
     }
 
-    fn start(config: Config, log: Option<tracing::Dispatch>) -> Result<Client, Error> {
-        let mode = if config.sdk_key.starts_with("vxl-server-") {
+    fn start(mut config: Config, log: Option<tracing::Dispatch>) -> Result<Client, Error> {
+        let test_data = config.test_data.clone();
+        if test_data.is_some() {
+            // The test's data stands in for the server: nothing goes out, nothing is cached.
+            config.offline = true;
+            config.cache_dir = None;
+        }
+        let mode = if test_data.is_some() {
+            // Only the key's form is checked: the test's data is evaluated here.
+            if !["vxl-server-", "vxl-client-", "vxl-mobile-"]
+                .iter()
+                .any(|kind| config.sdk_key.starts_with(kind))
+            {
+                return Err(Error::InvalidKey);
+            }
+            Mode::Local
+        } else if config.sdk_key.starts_with("vxl-server-") {
             Mode::Local
         } else if config.sdk_key.starts_with("vxl-client-")
             || config.sdk_key.starts_with("vxl-mobile-")
@@ -186,11 +207,16 @@ impl Client {
             .cache_dir
             .as_deref()
             .map(|dir| data::cache_path(dir, &config.sdk_key));
-        let initial = initial_data(&config, mode, cache_path.as_deref());
+        let initial = match &test_data {
+            Some(test_data) => test_data.current(),
+            None => initial_data(&config, mode, cache_path.as_deref()),
+        };
         let (closing, _) = watch::channel(false);
         let (identified, _) = watch::channel(config.initial_context.clone());
         let (flush_requests, flush_rx) = mpsc::unbounded_channel();
-        let status = if config.offline {
+        let status = if test_data.is_some() {
+            Status::Ready
+        } else if config.offline {
             Status::Offline
         } else {
             Status::Initializing
@@ -198,7 +224,8 @@ impl Client {
         let inner = Arc::new(Inner {
             mode,
             data: SharedData::new(initial),
-            connected: AtomicBool::new(false),
+            // A test's data is current by definition.
+            connected: AtomicBool::new(test_data.is_some()),
             status: Mutex::new(status),
             status_changed: Condvar::new(),
             listeners: Listeners::default(),
@@ -230,6 +257,9 @@ impl Client {
             }
         });
         let runtime = runtime.build()?;
+        if let Some(test_data) = &test_data {
+            test_data.attach(&inner, runtime.handle().clone());
+        }
         if !inner.config.offline {
             let channel = {
                 let _entered = runtime.enter();

@@ -286,7 +286,7 @@ fn apply_snapshot(inner: &Inner, snapshot: &pb::Snapshot) {
 }
 
 /// Flags whose definition differs between the data held and a new ruleset.
-fn changed_flags(old: &Data, new: &Ruleset) -> Vec<String> {
+pub(crate) fn changed_flags(old: &Data, new: &Ruleset) -> Vec<String> {
     let mut keys: BTreeSet<String> = new.flag_keys().map(str::to_owned).collect();
     match old {
         Data::Ruleset { ruleset, .. } => {

@@ -162,6 +162,11 @@ typedef struct VexilClient VexilClient;
 // calls and threads. Create with `vexil_context_new`, release with `vexil_context_free`.
 typedef struct VexilContext VexilContext;
 
+// Flags and segments held in memory, standing in for the server in an application's tests:
+// opaque. Create with `vexil_test_data_new`, release with `vexil_test_data_free`; clients
+// made on it with `vexil_client_new_with_test_data` keep what they need of it.
+typedef struct VexilTestData VexilTestData;
+
 // A log callback: `level` is 1 (error), 2 (warn), 3 (info), 4 (debug) or 5 (trace);
 // `message` is UTF-8, `message_len` bytes, valid only during the call.
 typedef void (*VexilLogCallback)(void *user_data,
@@ -222,6 +227,52 @@ VexilCode vexil_context_to_json(const struct VexilContext *context,
 // call (the client keeps its own copy).
 void vexil_context_free(struct VexilContext *context);
 
+// Creates an empty test data source into `*out`.
+//
+// Thread safety: any thread.
+VexilCode vexil_test_data_new(struct VexilTestData **out,
+                              char **error_message);
+
+// Adds or replaces a flag (`segment` false) or a segment (`segment` true) given as JSON in
+// the export format (`json_len` bytes). Every client on the data sees it at once; their
+// change callbacks run on their own threads. Fails, changing nothing, with INVALID_JSON, or
+// INVALID_ARGUMENT naming the field when the flag or segment does not compile.
+//
+// Thread safety: any thread.
+VexilCode vexil_test_data_update(const struct VexilTestData *test_data,
+                                 bool segment,
+                                 const char *json,
+                                 size_t json_len,
+                                 char **error_message);
+
+// Makes flag `key` serve the JSON value `value_json` to every context (a flag of the
+// value's type). Fails as `vexil_test_data_update` does.
+//
+// Thread safety: any thread.
+VexilCode vexil_test_data_set_value(const struct VexilTestData *test_data,
+                                    const char *key,
+                                    size_t key_len,
+                                    const char *value_json,
+                                    size_t value_json_len,
+                                    char **error_message);
+
+// Removes flag (`segment` false) or segment (`segment` true) `key`; writes whether it was
+// there into `*out_removed`.
+//
+// Thread safety: any thread.
+VexilCode vexil_test_data_remove(const struct VexilTestData *test_data,
+                                 bool segment,
+                                 const char *key,
+                                 size_t key_len,
+                                 bool *out_removed,
+                                 char **error_message);
+
+// Releases a test data source; clients made on it keep serving and seeing nothing new.
+// NULL is ignored.
+//
+// Thread safety: no other call may be using it, and it must not be used afterwards.
+void vexil_test_data_free(struct VexilTestData *test_data);
+
 // Creates a client and starts its background work at once (one thread of its own); never
 // waits for the network (see `vexil_client_wait_for_initialization`).
 //
@@ -274,6 +325,21 @@ VexilCode vexil_client_new_with_log(const char *sdk_key,
                                     void *log_user_data,
                                     struct VexilClient **out,
                                     char **error_message);
+
+// `vexil_client_new` for a test: the client serves `test_data` (see `VexilTestData`)
+// instead of the server's data. It evaluates locally whatever the key's kind, reports
+// READY, uses no network and writes no cache file.
+//
+// Fails as `vexil_client_new` does, and with NULL_ARGUMENT for a NULL `test_data`.
+//
+// Thread safety: any thread.
+VexilCode vexil_client_new_with_test_data(const char *sdk_key,
+                                          size_t sdk_key_len,
+                                          const char *options_json,
+                                          size_t options_json_len,
+                                          const struct VexilTestData *test_data,
+                                          struct VexilClient **out,
+                                          char **error_message);
 
 // Flushes pending events (up to 5 s), stops the client's background work and releases its
 // thread. The handle stays valid: variation calls keep answering from the last data, and

@@ -491,6 +491,118 @@ pub extern "C" fn vexil_context_free(context: *mut VexilContext) {
     let _ = catch_unwind(|| drop(unsafe { Box::from_raw(context) }));
 }
 
+// ----- test data -----------------------------------------------------------------------------
+
+/// Flags and segments held in memory, standing in for the server in an application's tests:
+/// opaque. Create with `vexil_test_data_new`, release with `vexil_test_data_free`; clients
+/// made on it with `vexil_client_new_with_test_data` keep what they need of it.
+#[derive(Debug)]
+pub struct VexilTestData {
+    data: vexil_core::TestData,
+}
+
+/// Creates an empty test data source into `*out`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_test_data_new(
+    out: *mut *mut VexilTestData,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        require_out(out, "out")?;
+        let data = VexilTestData {
+            data: vexil_core::TestData::new(),
+        };
+        write_out(out, "out", Box::into_raw(Box::new(data)))
+    })
+}
+
+/// Adds or replaces a flag (`segment` false) or a segment (`segment` true) given as JSON in
+/// the export format (`json_len` bytes). Every client on the data sees it at once; their
+/// change callbacks run on their own threads. Fails, changing nothing, with INVALID_JSON, or
+/// INVALID_ARGUMENT naming the field when the flag or segment does not compile.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_test_data_update(
+    test_data: *const VexilTestData,
+    segment: bool,
+    json: *const c_char,
+    json_len: usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let test_data = object(test_data, "test_data")?;
+        let value = json_argument(json, json_len, "json")?;
+        if segment {
+            test_data.data.update_segment(value)
+        } else {
+            test_data.data.update_flag(value)
+        }
+    })
+}
+
+/// Makes flag `key` serve the JSON value `value_json` to every context (a flag of the
+/// value's type). Fails as `vexil_test_data_update` does.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_test_data_set_value(
+    test_data: *const VexilTestData,
+    key: *const c_char,
+    key_len: usize,
+    value_json: *const c_char,
+    value_json_len: usize,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let test_data = object(test_data, "test_data")?;
+        let key = text(key, key_len, "key")?;
+        let value = json_argument(value_json, value_json_len, "value_json")?;
+        test_data.data.set_value(key, value)
+    })
+}
+
+/// Removes flag (`segment` false) or segment (`segment` true) `key`; writes whether it was
+/// there into `*out_removed`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_test_data_remove(
+    test_data: *const VexilTestData,
+    segment: bool,
+    key: *const c_char,
+    key_len: usize,
+    out_removed: *mut bool,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let test_data = object(test_data, "test_data")?;
+        let key = text(key, key_len, "key")?;
+        require_out(out_removed, "out_removed")?;
+        let removed = if segment {
+            test_data.data.remove_segment(key)
+        } else {
+            test_data.data.remove_flag(key)
+        };
+        write_out(out_removed, "out_removed", removed)
+    })
+}
+
+/// Releases a test data source; clients made on it keep serving and seeing nothing new.
+/// NULL is ignored.
+///
+/// Thread safety: no other call may be using it, and it must not be used afterwards.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_test_data_free(test_data: *mut VexilTestData) {
+    if test_data.is_null() {
+        return;
+    }
+    // SAFETY: `test_data` came from `vexil_test_data_new` and is freed once (the contract).
+    let _ = catch_unwind(|| drop(unsafe { Box::from_raw(test_data) }));
+}
+
 // ----- clients -------------------------------------------------------------------------------
 
 /// Creates a client and starts its background work at once (one thread of its own); never
@@ -566,15 +678,7 @@ pub extern "C" fn vexil_client_new_with_log(
 ) -> VexilCode {
     guard(error_message, || {
         require_out(out, "out")?;
-        if sdk_key.is_null() {
-            return Err(null_argument("sdk_key"));
-        }
-        let key = text(sdk_key, sdk_key_len, "sdk_key")?;
-        let options = text(options_json, options_json_len, "options_json")?;
-        let config = Options::from_json_str(options)
-            .map_err(|failure| renamed(failure, "options", "options_json"))?
-            .into_config(key, ("vexil-c", env!("CARGO_PKG_VERSION")))
-            .map_err(|failure| renamed(failure, "options", "options_json"))?;
+        let config = client_config(sdk_key, sdk_key_len, options_json, options_json_len)?;
         let log = match (log_callback, log_max_level) {
             (_, 0) | (None, _) => None,
             (Some(callback), level) => {
@@ -600,6 +704,54 @@ pub extern "C" fn vexil_client_new_with_log(
         let client = VexilClient {
             client: Client::new(config).map_err(Failure::from)?,
             log,
+        };
+        write_out(out, "out", Box::into_raw(Box::new(client)))
+    })
+}
+
+/// A client's configuration from the key and options arguments of `vexil_client_new…`.
+fn client_config(
+    sdk_key: *const c_char,
+    sdk_key_len: usize,
+    options_json: *const c_char,
+    options_json_len: usize,
+) -> Result<vexil_core::Config, Failure> {
+    if sdk_key.is_null() {
+        return Err(null_argument("sdk_key"));
+    }
+    let key = text(sdk_key, sdk_key_len, "sdk_key")?;
+    let options = text(options_json, options_json_len, "options_json")?;
+    Options::from_json_str(options)
+        .map_err(|failure| renamed(failure, "options", "options_json"))?
+        .into_config(key, ("vexil-c", env!("CARGO_PKG_VERSION")))
+        .map_err(|failure| renamed(failure, "options", "options_json"))
+}
+
+/// `vexil_client_new` for a test: the client serves `test_data` (see `VexilTestData`)
+/// instead of the server's data. It evaluates locally whatever the key's kind, reports
+/// READY, uses no network and writes no cache file.
+///
+/// Fails as `vexil_client_new` does, and with NULL_ARGUMENT for a NULL `test_data`.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_new_with_test_data(
+    sdk_key: *const c_char,
+    sdk_key_len: usize,
+    options_json: *const c_char,
+    options_json_len: usize,
+    test_data: *const VexilTestData,
+    out: *mut *mut VexilClient,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        require_out(out, "out")?;
+        let test_data = object(test_data, "test_data")?;
+        let config = client_config(sdk_key, sdk_key_len, options_json, options_json_len)?
+            .with_test_data(&test_data.data);
+        let client = VexilClient {
+            client: Client::new(config).map_err(Failure::from)?,
+            log: None,
         };
         write_out(out, "out", Box::into_raw(Box::new(client)))
     })

@@ -685,3 +685,80 @@ fn log_messages_reach_the_callback_at_the_levels_asked() {
     );
     assert!(client.is_null());
 }
+
+#[test]
+fn a_client_on_test_data_sees_each_change() {
+    let mut data = null_mut();
+    assert_eq!(vexil_test_data_new(&mut data, null_mut()), VexilCode::Ok);
+    let (key, value) = ("checkout", "true");
+    let set = |value: &str| {
+        vexil_test_data_set_value(
+            data,
+            key.as_ptr().cast(),
+            key.len(),
+            value.as_ptr().cast(),
+            value.len(),
+            null_mut(),
+        )
+    };
+    assert_eq!(set(value), VexilCode::Ok);
+    let sdk_key = "vxl-server-test";
+    let mut client = null_mut();
+    assert_eq!(
+        vexil_client_new_with_test_data(
+            sdk_key.as_ptr().cast(),
+            sdk_key.len(),
+            null(),
+            0,
+            data,
+            &mut client,
+            null_mut()
+        ),
+        VexilCode::Ok
+    );
+    let alice = context(r#"{"kind":"user","key":"alice"}"#);
+    let variation = || {
+        let mut on = false;
+        let code = vexil_bool_variation(
+            client,
+            key.as_ptr().cast(),
+            key.len(),
+            alice,
+            false,
+            &mut on,
+            null_mut(),
+        );
+        assert_eq!(code, VexilCode::Ok);
+        on
+    };
+    assert!(variation());
+    assert_eq!(set("false"), VexilCode::Ok);
+    assert!(!variation());
+
+    let bad = r#"{"key": "checkout", "kind": "bool", "variations": [true], "on": true, "fallthrough": {"variation": 3}}"#;
+    let mut error = null_mut();
+    assert_eq!(
+        vexil_test_data_update(data, false, bad.as_ptr().cast(), bad.len(), &mut error),
+        VexilCode::InvalidArgument
+    );
+    assert!(message(error).contains("fallthrough"));
+    assert!(!variation(), "nothing changed");
+
+    let mut removed = false;
+    assert_eq!(
+        vexil_test_data_remove(
+            data,
+            false,
+            key.as_ptr().cast(),
+            key.len(),
+            &mut removed,
+            null_mut()
+        ),
+        VexilCode::Ok
+    );
+    assert!(removed);
+    vexil_test_data_free(data);
+    assert!(!variation(), "the default, the flag gone");
+    vexil_client_free(client, null_mut());
+    vexil_context_free(alice);
+}
