@@ -52,6 +52,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"runtime/cgo"
 	"sync"
 	"time"
@@ -131,8 +132,17 @@ func NewClient(ctx context.Context, sdkKey string, options ...Option) (*Client, 
 	}
 	var ptr *C.VexilClient
 	var message *C.char
-	code := C.vexil_go_client_new(stringPtr(sdkKey), C.size_t(len(sdkKey)), bytesPtr(encoded), C.size_t(len(encoded)),
-		C.uintptr_t(log), &ptr, &message)
+	var code C.VexilCode
+	if data := settings.testData; data != nil {
+		data.mu.RLock()
+		code = C.vexil_client_new_with_test_data(stringPtr(sdkKey), C.size_t(len(sdkKey)), bytesPtr(encoded), C.size_t(len(encoded)),
+			data.ptr, &ptr, &message)
+		data.mu.RUnlock()
+		runtime.KeepAlive(data)
+	} else {
+		code = C.vexil_go_client_new(stringPtr(sdkKey), C.size_t(len(sdkKey)), bytesPtr(encoded), C.size_t(len(encoded)),
+			C.uintptr_t(log), &ptr, &message)
+	}
 	if err := failure(code, message); err != nil {
 		if log != 0 {
 			log.Delete()

@@ -15,6 +15,8 @@ type settings struct {
 	// each message.
 	logger        *slog.Logger
 	defaultLogger bool
+	// testData, when set, stands in for the server (WithTestData).
+	testData *TestData
 }
 
 // WithEndpoint sets the server's gRPC endpoint (default "http://127.0.0.1:50051").

@@ -110,6 +110,8 @@ export interface ClientOptions {
   logger?: Logger | null
   /** The most detailed messages passed to `logger` (default `'info'`). */
   logLevel?: 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Tests: serve this in-memory data instead of the server's (no network, no cache). */
+  testData?: TestData
 }
 
 /** What the `logger` option needs: one method per level, called with the message. */
@@ -224,6 +226,31 @@ export declare class Context {
   get key(): string | null
   /** The canonical JSON form (what `JSON.stringify` prints). */
   toJSON(): ContextObject
+}
+
+/**
+ * Flags and segments held in memory, standing in for the server in tests: pass it as the
+ * `testData` option of `new Client(key, { testData })`, then change flags one at a time.
+ * Each change reaches every client at once (and its `'change'` listeners); a flag that would
+ * not compile throws `VEXIL_INVALID_ARGUMENT` naming the field, and nothing changes.
+ */
+export declare class TestData {
+  constructor()
+  /**
+   * Adds or replaces a flag given as an object in the export format (`key`, `kind`,
+   * `variations`, `on`, `rules`, `fallthrough`, ...).
+   */
+  updateFlag(flag: object): void
+  /** Makes flag `key` serve `value` to every context (a flag of the value's type). */
+  setValue(key: string, value: unknown): void
+  /** Removes flag `key`; whether it was there. */
+  removeFlag(key: string): boolean
+  /** Adds or replaces a segment given as an object in the export format. */
+  updateSegment(segment: object): void
+  /** Removes segment `key`; whether it was there. */
+  removeSegment(key: string): boolean
+  /** The keys of the flags held, in order. */
+  get flagKeys(): Array<string>
 }
 
 /** Where a client stands. */

@@ -4,5 +4,5 @@ import { createRequire } from 'node:module'
 const require = createRequire(import.meta.url)
 const binding = require('./index.js')
 
-export const { Client, Context } = binding
+export const { Client, Context, TestData } = binding
 export default binding

@@ -110,6 +110,8 @@ export interface ClientOptions {
   logger?: Logger | null
   /** The most detailed messages passed to `logger` (default `'info'`). */
   logLevel?: 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Tests: serve this in-memory data instead of the server's (no network, no cache). */
+  testData?: TestData
 }
 
 /** What the `logger` option needs: one method per level, called with the message. */

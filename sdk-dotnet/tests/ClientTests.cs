@@ -24,6 +24,41 @@ namespace Vexil.Tests
         };
 
         [Test]
+        public void TestDataChangesReachTheClientAtOnce()
+        {
+            using (var data = new TestData())
+            using (var alice = Context.Builder("user", "alice").Build())
+            using (var bob = Context.Builder("user", "bob").Build())
+            {
+                data.SetValue("checkout", true);
+                using (var client = new VexilClient("vxl-server-test", new ClientOptions { TestData = data }))
+                {
+                    Assert.AreEqual(ClientStatus.Ready, client.Status);
+                    Assert.IsTrue(client.BoolVariation("checkout", alice, false));
+                    var changed = new ManualResetEventSlim();
+                    client.FlagsChanged += (sender, change) => changed.Set();
+                    data.SetValue("checkout", false);
+                    Assert.IsFalse(client.BoolVariation("checkout", alice, true));
+                    Assert.IsTrue(changed.Wait(TimeSpan.FromSeconds(5)), "no change event");
+
+                    data.UpdateFlag("{\"key\": \"banner\", \"kind\": \"string\", \"variations\": [\"plain\", \"gold\"], \"on\": true, " +
+                        "\"rules\": [{\"id\": \"bob\", \"clauses\": [{\"attribute\": \"key\", \"op\": \"in\", \"values\": [\"bob\"]}], \"serve\": {\"variation\": 1}}], " +
+                        "\"fallthrough\": {\"variation\": 0}}");
+                    Assert.AreEqual("gold", client.StringVariation("banner", bob, "?"));
+                    Assert.AreEqual("plain", client.StringVariation("banner", alice, "?"));
+                    var e = Assert.Throws<VexilException>(() => data.UpdateFlag(
+                        "{\"key\": \"banner\", \"kind\": \"string\", \"variations\": [\"x\"], \"on\": true, \"fallthrough\": {\"variation\": 4}}"));
+                    Assert.AreEqual(VexilErrorCode.InvalidArgument, e.Code);
+                    StringAssert.Contains("fallthrough", e.Message);
+                    Assert.AreEqual("gold", client.StringVariation("banner", bob, "?"), "nothing changed");
+                    Assert.IsTrue(data.RemoveFlag("banner"));
+                    Assert.IsFalse(data.RemoveFlag("banner"));
+                    Assert.AreEqual("?", client.StringVariation("banner", bob, "?"));
+                }
+            }
+        }
+
+        [Test]
         public void InvalidInputThrowsWithItsCode()
         {
             var e = Assert.Throws<VexilException>(() => new VexilClient("nope", new ClientOptions { Offline = true }));

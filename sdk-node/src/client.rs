@@ -278,7 +278,7 @@ fn read_config(js: Js, sdk_key: String, options: Option<sys::napi_value>) -> Res
         }
     }
     let mut json = js
-        .json_except(options, &["logger", "logLevel"])
+        .json_except(options, &["logger", "logLevel", "testData"])
         .map_err(|problem| invalid_argument("options", problem))?;
     // A reusable `Context` given as the first context: its canonical JSON (a native object
     // has no own properties to read). Only objects may be asked for their type tag: Node-API
@@ -322,6 +322,10 @@ impl Client {
             let config = read_config(js, sdk_key, options.map(|o| o.raw()))?;
             let config = match crate::logging::read_logger(&env, js, options.map(|o| o.raw()))? {
                 Some(logger) => config.with_log_sink(logger),
+                None => config,
+            };
+            let config = match crate::test_data::read_test_data(js, options.map(|o| o.raw()))? {
+                Some(test_data) => config.with_test_data(&test_data),
                 None => config,
             };
             let core = vexil_core::Client::new(config).map_err(|err| from_core(err.into()))?;

@@ -15,9 +15,11 @@ mod error;
 mod fast;
 mod js;
 mod logging;
+mod test_data;
 
 pub use client::{
     Client, ClientStatus, EvaluationDetail, EvaluationReason, EventStats, FlagChange,
 };
 pub use context::Context;
 pub use error::ErrorCode;
+pub use test_data::TestData;

@@ -261,7 +261,7 @@ impl Client {
         initial_backoff = 1.0, max_backoff = 30.0, events = true, flush_interval = 5.0,
         event_capacity = 10000, event_batch_size = 500, exposure_window = 3600.0,
         evaluation_summaries = true, private_attributes = None, all_attributes_private = false,
-        logger = None,
+        logger = None, test_data = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -286,6 +286,7 @@ impl Client {
         private_attributes: Option<Vec<String>>,
         all_attributes_private: bool,
         logger: Option<Bound<'_, PyAny>>,
+        test_data: Option<PyRef<'_, crate::test_data::TestData>>,
     ) -> PyResult<Client> {
         guard(|| {
             let context = match context.filter(|c| !c.is_none()) {
@@ -328,6 +329,10 @@ impl Client {
                 .into_config(sdk_key, ("vexil-python", env!("CARGO_PKG_VERSION")))
                 .map_err(option_error)?
                 .with_log_sink(python_logger(logger.unbind()));
+            let config = match &test_data {
+                Some(test_data) => config.with_test_data(&test_data.inner),
+                None => config,
+            };
             // Reads the cache or bootstrap file and starts a thread: not with the GIL held.
             let inner = py
                 .detach(|| vexil_core::Client::new(config))

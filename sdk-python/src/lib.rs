@@ -9,6 +9,7 @@
 mod client;
 mod context;
 mod convert;
+mod test_data;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -119,6 +120,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::EvaluationDetail>()?;
     m.add_class::<client::FlagChange>()?;
     m.add_class::<context::Context>()?;
+    m.add_class::<test_data::TestData>()?;
     m.add("VexilError", py.get_type::<VexilError>())?;
     m.add("ConfigurationError", py.get_type::<ConfigurationError>())?;
     m.add("InvalidContextError", py.get_type::<InvalidContextError>())?;

@@ -69,6 +69,11 @@ namespace Vexil
         public Action<VexilLogLevel, string> Logger { get; set; }
         /// <summary>The most detailed messages passed to <see cref="Logger"/> (default <see cref="VexilLogLevel.Info"/>).</summary>
         public VexilLogLevel LogLevel { get; set; } = VexilLogLevel.Info;
+        /// <summary>
+        /// Tests: serve this in-memory data instead of the server's. The client evaluates
+        /// locally whatever the key's kind, is ready at once, uses no network and writes no cache.
+        /// </summary>
+        public TestData TestData { get; set; }
         /// <summary>Name of the application's wrapper, sent with syncs and events.</summary>
         public string SdkName { get; set; }
         /// <summary>Version of the application's wrapper.</summary>

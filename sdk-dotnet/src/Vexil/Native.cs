@@ -45,6 +45,26 @@ namespace Vexil
             LogCallback logCallback, int logMaxLevel, IntPtr logUserData, out IntPtr client, out IntPtr errorMessage);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int vexil_client_new_with_test_data(byte* key, UIntPtr keyLen, byte* options, UIntPtr optionsLen,
+            TestDataHandle testData, out IntPtr client, out IntPtr errorMessage);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int vexil_test_data_new(out IntPtr testData, out IntPtr errorMessage);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int vexil_test_data_update(TestDataHandle testData, byte segment, byte* json, UIntPtr jsonLen, out IntPtr errorMessage);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int vexil_test_data_set_value(TestDataHandle testData, byte* key, UIntPtr keyLen, byte* json, UIntPtr jsonLen, out IntPtr errorMessage);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int vexil_test_data_remove(TestDataHandle testData, byte segment, byte* key, UIntPtr keyLen,
+            out byte removed, out IntPtr errorMessage);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void vexil_test_data_free(IntPtr testData);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int vexil_client_close(ClientHandle client, out IntPtr errorMessage);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]

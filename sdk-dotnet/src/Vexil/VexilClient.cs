@@ -41,8 +41,11 @@ namespace Vexil
             fixed (byte* k = key)
             fixed (byte* o = json)
             {
-                code = Native.vexil_client_new_with_log(k, (UIntPtr)key.Length, o, (UIntPtr)json.Length,
-                    log, log == null ? 0 : (int)options.LogLevel, IntPtr.Zero, out ptr, out message);
+                code = options.TestData != null
+                    ? Native.vexil_client_new_with_test_data(k, (UIntPtr)key.Length, o, (UIntPtr)json.Length,
+                        options.TestData.Handle, out ptr, out message)
+                    : Native.vexil_client_new_with_log(k, (UIntPtr)key.Length, o, (UIntPtr)json.Length,
+                        log, log == null ? 0 : (int)options.LogLevel, IntPtr.Zero, out ptr, out message);
             }
             Native.Check(code, message);
             handle = new ClientHandle(ptr, log);

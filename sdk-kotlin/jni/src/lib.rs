@@ -321,6 +321,80 @@ pub extern "system" fn Java_dev_vexil_Native_contextFree<'l>(
     .resolve::<ThrowVexilException>()
 }
 
+// ----- test data ----------------------------------------------------------------------------
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_testDataNew<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+) -> jlong {
+    env.with_env(|_env| -> Result<jlong, Failure> { Ok(into_handle(vexil_core::TestData::new())) })
+        .resolve::<ThrowVexilException>()
+}
+
+/// Applies one change to the test data of `handle`: a flag (`what` 0) or segment (1) given
+/// as JSON in `json`, or a flag `key` serving the JSON value `json` (2).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_testDataUpdate<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _owner: JObject<'l>,
+    handle: jlong,
+    what: jint,
+    key: JString<'l>,
+    json: JString<'l>,
+) {
+    env.with_env(|env| -> Result<(), Failure> {
+        // SAFETY: `_owner` keeps the handle alive during the call.
+        let data = unsafe { handle_ref::<vexil_core::TestData>(handle, "test data") }?;
+        let text = rust_string(env, &json, "json")?;
+        let value = parse_json(&text, "json")?;
+        match what {
+            0 => data.update_flag(value)?,
+            1 => data.update_segment(value)?,
+            _ => data.set_value(&rust_string(env, &key, "key")?, value)?,
+        }
+        Ok(())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_testDataRemove<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    _owner: JObject<'l>,
+    handle: jlong,
+    segment: jboolean,
+    key: JString<'l>,
+) -> jboolean {
+    env.with_env(|env| -> Result<jboolean, Failure> {
+        // SAFETY: `_owner` keeps the handle alive during the call.
+        let data = unsafe { handle_ref::<vexil_core::TestData>(handle, "test data") }?;
+        let key = rust_string(env, &key, "key")?;
+        Ok(if segment {
+            data.remove_segment(&key)
+        } else {
+            data.remove_flag(&key)
+        })
+    })
+    .resolve::<ThrowVexilException>()
+}
+
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_vexil_Native_testDataFree<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+) {
+    env.with_env(|_env| -> Result<(), Failure> {
+        // SAFETY: called once, by the Cleaner of the owning TestData after it became unreachable.
+        unsafe { free_handle::<vexil_core::TestData>(handle) };
+        Ok(())
+    })
+    .resolve::<ThrowVexilException>()
+}
+
 // ----- clients ------------------------------------------------------------------------------
 
 #[unsafe(no_mangle)]
@@ -331,6 +405,8 @@ pub extern "system" fn Java_dev_vexil_Native_clientNew<'l>(
     options: JString<'l>,
     dispatcher: JObject<'l>,
     log_sink: JObject<'l>,
+    test_data: JObject<'l>,
+    test_data_handle: jlong,
 ) -> jlong {
     env.with_env(|env| -> Result<jlong, Failure> {
         let key = rust_string(env, &sdk_key, "sdkKey")?;
@@ -339,6 +415,12 @@ pub extern "system" fn Java_dev_vexil_Native_clientNew<'l>(
             .into_config(key, ("vexil-kotlin", env!("CARGO_PKG_VERSION")))?;
         if !log_sink.is_null() {
             config = config.with_log_sink(jvm_log_sink(env, &log_sink)?);
+        }
+        if !test_data.is_null() {
+            // SAFETY: `test_data` (the owning Java object) keeps the handle alive during the call.
+            let data =
+                unsafe { handle_ref::<vexil_core::TestData>(test_data_handle, "test data") }?;
+            config = config.with_test_data(data);
         }
         let client = Client::new(config).map_err(vexil_core::Failure::from)?;
         let listener = if dispatcher.is_null() {

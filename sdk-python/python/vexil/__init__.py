@@ -28,6 +28,7 @@ from ._native import (
     InternalError,
     InvalidContextError,
     Status,
+    TestData,
     VexilError,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "InternalError",
     "InvalidContextError",
     "Status",
+    "TestData",
     "VexilError",
     "__version__",
 ]

@@ -49,6 +49,9 @@ public struct VexilOptions: Sendable {
     public var logger: (@Sendable (LogLevel, String) -> Void)? = LogLevel.standardError
     /// The most detailed messages passed to `logger`; default `.info`.
     public var logLevel: LogLevel = .info
+    /// Tests: serve this in-memory data instead of the server's. The client evaluates locally
+    /// whatever the key's kind, is ready at once, uses no network and writes no cache.
+    public var testData: TestData?
 
     public init(sdkKey: String) {
         self.sdkKey = sdkKey

@@ -30,7 +30,9 @@ public final class VexilClient: @unchecked Sendable {
     /// waits for the network. Throws `VexilError.invalidOptions` naming the field at fault.
     public init(options: VexilOptions) throws {
         let nativeOptions = try options.native()
-        if let logger = options.logger {
+        if let testData = options.testData {
+            native = try vexilNative { try NativeClient.withTestData(options: nativeOptions, testData: testData.native) }
+        } else if let logger = options.logger {
             native = try vexilNative {
                 try NativeClient.withLogger(
                     options: nativeOptions, logger: LogRelay(logger), maxLevel: options.logLevel.native)

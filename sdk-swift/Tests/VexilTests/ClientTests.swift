@@ -39,6 +39,46 @@ final class ClientTests: XCTestCase {
         return try VexilClient(options: options)
     }
 
+    func testTestDataChangesReachTheClientAtOnce() async throws {
+        let data = TestData()
+        try data.setValue("checkout", .bool(true))
+        var options = VexilOptions(sdkKey: "vxl-server-test")
+        options.testData = data
+        let client = try VexilClient(options: options)
+        let alice = Context.user("alice").build()
+        let bob = Context.user("bob").build()
+        XCTAssertEqual(client.status, .ready)
+        XCTAssertTrue(client.boolVariation("checkout", context: alice, default: false))
+        let changes = client.changes()
+        let seen = Task { () -> FlagChange? in
+            for await change in changes { return change }
+            return nil
+        }
+        try data.setValue("checkout", .bool(false))
+        XCTAssertFalse(client.boolVariation("checkout", context: alice, default: true), "seen at once")
+        let change = await seen.value
+        XCTAssertEqual(change?.flagKeys, ["checkout"])
+
+        try data.updateFlag(json: """
+            {"key": "banner", "kind": "string", "variations": ["plain", "gold"], "on": true,
+             "rules": [{"id": "bob", "clauses": [{"attribute": "key", "op": "in", "values": ["bob"]}],
+                        "serve": {"variation": 1}}],
+             "fallthrough": {"variation": 0}}
+            """)
+        XCTAssertEqual(client.stringVariation("banner", context: bob, default: "?"), "gold")
+        XCTAssertEqual(client.stringVariation("banner", context: alice, default: "?"), "plain")
+        XCTAssertThrowsError(try data.updateFlag(json: """
+            {"key": "banner", "kind": "string", "variations": ["x"], "on": true, "fallthrough": {"variation": 4}}
+            """)) { error in
+            XCTAssertTrue("\(error)".contains("fallthrough"), "\(error)")
+        }
+        XCTAssertEqual(client.stringVariation("banner", context: bob, default: "?"), "gold", "nothing changed")
+        XCTAssertTrue(data.removeFlag("banner"))
+        XCTAssertFalse(data.removeFlag("banner"))
+        XCTAssertEqual(client.stringVariation("banner", context: bob, default: "?"), "?")
+        await client.close()
+    }
+
     func testTypedVariationsAndDetails() async throws {
         let client = try offlineClient()
         let alice = Context.user("alice").build()

@@ -424,6 +424,58 @@ fn parse_default(default_json: &str) -> NativeResult<Value> {
     })
 }
 
+/// Flags and segments held in memory, standing in for the server in tests.
+#[derive(Debug, Default, uniffi::Object)]
+pub struct NativeTestData {
+    data: vexil_core::TestData,
+}
+
+#[uniffi::export]
+impl NativeTestData {
+    #[uniffi::constructor]
+    pub fn new() -> Arc<NativeTestData> {
+        Arc::new(NativeTestData::default())
+    }
+
+    /// Adds or replaces a flag given as JSON in the export format.
+    pub fn update_flag(&self, flag_json: String) -> NativeResult<()> {
+        Ok(self
+            .data
+            .update_flag(parse_json_argument(&flag_json, "flag")?)?)
+    }
+
+    /// Makes flag `key` serve the JSON value `value_json` to every context.
+    pub fn set_value(&self, key: String, value_json: String) -> NativeResult<()> {
+        Ok(self
+            .data
+            .set_value(&key, parse_json_argument(&value_json, "value")?)?)
+    }
+
+    /// Adds or replaces a segment given as JSON in the export format.
+    pub fn update_segment(&self, segment_json: String) -> NativeResult<()> {
+        Ok(self
+            .data
+            .update_segment(parse_json_argument(&segment_json, "segment")?)?)
+    }
+
+    pub fn remove_flag(&self, key: String) -> bool {
+        self.data.remove_flag(&key)
+    }
+
+    pub fn remove_segment(&self, key: String) -> bool {
+        self.data.remove_segment(&key)
+    }
+}
+
+fn parse_json_argument(text: &str, what: &str) -> NativeResult<Value> {
+    serde_json::from_str(text).map_err(|err| {
+        NativeError::from(Failure::new(
+            ErrorCode::InvalidJson,
+            format!("{what}: not JSON: {err}"),
+        ))
+    })
+}
+
 /// A client of sdk-core.
 #[derive(Debug, uniffi::Object)]
 pub struct NativeClient {
@@ -436,6 +488,18 @@ impl NativeClient {
     #[uniffi::constructor]
     pub fn new(options: NativeOptions) -> NativeResult<Arc<NativeClient>> {
         let client = Client::new(options.into_config()?)?;
+        Ok(Arc::new(NativeClient { client }))
+    }
+
+    /// [`NativeClient::new`] for tests: the client serves `test_data` instead of the server's
+    /// data (locally, ready at once, no network, no cache).
+    #[uniffi::constructor]
+    pub fn with_test_data(
+        options: NativeOptions,
+        test_data: &NativeTestData,
+    ) -> NativeResult<Arc<NativeClient>> {
+        let config = options.into_config()?.with_test_data(&test_data.data);
+        let client = Client::new(config)?;
         Ok(Arc::new(NativeClient { client }))
     }
 

@@ -16,7 +16,19 @@ internal object Native {
     @JvmStatic external fun contextClose(owner: Any, handle: Long)
     @JvmStatic external fun contextFree(handle: Long)
 
-    @JvmStatic external fun clientNew(sdkKey: String, optionsJson: String, dispatcher: Any?, logSink: Any?): Long
+    @JvmStatic external fun clientNew(
+        sdkKey: String,
+        optionsJson: String,
+        dispatcher: Any?,
+        logSink: Any?,
+        testData: Any?,
+        testDataHandle: Long,
+    ): Long
+
+    @JvmStatic external fun testDataNew(): Long
+    @JvmStatic external fun testDataUpdate(owner: Any, handle: Long, what: Int, key: String?, json: String)
+    @JvmStatic external fun testDataRemove(owner: Any, handle: Long, segment: Boolean, key: String): Boolean
+    @JvmStatic external fun testDataFree(handle: Long)
     @JvmStatic external fun clientClose(owner: Any, handle: Long)
     @JvmStatic external fun clientFree(handle: Long)
 

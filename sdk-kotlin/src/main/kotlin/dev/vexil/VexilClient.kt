@@ -55,7 +55,8 @@ class VexilClient @JvmOverloads constructor(
         NativeLibrary.ensureLoaded()
         val logger = options.logger ?: VexilLogger.default()
         val logSink = if (logger === VexilLogger.NONE) null else NativeLogSink(logger)
-        handle = Native.clientNew(sdkKey, options.toJson(), dispatcher, logSink)
+        val testData = options.testData
+        handle = Native.clientNew(sdkKey, options.toJson(), dispatcher, logSink, testData, testData?.handle ?: 0L)
         val owned = handle
         NativeCleaner.register(this) { Native.clientFree(owned) }
     }

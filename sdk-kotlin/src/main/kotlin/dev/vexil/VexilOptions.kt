@@ -70,6 +70,12 @@ class VexilOptions {
     var logger: VexilLogger? = null
 
     /**
+     * Tests: serve this in-memory data instead of the server's. The client evaluates locally
+     * whatever the key's kind, is ready at once, uses no network and writes no cache.
+     */
+    var testData: TestData? = null
+
+    /**
      * The options in the SDK core's JSON form (camelCase, durations in milliseconds, the event
      * settings under `events`). The core checks them and names a bad one by the property above.
      */
