@@ -36,8 +36,13 @@ pub(crate) struct Inner {
     pub(crate) closing: watch::Sender<bool>,
     /// The identified context (remote mode).
     pub(crate) identified: watch::Sender<Option<Context>>,
-    pub(crate) flush_requests: mpsc::UnboundedSender<std::sync::mpsc::Sender<bool>>,
+    pub(crate) flush_requests: mpsc::UnboundedSender<FlushReply>,
+    /// The status as it changes, for the waits that run on a runtime.
+    pub(crate) status_watch: watch::Sender<Status>,
 }
+
+/// Told whether a requested flush delivered everything.
+pub(crate) type FlushReply = Box<dyn FnOnce(bool) + Send>;
 
 /// What a variation call records (see [`EventConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +93,7 @@ impl Inner {
         let worth_logging =
             !matches!(status, Status::Stale { .. }) || *held != Status::Initializing;
         *held = status.clone();
+        self.status_watch.send_replace(status.clone());
         self.status_changed.notify_all();
         // Not under the lock: a host's logger may wait for a thread that waits for it (a
         // Python thread holding the GIL, say).

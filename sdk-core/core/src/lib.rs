@@ -28,6 +28,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The calls that wait have `async` forms ([`Client::wait_for_initialization_async`],
+//! [`Client::identify_async`], [`Client::flush_async`]) that run on any executor, the
+//! waiting done on the client's own runtime, and callback forms (`when_…`) the bindings turn
+//! into their languages' futures.
+//!
 //! An application's tests use [`TestData`] instead of a server: flags held in memory that the
 //! test changes one at a time, each change reaching the clients made on it at once
 //! ([`Config::with_test_data`]).
@@ -226,7 +231,7 @@ impl Client {
             data: SharedData::new(initial),
             // A test's data is current by definition.
             connected: AtomicBool::new(test_data.is_some()),
-            status: Mutex::new(status),
+            status: Mutex::new(status.clone()),
             status_changed: Condvar::new(),
             listeners: Listeners::default(),
             events: Arc::new(EventQueue::new(config.events.clone())),
@@ -239,6 +244,7 @@ impl Client {
             closing,
             identified,
             flush_requests,
+            status_watch: watch::channel(status.clone()).0,
             config,
         });
         let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -663,10 +669,135 @@ impl Client {
             return true;
         }
         let (reply, done) = std::sync::mpsc::channel();
+        let reply: inner::FlushReply = Box::new(move |delivered| {
+            let _ = reply.send(delivered);
+        });
         if self.inner.flush_requests.send(reply).is_err() {
             return false;
         }
         done.recv_timeout(timeout).unwrap_or(false)
+    }
+
+    // ----- waits that block no thread -------------------------------------------------------
+
+    /// The client's runtime, unless it is closed.
+    fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
+        lock(&self.runtime).as_ref().map(|r| r.handle().clone())
+    }
+
+    /// [`Client::wait_for_initialization`] without blocking a thread: `done` is called with
+    /// the status once the first data arrives, the key is refused, or `timeout` passes, on
+    /// the client's own thread (at once, on the caller's, when there is nothing to wait for).
+    /// The form bindings build their languages' futures on.
+    pub fn when_initialized(&self, timeout: Duration, done: impl FnOnce(Status) + Send + 'static) {
+        let current = self.status();
+        let Some(runtime) = self
+            .runtime_handle()
+            .filter(|_| current == Status::Initializing)
+        else {
+            return done(current);
+        };
+        let mut changes = self.inner.status_watch.subscribe();
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(
+                timeout,
+                changes.wait_for(|status| *status != Status::Initializing),
+            )
+            .await;
+            let status = changes.borrow().clone();
+            done(status);
+        });
+    }
+
+    /// [`Client::flush`] without blocking a thread: `done` is told whether everything was
+    /// delivered within `timeout`, as [`Client::when_initialized`] is.
+    pub fn when_flushed(&self, timeout: Duration, done: impl FnOnce(bool) + Send + 'static) {
+        if self.inner.config.offline || !self.inner.events.enabled() {
+            return done(true);
+        }
+        let Some(runtime) = self.runtime_handle() else {
+            return done(false);
+        };
+        // Whichever comes first, the flush's answer or the timeout, answers.
+        let done: Arc<Mutex<Option<inner::FlushReply>>> =
+            Arc::new(Mutex::new(Some(Box::new(done))));
+        let answer = |done: &Mutex<Option<inner::FlushReply>>, delivered: bool| {
+            if let Some(done) = lock(done).take() {
+                done(delivered);
+            }
+        };
+        let on_flush = done.clone();
+        let reply: inner::FlushReply = Box::new(move |delivered| answer(&on_flush, delivered));
+        if self.inner.flush_requests.send(reply).is_err() {
+            return answer(&done, false);
+        }
+        runtime.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            answer(&done, false);
+        });
+    }
+
+    /// [`Client::identify`] without blocking a thread: `done` is told whether the values of
+    /// `context` arrived within `timeout`, as [`Client::when_initialized`] is.
+    pub fn when_identified(
+        &self,
+        context: Context,
+        timeout: Duration,
+        done: impl FnOnce(bool) + Send + 'static,
+    ) {
+        let wanted = context.to_json();
+        self.inner.identified.send_replace(Some(context));
+        if self.inner.mode == Mode::Local || self.inner.config.offline {
+            return done(true);
+        }
+        let Some(runtime) = self.runtime_handle() else {
+            return done(false);
+        };
+        let inner = self.inner.clone();
+        runtime.spawn(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                if let Data::Values { context, .. } = &**inner.data.load()
+                    && *context == wanted
+                {
+                    return done(true);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return done(false);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+
+    /// [`Client::wait_for_initialization`] as a future, for any executor: the waiting
+    /// happens on the client's own runtime, and no thread of the caller's is blocked.
+    pub async fn wait_for_initialization_async(&self, timeout: Duration) -> Status {
+        let (sender, answer) = tokio::sync::oneshot::channel();
+        self.when_initialized(timeout, move |status| {
+            let _ = sender.send(status);
+        });
+        answer.await.unwrap_or_else(|_| self.status())
+    }
+
+    /// [`Client::flush`] as a future, for any executor (see
+    /// [`Client::wait_for_initialization_async`]).
+    pub async fn flush_async(&self, timeout: Duration) -> bool {
+        let (sender, answer) = tokio::sync::oneshot::channel();
+        self.when_flushed(timeout, move |delivered| {
+            let _ = sender.send(delivered);
+        });
+        answer.await.unwrap_or(false)
+    }
+
+    /// [`Client::identify`] as a future, for any executor (see
+    /// [`Client::wait_for_initialization_async`]).
+    pub async fn identify_async(&self, context: Context, timeout: Duration) -> bool {
+        let (sender, answer) = tokio::sync::oneshot::channel();
+        self.when_identified(context, timeout, move |arrived| {
+            let _ = sender.send(arrived);
+        });
+        answer.await.unwrap_or(false)
     }
 
     /// Flushes events (up to 5 s), stops the background work, releases its thread and

@@ -531,7 +531,7 @@ fn reason(reason: Option<&pb::Reason>) -> Reason<String> {
 pub(crate) async fn events_loop(
     inner: Arc<Inner>,
     channel: Channel,
-    mut flush_requests: mpsc::UnboundedReceiver<std::sync::mpsc::Sender<bool>>,
+    mut flush_requests: mpsc::UnboundedReceiver<crate::inner::FlushReply>,
 ) {
     let mut client = crate::events::client(channel);
     let sdk = (
@@ -564,7 +564,7 @@ pub(crate) async fn events_loop(
     };
     enum Wake {
         Flush,
-        Request(std::sync::mpsc::Sender<bool>),
+        Request(crate::inner::FlushReply),
         Stop,
     }
     loop {
@@ -588,7 +588,7 @@ pub(crate) async fn events_loop(
             Wake::Request(reply) => {
                 let done = inner.events.flush(&mut client, &key, &sdk).await;
                 retry_at = next_try(done);
-                let _ = reply.send(done);
+                reply(done);
             }
             Wake::Stop => return,
         }

@@ -174,6 +174,11 @@ typedef void (*VexilLogCallback)(void *user_data,
                                  const char *message,
                                  size_t message_len);
 
+// What a wait started by `vexil_client_when_…` answers: a status (`VexilStatus` as an
+// `int32_t`) or a boolean (0 or 1), with the caller's `user_data`.
+typedef void (*VexilDoneCallback)(void *user_data,
+                                  int32_t result);
+
 // A change callback: `flag_keys_json` is a JSON array of the flags whose value may have
 // changed (UTF-8, `flag_keys_json_len` bytes, valid only during the call), `version` the
 // environment version after the change.
@@ -542,6 +547,50 @@ VexilCode vexil_client_identify(const struct VexilClient *client,
                                 uint64_t timeout_ms,
                                 bool *out_arrived,
                                 char **error_message);
+
+// `vexil_client_wait_for_initialization` without blocking a thread: calls `callback` once,
+// with `user_data` and the status (`VexilStatus`), when the first data arrives, the key is
+// refused, or `timeout_ms` passes. The call happens on the client's thread, or on the
+// caller's before this function returns when there is nothing to wait for (a closed client,
+// data already there). `user_data` must stay valid, and usable from another thread, until
+// then. For languages whose waits are futures (a .NET `Task`).
+//
+// Fails with NULL_ARGUMENT (and calls nothing).
+//
+// Thread safety: any thread, concurrently with other calls on the client.
+VexilCode vexil_client_when_initialized(const struct VexilClient *client,
+                                        uint64_t timeout_ms,
+                                        VexilDoneCallback callback,
+                                        void *user_data,
+                                        char **error_message);
+
+// `vexil_client_flush` without blocking a thread: calls `callback` once with 1 when every
+// pending event was delivered within `timeout_ms`, else 0 (see
+// `vexil_client_when_initialized` for when and where).
+//
+// Fails with NULL_ARGUMENT (and calls nothing).
+//
+// Thread safety: any thread, concurrently with other calls on the client.
+VexilCode vexil_client_when_flushed(const struct VexilClient *client,
+                                    uint64_t timeout_ms,
+                                    VexilDoneCallback callback,
+                                    void *user_data,
+                                    char **error_message);
+
+// `vexil_client_identify` without blocking a thread: calls `callback` once with 1 when
+// the values of `context` arrived within `timeout_ms`, else 0 (see
+// `vexil_client_when_initialized` for when and where). The context may be freed after the
+// call.
+//
+// Fails with NULL_ARGUMENT (and calls nothing).
+//
+// Thread safety: any thread, concurrently with other calls on the client.
+VexilCode vexil_client_when_identified(const struct VexilClient *client,
+                                       const struct VexilContext *context,
+                                       uint64_t timeout_ms,
+                                       VexilDoneCallback callback,
+                                       void *user_data,
+                                       char **error_message);
 
 // Registers `callback`, called after every change of flag data with `user_data`, and
 // writes its id into `*out_listener_id` (for `vexil_client_remove_listener`).

@@ -1186,6 +1186,121 @@ pub extern "C" fn vexil_client_identify(
     })
 }
 
+// ----- waits that block no thread ------------------------------------------------------------
+
+/// What a wait started by `vexil_client_when_…` answers: a status (`VexilStatus` as an
+/// `int32_t`) or a boolean (0 or 1), with the caller's `user_data`.
+pub type VexilDoneCallback = Option<unsafe extern "C" fn(user_data: *mut c_void, result: i32)>;
+
+/// A completion callback and its `user_data`, called exactly once.
+struct Done {
+    callback: unsafe extern "C" fn(*mut c_void, i32),
+    user_data: usize,
+}
+
+impl Done {
+    fn new(callback: VexilDoneCallback, user_data: *mut c_void) -> Result<Done, Failure> {
+        let callback = callback.ok_or_else(|| null_argument("callback"))?;
+        Ok(Done {
+            callback,
+            user_data: user_data as usize,
+        })
+    }
+
+    fn call(self, result: i32) {
+        // SAFETY: the caller of `vexil_client_when_…` guarantees the function and
+        // `user_data` stay valid, usable from any thread, until this one call.
+        unsafe { (self.callback)(self.user_data as *mut c_void, result) }
+    }
+}
+
+/// `vexil_client_wait_for_initialization` without blocking a thread: calls `callback` once,
+/// with `user_data` and the status (`VexilStatus`), when the first data arrives, the key is
+/// refused, or `timeout_ms` passes. The call happens on the client's thread, or on the
+/// caller's before this function returns when there is nothing to wait for (a closed client,
+/// data already there). `user_data` must stay valid, and usable from another thread, until
+/// then. For languages whose waits are futures (a .NET `Task`).
+///
+/// Fails with NULL_ARGUMENT (and calls nothing).
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_when_initialized(
+    client: *const VexilClient,
+    timeout_ms: u64,
+    callback: VexilDoneCallback,
+    user_data: *mut c_void,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let done = Done::new(callback, user_data)?;
+        client
+            .client
+            .when_initialized(millis(timeout_ms), move |status| {
+                done.call(status_code(&status) as i32)
+            });
+        Ok(())
+    })
+}
+
+/// `vexil_client_flush` without blocking a thread: calls `callback` once with 1 when every
+/// pending event was delivered within `timeout_ms`, else 0 (see
+/// `vexil_client_when_initialized` for when and where).
+///
+/// Fails with NULL_ARGUMENT (and calls nothing).
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_when_flushed(
+    client: *const VexilClient,
+    timeout_ms: u64,
+    callback: VexilDoneCallback,
+    user_data: *mut c_void,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let done = Done::new(callback, user_data)?;
+        client
+            .client
+            .when_flushed(millis(timeout_ms), move |delivered| {
+                done.call(i32::from(delivered))
+            });
+        Ok(())
+    })
+}
+
+/// `vexil_client_identify` without blocking a thread: calls `callback` once with 1 when
+/// the values of `context` arrived within `timeout_ms`, else 0 (see
+/// `vexil_client_when_initialized` for when and where). The context may be freed after the
+/// call.
+///
+/// Fails with NULL_ARGUMENT (and calls nothing).
+///
+/// Thread safety: any thread, concurrently with other calls on the client.
+#[unsafe(no_mangle)]
+pub extern "C" fn vexil_client_when_identified(
+    client: *const VexilClient,
+    context: *const VexilContext,
+    timeout_ms: u64,
+    callback: VexilDoneCallback,
+    user_data: *mut c_void,
+    error_message: *mut *mut c_char,
+) -> VexilCode {
+    guard(error_message, || {
+        let client = object(client, "client")?;
+        let context = object(context, "context")?;
+        let done = Done::new(callback, user_data)?;
+        client.client.when_identified(
+            context.context.clone(),
+            millis(timeout_ms),
+            move |arrived| done.call(i32::from(arrived)),
+        );
+        Ok(())
+    })
+}
+
 // ----- change callbacks ----------------------------------------------------------------------
 
 /// Registers `callback`, called after every change of flag data with `user_data`, and

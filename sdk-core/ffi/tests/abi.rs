@@ -762,3 +762,50 @@ fn a_client_on_test_data_sees_each_change() {
     vexil_client_free(client, null_mut());
     vexil_context_free(alice);
 }
+
+unsafe extern "C" fn send_result(user_data: *mut std::ffi::c_void, result: i32) {
+    let sender = unsafe { Box::from_raw(user_data as *mut std::sync::mpsc::Sender<i32>) };
+    let _ = sender.send(result);
+}
+
+#[test]
+fn waits_without_a_thread_call_back_once() {
+    // Nothing listens on port 9: initialization ends at the timeout, still INITIALIZING.
+    let key = "vxl-server-test";
+    let options = r#"{"endpoint": "http://127.0.0.1:9", "events": {"enabled": false}}"#;
+    let mut client = null_mut();
+    assert_eq!(
+        vexil_client_new(
+            key.as_ptr().cast(),
+            key.len(),
+            options.as_ptr().cast(),
+            options.len(),
+            &mut client,
+            null_mut()
+        ),
+        VexilCode::Ok
+    );
+    let wait = std::time::Duration::from_secs(5);
+    let (sender, results) = std::sync::mpsc::channel::<i32>();
+    let user_data = Box::into_raw(Box::new(sender.clone())).cast();
+    let code = vexil_client_when_initialized(client, 100, Some(send_result), user_data, null_mut());
+    assert_eq!(code, VexilCode::Ok);
+    assert_eq!(
+        results.recv_timeout(wait).unwrap(),
+        VexilStatus::Initializing as i32
+    );
+    // Events off: a flush has nothing to deliver, and answers at once.
+    let user_data = Box::into_raw(Box::new(sender)).cast();
+    assert_eq!(
+        vexil_client_when_flushed(client, 100, Some(send_result), user_data, null_mut()),
+        VexilCode::Ok
+    );
+    assert_eq!(results.recv_timeout(wait).unwrap(), 1);
+    let mut error = null_mut();
+    assert_eq!(
+        vexil_client_when_flushed(client, 100, None, null_mut(), &mut error),
+        VexilCode::NullArgument
+    );
+    assert!(message(error).contains("callback"));
+    vexil_client_free(client, null_mut());
+}

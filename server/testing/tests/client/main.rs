@@ -289,3 +289,58 @@ async fn a_refused_key_reaches_the_log_sink_once_and_nothing_of_the_network_libr
     );
     server.stop().await;
 }
+
+/// The async forms wait on the client's runtime: a single-threaded caller keeps running its
+/// other tasks meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn async_waits_block_no_thread_of_the_caller() {
+    let server = start_server().await;
+    server.create_bool_flag("public", true).await;
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let client = Client::new(quick(
+        Config::new(server.sdk_key(ENV, "mobile"))
+            .with_endpoint(server.endpoint())
+            .with_context(user("alice")),
+    ))
+    .unwrap();
+    assert_eq!(
+        client.wait_for_initialization_async(WAIT).await,
+        Status::Ready
+    );
+    assert!(
+        client.identify_async(user("bob"), WAIT).await,
+        "bob's values arrive"
+    );
+    client.track("purchase", &user("bob"), Some(1.0)).unwrap();
+    assert!(client.flush_async(WAIT).await, "the event is delivered");
+    assert!(
+        ticks.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the caller's thread ran its other task while waiting"
+    );
+
+    // A wait that cannot succeed ends at its timeout, with the status then.
+    let silent =
+        Client::new(Config::new("vxl-server-nobody-listens").with_endpoint("http://127.0.0.1:9"))
+            .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        silent
+            .wait_for_initialization_async(Duration::from_millis(300))
+            .await,
+        Status::Initializing
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    silent.close();
+    client.close();
+    ticker.abort();
+    drop(server);
+}
