@@ -59,6 +59,26 @@ namespace Vexil.Tests
         }
 
         [Test]
+        public void AsyncWaitsBlockNoThread()
+        {
+            // Nothing listens on port 9: each wait ends at its timeout, still initializing.
+            using (var client = new VexilClient("vxl-server-test", new ClientOptions { Endpoint = "http://127.0.0.1:9", EventsEnabled = false }))
+            {
+                var started = Stopwatch.StartNew();
+                var waits = new System.Threading.Tasks.Task<ClientStatus>[50];
+                for (var i = 0; i < waits.Length; i++) waits[i] = client.WaitForInitializationAsync(TimeSpan.FromMilliseconds(300));
+                Assert.IsTrue(System.Threading.Tasks.Task.WaitAll(waits, TimeSpan.FromSeconds(10)));
+                foreach (var wait in waits) Assert.AreEqual(ClientStatus.Initializing, wait.Result);
+                // Fifty waits of 0.3 s at once end together: none held a pool thread.
+                Assert.Less(started.Elapsed, TimeSpan.FromSeconds(5));
+                Assert.IsTrue(client.FlushAsync(TimeSpan.FromSeconds(1)).Result, "nothing to deliver");
+            }
+            IAsyncDisposable disposable = new VexilClient("vxl-server-test", new ClientOptions { Offline = true });
+            Assert.IsTrue(disposable.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(10)));
+            Assert.AreEqual(ClientStatus.Closed, ((VexilClient)disposable).Status);
+        }
+
+        [Test]
         public void InvalidInputThrowsWithItsCode()
         {
             var e = Assert.Throws<VexilException>(() => new VexilClient("nope", new ClientOptions { Offline = true }));
@@ -339,6 +359,16 @@ namespace Vexil.Tests
                     var d = client.BoolVariationDetail("mobile-checkout", bob, true);
                     Assert.IsFalse(d.Value);
                     Assert.AreEqual("RULE_MATCH", d.Reason.Kind);
+                }
+
+                // The Task forms against the server.
+                using (var client = new VexilClient(server.Key("mobile"), new ClientOptions { Endpoint = server.Endpoint, Context = alice }))
+                using (var bob = Context.Builder("user", "bob").Build())
+                {
+                    Assert.AreEqual(ClientStatus.Ready, client.WaitForInitializationAsync(TimeSpan.FromSeconds(15)).Result);
+                    Assert.IsTrue(client.IdentifyAsync(bob, TimeSpan.FromSeconds(10)).Result);
+                    client.Track("purchase", bob, 1);
+                    Assert.IsTrue(client.FlushAsync(TimeSpan.FromSeconds(10)).Result);
                 }
 
                 // Track and flush, counted by the server.

@@ -202,6 +202,19 @@ fn python_logger(logger: Py<PyAny>) -> std::sync::Arc<dyn LogSink> {
     )
 }
 
+/// Calls `callback(value)` from one of the client's threads (or the caller's), reporting what
+/// it raises as `sys.unraisablehook` does; nothing while the interpreter shuts down.
+fn call_back<T>(callback: &Py<PyAny>, value: T)
+where
+    T: for<'py> IntoPyObject<'py>,
+{
+    Python::try_attach(|py| {
+        if let Err(err) = callback.call1(py, (value,)) {
+            err.write_unraisable(py, None);
+        }
+    });
+}
+
 /// The native client; `vexil.Client` adds the asyncio forms on top.
 #[pyclass(frozen, subclass, weakref, module = "vexil._native", name = "Client")]
 #[derive(Debug)]
@@ -513,6 +526,42 @@ impl Client {
     fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
         let timeout = duration(timeout, "timeout")?;
         guard(|| Ok(py.detach(|| self.inner.flush(timeout))))
+    }
+
+    /// `wait_for_initialization` without a thread of Python's: `callback(status)` is called
+    /// on the client's thread when it is done (the asyncio form builds on it).
+    fn _when_initialized(&self, timeout: f64, callback: Py<PyAny>) -> PyResult<()> {
+        let timeout = duration(timeout, "timeout")?;
+        self.inner.when_initialized(timeout, move |status| {
+            call_back(&callback, Status::from(status));
+        });
+        Ok(())
+    }
+
+    /// `identify` without a thread of Python's (see `_when_initialized`).
+    fn _when_identified(
+        &self,
+        context: &Bound<'_, PyAny>,
+        timeout: f64,
+        callback: Py<PyAny>,
+    ) -> PyResult<()> {
+        let timeout = duration(timeout, "timeout")?;
+        guard(|| {
+            let context = valid_context(context)?.into_owned();
+            self.inner
+                .when_identified(context, timeout, move |arrived| {
+                    call_back(&callback, arrived)
+                });
+            Ok(())
+        })
+    }
+
+    /// `flush` without a thread of Python's (see `_when_initialized`).
+    fn _when_flushed(&self, timeout: f64, callback: Py<PyAny>) -> PyResult<()> {
+        let timeout = duration(timeout, "timeout")?;
+        self.inner
+            .when_flushed(timeout, move |delivered| call_back(&callback, delivered));
+        Ok(())
     }
 
     /// Counters of the event pipeline: `dropped`, `sent`, `failed_batches`, `queued`.

@@ -173,6 +173,27 @@ def test_async_wait_does_not_block_the_event_loop() -> None:
     assert ticks >= 20, f"the event loop ran only {ticks} ticks in 0.5 s"
 
 
+def test_async_waits_take_no_executor_thread() -> None:
+    """Many concurrent waits with an executor of one thread: none of them runs on it."""
+    import concurrent.futures
+
+    async def main() -> list[vexil.Status]:
+        loop = asyncio.get_running_loop()
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        loop.set_default_executor(executor)
+        async with vexil.Client("vxl-server-test", endpoint="http://127.0.0.1:9",
+                                events=False) as client:
+            started = time.monotonic()
+            statuses = await asyncio.gather(
+                *(client.wait_for_initialization_async(0.3) for _ in range(20)))
+            # Twenty waits of 0.3 s at once take about 0.3 s, not 20 × 0.3 s on one thread.
+            assert time.monotonic() - started < 3
+        return list(statuses)
+
+    statuses = asyncio.run(main())
+    assert len(statuses) == 20 and all(s.state == "INITIALIZING" for s in statuses)
+
+
 def test_threads_share_a_client(client: vexil.Client) -> None:
     context = vexil.Context("alice")
     results: list[bool] = []

@@ -110,6 +110,18 @@ namespace Vexil
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int vexil_client_flush(ClientHandle client, ulong timeoutMs, out byte delivered, out IntPtr errorMessage);
 
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void DoneCallback(IntPtr userData, int result);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int vexil_client_when_initialized(ClientHandle client, ulong timeoutMs, DoneCallback callback, IntPtr userData, out IntPtr errorMessage);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int vexil_client_when_flushed(ClientHandle client, ulong timeoutMs, DoneCallback callback, IntPtr userData, out IntPtr errorMessage);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int vexil_client_when_identified(ClientHandle client, ContextHandle context, ulong timeoutMs, DoneCallback callback, IntPtr userData, out IntPtr errorMessage);
+
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int vexil_client_identify(ClientHandle client, ContextHandle context, ulong timeoutMs, out byte arrived, out IntPtr errorMessage);
 

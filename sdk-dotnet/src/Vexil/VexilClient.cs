@@ -5,8 +5,10 @@ using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace Vexil
 {
@@ -15,6 +17,9 @@ namespace Vexil
     /// background. Thread-safe. <see cref="Dispose"/> releases it (flushing events first).
     /// </summary>
     public sealed unsafe class VexilClient : IDisposable
+#if !VEXIL_NO_ASYNC_DISPOSABLE
+        , IAsyncDisposable
+#endif
     {
         readonly ClientHandle handle;
         readonly object changeLock = new object();
@@ -449,5 +454,69 @@ namespace Vexil
         }
 
         static ulong Millis(TimeSpan timeout) => timeout <= TimeSpan.Zero ? 0UL : (ulong)timeout.TotalMilliseconds;
+
+        // ----- waits that block no thread: the native client completes a Task -----
+
+        /// <summary>
+        /// <see cref="WaitForInitialization"/> as a Task: the waiting happens on the client's own
+        /// thread, and no thread of the caller's or of the pool is blocked.
+        /// </summary>
+        public Task<ClientStatus> WaitForInitializationAsync(TimeSpan timeout)
+        {
+            var done = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var userData = GCHandle.ToIntPtr(GCHandle.Alloc(done));
+            Started(Native.vexil_client_when_initialized(handle, Millis(timeout), Completion, userData, out var message), message, userData);
+            return done.Task.ContinueWith(t => (ClientStatus)t.Result, TaskContinuationOptions.ExecuteSynchronously);
+        }
+
+        /// <summary><see cref="Flush"/> as a Task (see <see cref="WaitForInitializationAsync"/>).</summary>
+        public Task<bool> FlushAsync(TimeSpan timeout)
+        {
+            var done = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var userData = GCHandle.ToIntPtr(GCHandle.Alloc(done));
+            Started(Native.vexil_client_when_flushed(handle, Millis(timeout), Completion, userData, out var message), message, userData);
+            return done.Task.ContinueWith(t => t.Result != 0, TaskContinuationOptions.ExecuteSynchronously);
+        }
+
+        /// <summary><see cref="Identify"/> as a Task (see <see cref="WaitForInitializationAsync"/>).</summary>
+        public Task<bool> IdentifyAsync(Context context, TimeSpan timeout)
+        {
+            if (context == null) throw new VexilException(VexilErrorCode.NullArgument, "context: must not be null");
+            var done = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var userData = GCHandle.ToIntPtr(GCHandle.Alloc(done));
+            Started(Native.vexil_client_when_identified(handle, context.Handle, Millis(timeout), Completion, userData, out var message), message, userData);
+            return done.Task.ContinueWith(t => t.Result != 0, TaskContinuationOptions.ExecuteSynchronously);
+        }
+
+        /// <summary>A wait that could not start: its handle is released, and the failure thrown.</summary>
+        static void Started(int code, IntPtr message, IntPtr userData)
+        {
+            if (code == 0) return;
+            GCHandle.FromIntPtr(userData).Free();
+            Native.Check(code, message);
+        }
+
+        // One delegate for every wait, alive as long as the process: the native client calls it
+        // exactly once per wait, with the handle of that wait's TaskCompletionSource.
+        static readonly Native.DoneCallback Completion = (userData, result) =>
+        {
+            var handle = GCHandle.FromIntPtr(userData);
+            var done = (TaskCompletionSource<int>)handle.Target;
+            handle.Free();
+            done.TrySetResult(result);
+        };
+
+#if !VEXIL_NO_ASYNC_DISPOSABLE
+        /// <summary>
+        /// Flushes pending events (up to 5 s) without blocking a thread, then disposes the client
+        /// (see <see cref="Dispose"/>).
+        /// </summary>
+        public ValueTask DisposeAsync()
+        {
+            // Not `async`: the class is `unsafe`, where C# 7 allows no `await`.
+            if (handle.IsClosed) return default(ValueTask);
+            return new ValueTask(FlushAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => Dispose(), TaskContinuationOptions.ExecuteSynchronously));
+        }
+#endif
     }
 }

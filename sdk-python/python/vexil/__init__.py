@@ -53,30 +53,51 @@ __all__ = [
     "__version__",
 ]
 
+def _settle(loop: asyncio.AbstractEventLoop) -> "tuple[asyncio.Future[Any], Any]":
+    """A future of `loop`, and the callback that settles it from any thread."""
+    future: "asyncio.Future[Any]" = loop.create_future()
+
+    def set_result(value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    def callback(value: Any) -> None:
+        loop.call_soon_threadsafe(set_result, value)
+
+    return future, callback
+
+
 class Client(_native.Client):
     """A Vexil client. See the package README for every option.
 
     Variation calls answer at once from memory. Methods that wait (`wait_for_initialization`,
-    `identify`, `flush`, `close`) release the GIL; their `*_async` forms run them on the
-    event loop's executor so that the loop is never blocked.
+    `identify`, `flush`, `close`) release the GIL. Their `*_async` forms wait on the client's
+    own thread and settle an asyncio future: the event loop is never blocked, and no executor
+    thread waits (except `close_async`, which stops the client's thread).
     """
 
     __slots__ = ()
 
     async def wait_for_initialization_async(self, timeout: float = 5.0) -> Status:
         """`wait_for_initialization`, awaitable."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.wait_for_initialization, timeout)
+        future, callback = _settle(asyncio.get_running_loop())
+        self._when_initialized(timeout, callback)
+        result: Status = await future
+        return result
 
     async def identify_async(self, context: ContextLike, timeout: float = 5.0) -> bool:
         """`identify`, awaitable."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.identify, context, timeout)
+        future, callback = _settle(asyncio.get_running_loop())
+        self._when_identified(context, timeout, callback)
+        result: bool = await future
+        return result
 
     async def flush_async(self, timeout: float = 5.0) -> bool:
         """`flush`, awaitable."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.flush, timeout)
+        future, callback = _settle(asyncio.get_running_loop())
+        self._when_flushed(timeout, callback)
+        result: bool = await future
+        return result
 
     async def close_async(self) -> None:
         """`close`, awaitable."""
