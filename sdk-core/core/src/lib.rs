@@ -685,10 +685,11 @@ impl Client {
         lock(&self.runtime).as_ref().map(|r| r.handle().clone())
     }
 
-    /// [`Client::wait_for_initialization`] without blocking a thread: `done` is called with
-    /// the status once the first data arrives, the key is refused, or `timeout` passes, on
-    /// the client's own thread (at once, on the caller's, when there is nothing to wait for).
-    /// The form bindings build their languages' futures on.
+    /// [`Client::wait_for_initialization`] without blocking a thread: `done` is called once
+    /// with the status when the first data arrives, the key is refused, or `timeout` passes,
+    /// on the client's own thread (at once, on the caller's, when there is nothing to wait
+    /// for; with `Closed` if the client closes first). The form bindings build their
+    /// languages' futures on.
     pub fn when_initialized(&self, timeout: Duration, done: impl FnOnce(Status) + Send + 'static) {
         let current = self.status();
         let Some(runtime) = self
@@ -697,6 +698,7 @@ impl Client {
         else {
             return done(current);
         };
+        let answer = Answer::new(done, Status::Closed);
         let mut changes = self.inner.status_watch.subscribe();
         runtime.spawn(async move {
             let _ = tokio::time::timeout(
@@ -705,12 +707,13 @@ impl Client {
             )
             .await;
             let status = changes.borrow().clone();
-            done(status);
+            answer.give(status);
         });
     }
 
-    /// [`Client::flush`] without blocking a thread: `done` is told whether everything was
-    /// delivered within `timeout`, as [`Client::when_initialized`] is.
+    /// [`Client::flush`] without blocking a thread: `done` is told once whether everything
+    /// was delivered within `timeout` (false if the client closes first), as
+    /// [`Client::when_initialized`] is.
     pub fn when_flushed(&self, timeout: Duration, done: impl FnOnce(bool) + Send + 'static) {
         if self.inner.config.offline || !self.inner.events.enabled() {
             return done(true);
@@ -718,27 +721,28 @@ impl Client {
         let Some(runtime) = self.runtime_handle() else {
             return done(false);
         };
-        // Whichever comes first, the flush's answer or the timeout, answers.
-        let done: Arc<Mutex<Option<inner::FlushReply>>> =
-            Arc::new(Mutex::new(Some(Box::new(done))));
-        let answer = |done: &Mutex<Option<inner::FlushReply>>, delivered: bool| {
-            if let Some(done) = lock(done).take() {
-                done(delivered);
+        // Whichever comes first, the flush's answer or the timeout, answers; the last of the
+        // two dropped (the client closing) answers false.
+        let answer = Arc::new(Mutex::new(Some(Answer::new(done, false))));
+        let give = |answer: &Mutex<Option<Answer<bool>>>, delivered: bool| {
+            if let Some(answer) = lock(answer).take() {
+                answer.give(delivered);
             }
         };
-        let on_flush = done.clone();
-        let reply: inner::FlushReply = Box::new(move |delivered| answer(&on_flush, delivered));
+        let on_flush = answer.clone();
+        let reply: inner::FlushReply = Box::new(move |delivered| give(&on_flush, delivered));
         if self.inner.flush_requests.send(reply).is_err() {
-            return answer(&done, false);
+            return give(&answer, false);
         }
         runtime.spawn(async move {
             tokio::time::sleep(timeout).await;
-            answer(&done, false);
+            give(&answer, false);
         });
     }
 
-    /// [`Client::identify`] without blocking a thread: `done` is told whether the values of
-    /// `context` arrived within `timeout`, as [`Client::when_initialized`] is.
+    /// [`Client::identify`] without blocking a thread: `done` is told once whether the
+    /// values of `context` arrived within `timeout` (false if the client closes first), as
+    /// [`Client::when_initialized`] is.
     pub fn when_identified(
         &self,
         context: Context,
@@ -753,6 +757,7 @@ impl Client {
         let Some(runtime) = self.runtime_handle() else {
             return done(false);
         };
+        let answer = Answer::new(done, false);
         let inner = self.inner.clone();
         runtime.spawn(async move {
             let deadline = tokio::time::Instant::now() + timeout;
@@ -760,10 +765,10 @@ impl Client {
                 if let Data::Values { context, .. } = &**inner.data.load()
                     && *context == wanted
                 {
-                    return done(true);
+                    return answer.give(true);
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return done(false);
+                    return answer.give(false);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -823,6 +828,37 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The answer of a wait that runs on the client's runtime: its function is called exactly
+/// once, with the answer, or with `fallback` when the wait is dropped unanswered (the
+/// client's runtime shut down under it), so that no caller waits forever.
+struct Answer<T> {
+    done: Option<Box<dyn FnOnce(T) + Send>>,
+    fallback: Option<T>,
+}
+
+impl<T> Answer<T> {
+    fn new(done: impl FnOnce(T) + Send + 'static, fallback: T) -> Answer<T> {
+        Answer {
+            done: Some(Box::new(done)),
+            fallback: Some(fallback),
+        }
+    }
+
+    fn give(mut self, value: T) {
+        if let Some(done) = self.done.take() {
+            done(value);
+        }
+    }
+}
+
+impl<T> Drop for Answer<T> {
+    fn drop(&mut self) {
+        if let (Some(done), Some(fallback)) = (self.done.take(), self.fallback.take()) {
+            done(fallback);
+        }
     }
 }
 

@@ -152,10 +152,44 @@ impl LogSink for LogThreadSink {
 
 /// The `tracing` dispatcher that routes Vexil's messages to `sink`.
 pub(crate) fn dispatch(sink: Arc<dyn LogSink>) -> Dispatch {
+    // `tracing` caches each callsite's interest. While a single dispatcher is registered it
+    // asks only the default of the thread that first reaches the callsite, which may be the
+    // thread of a client without a sink: the callsite would be cached as never wanted, and
+    // every sink would miss it. A second dispatcher, alive for the process and interested in
+    // Vexil's callsites, makes `tracing` ask every registered one, always.
+    static INTERESTED: OnceLock<Dispatch> = OnceLock::new();
+    INTERESTED.get_or_init(|| Dispatch::new(Interested));
     Dispatch::new(Router {
         sink,
         repeats: Mutex::new(Repeats::default()),
     })
+}
+
+/// Keeps Vexil's callsites of interest (see [`dispatch`]); takes nothing itself.
+struct Interested;
+
+impl Subscriber for Interested {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        interest(metadata)
+    }
+
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
 }
 
 /// A `tracing` subscriber that hands events of Vexil's crates to a sink. Spans are not
@@ -169,14 +203,19 @@ fn ours(metadata: &Metadata<'_>) -> bool {
     metadata.target().starts_with("vexil")
 }
 
+/// Vexil's callsites are of interest, each time (a sink's levels may change: a host's logger
+/// reconfigured); no other crate's.
+fn interest(metadata: &Metadata<'_>) -> Interest {
+    if ours(metadata) {
+        Interest::sometimes()
+    } else {
+        Interest::never()
+    }
+}
+
 impl Subscriber for Router {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        // The sink's levels may change (a host logger reconfigured): ask each time.
-        if ours(metadata) {
-            Interest::sometimes()
-        } else {
-            Interest::never()
-        }
+        interest(metadata)
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -321,6 +360,30 @@ mod tests {
                 LogLevel::Warn,
                 "cannot write the cache file path=/tmp/x".to_owned()
             )]
+        );
+    }
+
+    fn probe() {
+        tracing::debug!("probe");
+    }
+
+    #[test]
+    fn a_callsite_first_reached_without_a_sink_still_reaches_a_sink_later() {
+        // First reached on a thread whose default takes nothing.
+        std::thread::spawn(probe).join().unwrap();
+        let sink = Arc::new(Collect {
+            max: Some(LogLevel::Debug),
+            ..Collect::default()
+        });
+        tracing::dispatcher::with_default(&dispatch(sink.clone()), probe);
+        std::thread::spawn(probe).join().unwrap();
+        tracing::dispatcher::with_default(&dispatch(sink.clone()), probe);
+        assert_eq!(
+            *sink.got.lock().unwrap(),
+            vec![
+                (LogLevel::Debug, "probe".to_owned()),
+                (LogLevel::Debug, "probe".to_owned())
+            ]
         );
     }
 

@@ -339,7 +339,16 @@ async fn async_waits_block_no_thread_of_the_caller() {
         Status::Initializing
     );
     assert!(started.elapsed() >= Duration::from_millis(300));
+    // A wait pending when the client closes is answered (with Closed), never left hanging.
+    let (sender, answered) = std::sync::mpsc::channel();
+    silent.when_initialized(Duration::from_secs(60), move |status| {
+        let _ = sender.send(status);
+    });
     silent.close();
+    assert_eq!(
+        answered.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Status::Closed
+    );
     client.close();
     ticker.abort();
     drop(server);
