@@ -49,9 +49,10 @@ struct Held {
 }
 
 impl Held {
-    fn ruleset(&self) -> Ruleset {
+    /// The flags and segments held, compiled as version `version`.
+    fn ruleset(&self, version: i64) -> Ruleset {
         let value = json!({
-            "version": self.version,
+            "version": version,
             "flags": self.flags.values().collect::<Vec<_>>(),
             "segments": self.segments.values().collect::<Vec<_>>(),
         });
@@ -61,13 +62,18 @@ impl Held {
     }
 
     fn data(&self) -> Data {
-        Data::Ruleset {
-            ruleset: self.ruleset(),
-            version: self.version,
-            source: Source::Network,
-            received_at: crate::data::now_millis(),
-            counters: Default::default(),
-        }
+        data_of(self.ruleset(self.version), self.version)
+    }
+}
+
+/// `ruleset` at `version` as a client's data: current, as if from the server.
+fn data_of(ruleset: Ruleset, version: i64) -> Data {
+    Data::Ruleset {
+        ruleset,
+        version,
+        source: Source::Network,
+        received_at: crate::data::now_millis(),
+        counters: Default::default(),
     }
 }
 
@@ -162,7 +168,8 @@ impl TestData {
     ) -> Result<(), Failure> {
         let mut held = lock(&self.shared);
         let previous = edit(&mut held);
-        let ruleset = held.ruleset();
+        // Compiled once, as the next version: checked, then handed to every client.
+        let ruleset = held.ruleset(held.version + 1);
         if let Some(problem) = ruleset
             .problems()
             .iter()
@@ -187,29 +194,14 @@ impl TestData {
             ));
         }
         held.version += 1;
-        let data = held.data();
+        let version = held.version;
         held.clients.retain(|(client, _)| client.strong_count() > 0);
-        let clients: Vec<_> = held
-            .clients
-            .iter()
-            .filter_map(|(client, runtime)| Some((client.upgrade()?, runtime.clone())))
-            .collect();
         // Every client is updated before the lock is released: the data's versions reach
         // each one in order.
-        for (client, runtime) in clients {
-            let data = match &data {
-                Data::Ruleset {
-                    ruleset, version, ..
-                } => Data::Ruleset {
-                    ruleset: ruleset.clone(),
-                    version: *version,
-                    source: Source::Network,
-                    received_at: crate::data::now_millis(),
-                    counters: Default::default(),
-                },
-                _ => continue,
-            };
-            client.replace_data_on(data, &runtime);
+        for (client, runtime) in &held.clients {
+            if let Some(client) = client.upgrade() {
+                client.replace_data_on(data_of(ruleset.clone(), version), runtime);
+            }
         }
         Ok(())
     }
