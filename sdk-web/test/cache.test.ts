@@ -16,6 +16,7 @@ import {
   MemoryLogger,
   MemoryStorage,
   result,
+  serverClient,
   settle,
   TestClient,
   values,
@@ -24,14 +25,7 @@ import {
 afterEach(closeAll)
 
 function newClient(server: FakeServer, storage: MemoryStorage | null, options: VexilOptions = {}): VexilClient {
-  return new TestClient(KEY, {
-    fetch: server.fetch,
-    context: ALICE,
-    storage,
-    logger: null,
-    events: { enabled: false },
-    ...options,
-  })
+  return serverClient(server, { storage, ...options })
 }
 
 /** A client that received `results` for `context` and wrote them to `storage`. */
@@ -222,19 +216,20 @@ describe('bootstrap', () => {
     const storage = new MemoryStorage()
     await warm(storage)
     const server = new FakeServer()
+    const checkout = {
+      value: false,
+      variation: 0,
+      reason: { kind: 'TARGET_MATCH' },
+      inExperiment: true,
+      experimentKey: 'checkout-test',
+      flagVersion: 12,
+    } as const
     const client = newClient(server, storage, {
       bootstrap: {
         banner: 'spring',
         limit: 3,
         layout: { columns: 3 },
-        checkout: {
-          value: false,
-          variation: 0,
-          reason: { kind: 'TARGET_MATCH' },
-          inExperiment: true,
-          experimentKey: 'checkout-test',
-          flagVersion: 12,
-        },
+        checkout,
         unservable: { value: null, variation: null, reason: { kind: 'ERROR', errorKind: 'MALFORMED_FLAG' } },
         'looks-like-detail': { value: 1 },
       },
@@ -243,16 +238,7 @@ describe('bootstrap', () => {
     assert.equal(client.numberVariation('limit', 0), 3)
     assert.deepEqual(client.jsonVariation('layout', null), { columns: 3 })
     assert.deepEqual(client.jsonVariation('looks-like-detail', null), { value: 1 }, 'no reason: a plain JSON value')
-    assert.deepEqual(client.variationDetail('checkout', true), {
-      value: false,
-      variation: 0,
-      reason: { kind: 'TARGET_MATCH' },
-      inExperiment: true,
-      experimentKey: 'checkout-test',
-      flagVersion: 12,
-      source: 'BOOTSTRAP',
-      version: 0,
-    })
+    assert.deepEqual(client.variationDetail('checkout', true), { ...checkout, source: 'BOOTSTRAP', version: 0 })
     const plain = client.variationDetail('banner', 'x')
     assert.equal(plain.variation, null)
     assert.equal(plain.source, 'BOOTSTRAP')

@@ -7,7 +7,6 @@ import { Code } from '../src/grpc-web.js'
 import type { VexilClient } from '../src/index.js'
 import type { EventOptions, VexilOptions } from '../src/index.js'
 import {
-  ALICE,
   BOB,
   closeAll,
   FakePage,
@@ -16,6 +15,7 @@ import {
   KEY,
   MemoryLogger,
   result,
+  serverClient,
   settle,
   TestClient,
   values,
@@ -25,14 +25,7 @@ afterEach(closeAll)
 
 /** A client that holds values for alice, events flushed only when asked (unless `events` says otherwise). */
 async function ready(server: FakeServer, events: EventOptions = {}, options: VexilOptions = {}): Promise<VexilClient> {
-  const client = new TestClient(KEY, {
-    fetch: server.fetch,
-    context: ALICE,
-    storage: null,
-    logger: null,
-    events: { flushIntervalMs: 3_600_000, ...events },
-    ...options,
-  })
+  const client = serverClient(server, { events: { flushIntervalMs: 3_600_000, ...events }, ...options })
   ;(await server.watchCount(server.watches.length + 1)).send(
     values(
       4,

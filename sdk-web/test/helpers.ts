@@ -238,6 +238,21 @@ export class FakeServer {
   }
 }
 
+/**
+ * A client of `server` for alice: no storage, logger or events unless `options` gives them
+ * (the tests of one feature turn on the others they need).
+ */
+export function serverClient(server: FakeServer, options: VexilOptions = {}): VexilClient {
+  return new TestClient(KEY, {
+    fetch: server.fetch,
+    context: ALICE,
+    storage: null,
+    logger: null,
+    events: { enabled: false },
+    ...options,
+  })
+}
+
 export class MemoryStorage implements StorageLike {
   readonly items = new Map<string, string>()
   getItem(key: string): string | null {

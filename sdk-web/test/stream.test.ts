@@ -4,8 +4,7 @@
 import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, test } from 'node:test'
 import { Code } from '../src/grpc-web.js'
-import type { VexilClient } from '../src/index.js'
-import type { FlagChange, VexilOptions } from '../src/index.js'
+import type { FlagChange } from '../src/index.js'
 import { Backoff } from '../src/backoff.js'
 import {
   ALICE,
@@ -18,28 +17,17 @@ import {
   KEY,
   MemoryLogger,
   result,
+  serverClient,
   settle,
-  TestClient,
   values,
 } from './helpers.js'
 
 afterEach(closeAll)
 
-function newClient(server: FakeServer, options: VexilOptions = {}): VexilClient {
-  return new TestClient(KEY, {
-    fetch: server.fetch,
-    context: ALICE,
-    storage: null,
-    logger: null,
-    events: { enabled: false },
-    ...options,
-  })
-}
-
 describe('first values', () => {
   test('are watched for the context with the key as a bearer token, and served once they arrive', async () => {
     const server = new FakeServer()
-    const client = newClient(server, { context: { kind: 'user', key: 'alice', attributes: { plan: 'pro' } } })
+    const client = serverClient(server, { context: { kind: 'user', key: 'alice', attributes: { plan: 'pro' } } })
     assert.equal(client.status().status, 'INITIALIZING')
     assert.equal(client.boolVariation('checkout', false), false)
     assert.deepEqual(client.variationDetail('checkout', false).reason, { kind: 'ERROR', errorKind: 'CLIENT_NOT_READY' })
@@ -93,7 +81,7 @@ describe('first values', () => {
     const time = fakeTime()
     try {
       const server = new FakeServer()
-      const client = newClient(server)
+      const client = serverClient(server)
       let status: string | undefined
       void client.waitForInitialization(3000).then((s) => (status = s))
       await time.tick(2900)
@@ -108,7 +96,7 @@ describe('first values', () => {
 
   test('without a context nothing is watched until identify', async () => {
     const server = new FakeServer()
-    const client = newClient(server, { context: undefined })
+    const client = serverClient(server, { context: undefined })
     await settle()
     assert.equal(server.watches.length, 0)
     const arrived = client.identify(BOB, 1000)
@@ -125,7 +113,7 @@ describe('changes', () => {
   test('reach every listener with the changed keys and version; per-flag listeners see only theirs', async () => {
     const server = new FakeServer()
     const logger = new MemoryLogger()
-    const client = newClient(server, { logger })
+    const client = serverClient(server, { logger })
     const all: FlagChange[] = []
     const banner: FlagChange[] = []
     const checkout: FlagChange[] = []
@@ -170,7 +158,7 @@ describe('changes', () => {
 
   test('off removes the most recent registration of that function only', async () => {
     const server = new FakeServer()
-    const client = newClient(server)
+    const client = serverClient(server)
     let calls = 0
     const listener = (): void => void calls++
     client.on('change', listener).on('change', listener).off('change', listener)
@@ -186,7 +174,7 @@ describe('changes', () => {
     const time = fakeTime(0)
     try {
       const server = new FakeServer()
-      const client = newClient(server)
+      const client = serverClient(server)
       const first = await server.watchCount(1)
       first.send(changes(2, [result('a', true)]))
       await time.tick(10)
@@ -210,7 +198,7 @@ describe('a lost stream', () => {
 
   test('serves the last values as STALE and reconnects after a jittered, growing delay', async () => {
     const server = new FakeServer()
-    const client = newClient(server, { initialBackoffMs: 1000, maxBackoffMs: 4000 })
+    const client = serverClient(server, { initialBackoffMs: 1000, maxBackoffMs: 4000 })
     const first = await server.watchCount(1)
     first.send(values(5, result('checkout', true, { variation: 1 })))
     await time.tick(10)
@@ -248,7 +236,7 @@ describe('a lost stream', () => {
 
   test('a stream silent for streamTimeoutMs is restarted; heartbeats keep it alive', async () => {
     const server = new FakeServer()
-    const client = newClient(server, { streamTimeoutMs: 1000, initialBackoffMs: 100 })
+    const client = serverClient(server, { streamTimeoutMs: 1000, initialBackoffMs: 100 })
     const first = await server.watchCount(1)
     first.send(values(1, result('a', true)))
     for (let i = 0; i < 5; i++) {
@@ -268,7 +256,7 @@ describe('a lost stream', () => {
 
   test('a stream ended by the server is reconnected too', async () => {
     const server = new FakeServer()
-    const client = newClient(server, { initialBackoffMs: 100 })
+    const client = serverClient(server, { initialBackoffMs: 100 })
     const first = await server.watchCount(1)
     first.send(values(1, result('a', true)))
     first.end()
@@ -281,7 +269,7 @@ describe('a lost stream', () => {
 
   test('the backoff starts over only after a stream stayed healthy for a minute', async () => {
     const server = new FakeServer()
-    const client = newClient(server, { initialBackoffMs: 1000, maxBackoffMs: 64_000 })
+    const client = serverClient(server, { initialBackoffMs: 1000, maxBackoffMs: 64_000 })
     let watch = await server.watchCount(1)
     // Four quick failures: steps 1, 2, 4, 8 s (delays of half each).
     const delays = [500, 1000, 2000, 4000]
@@ -309,7 +297,7 @@ describe('a lost stream', () => {
 
   test('a server that accepts and drops streams at once is not hammered', async () => {
     const server = new FakeServer()
-    const client = newClient(server, { initialBackoffMs: 1000, maxBackoffMs: 30_000 })
+    const client = serverClient(server, { initialBackoffMs: 1000, maxBackoffMs: 30_000 })
     // Every stream gets values and is dropped right away, for ten simulated minutes.
     for (let elapsed = 0; elapsed < 600_000; elapsed += 1000) {
       const watch = server.watches.at(-1)
@@ -355,7 +343,7 @@ describe('refused', () => {
     try {
       const server = new FakeServer()
       const logger = new MemoryLogger()
-      const client = newClient(server, { logger, bootstrap: { checkout: true } })
+      const client = serverClient(server, { logger, bootstrap: { checkout: true } })
       const watch = await server.watchCount(1)
       watch.fail(Code.Unauthenticated, 'unknown key')
       assert.equal(await client.waitForInitialization(1000), 'FAILED')
@@ -374,7 +362,7 @@ describe('refused', () => {
   test('PERMISSION_DENIED on the first call fails the client as well', async () => {
     const server = new FakeServer()
     server.refuseWatch = Code.PermissionDenied
-    const client = newClient(server)
+    const client = serverClient(server)
     assert.equal(await client.waitForInitialization(1000), 'FAILED')
     await client.close()
   })
@@ -383,7 +371,7 @@ describe('refused', () => {
     const time = fakeTime()
     try {
       const server = new FakeServer()
-      const client = newClient(server, { logger: new MemoryLogger() })
+      const client = serverClient(server, { logger: new MemoryLogger() })
       ;(await server.watchCount(1)).fail(Code.InvalidArgument, 'context.attributes: too large')
       assert.equal(await client.waitForInitialization(1000), 'FAILED')
       assert.deepEqual(client.variationDetail('a', false).reason, { kind: 'ERROR', errorKind: 'INVALID_CONTEXT' })
@@ -406,7 +394,7 @@ describe('identify', () => {
     const time = fakeTime()
     try {
       const server = new FakeServer()
-      const client = newClient(server, { initialBackoffMs: 10_000 })
+      const client = serverClient(server, { initialBackoffMs: 10_000 })
       const first = await server.watchCount(1)
       first.send(values(1, result('checkout', true, { variation: 1 })))
       await time.tick(10)
@@ -437,7 +425,7 @@ describe('identify', () => {
     const time = fakeTime()
     try {
       const server = new FakeServer()
-      const client = newClient(server)
+      const client = serverClient(server)
       await server.watchCount(1)
       let first: boolean | undefined
       let second: boolean | undefined
@@ -457,7 +445,7 @@ describe('identify', () => {
 
   test('rejects an invalid context with VEXIL_INVALID_CONTEXT and keeps the previous one', async () => {
     const server = new FakeServer()
-    const client = newClient(server)
+    const client = serverClient(server)
     await assert.rejects(client.identify({ kind: 'user', key: '' }), { code: 'VEXIL_INVALID_CONTEXT', message: /context\.key/ })
     await assert.rejects(client.identify(ALICE, -1), { code: 'VEXIL_INVALID_ARGUMENT', message: /timeoutMs/ })
     assert.deepEqual(client.getContext(), ALICE)

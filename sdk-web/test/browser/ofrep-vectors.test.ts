@@ -13,13 +13,11 @@
 //   INVALID_CONTEXT are asked through the Node provider only.
 
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { after, describe, test } from 'node:test'
 import { OpenFeature } from '@openfeature/server-sdk'
 import type { EvaluationContext, EvaluationDetails, JsonValue } from '@openfeature/server-sdk'
 import { OFREPProvider } from '@openfeature/ofrep-provider'
-import type { Browser, Page } from 'playwright-core'
-import { NO_BROWSER, launchChromium, openFeatureForPages, servePage } from './page.js'
-import type { Site } from './page.js'
+import { NO_BROWSER, openFeaturePage } from './page.js'
 import { askedType, check, openFeatureContext, vectorFiles } from './vectors.js'
 import type { Answer, Json } from './vectors.js'
 import { NO_SERVER, VexilServer } from './vexil-server.js'
@@ -70,21 +68,7 @@ describe('every vector through OFREP and @openfeature/ofrep-provider', { skip: N
 type PageGroups = { baseUrl: string; key: string; groups: { context: unknown; asked: { flag: string; default: unknown; type: string }[] }[] }
 
 describe('every vector through OFREP and @openfeature/ofrep-web-provider, in Chromium', { skip: NO_SERVER || NO_BROWSER }, () => {
-  let browser: Browser
-  let site: Site
-  let page: Page
-
-  before(async () => {
-    site = await servePage('127.0.0.1', { '/openfeature.js': await openFeatureForPages() })
-    browser = await launchChromium()
-    page = await browser.newPage()
-    await page.goto(site.origin)
-  })
-
-  after(async () => {
-    await browser?.close()
-    await site?.close()
-  })
+  const page = openFeaturePage()
 
   for (const file of files) {
     test(file.name, async () => {
@@ -112,7 +96,7 @@ describe('every vector through OFREP and @openfeature/ofrep-web-provider, in Chr
             asked: g.cases.map((c) => ({ flag: c.flag, default: c.default as unknown, type: askedType(c) as string })),
           })),
         }
-        const answers = await page.evaluate(async ({ baseUrl, key, groups }: PageGroups) => {
+        const answers = await page().evaluate(async ({ baseUrl, key, groups }: PageGroups) => {
           const { OpenFeature, OFREPWebProvider } = await import('/openfeature.js' as string)
           await OpenFeature.setContext(groups[0]?.context ?? {})
           await OpenFeature.setProviderAndWait(new OFREPWebProvider({

@@ -11,9 +11,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { OpenFeature } from '@openfeature/server-sdk'
 import { OFREPProvider } from '@openfeature/ofrep-provider'
-import type { Browser, Page } from 'playwright-core'
-import { NO_BROWSER, eventually, launchChromium, openFeatureForPages, servePage } from './page.js'
-import type { Site } from './page.js'
+import { NO_BROWSER, eventually, openFeaturePage } from './page.js'
 import { NO_SERVER, VexilServer } from './vexil-server.js'
 
 const FLAGS = [
@@ -69,24 +67,10 @@ describe('published OFREP providers against vexil-server', { skip: NO_SERVER }, 
   })
 
   describe('in Chromium: @openfeature/web-sdk with @openfeature/ofrep-web-provider', { skip: NO_BROWSER }, () => {
-    let browser: Browser
-    let site: Site
-    let page: Page
-
-    before(async () => {
-      site = await servePage('127.0.0.1', { '/openfeature.js': await openFeatureForPages() })
-      browser = await launchChromium()
-      page = await browser.newPage()
-      await page.goto(site.origin)
-    })
-
-    after(async () => {
-      await browser?.close()
-      await site?.close()
-    })
+    const page = openFeaturePage()
 
     test('bulk values for the page\'s context, a change by polling with ETags, a new context', async () => {
-      const ready = await page.evaluate(async ({ baseUrl, key }) => {
+      const ready = await page().evaluate(async ({ baseUrl, key }) => {
         const { OpenFeature, OFREPWebProvider, ProviderEvents } = await import('/openfeature.js' as string)
         const w = window as unknown as PageState
         w.changed = []
@@ -113,12 +97,12 @@ describe('published OFREP providers against vexil-server', { skip: NO_SERVER }, 
       assert.deepEqual([ready.hidden.value, ready.hidden.errorCode], [false, 'FLAG_NOT_FOUND'], 'a client key sees client-side flags only')
 
       await server.cli('flags', 'toggle', 'banner', 'off')
-      await eventually(async () => (await page.evaluate(() => (window as unknown as PageState).changed.length)) > 0, 'PROVIDER_CONFIGURATION_CHANGED', 10_000)
-      const changed = await page.evaluate(() => (window as unknown as PageState).changed[0])
+      await eventually(async () => (await page().evaluate(() => (window as unknown as PageState).changed.length)) > 0, 'PROVIDER_CONFIGURATION_CHANGED', 10_000)
+      const changed = await page().evaluate(() => (window as unknown as PageState).changed[0])
       assert.deepEqual(changed, ['banner'])
-      assert.equal(await page.evaluate(() => (window as unknown as PageState).client.getStringValue('banner', 'none')), 'green')
+      assert.equal(await page().evaluate(() => (window as unknown as PageState).client.getStringValue('banner', 'none')), 'green')
 
-      const bob = await page.evaluate(async () => {
+      const bob = await page().evaluate(async () => {
         const w = window as unknown as PageState
         await w.setContext({ targetingKey: 'bob' })
         return w.client.getBooleanDetails('checkout', true)

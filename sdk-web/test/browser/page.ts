@@ -4,10 +4,11 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { after, before } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { chromium } from 'playwright-core'
-import type { Browser } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 export const BUNDLE = new URL('../../dist/vexil-web.min.js', import.meta.url)
@@ -84,4 +85,32 @@ export async function openFeatureForPages(): Promise<string> {
     logLevel: 'silent',
   })
   return bundled.outputFiles[0].text
+}
+
+/**
+ * A Chromium page, for the tests of the suite this is called in, on a site of its own that
+ * also serves the OpenFeature web SDK with its OFREP provider (`/openfeature.js`): opened
+ * before the suite's tests, closed after them. The tests reach it as `page()`.
+ */
+export function openFeaturePage(): () => Page {
+  let browser: Browser | undefined
+  let site: Site | undefined
+  let page: Page | undefined
+
+  before(async () => {
+    site = await servePage('127.0.0.1', { '/openfeature.js': await openFeatureForPages() })
+    browser = await launchChromium()
+    page = await browser.newPage()
+    await page.goto(site.origin)
+  })
+
+  after(async () => {
+    await browser?.close()
+    await site?.close()
+  })
+
+  return () => {
+    if (page === undefined) throw new Error('the page is not open (outside the suite\'s tests)')
+    return page
+  }
 }
