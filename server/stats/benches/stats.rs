@@ -19,90 +19,63 @@ fn comparisons(criterion: &mut Criterion) {
             .map(|i| (i % 41) as f64 * 1.45)
             .collect::<Vec<_>>(),
     );
-    criterion.bench_function("compare mean (Welch)", |bench| {
-        bench.iter(|| {
-            compare(
-                MetricKind::Mean,
-                black_box(&control),
-                black_box(&treatment),
-                &settings,
-            )
-        })
-    });
     let counts_control = Summary::from_sums(500_000, 1_000_000.0, 3_000_000.0);
     let counts_treatment = Summary::from_sums(500_300, 1_012_000.0, 3_050_000.0);
-    criterion.bench_function("compare count (Welch)", |bench| {
-        bench.iter(|| {
-            compare(
-                MetricKind::Count,
-                black_box(&counts_control),
-                black_box(&counts_treatment),
-                &settings,
-            )
-        })
-    });
     let conversions_control = Summary::conversions(1_000_000, 100_000);
     let conversions_treatment = Summary::conversions(1_000_000, 100_700);
-    criterion.bench_function("compare conversion (z-test, score intervals)", |bench| {
-        bench.iter(|| {
-            compare(
-                MetricKind::Conversion,
-                black_box(&conversions_control),
-                black_box(&conversions_treatment),
-                &settings,
-            )
-        })
-    });
     // 15,000 conversions per arm: the exact Beta sums near their longest, below the switch
     // to normal posteriors (20,000).
     let longest_control = Summary::conversions(150_000, 15_000);
     let longest_treatment = Summary::conversions(150_000, 15_500);
-    criterion.bench_function(
-        "bayesian conversion (exact sums, 15,000 conversions)",
-        |bench| {
-            bench.iter(|| {
-                bayesian(
-                    MetricKind::Conversion,
-                    black_box(&longest_control),
-                    black_box(&longest_treatment),
-                    0.05,
-                )
-            })
-        },
-    );
-    criterion.bench_function("bayesian conversion (normal, 10^5 conversions)", |bench| {
-        bench.iter(|| {
-            bayesian(
-                MetricKind::Conversion,
-                black_box(&conversions_control),
-                black_box(&conversions_treatment),
-                0.05,
-            )
-        })
-    });
-    criterion.bench_function("bayesian mean", |bench| {
-        bench.iter(|| {
-            bayesian(
-                MetricKind::Mean,
-                black_box(&control),
-                black_box(&treatment),
-                0.05,
-            )
-        })
-    });
+    let frequentist = [
+        (
+            "compare mean (Welch)",
+            MetricKind::Mean,
+            &control,
+            &treatment,
+        ),
+        (
+            "compare count (Welch)",
+            MetricKind::Count,
+            &counts_control,
+            &counts_treatment,
+        ),
+        (
+            "compare conversion (z-test, score intervals)",
+            MetricKind::Conversion,
+            &conversions_control,
+            &conversions_treatment,
+        ),
+    ];
+    for (name, kind, control, treatment) in frequentist {
+        criterion.bench_function(name, |bench| {
+            bench.iter(|| compare(kind, black_box(control), black_box(treatment), &settings))
+        });
+    }
+    let bayesian_cases = [
+        (
+            "bayesian conversion (exact sums, 15,000 conversions)",
+            MetricKind::Conversion,
+            &longest_control,
+            &longest_treatment,
+        ),
+        (
+            "bayesian conversion (normal, 10^5 conversions)",
+            MetricKind::Conversion,
+            &conversions_control,
+            &conversions_treatment,
+        ),
+        ("bayesian mean", MetricKind::Mean, &control, &treatment),
+    ];
+    for (name, kind, control, treatment) in bayesian_cases {
+        criterion.bench_function(name, |bench| {
+            bench.iter(|| bayesian(kind, black_box(control), black_box(treatment), 0.05))
+        });
+    }
 }
 
 fn planning(criterion: &mut Criterion) {
-    let design = Design {
-        kind: MetricKind::Conversion,
-        baseline_mean: 0.1,
-        baseline_std_dev: None,
-        minimum_detectable_effect: 0.05,
-        alpha: 0.05,
-        power: 0.8,
-        treatments: 1,
-        one_sided: false,
-    };
+    let design = Design::conversion(0.1, 0.05);
     criterion.bench_function("required_sample_size conversion", |bench| {
         bench.iter(|| required_sample_size(black_box(&design)))
     });

@@ -35,6 +35,21 @@ struct Plan {
 }
 
 impl Design {
+    /// A two-sided test of one treatment on a conversion rate `baseline_mean`, at the usual
+    /// α = 0.05 and power 0.8.
+    pub fn conversion(baseline_mean: f64, minimum_detectable_effect: f64) -> Design {
+        Design {
+            kind: MetricKind::Conversion,
+            baseline_mean,
+            baseline_std_dev: None,
+            minimum_detectable_effect,
+            alpha: 0.05,
+            power: 0.8,
+            treatments: 1,
+            one_sided: false,
+        }
+    }
+
     fn plan(&self) -> Result<Plan, StatsError> {
         check_unit_open("design.alpha", self.alpha)?;
         if self.treatments == 0 {

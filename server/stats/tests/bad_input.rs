@@ -74,17 +74,19 @@ fn assert_interval_sane(interval: &Interval, context: &str) {
 
 fn assert_sane(comparison: &Comparison, context: &str) {
     let values = [
-        comparison.control_mean,
-        comparison.treatment_mean,
-        comparison.absolute_lift,
-        comparison.p_value,
-        comparison.sequential_p_value,
-        comparison.standard_error,
+        ("control_mean", comparison.control_mean),
+        ("treatment_mean", comparison.treatment_mean),
+        ("absolute_lift", comparison.absolute_lift),
+        ("p_value", comparison.p_value),
+        ("sequential_p_value", comparison.sequential_p_value),
+        ("standard_error", comparison.standard_error),
     ];
-    assert!(
-        values.iter().all(|v| v.is_finite()),
-        "non-finite output for {context}: {comparison:?}"
-    );
+    for (name, value) in values {
+        assert!(
+            value.is_finite(),
+            "non-finite {name} for {context}: {comparison:?}"
+        );
+    }
     assert!(
         (0.0..=1.0).contains(&comparison.p_value),
         "{context}: {comparison:?}"
@@ -436,16 +438,7 @@ fn holm_never_returns_nan_and_never_lowers_a_p_value() {
 
 #[test]
 fn power_functions_validate_designs() {
-    let valid = Design {
-        kind: MetricKind::Conversion,
-        baseline_mean: 0.1,
-        baseline_std_dev: None,
-        minimum_detectable_effect: 0.05,
-        alpha: 0.05,
-        power: 0.8,
-        treatments: 1,
-        one_sided: false,
-    };
+    let valid = Design::conversion(0.1, 0.05);
     let invalid = [
         (
             Design {

@@ -135,6 +135,29 @@ fn lognormal_mean(mu: f64, sigma: f64) -> f64 {
 
 const LIFT: f64 = 1.1;
 
+/// Lognormal(0, σ) values, multiplied by LIFT in treatment.
+fn lifted_lognormal(random: &mut SplitMix64, treated: bool, sigma: f64) -> f64 {
+    let shift = if treated { LIFT.ln() } else { 0.0 };
+    (shift + sigma * random.normal()).exp()
+}
+
+/// A mean scenario drawing `draw`, lognormal(0, `sigma`) values lifted by LIFT in treatment.
+fn lognormal_scenario(
+    name: &'static str,
+    contexts_per_arm: usize,
+    sigma: f64,
+    draw: fn(&mut SplitMix64, bool) -> f64,
+) -> Scenario {
+    Scenario {
+        name,
+        kind: MetricKind::Mean,
+        contexts_per_arm,
+        true_absolute: (LIFT - 1.0) * lognormal_mean(0.0, sigma),
+        true_relative: LIFT - 1.0,
+        draw,
+    }
+}
+
 fn mean_scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
@@ -145,28 +168,15 @@ fn mean_scenarios() -> Vec<Scenario> {
             true_relative: 0.1,
             draw: |random, treated| if treated { 11.0 } else { 10.0 } + 3.0 * random.normal(),
         },
-        Scenario {
-            name: "lognormal sigma 1 (skewed)",
-            kind: MetricKind::Mean,
-            contexts_per_arm: 20,
-            true_absolute: (LIFT - 1.0) * lognormal_mean(0.0, 1.0),
-            true_relative: LIFT - 1.0,
-            draw: |random, treated| {
-                let shift = if treated { LIFT.ln() } else { 0.0 };
-                (shift + random.normal()).exp()
-            },
-        },
-        Scenario {
-            name: "lognormal sigma 1.5 (very skewed)",
-            kind: MetricKind::Mean,
-            contexts_per_arm: 100,
-            true_absolute: (LIFT - 1.0) * lognormal_mean(0.0, 1.5),
-            true_relative: LIFT - 1.0,
-            draw: |random, treated| {
-                let shift = if treated { LIFT.ln() } else { 0.0 };
-                (shift + 1.5 * random.normal()).exp()
-            },
-        },
+        lognormal_scenario("lognormal sigma 1 (skewed)", 20, 1.0, |random, treated| {
+            lifted_lognormal(random, treated, 1.0)
+        }),
+        lognormal_scenario(
+            "lognormal sigma 1.5 (very skewed)",
+            100,
+            1.5,
+            |random, treated| lifted_lognormal(random, treated, 1.5),
+        ),
         Scenario {
             name: "revenue: 10% buy, exponential",
             kind: MetricKind::Mean,

@@ -64,6 +64,20 @@ fn run_a_a(
     counts
 }
 
+/// Normal values with the given mean and standard deviation, both halves of each Box–Muller
+/// pair used in turn.
+fn normal(mean: f64, std_dev: f64) -> impl FnMut(&mut SplitMix64) -> f64 {
+    let mut spare: Option<f64> = None;
+    move |random| {
+        let z = spare.take().unwrap_or_else(|| {
+            let (first, second) = random.normal_pair();
+            spare = Some(second);
+            first
+        });
+        mean + std_dev * z
+    }
+}
+
 fn check_rates(label: &str, counts: &FalsePositives) {
     let sequential = counts.sequential as f64 / EXPERIMENTS as f64;
     let naive = counts.naive as f64 / EXPERIMENTS as f64;
@@ -86,15 +100,13 @@ fn sequential_p_values_keep_false_positives_at_alpha_over_20_looks_for_means() {
     // Normal values with mean 10 and sd 2; 100 contexts per arm per look, 2,000 at the end;
     // mixture tuned for the final size, as the server does with the planned sample size.
     let settings = Settings::tuned_for(ALPHA, 2_000).unwrap();
-    let mut spare: Option<f64> = None;
-    let counts = run_a_a(MetricKind::Mean, 100, &settings, 0x5EED_0001, |random| {
-        let z = spare.take().unwrap_or_else(|| {
-            let (first, second) = random.normal_pair();
-            spare = Some(second);
-            first
-        });
-        10.0 + 2.0 * z
-    });
+    let counts = run_a_a(
+        MetricKind::Mean,
+        100,
+        &settings,
+        0x5EED_0001,
+        normal(10.0, 2.0),
+    );
     check_rates("mean", &counts);
 }
 
@@ -106,15 +118,13 @@ fn one_sided_sequential_p_values_keep_false_positives_at_alpha_over_20_looks() {
         alternative: Alternative::Greater,
         ..Settings::tuned_for(ALPHA, 2_000).unwrap()
     };
-    let mut spare: Option<f64> = None;
-    let counts = run_a_a(MetricKind::Mean, 100, &settings, 0x5EED_0004, |random| {
-        let z = spare.take().unwrap_or_else(|| {
-            let (first, second) = random.normal_pair();
-            spare = Some(second);
-            first
-        });
-        10.0 + 2.0 * z
-    });
+    let counts = run_a_a(
+        MetricKind::Mean,
+        100,
+        &settings,
+        0x5EED_0004,
+        normal(10.0, 2.0),
+    );
     check_rates("mean, one-sided", &counts);
 }
 
