@@ -2,11 +2,10 @@
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use serde_json::Value;
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InProject, Outcome};
-use super::output::{print_json, short, table, time};
+use super::output::{print_list, short, time};
 use crate::convert::{self};
 
 /// `vexil audit`.
@@ -89,48 +88,36 @@ pub(crate) async fn audit(
         page_token = page.next_page_token;
     }
     entries.truncate(limit as usize);
-    if c.json {
-        print_json(&Value::Array(
-            entries.iter().map(convert::audit_json).collect(),
-        ));
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|a| {
-            let resource = if a.resource_key.is_empty() {
-                a.resource_kind.clone()
+    let headers = [
+        "ID",
+        "TIME",
+        "ACTOR",
+        "ACTION",
+        "RESOURCE",
+        "ENVIRONMENT",
+        "AFTER",
+    ];
+    print_list(c.json, &entries, convert::audit_json, &headers, |a| {
+        let resource = if a.resource_key.is_empty() {
+            a.resource_kind.clone()
+        } else {
+            format!("{}:{}", a.resource_kind, a.resource_key)
+        };
+        vec![
+            a.id.to_string(),
+            time(a.time.as_ref()),
+            a.actor.clone(),
+            a.action.clone(),
+            resource,
+            if a.environment_key.is_empty() {
+                "-".to_owned()
             } else {
-                format!("{}:{}", a.resource_kind, a.resource_key)
-            };
-            vec![
-                a.id.to_string(),
-                time(a.time.as_ref()),
-                a.actor.clone(),
-                a.action.clone(),
-                resource,
-                if a.environment_key.is_empty() {
-                    "-".to_owned()
-                } else {
-                    a.environment_key.clone()
-                },
-                a.after.as_ref().map_or_else(String::new, |v| {
-                    short(&vexil_proto::model::value_to_json(v))
-                }),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "ID",
-            "TIME",
-            "ACTOR",
-            "ACTION",
-            "RESOURCE",
-            "ENVIRONMENT",
-            "AFTER",
-        ],
-        &rows,
-    );
+                a.environment_key.clone()
+            },
+            a.after.as_ref().map_or_else(String::new, |v| {
+                short(&vexil_proto::model::value_to_json(v))
+            }),
+        ]
+    });
     Ok(())
 }

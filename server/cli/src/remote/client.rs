@@ -184,6 +184,22 @@ pub struct InProject<C: Subcommand> {
     pub(crate) command: C,
 }
 
+/// Every item of a paged list RPC of `service`: `$request` is the request for the page
+/// `$page`, and `$items` the response's field that holds the items.
+macro_rules! all_pages {
+    ($c:expr, $service:expr, $rpc:ident, $items:ident, |$page:ident| $request:expr) => {
+        $crate::remote::client::every_page(|$page| {
+            let request = $c.req($request);
+            let mut service = $service.clone();
+            async move {
+                let page = service.$rpc(request?).await?.into_inner();
+                Ok((page.$items, page.next_page_token))
+            }
+        })
+    };
+}
+pub(crate) use all_pages;
+
 /// Every item of a paged list. `fetch` asks for one page and returns its items and the next
 /// page's token, empty after the last page.
 pub(crate) async fn every_page<T, F, Fut>(mut fetch: F) -> Outcome<Vec<T>>

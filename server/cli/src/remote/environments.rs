@@ -2,11 +2,10 @@
 //! client keys, and how long their raw events are kept.
 
 use clap::Subcommand;
-use serde_json::Value;
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InProject, Outcome};
-use super::output::{print_json, table, time};
+use super::output::{print_json, print_list, table, time};
 use crate::convert;
 
 /// `vexil environments`.
@@ -84,48 +83,41 @@ pub enum EnvironmentsCommand {
     },
 }
 
+const ENVIRONMENT_HEADERS: [&str; 6] = [
+    "KEY",
+    "NAME",
+    "VERSION",
+    "ALLOWED ORIGINS",
+    "EVENTS KEPT",
+    "UPDATED",
+];
+
 fn print(c: &Client, environment: &pb::Environment) {
     if c.json {
         print_json(&convert::environment_json(environment));
     } else {
-        print_table(std::slice::from_ref(environment));
+        table(&ENVIRONMENT_HEADERS, &[environment_row(environment)]);
     }
 }
 
-fn print_table(environments: &[pb::Environment]) {
-    let rows: Vec<Vec<String>> = environments
-        .iter()
-        .map(|e| {
-            let origins = if e.allowed_origins.is_empty() {
-                "(this machine's pages)".to_owned()
-            } else {
-                e.allowed_origins.join(" ")
-            };
-            let retention = match e.event_retention_days {
-                0 => "forever".to_owned(),
-                days => format!("{days} d"),
-            };
-            vec![
-                e.key.clone(),
-                e.name.clone(),
-                e.version.to_string(),
-                origins,
-                retention,
-                time(e.updated_at.as_ref()),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "KEY",
-            "NAME",
-            "VERSION",
-            "ALLOWED ORIGINS",
-            "EVENTS KEPT",
-            "UPDATED",
-        ],
-        &rows,
-    );
+fn environment_row(e: &pb::Environment) -> Vec<String> {
+    let origins = if e.allowed_origins.is_empty() {
+        "(this machine's pages)".to_owned()
+    } else {
+        e.allowed_origins.join(" ")
+    };
+    let retention = match e.event_retention_days {
+        0 => "forever".to_owned(),
+        days => format!("{days} d"),
+    };
+    vec![
+        e.key.clone(),
+        e.name.clone(),
+        e.version.to_string(),
+        origins,
+        retention,
+        time(e.updated_at.as_ref()),
+    ]
 }
 
 async fn get(c: &mut Client, key: String) -> Outcome<pb::Environment> {
@@ -143,17 +135,13 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
                 project_key: c.project.clone(),
             })?;
             let environments = c.admin.list_environments(request).await?.into_inner();
-            if c.json {
-                print_json(&Value::Array(
-                    environments
-                        .environments
-                        .iter()
-                        .map(convert::environment_json)
-                        .collect(),
-                ));
-            } else {
-                print_table(&environments.environments);
-            }
+            print_list(
+                c.json,
+                &environments.environments,
+                convert::environment_json,
+                &ENVIRONMENT_HEADERS,
+                environment_row,
+            );
         }
         EnvironmentsCommand::Get { key } => {
             let environment = get(&mut c, key).await?;

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, InEnvironment, Outcome, every_page};
-use super::output::{print_json, table, time};
+use super::client::{Client, InEnvironment, Outcome, all_pages};
+use super::output::{print_json, print_list, time};
 use super::results::{
     StepArg, direction_name, goal_json, now_seconds, percent, print_results, render_svg,
     results_at, results_json, results_over_time,
@@ -449,56 +449,41 @@ pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) ->
                 Some(StatusArg::Running) => pb::ExperimentStatus::Running,
                 Some(StatusArg::Stopped) => pb::ExperimentStatus::Stopped,
             };
-            let all = every_page(|page| {
-                let request = c.req(pb::ListExperimentsRequest {
+            let all = all_pages!(c, svc, list_experiments, experiments, |page| {
+                pb::ListExperimentsRequest {
                     project_key: c.project.clone(),
                     environment_key: environment.to_owned(),
                     status: status as i32,
                     flag_key: flag.clone().unwrap_or_default(),
                     page: Some(page),
-                });
-                let mut service = svc.clone();
-                async move {
-                    let page = service.list_experiments(request?).await?.into_inner();
-                    Ok((page.experiments, page.next_page_token))
                 }
             })
             .await?;
-            if c.json {
-                print_json(&Value::Array(all.iter().map(experiment_json).collect()));
-            } else {
-                let rows: Vec<Vec<String>> = all
-                    .iter()
-                    .map(|x| {
-                        vec![
-                            x.key.clone(),
-                            status_name(x.status).to_owned(),
-                            x.flag_key.clone(),
-                            if x.rule_id.is_empty() {
-                                "fallthrough".to_owned()
-                            } else {
-                                format!("rule {}", x.rule_id)
-                            },
-                            x.primary_metric
-                                .as_ref()
-                                .map(|m| m.metric_key.clone())
-                                .unwrap_or_default(),
-                            x.required_sample_size.to_string(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "KEY",
-                        "STATUS",
-                        "FLAG",
-                        "SERVE",
-                        "PRIMARY",
-                        "NEEDED/VARIATION",
-                    ],
-                    &rows,
-                );
-            }
+            let headers = [
+                "KEY",
+                "STATUS",
+                "FLAG",
+                "SERVE",
+                "PRIMARY",
+                "NEEDED/VARIATION",
+            ];
+            print_list(c.json, &all, experiment_json, &headers, |x| {
+                vec![
+                    x.key.clone(),
+                    status_name(x.status).to_owned(),
+                    x.flag_key.clone(),
+                    if x.rule_id.is_empty() {
+                        "fallthrough".to_owned()
+                    } else {
+                        format!("rule {}", x.rule_id)
+                    },
+                    x.primary_metric
+                        .as_ref()
+                        .map(|m| m.metric_key.clone())
+                        .unwrap_or_default(),
+                    x.required_sample_size.to_string(),
+                ]
+            });
         }
         ExperimentsCommand::Get { key } => {
             let x = get_experiment(&c, environment, &key).await?;

@@ -7,9 +7,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, InEnvironment, Outcome, every_page};
+use super::client::{Client, InEnvironment, Outcome, all_pages};
 use super::history::{HistoryCommand, Versioned, history};
-use super::output::{on_off, print_json, table, time};
+use super::output::{on_off, print_json, print_list, time};
 use super::ramps::{RampCommand, ramp};
 use super::schedule::{ScheduleCommand, schedule};
 use crate::convert::{self, FlagFile};
@@ -335,30 +335,22 @@ async fn list(
     } else {
         pb::ArchivedFilter::Unspecified
     };
-    let all = every_page(|page| {
-        let request = c.req(pb::ListFlagsRequest {
-            project_key: c.project.clone(),
-            page: Some(page),
-            tags: tags.clone(),
-            query: query.clone().unwrap_or_default(),
-            kind: pb::FlagKind::Unspecified as i32,
-            archived: filter as i32,
-            environment_key: environment.to_owned(),
-        });
-        let mut service = c.admin.clone();
-        async move {
-            let page = service.list_flags(request?).await?.into_inner();
-            Ok((page.flags, page.next_page_token))
-        }
+    let all = all_pages!(c, c.admin, list_flags, flags, |page| pb::ListFlagsRequest {
+        project_key: c.project.clone(),
+        page: Some(page),
+        tags: tags.clone(),
+        query: query.clone().unwrap_or_default(),
+        kind: pb::FlagKind::Unspecified as i32,
+        archived: filter as i32,
+        environment_key: environment.to_owned(),
     })
     .await?;
-    if c.json {
-        print_json(&Value::Array(all.iter().map(convert::flag_json).collect()));
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = all
-        .iter()
-        .map(|f| {
+    print_list(
+        c.json,
+        &all,
+        convert::flag_json,
+        &["KEY", "KIND", environment, "VERSION", "NAME", "TAGS"],
+        |f| {
             let state = f
                 .configurations
                 .iter()
@@ -376,13 +368,9 @@ async fn list(
                 f.name.clone(),
                 f.tags.join(","),
             ]
-        })
-        .collect();
-    table(
-        &["KEY", "KIND", environment, "VERSION", "NAME", "TAGS"],
-        &rows,
+        },
     );
-    if all.is_empty() {
+    if all.is_empty() && !c.json {
         println!("(no flags in project {})", c.project);
     }
     Ok(())

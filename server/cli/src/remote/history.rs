@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use vexil_proto::model::value_to_json;
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Outcome, every_page};
-use super::output::{print_json, short, table, time};
+use super::client::{Client, Outcome, all_pages};
+use super::output::{print_json, print_list, short, table, time};
 use crate::convert;
 
 /// The history commands, the same for flags and segments.
@@ -163,25 +163,19 @@ pub(crate) async fn history(
     match command {
         HistoryCommand::History { key } => {
             let resource = resource(&key);
-            let all = every_page(|page| {
-                let request = c.req(pb::ListVersionsRequest {
+            let all = all_pages!(c, c.admin, list_versions, versions, |page| {
+                pb::ListVersionsRequest {
                     resource: Some(resource.clone()),
                     page: Some(page),
-                });
-                let mut service = c.admin.clone();
-                async move {
-                    let page = service.list_versions(request?).await?.into_inner();
-                    Ok((page.versions, page.next_page_token))
                 }
             })
             .await?;
-            if c.json {
-                print_json(&Value::Array(all.iter().map(version_json).collect()));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = all
-                .iter()
-                .map(|v| {
+            print_list(
+                c.json,
+                &all,
+                version_json,
+                &["VERSION", "RECORDED", "ACTOR", "ACTION"],
+                |v| {
                     vec![
                         v.version.to_string(),
                         time(v.recorded_at.as_ref()),
@@ -192,9 +186,8 @@ pub(crate) async fn history(
                         },
                         v.action.clone(),
                     ]
-                })
-                .collect();
-            table(&["VERSION", "RECORDED", "ACTOR", "ACTION"], &rows);
+                },
+            );
         }
         HistoryCommand::Version { key, number, at } => {
             let request = c.req(pb::GetVersionRequest {

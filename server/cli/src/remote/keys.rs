@@ -6,7 +6,7 @@ use serde_json::Value;
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InEnvironment, Outcome};
-use super::output::{print_json, table, time};
+use super::output::{print_json, print_list, time};
 use crate::convert::{self};
 
 /// `vexil keys`.
@@ -92,45 +92,33 @@ pub(crate) async fn keys(mut c: Client, environment: &str, command: KeysCommand)
                 include_revoked,
             })?;
             let keys = c.admin.list_sdk_keys(request).await?.into_inner().keys;
-            if c.json {
-                print_json(&Value::Array(
-                    keys.iter().map(convert::sdk_key_json).collect(),
-                ));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = keys
-                .iter()
-                .map(|k| {
-                    let state = if k.revoked_at.is_some() {
-                        format!("revoked {}", time(k.revoked_at.as_ref()))
-                    } else if k.expires_at.is_some() {
-                        format!("expires {}", time(k.expires_at.as_ref()))
-                    } else {
-                        "valid".to_owned()
-                    };
-                    vec![
-                        k.id.to_string(),
-                        k.environment_key.clone(),
-                        convert::sdk_key_kind_name(k.kind).to_owned(),
-                        format!("{}…", k.prefix),
-                        k.name.clone(),
-                        time(k.created_at.as_ref()),
-                        state,
-                    ]
-                })
-                .collect();
-            table(
-                &[
-                    "ID",
-                    "ENVIRONMENT",
-                    "KIND",
-                    "PREFIX",
-                    "NAME",
-                    "CREATED",
-                    "STATE",
-                ],
-                &rows,
-            );
+            let headers = [
+                "ID",
+                "ENVIRONMENT",
+                "KIND",
+                "PREFIX",
+                "NAME",
+                "CREATED",
+                "STATE",
+            ];
+            print_list(c.json, &keys, convert::sdk_key_json, &headers, |k| {
+                let state = if k.revoked_at.is_some() {
+                    format!("revoked {}", time(k.revoked_at.as_ref()))
+                } else if k.expires_at.is_some() {
+                    format!("expires {}", time(k.expires_at.as_ref()))
+                } else {
+                    "valid".to_owned()
+                };
+                vec![
+                    k.id.to_string(),
+                    k.environment_key.clone(),
+                    convert::sdk_key_kind_name(k.kind).to_owned(),
+                    format!("{}…", k.prefix),
+                    k.name.clone(),
+                    time(k.created_at.as_ref()),
+                    state,
+                ]
+            });
         }
         KeysCommand::Issue { kind, name } => {
             let kind = match kind {

@@ -4,8 +4,8 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, InProject, Outcome, every_page};
-use super::output::{print_json, table, time};
+use super::client::{Client, InProject, Outcome, all_pages};
+use super::output::{print_json, print_list, time};
 
 /// `vexil metrics`.
 pub type MetricsArgs = InProject<MetricsCommand>;
@@ -109,38 +109,27 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
             }
         }
         MetricsCommand::List => {
-            let all = every_page(|page| {
-                let request = c.req(pb::ListMetricsRequest {
+            let all = all_pages!(c, svc, list_metrics, metrics, |page| {
+                pb::ListMetricsRequest {
                     project_key: c.project.clone(),
                     page: Some(page),
-                });
-                let mut service = svc.clone();
-                async move {
-                    let page = service.list_metrics(request?).await?.into_inner();
-                    Ok((page.metrics, page.next_page_token))
                 }
             })
             .await?;
-            if c.json {
-                print_json(&Value::Array(all.iter().map(metric_json).collect()));
-            } else {
-                let rows: Vec<Vec<String>> = all
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m.key.clone(),
-                            kind_label(m),
-                            if m.denominator_event_name.is_empty() {
-                                m.event_name.clone()
-                            } else {
-                                format!("{} / {}", m.event_name, m.denominator_event_name)
-                            },
-                            m.name.clone(),
-                        ]
-                    })
-                    .collect();
-                table(&["KEY", "KIND", "EVENT", "NAME"], &rows);
-            }
+            print_list(
+                c.json,
+                &all,
+                metric_json,
+                &["KEY", "KIND", "EVENT", "NAME"],
+                |m| {
+                    let event = if m.denominator_event_name.is_empty() {
+                        m.event_name.clone()
+                    } else {
+                        format!("{} / {}", m.event_name, m.denominator_event_name)
+                    };
+                    vec![m.key.clone(), kind_label(m), event, m.name.clone()]
+                },
+            );
         }
     }
     Ok(())

@@ -11,6 +11,23 @@ pub(crate) fn print_json(value: &Value) {
     );
 }
 
+/// Prints a list: with `--json` an array of each item's `to_json`, else a table of each
+/// item's `row` under `headers`.
+pub(crate) fn print_list<T>(
+    json: bool,
+    items: &[T],
+    to_json: impl Fn(&T) -> Value,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if json {
+        print_json(&Value::Array(items.iter().map(to_json).collect()));
+    } else {
+        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        table(headers, &rows);
+    }
+}
+
 /// Prints rows under headers, in aligned columns.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

@@ -6,8 +6,8 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, InProject, Outcome, every_page};
-use super::output::{print_json, table, time};
+use super::client::{Client, InProject, Outcome, all_pages};
+use super::output::{print_json, print_list, time};
 use crate::convert;
 
 /// `vexil projects`.
@@ -109,22 +109,20 @@ fn project_json(p: &pb::Project) -> Value {
 }
 
 fn print_projects(c: &Client, projects: &[pb::Project]) {
-    if c.json {
-        print_json(&Value::Array(projects.iter().map(project_json).collect()));
-        return;
-    }
-    let rows: Vec<Vec<String>> = projects
-        .iter()
-        .map(|p| {
+    print_list(
+        c.json,
+        projects,
+        project_json,
+        &["KEY", "NAME", "VERSION", "UPDATED"],
+        |p| {
             vec![
                 p.key.clone(),
                 p.name.clone(),
                 p.version.to_string(),
                 time(p.updated_at.as_ref()),
             ]
-        })
-        .collect();
-    table(&["KEY", "NAME", "VERSION", "UPDATED"], &rows);
+        },
+    );
 }
 
 async fn get_project(c: &mut Client, key: String) -> Outcome<pb::Project> {
@@ -135,13 +133,8 @@ async fn get_project(c: &mut Client, key: String) -> Outcome<pb::Project> {
 pub(crate) async fn projects(mut c: Client, command: ProjectsCommand) -> Outcome {
     let one = match command {
         ProjectsCommand::List => {
-            let all = every_page(|page| {
-                let request = c.req(pb::ListProjectsRequest { page: Some(page) });
-                let mut service = c.admin.clone();
-                async move {
-                    let page = service.list_projects(request?).await?.into_inner();
-                    Ok((page.projects, page.next_page_token))
-                }
+            let all = all_pages!(c, c.admin, list_projects, projects, |page| {
+                pb::ListProjectsRequest { page: Some(page) }
             })
             .await?;
             print_projects(&c, &all);
@@ -280,13 +273,12 @@ pub(crate) async fn tokens(mut c: Client, command: TokensCommand) -> Outcome {
                 .await?
                 .into_inner()
                 .tokens;
-            if c.json {
-                print_json(&Value::Array(tokens.iter().map(token_json).collect()));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = tokens
-                .iter()
-                .map(|t| {
+            print_list(
+                c.json,
+                &tokens,
+                token_json,
+                &["ID", "PRINCIPAL", "ROLES", "EXPIRES", "REVOKED"],
+                |t| {
                     vec![
                         t.id.clone(),
                         t.principal.clone(),
@@ -294,9 +286,8 @@ pub(crate) async fn tokens(mut c: Client, command: TokensCommand) -> Outcome {
                         time(t.expires_at.as_ref()),
                         time(t.revoked_at.as_ref()),
                     ]
-                })
-                .collect();
-            table(&["ID", "PRINCIPAL", "ROLES", "EXPIRES", "REVOKED"], &rows);
+                },
+            );
         }
         TokensCommand::Create {
             principal,

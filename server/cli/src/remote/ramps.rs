@@ -5,9 +5,9 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Outcome, every_page};
+use super::client::{Client, Outcome, all_pages};
 use super::experiments::metric_goal;
-use super::output::{print_json, table, time};
+use super::output::{print_json, print_list, time};
 use super::results::{goal_json, print_results, results_json};
 
 /// `vexil flags ramp …`.
@@ -237,27 +237,19 @@ pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand
             return Ok(());
         }
         RampCommand::List { key } => {
-            let all = every_page(|page| {
-                let request = c.req(pb::ListRampsRequest {
-                    project_key: c.project.clone(),
-                    environment_key: environment.to_owned(),
-                    key: key.clone().unwrap_or_default(),
-                    page: Some(page),
-                });
-                let mut service = c.admin.clone();
-                async move {
-                    let page = service.list_ramps(request?).await?.into_inner();
-                    Ok((page.ramps, page.next_page_token))
-                }
+            let all = all_pages!(c, c.admin, list_ramps, ramps, |page| pb::ListRampsRequest {
+                project_key: c.project.clone(),
+                environment_key: environment.to_owned(),
+                key: key.clone().unwrap_or_default(),
+                page: Some(page),
             })
             .await?;
-            if c.json {
-                print_json(&Value::Array(all.iter().map(ramp_json).collect()));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = all
-                .iter()
-                .map(|r| {
+            print_list(
+                c.json,
+                &all,
+                ramp_json,
+                &["ID", "FLAG", "STATE", "AT", "NEXT STEP"],
+                |r| {
                     let percent = r.steps.get(r.step as usize).map_or(0.0, |s| s.percent);
                     vec![
                         r.id.to_string(),
@@ -266,9 +258,8 @@ pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand
                         format!("{percent} %"),
                         time(r.next_step_at.as_ref()),
                     ]
-                })
-                .collect();
-            table(&["ID", "FLAG", "STATE", "AT", "NEXT STEP"], &rows);
+                },
+            );
             return Ok(());
         }
         RampCommand::Results { id } => {

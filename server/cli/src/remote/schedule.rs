@@ -8,9 +8,9 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Outcome, every_page};
+use super::client::{Client, Outcome, all_pages};
 use super::flags::OnOff;
-use super::output::{on_off, print_json, table, time};
+use super::output::{on_off, print_json, print_list, time};
 use crate::convert;
 
 /// The scheduling commands of `vexil flags`.
@@ -155,28 +155,22 @@ pub(crate) async fn schedule(
             print_change(c, &scheduled);
         }
         ScheduleCommand::Scheduled { key, pending } => {
-            let all = every_page(|page| {
-                let request = c.req(pb::ListScheduledChangesRequest {
+            let all = all_pages!(c, c.admin, list_scheduled_changes, changes, |page| {
+                pb::ListScheduledChangesRequest {
                     project_key: c.project.clone(),
                     environment_key: environment.to_owned(),
                     key: key.clone().unwrap_or_default(),
                     pending_only: pending,
                     page: Some(page),
-                });
-                let mut service = c.admin.clone();
-                async move {
-                    let page = service.list_scheduled_changes(request?).await?.into_inner();
-                    Ok((page.changes, page.next_page_token))
                 }
             })
             .await?;
-            if c.json {
-                print_json(&Value::Array(all.iter().map(change_json).collect()));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = all
-                .iter()
-                .map(|x| {
+            print_list(
+                c.json,
+                &all,
+                change_json,
+                &["ID", "FLAG", "RUN AT", "CHANGE", "STATE", "OUTCOME"],
+                |x| {
                     vec![
                         x.id.to_string(),
                         x.flag_key.clone(),
@@ -185,11 +179,7 @@ pub(crate) async fn schedule(
                         state_name(x.state).to_owned(),
                         x.outcome.clone(),
                     ]
-                })
-                .collect();
-            table(
-                &["ID", "FLAG", "RUN AT", "CHANGE", "STATE", "OUTCOME"],
-                &rows,
+                },
             );
         }
         ScheduleCommand::Unschedule { id } => {

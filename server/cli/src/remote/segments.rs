@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::json;
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, InEnvironment, Outcome, every_page};
+use super::client::{Client, InEnvironment, Outcome, all_pages};
 use super::history::{HistoryCommand, Versioned, history};
-use super::output::{print_json, table};
+use super::output::{print_json, print_list};
 use crate::convert::{self};
 
 /// `vexil segments`.
@@ -59,35 +59,27 @@ pub(crate) async fn segments(
 ) -> Outcome {
     match command {
         SegmentsCommand::List => {
-            let all = every_page(|page| {
-                let request = c.req(pb::ListSegmentsRequest {
+            let all = all_pages!(c, c.admin, list_segments, segments, |page| {
+                pb::ListSegmentsRequest {
                     project_key: c.project.clone(),
                     environment_key: environment.to_owned(),
                     page: Some(page),
-                });
-                let mut service = c.admin.clone();
-                async move {
-                    let page = service.list_segments(request?).await?.into_inner();
-                    Ok((page.segments, page.next_page_token))
                 }
             })
             .await?;
-            if c.json {
-                print_json(&Value::Array(
-                    all.iter().map(convert::segment_json).collect(),
-                ));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = all
-                .iter()
-                .map(|s| {
-                    let count = |lists: &[pb::SegmentTarget]| {
-                        lists
-                            .iter()
-                            .map(|l| l.values.len())
-                            .sum::<usize>()
-                            .to_string()
-                    };
+            let count = |lists: &[pb::SegmentTarget]| {
+                lists
+                    .iter()
+                    .map(|l| l.values.len())
+                    .sum::<usize>()
+                    .to_string()
+            };
+            print_list(
+                c.json,
+                &all,
+                convert::segment_json,
+                &["KEY", "INCLUDED", "EXCLUDED", "RULES", "VERSION", "NAME"],
+                |s| {
                     vec![
                         s.key.clone(),
                         count(&s.included),
@@ -96,13 +88,9 @@ pub(crate) async fn segments(
                         s.version.to_string(),
                         s.name.clone(),
                     ]
-                })
-                .collect();
-            table(
-                &["KEY", "INCLUDED", "EXCLUDED", "RULES", "VERSION", "NAME"],
-                &rows,
+                },
             );
-            if all.is_empty() {
+            if all.is_empty() && !c.json {
                 println!("(no segments in {environment})");
             }
         }

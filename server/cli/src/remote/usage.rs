@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, Outcome};
-use super::output::{print_json, table, time};
+use super::output::{print_list, time};
 use crate::convert;
 
 fn error_kind_name(kind: i32) -> &'static str {
@@ -57,35 +57,24 @@ pub async fn usage(
             error => format!("default ({error})"),
         },
     };
-    if c.json {
-        print_json(&Value::Array(
-            buckets
-                .iter()
-                .map(|b| {
-                    json!({
-                        "flag": b.flag_key,
-                        "hour": time(b.hour.as_ref()),
-                        "variation": b.variation,
-                        "error_kind": match error_kind_name(b.error_kind) { "" => Value::Null, e => Value::from(e) },
-                        "count": b.count,
-                    })
-                })
-                .collect(),
-        ));
-    } else {
-        let rows: Vec<Vec<String>> = buckets
-            .iter()
-            .map(|b| {
-                vec![
-                    b.flag_key.clone(),
-                    time(b.hour.as_ref()),
-                    outcome(b),
-                    b.count.to_string(),
-                ]
-            })
-            .collect();
-        table(&["FLAG", "HOUR", "VARIATION", "EVALUATIONS"], &rows);
-    }
+    let bucket_json = |b: &pb::FlagUsageBucket| {
+        json!({
+            "flag": b.flag_key,
+            "hour": time(b.hour.as_ref()),
+            "variation": b.variation,
+            "error_kind": match error_kind_name(b.error_kind) { "" => Value::Null, e => Value::from(e) },
+            "count": b.count,
+        })
+    };
+    let headers = ["FLAG", "HOUR", "VARIATION", "EVALUATIONS"];
+    print_list(c.json, &buckets, bucket_json, &headers, |b| {
+        vec![
+            b.flag_key.clone(),
+            time(b.hour.as_ref()),
+            outcome(b),
+            b.count.to_string(),
+        ]
+    });
     Ok(())
 }
 
@@ -107,38 +96,27 @@ pub async fn stale(c: &Client, environment: &str, days: u32) -> Outcome {
         Ok(pb::StaleReason::SingleVariation) => "single_variation",
         _ => "unknown",
     };
-    if c.json {
-        print_json(&Value::Array(
-            flags
-                .iter()
-                .map(|s| {
-                    json!({
-                        "flag": s.flag_key,
-                        "reason": reason(s),
-                        "variation": s.variation,
-                        "evaluations": s.evaluations,
-                        "last_evaluated": s.last_evaluated.as_ref().map(convert::format_time),
-                    })
-                })
-                .collect(),
-        ));
-    } else {
-        let rows: Vec<Vec<String>> = flags
-            .iter()
-            .map(|s| {
-                let why = match s.variation {
-                    Some(v) => format!("served only variation {v} ({} evaluations)", s.evaluations),
-                    None => "not evaluated".to_owned(),
-                };
-                vec![
-                    s.flag_key.clone(),
-                    reason(s).to_owned(),
-                    why,
-                    time(s.last_evaluated.as_ref()),
-                ]
-            })
-            .collect();
-        table(&["FLAG", "REASON", "DETAIL", "LAST EVALUATED"], &rows);
-    }
+    let stale_json = |s: &pb::StaleFlag| {
+        json!({
+            "flag": s.flag_key,
+            "reason": reason(s),
+            "variation": s.variation,
+            "evaluations": s.evaluations,
+            "last_evaluated": s.last_evaluated.as_ref().map(convert::format_time),
+        })
+    };
+    let headers = ["FLAG", "REASON", "DETAIL", "LAST EVALUATED"];
+    print_list(c.json, &flags, stale_json, &headers, |s| {
+        let why = match s.variation {
+            Some(v) => format!("served only variation {v} ({} evaluations)", s.evaluations),
+            None => "not evaluated".to_owned(),
+        };
+        vec![
+            s.flag_key.clone(),
+            reason(s).to_owned(),
+            why,
+            time(s.last_evaluated.as_ref()),
+        ]
+    });
     Ok(())
 }
