@@ -240,13 +240,9 @@ func (c *Client) State() (State, error) {
 	if c.ptr == nil {
 		return state, ErrClosed
 	}
-	var out *C.char
-	var length C.size_t
-	var message *C.char
-	if err := failure(C.vexil_client_state(c.ptr, &out, &length, &message), message); err != nil {
-		return state, err
-	}
-	err := json.Unmarshal([]byte(takeString(out, length)), &state)
+	err := jsonAnswer(&state, func(out **C.char, length *C.size_t, message **C.char) C.VexilCode {
+		return C.vexil_client_state(c.ptr, out, length, message)
+	})
 	return state, err
 }
 

@@ -162,3 +162,16 @@ func takeString(ptr *C.char, length C.size_t) string {
 	C.vexil_string_free(ptr)
 	return s
 }
+
+// jsonAnswer makes a library call that answers a JSON string, passing it the out-parameters
+// for the string and for an error message, and decodes the string into v; it returns the
+// call's error, or the decoder's.
+func jsonAnswer(v any, call func(out **C.char, length *C.size_t, message **C.char) C.VexilCode) error {
+	var out *C.char
+	var length C.size_t
+	var message *C.char
+	if err := failure(call(&out, &length, &message), message); err != nil {
+		return err
+	}
+	return json.Unmarshal([]byte(takeString(out, length)), v)
+}

@@ -258,16 +258,12 @@ func (c *Client) DetailForJSONContext(flagKey string, contextJSON []byte, kind K
 	if c.ptr == nil {
 		return Detail[json.RawMessage]{}, ErrClosed
 	}
-	var out *C.char
-	var length C.size_t
-	var message *C.char
-	code := C.vexil_variation_detail_json_context(c.ptr, stringPtr(flagKey), C.size_t(len(flagKey)), bytesPtr(contextJSON), C.size_t(len(contextJSON)),
-		C.int32_t(kind), bytesPtr(def), C.size_t(len(def)), &out, &length, &message)
-	if err := failure(code, message); err != nil {
-		return Detail[json.RawMessage]{}, err
-	}
 	var wire wireDetail
-	if err := json.Unmarshal([]byte(takeString(out, length)), &wire); err != nil {
+	err := jsonAnswer(&wire, func(out **C.char, length *C.size_t, message **C.char) C.VexilCode {
+		return C.vexil_variation_detail_json_context(c.ptr, stringPtr(flagKey), C.size_t(len(flagKey)), bytesPtr(contextJSON), C.size_t(len(contextJSON)),
+			C.int32_t(kind), bytesPtr(def), C.size_t(len(def)), out, length, message)
+	})
+	if err != nil {
 		return Detail[json.RawMessage]{}, err
 	}
 	return convert(wire, wire.Value), nil
@@ -289,14 +285,11 @@ func (c *Client) AllFlags(context *Context) (map[string]Detail[json.RawMessage],
 	if context.ptr == nil {
 		return nil, ErrClosed
 	}
-	var out *C.char
-	var length C.size_t
-	var message *C.char
-	if err := failure(C.vexil_all_flags(c.ptr, context.ptr, &out, &length, &message), message); err != nil {
-		return nil, err
-	}
 	var wire map[string]wireDetail
-	if err := json.Unmarshal([]byte(takeString(out, length)), &wire); err != nil {
+	err := jsonAnswer(&wire, func(out **C.char, length *C.size_t, message **C.char) C.VexilCode {
+		return C.vexil_all_flags(c.ptr, context.ptr, out, length, message)
+	})
+	if err != nil {
 		return nil, err
 	}
 	flags := make(map[string]Detail[json.RawMessage], len(wire))
