@@ -9,7 +9,7 @@ use vexil_proto::v1 as pb;
 
 use super::client::{Client, InEnvironment, Outcome, all_pages};
 use super::history::{HistoryCommand, Versioned, history};
-use super::output::{on_off, print_json, print_list, time};
+use super::output::{on_off, print_json, print_json_or, print_list, time};
 use super::ramps::{RampCommand, ramp};
 use super::schedule::{ScheduleCommand, schedule};
 use crate::convert::{self, FlagFile};
@@ -260,15 +260,15 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
                 on,
             })?;
             let config = c.admin.toggle_flag(request).await?.into_inner();
-            if c.json {
-                print_json(&convert::configuration_json(&config));
-            } else {
-                println!(
+            print_json_or(
+                c.json,
+                &convert::configuration_json(&config),
+                format_args!(
                     "flag {key} is {} in {environment} (configuration version {})",
                     on_off(config.on),
                     config.version
-                );
-            }
+                ),
+            );
         }
         FlagsCommand::Archive {
             key,
@@ -308,11 +308,11 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
                 expected_version,
             })?;
             c.admin.delete_flag(request).await?;
-            if c.json {
-                print_json(&json!({"deleted": key}));
-            } else {
-                println!("deleted flag {key}");
-            }
+            print_json_or(
+                c.json,
+                &json!({"deleted": key}),
+                format_args!("deleted flag {key}"),
+            );
         }
     }
     Ok(())
@@ -407,16 +407,16 @@ async fn create(c: &mut Client, environment: &str, file: &Path, meta: &FlagMeta)
         return Err(failure);
     }
     let (flag, _) = c.flag_in(&created.key, environment).await?;
-    if c.json {
-        print_json(&convert::flag_json(&flag));
-    } else {
-        println!(
+    print_json_or(
+        c.json,
+        &convert::flag_json(&flag),
+        format_args!(
             "created flag {} in project {} ({} in {environment})",
             flag.key,
             c.project,
             on_off(flag.configurations.first().is_some_and(|c| c.on))
-        );
-    }
+        ),
+    );
     Ok(())
 }
 
@@ -465,14 +465,14 @@ async fn update(
         c.admin.update_flag(request).await?;
     }
     let (flag, config) = c.flag_in(&file.key, environment).await?;
-    if c.json {
-        print_json(&convert::flag_json(&flag));
-    } else {
-        println!(
+    print_json_or(
+        c.json,
+        &convert::flag_json(&flag),
+        format_args!(
             "updated flag {} in {environment} (configuration version {})",
             flag.key, config.version
-        );
-    }
+        ),
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InEnvironment, Outcome};
-use super::output::{print_json, print_list, time};
+use super::output::{print_json, print_json_or, print_list, time};
 use crate::convert::{self};
 
 /// `vexil keys`.
@@ -141,11 +141,11 @@ pub(crate) async fn keys(mut c: Client, environment: &str, command: KeysCommand)
                 id,
             })?;
             let key = c.admin.revoke_sdk_key(request).await?.into_inner();
-            if c.json {
-                print_json(&convert::sdk_key_json(&key));
-            } else {
-                println!("revoked key {}", key.id);
-            }
+            print_json_or(
+                c.json,
+                &convert::sdk_key_json(&key),
+                format_args!("revoked key {}", key.id),
+            );
         }
         KeysCommand::Rotate {
             id,

@@ -11,6 +11,15 @@ pub(crate) fn print_json(value: &Value) {
     );
 }
 
+/// Prints `value` as JSON with `--json`, else the line `text`.
+pub(crate) fn print_json_or(json: bool, value: &Value, text: std::fmt::Arguments<'_>) {
+    if json {
+        print_json(value);
+    } else {
+        println!("{text}");
+    }
+}
+
 /// Prints a list: with `--json` an array of each item's `to_json`, else a table of each
 /// item's `row` under `headers`.
 pub(crate) fn print_list<T>(

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InProject, Outcome, all_pages};
-use super::output::{print_json, print_list, time};
+use super::output::{print_json, print_json_or, print_list, time};
 use crate::convert;
 
 /// `vexil projects`.
@@ -180,11 +180,11 @@ pub(crate) async fn projects(mut c: Client, command: ProjectsCommand) -> Outcome
                 expected_version,
             })?;
             c.admin.delete_project(request).await?;
-            if c.json {
-                print_json(&json!({ "deleted": key }));
-            } else {
-                println!("deleted project {key}");
-            }
+            print_json_or(
+                c.json,
+                &json!({ "deleted": key }),
+                format_args!("deleted project {key}"),
+            );
             return Ok(());
         }
     };
@@ -327,11 +327,11 @@ pub(crate) async fn tokens(mut c: Client, command: TokensCommand) -> Outcome {
         TokensCommand::Revoke { id } => {
             let request = c.req(pb::RevokeAdminTokenRequest { id })?;
             let token = c.admin.revoke_admin_token(request).await?.into_inner();
-            if c.json {
-                print_json(&token_json(&token));
-            } else {
-                println!("revoked token {} of {}", token.id, token.principal);
-            }
+            print_json_or(
+                c.json,
+                &token_json(&token),
+                format_args!("revoked token {} of {}", token.id, token.principal),
+            );
         }
     }
     Ok(())

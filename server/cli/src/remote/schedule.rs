@@ -10,7 +10,7 @@ use vexil_proto::v1 as pb;
 
 use super::client::{Client, Outcome, all_pages};
 use super::flags::OnOff;
-use super::output::{on_off, print_json, print_list, time};
+use super::output::{on_off, print_json_or, print_list, time};
 use crate::convert;
 
 /// The scheduling commands of `vexil flags`.
@@ -94,10 +94,10 @@ fn change_json(x: &pb::ScheduledChange) -> Value {
 }
 
 fn print_change(c: &Client, x: &pb::ScheduledChange) {
-    if c.json {
-        print_json(&change_json(x));
-    } else {
-        println!(
+    print_json_or(
+        c.json,
+        &change_json(x),
+        format_args!(
             "scheduled change {}: {} flag {} in {} at {} ({})",
             x.id,
             edit_text(x.edit.as_ref()),
@@ -105,8 +105,8 @@ fn print_change(c: &Client, x: &pb::ScheduledChange) {
             x.environment_key,
             time(x.run_at.as_ref()),
             state_name(x.state)
-        );
-    }
+        ),
+    );
 }
 
 pub(crate) async fn schedule(

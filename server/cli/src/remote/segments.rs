@@ -9,7 +9,7 @@ use vexil_proto::v1 as pb;
 
 use super::client::{Client, InEnvironment, Outcome, all_pages};
 use super::history::{HistoryCommand, Versioned, history};
-use super::output::{print_json, print_list};
+use super::output::{print_json, print_json_or, print_list};
 use crate::convert::{self};
 
 /// `vexil segments`.
@@ -111,11 +111,11 @@ pub(crate) async fn segments(
                 segment: Some(segment),
             })?;
             let segment = c.admin.create_segment(request).await?.into_inner();
-            if c.json {
-                print_json(&convert::segment_json(&segment));
-            } else {
-                println!("created segment {} in {environment}", segment.key);
-            }
+            print_json_or(
+                c.json,
+                &convert::segment_json(&segment),
+                format_args!("created segment {} in {environment}", segment.key),
+            );
         }
         SegmentsCommand::Update {
             file,
@@ -139,14 +139,14 @@ pub(crate) async fn segments(
                 segment: Some(segment),
             })?;
             let segment = c.admin.update_segment(request).await?.into_inner();
-            if c.json {
-                print_json(&convert::segment_json(&segment));
-            } else {
-                println!(
+            print_json_or(
+                c.json,
+                &convert::segment_json(&segment),
+                format_args!(
                     "updated segment {} in {environment} (version {})",
                     segment.key, segment.version
-                );
-            }
+                ),
+            );
         }
         SegmentsCommand::Delete {
             key,
@@ -163,11 +163,11 @@ pub(crate) async fn segments(
                 expected_version,
             })?;
             c.admin.delete_segment(request).await?;
-            if c.json {
-                print_json(&json!({"deleted": key}));
-            } else {
-                println!("deleted segment {key} from {environment}");
-            }
+            print_json_or(
+                c.json,
+                &json!({"deleted": key}),
+                format_args!("deleted segment {key} from {environment}"),
+            );
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, Outcome};
-use super::output::print_json;
+use super::output::{print_json, print_json_or};
 use crate::convert::{self};
 
 #[derive(Debug, Args)]
@@ -79,22 +79,22 @@ pub(crate) async fn import(
         expected_version,
     })?;
     let done = c.admin.import_environment(request).await?.into_inner();
-    if c.json {
-        print_json(&json!({
+    print_json_or(
+        c.json,
+        &json!({
             "version": done.version,
             "created_flags": done.created_flags,
             "updated_flags": done.updated_flags,
             "segments": done.segments,
-        }));
-    } else {
-        println!(
+        }),
+        format_args!(
             "imported into {}/{environment}: {} flags created, {} flags updated, {} segments; environment version {}",
             c.project,
             done.created_flags.len(),
             done.updated_flags.len(),
             done.segments.len(),
             done.version
-        );
-    }
+        ),
+    );
     Ok(())
 }
