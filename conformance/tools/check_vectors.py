@@ -492,14 +492,18 @@ def check_case(case, flag_by_key, malformed, errors):
         err(f"{want_type} requested from a {flag['kind']} flag: the result must be WRONG_TYPE")
         return
 
+    def serves_off_variation():
+        # OFF and PREREQUISITE_FAILED: the flag's off_variation, outside any experiment.
+        if exp["variation"] != flag.get("off_variation"):
+            err(f"{kind} must serve off_variation")
+        if exp["in_experiment"]:
+            err(f"in_experiment on {kind}")
+
     on = flag.get("on", False)
     if kind == "OFF":
         if on:
             err("OFF but the flag is on")
-        if exp["variation"] != flag.get("off_variation"):
-            err("OFF must serve off_variation")
-        if exp["in_experiment"]:
-            err("in_experiment on OFF")
+        serves_off_variation()
         return
     if not on:
         err(f"{kind} on an off flag")
@@ -508,10 +512,7 @@ def check_case(case, flag_by_key, malformed, errors):
         keys = [p["key"] for p in flag.get("prerequisites", [])]
         if reason["prerequisite_key"] not in keys:
             err("prerequisite_key is not one of the flag's prerequisites")
-        if exp["variation"] != flag.get("off_variation"):
-            err("PREREQUISITE_FAILED must serve off_variation")
-        if exp["in_experiment"]:
-            err("in_experiment on PREREQUISITE_FAILED")
+        serves_off_variation()
         return
     if kind == "TARGET_MATCH":
         if exp["variation"] not in [t["variation"] for t in flag.get("targets", [])]:
