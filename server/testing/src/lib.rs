@@ -29,6 +29,7 @@ mod cluster;
 mod database;
 mod flags;
 mod http;
+mod process;
 mod redis;
 mod redis_cluster;
 mod replica;
@@ -46,6 +47,7 @@ pub use flags::{
     bool_flag_request, config_version, create_bool_flag, create_experiment_flag, toggle, try_toggle,
 };
 pub use http::{HttpResponse, http_get, http_request};
+pub use process::{ChildProcess, ServerProcess, free_address};
 pub use redis::PrivateRedis;
 pub use redis_cluster::{ClusterNode, PrivateRedisCluster};
 pub use replica::ReplicatedPostgres;

@@ -3,13 +3,15 @@
 use std::process::Child;
 use std::time::Duration;
 
+use crate::ChildProcess;
+
 /// A `redis-server` on a free loopback port, which the test can stop (as in a crash) and
 /// restart on the same port; killed when dropped. The binary is `redis-server` from the
 /// `PATH`, or `VEXIL_TEST_REDIS_SERVER`.
 #[derive(Debug)]
 pub struct PrivateRedis {
     pub port: u16,
-    child: Option<Child>,
+    child: ChildProcess,
     dir: tempfile::TempDir,
 }
 
@@ -22,7 +24,7 @@ impl PrivateRedis {
             .port();
         let mut redis = PrivateRedis {
             port,
-            child: None,
+            child: ChildProcess::default(),
             dir: tempfile::tempdir().expect("temporary folder"),
         };
         redis.restart();
@@ -37,7 +39,7 @@ impl PrivateRedis {
     /// Starts the server (again) on its port and waits until it accepts connections.
     pub fn restart(&mut self) {
         let child = spawn_redis_server(self.port, self.dir.path(), &[]);
-        self.child = Some(child);
+        self.child = ChildProcess::new(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
@@ -49,16 +51,7 @@ impl PrivateRedis {
 
     /// Kills the server: connections drop at once, as in a crash.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
+        self.child.kill();
     }
 }
 

@@ -1,8 +1,9 @@
 //! A Redis Cluster of a test's own.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::ChildProcess;
 use crate::redis::spawn_redis_server;
 
 /// How long a cluster may take to form, or to elect a new primary after a kill.
@@ -23,7 +24,7 @@ pub struct PrivateRedisCluster {
 struct Node {
     port: u16,
     bus_port: u16,
-    child: Option<Child>,
+    child: ChildProcess,
 }
 
 /// A node as `CLUSTER NODES` describes it.
@@ -65,7 +66,7 @@ impl PrivateRedisCluster {
                 .map(|_| Node {
                     port: free_port(),
                     bus_port: free_port(),
-                    child: None,
+                    child: ChildProcess::default(),
                 })
                 .collect(),
             dir: tempfile::tempdir().expect("temporary folder"),
@@ -132,7 +133,7 @@ impl PrivateRedisCluster {
                 "0",
             ],
         );
-        node.child = Some(child);
+        node.child = ChildProcess::new(child);
         let port = node.port;
         let started = Instant::now();
         while redis_cli(port, &["ping"]).as_deref().map(str::trim) != Some("PONG") {
@@ -189,7 +190,7 @@ impl PrivateRedisCluster {
     fn running_ports(&self) -> impl Iterator<Item = u16> + '_ {
         self.nodes
             .iter()
-            .filter(|n| n.child.is_some())
+            .filter(|n| n.child.is_running())
             .map(|n| n.port)
     }
 
@@ -210,26 +211,21 @@ impl PrivateRedisCluster {
 
     /// Kills the node on `port` at once, as in a crash.
     pub fn kill(&mut self, port: u16) {
-        let node = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.port == port)
-            .expect("a node of the cluster");
-        if let Some(mut child) = node.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let index = self.node_index(port);
+        self.nodes[index].child.kill();
     }
 
     /// Starts the node on `port` again (it rejoins from its cluster configuration file, as
     /// a replica when another node took its slots over).
     pub fn restart(&mut self, port: u16) {
-        let index = self
-            .nodes
+        self.start_node(self.node_index(port));
+    }
+
+    fn node_index(&self, port: u16) -> usize {
+        self.nodes
             .iter()
             .position(|n| n.port == port)
-            .expect("a node of the cluster");
-        self.start_node(index);
+            .expect("a node of the cluster")
     }
 
     /// Waits until every running node reports the cluster ok, with every slot served by a
@@ -269,17 +265,6 @@ impl PrivateRedisCluster {
                 "the redis cluster did not settle"
             );
             std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for PrivateRedisCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
         }
     }
 }

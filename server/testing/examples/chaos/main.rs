@@ -19,7 +19,7 @@ mod proxy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use tonic::transport::{Channel, Endpoint};
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
-use vexil_testing::{authed, bool_flag_request};
+use vexil_testing::{ServerProcess, authed, bool_flag_request};
 
 use clients::{RustSdk, SdkClient, TesteeSdk};
 use proxy::{Fault, Proxy};
@@ -187,107 +187,6 @@ fn kill_pid_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-// ----- server instances -----------------------------------------------------------------
-
-struct Instance {
-    child: Option<Child>,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    data_dir: PathBuf,
-    log: PathBuf,
-    database_url: String,
-    redis_url: String,
-}
-
-impl Instance {
-    fn spawn(&mut self, binary: &Path) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new(binary)
-            .arg("--listen")
-            .arg(self.grpc.to_string())
-            .arg("--http-listen")
-            .arg(self.http.to_string())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--database-url", &self.database_url])
-            .args(["--redis-url", &self.redis_url])
-            .args(["--jwt-secret", JWT_SECRET])
-            .args(["--heartbeat-interval", "1", "--version-check-interval", "1"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(child) = &mut self.child
-                && let Some(status) = child.try_wait()?
-            {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-                bail!(
-                    "vexil-server on {} exited with {status}:\n{tail}",
-                    self.grpc
-                );
-            }
-            if http_status(self.http, "/readyz").await == Some(200) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("vexil-server on {} not ready within 60 s", self.grpc);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGKILL, as a crash.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The status code of a GET on the HTTP port, if it answered (the test-support client
-/// panics on a refused connection, which is what this waits through).
-async fn http_status(address: SocketAddr, path: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let head = String::from_utf8_lossy(&response);
-        head.split(' ').nth(1)?.parse().ok()
-    };
-    tokio::time::timeout(Duration::from_secs(2), exchange)
-        .await
-        .ok()
-        .flatten()
-}
-
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 // ----- SDK clients ----------------------------------------------------------------------
 
 /// What one client had counted when a phase began.
@@ -334,7 +233,9 @@ async fn create_flag(admin: &mut AdminServiceClient<Channel>, token: &str, key: 
     )
 }
 
-async fn admin_clients(instances: &[Instance]) -> anyhow::Result<Vec<AdminServiceClient<Channel>>> {
+async fn admin_clients(
+    instances: &[ServerProcess],
+) -> anyhow::Result<Vec<AdminServiceClient<Channel>>> {
     let mut clients = Vec::new();
     for instance in instances {
         // Lazy: a channel to an instance that is down connects again when it is back.
@@ -500,18 +401,25 @@ async fn run(settings: &Settings, admin_url: &str, database: &str) -> anyhow::Re
     let work = tempfile::tempdir()?;
     let mut instances = Vec::new();
     for index in 0..INSTANCES {
-        let mut instance = Instance {
-            child: None,
-            grpc: free_port()?,
-            http: free_port()?,
-            data_dir: work.path().join(format!("instance-{index}")),
-            log: work.path().join(format!("instance-{index}.log")),
-            database_url: format!("postgres://postgres@{}/{database}", postgres_link.address),
-            redis_url: format!("redis://{}", redis_link.address),
-        };
-        instance.spawn(&settings.server)?;
+        let mut instance = ServerProcess::new(
+            &settings.server,
+            work.path(),
+            &format!("instance-{index}"),
+            vec![
+                "--database-url".into(),
+                format!("postgres://postgres@{}/{database}", postgres_link.address),
+                "--redis-url".into(),
+                format!("redis://{}", redis_link.address),
+                "--jwt-secret".into(),
+                JWT_SECRET.into(),
+                "--heartbeat-interval".into(),
+                "1".into(),
+                "--version-check-interval".into(),
+                "1".into(),
+            ],
+        )?;
         // The first start creates the project and its keys; the others find them.
-        instance.wait_ready().await?;
+        instance.start().await?;
         instances.push(instance);
     }
     let credentials: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
@@ -699,7 +607,7 @@ async fn run(settings: &Settings, admin_url: &str, database: &str) -> anyhow::Re
 
 fn inject(
     injection: Injection,
-    instances: &mut [Instance],
+    instances: &mut [ServerProcess],
     services: &Services,
     clients: &[SdkClient],
     links: [&Proxy; 2],
@@ -715,16 +623,13 @@ fn inject(
 
 async fn heal(
     injection: Injection,
-    instances: &mut [Instance],
+    instances: &mut [ServerProcess],
     settings: &Settings,
     clients: &[SdkClient],
     links: [&Proxy; 2],
 ) -> anyhow::Result<()> {
     match injection {
-        Injection::KillInstance(index) => {
-            instances[index].spawn(&settings.server)?;
-            instances[index].wait_ready().await?;
-        }
+        Injection::KillInstance(index) => instances[index].start().await?,
         Injection::KillRedis | Injection::KillPostgres => settings.services.start()?,
         _ => set_links(injection, true, clients, links),
     }

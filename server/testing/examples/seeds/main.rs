@@ -33,10 +33,10 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_proto::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
-use vexil_testing::{authed, config_version, try_toggle};
+use vexil_testing::{ServerProcess, authed, config_version, try_toggle};
 
 use measure::{Latencies, Report};
-use services::{Instance, Services};
+use services::Services;
 
 const PROJECT: &str = "default";
 const ENV: &str = "production";
@@ -402,7 +402,11 @@ async fn sdk_clients(
     key: &str,
     count: usize,
 ) -> anyhow::Result<Vec<Arc<vexil_core::Client>>> {
-    let endpoints: Vec<String> = services.instances.iter().map(Instance::endpoint).collect();
+    let endpoints: Vec<String> = services
+        .instances
+        .iter()
+        .map(ServerProcess::endpoint)
+        .collect();
     let key = key.to_owned();
     tokio::task::spawn_blocking(move || {
         (0..count)

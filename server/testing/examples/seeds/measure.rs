@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::sync_service_client::SyncServiceClient;
-use vexil_testing::authed;
+use vexil_testing::{ServerProcess, authed};
 
-use crate::services::{Instance, Services};
+use crate::services::Services;
 use crate::{EVALUATIONS_PER_DAY, Options, RAMP_FLAG};
 
 /// Latency samples, in microseconds.
@@ -185,7 +185,7 @@ pub struct Memory {
 }
 
 impl Memory {
-    pub fn sample(&mut self, instances: &[Instance]) {
+    pub fn sample(&mut self, instances: &[ServerProcess]) {
         self.max_kib.resize(instances.len(), 0);
         for (max, instance) in self.max_kib.iter_mut().zip(instances) {
             *max = (*max).max(instance.rss_kib().unwrap_or(0));

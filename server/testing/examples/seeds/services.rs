@@ -2,16 +2,14 @@
 //! `vexil-server` processes; and the faults injected into it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
-use tonic::transport::{Channel, Endpoint};
-use vexil_testing::{PrivateRedisCluster, ReplicatedPostgres, http_get};
+use vexil_testing::{PrivateRedisCluster, ReplicatedPostgres, ServerProcess, http_get};
 
 use crate::Options;
 use crate::measure::{LoadCounters, Report};
@@ -26,20 +24,8 @@ const REPLICA_DOWN: Duration = Duration::from_secs(20);
 pub struct Services {
     postgres: ReplicatedPostgres,
     redis: std::sync::Mutex<PrivateRedisCluster>,
-    pub instances: Vec<Instance>,
+    pub instances: Vec<ServerProcess>,
     _folder: tempfile::TempDir,
-}
-
-pub struct Instance {
-    child: Option<Child>,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    data_dir: PathBuf,
-    log: PathBuf,
-}
-
-fn free_address() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 fn server_binary(options: &Options) -> anyhow::Result<PathBuf> {
@@ -78,18 +64,23 @@ impl Services {
         let folder = tempfile::tempdir()?;
         let mut instances = Vec::new();
         for index in 0..INSTANCES {
-            let data_dir = folder.path().join(format!("instance-{index}"));
-            std::fs::create_dir_all(&data_dir)?;
-            let mut instance = Instance {
-                child: None,
-                grpc: free_address()?,
-                http: free_address()?,
-                log: data_dir.join("server.log"),
-                data_dir,
-            };
-            instance.spawn(&binary, &postgres, &redis.url(), &options.server_options)?;
+            let mut args = vec![
+                "--database-url".into(),
+                postgres.primary_url(),
+                "--database-replica-url".into(),
+                postgres.replica_url(),
+                "--redis-url".into(),
+                redis.url(),
+                "--redis-prefix".into(),
+                REDIS_PREFIX.into(),
+                "--jwt-secret".into(),
+                JWT_SECRET.into(),
+            ];
+            args.extend(options.server_options.iter().cloned());
+            let mut instance =
+                ServerProcess::new(&binary, folder.path(), &format!("instance-{index}"), args)?;
             // The first start writes the credentials; the others join it.
-            instance.wait_ready().await?;
+            instance.start().await?;
             instances.push(instance);
         }
         Ok(Services {
@@ -198,7 +189,7 @@ impl Services {
 
     pub async fn stop(self) {
         for mut instance in self.instances {
-            instance.stop();
+            instance.kill();
         }
     }
 }
@@ -279,95 +270,5 @@ impl Faults<'_> {
                 .faults
                 .push("end: the killed Redis node rejoined (as a replica)".into());
         }
-    }
-}
-
-impl Instance {
-    fn spawn(
-        &mut self,
-        binary: &Path,
-        postgres: &ReplicatedPostgres,
-        redis_url: &str,
-        extra: &[String],
-    ) -> anyhow::Result<()> {
-        let log = std::fs::File::create(&self.log)?;
-        let child = Command::new(binary)
-            .arg("--listen")
-            .arg(self.grpc.to_string())
-            .arg("--http-listen")
-            .arg(self.http.to_string())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--database-url", &postgres.primary_url()])
-            .args(["--database-replica-url", &postgres.replica_url()])
-            .args(["--redis-url", redis_url])
-            .args(["--redis-prefix", REDIS_PREFIX])
-            .args(["--jwt-secret", JWT_SECRET])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(child) = &mut self.child
-                && let Some(status) = child.try_wait()?
-            {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                bail!("vexil-server on {} exited with {status}:\n{log}", self.grpc);
-            }
-            // `http_get` expects a listening port.
-            if tokio::net::TcpStream::connect(self.http).await.is_ok()
-                && http_get(self.http, "/readyz", &[]).await.status == 200
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("vexil-server on {} not ready within 60 s", self.grpc);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.grpc)
-    }
-
-    pub async fn channel(&self) -> anyhow::Result<Channel> {
-        Ok(Endpoint::from_shared(self.endpoint())?.connect().await?)
-    }
-
-    /// The process's resident memory, KiB.
-    pub fn rss_kib(&self) -> Option<u64> {
-        let pid = self.child.as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGTERM would be gentler; the run is over and its figures taken.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
