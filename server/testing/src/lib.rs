@@ -99,6 +99,23 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
     }
 }
 
+/// Asserts that a call failed with `code` and a message that names `fragment`; returns the
+/// status.
+#[track_caller]
+pub fn expect_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    fragment: &str,
+) -> Status {
+    let status = expect_code(result, code);
+    assert!(
+        status.message().contains(fragment),
+        "expected a message naming {fragment:?}: {}",
+        status.message()
+    );
+    status
+}
+
 /// Polls the asynchronous `check` until it holds; panics naming `what` after `timeout`.
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
 where

@@ -96,6 +96,22 @@ impl TestServer {
         Some(TestServer::start(database, ServerOptions::default()).await)
     }
 
+    /// Runs `check` against a new server on SQLite, then stops the server.
+    pub async fn check_on_sqlite(check: impl AsyncFnOnce(&TestServer)) {
+        let server = TestServer::sqlite().await;
+        check(&server).await;
+        server.stop().await;
+    }
+
+    /// Runs `check` against a new server on Postgres, then stops the server; nothing when
+    /// skipping Postgres was asked for.
+    pub async fn check_on_postgres(check: impl AsyncFnOnce(&TestServer)) {
+        if let Some(server) = TestServer::postgres().await {
+            check(&server).await;
+            server.stop().await;
+        }
+    }
+
     /// A server on `database`, which it removes when stopped.
     pub async fn start(database: TestDatabase, options: ServerOptions) -> TestServer {
         let mut server = TestServer::start_on(&database, options, None).await;

@@ -13,7 +13,7 @@ use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
 use vexil_server::convert::json_to_value;
 
-use vexil_testing::{ENV, PROJECT, TestServer, authed, expect_code};
+use vexil_testing::{ENV, PROJECT, TestServer, authed, expect_code, expect_error};
 
 mod guarded_ramps;
 
@@ -492,8 +492,7 @@ async fn overlapping_layer_ranges_are_refused_by_validation() {
     }
     f.start("first", 1).await.unwrap();
     let before = f.config("banner").await;
-    let status = expect_code(f.start("second", 1).await, Code::InvalidArgument);
-    assert!(status.message().contains("layer"), "{}", status.message());
+    expect_error(f.start("second", 1).await, Code::InvalidArgument, "layer");
     assert_eq!(f.config("banner").await, before);
     let request = f.req(pb::GetExperimentRequest {
         project_key: PROJECT.into(),
