@@ -8,7 +8,7 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_server::convert::json_to_value;
 use vexil_server::live::LiveSettings;
-use vexil_server::storage::{EventCounts, Storage};
+use vexil_server::storage::{EventCounts, Storage, TrackEvent};
 
 use vexil_testing::{Cluster, ENV, PROJECT, authed};
 
@@ -107,23 +107,33 @@ async fn counts(storage: &Storage, env: &str) -> (i64, i64, i64, i64) {
     (batches, exposures, track_events, summaries)
 }
 
+/// The track events stored in `ENV`, newest first.
+async fn track_events(storage: &Storage) -> Vec<TrackEvent> {
+    storage
+        .list_track_events(PROJECT, ENV, 10)
+        .await
+        .expect("track events")
+}
+
+/// A one-instance cluster on SQLite, its `kind` SDK key of `ENV`, and an event client.
+async fn events_on_sqlite(kind: &str) -> (Cluster, String, EventServiceClient<Channel>) {
+    let cluster = Cluster::sqlite(LiveSettings::default()).await;
+    let key = cluster.sdk_key(ENV, kind);
+    let client = cluster.instances[0].events().await;
+    (cluster, key, client)
+}
+
 #[tokio::test]
 async fn batches_are_stored_once_and_counted_for_every_key_kind() {
-    let cluster = Cluster::sqlite(LiveSettings::default()).await;
+    let (cluster, server_key, mut client) = events_on_sqlite("server").await;
     let instance = &cluster.instances[0];
-    let server_key = cluster.sdk_key(ENV, "server");
-    let mut client = instance.events().await;
 
     let first = publish(&mut client, &server_key, batch("b-1"))
         .await
         .unwrap();
     assert_eq!((first.accepted, first.duplicate), (5, false));
     assert_eq!(counts(&instance.storage, ENV).await, (1, 2, 2, 1));
-    let tracked = instance
-        .storage
-        .list_track_events(PROJECT, ENV, 10)
-        .await
-        .unwrap();
+    let tracked = track_events(&instance.storage).await;
     assert_eq!(tracked[0].value, Some(19.99));
     assert_eq!(tracked[0].at, 1_700_000_001_000);
     assert_eq!(tracked[0].data, Some(serde_json::json!({"sku": "A-1"})));
@@ -172,10 +182,8 @@ async fn batches_are_stored_once_and_counted_for_every_key_kind() {
 
 #[tokio::test]
 async fn an_invalid_event_refuses_the_whole_batch() {
-    let cluster = Cluster::sqlite(LiveSettings::default()).await;
+    let (cluster, key, mut client) = events_on_sqlite("server").await;
     let instance = &cluster.instances[0];
-    let key = cluster.sdk_key(ENV, "server");
-    let mut client = instance.events().await;
 
     type Edit = fn(&mut pb::PublishRequest);
     let cases: [(Edit, &str); 9] = [
@@ -250,11 +258,7 @@ async fn events_are_stored_once_on_postgres() {
     let retry = publish(&mut client, &key, batch("pg-1")).await.unwrap();
     assert_eq!((retry.accepted, retry.duplicate), (5, true));
     assert_eq!(counts(&instance.storage, ENV).await, (1, 2, 2, 1));
-    let tracked = instance
-        .storage
-        .list_track_events(PROJECT, ENV, 10)
-        .await
-        .unwrap();
+    let tracked = track_events(&instance.storage).await;
     assert_eq!(tracked[0].value, Some(19.99));
     let status = publish(&mut client, &key, {
         let mut bad = batch("pg-2");

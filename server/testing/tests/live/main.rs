@@ -17,12 +17,13 @@ use tonic::Code;
 use tonic::transport::Channel;
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
+use vexil_proto::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_server::convert::{json_to_value, value_to_json};
 use vexil_server::live::LiveSettings;
 
 use vexil_testing::{
     Cluster, ENV, PROJECT, PrivateRedis, TestServer, authed, config_version, create_bool_flag,
-    eventually, toggle, unique,
+    eventually, expect_error, toggle, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -100,8 +101,17 @@ async fn set_email_rule(
         .expect("update configuration");
 }
 
+/// An evaluation of `flag` with no default value and no expected kind.
+fn plain_evaluation(flag: &str, context: Option<pb::Context>) -> pb::EvaluateRequest {
+    pb::EvaluateRequest {
+        flag_key: flag.into(),
+        context,
+        ..Default::default()
+    }
+}
+
 async fn evaluate_bool(
-    client: &mut vexil_proto::v1::evaluation_service_client::EvaluationServiceClient<Channel>,
+    client: &mut EvaluationServiceClient<Channel>,
     key: &str,
     flag: &str,
     context: pb::Context,
@@ -121,6 +131,15 @@ async fn evaluate_bool(
         .into_inner()
         .result
         .expect("result")
+}
+
+/// Asserts that a CORS preflight answer allows each of `headers`.
+#[track_caller]
+fn assert_allows_headers(answer: &vexil_testing::HttpResponse, headers: &[&str]) {
+    let allowed = answer.header("access-control-allow-headers").unwrap();
+    for header in headers {
+        assert!(allowed.contains(header), "{header} in {allowed}");
+    }
 }
 
 fn value(result: &pb::EvaluationResult) -> Value {
@@ -188,32 +207,23 @@ async fn evaluations_follow_writes_and_client_keys_see_only_client_side_values()
     assert_eq!(r.flag_version, 0, "nothing about the hidden flag leaks");
 
     // EvaluateAll: the server key sees both, the client key one.
-    let all = eval
-        .evaluate_all(authed(
-            pb::EvaluateAllRequest {
-                context: Some(user("alice", json!({}))),
-                flag_keys: vec![],
-            },
-            &server_key,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let keys: Vec<_> = all.results.iter().map(|r| r.flag_key.as_str()).collect();
-    assert_eq!(keys, ["public", "server-only"]);
-    let all = eval
-        .evaluate_all(authed(
-            pb::EvaluateAllRequest {
-                context: Some(user("alice", json!({}))),
-                flag_keys: vec![],
-            },
-            &client_key,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let keys: Vec<_> = all.results.iter().map(|r| r.flag_key.as_str()).collect();
-    assert_eq!(keys, ["public"]);
+    let visible: [(&str, &[&str]); 2] = [
+        (&server_key, &["public", "server-only"]),
+        (&client_key, &["public"]),
+    ];
+    for (key, flags) in visible {
+        let request = pb::EvaluateAllRequest {
+            context: Some(user("alice", json!({}))),
+            flag_keys: vec![],
+        };
+        let all = eval
+            .evaluate_all(authed(request, key))
+            .await
+            .unwrap()
+            .into_inner();
+        let keys: Vec<_> = all.results.iter().map(|r| r.flag_key.as_str()).collect();
+        assert_eq!(keys, flags);
+    }
 
     // Wrong type, unknown flag and invalid context are results, not failures.
     let r = eval
@@ -237,64 +247,30 @@ async fn evaluations_follow_writes_and_client_keys_see_only_client_side_values()
     assert_eq!(error_kind(&r), pb::ErrorKind::InvalidContext);
 
     // Bad requests and bad keys fail with a status naming the problem.
-    let status = eval
-        .evaluate(authed(
-            pb::EvaluateRequest {
-                flag_key: String::new(),
-                context: Some(user("alice", json!({}))),
-                ..Default::default()
-            },
-            &server_key,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("flag_key"),
-        "{}",
-        status.message()
+    let alice = Some(user("alice", json!({})));
+    expect_error(
+        eval.evaluate(authed(plain_evaluation("", alice.clone()), &server_key))
+            .await,
+        Code::InvalidArgument,
+        "flag_key",
     );
-    let status = eval
-        .evaluate(authed(
-            pb::EvaluateRequest {
-                flag_key: "public".into(),
-                context: None,
-                ..Default::default()
-            },
-            &server_key,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("context"), "{}", status.message());
-    let status = eval
-        .evaluate(authed(
-            pb::EvaluateRequest {
-                flag_key: "public".into(),
-                context: Some(user("alice", json!({}))),
-                ..Default::default()
-            },
-            "vxl-server-0000",
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
-    let status = eval
-        .evaluate(authed(
-            pb::EvaluateRequest {
-                flag_key: "public".into(),
-                context: Some(user("alice", json!({}))),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        status.code(),
-        Code::Unauthenticated,
-        "admin tokens are not SDK keys"
+    expect_error(
+        eval.evaluate(authed(plain_evaluation("public", None), &server_key))
+            .await,
+        Code::InvalidArgument,
+        "context",
     );
+    let not_keys = [
+        ("vxl-server-0000", "an unknown key"),
+        (token.as_str(), "admin tokens are not SDK keys"),
+    ];
+    for (secret, why) in not_keys {
+        let status = eval
+            .evaluate(authed(plain_evaluation("public", alice.clone()), secret))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{why}");
+    }
 
     // Client and mobile keys never receive rules: Sync and the HTTP snapshot refuse them.
     let mut sync = instance.sync().await;
@@ -318,18 +294,28 @@ async fn evaluations_follow_writes_and_client_keys_see_only_client_side_values()
     cluster.stop().await;
 }
 
-async fn next_watch(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::watch_response::Event {
+/// The next event of a stream that is not a heartbeat, each message within `WAIT`.
+async fn next_event<M, E>(
+    stream: &mut tonic::Streaming<M>,
+    event: fn(M) -> Option<E>,
+    is_heartbeat: fn(&E) -> bool,
+) -> E {
     loop {
         let message = tokio::time::timeout(WAIT, stream.message())
             .await
-            .expect("a watch message in time")
+            .expect("a message in time")
             .expect("stream open")
             .expect("stream not ended");
-        match message.event.expect("event") {
-            pb::watch_response::Event::Heartbeat(_) => continue,
-            event => return event,
+        let event = event(message).expect("event");
+        if !is_heartbeat(&event) {
+            return event;
         }
     }
+}
+
+async fn next_watch(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::watch_response::Event {
+    use pb::watch_response::Event;
+    next_event(stream, |m| m.event, |e| matches!(e, Event::Heartbeat(_))).await
 }
 
 #[tokio::test]
@@ -346,21 +332,8 @@ async fn watch_sends_exactly_the_changes_that_affect_the_context() {
     instance.refresh_now().await;
 
     let mut eval = instance.evaluation().await;
-    let mut stream = eval
-        .watch(authed(
-            pb::WatchRequest {
-                context: Some(user("alice", json!({"email": "alice@example.com"}))),
-                flag_keys: vec![],
-                version: 0,
-            },
-            &client_key,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let pb::watch_response::Event::Values(values) = next_watch(&mut stream).await else {
-        panic!("a watch starts with every value");
-    };
+    let alice = user("alice", json!({"email": "alice@example.com"}));
+    let (mut stream, values) = open_watch(&mut eval, &client_key, alice, &[]).await;
     let keys: Vec<_> = values.results.iter().map(|r| r.flag_key.as_str()).collect();
     assert_eq!(keys, ["banner", "checkout"]);
     assert!(values.results.iter().all(|r| value(r) == json!(true)));
@@ -440,17 +413,32 @@ async fn watch_sends_exactly_the_changes_that_affect_the_context() {
 }
 
 async fn next_sync(stream: &mut tonic::Streaming<pb::SyncResponse>) -> pb::sync_response::Event {
-    loop {
-        let message = tokio::time::timeout(WAIT, stream.message())
-            .await
-            .expect("a sync message in time")
-            .expect("stream open")
-            .expect("stream not ended");
-        match message.event.expect("event") {
-            pb::sync_response::Event::Heartbeat(_) => continue,
-            event => return event,
-        }
-    }
+    use pb::sync_response::Event;
+    next_event(stream, |m| m.event, |e| matches!(e, Event::Heartbeat(_))).await
+}
+
+/// Opens a Watch of `flag_keys` (all when empty) for `context`, and reads its first message:
+/// the values of the watched flags.
+async fn open_watch(
+    eval: &mut EvaluationServiceClient<Channel>,
+    key: &str,
+    context: pb::Context,
+    flag_keys: &[&str],
+) -> (tonic::Streaming<pb::WatchResponse>, pb::WatchValues) {
+    let request = pb::WatchRequest {
+        context: Some(context),
+        flag_keys: flag_keys.iter().map(|&flag| flag.into()).collect(),
+        version: 0,
+    };
+    let mut stream = eval
+        .watch(authed(request, key))
+        .await
+        .expect("open watch")
+        .into_inner();
+    let pb::watch_response::Event::Values(values) = next_watch(&mut stream).await else {
+        panic!("a watch starts with the values");
+    };
+    (stream, values)
 }
 
 async fn open_sync(
@@ -564,20 +552,21 @@ async fn sync_sends_a_snapshot_then_patches_and_resumes_from_a_version() {
         next_sync(&mut future).await,
         pb::sync_response::Event::Snapshot(_)
     ));
-    let status = instance
-        .sync()
-        .await
-        .sync(authed(
-            pb::SyncRequest {
-                version: -1,
-                ..Default::default()
-            },
-            &server_key,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("version"));
+    expect_error(
+        instance
+            .sync()
+            .await
+            .sync(authed(
+                pb::SyncRequest {
+                    version: -1,
+                    ..Default::default()
+                },
+                &server_key,
+            ))
+            .await,
+        Code::InvalidArgument,
+        "version",
+    );
     drop((stream, current, future, admin));
     cluster.stop().await;
 }
@@ -699,71 +688,26 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
     };
     let mut held = snapshot.version;
     let mut eval_b = b.evaluation().await;
-    let mut watch_b = eval_b
-        .watch(authed(
-            pb::WatchRequest {
-                context: Some(user("alice", json!({}))),
-                flag_keys: vec!["checkout".into()],
-                version: 0,
-            },
-            &client_key,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let pb::watch_response::Event::Values(values) = next_watch(&mut watch_b).await else {
-        panic!("values first");
-    };
+    let alice = user("alice", json!({}));
+    let (mut watch_b, values) = open_watch(&mut eval_b, &client_key, alice, &["checkout"]).await;
     assert_eq!(value(&values.results[0]), json!(false));
 
     // 1. Through Redis: the change reaches C's Sync and B's Watch, by notice.
     let started = Instant::now();
-    toggle(&mut admin, &token, "checkout", true).await;
-    let pb::sync_response::Event::Patch(patch) = next_sync(&mut sync_c).await else {
-        panic!("patch");
-    };
-    assert_eq!(patch.from_version, held);
-    held = patch.version;
-    let pb::watch_response::Event::Changes(changes) = next_watch(&mut watch_b).await else {
-        panic!("changes");
-    };
-    assert_eq!(value(&changes.updated[0]), json!(true));
+    held = toggle_and_follow(&mut admin, &token, true, &mut sync_c, held, &mut watch_b).await;
     eprintln!("propagation with redis: {:?}", started.elapsed());
     let by_notice = "vexil_propagation_lag_seconds_count{source=\"notice\"}";
-    assert!(
-        c.metric(by_notice).await >= 1.0,
-        "C learnt of the change by notice"
-    );
-    assert!(
-        b.metric(by_notice).await >= 1.0,
-        "B learnt of the change by notice"
-    );
+    assert_counted(by_notice, [(c, "C"), (b, "B")]).await;
 
     // 2. Redis down: serving goes on, and the change still arrives by the periodic check.
     redis.stop();
     let r = evaluate_bool(&mut eval_b, &server_key, "checkout", user("bob", json!({}))).await;
     assert_eq!(value(&r), json!(true), "serving continues from memory");
     let started = Instant::now();
-    toggle(&mut admin, &token, "checkout", false).await;
-    let pb::sync_response::Event::Patch(patch) = next_sync(&mut sync_c).await else {
-        panic!("patch");
-    };
-    assert_eq!(patch.from_version, held);
-    held = patch.version;
-    let pb::watch_response::Event::Changes(changes) = next_watch(&mut watch_b).await else {
-        panic!("changes");
-    };
-    assert_eq!(value(&changes.updated[0]), json!(false));
+    held = toggle_and_follow(&mut admin, &token, false, &mut sync_c, held, &mut watch_b).await;
     eprintln!("propagation without redis: {:?}", started.elapsed());
     let by_check = "vexil_propagation_lag_seconds_count{source=\"check\"}";
-    assert!(
-        c.metric(by_check).await >= 1.0,
-        "C learnt of it by the periodic check"
-    );
-    assert!(
-        b.metric(by_check).await >= 1.0,
-        "B learnt of it by the periodic check"
-    );
+    assert_counted(by_check, [(c, "C"), (b, "B")]).await;
 
     // 3. Redis back: the subscription comes back by itself and notices are fast again.
     redis.restart();
@@ -777,15 +721,7 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
     }
     let notices_before = c.metric(by_notice).await;
     let checks_before = c.metric(by_check).await;
-    toggle(&mut admin, &token, "checkout", true).await;
-    let pb::sync_response::Event::Patch(patch) = next_sync(&mut sync_c).await else {
-        panic!("patch");
-    };
-    assert_eq!(patch.from_version, held);
-    held = patch.version;
-    let pb::watch_response::Event::Changes(_) = next_watch(&mut watch_b).await else {
-        panic!("changes");
-    };
+    held = toggle_and_follow(&mut admin, &token, true, &mut sync_c, held, &mut watch_b).await;
     assert_eq!(c.metric(by_notice).await, notices_before + 1.0);
     assert_eq!(c.metric(by_check).await, checks_before);
 
@@ -839,6 +775,36 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
     })
     .await;
     cluster.stop().await;
+}
+
+/// Toggles `checkout` and follows the change on both streams: a patch from the version the
+/// Sync stream holds, and the flag's new value on the Watch stream. Returns the new version.
+async fn toggle_and_follow(
+    admin: &mut AdminServiceClient<Channel>,
+    token: &str,
+    on: bool,
+    sync: &mut tonic::Streaming<pb::SyncResponse>,
+    held: i64,
+    watch: &mut tonic::Streaming<pb::WatchResponse>,
+) -> i64 {
+    toggle(admin, token, "checkout", on).await;
+    let pb::sync_response::Event::Patch(patch) = next_sync(sync).await else {
+        panic!("patch");
+    };
+    assert_eq!(patch.from_version, held);
+    let pb::watch_response::Event::Changes(changes) = next_watch(watch).await else {
+        panic!("changes");
+    };
+    assert_eq!(value(&changes.updated[0]), json!(on));
+    patch.version
+}
+
+/// Asserts that each instance, named for the message, counted at least one `counter`.
+async fn assert_counted(counter: &str, instances: [(&TestServer, &str); 2]) {
+    for (instance, name) in instances {
+        let count = instance.metric(counter).await;
+        assert!(count >= 1.0, "{name} counted no {counter}");
+    }
 }
 
 /// The output of `redis-cli` against the test's Redis.

@@ -7,6 +7,8 @@ use vexil_testing::{HttpResponse, ServerOptions, TestDatabase, http_request};
 use super::*;
 
 const FLAGS: &str = "/ofrep/v1/evaluate/flags";
+/// The origin of a page served from this machine.
+const PAGE: &str = "http://localhost:3000";
 
 async fn ofrep_server() -> TestServer {
     let server = TestServer::start(
@@ -61,6 +63,11 @@ async fn post(
     (response, json)
 }
 
+/// A single evaluation's value and reason, as a pair.
+fn value_and_reason(body: &Value) -> Value {
+    json!([body["value"], body["reason"]])
+}
+
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
@@ -102,10 +109,7 @@ async fn single_flags_are_evaluated_with_openfeature_reasons_and_errors() {
 
     // Off: DISABLED with the off variation; off without one: no value (the caller's default).
     let (_, body) = post(&server, &path("banner"), &headers, &alice).await;
-    assert_eq!(
-        (&body["value"], &body["reason"]),
-        (&json!("green"), &json!("DISABLED"))
-    );
+    assert_eq!(value_and_reason(&body), json!(["green", "DISABLED"]));
     let (response, body) = post(&server, &path("dark"), &headers, &alice).await;
     assert_eq!(response.status, 200);
     assert_eq!(body["reason"], "DISABLED");
@@ -117,10 +121,7 @@ async fn single_flags_are_evaluated_with_openfeature_reasons_and_errors() {
     let org = json!({"context": {"kind": "multi",
         "user": {"targetingKey": "alice"}, "org": {"targetingKey": "acme", "seats": 500}}});
     let (_, body) = post(&server, &path("org-plan"), &headers, &org).await;
-    assert_eq!(
-        (&body["value"], &body["reason"]),
-        (&json!("team"), &json!("TARGETING_MATCH"))
-    );
+    assert_eq!(value_and_reason(&body), json!(["team", "TARGETING_MATCH"]));
 
     // Errors, with the protocol's status codes and bodies.
     let (response, body) = post(&server, &path("nope"), &headers, &alice).await;
@@ -174,24 +175,14 @@ async fn single_flags_are_evaluated_with_openfeature_reasons_and_errors() {
     )
     .await;
     assert_eq!(response.status, 401);
-    let (response, body) = post(
-        &server,
-        &path("checkout"),
-        &[("x-api-key", key.as_str())],
-        &alice,
-    )
-    .await;
+    let api_key = [("x-api-key", key.as_str())];
+    let (response, body) = post(&server, &path("checkout"), &api_key, &alice).await;
     assert_eq!((response.status, &body["value"]), (200, &json!(true)));
 
     // A client key sees client-side flags only; the others do not exist for it.
     let client = bearer(&server.sdk_key(ENV, "client"));
-    let (response, body) = post(
-        &server,
-        &path("org-plan"),
-        &[("authorization", client.as_str())],
-        &org,
-    )
-    .await;
+    let client_headers = [("authorization", client.as_str())];
+    let (response, body) = post(&server, &path("org-plan"), &client_headers, &org).await;
     assert_eq!(
         (response.status, &body["errorCode"]),
         (404, &json!("FLAG_NOT_FOUND"))
@@ -242,25 +233,14 @@ async fn bulk_evaluation_lists_what_the_key_sees_with_an_etag_of_the_results() {
     );
     assert!(body["metadata"]["environmentVersion"].as_i64().unwrap() > 0);
     let etag = response.header("etag").expect("an etag").to_owned();
+    let conditional = [headers[0], ("if-none-match", etag.as_str())];
 
     // The same results: 304 with no body; another context's results differ: 200.
-    let (again, _) = post(
-        &server,
-        FLAGS,
-        &[headers[0], ("if-none-match", etag.as_str())],
-        &alice,
-    )
-    .await;
+    let (again, _) = post(&server, FLAGS, &conditional, &alice).await;
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty());
     let bob = json!({"context": {"targetingKey": "bob"}});
-    let (other, _) = post(
-        &server,
-        FLAGS,
-        &[headers[0], ("if-none-match", etag.as_str())],
-        &bob,
-    )
-    .await;
+    let (other, _) = post(&server, FLAGS, &conditional, &bob).await;
     assert_eq!(other.status, 200);
     assert_ne!(other.header("etag"), Some(etag.as_str()));
 
@@ -268,13 +248,7 @@ async fn bulk_evaluation_lists_what_the_key_sees_with_an_etag_of_the_results() {
     server.toggle("checkout", false).await;
     let started = Instant::now();
     loop {
-        let (changed, body) = post(
-            &server,
-            FLAGS,
-            &[headers[0], ("if-none-match", etag.as_str())],
-            &alice,
-        )
-        .await;
+        let (changed, body) = post(&server, FLAGS, &conditional, &alice).await;
         if changed.status == 200 {
             let checkout = body["flags"]
                 .as_array()
@@ -313,59 +287,40 @@ async fn preflight(addr: std::net::SocketAddr, origin: &str) -> HttpResponse {
     .await
 }
 
+/// A bulk evaluation from [`PAGE`] with the `kind` SDK key of `ENV`.
+async fn post_from_page(server: &TestServer, kind: &str, body: &Value) -> (HttpResponse, Value) {
+    let auth = bearer(&server.sdk_key(ENV, kind));
+    let headers = [("authorization", auth.as_str()), ("origin", PAGE)];
+    post(server, FLAGS, &headers, body).await
+}
+
 #[tokio::test]
 async fn pages_get_the_cors_of_their_environment() {
     let server = ofrep_server().await;
     let addr = server.http.unwrap();
-    let answer = preflight(addr, "http://localhost:3000").await;
+    let answer = preflight(addr, PAGE).await;
     assert_eq!(answer.status, 204);
-    assert_eq!(
-        answer.header("access-control-allow-origin"),
-        Some("http://localhost:3000")
+    assert_eq!(answer.header("access-control-allow-origin"), Some(PAGE));
+    assert_allows_headers(
+        &answer,
+        &[
+            "authorization",
+            "content-type",
+            "if-none-match",
+            "x-api-key",
+        ],
     );
-    let allowed = answer.header("access-control-allow-headers").unwrap();
-    for header in [
-        "authorization",
-        "content-type",
-        "if-none-match",
-        "x-api-key",
-    ] {
-        assert!(allowed.contains(header), "{allowed}");
-    }
     assert_eq!(preflight(addr, "https://evil.example").await.status, 403);
 
-    let client = bearer(&server.sdk_key(ENV, "client"));
     let alice = json!({"context": {"targetingKey": "alice"}});
-    let (response, _) = post(
-        &server,
-        FLAGS,
-        &[
-            ("authorization", client.as_str()),
-            ("origin", "http://localhost:3000"),
-        ],
-        &alice,
-    )
-    .await;
+    let (response, _) = post_from_page(&server, "client", &alice).await;
     assert_eq!(response.status, 200);
-    assert_eq!(
-        response.header("access-control-allow-origin"),
-        Some("http://localhost:3000")
-    );
+    assert_eq!(response.header("access-control-allow-origin"), Some(PAGE));
     assert_eq!(
         response.header("access-control-expose-headers"),
         Some("etag")
     );
-    let server_key = bearer(&server.sdk_key(ENV, "server"));
-    let (response, body) = post(
-        &server,
-        FLAGS,
-        &[
-            ("authorization", server_key.as_str()),
-            ("origin", "http://localhost:3000"),
-        ],
-        &alice,
-    )
-    .await;
+    let (response, body) = post_from_page(&server, "server", &alice).await;
     assert_eq!(response.status, 403);
     assert!(
         body["errorDetails"]

@@ -214,22 +214,20 @@ async fn a_read_replica_serves_lagging_reads_and_is_read_around_when_it_lags_or_
     pg.wait_caught_up().await;
     let answered = replica_reads(b, "replica").await;
     let experiments = ExperimentServiceClient::new(b.channel().await);
+    let usage = pb::GetFlagUsageRequest {
+        project_key: PROJECT.into(),
+        environment_key: ENV.into(),
+        ..Default::default()
+    };
     eventually(
         Duration::from_secs(20),
         "reads on the replica again",
         || {
             let mut experiments = experiments.clone();
-            let token = &token;
+            let request = authed(usage.clone(), &token);
             async move {
                 experiments
-                    .get_flag_usage(authed(
-                        pb::GetFlagUsageRequest {
-                            project_key: PROJECT.into(),
-                            environment_key: ENV.into(),
-                            ..Default::default()
-                        },
-                        token,
-                    ))
+                    .get_flag_usage(request)
                     .await
                     .expect("flag usage");
                 replica_reads(b, "replica").await > answered

@@ -147,32 +147,27 @@ fn engine_json(evaluation: &vexil_engine::Evaluation<'_>) -> Value {
     })
 }
 
+/// The entries of the array `name` of `file` that parse as `T`; `unparsed` is set when some do
+/// not.
+fn parse_each<T: serde::de::DeserializeOwned>(
+    file: &Value,
+    name: &str,
+    unparsed: &mut bool,
+) -> Vec<T> {
+    let items = file.get(name).and_then(Value::as_array);
+    items
+        .into_iter()
+        .flatten()
+        .filter_map(|item| T::deserialize(item).inspect_err(|_| *unparsed = true).ok())
+        .collect()
+}
+
 /// The flags and segments of a vector file as the model, and whether some of them do not fit
 /// it (a malformed flag the engine must report, which the admin API never stores).
 fn storable(file: &Value) -> (RulesetData, bool) {
-    let items = |name: &str| {
-        file.get(name)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
     let mut unstorable = false;
-    let flags = items("flags")
-        .into_iter()
-        .filter_map(|f| {
-            serde_json::from_value(f)
-                .inspect_err(|_| unstorable = true)
-                .ok()
-        })
-        .collect();
-    let segments = items("segments")
-        .into_iter()
-        .filter_map(|s| {
-            serde_json::from_value(s)
-                .inspect_err(|_| unstorable = true)
-                .ok()
-        })
-        .collect();
+    let flags = parse_each(file, "flags", &mut unstorable);
+    let segments = parse_each(file, "segments", &mut unstorable);
     let data = RulesetData {
         version: 0,
         flags,

@@ -221,15 +221,15 @@ async fn pages_call_the_sdk_methods_with_client_keys_from_allowed_origins() {
         assert_eq!(answer.status, 204, "{origin}");
         assert_eq!(answer.header("access-control-allow-origin"), Some(origin));
         assert_eq!(answer.header("access-control-allow-methods"), Some("POST"));
-        let allowed = answer.header("access-control-allow-headers").unwrap();
-        for header in [
-            "authorization",
-            "content-type",
-            "x-grpc-web",
-            "x-user-agent",
-        ] {
-            assert!(allowed.contains(header), "{header} in {allowed}");
-        }
+        assert_allows_headers(
+            &answer,
+            &[
+                "authorization",
+                "content-type",
+                "x-grpc-web",
+                "x-user-agent",
+            ],
+        );
     }
     let answer = preflight(server.addr, EVALUATE_ALL, "https://evil.example").await;
     assert_eq!(answer.status, 403);
@@ -265,32 +265,25 @@ async fn pages_call_the_sdk_methods_with_client_keys_from_allowed_origins() {
     );
     assert_eq!(flag_keys(&reply), ["for-pages"]);
 
-    // The same key from a page the environment does not allow, though development does.
-    let reply = grpc_web(
-        server.addr,
-        EVALUATE_ALL,
-        Some(LOCAL_PAGE),
-        &client,
-        &evaluate_all(),
-    )
-    .await;
-    let (status, message) = grpc_status(&reply);
-    assert_eq!(status, "7", "PERMISSION_DENIED: {message}");
-    assert!(message.contains("not allowed"), "{message}");
-    // Server and mobile keys never work from a page, whatever its origin.
-    for kind in ["server", "mobile"] {
-        let key = server.sdk_key(ENV, kind);
+    // PERMISSION_DENIED: the same key from a page the environment does not allow, though
+    // development does; and server and mobile keys from any page, whatever its origin.
+    let refusals = [
+        (LOCAL_PAGE, client, "not allowed"),
+        (APP_PAGE, server.sdk_key(ENV, "server"), "client SDK key"),
+        (APP_PAGE, server.sdk_key(ENV, "mobile"), "client SDK key"),
+    ];
+    for (origin, key, reason) in refusals {
         let reply = grpc_web(
             server.addr,
             EVALUATE_ALL,
-            Some(APP_PAGE),
+            Some(origin),
             &key,
             &evaluate_all(),
         )
         .await;
         let (status, message) = grpc_status(&reply);
-        assert_eq!(status, "7", "{kind}: {message}");
-        assert!(message.contains("client SDK key"), "{message}");
+        assert_eq!(status, "7", "{key} from {origin}: {message}");
+        assert!(message.contains(reason), "{message}");
     }
     // A page may not call the admin API, even with a valid token.
     let token = server.root_token();
