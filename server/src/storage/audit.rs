@@ -63,12 +63,6 @@ impl Storage {
         q.push(&format!(" ORDER BY id DESC LIMIT {l}"));
         let mut tx = self.read().await?;
         let rows = tx.fetch_all(&q.sql, q.args).await?;
-        let mut items = rows
-            .iter()
-            .map(entry_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(super::projects::paginate_by_key(&mut items, limit, |e| {
-            e.id.to_string()
-        }))
+        super::projects::page_from_rows(&rows, entry_from_row, limit, |e| e.id.to_string())
     }
 }

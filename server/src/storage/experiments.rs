@@ -14,7 +14,7 @@ use super::db::{Row, Tx, args};
 use super::events::env_id;
 use super::flags::{fetch_config, rewrite_config};
 use super::history::Stamp;
-use super::projects::paginate_by_key;
+use super::projects::page_from_rows;
 use super::{
     AuditRecord, FlagConfig, FlagConfiguration, Millis, Page, PageRequest, QueryBuilder,
     ResourceKind, Result, Serve, Storage, StorageError, bump_env, check_version, from_text,
@@ -367,17 +367,15 @@ impl Storage {
         .await
         .map_err(StorageError::on_write(ResourceKind::Metric, &new.key))?;
         let metric = fetch_metric(&mut tx, project, &new.key).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "metric.create",
-            kind: ResourceKind::Metric,
-            key: &metric.key,
-            project: Some(project),
-            environment: None,
-            before: None,
-            after: to_audit(&metric),
-            at: now,
-        }
+            "metric.create",
+            ResourceKind::Metric,
+            &metric.key,
+            now,
+        )
+        .scope(Some(project), None)
+        .change(None, to_audit(&metric))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -405,11 +403,7 @@ impl Storage {
                 args![project, page.cursor.clone().unwrap_or_default(), limit + 1],
             )
             .await?;
-        let mut items = rows
-            .iter()
-            .map(metric_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(paginate_by_key(&mut items, limit, |m| m.key.clone()))
+        page_from_rows(&rows, metric_from_row, limit, |m| m.key.clone())
     }
 
     /// Creates an experiment in DRAFT status, at version 1. The metrics it names must exist
@@ -443,17 +437,15 @@ impl Storage {
         .await
         .map_err(StorageError::on_write(ResourceKind::Experiment, key))?;
         let experiment = fetch_experiment(&mut tx, env_id, key).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "experiment.create",
-            kind: ResourceKind::Experiment,
+            "experiment.create",
+            ResourceKind::Experiment,
             key,
-            project: Some(project),
-            environment: Some(env),
-            before: None,
-            after: to_audit(&experiment),
-            at: now,
-        }
+            now,
+        )
+        .scope(Some(project), Some(env))
+        .change(None, to_audit(&experiment))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -517,17 +509,15 @@ impl Storage {
             .await?
             .is_some();
         if inserted {
-            AuditRecord {
+            AuditRecord::new(
                 actor,
-                action: "experiment.alert",
-                kind: ResourceKind::Experiment,
+                "experiment.alert",
+                ResourceKind::Experiment,
                 key,
-                project: Some(project),
-                environment: Some(env),
-                before: None,
-                after: to_audit(alert),
-                at: now,
-            }
+                now,
+            )
+            .scope(Some(project), Some(env))
+            .change(None, to_audit(alert))
             .write(&mut tx)
             .await?;
         }
@@ -563,11 +553,7 @@ impl Storage {
         let l = q.arg(limit + 1);
         q.push(&format!(" ORDER BY x.key LIMIT {l}"));
         let rows = tx.fetch_all(&q.sql, q.args).await?;
-        let mut items = rows
-            .iter()
-            .map(experiment_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(paginate_by_key(&mut items, limit, |x| x.key.clone()))
+        page_from_rows(&rows, experiment_from_row, limit, |x| x.key.clone())
     }
 
     /// Takes an experiment one step in its life: checks its version and status, writes the
@@ -662,34 +648,18 @@ impl Storage {
             };
             rewrite_config(&mut tx, bumped, flag, update, archived, stamp).await?;
             let (written, _) = fetch_config(&mut tx, bumped.id, flag).await?;
-            AuditRecord {
-                actor,
-                action: step.action,
-                kind: ResourceKind::FlagConfig,
-                key: flag,
-                project: Some(project),
-                environment: Some(env),
-                before: to_audit(&config_before),
-                after: to_audit(&written),
-                at: now,
-            }
-            .write(&mut tx)
-            .await?;
+            AuditRecord::new(actor, step.action, ResourceKind::FlagConfig, flag, now)
+                .scope(Some(project), Some(env))
+                .change(to_audit(&config_before), to_audit(&written))
+                .write(&mut tx)
+                .await?;
             config_after = Some(written);
         }
-        AuditRecord {
-            actor,
-            action: step.action,
-            kind: ResourceKind::Experiment,
-            key,
-            project: Some(project),
-            environment: Some(env),
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, step.action, ResourceKind::Experiment, key, now)
+            .scope(Some(project), Some(env))
+            .change(to_audit(&before), to_audit(&after))
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         if let Some(bumped) = bumped {
             self.notify(project, std::slice::from_ref(&bumped));

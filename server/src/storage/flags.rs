@@ -2,7 +2,7 @@
 
 use super::db::{Row, Tx, args};
 use super::history::{FlagVersion, FlagsToRecord, Stamp, record_flags};
-use super::projects::paginate_by_key;
+use super::projects::page_from_rows;
 use super::{
     ArchivedFilter, AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Flag, FlagConfig,
     FlagConfiguration, FlagFilter, FlagUpdate, NewFlag, Page, PageRequest, QueryBuilder,
@@ -287,19 +287,11 @@ impl Storage {
         let envs = bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?;
         log_flag_everywhere(&mut tx, &envs, &new.key, ChangeOp::Upsert).await?;
         let (_, flag) = fetch_flag(&mut tx, project, &new.key).await?;
-        AuditRecord {
-            actor,
-            action: "flag.create",
-            kind: ResourceKind::Flag,
-            key: &flag.key,
-            project: Some(project),
-            environment: None,
-            before: None,
-            after: to_audit(&flag),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, "flag.create", ResourceKind::Flag, &flag.key, now)
+            .scope(Some(project), None)
+            .change(None, to_audit(&flag))
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         self.notify(project, &envs);
         Ok(flag)
@@ -352,8 +344,7 @@ impl Storage {
         let l = q.arg(limit + 1);
         q.push(&format!(" ORDER BY f.key LIMIT {l}"));
         let rows = tx.fetch_all(&q.sql, q.args).await?;
-        let mut items = rows.iter().map(flag_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(paginate_by_key(&mut items, limit, |f| f.key.clone()))
+        page_from_rows(&rows, flag_from_row, limit, |f| f.key.clone())
     }
 
     /// Replaces a flag's name, description, variations, tags and client-side visibility.
@@ -397,19 +388,11 @@ impl Storage {
         };
         log_flag_everywhere(&mut tx, &envs, key, ChangeOp::Upsert).await?;
         let (_, after) = fetch_flag(&mut tx, project, key).await?;
-        AuditRecord {
-            actor,
-            action: "flag.update",
-            kind: ResourceKind::Flag,
-            key,
-            project: Some(project),
-            environment: None,
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, "flag.update", ResourceKind::Flag, key, now)
+            .scope(Some(project), None)
+            .change(to_audit(&before), to_audit(&after))
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         self.notify(project, &envs);
         Ok(after)
@@ -456,19 +439,11 @@ impl Storage {
         };
         log_flag_everywhere(&mut tx, &envs, key, op).await?;
         let (_, after) = fetch_flag(&mut tx, project, key).await?;
-        AuditRecord {
-            actor,
-            action,
-            kind: ResourceKind::Flag,
-            key,
-            project: Some(project),
-            environment: None,
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, action, ResourceKind::Flag, key, now)
+            .scope(Some(project), None)
+            .change(to_audit(&before), to_audit(&after))
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         self.notify(project, &envs);
         Ok(after)
@@ -495,19 +470,11 @@ impl Storage {
         log_flag_everywhere(&mut tx, &envs, key, ChangeOp::Delete).await?;
         tx.execute("DELETE FROM flags WHERE id = $1", args![flag_id])
             .await?;
-        AuditRecord {
-            actor,
-            action: "flag.delete",
-            kind: ResourceKind::Flag,
-            key,
-            project: Some(project),
-            environment: None,
-            before: to_audit(&before),
-            after: None,
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, "flag.delete", ResourceKind::Flag, key, now)
+            .scope(Some(project), None)
+            .change(to_audit(&before), None)
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         self.notify(project, &envs);
         Ok(())
@@ -704,17 +671,15 @@ impl Storage {
         };
         rewrite_config(&mut tx, &bumped, key, &update, archived, stamp).await?;
         let (after, _) = fetch_config(&mut tx, bumped.id, key).await?;
-        AuditRecord {
-            actor: stamp.actor,
-            action: stamp.action,
-            kind: ResourceKind::FlagConfig,
+        AuditRecord::new(
+            stamp.actor,
+            stamp.action,
+            ResourceKind::FlagConfig,
             key,
-            project: Some(project),
-            environment: Some(env),
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: stamp.at,
-        }
+            stamp.at,
+        )
+        .scope(Some(project), Some(env))
+        .change(to_audit(&before), to_audit(&after))
         .write(&mut tx)
         .await?;
         tx.commit().await?;

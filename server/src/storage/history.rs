@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::db::{Row, Tx, args};
 use super::events::env_id;
 use super::flags::variation_from_db;
-use super::projects::{fetch_env, paginate_by_key};
+use super::projects::{fetch_env, page_from_rows};
 use super::segments::{fetch_segment, upsert_segment};
 use super::{
     AuditRecord, BumpedEnv, FlagConfiguration, FlagModel, Millis, Page, PageRequest, ResourceKind,
@@ -76,17 +76,18 @@ impl Entry<'_> {
         before: Option<&T>,
         after: Option<&T>,
     ) -> Result<()> {
-        AuditRecord {
-            actor: self.stamp.actor,
-            action: self.stamp.action,
-            kind: self.kind,
-            key: self.key,
-            project: Some(self.project),
-            environment: Some(self.env),
-            before: before.and_then(super::to_audit),
-            after: after.and_then(super::to_audit),
-            at: self.stamp.at,
-        }
+        AuditRecord::new(
+            self.stamp.actor,
+            self.stamp.action,
+            self.kind,
+            self.key,
+            self.stamp.at,
+        )
+        .scope(Some(self.project), Some(self.env))
+        .change(
+            before.and_then(super::to_audit),
+            after.and_then(super::to_audit),
+        )
         .write(tx)
         .await
     }
@@ -369,10 +370,7 @@ impl<T> History<T> {
         let rows = tx
             .fetch_all(&sql, args![env_id, key, below, limit + 1])
             .await?;
-        let mut items = rows.iter().map(self.read).collect::<Result<Vec<_>>>()?;
-        Ok(paginate_by_key(&mut items, limit, |v| {
-            v.version().to_string()
-        }))
+        page_from_rows(&rows, self.read, limit, |v| v.version().to_string())
     }
 
     /// The version picked by `at`, if recorded.
@@ -639,19 +637,18 @@ impl Storage {
                 "kind": "segment", "key": segment.segment.key, "from_version": segment.version
             }));
         }
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: stamp.action,
-            kind: ResourceKind::Environment,
-            key: env,
-            project: Some(project),
-            environment: Some(env),
-            before: Some(json!({ "version": plan.version })),
-            after: Some(
-                json!({ "version": bumped.version, "as_of": plan.at, "restored": restored }),
-            ),
-            at: stamp.at,
-        }
+            stamp.action,
+            ResourceKind::Environment,
+            env,
+            stamp.at,
+        )
+        .scope(Some(project), Some(env))
+        .change(
+            Some(json!({ "version": plan.version })),
+            Some(json!({ "version": bumped.version, "as_of": plan.at, "restored": restored })),
+        )
         .write(&mut tx)
         .await?;
         tx.commit().await?;

@@ -168,17 +168,15 @@ impl Storage {
         let now = now_millis();
         let mut tx = self.write().await?;
         let key = insert_sdk_key(&mut tx, project, env, new, now).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "sdk_key.issue",
-            kind: ResourceKind::SdkKey,
-            key: &key.id.to_string(),
-            project: Some(project),
-            environment: Some(env),
-            before: None,
-            after: to_audit(&key),
-            at: now,
-        }
+            "sdk_key.issue",
+            ResourceKind::SdkKey,
+            &key.id.to_string(),
+            now,
+        )
+        .scope(Some(project), Some(env))
+        .change(None, to_audit(&key))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -245,17 +243,15 @@ impl Storage {
         )
         .await?;
         let after = fetch_sdk_key(&mut tx, project, id).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "sdk_key.revoke",
-            kind: ResourceKind::SdkKey,
-            key: &id.to_string(),
-            project: Some(project),
-            environment: Some(&after.environment_key),
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
+            "sdk_key.revoke",
+            ResourceKind::SdkKey,
+            &id.to_string(),
+            now,
+        )
+        .scope(Some(project), Some(&after.environment_key))
+        .change(to_audit(&before), to_audit(&after))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -315,17 +311,18 @@ impl Storage {
         let replacement =
             insert_sdk_key(&mut tx, project, &old.environment_key, &named, now).await?;
         let retired = fetch_sdk_key(&mut tx, project, id).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "sdk_key.rotate",
-            kind: ResourceKind::SdkKey,
-            key: &id.to_string(),
-            project: Some(project),
-            environment: Some(&old.environment_key),
-            before: to_audit(&old),
-            after: to_audit(&serde_json::json!({ "retired": retired, "replacement": replacement })),
-            at: now,
-        }
+            "sdk_key.rotate",
+            ResourceKind::SdkKey,
+            &id.to_string(),
+            now,
+        )
+        .scope(Some(project), Some(&old.environment_key))
+        .change(
+            to_audit(&old),
+            to_audit(&serde_json::json!({ "retired": retired, "replacement": replacement })),
+        )
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -345,17 +342,14 @@ impl Storage {
         .map_err(StorageError::on_write(ResourceKind::AdminToken, &new.id))?;
         replace_roles(&mut tx, &new.id, &new.roles).await?;
         let token = fetch_token(&mut tx, &new.id).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "admin_token.create",
-            kind: ResourceKind::AdminToken,
-            key: &new.id,
-            project: None,
-            environment: None,
-            before: None,
-            after: to_audit(&token),
-            at: now,
-        }
+            "admin_token.create",
+            ResourceKind::AdminToken,
+            &new.id,
+            now,
+        )
+        .change(None, to_audit(&token))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -421,17 +415,14 @@ impl Storage {
         let before = fetch_token(&mut tx, id).await?;
         replace_roles(&mut tx, id, roles).await?;
         let after = fetch_token(&mut tx, id).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "admin_token.set_roles",
-            kind: ResourceKind::AdminToken,
-            key: id,
-            project: None,
-            environment: None,
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
+            "admin_token.set_roles",
+            ResourceKind::AdminToken,
+            id,
+            now,
+        )
+        .change(to_audit(&before), to_audit(&after))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -452,17 +443,14 @@ impl Storage {
         )
         .await?;
         let after = fetch_token(&mut tx, id).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "admin_token.revoke",
-            kind: ResourceKind::AdminToken,
-            key: id,
-            project: None,
-            environment: None,
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
+            "admin_token.revoke",
+            ResourceKind::AdminToken,
+            id,
+            now,
+        )
+        .change(to_audit(&before), to_audit(&after))
         .write(&mut tx)
         .await?;
         tx.commit().await?;

@@ -339,7 +339,41 @@ struct AuditRecord<'a> {
     at: Millis,
 }
 
-impl AuditRecord<'_> {
+impl<'a> AuditRecord<'a> {
+    /// An entry for `action` by `actor` at `at` on the resource `kind` `key`, outside any
+    /// project, with no content.
+    fn new(actor: &'a str, action: &'a str, kind: ResourceKind, key: &'a str, at: Millis) -> Self {
+        AuditRecord {
+            actor,
+            action,
+            kind,
+            key,
+            project: None,
+            environment: None,
+            before: None,
+            after: None,
+            at,
+        }
+    }
+
+    /// The project and environment the resource is in.
+    fn scope(self, project: Option<&'a str>, environment: Option<&'a str>) -> Self {
+        AuditRecord {
+            project,
+            environment,
+            ..self
+        }
+    }
+
+    /// The resource before and after the action (absent for a creation or a deletion).
+    fn change(self, before: Option<Value>, after: Option<Value>) -> Self {
+        AuditRecord {
+            before,
+            after,
+            ..self
+        }
+    }
+
     async fn write(self, tx: &mut Tx) -> Result<()> {
         tx.execute(
             "INSERT INTO audit_log (at, actor, action, resource_kind, resource_key, project_key, \

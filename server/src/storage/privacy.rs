@@ -164,26 +164,21 @@ impl Storage {
             erased.experiment_units += units;
         }
         let label = erased_context_label(kind, key);
-        AuditRecord {
-            actor,
-            action: "context.erase",
-            kind: ResourceKind::Context,
-            key: &label,
-            project: Some(project),
-            environment,
-            before: None,
-            after: Some(serde_json::json!({
-                "context_kind": kind,
-                "environments": erased.environments,
-                "exposures": erased.exposures,
-                "track_events": erased.track_events,
-                "experiment_units": erased.experiment_units,
-                "rollup_rows": erased.rollup_rows,
-            })),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, "context.erase", ResourceKind::Context, &label, now)
+            .scope(Some(project), environment)
+            .change(
+                None,
+                Some(serde_json::json!({
+                    "context_kind": kind,
+                    "environments": erased.environments,
+                    "exposures": erased.exposures,
+                    "track_events": erased.track_events,
+                    "experiment_units": erased.experiment_units,
+                    "rollup_rows": erased.rollup_rows,
+                })),
+            )
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         Ok(erased)
     }

@@ -90,17 +90,15 @@ impl Storage {
         .await
         .map_err(StorageError::on_write(ResourceKind::Project, &new.key))?;
         let project = fetch_project(&mut tx, &new.key).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "project.create",
-            kind: ResourceKind::Project,
-            key: &project.key,
-            project: Some(&project.key),
-            environment: None,
-            before: None,
-            after: to_audit(&project),
-            at: now,
-        }
+            "project.create",
+            ResourceKind::Project,
+            &project.key,
+            now,
+        )
+        .scope(Some(&project.key), None)
+        .change(None, to_audit(&project))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -125,11 +123,7 @@ impl Storage {
                 args![page.cursor.clone().unwrap_or_default(), limit + 1],
             )
             .await?;
-        let mut items = rows
-            .iter()
-            .map(project_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(paginate_by_key(&mut items, limit, |p| p.key.clone()))
+        page_from_rows(&rows, project_from_row, limit, |p| p.key.clone())
     }
 
     /// Replaces a project's name and description.
@@ -153,19 +147,11 @@ impl Storage {
         )
         .await?;
         let after = fetch_project(&mut tx, key).await?;
-        AuditRecord {
-            actor,
-            action: "project.update",
-            kind: ResourceKind::Project,
-            key,
-            project: Some(key),
-            environment: None,
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, "project.update", ResourceKind::Project, key, now)
+            .scope(Some(key), None)
+            .change(to_audit(&before), to_audit(&after))
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -189,19 +175,11 @@ impl Storage {
             args![key],
         )
         .await?;
-        AuditRecord {
-            actor,
-            action: "project.delete",
-            kind: ResourceKind::Project,
-            key,
-            project: Some(key),
-            environment: None,
-            before: to_audit(&before),
-            after: None,
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, "project.delete", ResourceKind::Project, key, now)
+            .scope(Some(key), None)
+            .change(to_audit(&before), None)
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -254,17 +232,15 @@ impl Storage {
         };
         record_flags(&mut tx, FlagsToRecord::Environment { env_id }, stamp).await?;
         let env = fetch_env(&mut tx, project, &new.key).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "environment.create",
-            kind: ResourceKind::Environment,
-            key: &env.key,
-            project: Some(project),
-            environment: Some(&env.key),
-            before: None,
-            after: to_audit(&env),
-            at: now,
-        }
+            "environment.create",
+            ResourceKind::Environment,
+            &env.key,
+            now,
+        )
+        .scope(Some(project), Some(&env.key))
+        .change(None, to_audit(&env))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -339,17 +315,15 @@ impl Storage {
         )
         .await?;
         let after = fetch_env(&mut tx, project, env).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "environment.update",
-            kind: ResourceKind::Environment,
-            key: env,
-            project: Some(project),
-            environment: Some(env),
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
+            "environment.update",
+            ResourceKind::Environment,
+            env,
+            now,
+        )
+        .scope(Some(project), Some(env))
+        .change(to_audit(&before), to_audit(&after))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -378,23 +352,32 @@ impl Storage {
         )?;
         tx.execute("DELETE FROM environments WHERE id = $1", args![bumped.id])
             .await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "environment.delete",
-            kind: ResourceKind::Environment,
-            key: env,
-            project: Some(project),
-            environment: Some(env),
-            before: to_audit(&before),
-            after: None,
-            at: now,
-        }
+            "environment.delete",
+            ResourceKind::Environment,
+            env,
+            now,
+        )
+        .scope(Some(project), Some(env))
+        .change(to_audit(&before), None)
         .write(&mut tx)
         .await?;
         tx.commit().await?;
         self.notify(project, std::slice::from_ref(&bumped));
         Ok(())
     }
+}
+
+/// The page `rows` hold, each read by `read`, when they were fetched with `LIMIT limit + 1`.
+pub(super) fn page_from_rows<T>(
+    rows: &[Row],
+    read: impl FnMut(&Row) -> Result<T>,
+    limit: i64,
+    key: impl Fn(&T) -> String,
+) -> Result<Page<T>> {
+    let mut items = rows.iter().map(read).collect::<Result<Vec<_>>>()?;
+    Ok(paginate_by_key(&mut items, limit, key))
 }
 
 /// Cuts a page fetched with `limit + 1` rows down to `limit` and computes its cursor.

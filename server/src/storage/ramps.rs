@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::db::{Row, Tx, args};
 use super::flags::{fetch_config, rewrite_config};
 use super::history::Stamp;
-use super::projects::paginate_by_key;
+use super::projects::page_from_rows;
 use super::{
     ExperimentMetric, FlagConfig, Millis, Page, PageRequest, ResourceKind, Result, Serve, Storage,
     StorageError, bump_env, from_text, not_found, to_text,
@@ -442,8 +442,7 @@ impl Storage {
                 args![project, env, after, flag.unwrap_or(""), limit + 1],
             )
             .await?;
-        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        Ok(paginate_by_key(&mut items, limit, |r| r.id.to_string()))
+        page_from_rows(&rows, from_row, limit, |r| r.id.to_string())
     }
 
     /// The running ramps whose next step is due at `now` (in every project).

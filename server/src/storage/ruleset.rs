@@ -509,31 +509,21 @@ impl Storage {
         }
 
         for entry in entries {
-            AuditRecord {
-                actor,
-                action: entry.action,
-                kind: entry.kind,
-                key: &entry.key,
-                project: Some(project),
-                environment: entry.environment.as_deref(),
-                before: entry.before,
-                after: entry.after,
-                at: now,
-            }
-            .write(&mut tx)
-            .await?;
+            AuditRecord::new(actor, entry.action, entry.kind, &entry.key, now)
+                .scope(Some(project), entry.environment.as_deref())
+                .change(entry.before, entry.after)
+                .write(&mut tx)
+                .await?;
         }
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "environment.import",
-            kind: ResourceKind::Environment,
-            key: env,
-            project: Some(project),
-            environment: Some(env),
-            before: None,
-            after: to_audit(&summary),
-            at: now,
-        }
+            "environment.import",
+            ResourceKind::Environment,
+            env,
+            now,
+        )
+        .scope(Some(project), Some(env))
+        .change(None, to_audit(&summary))
         .write(&mut tx)
         .await?;
         tx.commit().await?;

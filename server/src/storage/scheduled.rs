@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::db::{Row, Tx, args};
 use super::flags::{fetch_config, rewrite_config};
 use super::history::Stamp;
-use super::projects::paginate_by_key;
+use super::projects::page_from_rows;
 use super::{
     FlagConfig, FlagConfiguration, Millis, Page, PageRequest, ResourceKind, Result, Storage,
     StorageError, bump_env, from_text, not_found, now_millis, to_text,
@@ -257,8 +257,7 @@ impl Storage {
                 ],
             )
             .await?;
-        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        Ok(paginate_by_key(&mut items, limit, |x| x.id.to_string()))
+        page_from_rows(&rows, from_row, limit, |x| x.id.to_string())
     }
 
     /// Cancels a pending change; refused (FAILED_PRECONDITION) once it is applied, failed or

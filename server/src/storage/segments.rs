@@ -2,7 +2,7 @@
 
 use super::db::{Row, Tx, args};
 use super::history::{Stamp, record_segment};
-use super::projects::paginate_by_key;
+use super::projects::page_from_rows;
 use super::{
     AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Page, PageRequest, ResourceKind, Result, Segment,
     SegmentInput, SegmentModel, Storage, StorageError, bump_env, check_version, from_text,
@@ -118,17 +118,15 @@ impl Storage {
         let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         upsert_segment(&mut tx, &bumped, input, false, stamp).await?;
         let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
-        AuditRecord {
+        AuditRecord::new(
             actor,
-            action: "segment.create",
-            kind: ResourceKind::Segment,
-            key: &input.key,
-            project: Some(project),
-            environment: Some(env),
-            before: None,
-            after: to_audit(&after),
-            at: now,
-        }
+            "segment.create",
+            ResourceKind::Segment,
+            &input.key,
+            now,
+        )
+        .scope(Some(project), Some(env))
+        .change(None, to_audit(&after))
         .write(&mut tx)
         .await?;
         tx.commit().await?;
@@ -177,11 +175,7 @@ impl Storage {
                 ],
             )
             .await?;
-        let mut items = rows
-            .iter()
-            .map(segment_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(paginate_by_key(&mut items, limit, |s| s.key.clone()))
+        page_from_rows(&rows, segment_from_row, limit, |s| s.key.clone())
     }
 
     /// Replaces a segment's fields (`input.key` names it); bumps its version and the
@@ -232,19 +226,11 @@ impl Storage {
         )?;
         upsert_segment(&mut tx, &bumped, input, true, stamp).await?;
         let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
-        AuditRecord {
-            actor,
-            action,
-            kind: ResourceKind::Segment,
-            key: &input.key,
-            project: Some(project),
-            environment: Some(env),
-            before: to_audit(&before),
-            after: to_audit(&after),
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, action, ResourceKind::Segment, &input.key, now)
+            .scope(Some(project), Some(env))
+            .change(to_audit(&before), to_audit(&after))
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         self.notify(project, std::slice::from_ref(&bumped));
         Ok(after)
@@ -270,19 +256,11 @@ impl Storage {
         )
         .await?;
         log_change(&mut tx, &bumped, ChangeKind::Segment, key, ChangeOp::Delete).await?;
-        AuditRecord {
-            actor,
-            action: "segment.delete",
-            kind: ResourceKind::Segment,
-            key,
-            project: Some(project),
-            environment: Some(env),
-            before: to_audit(&before),
-            after: None,
-            at: now,
-        }
-        .write(&mut tx)
-        .await?;
+        AuditRecord::new(actor, "segment.delete", ResourceKind::Segment, key, now)
+            .scope(Some(project), Some(env))
+            .change(to_audit(&before), None)
+            .write(&mut tx)
+            .await?;
         tx.commit().await?;
         self.notify(project, std::slice::from_ref(&bumped));
         Ok(())
