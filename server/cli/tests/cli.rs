@@ -17,6 +17,13 @@ fn vexil(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `vexil eval --ruleset <ruleset> --flag <flag>`, then `rest`: the default and the contexts.
+fn eval(ruleset: &str, flag: &str, rest: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["eval", "--ruleset", ruleset, "--flag", flag];
+    args.extend(rest);
+    vexil(&args)
+}
+
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let path: PathBuf = dir.path().join(name);
     std::fs::write(&path, text).expect("write");
@@ -29,10 +36,16 @@ const RULESET: &str = r#"{"flags": [
    "fallthrough": {"variation": 1}}
 ], "segments": []}"#;
 
+/// A temporary folder with [`RULESET`] in it, and the file's path.
+fn ruleset_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "ruleset.json", RULESET);
+    (dir, path)
+}
+
 #[test]
 fn validate_accepts_a_good_file_and_lists_each_problem_of_a_bad_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = write(&dir, "good.json", RULESET);
+    let (dir, good) = ruleset_file();
     let (code, out, _) = vexil(&["validate", &good]);
     assert_eq!(code, 0);
     assert!(out.contains("1 flags"), "{out}");
@@ -68,19 +81,17 @@ fn validate_accepts_a_good_file_and_lists_each_problem_of_a_bad_one() {
 
 #[test]
 fn eval_prints_one_result_per_context() {
-    let dir = tempfile::tempdir().unwrap();
-    let ruleset = write(&dir, "r.json", RULESET);
-    let (code, out, _) = vexil(&[
-        "eval",
-        "--ruleset",
+    let (dir, ruleset) = ruleset_file();
+    let (code, out, _) = eval(
         &ruleset,
-        "--flag",
         "checkout",
-        "--default",
-        "false",
-        "--context",
-        r#"{"kind": "user", "key": "a", "attributes": {"email": "a@example.com"}}"#,
-    ]);
+        &[
+            "--default",
+            "false",
+            "--context",
+            r#"{"kind": "user", "key": "a", "attributes": {"email": "a@example.com"}}"#,
+        ],
+    );
     assert_eq!(code, 0);
     let result: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(result["value"], true);
@@ -92,17 +103,11 @@ fn eval_prints_one_result_per_context() {
         "c.jsonl",
         "{\"key\": \"a\", \"attributes\": {\"email\": \"a@example.com\"}}\n{\"key\": \"b\"}\n\n{\"key\": \"\"}\n",
     );
-    let (code, out, _) = vexil(&[
-        "eval",
-        "--ruleset",
+    let (code, out, _) = eval(
         &ruleset,
-        "--flag",
         "checkout",
-        "--default",
-        "false",
-        "--contexts",
-        &contexts,
-    ]);
+        &["--default", "false", "--contexts", &contexts],
+    );
     assert_eq!(code, 0);
     let results: Vec<Value> = out
         .lines()
@@ -114,37 +119,24 @@ fn eval_prints_one_result_per_context() {
     assert_eq!(results[2]["reason"]["error_kind"], "INVALID_CONTEXT");
     assert_eq!(results[2]["value"], false);
 
-    let (code, out, _) = vexil(&[
-        "eval",
-        "--ruleset",
+    let (code, out, _) = eval(
         &ruleset,
-        "--flag",
         "nope",
-        "--default",
-        "\"x\"",
-        "--context",
-        r#"{"key": "a"}"#,
-    ]);
+        &["--default", "\"x\"", "--context", r#"{"key": "a"}"#],
+    );
     assert_eq!(code, 0);
     assert!(out.contains("FLAG_NOT_FOUND"), "{out}");
 }
 
 #[test]
 fn a_negative_default_is_taken_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let ruleset = write(&dir, "ruleset.json", RULESET);
+    let (_dir, ruleset) = ruleset_file();
     for default in ["-1", "-2.5", "-1e3"] {
-        let (code, out, err) = vexil(&[
-            "eval",
-            "--ruleset",
+        let (code, out, err) = eval(
             &ruleset,
-            "--flag",
             "missing",
-            "--default",
-            default,
-            "--context",
-            r#"{"key":"alice"}"#,
-        ]);
+            &["--default", default, "--context", r#"{"key":"alice"}"#],
+        );
         assert_eq!(code, 0, "--default {default}: {err}");
         let result: Value = serde_json::from_str(out.trim()).unwrap();
         let expected: Value = serde_json::from_str(default).unwrap();
@@ -152,16 +144,7 @@ fn a_negative_default_is_taken_as_written() {
         assert_eq!(result["reason"]["error_kind"], "FLAG_NOT_FOUND", "{out}");
     }
     // A forgotten value is still an error, not a value.
-    let (code, _, err) = vexil(&[
-        "eval",
-        "--ruleset",
-        &ruleset,
-        "--flag",
-        "f",
-        "--default",
-        "--context",
-        "{}",
-    ]);
+    let (code, _, err) = eval(&ruleset, "f", &["--default", "--context", "{}"]);
     assert_ne!(code, 0);
     assert!(err.contains("--default"), "{err}");
 }
