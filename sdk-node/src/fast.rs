@@ -129,87 +129,59 @@ unsafe fn respond<T>(
     }
 }
 
-fn created(status: sys::napi_status, value: sys::napi_value) -> Result<sys::napi_value> {
-    if status == sys::Status::napi_ok {
+/// The JavaScript value a Node-API function creates: `create` calls it with the place it
+/// writes the value to, and answers its status.
+fn created(
+    create: impl FnOnce(*mut sys::napi_value) -> sys::napi_status,
+) -> Result<sys::napi_value> {
+    let mut value = ptr::null_mut();
+    if create(&mut value) == sys::Status::napi_ok {
         Ok(value)
     } else {
         Err(error(ErrorCode::Internal, "cannot create the result"))
     }
 }
 
-unsafe extern "C" fn bool_variation(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
-    // SAFETY: Node-API calls this with the callback's own env and info.
-    unsafe {
-        respond(
-            env,
-            info,
-            |js, args, client| client::bool_variation(js, args, || client.core()),
-            |js, value| {
-                let mut result = ptr::null_mut();
-                created(sys::napi_get_boolean(js.env, value, &mut result), result)
-            },
-        )
-    }
-}
-
-unsafe extern "C" fn string_variation(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
-    // SAFETY: as above.
-    unsafe {
-        respond(
-            env,
-            info,
-            |js, args, client| client::string_variation(js, args, || client.core()),
-            |js, value| {
-                let mut result = ptr::null_mut();
-                created(
-                    sys::napi_create_string_utf8(
-                        js.env,
-                        value.as_ptr().cast(),
-                        value.len() as isize,
-                        &mut result,
-                    ),
-                    result,
+/// A raw callback for one typed variation: `respond` with the body the napi-rs method of
+/// the same name runs (`client::$name`), its value converted to JavaScript by `to_js`.
+macro_rules! variation_callback {
+    ($name:ident, $to_js:expr) => {
+        unsafe extern "C" fn $name(
+            env: sys::napi_env,
+            info: sys::napi_callback_info,
+        ) -> sys::napi_value {
+            let to_js = $to_js;
+            // SAFETY: Node-API calls this with the callback's own env and info.
+            unsafe {
+                respond(
+                    env,
+                    info,
+                    |js, args, client| client::$name(js, args, || client.core()),
+                    to_js,
                 )
-            },
-        )
-    }
+            }
+        }
+    };
 }
 
-unsafe extern "C" fn number_variation(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
-    // SAFETY: as above.
-    unsafe {
-        respond(
-            env,
-            info,
-            |js, args, client| client::number_variation(js, args, || client.core()),
-            |js, value| {
-                let mut result = ptr::null_mut();
-                created(sys::napi_create_double(js.env, value, &mut result), result)
-            },
-        )
-    }
-}
+variation_callback!(bool_variation, |js: Js, value: bool| {
+    // SAFETY: on the JavaScript thread, inside the callback.
+    created(|result| unsafe { sys::napi_get_boolean(js.env, value, result) })
+});
 
-unsafe extern "C" fn json_variation(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+variation_callback!(string_variation, |js: Js, value: String| {
+    // SAFETY: as above; the pointer and length are those of `value`.
+    created(|result| unsafe {
+        sys::napi_create_string_utf8(js.env, value.as_ptr().cast(), value.len() as isize, result)
+    })
+});
+
+variation_callback!(number_variation, |js: Js, value: f64| {
     // SAFETY: as above.
-    unsafe {
-        respond(
-            env,
-            info,
-            |js, args, client| client::json_variation(js, args, || client.core()),
-            |js, value| Value::to_napi_value(js.env, value).map_err(internal),
-        )
-    }
-}
+    created(|result| unsafe { sys::napi_create_double(js.env, value, result) })
+});
+
+variation_callback!(json_variation, |js: Js, value: Value| {
+    // SAFETY: as above.
+    unsafe { Value::to_napi_value(js.env, value) }.map_err(internal)
+});

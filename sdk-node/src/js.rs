@@ -99,21 +99,7 @@ impl Js {
     /// short strings.
     pub fn with_str<R>(self, value: sys::napi_value, f: impl FnOnce(&str) -> R) -> Option<R> {
         let mut buffer = [0u8; STACK_STRING];
-        let mut written = 0usize;
-        // SAFETY: the buffer is STACK_STRING bytes long; Node-API writes at most that many,
-        // NUL included.
-        let status = unsafe {
-            sys::napi_get_value_string_utf8(
-                self.env,
-                value,
-                buffer.as_mut_ptr().cast(),
-                STACK_STRING,
-                &mut written,
-            )
-        };
-        if status != sys::Status::napi_ok {
-            return None;
-        }
+        let written = self.string_into(value, &mut buffer)?;
         // A string that did not fit stops up to 3 bytes short of the end (a character is
         // never split), so anything shorter than that was read whole.
         if written + 4 < STACK_STRING {
@@ -132,9 +118,19 @@ impl Js {
         if status != sys::Status::napi_ok {
             return None;
         }
+        // Room for the string and its NUL.
         let mut buffer = vec![0u8; length + 1];
+        let written = self.string_into(value, &mut buffer)?;
+        buffer.truncate(written);
+        String::from_utf8(buffer).ok()
+    }
+
+    /// Copies the string `value` (which must be a string) into `buffer`, NUL-terminated and
+    /// cut short (never inside a character) where it does not fit; answers the bytes written,
+    /// the NUL not counted.
+    fn string_into(self, value: sys::napi_value, buffer: &mut [u8]) -> Option<usize> {
         let mut written = 0usize;
-        // SAFETY: the buffer holds the string and its NUL.
+        // SAFETY: Node-API writes at most `buffer.len()` bytes, NUL included.
         let status = unsafe {
             sys::napi_get_value_string_utf8(
                 self.env,
@@ -144,11 +140,7 @@ impl Js {
                 &mut written,
             )
         };
-        if status != sys::Status::napi_ok {
-            return None;
-        }
-        buffer.truncate(written);
-        String::from_utf8(buffer).ok()
+        (status == sys::Status::napi_ok).then_some(written)
     }
 
     pub fn bool(self, value: sys::napi_value) -> Option<bool> {
