@@ -500,6 +500,9 @@ impl EventQueue {
             sdk_version: sdk.1.clone(),
             ..Default::default()
         };
+        let wire_context = |context: &Context| {
+            vexil_proto::model::json_to_context(&context.to_redacted_json(&self.config.redaction))
+        };
         for event in events {
             match event {
                 Event::Exposure {
@@ -516,9 +519,7 @@ impl EventQueue {
                     flag_version,
                     experiment_key,
                     variation,
-                    context: vexil_proto::model::json_to_context(
-                        &context.to_redacted_json(&self.config.redaction),
-                    ),
+                    context: wire_context(&context),
                     in_experiment,
                 }),
                 Event::Track {
@@ -529,9 +530,7 @@ impl EventQueue {
                 } => request.track_events.push(pb::TrackEvent {
                     time: Some(timestamp(time)),
                     name,
-                    context: vexil_proto::model::json_to_context(
-                        &context.to_redacted_json(&self.config.redaction),
-                    ),
+                    context: wire_context(&context),
                     value,
                     data: None,
                 }),

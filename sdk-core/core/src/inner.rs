@@ -445,33 +445,12 @@ impl Inner {
 fn remote_info(v: &RemoteValue) -> Info<'_> {
     Info {
         variation: v.variation,
-        reason: borrow_reason(&v.reason),
+        reason: v.reason.as_str_reason(),
         in_experiment: v.in_experiment,
         experiment_key: v.experiment_key.as_deref(),
         flag_version: v.flag_version,
         source: Source::Defaults,
         version: 0,
-    }
-}
-
-fn borrow_reason(reason: &Reason<String>) -> Reason<&str> {
-    match reason {
-        Reason::Off => Reason::Off,
-        Reason::TargetMatch => Reason::TargetMatch,
-        Reason::RuleMatch {
-            rule_index,
-            rule_id,
-        } => Reason::RuleMatch {
-            rule_index: *rule_index,
-            rule_id,
-        },
-        Reason::Fallthrough => Reason::Fallthrough,
-        Reason::PrerequisiteFailed { prerequisite_key } => {
-            Reason::PrerequisiteFailed { prerequisite_key }
-        }
-        Reason::Error { error_kind } => Reason::Error {
-            error_kind: *error_kind,
-        },
     }
 }
 

@@ -124,13 +124,7 @@ impl TestData {
 
     /// Removes flag `key`; whether it was there.
     pub fn remove_flag(&self, key: &str) -> bool {
-        let mut removed = false;
-        let _ = self.change(ResourceKind::Flag, key, |held| {
-            let old = held.flags.remove(key);
-            removed = old.is_some();
-            old
-        });
-        removed
+        self.remove(ResourceKind::Flag, key, |held| &mut held.flags)
     }
 
     /// Adds or replaces a segment, given as JSON in the export format. Refused, changing
@@ -144,13 +138,7 @@ impl TestData {
 
     /// Removes segment `key`; whether it was there.
     pub fn remove_segment(&self, key: &str) -> bool {
-        let mut removed = false;
-        let _ = self.change(ResourceKind::Segment, key, |held| {
-            let old = held.segments.remove(key);
-            removed = old.is_some();
-            old
-        });
-        removed
+        self.remove(ResourceKind::Segment, key, |held| &mut held.segments)
     }
 
     /// The keys of the flags held, in order.
@@ -160,6 +148,22 @@ impl TestData {
 
     /// Applies `edit` (which returns what it replaced), checks that resource `key` of `kind`
     /// compiles, and hands the new data to every client; undoes the edit on a problem.
+    /// Removes `key` from the map `held` picks; whether it was there.
+    fn remove(
+        &self,
+        kind: ResourceKind,
+        key: &str,
+        map: impl FnOnce(&mut Held) -> &mut BTreeMap<String, Value>,
+    ) -> bool {
+        let mut removed = false;
+        let _ = self.change(kind, key, |held| {
+            let old = map(held).remove(key);
+            removed = old.is_some();
+            old
+        });
+        removed
+    }
+
     fn change(
         &self,
         kind: ResourceKind,

@@ -41,7 +41,8 @@ pub enum Reason<S = String> {
 }
 
 impl<S: AsRef<str>> Reason<S> {
-    pub fn to_owned_reason(&self) -> Reason<String> {
+    /// The same reason with each of its strings mapped by `f`.
+    pub fn map_text<'a, T>(&'a self, f: impl Fn(&'a S) -> T) -> Reason<T> {
         match self {
             Reason::Off => Reason::Off,
             Reason::TargetMatch => Reason::TargetMatch,
@@ -50,16 +51,25 @@ impl<S: AsRef<str>> Reason<S> {
                 rule_id,
             } => Reason::RuleMatch {
                 rule_index: *rule_index,
-                rule_id: rule_id.as_ref().to_owned(),
+                rule_id: f(rule_id),
             },
             Reason::Fallthrough => Reason::Fallthrough,
             Reason::PrerequisiteFailed { prerequisite_key } => Reason::PrerequisiteFailed {
-                prerequisite_key: prerequisite_key.as_ref().to_owned(),
+                prerequisite_key: f(prerequisite_key),
             },
             Reason::Error { error_kind } => Reason::Error {
                 error_kind: *error_kind,
             },
         }
+    }
+
+    pub fn to_owned_reason(&self) -> Reason<String> {
+        self.map_text(|s| s.as_ref().to_owned())
+    }
+
+    /// The same reason borrowing its strings.
+    pub fn as_str_reason(&self) -> Reason<&str> {
+        self.map_text(|s| s.as_ref())
     }
 
     /// The reason's kind as written on the wire: `RULE_MATCH`, `ERROR`, …

@@ -33,16 +33,27 @@ pub(crate) fn hash_key(key: &[u8]) -> u64 {
             h = (h ^ word8(key, 0)).wrapping_mul(K);
             h = (h ^ word8(key, n - 8)).wrapping_mul(K);
         }
-        _ => {
-            let mut i = 0;
-            while i + 8 < n {
-                h = (h ^ word8(key, i)).wrapping_mul(K);
-                i += 8;
-            }
-            h = (h ^ word8(key, n - 8)).wrapping_mul(K);
-        }
+        _ => h = mix_words(h, key),
     }
-    // Fold the well-mixed high half into the low half before the final multiply.
+    finish(h)
+}
+
+/// Mixes every word of a key longer than 8 bytes into `h`, the last one ending at the key's
+/// end (it may overlap the one before).
+#[inline]
+fn mix_words(mut h: u64, key: &[u8]) -> u64 {
+    let n = key.len();
+    let mut i = 0;
+    while i + 8 < n {
+        h = (h ^ word8(key, i)).wrapping_mul(K);
+        i += 8;
+    }
+    (h ^ word8(key, n - 8)).wrapping_mul(K)
+}
+
+/// Folds the well-mixed high half into the low half before the final multiply.
+#[inline]
+fn finish(h: u64) -> u64 {
     (h ^ (h >> 29)).wrapping_mul(K)
 }
 
@@ -145,15 +156,8 @@ mod tests {
 
     /// The general loop `hash_key` unrolls for 9 to 16 bytes.
     fn hash_by_loop(key: &[u8]) -> u64 {
-        let n = key.len();
-        let mut h = (n as u64 ^ K).wrapping_mul(K);
-        let mut i = 0;
-        while i + 8 < n {
-            h = (h ^ word8(key, i)).wrapping_mul(K);
-            i += 8;
-        }
-        h = (h ^ word8(key, n - 8)).wrapping_mul(K);
-        (h ^ (h >> 29)).wrapping_mul(K)
+        let h = (key.len() as u64 ^ K).wrapping_mul(K);
+        finish(mix_words(h, key))
     }
 
     #[test]

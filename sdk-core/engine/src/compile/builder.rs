@@ -39,15 +39,20 @@ pub(super) fn deserialize<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A flag's or segment's key, or its place in its list when it has none.
+fn key_or_position(value: &Value, list: &str, index: usize) -> String {
+    match value.get("key").and_then(Value::as_str) {
+        Some(key) => key.to_owned(),
+        None => format!("{list}[{index}]"),
+    }
+}
+
 impl Builder {
     pub(super) fn add_flag_value(&mut self, value: &Value, index: usize) {
         match deserialize::<Flag>(value) {
             Ok(flag) => self.add_flag(flag),
             Err((path, message)) => {
-                let key = match value.get("key").and_then(Value::as_str) {
-                    Some(key) => key.to_owned(),
-                    None => format!("flags[{index}]"),
-                };
+                let key = key_or_position(value, "flags", index);
                 self.extra_flag_problems.push((
                     key.as_str().into(),
                     problem(ResourceKind::Flag, &key, path, message),
@@ -97,10 +102,7 @@ impl Builder {
         match deserialize::<Segment>(value) {
             Ok(segment) => self.add_segment(segment),
             Err((path, message)) => {
-                let key = match value.get("key").and_then(Value::as_str) {
-                    Some(key) => key.to_owned(),
-                    None => format!("segments[{index}]"),
-                };
+                let key = key_or_position(value, "segments", index);
                 self.extra_segment_problems.push((
                     key.as_str().into(),
                     problem(ResourceKind::Segment, &key, path, message),

@@ -26,7 +26,17 @@ pub(super) struct Ctx<'a> {
     pub(crate) specialise: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(resource: ResourceKind, key: &'a str, specialise: bool) -> Self {
+        Ctx {
+            resource,
+            key,
+            problems: Vec::new(),
+            segment_refs: Vec::new(),
+            specialise,
+        }
+    }
+
     pub(super) fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems
             .push(problem(self.resource, self.key, path, message));
@@ -42,6 +52,19 @@ pub(super) fn check_key(ctx: &mut Ctx<'_>, path: &str, key: &str, what: &str) {
     }
 }
 
+/// Rule ids are what exposures and results name a rule by: each must be given and unique
+/// within its flag or segment.
+fn check_rule_id<'a>(ctx: &mut Ctx<'_>, seen: &mut FxHashSet<&'a str>, r: usize, id: &'a str) {
+    if id.is_empty() {
+        ctx.report(format!("rules[{r}].id"), "rule id must not be empty");
+    } else if !seen.insert(id) {
+        ctx.report(
+            format!("rules[{r}].id"),
+            format!("duplicate rule id {id:?}"),
+        );
+    }
+}
+
 pub(super) fn check_kind(ctx: &mut Ctx<'_>, path: String, kind: &str) {
     if !is_valid_kind(kind) || kind == "multi" {
         ctx.report(path, format!("invalid context kind {kind:?}"));
@@ -50,13 +73,7 @@ pub(super) fn check_kind(ctx: &mut Ctx<'_>, path: String, kind: &str) {
 
 pub(super) fn compile_flag(flag: Flag, specialise: bool) -> CompiledFlag {
     let key = flag.key.clone();
-    let mut ctx = Ctx {
-        resource: ResourceKind::Flag,
-        key: &key,
-        problems: Vec::new(),
-        segment_refs: Vec::new(),
-        specialise,
-    };
+    let mut ctx = Ctx::new(ResourceKind::Flag, &key, specialise);
     check_key(&mut ctx, "key", &flag.key, "flag key");
     if flag.variations.is_empty() {
         ctx.report("variations", "a flag needs at least one variation");
@@ -107,14 +124,7 @@ pub(super) fn compile_flag(flag: Flag, specialise: bool) -> CompiledFlag {
     let mut rule_ids: FxHashSet<&str> = FxHashSet::default();
     let mut rules = Vec::with_capacity(flag.rules.len());
     for (r, rule) in flag.rules.iter().enumerate() {
-        if rule.id.is_empty() {
-            ctx.report(format!("rules[{r}].id"), "rule id must not be empty");
-        } else if !rule_ids.insert(&rule.id) {
-            ctx.report(
-                format!("rules[{r}].id"),
-                format!("duplicate rule id {:?}", rule.id),
-            );
-        }
+        check_rule_id(&mut ctx, &mut rule_ids, r, &rule.id);
         let clauses = compile_clauses(&mut ctx, &format!("rules[{r}]"), &rule.clauses);
         let serve = compile_serve(&mut ctx, &format!("rules[{r}].serve"), &rule.serve, count);
         rules.push(CompiledRule {
@@ -318,13 +328,7 @@ pub(super) fn compile_rollout(
 
 pub(super) fn compile_segment(segment: Segment, specialise: bool) -> CompiledSegment {
     let key = segment.key.clone();
-    let mut ctx = Ctx {
-        resource: ResourceKind::Segment,
-        key: &key,
-        problems: Vec::new(),
-        segment_refs: Vec::new(),
-        specialise,
-    };
+    let mut ctx = Ctx::new(ResourceKind::Segment, &key, specialise);
     check_key(&mut ctx, "key", &segment.key, "segment key");
     let lists = |ctx: &mut Ctx<'_>, name: &str, lists: &[crate::model::KeyList]| {
         lists
@@ -344,14 +348,7 @@ pub(super) fn compile_segment(segment: Segment, specialise: bool) -> CompiledSeg
     let mut rule_ids: FxHashSet<&str> = FxHashSet::default();
     let mut rules = Vec::with_capacity(segment.rules.len());
     for (r, rule) in segment.rules.iter().enumerate() {
-        if rule.id.is_empty() {
-            ctx.report(format!("rules[{r}].id"), "rule id must not be empty");
-        } else if !rule_ids.insert(&rule.id) {
-            ctx.report(
-                format!("rules[{r}].id"),
-                format!("duplicate rule id {:?}", rule.id),
-            );
-        }
+        check_rule_id(&mut ctx, &mut rule_ids, r, &rule.id);
         rules.push(compile_clauses(
             &mut ctx,
             &format!("rules[{r}]"),

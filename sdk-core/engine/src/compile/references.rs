@@ -55,19 +55,14 @@ pub(super) fn check_segment_references(
                 .unwrap_or_default()
         })
         .collect();
-    let adjacency: Vec<Vec<usize>> = refs
-        .iter()
-        .map(|r| r.iter().map(|(j, _)| *j).collect())
-        .collect();
-    let components = strongly_connected_components(&adjacency);
-    let cycles = cycles(&components, &adjacency);
+    let cycles = cycles_of(&refs);
     for (node, edges) in refs.iter().enumerate() {
         let Some(cycle) = &cycles[node] else {
             continue;
         };
         let names: Vec<&str> = cycle.iter().map(|&i| &*sorted[i]).collect();
         for (target, path) in edges {
-            if components[*target] == components[node] {
+            if cycle.binary_search(target).is_ok() {
                 problems
                     .entry(sorted[node].clone())
                     .or_default()
@@ -189,12 +184,7 @@ pub(super) fn check_flag_references(
                 .unwrap_or_default()
         })
         .collect();
-    let adjacency: Vec<Vec<usize>> = all_edges
-        .iter()
-        .map(|edges| edges.iter().map(|(j, _)| *j).collect())
-        .collect();
-    let components = strongly_connected_components(&adjacency);
-    let cycles = cycles(&components, &adjacency);
+    let cycles = cycles_of(&all_edges);
     for node in 0..flags.len() {
         let Some(cycle) = &cycles[node] else {
             continue;
@@ -203,7 +193,7 @@ pub(super) fn check_flag_references(
         let message = format!("prerequisite cycle through {}", names.join(", "));
         let key = flags[node].key.clone();
         for (target, p) in &all_edges[node] {
-            if components[*target] == components[node] {
+            if cycle.binary_search(target).is_ok() {
                 problems.entry(key.clone()).or_default().push(problem(
                     ResourceKind::Flag,
                     &key,
@@ -270,6 +260,16 @@ pub(super) fn strongly_connected_components(adjacency: &[Vec<usize>]) -> Vec<usi
         }
     }
     component
+}
+
+/// [`cycles`] of the graph whose node `i` has an edge to each `j` of `edges[i]` (the
+/// second field says where the edge came from).
+fn cycles_of<T>(edges: &[Vec<(usize, T)>]) -> Vec<Option<Vec<usize>>> {
+    let adjacency: Vec<Vec<usize>> = edges
+        .iter()
+        .map(|out| out.iter().map(|(j, _)| *j).collect())
+        .collect();
+    cycles(&strongly_connected_components(&adjacency), &adjacency)
 }
 
 /// For each node, the members of its cycle (its strongly connected component, when that

@@ -104,34 +104,20 @@ impl Ruleset {
     /// recompiled.
     pub fn patched(&self, patch: &Patch) -> Ruleset {
         let mut builder = Builder::default();
-        let deleted_flags: FxHashSet<&str> =
-            patch.delete_flags.iter().map(String::as_str).collect();
-        let upserted_flags: FxHashSet<&str> = patch
-            .upsert_flags
-            .iter()
-            .filter_map(|f| f.get("key").and_then(Value::as_str))
-            .collect();
+        let replaced_flags = replaced_keys(&patch.delete_flags, &patch.upsert_flags);
         for entry in &self.flags {
-            if deleted_flags.contains(&*entry.key) || upserted_flags.contains(&*entry.key) {
-                continue;
+            if !replaced_flags.contains(&*entry.key) {
+                builder.reuse_flag(entry);
             }
-            builder.reuse_flag(entry);
         }
         for (index, flag) in patch.upsert_flags.iter().enumerate() {
             builder.add_flag_value(flag, index);
         }
-        let deleted_segments: FxHashSet<&str> =
-            patch.delete_segments.iter().map(String::as_str).collect();
-        let upserted_segments: FxHashSet<&str> = patch
-            .upsert_segments
-            .iter()
-            .filter_map(|s| s.get("key").and_then(Value::as_str))
-            .collect();
+        let replaced_segments = replaced_keys(&patch.delete_segments, &patch.upsert_segments);
         for (key, entry) in &self.segments {
-            if deleted_segments.contains(&**key) || upserted_segments.contains(&**key) {
-                continue;
+            if !replaced_segments.contains(&**key) {
+                builder.reuse_segment(key, entry);
             }
-            builder.reuse_segment(key, entry);
         }
         for (index, segment) in patch.upsert_segments.iter().enumerate() {
             builder.add_segment_value(segment, index);
@@ -264,4 +250,17 @@ pub fn validate(data: &RulesetData) -> Vec<Problem> {
 /// Checks a ruleset given as JSON text.
 pub fn validate_json(text: &str) -> Result<Vec<Problem>, LoadError> {
     Ruleset::from_json(text).map(|r| r.problems)
+}
+
+/// The keys a patch deletes or replaces: what the patched ruleset does not reuse.
+fn replaced_keys<'a>(deleted: &'a [String], upserted: &'a [Value]) -> FxHashSet<&'a str> {
+    deleted
+        .iter()
+        .map(String::as_str)
+        .chain(
+            upserted
+                .iter()
+                .filter_map(|v| v.get("key").and_then(Value::as_str)),
+        )
+        .collect()
 }
