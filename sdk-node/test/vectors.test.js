@@ -7,6 +7,7 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
+const { pathToFileURL } = require('node:url')
 const { describe, test, before, after } = require('node:test')
 
 const { Client, Context } = require('@vexil/node')
@@ -14,15 +15,12 @@ const { ROOT } = require('./helpers')
 
 const VECTORS = path.join(ROOT, 'conformance', 'vectors')
 
-/** The reason as written in the vector files. */
-function snakeReason(reason) {
-  const out = { kind: reason.kind }
-  if (reason.ruleIndex !== undefined) out.rule_index = reason.ruleIndex
-  if (reason.ruleId !== undefined) out.rule_id = reason.ruleId
-  if (reason.prerequisiteKey !== undefined) out.prerequisite_key = reason.prerequisiteKey
-  if (reason.errorKind !== undefined) out.error_kind = reason.errorKind
-  return out
-}
+/** A detail as the vector files write it (value, variation, reason in snake case,
+ * in_experiment): the testees' function, from an ES module, loaded before the tests. */
+let evaluation
+before(async () => {
+  ;({ evaluation } = await import(pathToFileURL(path.join(ROOT, 'conformance', 'tools', 'testee.mjs')).href))
+})
 
 /** The typed call matching a case, when its default and requested type agree. */
 function typedCall(client, testCase, context) {
@@ -70,12 +68,7 @@ for (const file of files) {
     for (const testCase of vectors.cases) {
       test(testCase.name, () => {
         const detail = client.variationDetail(testCase.flag, testCase.context, testCase.default, testCase.type)
-        const got = {
-          value: detail.value,
-          variation: detail.variation,
-          reason: snakeReason(detail.reason),
-          in_experiment: detail.inExperiment,
-        }
+        const got = evaluation(detail)
         const expected = {
           value: testCase.expect.value,
           variation: testCase.expect.variation,

@@ -11,10 +11,11 @@ import { chromium } from 'playwright-core'
 
 const BUNDLE = new URL('../dist/vexil-web.min.js', import.meta.url)
 const PAGE_SCRIPT = new URL('./page.js', import.meta.url)
+const COMMON_SCRIPT = new URL('../../conformance/tools/testee.mjs', import.meta.url)
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 
 const site = createServer((request, response) => {
-  const script = { '/vexil-web.min.js': BUNDLE, '/testee.js': PAGE_SCRIPT }[request.url]
+  const script = { '/vexil-web.min.js': BUNDLE, '/testee.js': PAGE_SCRIPT, '/testee-common.js': COMMON_SCRIPT }[request.url]
   if (script !== undefined) {
     response.writeHead(200, { 'content-type': 'text/javascript' })
     return void response.end(readFileSync(script))
