@@ -206,17 +206,14 @@ fn goal(metric: &str) -> Option<pb::ExperimentMetric> {
     })
 }
 
+/// Variations 0 and 1, half the traffic each.
 fn halves() -> Vec<pb::WeightedVariation> {
-    vec![
-        pb::WeightedVariation {
-            variation: 0,
+    (0..2)
+        .map(|variation| pb::WeightedVariation {
+            variation,
             weight: 50_000,
-        },
-        pb::WeightedVariation {
-            variation: 1,
-            weight: 50_000,
-        },
-    ]
+        })
+        .collect()
 }
 
 /// A valid conversion experiment on `flag`'s fallthrough.
@@ -288,17 +285,8 @@ async fn lifecycle(server: TestServer) {
     assert_eq!(created.version, 1);
     assert_eq!(created.alpha, 0.05);
     assert_eq!(created.power, 0.8);
-    let planned = vexil_stats::required_sample_size(&vexil_stats::Design {
-        kind: vexil_stats::MetricKind::Conversion,
-        baseline_mean: 0.2,
-        baseline_std_dev: None,
-        minimum_detectable_effect: 0.1,
-        alpha: 0.05,
-        power: 0.8,
-        treatments: 1,
-        one_sided: false,
-    })
-    .unwrap();
+    let planned =
+        vexil_stats::required_sample_size(&vexil_stats::Design::conversion(0.2, 0.1)).unwrap();
     assert_eq!(created.required_sample_size, planned);
     assert!(planned > 1000, "a 10% relative lift on 20% needs thousands");
 

@@ -95,6 +95,32 @@ async fn audit_count(s: &Storage) -> usize {
         .len()
 }
 
+/// The audit entries about resources of `kind`, newest first, on one page of the default
+/// size.
+async fn audit_of_kind(s: &Storage, kind: &str) -> Vec<AuditEntry> {
+    let filter = AuditFilter {
+        resource_kind: Some(kind.into()),
+        ..AuditFilter::default()
+    };
+    s.list_audit(&filter, &PageRequest::default())
+        .await
+        .unwrap()
+        .items
+}
+
+/// The configuration of flag `key` in environment `env` of project `p`.
+async fn flag_configuration(s: &Storage, env: &str, key: &str) -> FlagConfiguration {
+    s.get_flag_config("p", env, key)
+        .await
+        .unwrap()
+        .configuration
+}
+
+/// The page of `limit` items after `cursor`, where the previous page ended.
+fn next_page(limit: u32, cursor: Option<String>) -> PageRequest {
+    PageRequest { limit, cursor }
+}
+
 async fn all_changes(s: &Storage, env: &str) -> Vec<Change> {
     match s.changes_since("p", env, 1).await.unwrap() {
         ChangesSince::Changes { changes, .. } => changes,
@@ -142,10 +168,7 @@ pub async fn projects_crud_and_pagination(s: Storage) {
     let keys: Vec<_> = first.items.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["alpha", "beta", "delta"]);
     let second = s
-        .list_projects(&PageRequest {
-            limit: 3,
-            cursor: first.next_cursor.clone(),
-        })
+        .list_projects(&next_page(3, first.next_cursor.clone()))
         .await
         .unwrap();
     assert_eq!(second.items.len(), 1);
@@ -535,11 +558,7 @@ pub async fn stale_versions_conflict_and_write_nothing(s: Storage) {
     assert_conflict(s.set_flag_archived(ACTOR, "p", "f", 5, true).await);
     assert_conflict(s.delete_flag(ACTOR, "p", "f", 7).await);
     assert_conflict(s.toggle_flag(ACTOR, "p", "dev", "f", 1, false).await);
-    let config = s
-        .get_flag_config("p", "dev", "f")
-        .await
-        .unwrap()
-        .configuration;
+    let config = flag_configuration(&s, "dev", "f").await;
     assert_conflict(
         s.update_flag_config(ACTOR, "p", "dev", "f", 1, &config)
             .await,
@@ -1239,14 +1258,7 @@ pub async fn segments_crud(s: Storage) {
         .unwrap();
     assert_eq!(first.items.len(), 2);
     let rest = s
-        .list_segments(
-            "p",
-            "dev",
-            &PageRequest {
-                limit: 2,
-                cursor: first.next_cursor.clone(),
-            },
-        )
+        .list_segments("p", "dev", &next_page(2, first.next_cursor.clone()))
         .await
         .unwrap();
     let keys: Vec<_> = first
@@ -1523,18 +1535,9 @@ pub async fn admin_tokens_and_roles(s: Storage) {
     // Deleting a project removes the roles bound to it.
     s.delete_project(ACTOR, "p", 1).await.unwrap();
     assert!(s.get_admin_token("tok-1").await.unwrap().roles.is_empty());
-    let entries = s
-        .list_audit(
-            &AuditFilter {
-                resource_kind: Some("admin_token".into()),
-                ..AuditFilter::default()
-            },
-            &PageRequest::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(entries.items.len(), 4);
-    assert_eq!(entries.items.last().unwrap().actor, "bootstrap");
+    let entries = audit_of_kind(&s, "admin_token").await;
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries.last().unwrap().actor, "bootstrap");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2610,17 +2613,7 @@ pub async fn erasing_a_context_removes_it_from_events_and_results(s: Storage) {
     assert_eq!(everywhere.exposures, exposures_of_victim);
 
     // Audited under a hash of the key, which the log never holds.
-    let entries = s
-        .list_audit(
-            &AuditFilter {
-                resource_kind: Some("context".into()),
-                ..AuditFilter::default()
-            },
-            &PageRequest::default(),
-        )
-        .await
-        .unwrap()
-        .items;
+    let entries = audit_of_kind(&s, "context").await;
     assert_eq!(entries.len(), 3);
     for entry in &entries {
         assert_eq!(entry.action, "context.erase");

@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde_json::json;
 use vexil_server::storage::*;
 
-use super::{ACTOR, assert_conflict, assert_not_found, bool_flag, model, segment, setup};
+use super::{
+    ACTOR, assert_conflict, assert_not_found, bool_flag, flag_configuration, model, next_page,
+    segment, setup,
+};
 
 fn string_flag(key: &str) -> NewFlag {
     NewFlag {
@@ -104,15 +107,7 @@ pub async fn flag_history_and_rollback(s: Storage) {
         .unwrap();
     assert_eq!(first.items.len(), 3);
     let rest = s
-        .list_flag_versions(
-            "p",
-            "dev",
-            "f",
-            &PageRequest {
-                limit: 3,
-                cursor: first.next_cursor.clone(),
-            },
-        )
+        .list_flag_versions("p", "dev", "f", &next_page(3, first.next_cursor.clone()))
         .await
         .unwrap();
     assert_eq!(
@@ -348,21 +343,14 @@ pub async fn environment_rolls_back_as_of_a_time(s: Storage) {
         "one write, one environment version"
     );
     assert_eq!(
-        s.get_flag_config("p", "dev", "a")
-            .await
-            .unwrap()
-            .configuration,
+        flag_configuration(&s, "dev", "a").await,
         then_a.configuration
     );
     let beta = s.get_segment("p", "dev", "beta").await.unwrap();
     assert_eq!(beta.included, segment("beta", &["ann"]).included);
     assert!(s.get_segment("p", "dev", "later").await.is_ok());
     assert!(
-        s.get_flag_config("p", "prod", "a")
-            .await
-            .unwrap()
-            .configuration
-            .on,
+        flag_configuration(&s, "prod", "a").await.on,
         "another environment is left as it is"
     );
     assert_eq!(

@@ -7,7 +7,7 @@ use serde_json::json;
 use vexil_engine::{Context, Ruleset, SingleContext};
 use vexil_server::storage::*;
 
-use super::{ACTOR, bool_flag, model, setup};
+use super::{ACTOR, bool_flag, flag_configuration, model, setup};
 
 const HOUR: Millis = 3_600_000;
 /// The clock: a fixed start, so that every time in the test is exact.
@@ -63,11 +63,7 @@ pub async fn ramps_advance_on_a_clock_the_test_controls(s: Storage) {
     setup(&s).await;
     s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
     // A target the ramp must leave alone.
-    let mut configured = s
-        .get_flag_config("p", "dev", "f")
-        .await
-        .unwrap()
-        .configuration;
+    let mut configured = flag_configuration(&s, "dev", "f").await;
     configured.on = true;
     configured.targets = vec![model(json!({ "values": ["vip"], "variation": 0 }))];
     s.update_flag_config(ACTOR, "p", "dev", "f", 1, &configured)
@@ -218,11 +214,7 @@ pub async fn ramps_advance_on_a_clock_the_test_controls(s: Storage) {
         .unwrap();
     assert_eq!(cancelled.state, RampState::Cancelled);
     assert_eq!(
-        s.get_flag_config("p", "dev", "g")
-            .await
-            .unwrap()
-            .configuration
-            .fallthrough,
+        flag_configuration(&s, "dev", "g").await.fallthrough,
         serve_at(0, 1, 10.0, None)
     );
     assert!(s.due_ramps(T0 + 100 * HOUR).await.unwrap().is_empty());
@@ -256,11 +248,7 @@ fn guard(metrics: &[&str], alpha: f64) -> Option<RampGuard> {
 pub async fn guarded_ramps_roll_back_once(s: Storage) {
     setup(&s).await;
     s.create_flag(ACTOR, "p", &bool_flag("f")).await.unwrap();
-    let mut on = s
-        .get_flag_config("p", "dev", "f")
-        .await
-        .unwrap()
-        .configuration;
+    let mut on = flag_configuration(&s, "dev", "f").await;
     on.on = true;
     s.update_flag_config(ACTOR, "p", "dev", "f", 1, &on)
         .await

@@ -3,7 +3,7 @@
 use serde_json::json;
 use vexil_server::storage::*;
 
-use super::{ACTOR, assert_not_found, bool_flag, model, setup};
+use super::{ACTOR, assert_not_found, audit_of_kind, bool_flag, model, next_page, setup};
 
 fn toggle_at(key: &str, run_at: Millis, on: bool) -> NewScheduledChange {
     NewScheduledChange {
@@ -143,30 +143,12 @@ pub async fn scheduled_changes_apply_once(s: Storage) {
         .unwrap();
     assert_eq!(first.items.len(), 2);
     let rest = s
-        .list_scheduled_changes(
-            "p",
-            "dev",
-            None,
-            false,
-            &PageRequest {
-                limit: 2,
-                cursor: first.next_cursor,
-            },
-        )
+        .list_scheduled_changes("p", "dev", None, false, &next_page(2, first.next_cursor))
         .await
         .unwrap();
     assert_eq!(rest.items[0].id, doomed.id);
-    let audit = s
-        .list_audit(
-            &AuditFilter {
-                resource_kind: Some("scheduled_change".into()),
-                ..AuditFilter::default()
-            },
-            &PageRequest::default(),
-        )
-        .await
-        .unwrap();
-    let actions: Vec<&str> = audit.items.iter().map(|e| e.action.as_str()).collect();
+    let audit = audit_of_kind(&s, "scheduled_change").await;
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
         [
