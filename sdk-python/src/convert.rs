@@ -101,25 +101,24 @@ pub(crate) fn to_json(object: &Bound<'_, PyAny>) -> Result<Value, NotJson> {
         return Ok(Value::Object(map));
     }
     if let Ok(l) = object.cast::<PyList>() {
-        return l
-            .iter()
-            .enumerate()
-            .map(|(i, item)| to_json(&item).map_err(|e| e.at(format!("[{i}]"))))
-            .collect::<Result<_, _>>()
-            .map(Value::Array);
+        return json_array(l.iter());
     }
     if let Ok(t) = object.cast::<PyTuple>() {
-        return t
-            .iter()
-            .enumerate()
-            .map(|(i, item)| to_json(&item).map_err(|e| e.at(format!("[{i}]"))))
-            .collect::<Result<_, _>>()
-            .map(Value::Array);
+        return json_array(t.iter());
     }
     Err(type_error(format!(
         "{} is not JSON (use None, bool, int, float, str, list or dict)",
         type_name(object)
     )))
+}
+
+/// A list's or tuple's items as a JSON array; a failure names the item's index.
+fn json_array<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Result<Value, NotJson> {
+    items
+        .enumerate()
+        .map(|(i, item)| to_json(&item).map_err(|e| e.at(format!("[{i}]"))))
+        .collect::<Result<_, _>>()
+        .map(Value::Array)
 }
 
 pub(crate) fn type_name(object: &Bound<'_, PyAny>) -> String {

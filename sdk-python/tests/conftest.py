@@ -120,6 +120,12 @@ BOOL_ON: dict[str, Any] = {
     "off_variation": 0, "fallthrough": {"variation": 1},
 }
 
+# BOOL_ON, but serving false to the context keyed "bob".
+BOOL_ON_BUT_BOB: dict[str, Any] = dict(BOOL_ON, rules=[
+    {"id": "bob", "clauses": [{"attribute": "key", "op": "in", "values": ["bob"]}],
+     "serve": {"variation": 0}},
+])
+
 
 @pytest.fixture
 def bootstrap_file(tmp_path: Path) -> Path:

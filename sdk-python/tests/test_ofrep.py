@@ -14,13 +14,10 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
-from conftest import Server
+from conftest import BOOL_ON_BUT_BOB, Server
 
 FLAGS: list[dict[str, Any]] = [
-    {"key": "checkout", "kind": "bool", "variations": [False, True], "on": True,
-     "off_variation": 0, "fallthrough": {"variation": 1},
-     "rules": [{"id": "bob", "clauses": [{"attribute": "key", "op": "in", "values": ["bob"]}],
-                "serve": {"variation": 0}}]},
+    BOOL_ON_BUT_BOB,
     {"key": "banner", "kind": "string", "variations": ["blue", "green"], "on": False,
      "off_variation": 1, "fallthrough": {"variation": 0}},
     {"key": "limits", "kind": "json", "variations": [{"max": 5}], "on": True,

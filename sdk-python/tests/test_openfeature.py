@@ -19,13 +19,10 @@ from openfeature.provider import ProviderStatus
 
 from vexil.openfeature import VexilProvider, to_vexil_context
 
-from conftest import Server
+from conftest import BOOL_ON_BUT_BOB, Server
 
 FLAGS: list[dict[str, Any]] = [
-    {"key": "checkout", "kind": "bool", "variations": [False, True], "on": True,
-     "off_variation": 0, "fallthrough": {"variation": 1},
-     "rules": [{"id": "bob", "clauses": [{"attribute": "key", "op": "in", "values": ["bob"]}],
-                "serve": {"variation": 0}}]},
+    BOOL_ON_BUT_BOB,
     {"key": "banner", "kind": "string", "variations": ["blue", "green"], "on": True,
      "off_variation": 1, "fallthrough": {"variation": 0}},
     {"key": "seats", "kind": "number", "variations": [5, 2.5], "on": True, "off_variation": 0,

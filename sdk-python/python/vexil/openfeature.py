@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 import threading
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.event import ProviderEventDetails
@@ -201,9 +201,16 @@ class VexilProvider(AbstractProvider):
 
     def _resolve(self, flag_key: str, default: Any, context: Optional[EvaluationContext],
                  kind: Literal["bool", "string", "number", "json"],
+                 served: Optional[Callable[[EvaluationDetail], FlagResolutionDetails[Any]]] = None,
                  ) -> FlagResolutionDetails[Any]:
+        """The resolution of the flag; `served`, when given, makes that of a value the flag
+        served (not an error): converted, or refused as a type mismatch."""
         detail = self._detail(flag_key, default, context, kind)
-        return detail if isinstance(detail, FlagResolutionDetails) else _resolution(detail)
+        if isinstance(detail, FlagResolutionDetails):
+            return detail
+        if served is not None and detail.reason_kind != "ERROR":
+            return served(detail)
+        return _resolution(detail)
 
     def resolve_boolean_details(self, flag_key: str, default_value: bool,
                                 evaluation_context: Optional[EvaluationContext] = None,
@@ -218,37 +225,29 @@ class VexilProvider(AbstractProvider):
     def resolve_integer_details(self, flag_key: str, default_value: int,
                                 evaluation_context: Optional[EvaluationContext] = None,
                                 ) -> FlagResolutionDetails[int]:
-        detail = self._detail(flag_key, default_value, evaluation_context, "number")
-        if isinstance(detail, FlagResolutionDetails):
-            return detail
-        if detail.reason_kind != "ERROR":
+        def whole(detail: EvaluationDetail) -> FlagResolutionDetails[Any]:
             value = detail.value
             if isinstance(value, float) and not value.is_integer():
                 return _mismatch(default_value, f"{value} is not a whole number")
             return _resolution(detail, int(value))
-        return _resolution(detail)
+        return self._resolve(flag_key, default_value, evaluation_context, "number", whole)
 
     def resolve_float_details(self, flag_key: str, default_value: float,
                               evaluation_context: Optional[EvaluationContext] = None,
                               ) -> FlagResolutionDetails[float]:
-        detail = self._detail(flag_key, default_value, evaluation_context, "number")
-        if isinstance(detail, FlagResolutionDetails):
-            return detail
-        if detail.reason_kind != "ERROR":
-            return _resolution(detail, float(detail.value))
-        return _resolution(detail)
+        return self._resolve(flag_key, default_value, evaluation_context, "number",
+                             lambda detail: _resolution(detail, float(detail.value)))
 
     def resolve_object_details(
         self, flag_key: str,
         default_value: Union[Sequence[FlagValueType], Mapping[str, FlagValueType]],
         evaluation_context: Optional[EvaluationContext] = None,
     ) -> FlagResolutionDetails[Union[Sequence[FlagValueType], Mapping[str, FlagValueType]]]:
-        detail = self._detail(flag_key, default_value, evaluation_context, "json")
-        if isinstance(detail, FlagResolutionDetails):
-            return detail
-        if detail.reason_kind != "ERROR" and not isinstance(detail.value, (dict, list)):
-            return _mismatch(default_value, "the flag's value is not an object or a list")
-        return _resolution(detail)
+        def structure(detail: EvaluationDetail) -> FlagResolutionDetails[Any]:
+            if not isinstance(detail.value, (dict, list)):
+                return _mismatch(default_value, "the flag's value is not an object or a list")
+            return _resolution(detail)
+        return self._resolve(flag_key, default_value, evaluation_context, "json", structure)
 
     def track(self, tracking_event_name: str,
               evaluation_context: Optional[EvaluationContext] = None,
