@@ -55,15 +55,6 @@ pub fn flag_kind_filter(kind: i32) -> Result<Option<ValueKind>, Status> {
     }
 }
 
-pub fn flag_kind_to_proto(kind: ValueKind) -> i32 {
-    (match kind {
-        ValueKind::Bool => pb::FlagKind::Bool,
-        ValueKind::String => pb::FlagKind::String,
-        ValueKind::Number => pb::FlagKind::Number,
-        ValueKind::Json => pb::FlagKind::Json,
-    }) as i32
-}
-
 pub fn sdk_key_kind_from_proto(kind: i32) -> Result<SdkKeyKind, Status> {
     match pb::SdkKeyKind::try_from(kind) {
         Ok(pb::SdkKeyKind::Server) => Ok(SdkKeyKind::Server),
@@ -149,7 +140,7 @@ pub fn flag(f: &storage::Flag, configs: &[storage::FlagConfig]) -> pb::Flag {
         key: f.key.clone(),
         name: f.name.clone(),
         description: f.description.clone(),
-        kind: flag_kind_to_proto(f.kind),
+        kind: vexil_proto::model::kind_to_proto(f.kind),
         variations: f.variations.iter().map(json_to_value).collect(),
         tags: f.tags.clone(),
         client_side: f.client_side,

@@ -92,12 +92,13 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn limiter(per_second: f64, burst: f64) -> RateLimiter {
+        RateLimiter::new(AdminRateLimit { per_second, burst })
+    }
+
     #[test]
     fn a_burst_is_allowed_then_the_rate_and_tokens_are_apart() {
-        let limiter = RateLimiter::new(AdminRateLimit {
-            per_second: 10.0,
-            burst: 3.0,
-        });
+        let limiter = limiter(10.0, 3.0);
         let start = Instant::now();
         for _ in 0..3 {
             limiter.check("a", start).unwrap();
@@ -125,10 +126,7 @@ mod tests {
 
     #[test]
     fn zero_turns_the_limit_off() {
-        let limiter = RateLimiter::new(AdminRateLimit {
-            per_second: 0.0,
-            burst: 0.0,
-        });
+        let limiter = limiter(0.0, 0.0);
         let now = Instant::now();
         for _ in 0..10_000 {
             limiter.check("a", now).unwrap();

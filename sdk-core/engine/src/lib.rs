@@ -28,7 +28,7 @@
 mod bucket;
 mod compile;
 mod context;
-mod date;
+pub mod date;
 mod eval;
 mod index;
 pub mod model;

@@ -279,17 +279,6 @@ fn time_json(ts: Option<&Timestamp>) -> Value {
     ts.map_or(Value::Null, |t| Value::from(format_time(t)))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// The date of a number of days since 1970-01-01.
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
@@ -345,7 +334,7 @@ pub fn parse_time(text: &str) -> Result<Timestamp> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return Err(fail());
     }
-    let date = days_from_civil(year, month, day) * 86_400;
+    let date = vexil_engine::date::days_from_civil(year, month, day) * 86_400;
     if bytes.len() == 10 {
         return Ok(Timestamp {
             seconds: date,
