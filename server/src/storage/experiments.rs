@@ -641,11 +641,7 @@ impl Storage {
                 *config_version,
                 config_before.version,
             )?;
-            let stamp = Stamp {
-                actor,
-                action: step.action,
-                at: now,
-            };
+            let stamp = Stamp::new(actor, step.action, now);
             rewrite_config(&mut tx, bumped, flag, update, archived, stamp).await?;
             let (written, _) = fetch_config(&mut tx, bumped.id, flag).await?;
             AuditRecord::new(actor, step.action, ResourceKind::FlagConfig, flag, now)

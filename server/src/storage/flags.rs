@@ -276,11 +276,7 @@ impl Storage {
     /// every environment of the project.
     pub async fn create_flag(&self, actor: &str, project: &str, new: &NewFlag) -> Result<Flag> {
         let now = now_millis();
-        let stamp = Stamp {
-            actor,
-            action: "flag.create",
-            at: now,
-        };
+        let stamp = Stamp::new(actor, "flag.create", now);
         let mut tx = self.write().await?;
         let project_id = lock_project(&mut tx, project).await?;
         insert_flag(&mut tx, project_id, new, stamp).await?;
@@ -375,11 +371,7 @@ impl Storage {
             client_side: update.client_side,
             ..before.clone()
         };
-        let stamp = Stamp {
-            actor,
-            action: "flag.update",
-            at: now,
-        };
+        let stamp = Stamp::new(actor, "flag.update", now);
         rewrite_flag(&mut tx, flag_id, &changed, stamp).await?;
         let envs = if changed.archived {
             Vec::new()
@@ -425,11 +417,7 @@ impl Storage {
         } else {
             "flag.restore"
         };
-        let stamp = Stamp {
-            actor,
-            action,
-            at: now,
-        };
+        let stamp = Stamp::new(actor, action, now);
         rewrite_flag(&mut tx, flag_id, &changed, stamp).await?;
         let envs = bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?;
         let op = if archived {
@@ -561,11 +549,7 @@ impl Storage {
         expected_version: i64,
         update: &FlagConfiguration,
     ) -> Result<FlagConfig> {
-        let stamp = Stamp {
-            actor,
-            action: "flag_config.update",
-            at: now_millis(),
-        };
+        let stamp = Stamp::new(actor, "flag_config.update", now_millis());
         self.write_config(
             stamp,
             project,
@@ -588,11 +572,7 @@ impl Storage {
         expected_version: i64,
         on: bool,
     ) -> Result<FlagConfig> {
-        let stamp = Stamp {
-            actor,
-            action: "flag_config.toggle",
-            at: now_millis(),
-        };
+        let stamp = Stamp::new(actor, "flag_config.toggle", now_millis());
         self.write_config(
             stamp,
             project,
@@ -616,11 +596,7 @@ impl Storage {
         expected_version: i64,
         target: &FlagVersion,
     ) -> Result<FlagConfig> {
-        let stamp = Stamp {
-            actor,
-            action: "flag_config.rollback",
-            at: now_millis(),
-        };
+        let stamp = Stamp::new(actor, "flag_config.rollback", now_millis());
         let key = target.flag_key.as_str();
         self.write_config(
             stamp,

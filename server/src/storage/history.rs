@@ -41,6 +41,10 @@ pub(super) struct Stamp<'a> {
 }
 
 impl<'a> Stamp<'a> {
+    pub(super) fn new(actor: &'a str, action: &'a str, at: Millis) -> Self {
+        Stamp { actor, action, at }
+    }
+
     /// The audit entry of this change to the `kind` resource `key` of an environment.
     pub(super) fn entry(
         self,
@@ -611,11 +615,7 @@ impl Storage {
     /// environment's new version.
     pub async fn rollback_environment(&self, actor: &str, plan: &EnvironmentAsOf) -> Result<i64> {
         let (project, env) = (plan.project_key.as_str(), plan.environment_key.as_str());
-        let stamp = Stamp {
-            actor,
-            action: "environment.rollback",
-            at: now_millis(),
-        };
+        let stamp = Stamp::new(actor, "environment.rollback", now_millis());
         let mut tx = self.write().await?;
         let bumped: BumpedEnv = bump_env(&mut tx, project, env, stamp.at, self.guards()).await?;
         super::check_version(

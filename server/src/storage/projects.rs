@@ -225,11 +225,7 @@ impl Storage {
             args![env_id, now, project_id],
         )
         .await?;
-        let stamp = Stamp {
-            actor,
-            action: "environment.create",
-            at: now,
-        };
+        let stamp = Stamp::new(actor, "environment.create", now);
         record_flags(&mut tx, FlagsToRecord::Environment { env_id }, stamp).await?;
         let env = fetch_env(&mut tx, project, &new.key).await?;
         AuditRecord::new(

@@ -399,11 +399,7 @@ impl Storage {
             None => return Err(StorageError::Corrupt("insert returned no id".into())),
         };
         let ramp = fetch(&mut tx, project, id).await?;
-        let stamp = Stamp {
-            actor,
-            action: "ramp.start",
-            at: now,
-        };
+        let stamp = Stamp::new(actor, "ramp.start", now);
         let mut update = before.configuration.clone();
         update.fallthrough = ramp.serve_at(0);
         rewrite_config(&mut tx, &bumped, &new.flag_key, &update, archived, stamp).await?;
@@ -478,11 +474,7 @@ impl Storage {
             state,
             rollback_reason: "",
             fallthrough: ramp.serve_at(next),
-            stamp: Stamp {
-                actor: &ramp.created_by,
-                action: "ramp.advance",
-                at: now,
-            },
+            stamp: Stamp::new(&ramp.created_by, "ramp.advance", now),
         };
         self.take_step(ramp, taken).await
     }
@@ -504,11 +496,7 @@ impl Storage {
             state: RampState::RolledBack,
             rollback_reason: reason,
             fallthrough: Serve::variation(ramp.baseline),
-            stamp: Stamp {
-                actor,
-                action: "ramp.rollback",
-                at: now,
-            },
+            stamp: Stamp::new(actor, "ramp.rollback", now),
         };
         self.take_step(ramp, taken).await
     }
@@ -660,11 +648,7 @@ impl Storage {
             )));
         }
         let after = fetch(&mut tx, project, id).await?;
-        let stamp = Stamp {
-            actor,
-            action,
-            at: now,
-        };
+        let stamp = Stamp::new(actor, action, now);
         audit(&mut tx, stamp, &after, Some(&before)).await?;
         tx.commit().await?;
         Ok(after)

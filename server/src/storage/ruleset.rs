@@ -353,11 +353,7 @@ impl Storage {
         check_unique(ruleset)?;
         let (flags, segments) = (&ruleset.flags, &ruleset.segments);
         let now = now_millis();
-        let stamp = Stamp {
-            actor,
-            action: "environment.import",
-            at: now,
-        };
+        let stamp = Stamp::new(actor, "environment.import", now);
         let mut tx = self.write().await?;
         let project_id = lock_project(&mut tx, project).await?;
         let target = bump_env(&mut tx, project, env, now, self.guards()).await?;

@@ -202,11 +202,7 @@ impl Storage {
         let created = fetch(&mut tx, project, id).await?;
         let (key, stamp) = (
             id.to_string(),
-            Stamp {
-                actor,
-                action: "scheduled_change.create",
-                at: now,
-            },
+            Stamp::new(actor, "scheduled_change.create", now),
         );
         let entry = stamp.entry(
             ResourceKind::ScheduledChange,
@@ -281,11 +277,7 @@ impl Storage {
         let after = fetch(&mut tx, project, id).await?;
         let (key, stamp) = (
             id.to_string(),
-            Stamp {
-                actor,
-                action: "scheduled_change.cancel",
-                at: now,
-            },
+            Stamp::new(actor, "scheduled_change.cancel", now),
         );
         let entry = stamp.entry(
             ResourceKind::ScheduledChange,
@@ -323,11 +315,7 @@ impl Storage {
             change.environment_key.as_str(),
             change.flag_key.as_str(),
         );
-        let stamp = Stamp {
-            actor: &change.created_by,
-            action: "scheduled_change.apply",
-            at: now_millis(),
-        };
+        let stamp = Stamp::new(&change.created_by, "scheduled_change.apply", now_millis());
         let mut tx = self.write().await?;
         let bumped = bump_env(&mut tx, project, env, stamp.at, self.guards()).await?;
         if !finish(&mut tx, change.id, ScheduleState::Applied, "", stamp.at).await? {
@@ -361,11 +349,7 @@ impl Storage {
             return Ok(false);
         }
         let after = fetch(&mut tx, &change.project_key, change.id).await?;
-        let stamp = Stamp {
-            actor: &change.created_by,
-            action: "scheduled_change.fail",
-            at: now,
-        };
+        let stamp = Stamp::new(&change.created_by, "scheduled_change.fail", now);
         let (project, key) = (change.project_key.as_str(), change.id.to_string());
         let entry = stamp.entry(
             ResourceKind::ScheduledChange,

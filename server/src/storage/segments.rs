@@ -109,11 +109,7 @@ impl Storage {
         input: &SegmentInput,
     ) -> Result<Segment> {
         let now = now_millis();
-        let stamp = Stamp {
-            actor,
-            action: "segment.create",
-            at: now,
-        };
+        let stamp = Stamp::new(actor, "segment.create", now);
         let mut tx = self.write().await?;
         let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         upsert_segment(&mut tx, &bumped, input, false, stamp).await?;
@@ -210,11 +206,7 @@ impl Storage {
         input: &SegmentInput,
     ) -> Result<Segment> {
         let now = now_millis();
-        let stamp = Stamp {
-            actor,
-            action,
-            at: now,
-        };
+        let stamp = Stamp::new(actor, action, now);
         let mut tx = self.write().await?;
         let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         let before = fetch_segment(&mut tx, bumped.id, &input.key).await?;
