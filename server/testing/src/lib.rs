@@ -99,21 +99,42 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
     }
 }
 
-/// Asserts that a call failed with `code` and a message that names `fragment`; returns the
-/// status.
+/// Asserts that a call failed with `code` and a message that holds `part`: a `&str` anywhere
+/// in it, or [`StartsWith`] at its start; returns the status.
 #[track_caller]
 pub fn expect_error<T: std::fmt::Debug>(
     result: Result<T, Status>,
     code: Code,
-    fragment: &str,
+    part: impl MessagePart,
 ) -> Status {
     let status = expect_code(result, code);
     assert!(
-        status.message().contains(fragment),
-        "expected a message naming {fragment:?}: {}",
+        part.is_in(status.message()),
+        "expected a message with {part:?}: {}",
         status.message()
     );
     status
+}
+
+/// What [`expect_error`] looks for in a message.
+pub trait MessagePart: std::fmt::Debug {
+    fn is_in(&self, message: &str) -> bool;
+}
+
+impl MessagePart for &str {
+    fn is_in(&self, message: &str) -> bool {
+        message.contains(self)
+    }
+}
+
+/// The start of a message: the field it names, as `field: …`.
+#[derive(Debug)]
+pub struct StartsWith<'a>(pub &'a str);
+
+impl MessagePart for StartsWith<'_> {
+    fn is_in(&self, message: &str) -> bool {
+        message.starts_with(self.0)
+    }
 }
 
 /// Polls the asynchronous `check` until it holds; panics naming `what` after `timeout`.

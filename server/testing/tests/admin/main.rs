@@ -17,7 +17,7 @@ use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_server::convert::json_to_value;
 
 use vexil_testing::{
-    ENV, ServerOptions, TestDatabase, TestServer, authed, expect_code, expect_error,
+    ENV, ServerOptions, StartsWith, TestDatabase, TestServer, authed, expect_code, expect_error,
 };
 
 fn bool_flag(key: &str) -> pb::CreateFlagRequest {
@@ -45,6 +45,28 @@ async fn admin_with_flag(server: &TestServer, key: &str) -> (String, AdminServic
         .await
         .unwrap();
     (token, admin)
+}
+
+/// The default project's audit entries about resources of `kind` and with `key` (either left
+/// out when empty), newest first.
+async fn audit_entries(
+    admin: &mut AdminServiceClient<Channel>,
+    token: &str,
+    kind: &str,
+    key: &str,
+) -> Vec<pb::AuditEntry> {
+    let request = pb::ListAuditEntriesRequest {
+        project_key: "default".into(),
+        resource_kind: kind.into(),
+        resource_key: key.into(),
+        ..Default::default()
+    };
+    let audit = admin
+        .list_audit_entries(authed(request, token))
+        .await
+        .unwrap()
+        .into_inner();
+    audit.entries
 }
 
 fn clause(op: pb::Operator, attribute: &str, value: serde_json::Value) -> pb::Clause {
@@ -221,26 +243,15 @@ async fn flag_lifecycle(server: &TestServer) {
         .unwrap()
         .into_inner();
     assert!(toggled.on);
-    let audit = admin
-        .list_audit_entries(authed(
-            pb::ListAuditEntriesRequest {
-                project_key: "default".into(),
-                resource_key: "new-checkout".into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let actions: Vec<_> = audit.entries.iter().map(|e| e.action.as_str()).collect();
+    let audit = audit_entries(&mut admin, &token, "", "new-checkout").await;
+    let actions: Vec<_> = audit.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
         ["flag_config.toggle", "flag.update", "flag.create"],
         "newest first"
     );
-    assert!(audit.entries.iter().all(|e| e.actor == "admin"));
-    let toggle = &audit.entries[0];
+    assert!(audit.iter().all(|e| e.actor == "admin"));
+    let toggle = &audit[0];
     assert_eq!(toggle.environment_key, "production");
     assert!(toggle.before.is_some() && toggle.after.is_some());
     let export = admin
@@ -374,7 +385,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
             ))
             .await,
         Code::Aborted,
-        &before.version.to_string(),
+        before.version.to_string().as_str(),
     );
 
     // A flag whose variations do not fit its kind.
@@ -386,29 +397,21 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
     );
 
     // A key with a space, named by its field.
-    let status = expect_code(
+    expect_error(
         admin
             .create_flag(authed(bool_flag("bad key"), &token))
             .await,
         Code::InvalidArgument,
-    );
-    assert!(
-        status.message().starts_with("key: "),
-        "{}",
-        status.message()
+        StartsWith("key: "),
     );
 
     // A name far too long.
     let mut long_name = bool_flag("long-name");
     long_name.name = "n".repeat(10_000);
-    let status = expect_code(
+    expect_error(
         admin.create_flag(authed(long_name, &token)).await,
         Code::InvalidArgument,
-    );
-    assert!(
-        status.message().starts_with("name: "),
-        "{}",
-        status.message()
+        StartsWith("name: "),
     );
 
     // An oversized request.

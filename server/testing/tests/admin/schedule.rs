@@ -10,10 +10,13 @@ use vexil_server::convert::timestamp;
 use vexil_server::storage::now_millis;
 
 use vexil_testing::{
-    authed, bool_flag_request, eventually, eventually_blocking, expect_code, expect_error,
+    StartsWith, authed, bool_flag_request, eventually, eventually_blocking, expect_code,
+    expect_error,
 };
 
-use super::{segment_creation, segment_deletion, segment_rule, serve, server_scheduling_every};
+use super::{
+    audit_entries, segment_creation, segment_deletion, segment_rule, serve, server_scheduling_every,
+};
 
 const ENV: &str = "production";
 const WAIT: Duration = Duration::from_secs(10);
@@ -67,7 +70,7 @@ async fn scheduled_changes_are_checked_applied_failed_and_cancelled() {
         Code::InvalidArgument,
         "beta",
     );
-    let status = expect_code(
+    expect_error(
         admin
             .schedule_change(authed(
                 pb::ScheduleChangeRequest {
@@ -78,11 +81,7 @@ async fn scheduled_changes_are_checked_applied_failed_and_cancelled() {
             ))
             .await,
         Code::InvalidArgument,
-    );
-    assert!(
-        status.message().starts_with("run_at:"),
-        "{}",
-        status.message()
+        StartsWith("run_at:"),
     );
     expect_code(
         admin
@@ -187,19 +186,8 @@ async fn scheduled_changes_are_checked_applied_failed_and_cancelled() {
             .await,
         Code::FailedPrecondition,
     );
-    let audit = admin
-        .list_audit_entries(authed(
-            pb::ListAuditEntriesRequest {
-                project_key: "default".into(),
-                resource_kind: "scheduled_change".into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let actions: Vec<&str> = audit.entries.iter().map(|e| e.action.as_str()).collect();
+    let audit = audit_entries(&mut admin, &token, "scheduled_change", "").await;
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
         [

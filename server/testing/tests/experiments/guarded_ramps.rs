@@ -147,12 +147,10 @@ async fn guarded_ramps(database: TestDatabase, look: Look) {
     // experiment key of the ramps' own.
     let mut unknown = ramp_request("checkout", step, retention_guard());
     unknown.guard.as_mut().unwrap().metrics[0].metric_key = "nope".into();
-    let err = f.start_ramp(unknown).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(
-        err.message().starts_with("guard.metrics[0].metric_key:"),
-        "{}",
-        err.message()
+    expect_error(
+        f.start_ramp(unknown).await,
+        Code::InvalidArgument,
+        StartsWith("guard.metrics[0].metric_key:"),
     );
     let mut loose = ramp_request("checkout", step, retention_guard());
     loose.guard.as_mut().unwrap().alpha = 0.7;

@@ -13,7 +13,7 @@ use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
 use vexil_server::convert::json_to_value;
 
-use vexil_testing::{ENV, PROJECT, TestServer, authed, expect_code, expect_error};
+use vexil_testing::{ENV, PROJECT, StartsWith, TestServer, authed, expect_code, expect_error};
 
 mod guarded_ramps;
 
@@ -374,12 +374,7 @@ async fn lifecycle(server: TestServer) {
         .experiments
         .decide_experiment(f.req(decide(5, stopped.version)))
         .await;
-    let status = expect_code(refused, Code::InvalidArgument);
-    assert!(
-        status.message().starts_with("variation:"),
-        "{}",
-        status.message()
-    );
+    expect_error(refused, Code::InvalidArgument, StartsWith("variation:"));
     let decided = f
         .experiments
         .decide_experiment(f.req(decide(1, stopped.version)))
@@ -1278,12 +1273,10 @@ async fn ratio_metrics_compare_revenue_per_visit() {
                 ..Default::default()
             }),
         });
-        let err = f.experiments.create_metric(request).await.unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(
-            err.message().starts_with("metric.denominator_event_name:"),
-            "{}",
-            err.message()
+        expect_error(
+            f.experiments.create_metric(request).await,
+            Code::InvalidArgument,
+            StartsWith("metric.denominator_event_name:"),
         );
     }
     let request = f.req(pb::CreateMetricRequest {
@@ -1398,12 +1391,10 @@ async fn quantile_metrics_compare_p90_latency() {
                 ..Default::default()
             }),
         });
-        let err = f.experiments.create_metric(request).await.unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(
-            err.message().starts_with("metric.quantile:"),
-            "{}",
-            err.message()
+        expect_error(
+            f.experiments.create_metric(request).await,
+            Code::InvalidArgument,
+            StartsWith("metric.quantile:"),
         );
     }
     for (key, level) in [("latency-p90", 0.9), ("latency-p999", 0.999)] {
@@ -1539,12 +1530,10 @@ async fn cuped_adjusts_metrics_by_their_history() {
     let mut x = design("history", "button");
     x.guardrail_metrics = vec![goal("spend").unwrap()];
     x.cuped_lookback_days = 91;
-    let err = f.create_experiment(x.clone()).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(
-        err.message().starts_with("experiment.cuped_lookback_days:"),
-        "{}",
-        err.message()
+    expect_error(
+        f.create_experiment(x.clone()).await,
+        Code::InvalidArgument,
+        StartsWith("experiment.cuped_lookback_days:"),
     );
     x.cuped_lookback_days = 7;
     let created = f.create_experiment(x).await.unwrap();
