@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
@@ -163,17 +163,16 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             redis_url,
         } => {
-            propagation(
-                &server_bin,
+            let run = PropagationRun {
+                bin: &server_bin,
                 instances,
                 streams,
                 changes,
-                Duration::from_millis(gap_ms),
+                gap: Duration::from_millis(gap_ms),
                 kind,
-                &database_url,
-                &redis_url,
-            )
-            .await
+                redis_url: &redis_url,
+            };
+            propagation(&run, &database_url).await
         }
         Scenario::Memory {
             streams,
@@ -643,7 +642,9 @@ async fn evaluate(
 // ---------------------------------------------------------------------------------------
 // EvaluateAll
 
-async fn evaluate_all(bin: &Path, flags: usize, requests: usize) -> anyhow::Result<()> {
+/// A server with default options serving `flags` flags imported into `production`: the
+/// server, its server SDK key and a channel to it.
+async fn serving_flags(bin: &Path, flags: usize) -> anyhow::Result<(Instance, String, Channel)> {
     let server = Instance::start(bin, &ServerOptions::default()).await?;
     let credentials = server.credentials()?;
     let token = secret(&credentials, "/admin_token/token")?;
@@ -657,6 +658,11 @@ async fn evaluate_all(bin: &Path, flags: usize, requests: usize) -> anyhow::Resu
         started.elapsed().as_secs_f64()
     );
     wait_for_version(&channel, &sdk_key, version).await?;
+    Ok((server, sdk_key, channel))
+}
+
+async fn evaluate_all(bin: &Path, flags: usize, requests: usize) -> anyhow::Result<()> {
+    let (server, sdk_key, channel) = serving_flags(bin, flags).await?;
     let mut client = EvaluationServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let request = || pb::EvaluateAllRequest {
         context: Some(user_context("user-42")),
@@ -697,6 +703,34 @@ struct Delivery {
     at: Instant,
 }
 
+/// Follows an open stream: on its first message signals `ready` and lets the next stream
+/// open (drops `permit`), then reports the version of each change message (`version_of`) to
+/// `deliveries`.
+async fn report_changes<M>(
+    mut messages: tonic::Streaming<M>,
+    permit: Result<OwnedSemaphorePermit, AcquireError>,
+    ready: &mpsc::UnboundedSender<anyhow::Result<()>>,
+    deliveries: &Option<mpsc::UnboundedSender<Delivery>>,
+    stream: usize,
+    version_of: fn(M) -> Option<i64>,
+) -> anyhow::Result<()> {
+    messages.message().await?.context("stream ended at once")?;
+    let _ = ready.send(Ok(()));
+    drop(permit);
+    while let Some(message) = messages.message().await? {
+        if let Some(version) = version_of(message)
+            && let Some(out) = deliveries
+        {
+            let _ = out.send(Delivery {
+                stream,
+                version,
+                at: Instant::now(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Opens a stream and follows it until aborted: signals `ready` on its first message,
 /// then reports every change message to `deliveries`.
 async fn follow(
@@ -719,21 +753,14 @@ async fn follow(
                     sdk_name: "vexil-load".into(),
                     sdk_version: "0".into(),
                 };
-                let mut messages = client.sync(authed(request, &sdk_key)).await?.into_inner();
-                messages.message().await?.context("stream ended at once")?;
-                let _ = ready.send(Ok(()));
-                drop(permit);
-                while let Some(message) = messages.message().await? {
-                    if let Some(pb::sync_response::Event::Patch(patch)) = message.event
-                        && let Some(out) = &deliveries
-                    {
-                        let _ = out.send(Delivery {
-                            stream,
-                            version: patch.version,
-                            at: Instant::now(),
-                        });
+                let messages = client.sync(authed(request, &sdk_key)).await?.into_inner();
+                report_changes(messages, permit, &ready, &deliveries, stream, |message| {
+                    match message.event {
+                        Some(pb::sync_response::Event::Patch(patch)) => Some(patch.version),
+                        _ => None,
                     }
-                }
+                })
+                .await
             }
             StreamKind::Watch => {
                 let mut client =
@@ -743,24 +770,18 @@ async fn follow(
                     flag_keys: Vec::new(),
                     version: 0,
                 };
-                let mut messages = client.watch(authed(request, &sdk_key)).await?.into_inner();
-                messages.message().await?.context("stream ended at once")?;
-                let _ = ready.send(Ok(()));
-                drop(permit);
-                while let Some(message) = messages.message().await? {
-                    if let Some(pb::watch_response::Event::Changes(changes)) = message.event
-                        && let Some(out) = &deliveries
-                    {
-                        let _ = out.send(Delivery {
-                            stream,
-                            version: changes.environment_version,
-                            at: Instant::now(),
-                        });
+                let messages = client.watch(authed(request, &sdk_key)).await?.into_inner();
+                report_changes(messages, permit, &ready, &deliveries, stream, |message| {
+                    match message.event {
+                        Some(pb::watch_response::Event::Changes(changes)) => {
+                            Some(changes.environment_version)
+                        }
+                        _ => None,
                     }
-                }
+                })
+                .await
             }
         }
-        anyhow::Ok(())
     }
     .await;
     if let Err(err) = outcome {
@@ -859,17 +880,19 @@ async fn drop_database(admin_url: &str, name: &str) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn propagation(
-    bin: &Path,
+/// A propagation run: the fleet, its streams, and the changes made through instance A.
+#[derive(Clone, Copy)]
+struct PropagationRun<'a> {
+    bin: &'a Path,
     instances: usize,
     streams: usize,
     changes: usize,
     gap: Duration,
     kind: StreamKind,
-    database_admin_url: &str,
-    redis_url: &str,
-) -> anyhow::Result<()> {
+    redis_url: &'a str,
+}
+
+async fn propagation(run: &PropagationRun<'_>, database_admin_url: &str) -> anyhow::Result<()> {
     let tag = format!(
         "{}_{}",
         std::process::id(),
@@ -879,26 +902,41 @@ async fn propagation(
     );
     let database = format!("vexil_load_{tag}");
     let url = create_database(database_admin_url, &database).await?;
-    let outcome = propagation_on(
-        bin, instances, streams, changes, gap, kind, &url, redis_url, &tag,
-    )
-    .await;
+    let outcome = propagation_on(run, &url, &tag).await;
     drop_database(database_admin_url, &database).await;
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The version of the `development` environment.
+async fn development_version(
+    admin: &mut AdminServiceClient<Channel>,
+    token: &str,
+) -> anyhow::Result<i64> {
+    let request = pb::GetEnvironmentRequest {
+        project_key: PROJECT.into(),
+        key: "development".into(),
+    };
+    let environment = admin
+        .get_environment(authed(request, token))
+        .await?
+        .into_inner();
+    Ok(environment.version)
+}
+
 async fn propagation_on(
-    bin: &Path,
-    instances: usize,
-    streams: usize,
-    changes: usize,
-    gap: Duration,
-    kind: StreamKind,
+    run: &PropagationRun<'_>,
     database_url: &str,
-    redis_url: &str,
     tag: &str,
 ) -> anyhow::Result<()> {
+    let PropagationRun {
+        bin,
+        instances,
+        streams,
+        changes,
+        gap,
+        kind,
+        redis_url,
+    } = *run;
     let options = ServerOptions {
         database_url: Some(database_url.into()),
         redis_url: Some(redis_url.into()),
@@ -916,22 +954,12 @@ async fn propagation_on(
     for _ in 1..instances {
         fleet.push(Instance::start(bin, &options).await?);
     }
-    let environment = admin
-        .get_environment(authed(
-            pb::GetEnvironmentRequest {
-                project_key: PROJECT.into(),
-                key: "development".into(),
-            },
-            &token,
-        ))
-        .await?
-        .into_inner();
+    let base = development_version(&mut admin, &token).await?;
     for instance in &fleet {
-        wait_for_version(&instance.channel().await?, &sdk_key, environment.version).await?;
+        wait_for_version(&instance.channel().await?, &sdk_key, base).await?;
     }
     println!(
-        "{instances} instances on one Postgres and one Redis; environment of 10 flags at version {}",
-        environment.version
+        "{instances} instances on one Postgres and one Redis; environment of 10 flags at version {base}"
     );
 
     let (deliveries_tx, mut deliveries) = mpsc::unbounded_channel();
@@ -958,7 +986,6 @@ async fn propagation_on(
         .first()
         .context("configuration of flag-00000")?;
     let (mut config_version, mut on) = (configuration.version, configuration.on);
-    let base = environment.version;
     // Per change: (just before the call, when it returned).
     let mut sent = Vec::with_capacity(changes);
     let mut admin_latency = Vec::with_capacity(changes);
@@ -986,20 +1013,11 @@ async fn propagation_on(
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     tasks.abort_all();
-    let after = admin
-        .get_environment(authed(
-            pb::GetEnvironmentRequest {
-                project_key: PROJECT.into(),
-                key: "development".into(),
-            },
-            &token,
-        ))
-        .await?
-        .into_inner();
-    if after.version != base + changes as i64 {
+    let after = development_version(&mut admin, &token).await?;
+    if after != base + changes as i64 {
         println!(
             "warning: the environment moved {} versions for {changes} changes",
-            after.version - base
+            after - base
         );
     }
 
@@ -1091,14 +1109,7 @@ async fn propagation_on(
 // Memory
 
 async fn memory(bin: &Path, streams: usize, kind: StreamKind, flags: usize) -> anyhow::Result<()> {
-    let server = Instance::start(bin, &ServerOptions::default()).await?;
-    let credentials = server.credentials()?;
-    let token = secret(&credentials, "/admin_token/token")?;
-    let sdk_key = secret(&credentials, "/sdk_keys/production/server")?;
-    let channel = server.channel().await?;
-    let mut admin = AdminServiceClient::new(channel.clone());
-    let version = import_flags(&mut admin, &token, "production", flags).await?;
-    wait_for_version(&channel, &sdk_key, version).await?;
+    let (server, sdk_key, _) = serving_flags(bin, flags).await?;
     // Warm up: a few streams and evaluations so that one-time allocations are made.
     let (warm, _) = open_streams(&[&server], 100, kind, &sdk_key, None).await?;
     drop(warm);
