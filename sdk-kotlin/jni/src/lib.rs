@@ -266,15 +266,72 @@ impl LogSink for Silent {
     fn log(&self, _level: LogLevel, _message: &str) {}
 }
 
+/// Declares native methods of `dev.vexil.Native`, each written as
+/// `fn Java_dev_vexil_Native_<method><'l>(env, <parameters>) -> <type> { <body> }`. The
+/// exported function takes the JNI environment and class before the parameters, runs the
+/// body inside `EnvUnowned::with_env` (which turns a panic into a `NativeException`) with
+/// the environment as `env`, and throws the `Failure` the body returns as a
+/// `VexilException`. Without `-> <type>`, the method returns nothing.
+macro_rules! native {
+    (
+        $(#[$attr:meta])*
+        fn $name:ident<$l:lifetime>($env:pat $(, $arg:ident: $ty:ty)* $(,)?) { $($body:tt)* }
+    ) => {
+        native! { $(#[$attr])* fn $name<$l>($env $(, $arg: $ty)*) -> () { $($body)* } }
+    };
+    (
+        $(#[$attr:meta])*
+        fn $name:ident<$l:lifetime>($env:pat $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty {
+            $($body:tt)*
+        }
+    ) => {
+        $(#[$attr])*
+        #[unsafe(no_mangle)]
+        pub extern "system" fn $name<$l>(
+            mut env: EnvUnowned<$l>,
+            _class: JClass<$l>,
+            $($arg: $ty),*
+        ) -> $ret {
+            env.with_env(|$env| -> Result<$ret, Failure> { $($body)* })
+                .resolve::<ThrowVexilException>()
+        }
+    };
+}
+
+/// Declares a typed variation that answers a primitive, on the hot path of
+/// [`primitive_variation`]: `fn <name> -> <type>, <the client's variation method>`.
+macro_rules! primitive_native {
+    (fn $name:ident -> $ty:ty, $variation:ident) => {
+        #[unsafe(no_mangle)]
+        #[allow(clippy::too_many_arguments)]
+        pub extern "system" fn $name<'l>(
+            env: EnvUnowned<'l>,
+            _class: JClass<'l>,
+            _client: JObject<'l>,
+            client: jlong,
+            flag: JString<'l>,
+            flag_length: jint,
+            _context: JObject<'l>,
+            context: jlong,
+            default: $ty,
+        ) -> $ty {
+            primitive_variation(
+                env,
+                client,
+                &flag,
+                flag_length,
+                context,
+                default,
+                |client, key, context, default| client.$variation(key, context, default),
+            )
+        }
+    };
+}
+
 // ----- contexts -----------------------------------------------------------------------------
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_contextNew<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    json: JString<'l>,
-) -> jlong {
-    env.with_env(|env| -> Result<jlong, Failure> {
+native! {
+    fn Java_dev_vexil_Native_contextNew<'l>(env, json: JString<'l>) -> jlong {
         let text = rust_string(env, &json, "context")?;
         let value = serde_json::from_str::<Value>(&text).map_err(|err| {
             Failure::new(
@@ -287,64 +344,45 @@ pub extern "system" fn Java_dev_vexil_Native_contextNew<'l>(
             context,
             closed: AtomicBool::new(false),
         }))
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_contextClose<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _owner: JObject<'l>,
-    handle: jlong,
-) {
-    env.with_env(|_env| -> Result<(), Failure> {
+native! {
+    fn Java_dev_vexil_Native_contextClose<'l>(_env, _owner: JObject<'l>, handle: jlong) {
         // SAFETY: `_owner` keeps the shell alive during the call.
         let shell = unsafe { handle_ref::<ContextHandle>(handle, "context") }?;
         shell.closed.store(true, Ordering::Release);
         Ok(())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_contextFree<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    handle: jlong,
-) {
-    env.with_env(|_env| -> Result<(), Failure> {
+native! {
+    fn Java_dev_vexil_Native_contextFree<'l>(_env, handle: jlong) {
         // SAFETY: called once, by the Cleaner of the owning Context after it became unreachable.
         unsafe { free_handle::<ContextHandle>(handle) };
         Ok(())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
 // ----- test data ----------------------------------------------------------------------------
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_testDataNew<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-) -> jlong {
-    env.with_env(|_env| -> Result<jlong, Failure> { Ok(into_handle(vexil_core::TestData::new())) })
-        .resolve::<ThrowVexilException>()
+native! {
+    fn Java_dev_vexil_Native_testDataNew<'l>(_env) -> jlong {
+        Ok(into_handle(vexil_core::TestData::new()))
+    }
 }
 
-/// Applies one change to the test data of `handle`: a flag (`what` 0) or segment (1) given
-/// as JSON in `json`, or a flag `key` serving the JSON value `json` (2).
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_testDataUpdate<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _owner: JObject<'l>,
-    handle: jlong,
-    what: jint,
-    key: JString<'l>,
-    json: JString<'l>,
-) {
-    env.with_env(|env| -> Result<(), Failure> {
+native! {
+    /// Applies one change to the test data of `handle`: a flag (`what` 0) or segment (1) given
+    /// as JSON in `json`, or a flag `key` serving the JSON value `json` (2).
+    fn Java_dev_vexil_Native_testDataUpdate<'l>(
+        env,
+        _owner: JObject<'l>,
+        handle: jlong,
+        what: jint,
+        key: JString<'l>,
+        json: JString<'l>,
+    ) {
         // SAFETY: `_owner` keeps the handle alive during the call.
         let data = unsafe { handle_ref::<vexil_core::TestData>(handle, "test data") }?;
         let text = rust_string(env, &json, "json")?;
@@ -355,20 +393,17 @@ pub extern "system" fn Java_dev_vexil_Native_testDataUpdate<'l>(
             _ => data.set_value(&rust_string(env, &key, "key")?, value)?,
         }
         Ok(())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_testDataRemove<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _owner: JObject<'l>,
-    handle: jlong,
-    segment: jboolean,
-    key: JString<'l>,
-) -> jboolean {
-    env.with_env(|env| -> Result<jboolean, Failure> {
+native! {
+    fn Java_dev_vexil_Native_testDataRemove<'l>(
+        env,
+        _owner: JObject<'l>,
+        handle: jlong,
+        segment: jboolean,
+        key: JString<'l>,
+    ) -> jboolean {
         // SAFETY: `_owner` keeps the handle alive during the call.
         let data = unsafe { handle_ref::<vexil_core::TestData>(handle, "test data") }?;
         let key = rust_string(env, &key, "key")?;
@@ -377,38 +412,29 @@ pub extern "system" fn Java_dev_vexil_Native_testDataRemove<'l>(
         } else {
             data.remove_flag(&key)
         })
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_testDataFree<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    handle: jlong,
-) {
-    env.with_env(|_env| -> Result<(), Failure> {
+native! {
+    fn Java_dev_vexil_Native_testDataFree<'l>(_env, handle: jlong) {
         // SAFETY: called once, by the Cleaner of the owning TestData after it became unreachable.
         unsafe { free_handle::<vexil_core::TestData>(handle) };
         Ok(())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
 // ----- clients ------------------------------------------------------------------------------
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_clientNew<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    sdk_key: JString<'l>,
-    options: JString<'l>,
-    dispatcher: JObject<'l>,
-    log_sink: JObject<'l>,
-    test_data: JObject<'l>,
-    test_data_handle: jlong,
-) -> jlong {
-    env.with_env(|env| -> Result<jlong, Failure> {
+native! {
+    fn Java_dev_vexil_Native_clientNew<'l>(
+        env,
+        sdk_key: JString<'l>,
+        options: JString<'l>,
+        dispatcher: JObject<'l>,
+        log_sink: JObject<'l>,
+        test_data: JObject<'l>,
+        test_data_handle: jlong,
+    ) -> jlong {
         let key = rust_string(env, &sdk_key, "sdkKey")?;
         let options = rust_string(env, &options, "options")?;
         let mut config = Options::from_json_str(&options)?
@@ -434,18 +460,11 @@ pub extern "system" fn Java_dev_vexil_Native_clientNew<'l>(
             closed: AtomicBool::new(false),
             listener: Mutex::new(listener),
         }))
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_clientClose<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _owner: JObject<'l>,
-    handle: jlong,
-) {
-    env.with_env(|_env| -> Result<(), Failure> {
+native! {
+    fn Java_dev_vexil_Native_clientClose<'l>(_env, _owner: JObject<'l>, handle: jlong) {
         // SAFETY: `_owner` keeps the shell alive during the call.
         let shell = unsafe { handle_ref::<ClientHandle>(handle, "client") }?;
         if shell.closed.swap(true, Ordering::AcqRel) {
@@ -462,63 +481,32 @@ pub extern "system" fn Java_dev_vexil_Native_clientClose<'l>(
         }
         client.close();
         Ok(())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_clientFree<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    handle: jlong,
-) {
-    env.with_env(|_env| -> Result<(), Failure> {
+native! {
+    fn Java_dev_vexil_Native_clientFree<'l>(_env, handle: jlong) {
         // SAFETY: called once, by the Cleaner of the owning client after it became unreachable.
         unsafe { free_handle::<ClientHandle>(handle) };
         Ok(())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
 // ----- variations ---------------------------------------------------------------------------
 
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "system" fn Java_dev_vexil_Native_boolVariation<'l>(
-    env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    flag: JString<'l>,
-    flag_length: jint,
-    _context: JObject<'l>,
-    context: jlong,
-    default: jboolean,
-) -> jboolean {
-    primitive_variation(
-        env,
-        client,
-        &flag,
-        flag_length,
-        context,
-        default,
-        |client, key, context, default| client.bool_variation(key, context, default),
-    )
-}
+primitive_native!(fn Java_dev_vexil_Native_boolVariation -> jboolean, bool_variation);
 
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "system" fn Java_dev_vexil_Native_stringVariation<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    flag: JString<'l>,
-    _context: JObject<'l>,
-    context: jlong,
-    default: JString<'l>,
-) -> JString<'l> {
-    env.with_env(|env| -> Result<JString<'l>, Failure> {
+native! {
+    #[allow(clippy::too_many_arguments)]
+    fn Java_dev_vexil_Native_stringVariation<'l>(
+        env,
+        _client: JObject<'l>,
+        client: jlong,
+        flag: JString<'l>,
+        _context: JObject<'l>,
+        context: jlong,
+        default: JString<'l>,
+    ) -> JString<'l> {
         let context = context_of(context)?;
         let default_text = rust_string(env, &default, "default")?;
         let Some(client) = client_of(client)? else {
@@ -534,47 +522,22 @@ pub extern "system" fn Java_dev_vexil_Native_stringVariation<'l>(
             return Ok(default);
         }
         java_string(env, &value)
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "system" fn Java_dev_vexil_Native_doubleVariation<'l>(
-    env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    flag: JString<'l>,
-    flag_length: jint,
-    _context: JObject<'l>,
-    context: jlong,
-    default: jdouble,
-) -> jdouble {
-    primitive_variation(
+primitive_native!(fn Java_dev_vexil_Native_doubleVariation -> jdouble, number_variation);
+
+native! {
+    #[allow(clippy::too_many_arguments)]
+    fn Java_dev_vexil_Native_jsonVariation<'l>(
         env,
-        client,
-        &flag,
-        flag_length,
-        context,
-        default,
-        |client, key, context, default| client.number_variation(key, context, default),
-    )
-}
-
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "system" fn Java_dev_vexil_Native_jsonVariation<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    flag: JString<'l>,
-    _context: JObject<'l>,
-    context: jlong,
-    default: JString<'l>,
-) -> JString<'l> {
-    env.with_env(|env| -> Result<JString<'l>, Failure> {
+        _client: JObject<'l>,
+        client: jlong,
+        flag: JString<'l>,
+        _context: JObject<'l>,
+        context: jlong,
+        default: JString<'l>,
+    ) -> JString<'l> {
         let context = context_of(context)?;
         let default_value = parse_json(&rust_string(env, &default, "default")?, "default")?;
         let Some(client) = client_of(client)? else {
@@ -587,25 +550,22 @@ pub extern "system" fn Java_dev_vexil_Native_jsonVariation<'l>(
             })
         }?;
         java_string(env, &value.to_string())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-/// Any type's variation with its detail, as JSON: `{value, variation, reason, …}`.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "system" fn Java_dev_vexil_Native_variationDetail<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    flag: JString<'l>,
-    _context: JObject<'l>,
-    context: jlong,
-    kind: jint,
-    default: JString<'l>,
-) -> JString<'l> {
-    env.with_env(|env| -> Result<JString<'l>, Failure> {
+native! {
+    /// Any type's variation with its detail, as JSON: `{value, variation, reason, …}`.
+    #[allow(clippy::too_many_arguments)]
+    fn Java_dev_vexil_Native_variationDetail<'l>(
+        env,
+        _client: JObject<'l>,
+        client: jlong,
+        flag: JString<'l>,
+        _context: JObject<'l>,
+        context: jlong,
+        kind: jint,
+        default: JString<'l>,
+    ) -> JString<'l> {
         let context = context_of(context)?;
         let kind = kind_of(kind)?;
         let default = parse_json(&rust_string(env, &default, "default")?, "default")?;
@@ -617,24 +577,21 @@ pub extern "system" fn Java_dev_vexil_Native_variationDetail<'l>(
             None => closed_detail(default),
         };
         java_string(env, &detail)
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-/// A variation for a context given as JSON: an invalid context is not an exception but a
-/// detail with the default and an `INVALID_CONTEXT` reason, in the engine's order of errors.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_variationDetailJson<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    flag: JString<'l>,
-    context: JString<'l>,
-    kind: jint,
-    default: JString<'l>,
-) -> JString<'l> {
-    env.with_env(|env| -> Result<JString<'l>, Failure> {
+native! {
+    /// A variation for a context given as JSON: an invalid context is not an exception but a
+    /// detail with the default and an `INVALID_CONTEXT` reason, in the engine's order of errors.
+    fn Java_dev_vexil_Native_variationDetailJson<'l>(
+        env,
+        _client: JObject<'l>,
+        client: jlong,
+        flag: JString<'l>,
+        context: JString<'l>,
+        kind: jint,
+        default: JString<'l>,
+    ) -> JString<'l> {
         let kind = kind_of(kind)?;
         let default = parse_json(&rust_string(env, &default, "default")?, "default")?;
         let context = parse_json(&rust_string(env, &context, "context")?, "context")?;
@@ -646,28 +603,24 @@ pub extern "system" fn Java_dev_vexil_Native_variationDetailJson<'l>(
             None => closed_detail(default),
         };
         java_string(env, &detail)
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_allFlags<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    _context: JObject<'l>,
-    context: jlong,
-) -> JString<'l> {
-    env.with_env(|env| -> Result<JString<'l>, Failure> {
+native! {
+    fn Java_dev_vexil_Native_allFlags<'l>(
+        env,
+        _client: JObject<'l>,
+        client: jlong,
+        _context: JObject<'l>,
+        context: jlong,
+    ) -> JString<'l> {
         let context = context_of(context)?;
         let flags = match client_of(client)? {
             Some(client) => client.all_flags(context),
             None => Default::default(),
         };
         java_string(env, &serde_json::to_string(&flags).unwrap_or_default())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
 // ----- lifecycle, events --------------------------------------------------------------------
@@ -676,35 +629,26 @@ fn millis(value: jlong) -> Duration {
     Duration::from_millis(u64::try_from(value).unwrap_or(0))
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_waitForInitialization<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    timeout_ms: jlong,
-) -> JString<'l> {
-    env.with_env(|env| -> Result<JString<'l>, Failure> {
+native! {
+    fn Java_dev_vexil_Native_waitForInitialization<'l>(
+        env,
+        _client: JObject<'l>,
+        client: jlong,
+        timeout_ms: jlong,
+    ) -> JString<'l> {
         let status = match client_of(client)? {
             Some(client) => client.wait_for_initialization(millis(timeout_ms)),
             None => Status::Closed,
         };
         let answer = serde_json::json!({ "status": status, "reason": status.reason() });
         java_string(env, &answer.to_string())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-/// The core's state JSON: `{status, reason, mode, source, version, events: {dropped, sent,
-/// failed_batches, queued}}`.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_status<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-) -> JString<'l> {
-    env.with_env(|env| -> Result<JString<'l>, Failure> {
+native! {
+    /// The core's state JSON: `{status, reason, mode, source, version, events: {dropped, sent,
+    /// failed_batches, queued}}`.
+    fn Java_dev_vexil_Native_status<'l>(env, _client: JObject<'l>, client: jlong) -> JString<'l> {
         let state = match client_of(client)? {
             Some(client) => client.state(),
             // SAFETY: the Java owner keeps the shell alive during the call.
@@ -720,88 +664,76 @@ pub extern "system" fn Java_dev_vexil_Native_status<'l>(
             },
         };
         java_string(env, &serde_json::to_string(&state).unwrap_or_default())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_identify<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    _context: JObject<'l>,
-    context: jlong,
-    timeout_ms: jlong,
-) -> jboolean {
-    env.with_env(|_env| -> Result<jboolean, Failure> {
+native! {
+    fn Java_dev_vexil_Native_identify<'l>(
+        _env,
+        _client: JObject<'l>,
+        client: jlong,
+        _context: JObject<'l>,
+        context: jlong,
+        timeout_ms: jlong,
+    ) -> jboolean {
         let context = context_of(context)?;
         Ok(match client_of(client)? {
             Some(client) => client.identify(context.clone(), millis(timeout_ms)),
             None => false,
         })
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "system" fn Java_dev_vexil_Native_track<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    name: JString<'l>,
-    _context: JObject<'l>,
-    context: jlong,
-    value: jdouble,
-    has_value: jboolean,
-) {
-    env.with_env(|env| -> Result<(), Failure> {
+native! {
+    #[allow(clippy::too_many_arguments)]
+    fn Java_dev_vexil_Native_track<'l>(
+        env,
+        _client: JObject<'l>,
+        client: jlong,
+        name: JString<'l>,
+        _context: JObject<'l>,
+        context: jlong,
+        value: jdouble,
+        has_value: jboolean,
+    ) {
         let context = context_of(context)?;
         let name = rust_string(env, &name, "eventName")?;
         if let Some(client) = client_of(client)? {
             client.track(&name, context, has_value.then_some(value))?;
         }
         Ok(())
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_flush<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    timeout_ms: jlong,
-) -> jboolean {
-    env.with_env(|_env| -> Result<jboolean, Failure> {
+native! {
+    fn Java_dev_vexil_Native_flush<'l>(
+        _env,
+        _client: JObject<'l>,
+        client: jlong,
+        timeout_ms: jlong,
+    ) -> jboolean {
         Ok(match client_of(client)? {
             Some(client) => client.flush(millis(timeout_ms)),
             None => false,
         })
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
 // ----- for tests and benchmarks -------------------------------------------------------------
 
-/// Times `iterations` bool variations made in Rust with the same client, flag and context as
-/// a Java call would use: the engine's own cost, to compare the JNI call with. Nanoseconds.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub extern "system" fn Java_dev_vexil_Native_benchmarkBoolVariation<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-    _client: JObject<'l>,
-    client: jlong,
-    flag: JString<'l>,
-    _context: JObject<'l>,
-    context: jlong,
-    iterations: jlong,
-) -> jlong {
-    env.with_env(|env| -> Result<jlong, Failure> {
+native! {
+    /// Times `iterations` bool variations made in Rust with the same client, flag and context as
+    /// a Java call would use: the engine's own cost, to compare the JNI call with. Nanoseconds.
+    #[allow(clippy::too_many_arguments)]
+    fn Java_dev_vexil_Native_benchmarkBoolVariation<'l>(
+        env,
+        _client: JObject<'l>,
+        client: jlong,
+        flag: JString<'l>,
+        _context: JObject<'l>,
+        context: jlong,
+        iterations: jlong,
+    ) -> jlong {
         let context = context_of(context)?;
         let flag = rust_string(env, &flag, "flagKey")?;
         let Some(client) = client_of(client)? else {
@@ -816,21 +748,15 @@ pub extern "system" fn Java_dev_vexil_Native_benchmarkBoolVariation<'l>(
             ));
         }
         Ok(i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX))
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
 
-/// Panics, so that tests can check a Rust panic reaches Java as an exception.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_dev_vexil_Native_panicForTest<'l>(
-    mut env: EnvUnowned<'l>,
-    _class: JClass<'l>,
-) {
-    env.with_env(|_env| -> Result<(), Failure> {
+native! {
+    /// Panics, so that tests can check a Rust panic reaches Java as an exception.
+    fn Java_dev_vexil_Native_panicForTest<'l>(_env) {
         #[allow(clippy::panic)]
         {
             panic!("a deliberate panic (test)")
         }
-    })
-    .resolve::<ThrowVexilException>()
+    }
 }
