@@ -8,10 +8,7 @@
 #   VEXIL_SWIFT_FILTER=ServerTests ./ci.sh   a subset of the tests (swift test --filter)
 set -euo pipefail
 sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$sdk/.." && pwd)
-export VEXIL_CACHE_DIR="${VEXIL_CACHE_DIR:-/var/cache/vexil}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$VEXIL_CACHE_DIR/target}"
-profile="${VEXIL_SWIFT_PROFILE:-debug}"
+source "$sdk/scripts/env.sh"
 source "$sdk/scripts/chroot-lib.sh"
 
 fail() {
