@@ -27,6 +27,7 @@
 
 mod cluster;
 mod database;
+mod environments;
 mod flags;
 mod http;
 mod process;
@@ -43,6 +44,7 @@ use tonic::{Code, Request, Status};
 
 pub use cluster::Cluster;
 pub use database::TestDatabase;
+pub use environments::create_environment;
 pub use flags::{
     bool_flag_request, config_version, create_bool_flag, create_experiment_flag, toggle, try_toggle,
 };

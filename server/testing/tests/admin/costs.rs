@@ -4,7 +4,7 @@ use serde_json::json;
 use vexil_proto::v1 as pb;
 use vexil_server::convert::json_to_value;
 use vexil_server::live::LiveSettings;
-use vexil_testing::{ServerOptions, TestDatabase, TestServer, authed};
+use vexil_testing::{ServerOptions, TestDatabase, TestServer, authed, create_environment};
 
 /// The server's counters of the work a call makes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,18 +53,7 @@ async fn an_update_flag_on_three_environments_costs_one_patched_compile_each() {
     .await;
     let token = server.root_token();
     let mut admin = server.admin().await;
-    admin
-        .create_environment(authed(
-            pb::CreateEnvironmentRequest {
-                project_key: "default".into(),
-                key: "staging".into(),
-                name: "Staging".into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap();
+    let staging_key = create_environment(&mut admin, &token, "staging").await;
     let flag = admin
         .create_flag(authed(
             pb::CreateFlagRequest {
@@ -80,20 +69,6 @@ async fn an_update_flag_on_three_environments_costs_one_patched_compile_each() {
         .await
         .unwrap()
         .into_inner();
-    let staging_key = admin
-        .issue_sdk_key(authed(
-            pb::IssueSdkKeyRequest {
-                project_key: "default".into(),
-                environment_key: "staging".into(),
-                kind: pb::SdkKeyKind::Server as i32,
-                name: "staging".into(),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
     // Every environment is held (loaded) before counting.
     for key in [
         server.sdk_key("development", "server"),

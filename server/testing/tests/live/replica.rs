@@ -10,7 +10,7 @@ use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
 use vexil_server::live::LiveSettings;
 use vexil_testing::{
     Cluster, ENV, PROJECT, PrivateRedis, ReplicatedPostgres, ServerOptions, TestDatabase,
-    TestServer, authed, create_bool_flag, eventually, toggle, unique,
+    TestServer, authed, create_bool_flag, create_environment, eventually, toggle, unique,
 };
 
 use super::{next_sync, open_sync};
@@ -55,40 +55,6 @@ async fn first_snapshot(instance: &TestServer, key: &str) -> pb::Snapshot {
     snapshot
 }
 
-/// Creates environment `key` in the test project; returns a server SDK key for it.
-async fn new_environment(
-    admin: &mut AdminServiceClient<Channel>,
-    token: &str,
-    key: &str,
-) -> String {
-    admin
-        .create_environment(authed(
-            pb::CreateEnvironmentRequest {
-                project_key: PROJECT.into(),
-                key: key.into(),
-                name: key.into(),
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .expect("create the environment");
-    admin
-        .issue_sdk_key(authed(
-            pb::IssueSdkKeyRequest {
-                project_key: PROJECT.into(),
-                environment_key: key.into(),
-                kind: pb::SdkKeyKind::Server as i32,
-                name: key.into(),
-            },
-            token,
-        ))
-        .await
-        .expect("issue a key")
-        .into_inner()
-        .secret
-}
-
 fn checkout_on(snapshot: &pb::Snapshot) -> bool {
     snapshot
         .flags
@@ -130,7 +96,7 @@ async fn a_read_replica_serves_lagging_reads_and_is_read_around_when_it_lags_or_
     // 1. A replica in step answers the first load of an environment. The environment is
     // created after the flag, so that no instance holds it yet (or has put it in L2): the
     // load can only come from the store.
-    let staging_key = new_environment(&mut admin, &token, "staging").await;
+    let staging_key = create_environment(&mut admin, &token, "staging").await;
     pg.wait_caught_up().await;
     let b = &cluster.instances[1];
     let replica_before = replica_reads(b, "replica").await;
