@@ -10,13 +10,12 @@ use vexil_engine::{Context, SingleContext};
 use vexil_proto::model::value_to_json;
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
-use vexil_server::convert::json_to_value;
 
 use vexil_testing::{
     StartsWith, TestServer, authed, eventually_blocking, expect_code, expect_error,
 };
 
-use super::{admin_with_flag, segment_creation, segment_deletion, segment_rule, serve};
+use super::{admin_with_flag, clause, segment_creation, segment_deletion, segment_rule, serve};
 
 const ENV: &str = "production";
 
@@ -41,7 +40,33 @@ fn at(ts: prost_types::Timestamp) -> Option<pb::VersionSelector> {
     })
 }
 
+/// Restoring version `to` of flag `checkout` in `ENV`, at its `expected_version`.
+fn checkout_rollback(to: i64, expected_version: i64) -> pb::RollbackRequest {
+    pb::RollbackRequest {
+        resource: Some(flag("checkout")),
+        to: number(to),
+        expected_version,
+    }
+}
+
 type Admin = AdminServiceClient<tonic::transport::Channel>;
+
+/// The version of flag `checkout` in `ENV` that `version` selects.
+async fn checkout_version(
+    admin: &mut Admin,
+    token: &str,
+    version: Option<pb::VersionSelector>,
+) -> pb::ResourceVersion {
+    let request = pb::GetVersionRequest {
+        resource: Some(flag("checkout")),
+        version,
+    };
+    admin
+        .get_version(authed(request, token))
+        .await
+        .unwrap()
+        .into_inner()
+}
 
 async fn configure(admin: &mut Admin, token: &str, expected: i64, rules: Vec<pb::Rule>) -> i64 {
     admin
@@ -106,17 +131,7 @@ async fn history_round_trip(server: &TestServer) {
 
     // The version in force at v2's time is v2, and holds the flag as SDKs got it.
     let recorded_v2 = listed.versions[1].recorded_at.unwrap();
-    let shown = admin
-        .get_version(authed(
-            pb::GetVersionRequest {
-                resource: Some(flag("checkout")),
-                version: at(recorded_v2),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let shown = checkout_version(&mut admin, &token, at(recorded_v2)).await;
     assert_eq!(shown.version, 2);
     let model = value_to_json(shown.model.as_ref().unwrap());
     assert_eq!(model["key"], "checkout");
@@ -155,14 +170,7 @@ async fn history_round_trip(server: &TestServer) {
     })
     .await;
     let rolled = admin
-        .rollback(authed(
-            pb::RollbackRequest {
-                resource: Some(flag("checkout")),
-                to: number(2),
-                expected_version: 3,
-            },
-            &token,
-        ))
+        .rollback(authed(checkout_rollback(2, 3), &token))
         .await
         .unwrap()
         .into_inner();
@@ -181,14 +189,7 @@ async fn history_round_trip(server: &TestServer) {
     // Stale: ABORTED, nothing written.
     expect_code(
         admin
-            .rollback(authed(
-                pb::RollbackRequest {
-                    resource: Some(flag("checkout")),
-                    to: number(3),
-                    expected_version: 3,
-                },
-                &token,
-            ))
+            .rollback(authed(checkout_rollback(3, 3), &token))
             .await,
         Code::Aborted,
     );
@@ -201,14 +202,7 @@ async fn history_round_trip(server: &TestServer) {
         .unwrap();
     expect_error(
         admin
-            .rollback(authed(
-                pb::RollbackRequest {
-                    resource: Some(flag("checkout")),
-                    to: number(3),
-                    expected_version: 4,
-                },
-                &token,
-            ))
+            .rollback(authed(checkout_rollback(3, 4), &token))
             .await,
         Code::InvalidArgument,
         "beta",
@@ -227,17 +221,7 @@ async fn history_round_trip(server: &TestServer) {
         .map(|r| (r.key.as_str(), r.from_version))
         .collect();
     assert_eq!(restored, [("checkout", 2)]);
-    let before = admin
-        .get_version(authed(
-            pb::GetVersionRequest {
-                resource: Some(flag("checkout")),
-                version: number(6),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let before = checkout_version(&mut admin, &token, number(6)).await;
     assert_eq!(
         before.action, "flag_config.update",
         "a dry run writes nothing"
@@ -245,17 +229,7 @@ async fn history_round_trip(server: &TestServer) {
     let done =
         rollback_environment(&mut admin, &token, recorded_v2, Some(dry.version), false).await;
     assert_eq!(done.version, dry.version + 1);
-    let newest = admin
-        .get_version(authed(
-            pb::GetVersionRequest {
-                resource: Some(flag("checkout")),
-                version: number(7),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let newest = checkout_version(&mut admin, &token, number(7)).await;
     assert_eq!(newest.action, "environment.rollback");
     assert_eq!(
         rule_count(&value_to_json(newest.model.as_ref().unwrap())),
@@ -290,13 +264,7 @@ async fn rollback_environment(
 fn in_beta_of(key: &str) -> pb::Rule {
     pb::Rule {
         id: "one".into(),
-        clauses: vec![pb::Clause {
-            context_kind: "user".into(),
-            attribute: "key".into(),
-            op: pb::Operator::In as i32,
-            values: vec![json_to_value(&json!(key))],
-            negate: false,
-        }],
+        clauses: vec![clause(pb::Operator::In, "key", json!(key))],
         serve: serve(0),
         ..Default::default()
     }
