@@ -221,13 +221,21 @@ pub fn segment_json(s: &pb::Segment) -> Value {
     Value::Object(out)
 }
 
-pub fn sdk_key_kind_name(kind: i32) -> &'static str {
-    match pb::SdkKeyKind::try_from(kind) {
-        Ok(pb::SdkKeyKind::Server) => "server",
-        Ok(pb::SdkKeyKind::Client) => "client",
-        Ok(pb::SdkKeyKind::Mobile) => "mobile",
-        _ => "unspecified",
+/// How the command names a proto enum value: its name without the enum's prefix, in lower
+/// case (`RAMP_STATE_PAUSED` is `paused`); `fallback` for an unspecified or unknown value.
+pub fn enum_value_name(name: Option<&str>, prefix: &str, fallback: &str) -> String {
+    match name.and_then(|n| n.strip_prefix(prefix)) {
+        Some(rest) if rest != "UNSPECIFIED" => rest.to_ascii_lowercase(),
+        _ => fallback.to_owned(),
     }
+}
+
+pub fn sdk_key_kind_name(kind: i32) -> String {
+    enum_value_name(
+        pb::SdkKeyKind::try_from(kind).ok().map(|v| v.as_str_name()),
+        "SDK_KEY_KIND_",
+        "unspecified",
+    )
 }
 
 pub fn sdk_key_json(k: &pb::SdkKey) -> Value {
@@ -391,6 +399,18 @@ pub fn parse_time(text: &str) -> Result<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enum_values_are_named_without_their_prefix() {
+        let role = |r: pb::Role| enum_value_name(Some(r.as_str_name()), "ROLE_", "none");
+        assert_eq!(role(pb::Role::Editor), "editor");
+        assert_eq!(role(pb::Role::Unspecified), "none");
+        assert_eq!(enum_value_name(None, "ROLE_", "none"), "none");
+        assert_eq!(
+            enum_value_name(Some("ERROR_KIND_FLAG_NOT_FOUND"), "ERROR_KIND_", ""),
+            "flag_not_found"
+        );
+    }
 
     #[test]
     fn times_parse_and_format() {

@@ -227,13 +227,14 @@ fn weighted(args: &CreateExperiment) -> anyhow::Result<Vec<pb::WeightedVariation
         .collect())
 }
 
-fn status_name(status: i32) -> &'static str {
-    match pb::ExperimentStatus::try_from(status) {
-        Ok(pb::ExperimentStatus::Draft) => "draft",
-        Ok(pb::ExperimentStatus::Running) => "running",
-        Ok(pb::ExperimentStatus::Stopped) => "stopped",
-        _ => "unknown",
-    }
+fn status_name(status: i32) -> String {
+    convert::enum_value_name(
+        pb::ExperimentStatus::try_from(status)
+            .ok()
+            .map(|v| v.as_str_name()),
+        "EXPERIMENT_STATUS_",
+        "unknown",
+    )
 }
 
 fn experiment_json(x: &pb::Experiment) -> Value {
@@ -470,7 +471,7 @@ pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) ->
             print_list(c.json, &all, experiment_json, &headers, |x| {
                 vec![
                     x.key.clone(),
-                    status_name(x.status).to_owned(),
+                    status_name(x.status),
                     x.flag_key.clone(),
                     if x.rule_id.is_empty() {
                         "fallthrough".to_owned()

@@ -112,7 +112,7 @@ pub(crate) async fn keys(mut c: Client, environment: &str, command: KeysCommand)
                 vec![
                     k.id.to_string(),
                     k.environment_key.clone(),
-                    convert::sdk_key_kind_name(k.kind).to_owned(),
+                    convert::sdk_key_kind_name(k.kind),
                     format!("{}…", k.prefix),
                     k.name.clone(),
                     time(k.created_at.as_ref()),

@@ -150,16 +150,12 @@ fn metric_json(m: &pb::Metric) -> Value {
 }
 
 /// The name of a metric kind.
-pub(super) fn kind_name(kind: i32) -> &'static str {
-    match pb::MetricKind::try_from(kind) {
-        Ok(pb::MetricKind::Conversion) => "conversion",
-        Ok(pb::MetricKind::Count) => "count",
-        Ok(pb::MetricKind::Sum) => "sum",
-        Ok(pb::MetricKind::Mean) => "mean",
-        Ok(pb::MetricKind::Ratio) => "ratio",
-        Ok(pb::MetricKind::Quantile) => "quantile",
-        _ => "unknown",
-    }
+pub(super) fn kind_name(kind: i32) -> String {
+    crate::convert::enum_value_name(
+        pb::MetricKind::try_from(kind).ok().map(|v| v.as_str_name()),
+        "METRIC_KIND_",
+        "unknown",
+    )
 }
 
 /// A metric's kind for people: a quantile metric with its level as a percentile (`quantile
@@ -168,7 +164,7 @@ pub(super) fn kind_label(m: &pb::Metric) -> String {
     if m.kind == pb::MetricKind::Quantile as i32 {
         format!("quantile {}", percentile(m.quantile))
     } else {
-        kind_name(m.kind).to_owned()
+        kind_name(m.kind)
     }
 }
 

@@ -222,13 +222,12 @@ fn role_bindings(roles: &[String]) -> anyhow::Result<Vec<pb::RoleBinding>> {
         .collect()
 }
 
-fn role_name(role: i32) -> &'static str {
-    match pb::Role::try_from(role) {
-        Ok(pb::Role::Viewer) => "viewer",
-        Ok(pb::Role::Editor) => "editor",
-        Ok(pb::Role::Admin) => "admin",
-        _ => "none",
-    }
+fn role_name(role: i32) -> String {
+    convert::enum_value_name(
+        pb::Role::try_from(role).ok().map(|v| v.as_str_name()),
+        "ROLE_",
+        "none",
+    )
 }
 
 fn roles_text(t: &pb::AdminToken) -> String {

@@ -110,15 +110,13 @@ fn parse_steps(text: &str) -> anyhow::Result<Vec<pb::RampStep>> {
         .collect()
 }
 
-fn state_name(state: i32) -> &'static str {
-    match pb::RampState::try_from(state) {
-        Ok(pb::RampState::Running) => "running",
-        Ok(pb::RampState::Paused) => "paused",
-        Ok(pb::RampState::Completed) => "completed",
-        Ok(pb::RampState::Cancelled) => "cancelled",
-        Ok(pb::RampState::RolledBack) => "rolled back",
-        _ => "unknown",
-    }
+fn state_name(state: i32) -> String {
+    crate::convert::enum_value_name(
+        pb::RampState::try_from(state).ok().map(|v| v.as_str_name()),
+        "RAMP_STATE_",
+        "unknown",
+    )
+    .replace('_', " ")
 }
 
 fn seconds(d: Option<&prost_types::Duration>) -> f64 {
@@ -254,7 +252,7 @@ pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand
                     vec![
                         r.id.to_string(),
                         r.flag_key.clone(),
-                        state_name(r.state).to_owned(),
+                        state_name(r.state),
                         format!("{percent} %"),
                         time(r.next_step_at.as_ref()),
                     ]

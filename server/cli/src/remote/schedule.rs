@@ -50,14 +50,14 @@ pub enum ScheduleCommand {
     },
 }
 
-fn state_name(state: i32) -> &'static str {
-    match pb::ScheduledChangeState::try_from(state) {
-        Ok(pb::ScheduledChangeState::Pending) => "pending",
-        Ok(pb::ScheduledChangeState::Applied) => "applied",
-        Ok(pb::ScheduledChangeState::Failed) => "failed",
-        Ok(pb::ScheduledChangeState::Cancelled) => "cancelled",
-        _ => "unknown",
-    }
+fn state_name(state: i32) -> String {
+    convert::enum_value_name(
+        pb::ScheduledChangeState::try_from(state)
+            .ok()
+            .map(|v| v.as_str_name()),
+        "SCHEDULED_CHANGE_STATE_",
+        "unknown",
+    )
 }
 
 fn edit_text(edit: Option<&pb::scheduled_change::Edit>) -> String {
@@ -176,7 +176,7 @@ pub(crate) async fn schedule(
                         x.flag_key.clone(),
                         time(x.run_at.as_ref()),
                         edit_text(x.edit.as_ref()),
-                        state_name(x.state).to_owned(),
+                        state_name(x.state),
                         x.outcome.clone(),
                     ]
                 },

@@ -8,15 +8,12 @@ use super::client::{Client, Outcome};
 use super::output::{print_list, time};
 use crate::convert;
 
-fn error_kind_name(kind: i32) -> &'static str {
-    match pb::ErrorKind::try_from(kind) {
-        Ok(pb::ErrorKind::FlagNotFound) => "flag_not_found",
-        Ok(pb::ErrorKind::WrongType) => "wrong_type",
-        Ok(pb::ErrorKind::MalformedFlag) => "malformed_flag",
-        Ok(pb::ErrorKind::InvalidContext) => "invalid_context",
-        Ok(pb::ErrorKind::ClientNotReady) => "client_not_ready",
-        _ => "",
-    }
+fn error_kind_name(kind: i32) -> String {
+    convert::enum_value_name(
+        pb::ErrorKind::try_from(kind).ok().map(|v| v.as_str_name()),
+        "ERROR_KIND_",
+        "",
+    )
 }
 
 /// `vexil flags usage`: evaluations per flag, hour and variation.
@@ -52,7 +49,7 @@ pub async fn usage(
         .buckets;
     let outcome = |b: &pb::FlagUsageBucket| match b.variation {
         Some(v) => v.to_string(),
-        None => match error_kind_name(b.error_kind) {
+        None => match error_kind_name(b.error_kind).as_str() {
             "" => "default".to_owned(),
             error => format!("default ({error})"),
         },
@@ -62,7 +59,7 @@ pub async fn usage(
             "flag": b.flag_key,
             "hour": time(b.hour.as_ref()),
             "variation": b.variation,
-            "error_kind": match error_kind_name(b.error_kind) { "" => Value::Null, e => Value::from(e) },
+            "error_kind": match error_kind_name(b.error_kind).as_str() { "" => Value::Null, e => Value::from(e) },
             "count": b.count,
         })
     };
