@@ -88,19 +88,20 @@ fn version_one() -> pb::VersionSelector {
     }
 }
 
+fn project(key: &str) -> pb::CreateProjectRequest {
+    pb::CreateProjectRequest {
+        key: key.into(),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn role_by_rpc_matrix() {
     let server = TestServer::sqlite().await;
     let root = server.root_token();
     let mut admin = server.admin().await;
     admin
-        .create_project(authed(
-            pb::CreateProjectRequest {
-                key: "other".into(),
-                ..Default::default()
-            },
-            &root,
-        ))
+        .create_project(authed(project("other"), &root))
         .await
         .unwrap();
     admin
@@ -130,15 +131,9 @@ async fn role_by_rpc_matrix() {
             (
                 "CreateProject",
                 Needs::Root,
-                a.create_project(authed(
-                    pb::CreateProjectRequest {
-                        key: format!("p-{caller}"),
-                        ..Default::default()
-                    },
-                    t,
-                ))
-                .await
-                .map(drop),
+                a.create_project(authed(project(&format!("p-{caller}")), t))
+                    .await
+                    .map(drop),
             ),
             (
                 "GetProject",
