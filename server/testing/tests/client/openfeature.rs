@@ -18,6 +18,11 @@ fn alice() -> EvaluationContext {
 }
 
 /// The error code of a failed resolution.
+/// The part of a multi-kind context for one kind: one JSON object.
+fn of_kind(context: serde_json::Value) -> EvaluationContextFieldValue {
+    EvaluationContextFieldValue::Struct(Arc::new(context))
+}
+
 fn code<T>(result: Result<T, open_feature::EvaluationError>) -> Option<EvaluationErrorCode> {
     result.err().map(|e| e.code)
 }
@@ -91,15 +96,10 @@ async fn the_provider_serves_through_the_openfeature_sdk() {
     // A multi-kind context: one JSON object per kind.
     let org = EvaluationContext::default()
         .with_custom_field("kind", "multi")
-        .with_custom_field(
-            "user",
-            EvaluationContextFieldValue::Struct(Arc::new(json!({"targetingKey": "alice"}))),
-        )
+        .with_custom_field("user", of_kind(json!({"targetingKey": "alice"})))
         .with_custom_field(
             "org",
-            EvaluationContextFieldValue::Struct(Arc::new(
-                json!({"targetingKey": "acme", "plan": "enterprise"}),
-            )),
+            of_kind(json!({"targetingKey": "acme", "plan": "enterprise"})),
         );
     let seats = client
         .get_float_details("seats", Some(&org), None)
