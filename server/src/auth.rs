@@ -224,14 +224,7 @@ impl Authenticator {
             .map_err(|_| {
                 Status::unauthenticated("the authorization metadata is not readable text")
             })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
-            })?;
+        let token = bearer_credential(header, "token")?;
         if token.starts_with("vxl-") {
             return Err(sdk_key_refused());
         }
@@ -252,6 +245,21 @@ impl Authenticator {
         }
         Err(Status::unauthenticated("the admin token is not valid"))
     }
+}
+
+/// The credential of an `authorization` value `Bearer <credential>` (the scheme's case
+/// aside); refused naming what it should be, `what`.
+pub(crate) fn bearer_credential<'a>(header: &'a str, what: &str) -> Result<&'a str, Status> {
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Status::unauthenticated(format!(
+                "the authorization metadata must be `Bearer <{what}>`"
+            ))
+        })
 }
 
 fn sdk_key_refused() -> Status {

@@ -249,6 +249,20 @@ impl Metrics {
         self.rpc_latency.with_label_values(&[rpc]).observe(seconds);
     }
 
+    /// Counts the answer of an RPC started at `started`: OK, or the code of its error.
+    pub fn observe_result<T>(
+        &self,
+        rpc: &str,
+        started: std::time::Instant,
+        result: &Result<T, tonic::Status>,
+    ) {
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.observe_rpc(rpc, code, started.elapsed().as_secs_f64());
+    }
+
     /// Counts `flags` evaluations served by `rpc` in an environment (`project/environment`).
     pub fn count_evaluations(&self, environment: &str, rpc: &str, flags: usize) {
         self.evaluations

@@ -62,14 +62,7 @@ impl SdkAuth {
         let header = header.ok_or_else(|| {
             Status::unauthenticated("missing `authorization: Bearer <SDK key>` metadata")
         })?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Status::unauthenticated("the authorization metadata must be `Bearer <SDK key>`")
-            })?;
+        let secret = crate::auth::bearer_credential(header, "SDK key")?;
         if !secret.starts_with("vxl-") {
             return Err(Status::unauthenticated(
                 "this API takes an SDK key (vxl-server-…, vxl-client-… or vxl-mobile-…), not an admin token",

@@ -56,6 +56,23 @@ pub fn differences(before: &Value, after: &Value) -> Vec<Difference> {
     found
 }
 
+/// Compares what stands at `at` on each side: a difference when one side lacks it.
+fn compare_entry(
+    before: Option<&Value>,
+    after: Option<&Value>,
+    at: String,
+    found: &mut Vec<Difference>,
+) {
+    match (before, after) {
+        (Some(x), Some(y)) => compare(x, y, &at, found),
+        (x, y) => found.push(Difference {
+            path: at,
+            before: x.cloned(),
+            after: y.cloned(),
+        }),
+    }
+}
+
 fn compare(before: &Value, after: &Value, path: &str, found: &mut Vec<Difference>) {
     match (before, after) {
         (Value::Object(a), Value::Object(b)) => compare_objects(a, b, path, found),
@@ -90,14 +107,7 @@ fn compare_objects(
     let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     for key in keys {
         let at = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
-        match (before.get(key), after.get(key)) {
-            (Some(x), Some(y)) => compare(x, y, &at, found),
-            (x, y) => found.push(Difference {
-                path: at,
-                before: x.cloned(),
-                after: y.cloned(),
-            }),
-        }
+        compare_entry(before.get(key), after.get(key), at, found);
     }
 }
 

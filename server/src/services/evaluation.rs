@@ -48,16 +48,6 @@ impl EvaluationApi {
         Ok((key, environment))
     }
 
-    fn observe<T>(&self, rpc: &str, started: Instant, result: &Result<T, Status>) {
-        let code = match result {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        };
-        self.hub
-            .metrics()
-            .observe_rpc(rpc, code, started.elapsed().as_secs_f64());
-    }
-
     fn count(&self, environment: &Environment, rpc: &str, flags: usize) {
         self.hub
             .metrics()
@@ -176,7 +166,9 @@ impl EvaluationService for EvaluationApi {
             }))
         }
         .await;
-        self.observe("Evaluate", started, &result);
+        self.hub
+            .metrics()
+            .observe_result("Evaluate", started, &result);
         result
     }
 
@@ -200,7 +192,9 @@ impl EvaluationService for EvaluationApi {
             }))
         }
         .await;
-        self.observe("EvaluateAll", started, &result);
+        self.hub
+            .metrics()
+            .observe_result("EvaluateAll", started, &result);
         result
     }
 
@@ -250,7 +244,7 @@ impl EvaluationService for EvaluationApi {
             )))
         }
         .await;
-        self.observe("Watch", started, &result);
+        self.hub.metrics().observe_result("Watch", started, &result);
         result
     }
 }

@@ -48,16 +48,6 @@ impl EventApi {
         EventApi { hub, auth }
     }
 
-    fn observe<T>(&self, rpc: &str, started: Instant, result: &Result<T, Status>) {
-        let code = match result {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        };
-        self.hub
-            .metrics()
-            .observe_rpc(rpc, code, started.elapsed().as_secs_f64());
-    }
-
     /// Counts a batch; events only when they were stored (a duplicate stored nothing).
     fn count(&self, key: &SdkKey, batch: &EventBatch, stored: StoredBatch) {
         let metrics = self.hub.metrics();
@@ -318,7 +308,9 @@ impl EventService for EventApi {
             }))
         }
         .await;
-        self.observe("Publish", started, &result);
+        self.hub
+            .metrics()
+            .observe_result("Publish", started, &result);
         result
     }
 }

@@ -196,13 +196,7 @@ impl SyncService for SyncApi {
             )))
         }
         .await;
-        let code = match &result {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        };
-        self.hub
-            .metrics()
-            .observe_rpc("Sync", code, started.elapsed().as_secs_f64());
+        self.hub.metrics().observe_result("Sync", started, &result);
         result
     }
 }
