@@ -9,9 +9,7 @@ import type { EventOptions, VexilOptions } from '../src/index.js'
 import {
   BOB,
   closeAll,
-  FakePage,
   FakeServer,
-  fakeTime,
   KEY,
   MemoryLogger,
   result,
@@ -19,6 +17,8 @@ import {
   settle,
   TestClient,
   values,
+  withFakePage,
+  withFakeTime,
 } from './helpers.js'
 
 afterEach(closeAll)
@@ -39,8 +39,7 @@ async function ready(server: FakeServer, events: EventOptions = {}, options: Vex
 
 describe('exposures', () => {
   test('one per context, flag and variation within the window, for the context the values were evaluated for', async () => {
-    const time = fakeTime()
-    try {
+    await withFakeTime(async (time) => {
       const server = new FakeServer()
       const client = await ready(server, { exposureWindowMs: 60_000, summaries: false })
       for (let i = 0; i < 3; i++) assert.equal(client.stringVariation('experiment', 'a'), 'b')
@@ -77,9 +76,7 @@ describe('exposures', () => {
       assert.equal(await client.flush(), true)
       assert.deepEqual(server.publishes[2].request.exposures.map((e) => e.context?.key), ['bob'])
       await client.close()
-    } finally {
-      await time.restore()
-    }
+    })
   })
 
   test('the deduplication memory is bounded: a context forgotten is exposed again', async () => {
@@ -159,8 +156,7 @@ describe('batches', () => {
   })
 
   test('a batch that fails keeps its id across every retry, and later events go in a new batch', async () => {
-    const time = fakeTime()
-    try {
+    await withFakeTime(async (time) => {
       const server = new FakeServer()
       const client = await ready(server, { attempts: 3, summaries: false })
       client.track('first')
@@ -186,9 +182,7 @@ describe('batches', () => {
       assert.deepEqual(server.publishes[4].request.trackEvents.map((e) => e.name), ['second'])
       assert.equal(client.status().events.sent, 2)
       await client.close()
-    } finally {
-      await time.restore()
-    }
+    })
   })
 
   test('a batch the server refuses is dropped and counted, not retried', async () => {
@@ -217,8 +211,7 @@ describe('batches', () => {
   })
 
   test('a full batch is sent at once, and pending events every flushIntervalMs', async () => {
-    const time = fakeTime()
-    try {
+    await withFakeTime(async (time) => {
       const server = new FakeServer()
       const client = await ready(server, { batchSize: 2, flushIntervalMs: 1000, summaries: false })
       client.track('a')
@@ -232,9 +225,7 @@ describe('batches', () => {
       assert.equal(server.publishes.length, 2, 'the periodic flush')
       assert.deepEqual(server.publishes[1].request.trackEvents.map((e) => e.name), ['c'])
       await client.close()
-    } finally {
-      await time.restore()
-    }
+    })
   })
 
   test('track drops what cannot be sent, without throwing', async () => {
@@ -315,8 +306,7 @@ describe('batches', () => {
 
 describe('page hide and close', () => {
   test('hiding the page sends what is pending at once, and leaving it then sends nothing twice', async () => {
-    const page = new FakePage().install()
-    try {
+    await withFakePage(async (page) => {
       const server = new FakeServer()
       const client = await ready(server)
       client.track('viewed')
@@ -330,14 +320,11 @@ describe('page hide and close', () => {
       await settle()
       assert.equal(server.publishes.length, 1)
       await client.close()
-    } finally {
-      page.uninstall()
-    }
+    })
   })
 
   test('a batch still on its way when the page is left is sent again with the same id', async () => {
-    const page = new FakePage().install()
-    try {
+    await withFakePage(async (page) => {
       const server = new FakeServer()
       const client = await ready(server, { summaries: false })
       let open: () => void = () => {}
@@ -358,14 +345,11 @@ describe('page hide and close', () => {
       assert.equal(batches[2][1], 'later')
       assert.equal(client.status().events.sent, 2, 'counted once')
       await client.close()
-    } finally {
-      page.uninstall()
-    }
+    })
   })
 
   test('close sends pending events, stops the stream and the page listeners; variations keep answering', async () => {
-    const page = new FakePage().install()
-    try {
+    await withFakePage(async (page) => {
       const server = new FakeServer()
       const client = await ready(server, { summaries: false })
       client.track('bye')
@@ -383,8 +367,6 @@ describe('page hide and close', () => {
       assert.equal(await client.flush(), true)
       await client.close()
       assert.equal(await client.waitForInitialization(10), 'CLOSED')
-    } finally {
-      page.uninstall()
-    }
+    })
   })
 })

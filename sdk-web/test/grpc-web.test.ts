@@ -10,7 +10,6 @@ import type { CallOptions } from '../src/grpc-web.js'
 import {
   ALICE,
   closeAll,
-  FakePage,
   frame,
   grpcWebHeaders,
   KEY,
@@ -20,6 +19,7 @@ import {
   TestClient,
   trailer,
   values,
+  withFakePage,
 } from './helpers.js'
 
 afterEach(closeAll)
@@ -64,8 +64,7 @@ async function waitFor(check: () => boolean, what: string): Promise<void> {
 
 describe('gRPC-web over fetch', () => {
   test('Watch and Publish go to the endpoint with the gRPC-web headers, and page hide publishes with keepalive', async () => {
-    const page = new FakePage().install()
-    try {
+    await withFakePage(async (page) => {
       const calls: Call[] = []
       const client = new TestClient(KEY, {
         endpoint: 'http://flags.test:8080/vexil/',
@@ -110,9 +109,7 @@ describe('gRPC-web over fetch', () => {
       assert.deepEqual(last.trackEvents.map((e) => e.name), ['leaving'])
       await client.close()
       assert.equal((watch.init.signal as AbortSignal).aborted, true, 'close cancels the fetch of the stream')
-    } finally {
-      page.uninstall()
-    }
+    })
   })
 
   test('a status in the response headers (trailers-only) is read: UNAUTHENTICATED fails the client', async () => {

@@ -314,8 +314,23 @@ export class FakePage {
   }
 }
 
+/** Runs `body` with a fake page installed, uninstalled after it whatever happens. */
+export async function withFakePage(body: (page: FakePage) => Promise<void>): Promise<void> {
+  const page = new FakePage().install()
+  try {
+    await body(page)
+  } finally {
+    page.uninstall()
+  }
+}
+
+export interface FakeTime {
+  tick(ms: number): Promise<void>
+  restore(): Promise<void>
+}
+
 /** Fake timers and clock for one test; `Math.random` fixed to `random`. */
-export function fakeTime(random = 0.5, now = 1_700_000_000_000): { tick(ms: number): Promise<void>; restore(): Promise<void> } {
+export function fakeTime(random = 0.5, now = 1_700_000_000_000): FakeTime {
   mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now })
   const randomMock = mock.method(Math, 'random', () => random)
   return {
@@ -334,5 +349,15 @@ export function fakeTime(random = 0.5, now = 1_700_000_000_000): { tick(ms: numb
       randomMock.mock.restore()
       mock.timers.reset()
     },
+  }
+}
+
+/** Runs `body` with fake timers and clock (see fakeTime), restored after it whatever happens. */
+export async function withFakeTime(body: (time: FakeTime) => Promise<void>): Promise<void> {
+  const time = fakeTime()
+  try {
+    await body(time)
+  } finally {
+    await time.restore()
   }
 }

@@ -20,6 +20,7 @@ import {
   serverClient,
   settle,
   values,
+  withFakeTime,
 } from './helpers.js'
 
 afterEach(closeAll)
@@ -78,8 +79,7 @@ describe('first values', () => {
   })
 
   test('waitForInitialization resolves INITIALIZING after its timeout when nothing arrives', async () => {
-    const time = fakeTime()
-    try {
+    await withFakeTime(async (time) => {
       const server = new FakeServer()
       const client = serverClient(server)
       let status: string | undefined
@@ -89,9 +89,7 @@ describe('first values', () => {
       await time.tick(200)
       assert.equal(status, 'INITIALIZING')
       await client.close()
-    } finally {
-      await time.restore()
-    }
+    })
   })
 
   test('without a context nothing is watched until identify', async () => {
@@ -339,8 +337,7 @@ describe('Backoff', () => {
 
 describe('refused', () => {
   test('UNAUTHENTICATED fails the client for good: FAILED, no more streams, cached data still served', async () => {
-    const time = fakeTime()
-    try {
+    await withFakeTime(async (time) => {
       const server = new FakeServer()
       const logger = new MemoryLogger()
       const client = serverClient(server, { logger, bootstrap: { checkout: true } })
@@ -354,9 +351,7 @@ describe('refused', () => {
       assert.equal(client.boolVariation('checkout', false), true)
       assert.equal(await client.identify(BOB, 1000), false)
       await client.close()
-    } finally {
-      await time.restore()
-    }
+    })
   })
 
   test('PERMISSION_DENIED on the first call fails the client as well', async () => {
@@ -368,8 +363,7 @@ describe('refused', () => {
   })
 
   test('INVALID_ARGUMENT refuses the context: INVALID_CONTEXT until identify gives another', async () => {
-    const time = fakeTime()
-    try {
+    await withFakeTime(async (time) => {
       const server = new FakeServer()
       const client = serverClient(server, { logger: new MemoryLogger() })
       ;(await server.watchCount(1)).fail(Code.InvalidArgument, 'context.attributes: too large')
@@ -383,16 +377,13 @@ describe('refused', () => {
       assert.equal(await arrived, true)
       assert.equal(client.status().status, 'READY')
       await client.close()
-    } finally {
-      await time.restore()
-    }
+    })
   })
 })
 
 describe('identify', () => {
   test('restarts the stream for the new context at once and resolves when its values arrive', async () => {
-    const time = fakeTime()
-    try {
+    await withFakeTime(async (time) => {
       const server = new FakeServer()
       const client = serverClient(server, { initialBackoffMs: 10_000 })
       const first = await server.watchCount(1)
@@ -416,14 +407,11 @@ describe('identify', () => {
       assert.equal(await client.identify({ key: 'bob', attributes: { beta: true } }), true)
       assert.equal(server.watches.length, 2)
       await client.close()
-    } finally {
-      await time.restore()
-    }
+    })
   })
 
   test('resolves false after its timeout, and when another identify comes first', async () => {
-    const time = fakeTime()
-    try {
+    await withFakeTime(async (time) => {
       const server = new FakeServer()
       const client = serverClient(server)
       await server.watchCount(1)
@@ -438,9 +426,7 @@ describe('identify', () => {
       assert.equal(second, false)
       assert.equal(server.watches.length, 3)
       await client.close()
-    } finally {
-      await time.restore()
-    }
+    })
   })
 
   test('rejects an invalid context with VEXIL_INVALID_CONTEXT and keeps the previous one', async () => {
