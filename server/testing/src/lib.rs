@@ -30,6 +30,7 @@ mod database;
 mod environments;
 mod flags;
 mod http;
+mod metrics;
 mod process;
 mod redis;
 mod redis_cluster;
@@ -49,6 +50,7 @@ pub use flags::{
     bool_flag_request, config_version, create_bool_flag, create_experiment_flag, toggle, try_toggle,
 };
 pub use http::{HttpResponse, http_get, http_request};
+pub use metrics::metric;
 pub use process::{ChildProcess, ServerProcess, free_address};
 pub use redis::PrivateRedis;
 pub use redis_cluster::{ClusterNode, PrivateRedisCluster};

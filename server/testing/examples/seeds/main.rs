@@ -33,7 +33,7 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_proto::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
-use vexil_testing::{ServerProcess, authed, config_version, try_toggle};
+use vexil_testing::{ServerProcess, authed, config_version, metric, try_toggle};
 
 use measure::{Latencies, Report};
 use services::Services;
@@ -341,13 +341,7 @@ async fn create_experiments(
     experiments
         .create_metric(authed(
             pb::CreateMetricRequest {
-                metric: Some(pb::Metric {
-                    project_key: PROJECT.into(),
-                    key: "conversion".into(),
-                    event_name: "purchase".into(),
-                    kind: pb::MetricKind::Conversion as i32,
-                    ..Default::default()
-                }),
+                metric: Some(metric("conversion", "purchase", pb::MetricKind::Conversion)),
             },
             token,
         ))

@@ -13,7 +13,9 @@ use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
 use vexil_server::convert::json_to_value;
 
-use vexil_testing::{ENV, PROJECT, StartsWith, TestServer, authed, expect_code, expect_error};
+use vexil_testing::{
+    ENV, PROJECT, StartsWith, TestServer, authed, expect_code, expect_error, metric,
+};
 
 mod guarded_ramps;
 
@@ -85,20 +87,19 @@ impl Fixture {
     }
 
     async fn create_metric(&mut self, key: &str, event: &str, kind: pb::MetricKind) -> pb::Metric {
+        self.try_create_metric(metric(key, event, kind))
+            .await
+            .unwrap()
+    }
+
+    async fn try_create_metric(&mut self, metric: pb::Metric) -> Result<pb::Metric, tonic::Status> {
         let request = self.req(pb::CreateMetricRequest {
-            metric: Some(pb::Metric {
-                project_key: PROJECT.into(),
-                key: key.into(),
-                event_name: event.into(),
-                kind: kind as i32,
-                ..Default::default()
-            }),
+            metric: Some(metric),
         });
         self.experiments
             .create_metric(request)
             .await
-            .unwrap()
-            .into_inner()
+            .map(|r| r.into_inner())
     }
 
     async fn create_experiment(
@@ -617,57 +618,26 @@ async fn bad_input_is_refused_naming_the_field() {
     assert!(listed.experiments.is_empty());
 
     // Metrics.
-    let bad_metrics: Vec<(&str, pb::Metric)> = vec![
+    let bad_metrics = [
         (
             "metric.kind:",
-            pb::Metric {
-                project_key: PROJECT.into(),
-                key: "m".into(),
-                event_name: "e".into(),
-                ..Default::default()
-            },
+            metric("m", "e", pb::MetricKind::Unspecified),
         ),
-        (
-            "metric.event_name:",
-            pb::Metric {
-                project_key: PROJECT.into(),
-                key: "m".into(),
-                kind: pb::MetricKind::Count as i32,
-                ..Default::default()
-            },
-        ),
+        ("metric.event_name:", metric("m", "", pb::MetricKind::Count)),
         (
             "metric.key:",
-            pb::Metric {
-                project_key: PROJECT.into(),
-                key: "has space".into(),
-                event_name: "e".into(),
-                kind: pb::MetricKind::Count as i32,
-                ..Default::default()
-            },
+            metric("has space", "e", pb::MetricKind::Count),
         ),
     ];
     for (field, metric) in bad_metrics {
-        let request = f.req(pb::CreateMetricRequest {
-            metric: Some(metric),
-        });
-        let status = expect_code(
-            f.experiments.create_metric(request).await,
+        expect_error(
+            f.try_create_metric(metric).await,
             Code::InvalidArgument,
+            StartsWith(field),
         );
-        assert!(status.message().starts_with(field), "{}", status.message());
     }
     let duplicate = f
-        .experiments
-        .create_metric(f.req(pb::CreateMetricRequest {
-            metric: Some(pb::Metric {
-                project_key: PROJECT.into(),
-                key: "basket".into(),
-                event_name: "x".into(),
-                kind: pb::MetricKind::Count as i32,
-                ..Default::default()
-            }),
-        }))
+        .try_create_metric(metric("basket", "x", pb::MetricKind::Count))
         .await;
     expect_code(duplicate, Code::AlreadyExists);
     f.server.stop().await;
@@ -1263,38 +1233,21 @@ async fn ratio_metrics_compare_revenue_per_visit() {
         .await;
     // The denominator is required for a ratio, refused for anything else.
     for (kind, denominator) in [(pb::MetricKind::Ratio, ""), (pb::MetricKind::Sum, "visit")] {
-        let request = f.req(pb::CreateMetricRequest {
-            metric: Some(pb::Metric {
-                project_key: PROJECT.into(),
-                key: "bad".into(),
-                event_name: "purchase".into(),
-                kind: kind as i32,
-                denominator_event_name: denominator.into(),
-                ..Default::default()
-            }),
-        });
+        let bad = pb::Metric {
+            denominator_event_name: denominator.into(),
+            ..metric("bad", "purchase", kind)
+        };
         expect_error(
-            f.experiments.create_metric(request).await,
+            f.try_create_metric(bad).await,
             Code::InvalidArgument,
             StartsWith("metric.denominator_event_name:"),
         );
     }
-    let request = f.req(pb::CreateMetricRequest {
-        metric: Some(pb::Metric {
-            project_key: PROJECT.into(),
-            key: "revenue-per-visit".into(),
-            event_name: "purchase".into(),
-            kind: pb::MetricKind::Ratio as i32,
-            denominator_event_name: "visit".into(),
-            ..Default::default()
-        }),
-    });
-    let metric = f
-        .experiments
-        .create_metric(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let per_visit = pb::Metric {
+        denominator_event_name: "visit".into(),
+        ..metric("revenue-per-visit", "purchase", pb::MetricKind::Ratio)
+    };
+    let metric = f.try_create_metric(per_visit).await.unwrap();
     assert_eq!(metric.denominator_event_name, "visit");
     f.create_flag("button", vec![]).await;
     let mut x = design("per-visit", "button");
@@ -1381,40 +1334,23 @@ async fn quantile_metrics_compare_p90_latency() {
         (pb::MetricKind::Quantile, f64::NAN),
         (pb::MetricKind::Mean, 0.9),
     ] {
-        let request = f.req(pb::CreateMetricRequest {
-            metric: Some(pb::Metric {
-                project_key: PROJECT.into(),
-                key: "bad".into(),
-                event_name: "latency".into(),
-                kind: kind as i32,
-                quantile: level,
-                ..Default::default()
-            }),
-        });
+        let bad = pb::Metric {
+            quantile: level,
+            ..metric("bad", "latency", kind)
+        };
         expect_error(
-            f.experiments.create_metric(request).await,
+            f.try_create_metric(bad).await,
             Code::InvalidArgument,
             StartsWith("metric.quantile:"),
         );
     }
     for (key, level) in [("latency-p90", 0.9), ("latency-p999", 0.999)] {
-        let request = f.req(pb::CreateMetricRequest {
-            metric: Some(pb::Metric {
-                project_key: PROJECT.into(),
-                key: key.into(),
-                event_name: "latency".into(),
-                kind: pb::MetricKind::Quantile as i32,
-                quantile: level,
-                ..Default::default()
-            }),
-        });
-        let metric = f
-            .experiments
-            .create_metric(request)
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(metric.quantile, level);
+        let quantile = pb::Metric {
+            quantile: level,
+            ..metric(key, "latency", pb::MetricKind::Quantile)
+        };
+        let created = f.try_create_metric(quantile).await.unwrap();
+        assert_eq!(created.quantile, level);
     }
     f.create_flag("button", vec![]).await;
     let mut x = design("latency", "button");
