@@ -201,26 +201,14 @@ fn reason(evaluation: &Evaluation<'_>) -> &'static str {
 /// which flags changed.)
 fn metadata(evaluation: &Evaluation<'_>) -> Value {
     let mut out = Map::new();
-    let (kind, rule, prerequisite) = match &evaluation.reason {
-        Reason::Off => ("OFF", None, None),
-        Reason::TargetMatch => ("TARGET_MATCH", None, None),
-        Reason::RuleMatch {
-            rule_index,
-            rule_id,
-        } => ("RULE_MATCH", Some((*rule_index, *rule_id)), None),
-        Reason::Fallthrough => ("FALLTHROUGH", None, None),
-        Reason::PrerequisiteFailed { prerequisite_key } => {
-            ("PREREQUISITE_FAILED", None, Some(*prerequisite_key))
-        }
-        Reason::Error { error_kind } => (error_kind.as_str(), None, None),
-    };
-    out.insert("vexilReason".into(), Value::from(kind));
-    if let Some((index, id)) = rule {
+    let reason = &evaluation.reason;
+    out.insert("vexilReason".into(), Value::from(reason.kind_or_error()));
+    if let Some((index, id)) = reason.rule() {
         out.insert("ruleIndex".into(), Value::from(index));
-        out.insert("ruleId".into(), Value::from(id));
+        out.insert("ruleId".into(), Value::from(*id));
     }
-    if let Some(key) = prerequisite {
-        out.insert("prerequisiteKey".into(), Value::from(key));
+    if let Some(key) = reason.prerequisite_key() {
+        out.insert("prerequisiteKey".into(), Value::from(*key));
     }
     out.insert("inExperiment".into(), Value::from(evaluation.in_experiment));
     if let Some(experiment) = evaluation.experiment_key {

@@ -72,6 +72,34 @@ impl<S: AsRef<str>> Reason<S> {
         self.map_text(|s| s.as_ref())
     }
 
+    /// The reason's kind, but for an error the error's kind (`FLAG_NOT_FOUND`, …): the one
+    /// word that says why a value was served.
+    pub fn kind_or_error(&self) -> &'static str {
+        match self {
+            Reason::Error { error_kind } => error_kind.as_str(),
+            other => other.kind_str(),
+        }
+    }
+
+    /// The index and id of the rule matched, for `RULE_MATCH`.
+    pub fn rule(&self) -> Option<(usize, &S)> {
+        match self {
+            Reason::RuleMatch {
+                rule_index,
+                rule_id,
+            } => Some((*rule_index, rule_id)),
+            _ => None,
+        }
+    }
+
+    /// The prerequisite that failed, for `PREREQUISITE_FAILED`.
+    pub fn prerequisite_key(&self) -> Option<&S> {
+        match self {
+            Reason::PrerequisiteFailed { prerequisite_key } => Some(prerequisite_key),
+            _ => None,
+        }
+    }
+
     /// The reason's kind as written on the wire: `RULE_MATCH`, `ERROR`, …
     pub fn kind_str(&self) -> &'static str {
         match self {

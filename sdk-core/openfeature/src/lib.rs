@@ -136,31 +136,18 @@ fn resolution(detail: &Detail<Value>) -> ResolutionDetails<()> {
         (_, Reason::Fallthrough) => EvaluationReason::Default,
         _ => EvaluationReason::Disabled,
     };
-    let (kind, rule, prerequisite) = match &detail.reason {
-        Reason::Off => ("OFF", None, None),
-        Reason::TargetMatch => ("TARGET_MATCH", None, None),
-        Reason::RuleMatch {
-            rule_index,
-            rule_id,
-        } => ("RULE_MATCH", Some((*rule_index, rule_id.clone())), None),
-        Reason::Fallthrough => ("FALLTHROUGH", None, None),
-        Reason::PrerequisiteFailed { prerequisite_key } => {
-            ("PREREQUISITE_FAILED", None, Some(prerequisite_key.clone()))
-        }
-        Reason::Error { error_kind } => (error_kind.as_str(), None, None),
-    };
     let mut metadata = FlagMetadata::default()
-        .with_value("vexilReason", kind.to_owned())
+        .with_value("vexilReason", detail.reason.kind_or_error().to_owned())
         .with_value("inExperiment", detail.in_experiment)
         .with_value("flagVersion", detail.flag_version)
         .with_value("source", detail.source.as_str().to_owned());
-    if let Some((index, id)) = rule {
+    if let Some((index, id)) = detail.reason.rule() {
         metadata = metadata
             .with_value("ruleIndex", i64::try_from(index).unwrap_or(i64::MAX))
-            .with_value("ruleId", id);
+            .with_value("ruleId", id.clone());
     }
-    if let Some(key) = prerequisite {
-        metadata = metadata.with_value("prerequisiteKey", key);
+    if let Some(key) = detail.reason.prerequisite_key() {
+        metadata = metadata.with_value("prerequisiteKey", key.clone());
     }
     if let Some(experiment) = &detail.experiment_key {
         metadata = metadata.with_value("experimentKey", experiment.clone());
