@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
-use super::db::{Tx, args};
+use super::db::{Row, Tx, args};
 use super::flags::{
     CONFIG_COLUMNS, CONFIG_FROM, FLAG_COLUMNS, config_from_row_at, fetch_config, fetch_flag,
     flag_from_row, insert_flag, log_flag_everywhere, rewrite_config, rewrite_flag,
@@ -52,31 +52,45 @@ async fn env_state(tx: &mut Tx, project: &str, env: &str) -> Result<EnvState> {
     }
 }
 
-/// The environment's flags (not archived) as the engine's model, ordered by key; only those
-/// of `keys` when given.
-async fn load_flags(tx: &mut Tx, env_id: i64, keys: Option<&[String]>) -> Result<Vec<FlagModel>> {
-    let mut sql = format!(
-        "SELECT {FLAG_COLUMNS}, {CONFIG_COLUMNS} FROM {CONFIG_FROM} \
-         WHERE c.environment_id = $1 AND f.archived = FALSE"
-    );
+/// The rows `select` reads for the environment `env_id` (its `$1`), ordered by
+/// `key_column`; only those whose key is one of `keys` when given.
+async fn rows_by_key(
+    tx: &mut Tx,
+    select: String,
+    env_id: i64,
+    key_column: &str,
+    keys: Option<&[String]>,
+) -> Result<Vec<Row>> {
+    let mut sql = select;
     let mut params = args![env_id];
     if let Some(keys) = keys {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        sql.push_str(" AND f.key IN (");
-        for (i, key) in keys.iter().enumerate() {
-            params.push(key.into());
-            sql.push_str(&format!(
-                "{}${}",
-                if i > 0 { ", " } else { "" },
-                params.len()
-            ));
-        }
-        sql.push(')');
+        let placeholders: Vec<String> = keys
+            .iter()
+            .map(|key| {
+                params.push(key.into());
+                format!("${}", params.len())
+            })
+            .collect();
+        sql.push_str(&format!(
+            " AND {key_column} IN ({})",
+            placeholders.join(", ")
+        ));
     }
-    sql.push_str(" ORDER BY f.key");
-    let rows = tx.fetch_all(&sql, params).await?;
+    sql.push_str(&format!(" ORDER BY {key_column}"));
+    Ok(tx.fetch_all(&sql, params).await?)
+}
+
+/// The environment's flags (not archived) as the engine's model, ordered by key; only those
+/// of `keys` when given.
+async fn load_flags(tx: &mut Tx, env_id: i64, keys: Option<&[String]>) -> Result<Vec<FlagModel>> {
+    let sql = format!(
+        "SELECT {FLAG_COLUMNS}, {CONFIG_COLUMNS} FROM {CONFIG_FROM} \
+         WHERE c.environment_id = $1 AND f.archived = FALSE"
+    );
+    let rows = rows_by_key(tx, sql, env_id, "f.key", keys).await?;
     rows.iter()
         .map(|row| {
             let config = config_from_row_at(row, 12)?;
@@ -92,26 +106,8 @@ async fn load_segments(
     env_id: i64,
     keys: Option<&[String]>,
 ) -> Result<Vec<SegmentModel>> {
-    let mut sql =
-        format!("SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.environment_id = $1");
-    let mut params = args![env_id];
-    if let Some(keys) = keys {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        sql.push_str(" AND s.key IN (");
-        for (i, key) in keys.iter().enumerate() {
-            params.push(key.into());
-            sql.push_str(&format!(
-                "{}${}",
-                if i > 0 { ", " } else { "" },
-                params.len()
-            ));
-        }
-        sql.push(')');
-    }
-    sql.push_str(" ORDER BY s.key");
-    let rows = tx.fetch_all(&sql, params).await?;
+    let sql = format!("SELECT {SEGMENT_COLUMNS} FROM {SEGMENT_FROM} WHERE s.environment_id = $1");
+    let rows = rows_by_key(tx, sql, env_id, "s.key", keys).await?;
     rows.iter()
         .map(|row| Ok(canonical_segment(&segment_from_row(row)?)))
         .collect()
