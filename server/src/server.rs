@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use vexil_proto::v1::admin_service_server::AdminServiceServer;
 use vexil_proto::v1::evaluation_service_server::EvaluationServiceServer;
 use vexil_proto::v1::event_service_server::EventServiceServer;
@@ -361,21 +362,17 @@ pub async fn serve_with(
         .max_decoding_message_size(MAX_REQUEST_BYTES);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AdminServiceServer<Admin>>()
-        .await;
-    health_reporter
-        .set_serving::<EvaluationServiceServer<EvaluationApi>>()
-        .await;
-    health_reporter
-        .set_serving::<SyncServiceServer<SyncApi>>()
-        .await;
-    health_reporter
-        .set_serving::<EventServiceServer<EventApi>>()
-        .await;
-    health_reporter
-        .set_serving::<ExperimentServiceServer<ExperimentApi>>()
-        .await;
+    for service in [
+        <AdminServiceServer<Admin> as NamedService>::NAME,
+        <EvaluationServiceServer<EvaluationApi> as NamedService>::NAME,
+        <SyncServiceServer<SyncApi> as NamedService>::NAME,
+        <EventServiceServer<EventApi> as NamedService>::NAME,
+        <ExperimentServiceServer<ExperimentApi> as NamedService>::NAME,
+    ] {
+        health_reporter
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(vexil_proto::FILE_DESCRIPTOR_SET)
