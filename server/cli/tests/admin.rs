@@ -8,6 +8,18 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 use vexil_testing::{BlockingServer, authed};
 
+/// The arguments of a command line as a shell splits it: at spaces, except inside single
+/// quotes.
+fn words(text: &str) -> Vec<&str> {
+    text.split('\'')
+        .enumerate()
+        .flat_map(|(index, part)| match index % 2 {
+            0 => part.split_whitespace().collect(),
+            _ => vec![part],
+        })
+        .collect()
+}
+
 /// A server on a runtime of its own, and a folder for the files the commands read and write.
 struct Server {
     instance: BlockingServer,
@@ -25,6 +37,14 @@ impl Server {
             dir: tempfile::tempdir().expect("temporary folder"),
             instance,
         }
+    }
+
+    /// A server with the flag of [`FLAG`] created.
+    fn with_flag() -> Server {
+        let server = Server::start();
+        let file = server.file("flag.json", FLAG);
+        server.ok(&["flags", "create", "--file", &file]);
+        server
     }
 
     /// Runs `vexil` with the server's address and (unless `token` is `None`) a token.
@@ -62,6 +82,23 @@ impl Server {
         out
     }
 
+    /// Runs `vexil`, expects the server's refusal (exit status 1) with `fragment` in its
+    /// standard error.
+    #[track_caller]
+    fn refused(&self, args: &[&str], fragment: &str) {
+        let (code, _, err) = self.run(args);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(fragment), "{err}");
+    }
+
+    /// Runs `vexil`, expects it to fail with `fragment` in its standard error.
+    #[track_caller]
+    fn fails(&self, args: &[&str], fragment: &str) {
+        let (code, _, err) = self.run(args);
+        assert_ne!(code, 0, "vexil {args:?} succeeded");
+        assert!(err.contains(fragment), "{err}");
+    }
+
     #[track_caller]
     fn json(&self, args: &[&str]) -> Value {
         let out = self.ok(args);
@@ -86,6 +123,16 @@ const FLAG: &str = r#"{
                                              {"variation": 1, "weight": 75000}]}},
   "name": "New checkout", "tags": ["web"]
 }"#;
+
+/// The text `field` of each item of a JSON array.
+fn column<'a>(items: &'a Value, field: &str) -> Vec<&'a str> {
+    items
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|item| item[field].as_str().expect("a text field"))
+        .collect()
+}
 
 fn find<'a>(items: &'a Value, field: &str, value: &str) -> Option<&'a Value> {
     items
@@ -139,21 +186,10 @@ fn flags_are_created_toggled_listed_audited_exported_and_imported() {
 
     // The audit log holds the creation and the toggle, newest first.
     let entries = server.json(&["audit", "list", "--json", "--resource", "flag_config"]);
-    let actions: Vec<&str> = entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = column(&entries, "action");
     assert!(actions.contains(&"flag_config.toggle"), "{actions:?}");
-    assert!(
-        entries
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["resource_kind"] == "flag_config"),
-        "{entries}"
-    );
+    let kinds = column(&entries, "resource_kind");
+    assert!(kinds.iter().all(|kind| *kind == "flag_config"), "{entries}");
     let entries = server.json(&["audit", "list", "--json"]);
     let all: Vec<(&str, &str)> = entries
         .as_array()
@@ -186,20 +222,14 @@ fn flags_are_created_toggled_listed_audited_exported_and_imported() {
     let none = server.json(&["audit", "list", "--json", "--since", "2999-01-01T00:00:00Z"]);
     assert_eq!(none, serde_json::json!([]));
     let by_flag = server.json(&["audit", "list", "--json", "--resource", "flag:checkout"]);
-    assert!(
-        by_flag
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["resource_kind"] == "flag" && e["resource_key"] == "checkout")
-    );
+    let kinds = column(&by_flag, "resource_kind");
+    let keys = column(&by_flag, "resource_key");
+    assert!(kinds.iter().all(|kind| *kind == "flag"), "{by_flag}");
+    assert!(keys.iter().all(|key| *key == "checkout"), "{by_flag}");
     let production = server.json(&["audit", "list", "--json", "-e", "production"]);
+    let environments = column(&production, "environment");
     assert!(
-        production
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["environment"] == "production"),
+        environments.iter().all(|env| *env == "production"),
         "{production}"
     );
     let out = server.ok(&["audit", "list", "--actor", "nobody"]);
@@ -235,14 +265,7 @@ fn flags_are_created_toggled_listed_audited_exported_and_imported() {
         "@example.org"
     );
     // A stale version is refused.
-    let (code, _, err) = server.run(&[
-        "flags",
-        "toggle",
-        "checkout",
-        "off",
-        "--expected-version",
-        "1",
-    ]);
+    let (code, _, err) = server.run(&words("flags toggle checkout off --expected-version 1"));
     assert_eq!(code, 1);
     assert!(err.starts_with("vexil: ABORTED: "), "{err}");
 
@@ -350,9 +373,7 @@ fn segments_and_keys_are_managed() {
     assert_eq!(code, 1);
     assert!(err.starts_with("vexil: NOT_FOUND: "), "{err}");
 
-    let issued = server.json(&[
-        "keys", "issue", "--kind", "server", "--name", "ci", "--json",
-    ]);
+    let issued = server.json(&words("keys issue --kind server --name ci --json"));
     assert_eq!(issued["kind"], "server");
     assert!(!issued["secret"].as_str().unwrap().is_empty());
     let id = issued["id"].as_i64().unwrap().to_string();
@@ -370,16 +391,10 @@ fn segments_and_keys_are_managed() {
 #[test]
 fn environments_and_their_allowed_origins_are_managed_and_audited() {
     let server = Server::start();
-    let created = server.json(&[
-        "environments",
-        "create",
-        "staging",
-        "--allowed-origin",
-        "https://Staging.Example.com/",
-        "--allowed-origin",
-        "https://*.preview.example.com",
-        "--json",
-    ]);
+    let created = server.json(&words(
+        "environments create staging --allowed-origin https://Staging.Example.com/ \
+         --allowed-origin https://*.preview.example.com --json",
+    ));
     assert_eq!(
         created["allowed_origins"],
         json!([
@@ -389,41 +404,21 @@ fn environments_and_their_allowed_origins_are_managed_and_audited() {
     );
     assert_eq!(created["name"], "staging");
     // An update without origins keeps them; with some, replaces them.
-    let renamed = server.json(&[
-        "environments",
-        "update",
-        "staging",
-        "--name",
-        "Staging",
-        "--json",
-    ]);
+    let renamed = server.json(&words("environments update staging --name Staging --json"));
     assert_eq!(renamed["allowed_origins"], created["allowed_origins"]);
     assert_eq!(renamed["version"], 2);
-    let replaced = server.json(&[
-        "environments",
-        "update",
-        "staging",
-        "--allowed-origin",
-        "*",
-        "--json",
-    ]);
+    let replaced = server.json(&words(
+        "environments update staging --allowed-origin * --json",
+    ));
     assert_eq!(replaced["allowed_origins"], json!(["*"]));
     assert_eq!(replaced["name"], "Staging");
-    let local = server.json(&[
-        "environments",
-        "update",
-        "staging",
-        "--local-pages-only",
-        "--json",
-    ]);
+    let local = server.json(&words(
+        "environments update staging --local-pages-only --json",
+    ));
     assert_eq!(local["allowed_origins"], json!([]));
-    let (code, _, err) = server.run(&[
-        "environments",
-        "update",
-        "staging",
-        "--allowed-origin",
-        "https://example.com/app",
-    ]);
+    let (code, _, err) = server.run(&words(
+        "environments update staging --allowed-origin https://example.com/app",
+    ));
     assert_eq!(code, 1);
     assert!(
         err.starts_with(
@@ -435,21 +430,10 @@ fn environments_and_their_allowed_origins_are_managed_and_audited() {
     assert!(table.contains("ALLOWED ORIGINS"), "{table}");
     assert!(table.contains("(this machine's pages)"), "{table}");
     let listed = server.json(&["environments", "list", "--json"]);
-    let keys: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["key"].as_str().unwrap())
-        .collect();
+    let keys = column(&listed, "key");
     assert_eq!(keys, ["development", "production", "staging"]);
     // Every change is in the audit log with the origins before and after.
-    let audit = server.json(&[
-        "audit",
-        "list",
-        "--resource",
-        "environment:staging",
-        "--json",
-    ]);
+    let audit = server.json(&words("audit list --resource environment:staging --json"));
     let entries = audit.as_array().unwrap();
     assert_eq!(entries.len(), 4, "{audit}");
     assert_eq!(entries[0]["action"], "environment.update");
@@ -460,27 +444,18 @@ fn environments_and_their_allowed_origins_are_managed_and_audited() {
 #[test]
 fn raw_events_are_kept_for_the_retention_period_and_a_context_is_erased_on_request() {
     let server = Server::start();
-    let kept = server.json(&[
-        "environments",
-        "update",
-        "development",
-        "--event-retention-days",
-        "30",
-        "--json",
-    ]);
+    let kept = server.json(&words(
+        "environments update development --event-retention-days 30 --json",
+    ));
     assert_eq!(kept["event_retention_days"], 30);
     let table = server.ok(&["environments", "list"]);
     assert!(
         table.contains("30 d") && table.contains("forever"),
         "{table}"
     );
-    let (code, _, err) = server.run(&[
-        "environments",
-        "update",
-        "development",
-        "--event-retention-days",
-        "4000",
-    ]);
+    let (code, _, err) = server.run(&words(
+        "environments update development --event-retention-days 4000",
+    ));
     assert_eq!(code, 1);
     assert!(
         err.starts_with("vexil: INVALID_ARGUMENT: event_retention_days: 4000 days"),
@@ -601,80 +576,21 @@ fn experiments_are_designed_run_and_read() {
     let server = Server::start();
     let flag = server.file("checkout.json", FLAG);
     server.ok(&["flags", "create", "--file", &flag]);
-    let metric = server.json(&[
-        "metrics",
-        "create",
-        "purchase-rate",
-        "--event",
-        "purchase",
-        "--kind",
-        "conversion",
-        "--json",
-    ]);
+    let metric = server.json(&words(
+        "metrics create purchase-rate --event purchase --kind conversion --json",
+    ));
     assert_eq!(metric["kind"], "conversion");
     // A ratio metric needs its denominator's event.
-    let (code, _, err) = server.run(&[
-        "metrics",
-        "create",
-        "per-visit",
-        "--event",
-        "purchase",
-        "--kind",
-        "ratio",
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("--denominator"), "{err}");
-    let ratio = server.json(&[
-        "metrics",
-        "create",
-        "per-visit",
-        "--event",
-        "purchase",
-        "--kind",
-        "ratio",
-        "--denominator",
-        "visit",
-        "--json",
-    ]);
+    let per_visit = "metrics create per-visit --event purchase --kind ratio";
+    server.fails(&words(per_visit), "--denominator");
+    let ratio = server.json(&words(&format!("{per_visit} --denominator visit --json")));
     assert_eq!(ratio["kind"], "ratio");
     assert_eq!(ratio["denominator_event"], "visit");
     // A quantile metric needs its level, and the server refuses one outside (0, 1).
-    let (code, _, err) = server.run(&[
-        "metrics",
-        "create",
-        "latency-p90",
-        "--event",
-        "latency",
-        "--kind",
-        "quantile",
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("--quantile"), "{err}");
-    let (code, _, err) = server.run(&[
-        "metrics",
-        "create",
-        "latency-p90",
-        "--event",
-        "latency",
-        "--kind",
-        "quantile",
-        "--quantile",
-        "1.5",
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("metric.quantile"), "{err}");
-    let quantile = server.json(&[
-        "metrics",
-        "create",
-        "latency-p90",
-        "--event",
-        "latency",
-        "--kind",
-        "quantile",
-        "--quantile",
-        "0.9",
-        "--json",
-    ]);
+    let p90 = "metrics create latency-p90 --event latency --kind quantile";
+    server.fails(&words(p90), "--quantile");
+    server.fails(&words(&format!("{p90} --quantile 1.5")), "metric.quantile");
+    let quantile = server.json(&words(&format!("{p90} --quantile 0.9 --json")));
     assert_eq!(quantile["kind"], "quantile");
     assert_eq!(quantile["quantile"], 0.9);
     let metrics = server.json(&["metrics", "list", "--json"]);
@@ -684,72 +600,31 @@ fn experiments_are_designed_run_and_read() {
     assert!(listed.contains("quantile p90"), "{listed}");
 
     // A bad design is refused, naming the field.
-    let (code, _, err) = server.run(&[
-        "experiments",
-        "create",
-        "bad",
-        "--flag",
-        "checkout",
-        "--variations",
-        "0,1",
-        "--weights",
-        "50,40",
-        "--primary",
-        "purchase-rate",
-        "--mde",
-        "0.1",
-        "--baseline",
-        "0.2",
-    ]);
+    let (code, _, err) = server.run(&words(
+        "experiments create bad --flag checkout --variations 0,1 --weights 50,40 \
+         --primary purchase-rate --mde 0.1 --baseline 0.2",
+    ));
     assert_eq!(code, 1);
     assert!(
         err.contains("INVALID_ARGUMENT") && err.contains("experiment.variations"),
         "{err}"
     );
 
-    let created = server.json(&[
-        "experiments",
-        "create",
-        "checkout-test",
-        "--flag",
-        "checkout",
-        "--rule",
-        "staff",
-        "--variations",
-        "0,1",
-        "--primary",
-        "purchase-rate",
-        "--mde",
-        "0.1",
-        "--baseline",
-        "0.2",
-        "--hypothesis",
-        "staff buy more with the new checkout",
-        "--json",
-    ]);
+    let created = server.json(&words(
+        "experiments create checkout-test --flag checkout --rule staff --variations 0,1 \
+         --primary purchase-rate --mde 0.1 --baseline 0.2 \
+         --hypothesis 'staff buy more with the new checkout' --json",
+    ));
     assert_eq!(created["status"], "draft");
     assert_eq!(created["rule_id"], "staff");
     assert_eq!(created["one_sided"], false);
     let two_sided_size = created["required_sample_size"].as_u64().unwrap();
     assert!(two_sided_size > 1000);
     // One-sided: the whole alpha in one tail, fewer contexts for the same power.
-    let one_sided = server.json(&[
-        "experiments",
-        "create",
-        "checkout-one-way",
-        "--flag",
-        "checkout",
-        "--variations",
-        "0,1",
-        "--primary",
-        "purchase-rate",
-        "--mde",
-        "0.1",
-        "--baseline",
-        "0.2",
-        "--one-sided",
-        "--json",
-    ]);
+    let one_sided = server.json(&words(
+        "experiments create checkout-one-way --flag checkout --variations 0,1 \
+         --primary purchase-rate --mde 0.1 --baseline 0.2 --one-sided --json",
+    ));
     assert_eq!(one_sided["one_sided"], true);
     assert!(one_sided["required_sample_size"].as_u64().unwrap() < two_sided_size);
     let shown = server.ok(&["experiments", "get", "checkout-test"]);
@@ -812,17 +687,9 @@ fn experiments_are_designed_run_and_read() {
 
     let stopped = server.json(&["experiments", "stop", "checkout-test", "--json"]);
     assert_eq!(stopped["status"], "stopped");
-    let decided = server.json(&[
-        "experiments",
-        "decide",
-        "checkout-test",
-        "--ship",
-        "1",
-        "--apply",
-        "--rationale",
-        "cleaner",
-        "--json",
-    ]);
+    let decided = server.json(&words(
+        "experiments decide checkout-test --ship 1 --apply --rationale cleaner --json",
+    ));
     assert_eq!(decided["decision"]["variation"], 1);
     assert_eq!(decided["decision"]["applied"], true);
     let exported: Value = serde_json::from_str(&server.ok(&["export"])).expect("export is JSON");
@@ -896,9 +763,7 @@ fn history_is_listed_compared_and_rolled_back() {
     assert_eq!(flag["configurations"][0]["on"], false);
     let (code, _, err) = server.run(&["flags", "rollback", "checkout"]);
     assert_eq!(code, 2, "a version or a time is required: {err}");
-    let (code, _, err) = server.run(&["flags", "version", "checkout", "99"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("NOT_FOUND"), "{err}");
+    server.refused(&["flags", "version", "checkout", "99"], "NOT_FOUND");
 
     // Segments have the same commands.
     let segment = server.file(
@@ -918,23 +783,13 @@ fn history_is_listed_compared_and_rolled_back() {
     assert_eq!(versions[0]["action"], "segment.rollback");
 
     // The environment as of the toggle: a dry run, then the rollback.
-    let out = server.ok(&[
-        "environments",
-        "rollback",
-        "development",
-        "--at",
-        &at,
-        "--dry-run",
-    ]);
+    let out = server.ok(&words(&format!(
+        "environments rollback development --at {at} --dry-run"
+    )));
     assert!(out.contains("would restore"), "{out}");
-    let done = server.json(&[
-        "environments",
-        "rollback",
-        "development",
-        "--at",
-        &at,
-        "--json",
-    ]);
+    let done = server.json(&words(&format!(
+        "environments rollback development --at {at} --json"
+    )));
     let restored = done["restored"].as_array().expect("a list");
     assert!(
         restored
@@ -957,16 +812,9 @@ fn changes_are_scheduled_listed_cancelled_and_applied() {
         .as_secs();
     let in_an_hour = (now + 3600).to_string();
 
-    let out = server.ok(&[
-        "flags",
-        "schedule",
-        "checkout",
-        "--at",
-        &in_an_hour,
-        "on",
-        "--comment",
-        "launch",
-    ]);
+    let out = server.ok(&words(&format!(
+        "flags schedule checkout --at {in_an_hour} on --comment launch"
+    )));
     assert!(
         out.contains("turn on flag checkout in development"),
         "{out}"
@@ -978,9 +826,7 @@ fn changes_are_scheduled_listed_cancelled_and_applied() {
     let id = listed[0]["id"].as_i64().expect("an id").to_string();
     let out = server.ok(&["flags", "unschedule", &id]);
     assert!(out.contains("(cancelled)"), "{out}");
-    let (code, _, err) = server.run(&["flags", "unschedule", &id]);
-    assert_eq!(code, 1);
-    assert!(err.contains("FAILED_PRECONDITION"), "{err}");
+    server.refused(&["flags", "unschedule", &id], "FAILED_PRECONDITION");
     let (code, _, err) = server.run(&["flags", "schedule", "checkout", "--at", &in_an_hour]);
     assert_eq!(code, 2, "on, off or a file is required: {err}");
 
@@ -989,15 +835,9 @@ fn changes_are_scheduled_listed_cancelled_and_applied() {
         "scheduled.json",
         &server.ok(&["flags", "get", "checkout", "--file-form"]),
     );
-    server.ok(&[
-        "flags",
-        "schedule",
-        "checkout",
-        "--at",
-        "2020-01-01",
-        "--file",
-        &file_form,
-    ]);
+    server.ok(&words(&format!(
+        "flags schedule checkout --at 2020-01-01 --file '{file_form}'"
+    )));
     server.ok(&["flags", "schedule", "checkout", "--at", "2020-01-01", "on"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
@@ -1025,21 +865,10 @@ fn changes_are_scheduled_listed_cancelled_and_applied() {
 
 #[test]
 fn ramps_are_started_listed_paused_resumed_and_cancelled() {
-    let server = Server::start();
-    let file = server.file("flag.json", FLAG);
-    server.ok(&["flags", "create", "--file", &file]);
-    let out = server.ok(&[
-        "flags",
-        "ramp",
-        "start",
-        "checkout",
-        "--variation",
-        "0",
-        "--baseline",
-        "1",
-        "--steps",
-        "10%:1h,50:2h,100",
-    ]);
+    let server = Server::with_flag();
+    let out = server.ok(&words(
+        "flags ramp start checkout --variation 0 --baseline 1 --steps 10%:1h,50:2h,100",
+    ));
     assert!(
         out.contains("running at step 1 of 3 (10 % get variation 0)"),
         "{out}"
@@ -1068,52 +897,22 @@ fn ramps_are_started_listed_paused_resumed_and_cancelled() {
             .ok(&["flags", "ramp", "cancel", &id])
             .contains("cancelled")
     );
-    let (code, _, err) = server.run(&["flags", "ramp", "cancel", &id]);
-    assert_eq!(code, 1);
-    assert!(err.contains("FAILED_PRECONDITION"), "{err}");
-    let (code, _, err) = server.run(&[
-        "flags",
-        "ramp",
-        "start",
-        "checkout",
-        "--variation",
-        "0",
-        "--baseline",
-        "1",
-        "--steps",
-        "10:1w",
-    ]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("a duration is"), "{err}");
+    server.refused(&["flags", "ramp", "cancel", &id], "FAILED_PRECONDITION");
+    server.refused(
+        &words("flags ramp start checkout --variation 0 --baseline 1 --steps 10:1w"),
+        "a duration is",
+    );
 }
 
 #[test]
 fn a_guarded_ramp_is_started_and_its_guardrails_read() {
-    let server = Server::start();
-    let file = server.file("flag.json", FLAG);
-    server.ok(&["flags", "create", "--file", &file]);
-    server.ok(&[
-        "metrics",
-        "create",
-        "retention",
-        "--event",
-        "return",
-        "--kind",
-        "conversion",
-    ]);
+    let server = Server::with_flag();
+    server.ok(&words(
+        "metrics create retention --event return --kind conversion",
+    ));
     let start = |guard: &'static [&'static str]| {
-        let mut args = vec![
-            "flags",
-            "ramp",
-            "start",
-            "checkout",
-            "--variation",
-            "0",
-            "--baseline",
-            "1",
-            "--steps",
-            "10:1h,100",
-        ];
+        let mut args =
+            words("flags ramp start checkout --variation 0 --baseline 1 --steps 10:1h,100");
         args.extend_from_slice(guard);
         args
     };
@@ -1131,16 +930,15 @@ fn a_guarded_ramp_is_started_and_its_guardrails_read() {
     assert_eq!(results["metrics"][0]["metric"]["metric_key"], "retention");
     // A metric the project does not have is refused, naming the field.
     server.ok(&["flags", "ramp", "cancel", &id.to_string()]);
-    let (code, _, err) = server.run(&start(&["--guard", "latency:decrease"]));
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("guard.metrics[0].metric_key"), "{err}");
+    server.refused(
+        &start(&["--guard", "latency:decrease"]),
+        "guard.metrics[0].metric_key",
+    );
 }
 
 #[test]
 fn global_options_go_before_or_after_the_subcommand() {
-    let server = Server::start();
-    let file = server.file("flag.json", FLAG);
-    server.ok(&["flags", "create", "--file", &file]);
+    let server = Server::with_flag();
     server.ok(&["-e", "production", "flags", "toggle", "checkout", "on"]);
     let before = server.json(&["--json", "-e", "production", "flags", "get", "checkout"]);
     let after = server.json(&["flags", "get", "checkout", "-e", "production", "--json"]);
@@ -1180,13 +978,7 @@ fn projects_and_admin_tokens_are_managed() {
     let server = Server::start();
     let out = server.ok(&["projects", "create", "shop", "--name", "Shop"]);
     assert!(out.contains("shop") && out.contains("Shop"), "{out}");
-    server.ok(&[
-        "projects",
-        "update",
-        "shop",
-        "--description",
-        "the web shop",
-    ]);
+    server.ok(&words("projects update shop --description 'the web shop'"));
     let shop = server.json(&["projects", "get", "shop", "--json"]);
     assert_eq!(shop["description"], "the web shop");
     assert_eq!(shop["name"], "Shop", "what is not given stays");
@@ -1194,16 +986,9 @@ fn projects_and_admin_tokens_are_managed() {
     assert!(find(&all, "key", "default").is_some() && find(&all, "key", "shop").is_some());
 
     // A token with the viewer role on shop: it reads shop and nothing else.
-    let created = server.json(&[
-        "tokens",
-        "create",
-        "carol",
-        "--role",
-        "shop=viewer",
-        "--description",
-        "read only",
-        "--json",
-    ]);
+    let created = server.json(&words(
+        "tokens create carol --role shop=viewer --description 'read only' --json",
+    ));
     let secret = created["secret"].as_str().expect("a secret").to_owned();
     let id = created["id"].as_str().expect("an id").to_owned();
     assert_eq!(
@@ -1230,12 +1015,11 @@ fn projects_and_admin_tokens_are_managed() {
     let (code, _, err) = server.run_as(Some(&secret), &["projects", "get", "shop"]);
     assert_eq!(code, 1);
     assert!(err.contains("UNAUTHENTICATED"), "{err}");
-    let (code, _, err) = server.run(&["tokens", "create", "dave", "--role", "shop=owner"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("is not a role"), "{err}");
+    server.refused(
+        &["tokens", "create", "dave", "--role", "shop=owner"],
+        "is not a role",
+    );
 
     server.ok(&["projects", "delete", "shop"]);
-    let (code, _, err) = server.run(&["projects", "get", "shop"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("NOT_FOUND"), "{err}");
+    server.refused(&["projects", "get", "shop"], "NOT_FOUND");
 }
