@@ -18,64 +18,28 @@ pub(crate) enum Arg {
     F64(Option<f64>),
 }
 
-impl From<f64> for Arg {
-    fn from(v: f64) -> Self {
-        Arg::F64(Some(v))
-    }
+/// `impl From<$from> for Arg`, each value `v` becoming `$arg`.
+macro_rules! arg_from {
+    ($($from:ty => |$v:ident| $arg:expr;)*) => {
+        $(impl From<$from> for Arg {
+            fn from($v: $from) -> Self {
+                $arg
+            }
+        })*
+    };
 }
 
-impl From<Option<f64>> for Arg {
-    fn from(v: Option<f64>) -> Self {
-        Arg::F64(v)
-    }
-}
-
-impl From<i64> for Arg {
-    fn from(v: i64) -> Self {
-        Arg::I64(Some(v))
-    }
-}
-
-impl From<Option<i64>> for Arg {
-    fn from(v: Option<i64>) -> Self {
-        Arg::I64(v)
-    }
-}
-
-impl From<bool> for Arg {
-    fn from(v: bool) -> Self {
-        Arg::Bool(v)
-    }
-}
-
-impl From<&str> for Arg {
-    fn from(v: &str) -> Self {
-        Arg::Text(Some(v.to_owned()))
-    }
-}
-
-impl From<String> for Arg {
-    fn from(v: String) -> Self {
-        Arg::Text(Some(v))
-    }
-}
-
-impl From<&String> for Arg {
-    fn from(v: &String) -> Self {
-        Arg::Text(Some(v.clone()))
-    }
-}
-
-impl From<Option<String>> for Arg {
-    fn from(v: Option<String>) -> Self {
-        Arg::Text(v)
-    }
-}
-
-impl From<Option<&str>> for Arg {
-    fn from(v: Option<&str>) -> Self {
-        Arg::Text(v.map(str::to_owned))
-    }
+arg_from! {
+    f64 => |v| Arg::F64(Some(v));
+    Option<f64> => |v| Arg::F64(v);
+    i64 => |v| Arg::I64(Some(v));
+    Option<i64> => |v| Arg::I64(v);
+    bool => |v| Arg::Bool(v);
+    &str => |v| Arg::Text(Some(v.to_owned()));
+    String => |v| Arg::Text(Some(v));
+    &String => |v| Arg::Text(Some(v.clone()));
+    Option<String> => |v| Arg::Text(v);
+    Option<&str> => |v| Arg::Text(v.map(str::to_owned));
 }
 
 /// Builds a `Vec<Arg>` from values of any type that converts into [`Arg`].
@@ -163,19 +127,30 @@ macro_rules! bind_all {
     }};
 }
 
+/// `$body` on the transaction `$tx` of either engine, bound to `$t`, with `$row` the
+/// constructor of that engine's [`Row`]: every query is written once for both.
+macro_rules! on_engine {
+    ($tx:expr, |$t:ident, $row:ident| $body:expr) => {
+        match $tx {
+            Tx::Postgres($t) => {
+                let $row = Row::Postgres;
+                $body
+            }
+            Tx::Sqlite($t) => {
+                let $row = Row::Sqlite;
+                $body
+            }
+        }
+    };
+}
+
 impl Tx {
     /// Runs a statement; returns the number of rows it affected.
     pub(crate) async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
-        match self {
-            Tx::Postgres(tx) => Ok(bind_all!(sqlx::query(sql), args)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()),
-            Tx::Sqlite(tx) => Ok(bind_all!(sqlx::query(sql), args)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()),
-        }
+        on_engine!(self, |tx, _row| {
+            let done = bind_all!(sqlx::query(sql), args).execute(&mut **tx).await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Runs a query; returns every row.
@@ -184,20 +159,12 @@ impl Tx {
         sql: &str,
         args: Vec<Arg>,
     ) -> Result<Vec<Row>, sqlx::Error> {
-        match self {
-            Tx::Postgres(tx) => Ok(bind_all!(sqlx::query(sql), args)
+        on_engine!(self, |tx, row| {
+            let rows = bind_all!(sqlx::query(sql), args)
                 .fetch_all(&mut **tx)
-                .await?
-                .into_iter()
-                .map(Row::Postgres)
-                .collect()),
-            Tx::Sqlite(tx) => Ok(bind_all!(sqlx::query(sql), args)
-                .fetch_all(&mut **tx)
-                .await?
-                .into_iter()
-                .map(Row::Sqlite)
-                .collect()),
-        }
+                .await?;
+            Ok(rows.into_iter().map(row).collect())
+        })
     }
 
     /// Runs a query; returns its first row, if any.
@@ -206,16 +173,12 @@ impl Tx {
         sql: &str,
         args: Vec<Arg>,
     ) -> Result<Option<Row>, sqlx::Error> {
-        match self {
-            Tx::Postgres(tx) => Ok(bind_all!(sqlx::query(sql), args)
+        on_engine!(self, |tx, row| {
+            let first = bind_all!(sqlx::query(sql), args)
                 .fetch_optional(&mut **tx)
-                .await?
-                .map(Row::Postgres)),
-            Tx::Sqlite(tx) => Ok(bind_all!(sqlx::query(sql), args)
-                .fetch_optional(&mut **tx)
-                .await?
-                .map(Row::Sqlite)),
-        }
+                .await?;
+            Ok(first.map(row))
+        })
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
