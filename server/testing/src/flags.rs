@@ -49,14 +49,10 @@ pub async fn create_experiment_flag(
     key: &str,
     experiment: &str,
 ) {
-    let half = |variation| pb::WeightedVariation {
-        variation,
-        weight: 50_000,
-    };
     let mut request = bool_flag_request(key, false);
     request.fallthrough = Some(pb::Serve {
         kind: Some(pb::serve::Kind::Rollout(pb::Rollout {
-            variations: vec![half(0), half(1)],
+            variations: halves(),
             bucket_by: None,
             algorithm: pb::BucketingAlgorithm::Murmur3V1 as i32,
         })),
@@ -72,6 +68,26 @@ pub async fn create_experiment_flag(
         .await
         .expect("create experiment flag");
     toggle(admin, token, key, true).await;
+}
+
+/// Variations 0 and 1, half the traffic each: a 50/50 rollout or experiment.
+pub fn halves() -> Vec<pb::WeightedVariation> {
+    (0..2)
+        .map(|variation| pb::WeightedVariation {
+            variation,
+            weight: 50_000,
+        })
+        .collect()
+}
+
+/// Flag `key` in [`ENV`], as the history calls name it.
+pub fn flag_resource(key: &str) -> pb::VersionedResource {
+    pb::VersionedResource {
+        project_key: PROJECT.into(),
+        environment_key: ENV.into(),
+        kind: pb::VersionedKind::Flag as i32,
+        key: key.into(),
+    }
 }
 
 /// The version of a flag's configuration in [`ENV`] (the expected version of a write).

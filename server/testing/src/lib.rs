@@ -47,7 +47,8 @@ pub use cluster::Cluster;
 pub use database::TestDatabase;
 pub use environments::create_environment;
 pub use flags::{
-    bool_flag_request, config_version, create_bool_flag, create_experiment_flag, toggle, try_toggle,
+    bool_flag_request, config_version, create_bool_flag, create_experiment_flag, flag_resource,
+    halves, toggle, try_toggle,
 };
 pub use http::{HttpResponse, http_get, http_request};
 pub use metrics::metric;

@@ -33,7 +33,7 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_proto::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
-use vexil_testing::{ServerProcess, authed, config_version, metric, try_toggle};
+use vexil_testing::{ServerProcess, authed, config_version, halves, metric, try_toggle};
 
 use measure::{Latencies, Report};
 use services::Services;
@@ -347,10 +347,6 @@ async fn create_experiments(
         ))
         .await
         .context("create the metric")?;
-    let half = |variation| pb::WeightedVariation {
-        variation,
-        weight: 50_000,
-    };
     for index in 0..count {
         let created = experiments
             .create_experiment(authed(
@@ -360,7 +356,7 @@ async fn create_experiments(
                         environment_key: ENV.into(),
                         key: experiment_key(index),
                         flag_key: flag_key(index),
-                        variations: vec![half(0), half(1)],
+                        variations: halves(),
                         primary_metric: Some(pb::ExperimentMetric {
                             metric_key: "conversion".into(),
                             direction: pb::MetricDirection::Increase as i32,

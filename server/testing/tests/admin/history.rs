@@ -12,21 +12,12 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 
 use vexil_testing::{
-    StartsWith, TestServer, authed, eventually_blocking, expect_code, expect_error,
+    StartsWith, TestServer, authed, eventually_blocking, expect_code, expect_error, flag_resource,
 };
 
 use super::{admin_with_flag, clause, segment_creation, segment_deletion, segment_rule, serve};
 
 const ENV: &str = "production";
-
-fn flag(key: &str) -> pb::VersionedResource {
-    pb::VersionedResource {
-        project_key: "default".into(),
-        environment_key: ENV.into(),
-        kind: pb::VersionedKind::Flag as i32,
-        key: key.into(),
-    }
-}
 
 fn number(n: i64) -> Option<pb::VersionSelector> {
     Some(pb::VersionSelector {
@@ -43,7 +34,7 @@ fn at(ts: prost_types::Timestamp) -> Option<pb::VersionSelector> {
 /// Restoring version `to` of flag `checkout` in `ENV`, at its `expected_version`.
 fn checkout_rollback(to: i64, expected_version: i64) -> pb::RollbackRequest {
     pb::RollbackRequest {
-        resource: Some(flag("checkout")),
+        resource: Some(flag_resource("checkout")),
         to: number(to),
         expected_version,
     }
@@ -58,7 +49,7 @@ async fn checkout_version(
     version: Option<pb::VersionSelector>,
 ) -> pb::ResourceVersion {
     let request = pb::GetVersionRequest {
-        resource: Some(flag("checkout")),
+        resource: Some(flag_resource("checkout")),
         version,
     };
     admin
@@ -116,7 +107,7 @@ async fn history_round_trip(server: &TestServer) {
     let listed = admin
         .list_versions(authed(
             pb::ListVersionsRequest {
-                resource: Some(flag("checkout")),
+                resource: Some(flag_resource("checkout")),
                 page: None,
             },
             &token,
@@ -142,7 +133,7 @@ async fn history_round_trip(server: &TestServer) {
     let diff = admin
         .diff_versions(authed(
             pb::DiffVersionsRequest {
-                resource: Some(flag("checkout")),
+                resource: Some(flag_resource("checkout")),
                 from: number(1),
                 to: number(3),
             },
@@ -298,7 +289,7 @@ async fn bad_history_requests_name_the_field() {
             pb::GetVersionRequest {
                 resource: Some(pb::VersionedResource {
                     kind: pb::VersionedKind::Unspecified as i32,
-                    ..flag("x")
+                    ..flag_resource("x")
                 }),
                 version: number(1),
             },
@@ -306,21 +297,21 @@ async fn bad_history_requests_name_the_field() {
         (
             "resource.key:",
             pb::GetVersionRequest {
-                resource: Some(flag("")),
+                resource: Some(flag_resource("")),
                 version: number(1),
             },
         ),
         (
             "version:",
             pb::GetVersionRequest {
-                resource: Some(flag("x")),
+                resource: Some(flag_resource("x")),
                 version: None,
             },
         ),
         (
             "version.number:",
             pb::GetVersionRequest {
-                resource: Some(flag("x")),
+                resource: Some(flag_resource("x")),
                 version: number(0),
             },
         ),
@@ -340,7 +331,7 @@ async fn bad_history_requests_name_the_field() {
         admin
             .get_version(authed(
                 pb::GetVersionRequest {
-                    resource: Some(flag("missing")),
+                    resource: Some(flag_resource("missing")),
                     version: number(1),
                 },
                 &token,

@@ -14,7 +14,7 @@ use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
 use vexil_server::convert::json_to_value;
 
 use vexil_testing::{
-    ENV, PROJECT, StartsWith, TestServer, authed, expect_code, expect_error, metric,
+    ENV, PROJECT, StartsWith, TestServer, authed, expect_code, expect_error, halves, metric,
 };
 
 mod guarded_ramps;
@@ -205,16 +205,6 @@ fn goal(metric: &str) -> Option<pb::ExperimentMetric> {
         metric_key: metric.into(),
         direction: pb::MetricDirection::Increase as i32,
     })
-}
-
-/// Variations 0 and 1, half the traffic each.
-fn halves() -> Vec<pb::WeightedVariation> {
-    (0..2)
-        .map(|variation| pb::WeightedVariation {
-            variation,
-            weight: 50_000,
-        })
-        .collect()
 }
 
 /// A valid conversion experiment on `flag`'s fallthrough.

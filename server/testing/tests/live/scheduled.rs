@@ -8,7 +8,9 @@ use vexil_server::convert::timestamp;
 use vexil_server::live::LiveSettings;
 use vexil_server::storage::now_millis;
 
-use vexil_testing::{Cluster, ENV, PROJECT, ServerOptions, authed, create_bool_flag, eventually};
+use vexil_testing::{
+    Cluster, ENV, PROJECT, ServerOptions, authed, create_bool_flag, eventually, flag_resource,
+};
 
 const FLAGS: usize = 40;
 
@@ -87,12 +89,7 @@ async fn scheduled_changes_run_once_across_three_instances_and_a_crash() {
         let versions = admin
             .list_versions(authed(
                 pb::ListVersionsRequest {
-                    resource: Some(pb::VersionedResource {
-                        project_key: PROJECT.into(),
-                        environment_key: ENV.into(),
-                        kind: pb::VersionedKind::Flag as i32,
-                        key: x.flag_key.clone(),
-                    }),
+                    resource: Some(flag_resource(&x.flag_key)),
                     page: None,
                 },
                 &token,
