@@ -150,30 +150,42 @@ fn value(result: &pb::EvaluationResult) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The reason's kind; unspecified (0) when there is no reason or the kind is unknown.
 fn reason_kind(result: &pb::EvaluationResult) -> pb::ReasonKind {
-    result
-        .reason
-        .as_ref()
-        .and_then(|r| pb::ReasonKind::try_from(r.kind).ok())
-        .unwrap_or(pb::ReasonKind::Unspecified)
+    let kind = result.reason.as_ref().map_or(0, |r| r.kind);
+    pb::ReasonKind::try_from(kind).unwrap_or(pb::ReasonKind::Unspecified)
 }
 
+/// The reason's error kind; unspecified (0) when there is no reason or the kind is unknown.
 fn error_kind(result: &pb::EvaluationResult) -> pb::ErrorKind {
-    result
-        .reason
-        .as_ref()
-        .and_then(|r| pb::ErrorKind::try_from(r.error_kind).ok())
-        .unwrap_or(pb::ErrorKind::Unspecified)
+    let kind = result.reason.as_ref().map_or(0, |r| r.error_kind);
+    pb::ErrorKind::try_from(kind).unwrap_or(pb::ErrorKind::Unspecified)
+}
+
+/// A one-instance cluster on SQLite, its root token and an admin client of the instance.
+async fn one_instance() -> (Cluster, String, AdminServiceClient<Channel>) {
+    let cluster = Cluster::sqlite(settings()).await;
+    let token = cluster.root_token();
+    let admin = cluster.instances[0].admin().await;
+    (cluster, token, admin)
+}
+
+/// [`one_instance`] with the flag `alpha` (off) created and held by the instance; and a
+/// server SDK key.
+async fn serving_alpha() -> (Cluster, String, AdminServiceClient<Channel>, String) {
+    let (cluster, token, mut admin) = one_instance().await;
+    create_bool_flag(&mut admin, &token, "alpha", false).await;
+    cluster.instances[0].refresh_now().await;
+    let server_key = cluster.sdk_key(ENV, "server");
+    (cluster, token, admin, server_key)
 }
 
 #[tokio::test]
 async fn evaluations_follow_writes_and_client_keys_see_only_client_side_values() {
-    let cluster = Cluster::sqlite(settings()).await;
+    let (cluster, token, mut admin) = one_instance().await;
     let instance = &cluster.instances[0];
-    let token = cluster.root_token();
     let server_key = cluster.sdk_key(ENV, "server");
     let client_key = cluster.sdk_key(ENV, "client");
-    let mut admin = instance.admin().await;
     create_bool_flag(&mut admin, &token, "server-only", false).await;
     create_bool_flag(&mut admin, &token, "public", true).await;
     let mut eval = instance.evaluation().await;
@@ -320,11 +332,9 @@ async fn next_watch(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::wat
 
 #[tokio::test]
 async fn watch_sends_exactly_the_changes_that_affect_the_context() {
-    let cluster = Cluster::sqlite(settings()).await;
+    let (cluster, token, mut admin) = one_instance().await;
     let instance = &cluster.instances[0];
-    let token = cluster.root_token();
     let client_key = cluster.sdk_key(ENV, "client");
-    let mut admin = instance.admin().await;
     create_bool_flag(&mut admin, &token, "checkout", true).await;
     create_bool_flag(&mut admin, &token, "banner", true).await;
     toggle(&mut admin, &token, "checkout", true).await;
@@ -464,13 +474,8 @@ async fn open_sync(
 
 #[tokio::test]
 async fn sync_sends_a_snapshot_then_patches_and_resumes_from_a_version() {
-    let cluster = Cluster::sqlite(settings()).await;
+    let (cluster, token, mut admin, server_key) = serving_alpha().await;
     let instance = &cluster.instances[0];
-    let token = cluster.root_token();
-    let server_key = cluster.sdk_key(ENV, "server");
-    let mut admin = instance.admin().await;
-    create_bool_flag(&mut admin, &token, "alpha", false).await;
-    instance.refresh_now().await;
 
     let mut stream = open_sync(instance, &server_key, 0).await;
     let pb::sync_response::Event::Snapshot(snapshot) = next_sync(&mut stream).await else {
@@ -574,13 +579,8 @@ async fn sync_sends_a_snapshot_then_patches_and_resumes_from_a_version() {
 #[tokio::test]
 async fn http_snapshot_has_etag_304_and_gzip() {
     use std::io::Read;
-    let cluster = Cluster::sqlite(settings()).await;
+    let (cluster, token, mut admin, server_key) = serving_alpha().await;
     let instance = &cluster.instances[0];
-    let token = cluster.root_token();
-    let server_key = cluster.sdk_key(ENV, "server");
-    let mut admin = instance.admin().await;
-    create_bool_flag(&mut admin, &token, "alpha", false).await;
-    instance.refresh_now().await;
     let auth = format!("Bearer {server_key}");
 
     let plain = instance
@@ -593,12 +593,11 @@ async fn http_snapshot_has_etag_304_and_gzip() {
     assert_eq!(etag, format!("\"{}\"", body["version"]));
     assert!(plain.header("cache-control").unwrap().contains("public"));
 
-    let not_modified = instance
-        .http_get(
-            "/v1/snapshot",
-            &[("Authorization", &auth), ("If-None-Match", &etag)],
-        )
-        .await;
+    let conditional = [
+        ("Authorization", auth.as_str()),
+        ("If-None-Match", etag.as_str()),
+    ];
+    let not_modified = instance.http_get("/v1/snapshot", &conditional).await;
     assert_eq!(not_modified.status, 304);
     assert!(not_modified.body.is_empty());
 
@@ -619,12 +618,7 @@ async fn http_snapshot_has_etag_304_and_gzip() {
     // After a change the old ETag no longer matches.
     toggle(&mut admin, &token, "alpha", true).await;
     instance.refresh_now().await;
-    let changed = instance
-        .http_get(
-            "/v1/snapshot",
-            &[("Authorization", &auth), ("If-None-Match", &etag)],
-        )
-        .await;
+    let changed = instance.http_get("/v1/snapshot", &conditional).await;
     assert_eq!(changed.status, 200);
     assert_ne!(changed.header("etag"), Some(etag.as_str()));
 
@@ -654,6 +648,11 @@ fn through_redis(url: String, prefix: &str) -> LiveSettings {
         ..LiveSettings::default()
     }
 }
+
+/// The count of changes an instance learnt of by a Redis notice.
+const BY_NOTICE: &str = "vexil_propagation_lag_seconds_count{source=\"notice\"}";
+/// The count of changes an instance learnt of by its periodic version check.
+const BY_CHECK: &str = "vexil_propagation_lag_seconds_count{source=\"check\"}";
 
 /// The acceptance test of propagation: three instances on one Postgres and one Redis.
 #[tokio::test]
@@ -696,8 +695,7 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
     let started = Instant::now();
     held = toggle_and_follow(&mut admin, &token, true, &mut sync_c, held, &mut watch_b).await;
     eprintln!("propagation with redis: {:?}", started.elapsed());
-    let by_notice = "vexil_propagation_lag_seconds_count{source=\"notice\"}";
-    assert_counted(by_notice, [(c, "C"), (b, "B")]).await;
+    assert_counted(BY_NOTICE, [(c, "C"), (b, "B")]).await;
 
     // 2. Redis down: serving goes on, and the change still arrives by the periodic check.
     redis.stop();
@@ -706,8 +704,7 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
     let started = Instant::now();
     held = toggle_and_follow(&mut admin, &token, false, &mut sync_c, held, &mut watch_b).await;
     eprintln!("propagation without redis: {:?}", started.elapsed());
-    let by_check = "vexil_propagation_lag_seconds_count{source=\"check\"}";
-    assert_counted(by_check, [(c, "C"), (b, "B")]).await;
+    assert_counted(BY_CHECK, [(c, "C"), (b, "B")]).await;
 
     // 3. Redis back: the subscription comes back by itself and notices are fast again.
     redis.restart();
@@ -719,11 +716,11 @@ async fn three_instances_propagate_through_redis_and_survive_its_loss() {
         )
         .await;
     }
-    let notices_before = c.metric(by_notice).await;
-    let checks_before = c.metric(by_check).await;
+    let notices_before = c.metric(BY_NOTICE).await;
+    let checks_before = c.metric(BY_CHECK).await;
     held = toggle_and_follow(&mut admin, &token, true, &mut sync_c, held, &mut watch_b).await;
-    assert_eq!(c.metric(by_notice).await, notices_before + 1.0);
-    assert_eq!(c.metric(by_check).await, checks_before);
+    assert_eq!(c.metric(BY_NOTICE).await, notices_before + 1.0);
+    assert_eq!(c.metric(BY_CHECK).await, checks_before);
 
     // 4. A stream cut mid-way resumes from its version on another instance, by patch.
     drop(sync_c);
