@@ -94,6 +94,21 @@ fn segment_rule(segment: &str, variation: u32) -> pb::Rule {
     }
 }
 
+/// Writing `configuration` for flag `key` in `development`, at its `expected_version`.
+fn development_update(
+    key: &str,
+    expected_version: i64,
+    configuration: pb::FlagConfiguration,
+) -> pb::UpdateFlagConfigurationRequest {
+    pb::UpdateFlagConfigurationRequest {
+        project_key: "default".into(),
+        environment_key: "development".into(),
+        key: key.into(),
+        expected_version,
+        configuration: Some(configuration),
+    }
+}
+
 /// Creating `segment` in the environment `ENV`.
 fn segment_creation(segment: pb::Segment) -> pb::CreateSegmentRequest {
     pb::CreateSegmentRequest {
@@ -322,13 +337,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
     let status = expect_code(
         admin
             .update_flag_configuration(authed(
-                pb::UpdateFlagConfigurationRequest {
-                    project_key: "default".into(),
-                    environment_key: "development".into(),
-                    key: "checkout".into(),
-                    expected_version: before.version,
-                    configuration: Some(bad_regex),
-                },
+                development_update("checkout", before.version, bad_regex),
                 &token,
             ))
             .await,
@@ -351,13 +360,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
     expect_error(
         admin
             .update_flag_configuration(authed(
-                pb::UpdateFlagConfigurationRequest {
-                    project_key: "default".into(),
-                    environment_key: "development".into(),
-                    key: "checkout".into(),
-                    expected_version: before.version,
-                    configuration: Some(unknown_variation),
-                },
+                development_update("checkout", before.version, unknown_variation),
                 &token,
             ))
             .await,
@@ -374,13 +377,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
     expect_error(
         admin
             .update_flag_configuration(authed(
-                pb::UpdateFlagConfigurationRequest {
-                    project_key: "default".into(),
-                    environment_key: "development".into(),
-                    key: "checkout".into(),
-                    expected_version: before.version + 5,
-                    configuration: Some(good.clone()),
-                },
+                development_update("checkout", before.version + 5, good.clone()),
                 &token,
             ))
             .await,
@@ -443,29 +440,13 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         .unwrap()
         .into_inner();
     assert_eq!(flags.flags.len(), 1);
-    let audit = admin
-        .list_audit_entries(authed(
-            pb::ListAuditEntriesRequest {
-                resource_key: "checkout".into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(audit.entries.len(), 1, "only the creation is in the log");
+    let audit = audit_entries(&mut admin, &token, "", "checkout").await;
+    assert_eq!(audit.len(), 1, "only the creation is in the log");
 
     // The good configuration with the right version goes through.
     let written = admin
         .update_flag_configuration(authed(
-            pb::UpdateFlagConfigurationRequest {
-                project_key: "default".into(),
-                environment_key: "development".into(),
-                key: "checkout".into(),
-                expected_version: before.version,
-                configuration: Some(good),
-            },
+            development_update("checkout", before.version, good),
             &token,
         ))
         .await
@@ -645,16 +626,7 @@ async fn segments_are_validated_and_referenced() {
         ..Default::default()
     };
     admin
-        .update_flag_configuration(authed(
-            pb::UpdateFlagConfigurationRequest {
-                project_key: "default".into(),
-                environment_key: "development".into(),
-                key: "beta-ui".into(),
-                expected_version: 1,
-                configuration: Some(config),
-            },
-            &token,
-        ))
+        .update_flag_configuration(authed(development_update("beta-ui", 1, config), &token))
         .await
         .unwrap();
     expect_error(
