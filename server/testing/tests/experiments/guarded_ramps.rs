@@ -274,16 +274,16 @@ async fn guarded_ramps(database: TestDatabase, look: Look) {
     f.server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guarded_ramps_between_steps_on_sqlite() {
-    guarded_ramps(TestDatabase::sqlite(), Look::Between).await;
+/// [`guarded_ramps`] on a fresh Postgres database, unless Postgres is skipped.
+async fn guarded_ramps_on_postgres(look: Look) {
+    if let Some(database) = TestDatabase::postgres().await {
+        guarded_ramps(database, look).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guarded_ramps_at_a_step_on_postgres() {
-    if let Some(database) = TestDatabase::postgres().await {
-        guarded_ramps(database, Look::AtStep).await;
-    }
+async fn guarded_ramps_between_steps_on_sqlite() {
+    guarded_ramps(TestDatabase::sqlite(), Look::Between).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,10 +292,13 @@ async fn guarded_ramps_at_a_step_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_ramps_at_a_step_on_postgres() {
+    guarded_ramps_on_postgres(Look::AtStep).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guarded_ramps_between_steps_on_postgres() {
-    if let Some(database) = TestDatabase::postgres().await {
-        guarded_ramps(database, Look::Between).await;
-    }
+    guarded_ramps_on_postgres(Look::Between).await;
 }
 
 /// A real SDK evaluating a guarded ramp's flag is told it is in the ramp's experiment, and
