@@ -333,23 +333,13 @@ fn authed<T>(message: T, token: &str) -> Request<T> {
 // ---------------------------------------------------------------------------------------
 // Fixtures
 
-/// A bool flag with one `in` rule and a 50/50 rollout fallthrough: the common shape.
+/// A bool flag with one `in` rule and a 50/50 rollout fallthrough: the common shape, kept in
+/// bench_flag.json (the seeds example of vexil-testing loads it too).
 fn bench_flag(key: &str) -> Value {
-    json!({
-        "key": key,
-        "kind": "bool",
-        "variations": [true, false],
-        "on": true,
-        "off_variation": 1,
-        "rules": [{
-            "id": "r1",
-            "clauses": [{ "attribute": "country", "op": "in", "values": ["FR", "BE"] }],
-            "serve": { "variation": 1 }
-        }],
-        "fallthrough": { "rollout": { "variations": [
-            { "variation": 0, "weight": 50000 }, { "variation": 1, "weight": 50000 }
-        ] } }
-    })
+    let mut flag: Value =
+        serde_json::from_str(include_str!("bench_flag.json")).expect("bench_flag.json is JSON");
+    flag["key"] = key.into();
+    flag
 }
 
 /// Imports `count` flags `flag-00000`… into `env`, in chunks; returns the last version.

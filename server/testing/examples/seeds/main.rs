@@ -116,23 +116,13 @@ fn experiment_key(index: usize) -> String {
     format!("exp-{index:04}")
 }
 
-/// A bool flag, on, with one rule on `country` and a 50/50 rollout fallthrough.
+/// A bool flag, on, with one rule on `country` and a 50/50 rollout fallthrough: the flag of
+/// vexil-server's load example.
 fn flag(key: &str) -> Value {
-    json!({
-        "key": key,
-        "kind": "bool",
-        "variations": [true, false],
-        "on": true,
-        "off_variation": 1,
-        "rules": [{
-            "id": "r1",
-            "clauses": [{ "attribute": "country", "op": "in", "values": ["FR", "BE"] }],
-            "serve": { "variation": 1 }
-        }],
-        "fallthrough": { "rollout": { "variations": [
-            { "variation": 0, "weight": 50000 }, { "variation": 1, "weight": 50000 }
-        ] } }
-    })
+    let mut flag: Value = serde_json::from_str(include_str!("../../../examples/bench_flag.json"))
+        .expect("bench_flag.json is JSON");
+    flag["key"] = key.into();
+    flag
 }
 
 /// A ramp flag: off-variation false, fallthrough false, for the ramp to roll true out.
