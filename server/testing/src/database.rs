@@ -249,7 +249,9 @@ impl Drop for TestDatabase {
     }
 }
 
-async fn drop_postgres_database(admin_url: &str, database: &str) {
+/// Drops `database` (closing its connections) through the maintenance database at
+/// `admin_url`; nothing when the server cannot be reached.
+pub async fn drop_postgres_database(admin_url: &str, database: &str) {
     if let Ok(mut admin) = PgConnection::connect(admin_url).await {
         let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
             .execute(&mut admin)

@@ -44,7 +44,7 @@ use std::time::Duration;
 use tonic::{Code, Request, Status};
 
 pub use cluster::Cluster;
-pub use database::TestDatabase;
+pub use database::{TestDatabase, drop_postgres_database};
 pub use environments::create_environment;
 pub use flags::{
     bool_flag_request, config_version, create_bool_flag, create_experiment_flag, flag_resource,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use tonic::transport::{Channel, Endpoint};
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
-use vexil_testing::{ServerProcess, authed, bool_flag_request};
+use vexil_testing::{ServerProcess, authed, bool_flag_request, drop_postgres_database};
 
 use clients::{RustSdk, SdkClient, TesteeSdk};
 use proxy::{Fault, Proxy};
@@ -353,7 +353,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let database = format!("vexil_chaos_{}", std::process::id());
     let outcome = run(&settings, &admin_url, &database).await;
-    drop_database(&admin_url, &database).await;
+    drop_postgres_database(&admin_url, &database).await;
     let _ = settings.services.run("stop");
     let rows = outcome?;
     let table = report_table(&settings, &rows);
@@ -709,16 +709,6 @@ async fn stored_events(
         .into_iter()
         .map(|(value, count)| (value as i64, count))
         .collect())
-}
-
-async fn drop_database(admin_url: &str, database: &str) {
-    use sqlx::Connection;
-    if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(admin_url).await {
-        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await;
-        let _ = admin.close().await;
-    }
 }
 
 // ----- the report -----------------------------------------------------------------------
