@@ -109,6 +109,45 @@ fn development_update(
     }
 }
 
+/// A server on SQLite, its root token and an admin client.
+async fn sqlite_admin() -> (TestServer, String, AdminServiceClient<Channel>) {
+    let server = TestServer::sqlite().await;
+    let token = server.root_token();
+    let admin = server.admin().await;
+    (server, token, admin)
+}
+
+/// Reading flag `key` with its configurations in `environments`.
+fn flag_in(key: &str, environments: &[&str]) -> pb::GetFlagRequest {
+    pb::GetFlagRequest {
+        project_key: "default".into(),
+        key: key.into(),
+        environment_keys: environments.iter().map(|&env| env.into()).collect(),
+    }
+}
+
+/// Archiving (or, with `archived` false, restoring) flag `key` at its `expected_version`.
+fn archiving(key: &str, expected_version: i64, archived: bool) -> pb::ArchiveFlagRequest {
+    pb::ArchiveFlagRequest {
+        project_key: "default".into(),
+        key: key.into(),
+        expected_version,
+        archived,
+    }
+}
+
+/// A token for `principal` with `role` in the default project.
+fn token_request(principal: &str, role: pb::Role) -> pb::CreateAdminTokenRequest {
+    pb::CreateAdminTokenRequest {
+        principal: principal.into(),
+        roles: vec![pb::RoleBinding {
+            project_key: "default".into(),
+            role: role as i32,
+        }],
+        ..Default::default()
+    }
+}
+
 /// Creating `segment` in the environment `ENV`.
 fn segment_creation(segment: pb::Segment) -> pb::CreateSegmentRequest {
     pb::CreateSegmentRequest {
@@ -230,14 +269,7 @@ async fn flag_lifecycle(server: &TestServer) {
         .into_inner();
     assert_eq!(updated.name, "New checkout flow");
     let flag = admin
-        .get_flag(authed(
-            pb::GetFlagRequest {
-                project_key: "default".into(),
-                key: "new-checkout".into(),
-                environment_keys: vec!["production".into()],
-            },
-            &token,
-        ))
+        .get_flag(authed(flag_in("new-checkout", &["production"]), &token))
         .await
         .unwrap()
         .into_inner();
@@ -302,14 +334,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
     let get_config = |mut admin: vexil_proto::v1::admin_service_client::AdminServiceClient<_>,
                       token: String| async move {
         admin
-            .get_flag(authed(
-                pb::GetFlagRequest {
-                    project_key: "default".into(),
-                    key: "checkout".into(),
-                    environment_keys: vec!["development".into()],
-                },
-                &token,
-            ))
+            .get_flag(authed(flag_in("checkout", &["development"]), &token))
             .await
             .unwrap()
             .into_inner()
@@ -317,6 +342,16 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
             .remove(0)
     };
     let before = get_config(admin.clone(), token.clone()).await;
+    // A write of checkout's configuration in development.
+    let writer = admin.clone();
+    let write_checkout = |expected_version, configuration| {
+        let mut admin = writer.clone();
+        let request = authed(
+            development_update("checkout", expected_version, configuration),
+            &token,
+        );
+        async move { admin.update_flag_configuration(request).await }
+    };
 
     // An invalid regular expression in a rule.
     let bad_regex = pb::FlagConfiguration {
@@ -335,12 +370,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ..Default::default()
     };
     let status = expect_code(
-        admin
-            .update_flag_configuration(authed(
-                development_update("checkout", before.version, bad_regex),
-                &token,
-            ))
-            .await,
+        write_checkout(before.version, bad_regex).await,
         Code::InvalidArgument,
     );
     assert!(
@@ -358,12 +388,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ..Default::default()
     };
     expect_error(
-        admin
-            .update_flag_configuration(authed(
-                development_update("checkout", before.version, unknown_variation),
-                &token,
-            ))
-            .await,
+        write_checkout(before.version, unknown_variation).await,
         Code::InvalidArgument,
         "fallthrough",
     );
@@ -375,12 +400,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ..Default::default()
     };
     expect_error(
-        admin
-            .update_flag_configuration(authed(
-                development_update("checkout", before.version + 5, good.clone()),
-                &token,
-            ))
-            .await,
+        write_checkout(before.version + 5, good.clone()).await,
         Code::Aborted,
         before.version.to_string().as_str(),
     );
@@ -428,27 +448,23 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
     // Nothing was written: same configuration, same version, no new flags, no audit entries.
     let after = get_config(admin.clone(), token.clone()).await;
     assert_eq!(after, before);
-    let flags = admin
-        .list_flags(authed(
-            pb::ListFlagsRequest {
-                project_key: "default".into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(flags.flags.len(), 1);
+    let request = pb::ListFlagsRequest {
+        project_key: "default".into(),
+        ..Default::default()
+    };
+    let listed = admin.list_flags(authed(request, &token)).await.unwrap();
+    let keys: Vec<String> = listed
+        .into_inner()
+        .flags
+        .into_iter()
+        .map(|f| f.key)
+        .collect();
+    assert_eq!(keys, ["checkout"]);
     let audit = audit_entries(&mut admin, &token, "", "checkout").await;
     assert_eq!(audit.len(), 1, "only the creation is in the log");
 
     // The good configuration with the right version goes through.
-    let written = admin
-        .update_flag_configuration(authed(
-            development_update("checkout", before.version, good),
-            &token,
-        ))
+    let written = write_checkout(before.version, good)
         .await
         .unwrap()
         .into_inner();
@@ -493,14 +509,7 @@ async fn credentials_are_checked() {
     // Roles are read at every call: a change takes effect at once.
     let editor = admin
         .create_admin_token(authed(
-            pb::CreateAdminTokenRequest {
-                principal: "dev".into(),
-                roles: vec![pb::RoleBinding {
-                    project_key: "default".into(),
-                    role: pb::Role::Editor as i32,
-                }],
-                ..Default::default()
-            },
+            token_request("dev", pb::Role::Editor),
             &server.root_token(),
         ))
         .await
@@ -529,17 +538,7 @@ async fn credentials_are_checked() {
     // A revoked token stops working at once.
     let token = server.root_token();
     let created = admin
-        .create_admin_token(authed(
-            pb::CreateAdminTokenRequest {
-                principal: "ci".into(),
-                roles: vec![pb::RoleBinding {
-                    project_key: "default".into(),
-                    role: pb::Role::Viewer as i32,
-                }],
-                ..Default::default()
-            },
-            &token,
-        ))
+        .create_admin_token(authed(token_request("ci", pb::Role::Viewer), &token))
         .await
         .unwrap()
         .into_inner();
@@ -565,9 +564,7 @@ async fn credentials_are_checked() {
 
 #[tokio::test]
 async fn segments_are_validated_and_referenced() {
-    let server = TestServer::sqlite().await;
-    let token = server.root_token();
-    let mut admin = server.admin().await;
+    let (server, token, mut admin) = sqlite_admin().await;
     let segment = pb::Segment {
         key: "beta".into(),
         included: vec![pb::SegmentTarget {
@@ -719,9 +716,7 @@ async fn health_and_reflection_answer() {
 
 #[tokio::test]
 async fn import_is_validated_and_archive_round_trips() {
-    let server = TestServer::sqlite().await;
-    let token = server.root_token();
-    let mut admin = server.admin().await;
+    let (server, token, mut admin) = sqlite_admin().await;
     let import = |ruleset: serde_json::Value| pb::ImportEnvironmentRequest {
         project_key: "default".into(),
         environment_key: "development".into(),
@@ -744,14 +739,7 @@ async fn import_is_validated_and_archive_round_trips() {
     );
     expect_code(
         admin
-            .get_flag(authed(
-                pb::GetFlagRequest {
-                    project_key: "default".into(),
-                    key: "imported".into(),
-                    environment_keys: vec![],
-                },
-                &token,
-            ))
+            .get_flag(authed(flag_in("imported", &[]), &token))
             .await,
         Code::NotFound,
     );
@@ -771,29 +759,13 @@ async fn import_is_validated_and_archive_round_trips() {
     assert_eq!(summary.segments, ["staff"]);
 
     let flag = admin
-        .archive_flag(authed(
-            pb::ArchiveFlagRequest {
-                project_key: "default".into(),
-                key: "imported".into(),
-                expected_version: 1,
-                archived: true,
-            },
-            &token,
-        ))
+        .archive_flag(authed(archiving("imported", 1, true), &token))
         .await
         .unwrap()
         .into_inner();
     assert!(flag.archived);
     let flag = admin
-        .archive_flag(authed(
-            pb::ArchiveFlagRequest {
-                project_key: "default".into(),
-                key: "imported".into(),
-                expected_version: flag.version,
-                archived: false,
-            },
-            &token,
-        ))
+        .archive_flag(authed(archiving("imported", flag.version, false), &token))
         .await
         .unwrap()
         .into_inner();
