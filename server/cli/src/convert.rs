@@ -221,21 +221,30 @@ pub fn segment_json(s: &pb::Segment) -> Value {
     Value::Object(out)
 }
 
-/// How the command names a proto enum value: its name without the enum's prefix, in lower
-/// case (`RAMP_STATE_PAUSED` is `paused`); `fallback` for an unspecified or unknown value.
-pub fn enum_value_name(name: Option<&str>, prefix: &str, fallback: &str) -> String {
-    match name.and_then(|n| n.strip_prefix(prefix)) {
-        Some(rest) if rest != "UNSPECIFIED" => rest.to_ascii_lowercase(),
+/// How the command names a proto enum value: its name without the prefix all the enum's
+/// names share (that of its value 0, `…_UNSPECIFIED`), in lower case (`RAMP_STATE_PAUSED`
+/// is `paused`); `fallback` for an unspecified or unknown value.
+pub fn enum_value_name<E: TryFrom<i32>>(
+    value: i32,
+    name: fn(&E) -> &'static str,
+    fallback: &str,
+) -> String {
+    let prefix = E::try_from(0).ok().map_or("", |unspecified| {
+        name(&unspecified).trim_end_matches("UNSPECIFIED")
+    });
+    match E::try_from(value) {
+        Ok(known) if value != 0 => {
+            let full = name(&known);
+            full.strip_prefix(prefix)
+                .unwrap_or(full)
+                .to_ascii_lowercase()
+        }
         _ => fallback.to_owned(),
     }
 }
 
 pub fn sdk_key_kind_name(kind: i32) -> String {
-    enum_value_name(
-        pb::SdkKeyKind::try_from(kind).ok().map(|v| v.as_str_name()),
-        "SDK_KEY_KIND_",
-        "unspecified",
-    )
+    enum_value_name(kind, pb::SdkKeyKind::as_str_name, "unspecified")
 }
 
 pub fn sdk_key_json(k: &pb::SdkKey) -> Value {
@@ -402,12 +411,13 @@ mod tests {
 
     #[test]
     fn enum_values_are_named_without_their_prefix() {
-        let role = |r: pb::Role| enum_value_name(Some(r.as_str_name()), "ROLE_", "none");
-        assert_eq!(role(pb::Role::Editor), "editor");
-        assert_eq!(role(pb::Role::Unspecified), "none");
-        assert_eq!(enum_value_name(None, "ROLE_", "none"), "none");
+        let role = |r: i32| enum_value_name(r, pb::Role::as_str_name, "none");
+        assert_eq!(role(pb::Role::Editor as i32), "editor");
+        assert_eq!(role(pb::Role::Unspecified as i32), "none");
+        assert_eq!(role(99), "none");
+        let error_kind = pb::ErrorKind::FlagNotFound as i32;
         assert_eq!(
-            enum_value_name(Some("ERROR_KIND_FLAG_NOT_FOUND"), "ERROR_KIND_", ""),
+            enum_value_name(error_kind, pb::ErrorKind::as_str_name, ""),
             "flag_not_found"
         );
     }

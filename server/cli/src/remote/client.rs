@@ -147,6 +147,25 @@ impl Client {
     }
 
     /// A flag with its configuration in `environment`.
+    /// The version a write expects: `given`, else the current one of the flag itself or of
+    /// its configuration in `environment`.
+    pub(crate) async fn version_or_current(
+        &mut self,
+        given: Option<i64>,
+        of: FlagPart,
+        key: &str,
+        environment: &str,
+    ) -> Outcome<i64> {
+        if let Some(version) = given {
+            return Ok(version);
+        }
+        let (flag, config) = self.flag_in(key, environment).await?;
+        Ok(match of {
+            FlagPart::Flag => flag.version,
+            FlagPart::Configuration => config.version,
+        })
+    }
+
     pub(crate) async fn flag_in(
         &mut self,
         key: &str,
@@ -168,6 +187,15 @@ impl Client {
             })?;
         Ok((flag, config))
     }
+}
+
+/// What of a flag a write changes, and so whose version it expects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FlagPart {
+    /// Its project-level fields (variations, archiving, deletion).
+    Flag,
+    /// Its configuration in one environment.
+    Configuration,
 }
 
 /// A command run in one environment (`-e`, a global option like those of [`Connection`]).

@@ -228,13 +228,7 @@ fn weighted(args: &CreateExperiment) -> anyhow::Result<Vec<pb::WeightedVariation
 }
 
 fn status_name(status: i32) -> String {
-    convert::enum_value_name(
-        pb::ExperimentStatus::try_from(status)
-            .ok()
-            .map(|v| v.as_str_name()),
-        "EXPERIMENT_STATUS_",
-        "unknown",
-    )
+    convert::enum_value_name(status, pb::ExperimentStatus::as_str_name, "unknown")
 }
 
 fn experiment_json(x: &pb::Experiment) -> Value {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, InEnvironment, Outcome, all_pages};
+use super::client::{Client, FlagPart, InEnvironment, Outcome, all_pages};
 use super::history::{HistoryCommand, Versioned, history};
 use super::output::{on_off, print_json, print_json_or, print_list, time};
 use super::ramps::{RampCommand, ramp};
@@ -247,10 +247,9 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
             state,
             expected_version,
         } => {
-            let expected_version = match expected_version {
-                Some(v) => v,
-                None => c.flag_in(&key, environment).await?.1.version,
-            };
+            let expected_version = c
+                .version_or_current(expected_version, FlagPart::Configuration, &key, environment)
+                .await?;
             let on = matches!(state, OnOff::On);
             let request = c.req(pb::ToggleFlagRequest {
                 project_key: c.project.clone(),
@@ -275,10 +274,9 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
             restore,
             expected_version,
         } => {
-            let expected_version = match expected_version {
-                Some(v) => v,
-                None => c.flag_in(&key, environment).await?.0.version,
-            };
+            let expected_version = c
+                .version_or_current(expected_version, FlagPart::Flag, &key, environment)
+                .await?;
             let request = c.req(pb::ArchiveFlagRequest {
                 project_key: c.project.clone(),
                 key: key.clone(),
@@ -298,10 +296,9 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
             key,
             expected_version,
         } => {
-            let expected_version = match expected_version {
-                Some(v) => v,
-                None => c.flag_in(&key, environment).await?.0.version,
-            };
+            let expected_version = c
+                .version_or_current(expected_version, FlagPart::Flag, &key, environment)
+                .await?;
             let request = c.req(pb::DeleteFlagRequest {
                 project_key: c.project.clone(),
                 key: key.clone(),
@@ -483,10 +480,14 @@ async fn configure(
     file: &FlagFile,
     expected_version: Option<i64>,
 ) -> Outcome<pb::FlagConfiguration> {
-    let expected_version = match expected_version {
-        Some(v) => v,
-        None => c.flag_in(&file.key, environment).await?.1.version,
-    };
+    let expected_version = c
+        .version_or_current(
+            expected_version,
+            FlagPart::Configuration,
+            &file.key,
+            environment,
+        )
+        .await?;
     let request = c.req(pb::UpdateFlagConfigurationRequest {
         project_key: c.project.clone(),
         environment_key: environment.to_owned(),

@@ -151,11 +151,7 @@ fn metric_json(m: &pb::Metric) -> Value {
 
 /// The name of a metric kind.
 pub(super) fn kind_name(kind: i32) -> String {
-    crate::convert::enum_value_name(
-        pb::MetricKind::try_from(kind).ok().map(|v| v.as_str_name()),
-        "METRIC_KIND_",
-        "unknown",
-    )
+    crate::convert::enum_value_name(kind, pb::MetricKind::as_str_name, "unknown")
 }
 
 /// A metric's kind for people: a quantile metric with its level as a percentile (`quantile

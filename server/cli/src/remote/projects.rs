@@ -223,11 +223,7 @@ fn role_bindings(roles: &[String]) -> anyhow::Result<Vec<pb::RoleBinding>> {
 }
 
 fn role_name(role: i32) -> String {
-    convert::enum_value_name(
-        pb::Role::try_from(role).ok().map(|v| v.as_str_name()),
-        "ROLE_",
-        "none",
-    )
+    convert::enum_value_name(role, pb::Role::as_str_name, "none")
 }
 
 fn roles_text(t: &pb::AdminToken) -> String {

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Outcome, all_pages};
+use super::client::{Client, FlagPart, Outcome, all_pages};
 use super::experiments::metric_goal;
 use super::output::{print_json, print_list, time};
 use super::results::{goal_json, print_results, results_json};
@@ -111,12 +111,7 @@ fn parse_steps(text: &str) -> anyhow::Result<Vec<pb::RampStep>> {
 }
 
 fn state_name(state: i32) -> String {
-    crate::convert::enum_value_name(
-        pb::RampState::try_from(state).ok().map(|v| v.as_str_name()),
-        "RAMP_STATE_",
-        "unknown",
-    )
-    .replace('_', " ")
+    crate::convert::enum_value_name(state, pb::RampState::as_str_name, "unknown").replace('_', " ")
 }
 
 fn seconds(d: Option<&prost_types::Duration>) -> f64 {
@@ -216,10 +211,9 @@ pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand
                     alpha: guard_alpha,
                 })
             };
-            let expected_version = match expected_version {
-                Some(v) => v,
-                None => c.flag_in(&key, environment).await?.1.version,
-            };
+            let expected_version = c
+                .version_or_current(expected_version, FlagPart::Configuration, &key, environment)
+                .await?;
             let request = c.req(pb::StartRampRequest {
                 project_key: c.project.clone(),
                 environment_key: environment.to_owned(),

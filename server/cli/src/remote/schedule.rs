@@ -51,13 +51,7 @@ pub enum ScheduleCommand {
 }
 
 fn state_name(state: i32) -> String {
-    convert::enum_value_name(
-        pb::ScheduledChangeState::try_from(state)
-            .ok()
-            .map(|v| v.as_str_name()),
-        "SCHEDULED_CHANGE_STATE_",
-        "unknown",
-    )
+    convert::enum_value_name(state, pb::ScheduledChangeState::as_str_name, "unknown")
 }
 
 fn edit_text(edit: Option<&pb::scheduled_change::Edit>) -> String {

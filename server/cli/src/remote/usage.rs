@@ -9,11 +9,7 @@ use super::output::{print_list, time};
 use crate::convert;
 
 fn error_kind_name(kind: i32) -> String {
-    convert::enum_value_name(
-        pb::ErrorKind::try_from(kind).ok().map(|v| v.as_str_name()),
-        "ERROR_KIND_",
-        "",
-    )
+    convert::enum_value_name(kind, pb::ErrorKind::as_str_name, "")
 }
 
 /// `vexil flags usage`: evaluations per flag, hour and variation.
