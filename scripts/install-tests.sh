@@ -220,7 +220,10 @@ EOF
 
 cargo_project() {
     mkdir -p crates
-    for crate in "$dist"/cargo/*.crate; do tar -xzf "$crate" -C crates; done
+    # -m: files dated now. cargo package dates every file 2006, and the shared target folder
+    # may hold a build of the same relative paths; with the packaged dates it would look
+    # current and stand in for the new sources.
+    for crate in "$dist"/cargo/*.crate; do tar -xzmf "$crate" -C crates; done
     cargo init -q --bin --name app .
     cat >>Cargo.toml <<EOF
 vexil-core = "$version"
