@@ -644,7 +644,15 @@ async fn health_and_reflection_answer() {
     let server = TestServer::sqlite().await;
     let channel = server.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    for service in ["", "vexil.v1.AdminService"] {
+    // The whole server, and each of its services by name.
+    for service in [
+        "",
+        "vexil.v1.AdminService",
+        "vexil.v1.EvaluationService",
+        "vexil.v1.SyncService",
+        "vexil.v1.EventService",
+        "vexil.v1.ExperimentService",
+    ] {
         let reply = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: service.into(),
