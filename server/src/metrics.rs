@@ -249,18 +249,21 @@ impl Metrics {
         self.rpc_latency.with_label_values(&[rpc]).observe(seconds);
     }
 
-    /// Counts the answer of an RPC started at `started`: OK, or the code of its error.
-    pub fn observe_result<T>(
+    /// Runs an RPC's `call`, and counts its answer (OK, or the code of its error) and
+    /// latency.
+    pub async fn observed<T>(
         &self,
         rpc: &str,
-        started: std::time::Instant,
-        result: &Result<T, tonic::Status>,
-    ) {
-        let code = match result {
+        call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),
         };
         self.observe_rpc(rpc, code, started.elapsed().as_secs_f64());
+        result
     }
 
     /// Counts `flags` evaluations served by `rpc` in an environment (`project/environment`).

@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 use vexil_engine::{Ruleset, ValueKind};
@@ -146,56 +145,50 @@ impl EvaluationService for EvaluationApi {
         &self,
         request: Request<pb::EvaluateRequest>,
     ) -> Result<Response<pb::EvaluateResponse>, Status> {
-        let started = Instant::now();
-        let result = async {
-            let (key, environment) = self.environment(request.metadata()).await?;
-            let request = request.into_inner();
-            if request.flag_key.is_empty() {
-                return Err(Status::invalid_argument("flag_key: must not be empty"));
-            }
-            let default = request.default_value.as_ref();
-            let kind = requested_kind(request.kind, default)?;
-            let context = read_context(request.context.as_ref())?;
-            let held = environment.current();
-            let evaluator = Evaluator::new(&held.ruleset, key.kind);
-            let result = evaluator.evaluate(&request.flag_key, &context, kind, default);
-            self.count(&environment, "Evaluate", 1);
-            Ok(Response::new(pb::EvaluateResponse {
-                result: Some(result),
-                environment_version: held.version,
-            }))
-        }
-        .await;
         self.hub
             .metrics()
-            .observe_result("Evaluate", started, &result);
-        result
+            .observed("Evaluate", async {
+                let (key, environment) = self.environment(request.metadata()).await?;
+                let request = request.into_inner();
+                if request.flag_key.is_empty() {
+                    return Err(Status::invalid_argument("flag_key: must not be empty"));
+                }
+                let default = request.default_value.as_ref();
+                let kind = requested_kind(request.kind, default)?;
+                let context = read_context(request.context.as_ref())?;
+                let held = environment.current();
+                let evaluator = Evaluator::new(&held.ruleset, key.kind);
+                let result = evaluator.evaluate(&request.flag_key, &context, kind, default);
+                self.count(&environment, "Evaluate", 1);
+                Ok(Response::new(pb::EvaluateResponse {
+                    result: Some(result),
+                    environment_version: held.version,
+                }))
+            })
+            .await
     }
 
     async fn evaluate_all(
         &self,
         request: Request<pb::EvaluateAllRequest>,
     ) -> Result<Response<pb::EvaluateAllResponse>, Status> {
-        let started = Instant::now();
-        let result = async {
-            let (key, environment) = self.environment(request.metadata()).await?;
-            let request = request.into_inner();
-            check_flag_keys(&request.flag_keys)?;
-            let context = read_context(request.context.as_ref())?;
-            let held = environment.current();
-            let evaluator = Evaluator::new(&held.ruleset, key.kind);
-            let results = evaluate_many(&evaluator, &context, &request.flag_keys);
-            self.count(&environment, "EvaluateAll", results.len());
-            Ok(Response::new(pb::EvaluateAllResponse {
-                results,
-                environment_version: held.version,
-            }))
-        }
-        .await;
         self.hub
             .metrics()
-            .observe_result("EvaluateAll", started, &result);
-        result
+            .observed("EvaluateAll", async {
+                let (key, environment) = self.environment(request.metadata()).await?;
+                let request = request.into_inner();
+                check_flag_keys(&request.flag_keys)?;
+                let context = read_context(request.context.as_ref())?;
+                let held = environment.current();
+                let evaluator = Evaluator::new(&held.ruleset, key.kind);
+                let results = evaluate_many(&evaluator, &context, &request.flag_keys);
+                self.count(&environment, "EvaluateAll", results.len());
+                Ok(Response::new(pb::EvaluateAllResponse {
+                    results,
+                    environment_version: held.version,
+                }))
+            })
+            .await
     }
 
     type WatchStream = ResponseStream<pb::WatchResponse>;
@@ -204,48 +197,47 @@ impl EvaluationService for EvaluationApi {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let started = Instant::now();
-        let result = async {
-            let (key, environment) = self.environment(request.metadata()).await?;
-            // Refused before any work when the instance or the key is at its stream limit.
-            let guard =
-                StreamGuard::new(self.hub.metrics(), "watch", self.hub.open_stream(key.id)?);
-            let request = request.into_inner();
-            check_flag_keys(&request.flag_keys)?;
-            if request.version < 0 {
-                return Err(Status::invalid_argument("version: must not be negative"));
-            }
-            let context = read_context(request.context.as_ref())?;
-            let updates = environment.subscribe();
-            let held = environment.current();
-            let mut watcher = Watcher {
-                key_kind: key.kind,
-                listed: request.flag_keys,
-                context,
-                previous: held.clone(),
-                version: held.version,
-                hub: self.hub.clone(),
-                environment: environment.clone(),
-            };
-            let values = watcher.all_values(&held);
-            let first = vec![pb::WatchResponse {
-                event: Some(pb::watch_response::Event::Values(pb::WatchValues {
-                    results: values,
-                    environment_version: held.version,
-                })),
-            }];
-            Ok(Response::new(streams::spawn_stream(
-                &self.hub,
-                environment,
-                updates,
-                first,
-                watcher,
-                guard,
-            )))
-        }
-        .await;
-        self.hub.metrics().observe_result("Watch", started, &result);
-        result
+        self.hub
+            .metrics()
+            .observed("Watch", async {
+                let (key, environment) = self.environment(request.metadata()).await?;
+                // Refused before any work when the instance or the key is at its stream limit.
+                let guard =
+                    StreamGuard::new(self.hub.metrics(), "watch", self.hub.open_stream(key.id)?);
+                let request = request.into_inner();
+                check_flag_keys(&request.flag_keys)?;
+                if request.version < 0 {
+                    return Err(Status::invalid_argument("version: must not be negative"));
+                }
+                let context = read_context(request.context.as_ref())?;
+                let updates = environment.subscribe();
+                let held = environment.current();
+                let mut watcher = Watcher {
+                    key_kind: key.kind,
+                    listed: request.flag_keys,
+                    context,
+                    previous: held.clone(),
+                    version: held.version,
+                    hub: self.hub.clone(),
+                    environment: environment.clone(),
+                };
+                let values = watcher.all_values(&held);
+                let first = vec![pb::WatchResponse {
+                    event: Some(pb::watch_response::Event::Values(pb::WatchValues {
+                        results: values,
+                        environment_version: held.version,
+                    })),
+                }];
+                Ok(Response::new(streams::spawn_stream(
+                    &self.hub,
+                    environment,
+                    updates,
+                    first,
+                    watcher,
+                    guard,
+                )))
+            })
+            .await
     }
 }
 

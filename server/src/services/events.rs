@@ -8,7 +8,6 @@
 //! half-stored and then duplicated by the retries of the rest.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use prost_types::Timestamp;
 use serde_json::Value;
@@ -291,27 +290,24 @@ impl EventService for EventApi {
         &self,
         request: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
-        let started = Instant::now();
-        let result = async {
-            let key = self.auth.authenticate(request.metadata()).await?;
-            let batch = read_batch(request.into_inner())?;
-            let stored = self
-                .hub
-                .storage()
-                .store_event_batch(&key.project_key, &key.environment_key, &batch)
-                .await
-                .map_err(from_storage)?;
-            self.count(&key, &batch, stored);
-            Ok(Response::new(pb::PublishResponse {
-                accepted: stored.accepted,
-                duplicate: stored.duplicate,
-            }))
-        }
-        .await;
         self.hub
             .metrics()
-            .observe_result("Publish", started, &result);
-        result
+            .observed("Publish", async {
+                let key = self.auth.authenticate(request.metadata()).await?;
+                let batch = read_batch(request.into_inner())?;
+                let stored = self
+                    .hub
+                    .storage()
+                    .store_event_batch(&key.project_key, &key.environment_key, &batch)
+                    .await
+                    .map_err(from_storage)?;
+                self.count(&key, &batch, stored);
+                Ok(Response::new(pb::PublishResponse {
+                    accepted: stored.accepted,
+                    duplicate: stored.duplicate,
+                }))
+            })
+            .await
     }
 }
 

@@ -2,7 +2,6 @@
 //! only) — a snapshot or a catch-up patch, then a patch per change, heartbeats in between.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 use vexil_proto::v1 as pb;
@@ -152,51 +151,51 @@ impl SyncService for SyncApi {
         &self,
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
-        let started = Instant::now();
-        let result = async {
-            let key = self.auth.authenticate(request.metadata()).await?;
-            require_server_key(&key, "Sync")?;
-            // Refused before any work when the instance or the key is at its stream limit.
-            let guard = StreamGuard::new(self.hub.metrics(), "sync", self.hub.open_stream(key.id)?);
-            let request = request.into_inner();
-            if request.version < 0 {
-                return Err(Status::invalid_argument("version: must not be negative"));
-            }
-            let environment = self
-                .hub
-                .environment(&key.project_key, &key.environment_key)
-                .await
-                .map_err(from_storage)?;
-            tracing::debug!(
-                environment = %environment.label,
-                sdk = %request.sdk_name,
-                sdk_version = %request.sdk_version,
-                version = request.version,
-                "sync stream opened"
-            );
-            let updates = environment.subscribe();
-            let mut syncer = Syncer {
-                version: request.version,
-                project: environment.project.clone(),
-                environment: environment.key.clone(),
-                hub: self.hub.clone(),
-            };
-            let mut first = syncer.catch_up(&environment).await?;
-            if first.is_empty() {
-                // Current already: say so at once, so that the client knows it is live.
-                first.push(syncer.heartbeat());
-            }
-            Ok(Response::new(streams::spawn_stream(
-                &self.hub,
-                environment,
-                updates,
-                first,
-                syncer,
-                guard,
-            )))
-        }
-        .await;
-        self.hub.metrics().observe_result("Sync", started, &result);
-        result
+        self.hub
+            .metrics()
+            .observed("Sync", async {
+                let key = self.auth.authenticate(request.metadata()).await?;
+                require_server_key(&key, "Sync")?;
+                // Refused before any work when the instance or the key is at its stream limit.
+                let guard =
+                    StreamGuard::new(self.hub.metrics(), "sync", self.hub.open_stream(key.id)?);
+                let request = request.into_inner();
+                if request.version < 0 {
+                    return Err(Status::invalid_argument("version: must not be negative"));
+                }
+                let environment = self
+                    .hub
+                    .environment(&key.project_key, &key.environment_key)
+                    .await
+                    .map_err(from_storage)?;
+                tracing::debug!(
+                    environment = %environment.label,
+                    sdk = %request.sdk_name,
+                    sdk_version = %request.sdk_version,
+                    version = request.version,
+                    "sync stream opened"
+                );
+                let updates = environment.subscribe();
+                let mut syncer = Syncer {
+                    version: request.version,
+                    project: environment.project.clone(),
+                    environment: environment.key.clone(),
+                    hub: self.hub.clone(),
+                };
+                let mut first = syncer.catch_up(&environment).await?;
+                if first.is_empty() {
+                    // Current already: say so at once, so that the client knows it is live.
+                    first.push(syncer.heartbeat());
+                }
+                Ok(Response::new(streams::spawn_stream(
+                    &self.hub,
+                    environment,
+                    updates,
+                    first,
+                    syncer,
+                    guard,
+                )))
+            })
+            .await
     }
 }
