@@ -363,6 +363,26 @@ impl RedisBus {
         }
     }
 
+    /// Waits at most `limit` for `subscribing`, then marks the subscription up and compares
+    /// versions with the store; the [`Followed`] to return when it fails or the hub is gone.
+    async fn subscribe<T>(
+        &self,
+        limit: Duration,
+        subscribing: impl std::future::Future<Output = redis::RedisResult<T>>,
+        hub: &Weak<HubInner>,
+    ) -> Result<T, Followed> {
+        let subscription = match tokio::time::timeout(limit, subscribing).await {
+            Ok(Ok(subscription)) => subscription,
+            Ok(Err(err)) => return Err(Followed::NotSubscribed(err.to_string())),
+            Err(_) => return Err(Followed::NotSubscribed("timed out".into())),
+        };
+        tracing::info!("subscribed to redis change notices");
+        if !self.subscribed(hub).await {
+            return Err(Followed::HubGone);
+        }
+        Ok(subscription)
+    }
+
     /// Subscribes to one node's channel and handles its notices until the connection drops.
     async fn follow_node(
         &self,
@@ -376,15 +396,10 @@ impl RedisBus {
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        let mut pubsub = match tokio::time::timeout(TIMEOUT, subscribed).await {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(err)) => return Followed::NotSubscribed(err.to_string()),
-            Err(_) => return Followed::NotSubscribed("timed out".into()),
+        let mut pubsub = match self.subscribe(TIMEOUT, subscribed, hub).await {
+            Ok(pubsub) => pubsub,
+            Err(followed) => return followed,
         };
-        tracing::info!("subscribed to redis change notices");
-        if !self.subscribed(hub).await {
-            return Followed::HubGone;
-        }
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
             let Some(hub) = hub.upgrade() else {
@@ -427,15 +442,10 @@ impl RedisBus {
             connection.ssubscribe(&channel).await?;
             Ok::<_, redis::RedisError>(connection)
         };
-        let mut connection = match tokio::time::timeout(CLUSTER_TIMEOUT, subscribed).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(err)) => return Followed::NotSubscribed(err.to_string()),
-            Err(_) => return Followed::NotSubscribed("timed out".into()),
+        let mut connection = match self.subscribe(CLUSTER_TIMEOUT, subscribed, hub).await {
+            Ok(connection) => connection,
+            Err(followed) => return followed,
         };
-        tracing::info!("subscribed to redis cluster change notices");
-        if !self.subscribed(hub).await {
-            return Followed::HubGone;
-        }
         while let Some(push) = received.recv().await {
             let Some(live) = hub.upgrade() else {
                 return Followed::HubGone;
