@@ -201,14 +201,10 @@ impl EvaluationService for EvaluationApi {
             .metrics()
             .observed("Watch", async {
                 let (key, environment) = self.environment(request.metadata()).await?;
-                // Refused before any work when the instance or the key is at its stream limit.
-                let guard =
-                    StreamGuard::new(self.hub.metrics(), "watch", self.hub.open_stream(key.id)?);
+                let guard = StreamGuard::open(&self.hub, "watch", key.id)?;
                 let request = request.into_inner();
                 check_flag_keys(&request.flag_keys)?;
-                if request.version < 0 {
-                    return Err(Status::invalid_argument("version: must not be negative"));
-                }
+                streams::check_resume_version(request.version)?;
                 let context = read_context(request.context.as_ref())?;
                 let updates = environment.subscribe();
                 let held = environment.current();

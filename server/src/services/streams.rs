@@ -26,14 +26,26 @@ pub struct StreamGuard {
 }
 
 impl StreamGuard {
-    pub fn new(metrics: &Metrics, kind: &'static str, slot: StreamSlot) -> StreamGuard {
+    /// Opens a `kind` stream of SDK key `key_id`; `RESOURCE_EXHAUSTED` when the instance or
+    /// the key is at its stream limit, so that a refused stream costs no work.
+    pub fn open(hub: &Hub, kind: &'static str, key_id: i64) -> Result<StreamGuard, Status> {
+        let slot = hub.open_stream(key_id)?;
+        let metrics = hub.metrics();
         metrics.active_streams.with_label_values(&[kind]).inc();
-        StreamGuard {
+        Ok(StreamGuard {
             metrics: metrics.clone(),
             kind,
             _slot: slot,
-        }
+        })
     }
+}
+
+/// Checks the version a stream resumes from (0: from nothing).
+pub fn check_resume_version(version: i64) -> Result<(), Status> {
+    if version < 0 {
+        return Err(Status::invalid_argument("version: must not be negative"));
+    }
+    Ok(())
 }
 
 impl Drop for StreamGuard {

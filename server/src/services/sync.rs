@@ -156,13 +156,9 @@ impl SyncService for SyncApi {
             .observed("Sync", async {
                 let key = self.auth.authenticate(request.metadata()).await?;
                 require_server_key(&key, "Sync")?;
-                // Refused before any work when the instance or the key is at its stream limit.
-                let guard =
-                    StreamGuard::new(self.hub.metrics(), "sync", self.hub.open_stream(key.id)?);
+                let guard = StreamGuard::open(&self.hub, "sync", key.id)?;
                 let request = request.into_inner();
-                if request.version < 0 {
-                    return Err(Status::invalid_argument("version: must not be negative"));
-                }
+                streams::check_resume_version(request.version)?;
                 let environment = self
                     .hub
                     .environment(&key.project_key, &key.environment_key)
