@@ -138,6 +138,27 @@ async fn fetch(tx: &mut Tx, project: &str, id: i64) -> Result<ScheduledChange> {
     }
 }
 
+/// Reads a change back after `stamp`'s write to it and audits the write against `before`
+/// (absent for a creation); the change as it now is.
+async fn audit_change(
+    tx: &mut Tx,
+    stamp: Stamp<'_>,
+    project: &str,
+    id: i64,
+    before: Option<&ScheduledChange>,
+) -> Result<ScheduledChange> {
+    let after = fetch(tx, project, id).await?;
+    let key = id.to_string();
+    let entry = stamp.entry(
+        ResourceKind::ScheduledChange,
+        &key,
+        project,
+        &after.environment_key,
+    );
+    entry.write(tx, before, Some(&after)).await?;
+    Ok(after)
+}
+
 /// Moves a pending change to `state`; whether it was pending.
 async fn finish(
     tx: &mut Tx,
@@ -199,18 +220,8 @@ impl Storage {
             Some(row) => row.get(0)?,
             None => return Err(StorageError::Corrupt("insert returned no id".into())),
         };
-        let created = fetch(&mut tx, project, id).await?;
-        let (key, stamp) = (
-            id.to_string(),
-            Stamp::new(actor, "scheduled_change.create", now),
-        );
-        let entry = stamp.entry(
-            ResourceKind::ScheduledChange,
-            &key,
-            project,
-            &created.environment_key,
-        );
-        entry.write(&mut tx, None, Some(&created)).await?;
+        let stamp = Stamp::new(actor, "scheduled_change.create", now);
+        let created = audit_change(&mut tx, stamp, project, id, None).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -274,18 +285,8 @@ impl Storage {
                 before.state.as_str()
             )));
         }
-        let after = fetch(&mut tx, project, id).await?;
-        let (key, stamp) = (
-            id.to_string(),
-            Stamp::new(actor, "scheduled_change.cancel", now),
-        );
-        let entry = stamp.entry(
-            ResourceKind::ScheduledChange,
-            &key,
-            project,
-            &after.environment_key,
-        );
-        entry.write(&mut tx, Some(&before), Some(&after)).await?;
+        let stamp = Stamp::new(actor, "scheduled_change.cancel", now);
+        let after = audit_change(&mut tx, stamp, project, id, Some(&before)).await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -348,16 +349,8 @@ impl Storage {
         if !finish(&mut tx, change.id, ScheduleState::Failed, why, now).await? {
             return Ok(false);
         }
-        let after = fetch(&mut tx, &change.project_key, change.id).await?;
         let stamp = Stamp::new(&change.created_by, "scheduled_change.fail", now);
-        let (project, key) = (change.project_key.as_str(), change.id.to_string());
-        let entry = stamp.entry(
-            ResourceKind::ScheduledChange,
-            &key,
-            project,
-            &change.environment_key,
-        );
-        entry.write(&mut tx, Some(change), Some(&after)).await?;
+        audit_change(&mut tx, stamp, &change.project_key, change.id, Some(change)).await?;
         tx.commit().await?;
         Ok(true)
     }
