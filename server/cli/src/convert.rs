@@ -326,7 +326,7 @@ pub fn format_time(ts: &Timestamp) -> String {
 
 /// Reads a time: RFC 3339 (`2026-01-31T12:00:00Z`, `…+02:00`, fractions allowed), a date
 /// (`2026-01-31`, midnight UTC) or whole seconds since the Unix epoch.
-pub fn parse_time(text: &str) -> Result<Timestamp> {
+fn parse_time(text: &str) -> Result<Timestamp> {
     let fail = || {
         anyhow!(
             "{text:?} is not a time (use RFC 3339 such as 2026-01-31T12:00:00Z, a date such as 2026-01-31, or seconds since the epoch)"
@@ -405,6 +405,16 @@ pub fn parse_time(text: &str) -> Result<Timestamp> {
     })
 }
 
+/// Reads the time given to the option `option` (`--since`); an error names the option.
+pub fn parse_time_option(option: &'static str, text: &str) -> Result<Timestamp> {
+    parse_time(text).context(option)
+}
+
+/// Reads the time given to an option that may be left out; an error names the option.
+pub fn parse_optional_time(option: &'static str, text: Option<&str>) -> Result<Option<Timestamp>> {
+    text.map(|text| parse_time_option(option, text)).transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +444,18 @@ mod tests {
         );
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2026-13-01").is_err());
+    }
+
+    #[test]
+    fn a_time_option_is_named_in_its_error() {
+        assert_eq!(parse_optional_time("--since", None).unwrap(), None);
+        let read = parse_optional_time("--since", Some("1970-01-02")).unwrap();
+        assert_eq!(read.map(|t| t.seconds), Some(86_400));
+        let err = parse_time_option("--at", "yesterday").unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("--at: \"yesterday\" is not a time"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! `vexil audit`: the audit log.
 
-use anyhow::Context as _;
 use clap::Subcommand;
 use vexil_proto::v1 as pb;
 
@@ -55,14 +54,8 @@ pub(crate) async fn audit(
             None => (text.to_owned(), String::new()),
         },
     };
-    let since = match since.as_deref() {
-        Some(text) => Some(convert::parse_time(text).context("--since")?),
-        None => None,
-    };
-    let until = match until.as_deref() {
-        Some(text) => Some(convert::parse_time(text).context("--until")?),
-        None => None,
-    };
+    let since = convert::parse_optional_time("--since", since.as_deref())?;
+    let until = convert::parse_optional_time("--until", until.as_deref())?;
     let mut entries = Vec::new();
     let mut page_token = String::new();
     while entries.len() < limit as usize {

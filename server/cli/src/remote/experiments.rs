@@ -540,11 +540,7 @@ pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) ->
             svg,
             step,
         } => {
-            let until = until
-                .as_deref()
-                .map(convert::parse_time)
-                .transpose()
-                .context("--until")?;
+            let until = convert::parse_optional_time("--until", until.as_deref())?;
             let results = results_at(&c, environment, &key, until).await?;
             if c.json {
                 print_json(&results_json(&results));

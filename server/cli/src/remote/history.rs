@@ -97,7 +97,7 @@ fn selector(number_given: Option<i64>, at: Option<&str>) -> Outcome<pb::VersionS
         (Some(n), _) => Ok(number(n)),
         (None, Some(text)) => Ok(pb::VersionSelector {
             selector: Some(pb::version_selector::Selector::At(
-                convert::parse_time(text).map_err(|e| anyhow!("--at: {e}"))?,
+                convert::parse_time_option("--at", text)?,
             )),
         }),
         (None, None) => Err(anyhow!("a version number or --at is required").into()),
@@ -325,7 +325,7 @@ pub(crate) async fn rollback_environment(
     let request = c.req(pb::RollbackEnvironmentRequest {
         project_key: c.project.clone(),
         environment_key: environment.clone(),
-        at: Some(convert::parse_time(at).map_err(|e| anyhow!("--at: {e}"))?),
+        at: Some(convert::parse_time_option("--at", at)?),
         expected_version,
         dry_run,
     })?;

@@ -1,6 +1,5 @@
 //! `vexil keys`: SDK keys.
 
-use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use serde_json::Value;
 use vexil_proto::v1 as pb;
@@ -151,10 +150,10 @@ pub(crate) async fn keys(mut c: Client, environment: &str, command: KeysCommand)
             id,
             old_key_expires_at,
         } => {
-            let old_key_expires_at = match old_key_expires_at.as_deref() {
-                Some(text) => Some(convert::parse_time(text).context("--old-key-expires-at")?),
-                None => None,
-            };
+            let old_key_expires_at = convert::parse_optional_time(
+                "--old-key-expires-at",
+                old_key_expires_at.as_deref(),
+            )?;
             let request = c.req(pb::RotateSdkKeyRequest {
                 project_key: c.project.clone(),
                 id,

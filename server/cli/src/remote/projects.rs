@@ -1,7 +1,7 @@
 //! `vexil projects` and `vexil tokens`: the server's projects, and the admin tokens that
 //! may call it, with their role per project.
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
@@ -290,10 +290,7 @@ pub(crate) async fn tokens(mut c: Client, command: TokensCommand) -> Outcome {
             description,
             expires_at,
         } => {
-            let expires_at = match expires_at.as_deref() {
-                Some(text) => Some(convert::parse_time(text).context("--expires-at")?),
-                None => None,
-            };
+            let expires_at = convert::parse_optional_time("--expires-at", expires_at.as_deref())?;
             let request = c.req(pb::CreateAdminTokenRequest {
                 principal,
                 description,

@@ -116,7 +116,7 @@ pub(crate) async fn schedule(
             file,
             comment,
         } => {
-            let run_at = convert::parse_time(&at).context("--at")?;
+            let run_at = convert::parse_time_option("--at", &at)?;
             let edit = match (state, file) {
                 (Some(state), _) => {
                     pb::schedule_change_request::Edit::On(matches!(state, OnOff::On))

@@ -1,6 +1,5 @@
 //! `vexil flags usage` and `vexil flags stale`: what the server counted of evaluations.
 
-use anyhow::Context as _;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
@@ -20,16 +19,8 @@ pub async fn usage(
     since: Option<String>,
     until: Option<String>,
 ) -> Outcome {
-    let start = since
-        .as_deref()
-        .map(convert::parse_time)
-        .transpose()
-        .context("--since")?;
-    let end = until
-        .as_deref()
-        .map(convert::parse_time)
-        .transpose()
-        .context("--until")?;
+    let start = convert::parse_optional_time("--since", since.as_deref())?;
+    let end = convert::parse_optional_time("--until", until.as_deref())?;
     let request = c.req(pb::GetFlagUsageRequest {
         project_key: c.project.clone(),
         environment_key: environment.to_owned(),
