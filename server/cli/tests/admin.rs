@@ -274,7 +274,10 @@ fn flags_are_created_toggled_listed_audited_exported_and_imported() {
     let listed = server.json(&["flags", "list", "--json"]);
     assert!(find(&listed, "key", "checkout").is_none());
     server.ok(&["flags", "archive", "checkout", "--restore"]);
-    server.ok(&["flags", "delete", "checkout"]);
+    assert_eq!(
+        server.ok(&["flags", "delete", "checkout"]),
+        "deleted flag checkout\n"
+    );
     let (code, _, err) = server.run(&["flags", "get", "checkout"]);
     assert_eq!(code, 1);
     assert!(err.starts_with("vexil: NOT_FOUND: "), "{err}");
@@ -368,7 +371,10 @@ fn segments_and_keys_are_managed() {
         0,
         "{segment}"
     );
-    server.ok(&["segments", "delete", "beta"]);
+    assert_eq!(
+        server.json(&["segments", "delete", "beta", "--json"]),
+        json!({ "deleted": "beta" })
+    );
     let (code, _, err) = server.run(&["segments", "get", "beta"]);
     assert_eq!(code, 1);
     assert!(err.starts_with("vexil: NOT_FOUND: "), "{err}");
@@ -1020,6 +1026,9 @@ fn projects_and_admin_tokens_are_managed() {
         "is not a role",
     );
 
-    server.ok(&["projects", "delete", "shop"]);
+    assert_eq!(
+        server.ok(&["projects", "delete", "shop"]),
+        "deleted project shop\n"
+    );
     server.refused(&["projects", "get", "shop"], "NOT_FOUND");
 }

@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::Value;
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, FlagPart, InEnvironment, Outcome, all_pages};
 use super::history::{HistoryCommand, Versioned, history};
-use super::output::{on_off, print_json, print_json_or, print_list, time};
+use super::output::{on_off, print_deleted, print_json, print_json_or, print_list, time};
 use super::ramps::{RampCommand, ramp};
 use super::schedule::{ScheduleCommand, schedule};
 use crate::convert::{self, FlagFile};
@@ -305,11 +305,7 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
                 expected_version,
             })?;
             c.admin.delete_flag(request).await?;
-            print_json_or(
-                c.json,
-                &json!({"deleted": key}),
-                format_args!("deleted flag {key}"),
-            );
+            print_deleted(c.json, &key, format_args!("flag {key}"));
         }
     }
     Ok(())

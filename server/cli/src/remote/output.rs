@@ -1,6 +1,6 @@
 //! What every command prints: JSON, tables and times.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::convert::{self};
 
@@ -18,6 +18,16 @@ pub(crate) fn print_json_or(json: bool, value: &Value, text: std::fmt::Arguments
     } else {
         println!("{text}");
     }
+}
+
+/// Prints what a delete command removed: with `--json` `{"deleted": key}`, else the line
+/// `deleted {what}`.
+pub(crate) fn print_deleted(json: bool, key: &str, what: std::fmt::Arguments<'_>) {
+    print_json_or(
+        json,
+        &json!({ "deleted": key }),
+        format_args!("deleted {what}"),
+    );
 }
 
 /// Prints a list: with `--json` an array of each item's `to_json`, else a table of each

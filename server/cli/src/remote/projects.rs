@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InProject, Outcome, all_pages};
-use super::output::{print_json, print_json_or, print_list, time};
+use super::output::{print_deleted, print_json, print_json_or, print_list, time};
 use crate::convert;
 
 /// `vexil projects`.
@@ -180,11 +180,7 @@ pub(crate) async fn projects(mut c: Client, command: ProjectsCommand) -> Outcome
                 expected_version,
             })?;
             c.admin.delete_project(request).await?;
-            print_json_or(
-                c.json,
-                &json!({ "deleted": key }),
-                format_args!("deleted project {key}"),
-            );
+            print_deleted(c.json, &key, format_args!("project {key}"));
             return Ok(());
         }
     };

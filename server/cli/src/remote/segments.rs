@@ -4,12 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use serde_json::json;
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InEnvironment, Outcome, all_pages};
 use super::history::{HistoryCommand, Versioned, history};
-use super::output::{print_json, print_json_or, print_list};
+use super::output::{print_deleted, print_json, print_json_or, print_list};
 use crate::convert::{self};
 
 /// `vexil segments`.
@@ -163,10 +162,10 @@ pub(crate) async fn segments(
                 expected_version,
             })?;
             c.admin.delete_segment(request).await?;
-            print_json_or(
+            print_deleted(
                 c.json,
-                &json!({"deleted": key}),
-                format_args!("deleted segment {key} from {environment}"),
+                &key,
+                format_args!("segment {key} from {environment}"),
             );
         }
     }
