@@ -180,6 +180,30 @@ pub(super) async fn insert_flag(
     Ok(flag_id)
 }
 
+/// A flag read for a write, its project locked.
+struct LockedFlag {
+    project_id: i64,
+    flag_id: i64,
+    before: Flag,
+}
+
+/// Locks `project` and reads its flag `key`; a conflict unless it is at `expected_version`.
+async fn lock_flag(
+    tx: &mut Tx,
+    project: &str,
+    key: &str,
+    expected_version: i64,
+) -> Result<LockedFlag> {
+    let project_id = lock_project(tx, project).await?;
+    let (flag_id, before) = fetch_flag(tx, project, key).await?;
+    check_version(ResourceKind::Flag, key, expected_version, before.version)?;
+    Ok(LockedFlag {
+        project_id,
+        flag_id,
+        before,
+    })
+}
+
 /// Rewrites a flag's project-level fields and bumps its version and its configurations'.
 /// The caller bumps the environments and logs the change.
 pub(super) async fn rewrite_flag(
@@ -354,11 +378,8 @@ impl Storage {
         expected_version: i64,
         update: &FlagUpdate,
     ) -> Result<Flag> {
-        let now = now_millis();
         let mut tx = self.write().await?;
-        let project_id = lock_project(&mut tx, project).await?;
-        let (flag_id, before) = fetch_flag(&mut tx, project, key).await?;
-        check_version(ResourceKind::Flag, key, expected_version, before.version)?;
+        let locked = lock_flag(&mut tx, project, key, expected_version).await?;
         let changed = Flag {
             name: if update.name.is_empty() {
                 key.to_owned()
@@ -369,25 +390,11 @@ impl Storage {
             variations: update.variations.clone(),
             tags: update.tags.clone(),
             client_side: update.client_side,
-            ..before.clone()
+            ..locked.before.clone()
         };
-        let stamp = Stamp::new(actor, "flag.update", now);
-        rewrite_flag(&mut tx, flag_id, &changed, stamp).await?;
-        let envs = if changed.archived {
-            Vec::new()
-        } else {
-            bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?
-        };
-        log_flag_everywhere(&mut tx, &envs, key, ChangeOp::Upsert).await?;
-        let (_, after) = fetch_flag(&mut tx, project, key).await?;
-        AuditRecord::new(actor, "flag.update", ResourceKind::Flag, key, now)
-            .scope(Some(project), None)
-            .change(to_audit(&before), to_audit(&after))
-            .write(&mut tx)
-            .await?;
-        tx.commit().await?;
-        self.notify(project, &envs);
-        Ok(after)
+        let stamp = Stamp::new(actor, "flag.update", now_millis());
+        self.rewrite_flag_everywhere(tx, project, locked, &changed, stamp)
+            .await
     }
 
     /// Archives (takes out of every ruleset) or restores a flag. Setting the state it already
@@ -400,34 +407,56 @@ impl Storage {
         expected_version: i64,
         archived: bool,
     ) -> Result<Flag> {
-        let now = now_millis();
         let mut tx = self.write().await?;
-        let project_id = lock_project(&mut tx, project).await?;
-        let (flag_id, before) = fetch_flag(&mut tx, project, key).await?;
-        check_version(ResourceKind::Flag, key, expected_version, before.version)?;
-        if before.archived == archived {
-            return Ok(before);
+        let locked = lock_flag(&mut tx, project, key, expected_version).await?;
+        if locked.before.archived == archived {
+            return Ok(locked.before);
         }
         let changed = Flag {
             archived,
-            ..before.clone()
+            ..locked.before.clone()
         };
         let action = if archived {
             "flag.archive"
         } else {
             "flag.restore"
         };
-        let stamp = Stamp::new(actor, action, now);
-        rewrite_flag(&mut tx, flag_id, &changed, stamp).await?;
-        let envs = bump_all_envs(&mut tx, project, project_id, now, self.guards()).await?;
-        let op = if archived {
+        let stamp = Stamp::new(actor, action, now_millis());
+        self.rewrite_flag_everywhere(tx, project, locked, &changed, stamp)
+            .await
+    }
+
+    /// Stores `changed` over the `locked` flag: bumps every environment that serves the flag
+    /// before or after the change and logs it there (taken out of their rulesets when
+    /// archived), audits it as `stamp` and commits. The flag as stored.
+    async fn rewrite_flag_everywhere(
+        &self,
+        mut tx: Tx,
+        project: &str,
+        locked: LockedFlag,
+        changed: &Flag,
+        stamp: Stamp<'_>,
+    ) -> Result<Flag> {
+        let LockedFlag {
+            project_id,
+            flag_id,
+            before,
+        } = locked;
+        let key = before.key.as_str();
+        rewrite_flag(&mut tx, flag_id, changed, stamp).await?;
+        let envs = if before.archived && changed.archived {
+            Vec::new()
+        } else {
+            bump_all_envs(&mut tx, project, project_id, stamp.at, self.guards()).await?
+        };
+        let op = if changed.archived {
             ChangeOp::Delete
         } else {
             ChangeOp::Upsert
         };
         log_flag_everywhere(&mut tx, &envs, key, op).await?;
         let (_, after) = fetch_flag(&mut tx, project, key).await?;
-        AuditRecord::new(actor, action, ResourceKind::Flag, key, now)
+        AuditRecord::new(stamp.actor, stamp.action, ResourceKind::Flag, key, stamp.at)
             .scope(Some(project), None)
             .change(to_audit(&before), to_audit(&after))
             .write(&mut tx)
@@ -447,9 +476,11 @@ impl Storage {
     ) -> Result<()> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        let project_id = lock_project(&mut tx, project).await?;
-        let (flag_id, before) = fetch_flag(&mut tx, project, key).await?;
-        check_version(ResourceKind::Flag, key, expected_version, before.version)?;
+        let LockedFlag {
+            project_id,
+            flag_id,
+            before,
+        } = lock_flag(&mut tx, project, key, expected_version).await?;
         let envs = if before.archived {
             Vec::new()
         } else {
