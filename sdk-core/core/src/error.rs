@@ -85,14 +85,48 @@ impl ErrorCode {
         }
     }
 
+    /// The family the code belongs to: bindings with fewer error types than codes map the
+    /// families, so that all of them group the codes the same way.
+    pub fn category(self) -> ErrorCategory {
+        match self {
+            ErrorCode::InvalidContext => ErrorCategory::Context,
+            ErrorCode::Closed => ErrorCategory::Closed,
+            ErrorCode::Runtime | ErrorCode::Internal | ErrorCode::InCallback => {
+                ErrorCategory::Native
+            }
+            ErrorCode::NullArgument
+            | ErrorCode::InvalidUtf8
+            | ErrorCode::InvalidJson
+            | ErrorCode::InvalidOptions
+            | ErrorCode::InvalidKey
+            | ErrorCode::InvalidEndpoint
+            | ErrorCode::InvalidArgument => ErrorCategory::Input,
+        }
+    }
+
     /// Whether the code reports a mistake in what the caller passed (as opposed to the
     /// environment or a bug): bindings with a "bad argument" family of errors use it.
     pub fn is_caller_mistake(self) -> bool {
-        !matches!(
-            self,
-            ErrorCode::Runtime | ErrorCode::Internal | ErrorCode::InCallback | ErrorCode::Closed
+        matches!(
+            self.category(),
+            ErrorCategory::Input | ErrorCategory::Context
         )
     }
+}
+
+/// The families of [`ErrorCode`]s (see [`ErrorCode::category`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCategory {
+    /// The context is not valid (`INVALID_CONTEXT`).
+    Context,
+    /// Anything else the caller passed is not valid: options, the key, the endpoint, an
+    /// argument, its JSON or UTF-8, or a missing one.
+    Input,
+    /// The client or context was released before the call (`CLOSED`).
+    Closed,
+    /// Not the caller's input: the runtime could not start, a waiting call from inside a
+    /// listener, a bug (`RUNTIME`, `IN_CALLBACK`, `INTERNAL`).
+    Native,
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -215,6 +249,20 @@ mod tests {
         }
         assert_eq!(ErrorCode::from_number(0), None);
         assert_eq!(ErrorCode::from_number(13), None);
+    }
+
+    #[test]
+    fn caller_mistakes_are_the_context_and_input_categories() {
+        for code in ErrorCode::ALL {
+            let expected = !matches!(
+                code,
+                ErrorCode::Runtime
+                    | ErrorCode::Internal
+                    | ErrorCode::InCallback
+                    | ErrorCode::Closed
+            );
+            assert_eq!(code.is_caller_mistake(), expected, "{code:?}");
+        }
     }
 
     #[test]

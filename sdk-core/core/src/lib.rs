@@ -80,7 +80,7 @@ use tokio::sync::{mpsc, watch};
 pub use answer::{ClientState, Detail, FlagChange, ListenerId, Mode, Status, Unevaluated};
 pub use config::{Config, EventConfig};
 pub use data::Source;
-pub use error::{Error, ErrorCode, Failure, guard, panic_message};
+pub use error::{Error, ErrorCategory, ErrorCode, Failure, guard, panic_message};
 pub use events::EventStats;
 pub use listeners::in_listener;
 pub use logging::{LogLevel, LogSink};

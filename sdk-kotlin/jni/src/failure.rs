@@ -5,7 +5,7 @@
 use jni::Env;
 use jni::errors::ErrorPolicy;
 use jni::strings::{JNIStr, JNIString};
-use vexil_core::ErrorCode;
+use vexil_core::{ErrorCategory, ErrorCode};
 
 /// Why a native call failed.
 #[derive(Debug)]
@@ -36,21 +36,11 @@ impl Failure {
     fn class_and_message(self) -> (&'static JNIStr, String) {
         match self {
             Failure::Core(failure) => {
-                let class = match failure.code {
-                    ErrorCode::InvalidContext => {
-                        jni::jni_str!("dev/vexil/InvalidContextException")
-                    }
-                    ErrorCode::Closed => jni::jni_str!("dev/vexil/ClosedException"),
-                    ErrorCode::Internal | ErrorCode::Runtime | ErrorCode::InCallback => {
-                        jni::jni_str!("dev/vexil/NativeException")
-                    }
-                    ErrorCode::InvalidOptions
-                    | ErrorCode::InvalidKey
-                    | ErrorCode::InvalidEndpoint
-                    | ErrorCode::InvalidArgument
-                    | ErrorCode::InvalidJson
-                    | ErrorCode::InvalidUtf8
-                    | ErrorCode::NullArgument => jni::jni_str!("dev/vexil/InvalidConfigException"),
+                let class = match failure.code.category() {
+                    ErrorCategory::Context => jni::jni_str!("dev/vexil/InvalidContextException"),
+                    ErrorCategory::Closed => jni::jni_str!("dev/vexil/ClosedException"),
+                    ErrorCategory::Native => jni::jni_str!("dev/vexil/NativeException"),
+                    ErrorCategory::Input => jni::jni_str!("dev/vexil/InvalidConfigException"),
                 };
                 (class, kotlin_names(failure.message))
             }

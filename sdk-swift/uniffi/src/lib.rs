@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vexil_core::{
-    Client, Config, Context, Detail, ErrorCode, ErrorKind, EventOptions, Failure, ListenerId,
-    LogLevel, LogSink, Options, Reason, Source, Status, ValueKind,
+    Client, Config, Context, Detail, ErrorCategory, ErrorCode, ErrorKind, EventOptions, Failure,
+    ListenerId, LogLevel, LogSink, Options, Reason, Source, Status, ValueKind,
 };
 
 uniffi::setup_scaffolding!();
@@ -51,19 +51,10 @@ impl From<Failure> for NativeError {
                 message = format!("{swift}{rest}");
             }
         }
-        match failure.code {
-            ErrorCode::InvalidContext => NativeError::InvalidContext { message },
-            ErrorCode::Runtime | ErrorCode::Internal | ErrorCode::InCallback => {
-                NativeError::Runtime { message }
-            }
-            ErrorCode::InvalidOptions
-            | ErrorCode::InvalidKey
-            | ErrorCode::InvalidEndpoint
-            | ErrorCode::InvalidArgument
-            | ErrorCode::InvalidJson
-            | ErrorCode::InvalidUtf8
-            | ErrorCode::NullArgument
-            | ErrorCode::Closed => NativeError::InvalidOptions { message },
+        match failure.code.category() {
+            ErrorCategory::Context => NativeError::InvalidContext { message },
+            ErrorCategory::Native => NativeError::Runtime { message },
+            ErrorCategory::Input | ErrorCategory::Closed => NativeError::InvalidOptions { message },
         }
     }
 }
