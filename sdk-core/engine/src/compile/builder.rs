@@ -47,25 +47,38 @@ fn key_or_position(value: &Value, list: &str, index: usize) -> String {
     }
 }
 
+/// Deserializes the flag or segment at `index` of `list`; when it does not fit the model,
+/// files the problem in `problems` under its key (see [`key_or_position`]) and returns that
+/// key.
+fn deserialize_resource<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    resource: ResourceKind,
+    list: &str,
+    index: usize,
+    problems: &mut Vec<(Box<str>, Problem)>,
+) -> Result<T, Box<str>> {
+    deserialize(value).map_err(|(path, message)| {
+        let key = key_or_position(value, list, index);
+        let problem = problem(resource, &key, path, message);
+        let key: Box<str> = key.into();
+        problems.push((key.clone(), problem));
+        key
+    })
+}
+
 impl Builder {
     pub(super) fn add_flag_value(&mut self, value: &Value, index: usize) {
-        match deserialize::<Flag>(value) {
+        let problems = &mut self.extra_flag_problems;
+        match deserialize_resource::<Flag>(value, ResourceKind::Flag, "flags", index, problems) {
             Ok(flag) => self.add_flag(flag),
-            Err((path, message)) => {
-                let key = key_or_position(value, "flags", index);
-                self.extra_flag_problems.push((
-                    key.as_str().into(),
-                    problem(ResourceKind::Flag, &key, path, message),
-                ));
-                self.flags.push(FlagEntry {
-                    key: key.into(),
-                    compiled: None,
-                    raw: Some(Arc::new(value.clone())),
-                    malformed: true,
-                    first_outcome: 0,
-                    outcomes: 0,
-                });
-            }
+            Err(key) => self.flags.push(FlagEntry {
+                key,
+                compiled: None,
+                raw: Some(Arc::new(value.clone())),
+                malformed: true,
+                first_outcome: 0,
+                outcomes: 0,
+            }),
         }
     }
 
@@ -99,23 +112,23 @@ impl Builder {
     }
 
     pub(super) fn add_segment_value(&mut self, value: &Value, index: usize) {
-        match deserialize::<Segment>(value) {
+        let problems = &mut self.extra_segment_problems;
+        match deserialize_resource::<Segment>(
+            value,
+            ResourceKind::Segment,
+            "segments",
+            index,
+            problems,
+        ) {
             Ok(segment) => self.add_segment(segment),
-            Err((path, message)) => {
-                let key = key_or_position(value, "segments", index);
-                self.extra_segment_problems.push((
-                    key.as_str().into(),
-                    problem(ResourceKind::Segment, &key, path, message),
-                ));
-                self.segments.push((
-                    key.into(),
-                    SegmentEntry {
-                        compiled: None,
-                        raw: Some(Arc::new(value.clone())),
-                        malformed: true,
-                    },
-                ));
-            }
+            Err(key) => self.segments.push((
+                key,
+                SegmentEntry {
+                    compiled: None,
+                    raw: Some(Arc::new(value.clone())),
+                    malformed: true,
+                },
+            )),
         }
     }
 
