@@ -271,14 +271,7 @@ impl Client {
                 let _entered = runtime.enter();
                 endpoint.connect_lazy()
             };
-            match mode {
-                Mode::Local => {
-                    runtime.spawn(network::sync_loop(inner.clone(), channel.clone()));
-                }
-                Mode::Remote => {
-                    runtime.spawn(network::watch_loop(inner.clone(), channel.clone()));
-                }
-            }
+            runtime.spawn(network::data_loop(inner.clone(), channel.clone(), mode));
             if inner.events.enabled() {
                 runtime.spawn(network::events_loop(inner.clone(), channel, flush_rx));
             }

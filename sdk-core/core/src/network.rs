@@ -18,7 +18,7 @@ use vexil_proto::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::v1::sync_service_client::SyncServiceClient;
 
 use crate::data::{Data, RemoteValue, Source, now_millis};
-use crate::{Config, Error, Inner, Status};
+use crate::{Config, Error, Inner, Mode, Status};
 
 /// A stream healthy this long resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
@@ -164,19 +164,24 @@ fn mark_live(inner: &Inner) {
     inner.set_status(Status::Ready);
 }
 
-// ----- local mode ------------------------------------------------------------------------------
-
-pub(crate) async fn sync_loop(inner: Arc<Inner>, channel: Channel) {
+/// Keeps the client's data current until it closes, reconnecting after each end: the
+/// ruleset's sync stream in local mode, the identified context's watch stream in remote mode.
+pub(crate) async fn data_loop(inner: Arc<Inner>, channel: Channel, mode: Mode) {
     reconnecting(inner, |inner| {
         let channel = channel.clone();
         async move {
             let mut got_data = false;
-            let ended = sync_once(&inner, channel, &mut got_data).await;
+            let ended = match mode {
+                Mode::Local => sync_once(&inner, channel, &mut got_data).await,
+                Mode::Remote => watch_once(&inner, channel, &mut got_data).await,
+            };
             (ended, got_data)
         }
     })
     .await;
 }
+
+// ----- local mode ------------------------------------------------------------------------------
 
 /// The version to resume from: that of data from the server (live or cached).
 fn resume_version(data: &Data) -> i64 {
@@ -357,18 +362,6 @@ fn apply_patch(inner: &Inner, patch: &pb::Patch) -> Result<(), String> {
 }
 
 // ----- remote mode -----------------------------------------------------------------------------
-
-pub(crate) async fn watch_loop(inner: Arc<Inner>, channel: Channel) {
-    reconnecting(inner, |inner| {
-        let channel = channel.clone();
-        async move {
-            let mut got_data = false;
-            let ended = watch_once(&inner, channel, &mut got_data).await;
-            (ended, got_data)
-        }
-    })
-    .await;
-}
 
 async fn watch_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) -> Ended {
     let mut identified = inner.identified.subscribe();
