@@ -8,30 +8,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::{Value, json};
 use vexil_core::{Client, Config, EventConfig};
-use vexil_engine::{Context, Ruleset, SingleContext, ValueKind};
+use vexil_engine::{Ruleset, ValueKind};
 
-fn flag(i: usize) -> Value {
-    json!({
-        "key": format!("flag-{i}"), "kind": "bool", "variations": [true, false], "on": true,
-        "rules": [{"id": "beta", "clauses": [
-            {"attribute": "plan", "op": "in", "values": ["beta", "enterprise"]}],
-            "serve": {"variation": 0}}],
-        "fallthrough": {"variation": 1}, "version": 1
-    })
-}
-
-fn ruleset_json(flags: usize) -> String {
-    json!({"version": 7, "flags": (0..flags).map(flag).collect::<Vec<_>>(), "segments": []})
-        .to_string()
-}
-
-fn context() -> Context {
-    let mut user = SingleContext::new("user", "alice").unwrap_or_else(|_| unreachable!());
-    user.set("plan", json!("beta"));
-    Context::from(user)
-}
+mod common;
+use common::{context, offline_client, ruleset_json};
 
 fn variation(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap_or_else(|_| unreachable!());
@@ -72,13 +53,7 @@ fn variation(c: &mut Criterion) {
             },
         ),
     ] {
-        let client = Client::new(
-            Config::new("vxl-server-bench")
-                .with_offline(true)
-                .with_bootstrap(&bootstrap)
-                .with_events(events),
-        )
-        .unwrap_or_else(|_| unreachable!());
+        let client = offline_client(&bootstrap, events);
         group.bench_function(name, |b| {
             b.iter(|| black_box(client.bool_variation(black_box("flag-42"), &alice, false)))
         });
@@ -129,12 +104,7 @@ fn startup(c: &mut Criterion) {
     let cache = dir.path().join("cache");
     // Write the cache file once, through a client's own persistence.
     {
-        let seed = Client::new(
-            Config::new("vxl-server-bench")
-                .with_offline(true)
-                .with_bootstrap(&bootstrap),
-        )
-        .unwrap_or_else(|_| unreachable!());
+        let seed = offline_client(&bootstrap, EventConfig::default());
         seed.write_cache_to(&cache)
             .unwrap_or_else(|_| unreachable!());
     }

@@ -6,9 +6,12 @@
 
 use std::hint::black_box;
 
-use serde_json::json;
-use vexil_core::{Client, Config, EventConfig};
-use vexil_engine::{Context, Ruleset, SingleContext, ValueKind};
+use vexil_core::EventConfig;
+use vexil_engine::{Ruleset, ValueKind};
+
+/// The benchmarks' ruleset, context and client: the calls profiled are the calls timed.
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -17,18 +20,8 @@ fn main() {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
-    let flags: Vec<_> = (0..100)
-        .map(|i| {
-            json!({"key": format!("flag-{i}"), "kind": "bool", "variations": [true, false],
-                "on": true, "rules": [{"id": "beta", "serve": {"variation": 0}, "clauses": [
-                    {"attribute": "plan", "op": "in", "values": ["beta", "enterprise"]}]}],
-                "fallthrough": {"variation": 1}, "version": 1})
-        })
-        .collect();
-    let text = json!({"version": 7, "flags": flags}).to_string();
-    let mut user = SingleContext::new("user", "alice").expect("context");
-    user.set("plan", json!("beta"));
-    let alice = Context::from(user);
+    let text = common::ruleset_json(100);
+    let alice = common::context();
     let mut served = 0usize;
     if mode == "engine" {
         let ruleset = Ruleset::from_json(&text).expect("ruleset");
@@ -54,13 +47,7 @@ fn main() {
             enabled: mode != "off",
             ..EventConfig::default()
         };
-        let client = Client::new(
-            Config::new("vxl-server-profile")
-                .with_offline(true)
-                .with_bootstrap(&bootstrap)
-                .with_events(events),
-        )
-        .expect("client");
+        let client = common::offline_client(&bootstrap, events);
         for _ in 0..count {
             served += usize::from(client.bool_variation(black_box("flag-42"), &alice, false));
         }
