@@ -61,32 +61,8 @@ enum Command {
         #[arg(long, value_enum)]
         r#type: Option<TypeArg>,
     },
-    /// Manage the project's flags on a server.
-    Flags(remote::FlagsArgs),
-    /// Manage the project's environments, the web origins allowed to use their client keys
-    /// and how long their raw events are kept.
-    Environments(remote::EnvironmentsArgs),
-    /// Manage an environment's segments on a server.
-    Segments(remote::SegmentsArgs),
-    /// Manage an environment's SDK keys on a server.
-    Keys(remote::KeysArgs),
-    /// Read the project's audit log on a server.
-    Audit(remote::AuditArgs),
-    /// Erase what the server stores about a context (personal data in events).
-    Contexts(remote::ContextsArgs),
-    /// Print an environment as the engine's ruleset JSON.
-    Export(remote::ExportArgs),
-    /// Import a ruleset file into an environment: the flags and segments it names are
-    /// created or replaced; others are left as they are.
-    Import(remote::ImportArgs),
-    /// Design, run and read experiments in an environment.
-    Experiments(Box<remote::ExperimentsArgs>),
-    /// Define the project's metrics, measured by experiments.
-    Metrics(remote::MetricsArgs),
-    /// Manage the server's projects.
-    Projects(remote::ProjectsArgs),
-    /// Manage the admin tokens that may call the server, and their roles per project.
-    Tokens(remote::TokensArgs),
+    #[command(flatten)]
+    Remote(remote::Remote),
     /// Print a completion script for a shell, e.g. `vexil completions bash >
     /// /etc/bash_completion.d/vexil`, or `source <(vexil completions zsh)`.
     Completions {
@@ -228,18 +204,7 @@ fn main() -> ExitCode {
     };
     let given = given_on_command_line(&matches, "environment");
     let remote = match cli.command {
-        Command::Flags(args) => remote::Remote::Flags(args),
-        Command::Segments(args) => remote::Remote::Segments(args),
-        Command::Keys(args) => remote::Remote::Keys(args),
-        Command::Environments(args) => remote::Remote::Environments(args),
-        Command::Audit(args) => remote::Remote::Audit(args),
-        Command::Contexts(args) => remote::Remote::Contexts(args),
-        Command::Export(args) => remote::Remote::Export(args),
-        Command::Import(args) => remote::Remote::Import(args),
-        Command::Experiments(args) => remote::Remote::Experiments(args),
-        Command::Metrics(args) => remote::Remote::Metrics(args),
-        Command::Projects(args) => remote::Remote::Projects(args),
-        Command::Tokens(args) => remote::Remote::Tokens(args),
+        Command::Remote(remote) => remote,
         Command::Completions { shell } => {
             // Written at once, so that a closed pipe is an error, not a panic.
             let mut script = Vec::new();

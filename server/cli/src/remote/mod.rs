@@ -19,39 +19,43 @@ mod segments;
 mod transfer;
 mod usage;
 
-pub use audit::AuditArgs;
-pub use contexts::ContextsArgs;
-pub use environments::EnvironmentsArgs;
-pub use experiments::ExperimentsArgs;
-pub use flags::FlagsArgs;
-pub use keys::KeysArgs;
-pub use metrics::MetricsArgs;
-pub use projects::{ProjectsArgs, TokensArgs};
-pub use segments::SegmentsArgs;
-pub use transfer::{ExportArgs, ImportArgs};
-
 use std::process::ExitCode;
 
+use clap::Subcommand;
 use tonic::Code;
 
 pub use client::{Connection, EnvironmentArg};
 
 use client::{Client, Failure, Outcome};
 
-/// A command that talks to the server.
-#[derive(Debug)]
+/// The commands that talk to the server, as `vexil`'s subcommands.
+#[derive(Debug, Subcommand)]
 pub enum Remote {
+    /// Manage the project's flags on a server.
     Flags(flags::FlagsArgs),
+    /// Manage the project's environments, the web origins allowed to use their client keys
+    /// and how long their raw events are kept.
     Environments(environments::EnvironmentsArgs),
+    /// Manage an environment's segments on a server.
     Segments(segments::SegmentsArgs),
+    /// Manage an environment's SDK keys on a server.
     Keys(keys::KeysArgs),
+    /// Read the project's audit log on a server.
     Audit(audit::AuditArgs),
+    /// Erase what the server stores about a context (personal data in events).
     Contexts(contexts::ContextsArgs),
+    /// Print an environment as the engine's ruleset JSON.
     Export(transfer::ExportArgs),
+    /// Import a ruleset file into an environment: the flags and segments it names are
+    /// created or replaced; others are left as they are.
     Import(transfer::ImportArgs),
+    /// Design, run and read experiments in an environment.
     Experiments(Box<experiments::ExperimentsArgs>),
+    /// Define the project's metrics, measured by experiments.
     Metrics(metrics::MetricsArgs),
+    /// Manage the server's projects.
     Projects(projects::ProjectsArgs),
+    /// Manage the admin tokens that may call the server, and their roles per project.
     Tokens(projects::TokensArgs),
 }
 
