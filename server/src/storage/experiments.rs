@@ -656,10 +656,8 @@ impl Storage {
             .change(to_audit(&before), to_audit(&after))
             .write(&mut tx)
             .await?;
-        tx.commit().await?;
-        if let Some(bumped) = bumped {
-            self.notify(project, std::slice::from_ref(&bumped));
-        }
+        self.commit_and_notify(tx, project, bumped.as_slice())
+            .await?;
         Ok((after, config_after))
     }
 }

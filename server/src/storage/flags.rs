@@ -312,8 +312,7 @@ impl Storage {
             .change(None, to_audit(&flag))
             .write(&mut tx)
             .await?;
-        tx.commit().await?;
-        self.notify(project, &envs);
+        self.commit_and_notify(tx, project, &envs).await?;
         Ok(flag)
     }
 
@@ -461,8 +460,7 @@ impl Storage {
             .change(to_audit(&before), to_audit(&after))
             .write(&mut tx)
             .await?;
-        tx.commit().await?;
-        self.notify(project, &envs);
+        self.commit_and_notify(tx, project, &envs).await?;
         Ok(after)
     }
 
@@ -494,8 +492,7 @@ impl Storage {
             .change(to_audit(&before), None)
             .write(&mut tx)
             .await?;
-        tx.commit().await?;
-        self.notify(project, &envs);
+        self.commit_and_notify(tx, project, &envs).await?;
         Ok(())
     }
 
@@ -689,8 +686,8 @@ impl Storage {
         .change(to_audit(&before), to_audit(&after))
         .write(&mut tx)
         .await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok(after)
     }
 }

@@ -651,8 +651,8 @@ impl Storage {
         )
         .write(&mut tx)
         .await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok(bumped.version)
     }
 }

@@ -248,7 +248,10 @@ impl Storage {
         self.changes.subscribe()
     }
 
-    fn notify(&self, project: &str, envs: &[BumpedEnv]) {
+    /// Commits a write, then tells subscribers about the environments it bumped: never
+    /// before, or a subscriber could read the versions before the write.
+    async fn commit_and_notify(&self, tx: Tx, project: &str, envs: &[BumpedEnv]) -> Result<()> {
+        tx.commit().await?;
         for env in envs {
             tracing::debug!(project, environment = %env.key, version = env.version, "environment changed");
             // No subscriber is not an error.
@@ -258,6 +261,7 @@ impl Storage {
                 version: env.version,
             });
         }
+        Ok(())
     }
 
     /// Closes every connection; later calls fail.

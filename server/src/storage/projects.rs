@@ -3,9 +3,10 @@
 use super::db::{Row, Tx, args};
 use super::history::{FlagsToRecord, Stamp, record_flags};
 use super::{
-    AuditRecord, Environment, EnvironmentUpdate, NewEnvironment, NewProject, Page, PageRequest,
-    Project, ResourceKind, Result, Storage, StorageError, bump_env, check_version, from_text,
-    lock_env, lock_project, not_found, now_millis, project_id, to_audit, to_text,
+    AuditRecord, BumpedEnv, Environment, EnvironmentUpdate, Millis, NewEnvironment, NewProject,
+    Page, PageRequest, Project, ResourceKind, Result, Storage, StorageError, bump_env,
+    check_version, from_text, lock_env, lock_project, not_found, now_millis, project_id, to_audit,
+    to_text,
 };
 
 const PROJECT_COLUMNS: &str = "key, name, description, version, created_at, updated_at";
@@ -64,6 +65,14 @@ pub(super) async fn fetch_env(tx: &mut Tx, project: &str, env: &str) -> Result<E
     }
 }
 
+/// Locks a project for a write and reads it; a conflict unless it is at `expected_version`.
+async fn lock_project_at(tx: &mut Tx, key: &str, expected_version: i64) -> Result<Project> {
+    lock_project(tx, key).await?;
+    let before = fetch_project(tx, key).await?;
+    check_version(ResourceKind::Project, key, expected_version, before.version)?;
+    Ok(before)
+}
+
 fn name_or_key(name: &str, key: &str) -> String {
     if name.is_empty() {
         key.to_owned()
@@ -73,6 +82,28 @@ fn name_or_key(name: &str, key: &str) -> String {
 }
 
 impl Storage {
+    /// Locks an environment for a write, reads it and bumps its version; a conflict unless
+    /// it was at `expected_version`. The environment before the write, and the bump.
+    async fn bump_env_at(
+        &self,
+        tx: &mut Tx,
+        project: &str,
+        env: &str,
+        expected_version: i64,
+        now: Millis,
+    ) -> Result<(Environment, BumpedEnv)> {
+        lock_env(tx, project, env).await?;
+        let before = fetch_env(tx, project, env).await?;
+        let bumped = bump_env(tx, project, env, now, self.guards()).await?;
+        check_version(
+            ResourceKind::Environment,
+            &format!("{project}/{env}"),
+            expected_version,
+            bumped.version - 1,
+        )?;
+        Ok((before, bumped))
+    }
+
     /// Creates a project at version 1.
     pub async fn create_project(&self, actor: &str, new: &NewProject) -> Result<Project> {
         let now = now_millis();
@@ -137,9 +168,7 @@ impl Storage {
     ) -> Result<Project> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        lock_project(&mut tx, key).await?;
-        let before = fetch_project(&mut tx, key).await?;
-        check_version(ResourceKind::Project, key, expected_version, before.version)?;
+        let before = lock_project_at(&mut tx, key, expected_version).await?;
         tx.execute(
             "UPDATE projects SET name = $2, description = $3, version = version + 1, \
              updated_at = $4 WHERE key = $1",
@@ -165,9 +194,7 @@ impl Storage {
     ) -> Result<()> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        lock_project(&mut tx, key).await?;
-        let before = fetch_project(&mut tx, key).await?;
-        check_version(ResourceKind::Project, key, expected_version, before.version)?;
+        let before = lock_project_at(&mut tx, key, expected_version).await?;
         tx.execute("DELETE FROM projects WHERE key = $1", args![key])
             .await?;
         tx.execute(
@@ -285,15 +312,9 @@ impl Storage {
     ) -> Result<Environment> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        lock_env(&mut tx, project, env).await?;
-        let before = fetch_env(&mut tx, project, env).await?;
-        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
-        check_version(
-            ResourceKind::Environment,
-            &format!("{project}/{env}"),
-            expected_version,
-            bumped.version - 1,
-        )?;
+        let (before, bumped) = self
+            .bump_env_at(&mut tx, project, env, expected_version, now)
+            .await?;
         let origins = update.allowed_origins.unwrap_or(&before.allowed_origins);
         let retention = update
             .event_retention_days
@@ -322,8 +343,8 @@ impl Storage {
         .change(to_audit(&before), to_audit(&after))
         .write(&mut tx)
         .await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok(after)
     }
 
@@ -337,15 +358,9 @@ impl Storage {
     ) -> Result<()> {
         let now = now_millis();
         let mut tx = self.write().await?;
-        lock_env(&mut tx, project, env).await?;
-        let before = fetch_env(&mut tx, project, env).await?;
-        let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
-        check_version(
-            ResourceKind::Environment,
-            &format!("{project}/{env}"),
-            expected_version,
-            bumped.version - 1,
-        )?;
+        let (before, bumped) = self
+            .bump_env_at(&mut tx, project, env, expected_version, now)
+            .await?;
         tx.execute("DELETE FROM environments WHERE id = $1", args![bumped.id])
             .await?;
         AuditRecord::new(
@@ -359,8 +374,8 @@ impl Storage {
         .change(to_audit(&before), None)
         .write(&mut tx)
         .await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok(())
     }
 }

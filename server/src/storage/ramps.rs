@@ -405,8 +405,8 @@ impl Storage {
         rewrite_config(&mut tx, &bumped, &new.flag_key, &update, archived, stamp).await?;
         let (after, _) = fetch_config(&mut tx, bumped.id, &new.flag_key).await?;
         audit(&mut tx, stamp, &ramp, None).await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok((ramp, after))
     }
 
@@ -541,8 +541,8 @@ impl Storage {
         let (after, _) = fetch_config(&mut tx, bumped.id, key).await?;
         let moved = fetch(&mut tx, project, ramp.id).await?;
         audit(&mut tx, taken.stamp, &moved, Some(ramp)).await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok((moved, after))
     }
 

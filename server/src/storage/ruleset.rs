@@ -518,10 +518,9 @@ impl Storage {
         .change(None, to_audit(&summary))
         .write(&mut tx)
         .await?;
-        tx.commit().await?;
         let mut bumped = vec![target];
         bumped.extend(others.unwrap_or_default());
-        self.notify(project, &bumped);
+        self.commit_and_notify(tx, project, &bumped).await?;
         Ok(summary)
     }
 }

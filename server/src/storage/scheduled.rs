@@ -336,8 +336,8 @@ impl Storage {
         .await?;
         let entry = stamp.entry(ResourceKind::FlagConfig, key, project, env);
         entry.write(&mut tx, Some(&before), Some(&after)).await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok(after)
     }
 

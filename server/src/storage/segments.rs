@@ -125,8 +125,8 @@ impl Storage {
         .change(None, to_audit(&after))
         .write(&mut tx)
         .await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok(after)
     }
 
@@ -223,8 +223,8 @@ impl Storage {
             .change(to_audit(&before), to_audit(&after))
             .write(&mut tx)
             .await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok(after)
     }
 
@@ -253,8 +253,8 @@ impl Storage {
             .change(to_audit(&before), None)
             .write(&mut tx)
             .await?;
-        tx.commit().await?;
-        self.notify(project, std::slice::from_ref(&bumped));
+        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+            .await?;
         Ok(())
     }
 }
