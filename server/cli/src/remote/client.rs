@@ -212,6 +212,39 @@ pub struct InProject<C: Subcommand> {
     pub(crate) command: C,
 }
 
+/// The people-facing fields of a new project or environment.
+#[derive(Debug, Args)]
+pub(crate) struct Naming {
+    /// A name for people; the key when not given.
+    #[arg(long, default_value = "")]
+    pub(crate) name: String,
+    /// Free text for people.
+    #[arg(long, default_value = "")]
+    pub(crate) description: String,
+}
+
+/// A change of a project's or environment's people-facing fields; what is not given stays as
+/// it is.
+#[derive(Debug, Args)]
+pub(crate) struct Renaming {
+    /// A new name.
+    #[arg(long)]
+    name: Option<String>,
+    /// A new description.
+    #[arg(long)]
+    description: Option<String>,
+}
+
+impl Renaming {
+    /// The name and description after the change, from the current ones.
+    pub(crate) fn applied_to(self, name: String, description: String) -> Naming {
+        Naming {
+            name: self.name.unwrap_or(name),
+            description: self.description.unwrap_or(description),
+        }
+    }
+}
+
 /// Every item of a paged list RPC of `service`: `$request` is the request for the page
 /// `$page`, and `$items` the response's field that holds the items.
 macro_rules! all_pages {

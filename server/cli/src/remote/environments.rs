@@ -4,8 +4,8 @@
 use clap::Subcommand;
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, InProject, Outcome};
-use super::output::{print_json, print_list, table, time};
+use super::client::{Client, InProject, Naming, Outcome, Renaming};
+use super::output::{print_list, print_one, time};
 use crate::convert;
 
 /// `vexil environments`.
@@ -24,12 +24,8 @@ pub enum EnvironmentsCommand {
     Create {
         /// The new environment's key.
         key: String,
-        /// A name for people; the key when not given.
-        #[arg(long, default_value = "")]
-        name: String,
-        /// Free text for people.
-        #[arg(long, default_value = "")]
-        description: String,
+        #[command(flatten)]
+        naming: Naming,
         /// A web origin whose pages may use the environment's client keys
         /// (`https://app.example.com`, `https://*.example.com` or `*`); repeat for several.
         /// None: this machine's pages only.
@@ -45,12 +41,8 @@ pub enum EnvironmentsCommand {
     Update {
         /// The environment's key.
         key: String,
-        /// A new name.
-        #[arg(long)]
-        name: Option<String>,
-        /// A new description.
-        #[arg(long)]
-        description: Option<String>,
+        #[command(flatten)]
+        renaming: Renaming,
         /// Replace the allowed web origins with these; repeat for several.
         #[arg(
             long = "allowed-origin",
@@ -92,14 +84,6 @@ const ENVIRONMENT_HEADERS: [&str; 6] = [
     "UPDATED",
 ];
 
-fn print(c: &Client, environment: &pb::Environment) {
-    if c.json {
-        print_json(&convert::environment_json(environment));
-    } else {
-        table(&ENVIRONMENT_HEADERS, &[environment_row(environment)]);
-    }
-}
-
 fn environment_row(e: &pb::Environment) -> Vec<String> {
     let origins = if e.allowed_origins.is_empty() {
         "(this machine's pages)".to_owned()
@@ -129,7 +113,7 @@ async fn get(c: &mut Client, key: String) -> Outcome<pb::Environment> {
 }
 
 pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) -> Outcome {
-    match command {
+    let environment = match command {
         EnvironmentsCommand::List => {
             let request = c.req(pb::ListEnvironmentsRequest {
                 project_key: c.project.clone(),
@@ -142,33 +126,28 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
                 &ENVIRONMENT_HEADERS,
                 environment_row,
             );
+            return Ok(());
         }
-        EnvironmentsCommand::Get { key } => {
-            let environment = get(&mut c, key).await?;
-            print(&c, &environment);
-        }
+        EnvironmentsCommand::Get { key } => get(&mut c, key).await?,
         EnvironmentsCommand::Create {
             key,
-            name,
-            description,
+            naming,
             allowed_origins,
             event_retention_days,
         } => {
             let request = c.req(pb::CreateEnvironmentRequest {
                 project_key: c.project.clone(),
                 key,
-                name,
-                description,
+                name: naming.name,
+                description: naming.description,
                 allowed_origins,
                 event_retention_days,
             })?;
-            let environment = c.admin.create_environment(request).await?.into_inner();
-            print(&c, &environment);
+            c.admin.create_environment(request).await?.into_inner()
         }
         EnvironmentsCommand::Update {
             key,
-            name,
-            description,
+            renaming,
             allowed_origins,
             local_pages_only,
             event_retention_days,
@@ -176,6 +155,7 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
             // Read, change, write at the version read: a change made in between is refused
             // (ABORTED) rather than overwritten.
             let current = get(&mut c, key).await?;
+            let naming = renaming.applied_to(current.name, current.description);
             let allowed_origins =
                 (local_pages_only || !allowed_origins.is_empty()).then_some(pb::AllowedOrigins {
                     origins: allowed_origins,
@@ -184,13 +164,12 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
                 project_key: c.project.clone(),
                 key: current.key,
                 expected_version: current.version,
-                name: name.unwrap_or(current.name),
-                description: description.unwrap_or(current.description),
+                name: naming.name,
+                description: naming.description,
                 allowed_origins,
                 event_retention_days,
             })?;
-            let environment = c.admin.update_environment(request).await?.into_inner();
-            print(&c, &environment);
+            c.admin.update_environment(request).await?.into_inner()
         }
         EnvironmentsCommand::Rollback {
             key,
@@ -198,9 +177,22 @@ pub(crate) async fn environments(mut c: Client, command: EnvironmentsCommand) ->
             dry_run,
             expected_version,
         } => {
-            super::history::rollback_environment(&mut c, key, &at, dry_run, expected_version)
-                .await?;
+            return super::history::rollback_environment(
+                &mut c,
+                key,
+                &at,
+                dry_run,
+                expected_version,
+            )
+            .await;
         }
-    }
+    };
+    print_one(
+        c.json,
+        &environment,
+        convert::environment_json,
+        &ENVIRONMENT_HEADERS,
+        environment_row,
+    );
     Ok(())
 }

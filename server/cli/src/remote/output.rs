@@ -47,6 +47,21 @@ pub(crate) fn print_list<T>(
     }
 }
 
+/// Prints one item: with `--json` its `to_json`, else its `row` as a table under `headers`.
+pub(crate) fn print_one<T>(
+    json: bool,
+    item: &T,
+    to_json: impl Fn(&T) -> Value,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if json {
+        print_json(&to_json(item));
+    } else {
+        table(headers, &[row(item)]);
+    }
+}
+
 /// Prints rows under headers, in aligned columns.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

@@ -6,8 +6,8 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, InProject, Outcome, all_pages};
-use super::output::{print_deleted, print_json, print_json_or, print_list, time};
+use super::client::{Client, InProject, Naming, Outcome, Renaming, all_pages};
+use super::output::{print_deleted, print_json, print_json_or, print_list, print_one, time};
 use crate::convert;
 
 /// `vexil projects`.
@@ -30,23 +30,15 @@ pub enum ProjectsCommand {
     Create {
         /// The new project's key.
         key: String,
-        /// A name for people; the key when not given.
-        #[arg(long, default_value = "")]
-        name: String,
-        /// Free text for people.
-        #[arg(long, default_value = "")]
-        description: String,
+        #[command(flatten)]
+        naming: Naming,
     },
     /// Change a project's name or description; what is not given stays as it is.
     Update {
         /// The project's key.
         key: String,
-        /// A new name.
-        #[arg(long)]
-        name: Option<String>,
-        /// A new description.
-        #[arg(long)]
-        description: Option<String>,
+        #[command(flatten)]
+        renaming: Renaming,
     },
     /// Delete a project with everything in it.
     Delete {
@@ -108,21 +100,15 @@ fn project_json(p: &pb::Project) -> Value {
     })
 }
 
-fn print_projects(c: &Client, projects: &[pb::Project]) {
-    print_list(
-        c.json,
-        projects,
-        project_json,
-        &["KEY", "NAME", "VERSION", "UPDATED"],
-        |p| {
-            vec![
-                p.key.clone(),
-                p.name.clone(),
-                p.version.to_string(),
-                time(p.updated_at.as_ref()),
-            ]
-        },
-    );
+const PROJECT_HEADERS: [&str; 4] = ["KEY", "NAME", "VERSION", "UPDATED"];
+
+fn project_row(p: &pb::Project) -> Vec<String> {
+    vec![
+        p.key.clone(),
+        p.name.clone(),
+        p.version.to_string(),
+        time(p.updated_at.as_ref()),
+    ]
 }
 
 async fn get_project(c: &mut Client, key: String) -> Outcome<pb::Project> {
@@ -137,33 +123,26 @@ pub(crate) async fn projects(mut c: Client, command: ProjectsCommand) -> Outcome
                 pb::ListProjectsRequest { page: Some(page) }
             })
             .await?;
-            print_projects(&c, &all);
+            print_list(c.json, &all, project_json, &PROJECT_HEADERS, project_row);
             return Ok(());
         }
         ProjectsCommand::Get { key } => get_project(&mut c, key).await?,
-        ProjectsCommand::Create {
-            key,
-            name,
-            description,
-        } => {
+        ProjectsCommand::Create { key, naming } => {
             let request = c.req(pb::CreateProjectRequest {
                 key,
-                name,
-                description,
+                name: naming.name,
+                description: naming.description,
             })?;
             c.admin.create_project(request).await?.into_inner()
         }
-        ProjectsCommand::Update {
-            key,
-            name,
-            description,
-        } => {
+        ProjectsCommand::Update { key, renaming } => {
             let current = get_project(&mut c, key.clone()).await?;
+            let naming = renaming.applied_to(current.name, current.description);
             let request = c.req(pb::UpdateProjectRequest {
                 key,
                 expected_version: current.version,
-                name: name.unwrap_or(current.name),
-                description: description.unwrap_or(current.description),
+                name: naming.name,
+                description: naming.description,
             })?;
             c.admin.update_project(request).await?.into_inner()
         }
@@ -184,11 +163,7 @@ pub(crate) async fn projects(mut c: Client, command: ProjectsCommand) -> Outcome
             return Ok(());
         }
     };
-    if c.json {
-        print_json(&project_json(&one));
-    } else {
-        print_projects(&c, std::slice::from_ref(&one));
-    }
+    print_one(c.json, &one, project_json, &PROJECT_HEADERS, project_row);
     Ok(())
 }
 
