@@ -2,6 +2,7 @@
 //! mode), reconnection with backoff, and the event sender.
 
 use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -89,12 +90,15 @@ enum Ended {
     Closing,
 }
 
-fn classify(status: &GrpcStatus) -> Ended {
-    match status.code() {
-        Code::Unauthenticated | Code::PermissionDenied => {
-            Ended::Refused(format!("{:?}: {}", status.code(), status.message()))
+impl From<GrpcStatus> for Ended {
+    /// A call or stream that failed with `status`: retried, unless the key was refused.
+    fn from(status: GrpcStatus) -> Ended {
+        match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => {
+                Ended::Refused(format!("{:?}: {}", status.code(), status.message()))
+            }
+            _ => Ended::Retry(format!("{:?}: {}", status.code(), status.message())),
         }
-        _ => Ended::Retry(format!("{:?}: {}", status.code(), status.message())),
     }
 }
 
@@ -153,7 +157,7 @@ async fn next_message<T>(inner: &Inner, stream: &mut tonic::Streaming<T>) -> Res
             "no message for {:?}",
             inner.config.stream_timeout
         ))),
-        Ok(Err(status)) => Err(classify(&status)),
+        Ok(Err(status)) => Err(status.into()),
         Ok(Ok(None)) => Err(Ended::Retry("the server ended the stream".into())),
         Ok(Ok(Some(message))) => Ok(message),
     }
@@ -171,7 +175,7 @@ pub(crate) async fn data_loop(inner: Arc<Inner>, channel: Channel, mode: Mode) {
         let channel = channel.clone();
         async move {
             let mut got_data = false;
-            let ended = match mode {
+            let Err(ended) = match mode {
                 Mode::Local => sync_once(&inner, channel, &mut got_data).await,
                 Mode::Remote => watch_once(&inner, channel, &mut got_data).await,
             };
@@ -195,24 +199,23 @@ fn resume_version(data: &Data) -> i64 {
     }
 }
 
-async fn sync_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) -> Ended {
+/// Follows the sync stream until it ends (it never ends well: the error says how).
+async fn sync_once(
+    inner: &Arc<Inner>,
+    channel: Channel,
+    got_data: &mut bool,
+) -> Result<Infallible, Ended> {
     let request = pb::SyncRequest {
         version: resume_version(&inner.data.load()),
         sdk_name: inner.config.sdk_name.clone(),
         sdk_version: inner.config.sdk_version.clone(),
     };
-    let mut stream = match SyncServiceClient::new(channel)
+    let mut stream = SyncServiceClient::new(channel)
         .sync(authed(inner, request))
-        .await
-    {
-        Ok(response) => response.into_inner(),
-        Err(status) => return classify(&status),
-    };
+        .await?
+        .into_inner();
     loop {
-        let message = match next_message(inner, &mut stream).await {
-            Ok(message) => message,
-            Err(ended) => return ended,
-        };
+        let message = next_message(inner, &mut stream).await?;
         match message.event {
             Some(pb::sync_response::Event::Snapshot(snapshot)) => {
                 apply_snapshot(inner, &snapshot);
@@ -221,7 +224,7 @@ async fn sync_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) ->
             }
             Some(pb::sync_response::Event::Patch(patch)) => {
                 if let Err(reason) = apply_patch(inner, &patch) {
-                    return Ended::Retry(reason);
+                    return Err(Ended::Retry(reason));
                 }
                 *got_data = true;
                 mark_live(inner);
@@ -229,11 +232,11 @@ async fn sync_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) ->
             Some(pb::sync_response::Event::Heartbeat(beat)) => {
                 if beat.environment_version != inner.data.load().version() {
                     // Held data is not what the server says we hold: resync.
-                    return Ended::Retry(format!(
+                    return Err(Ended::Retry(format!(
                         "the server is at version {} but the client holds {}",
                         beat.environment_version,
                         inner.data.load().version()
-                    ));
+                    )));
                 }
                 mark_live(inner);
             }
@@ -363,40 +366,41 @@ fn apply_patch(inner: &Inner, patch: &pb::Patch) -> Result<(), String> {
 
 // ----- remote mode -----------------------------------------------------------------------------
 
-async fn watch_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) -> Ended {
+/// Follows the watch stream of the identified context until it ends (it never ends well: the
+/// error says how).
+async fn watch_once(
+    inner: &Arc<Inner>,
+    channel: Channel,
+    got_data: &mut bool,
+) -> Result<Infallible, Ended> {
     let mut identified = inner.identified.subscribe();
     let Some(context) = identified.borrow_and_update().clone() else {
         // Nothing to watch until a context is identified.
-        return match identified.changed().await {
+        return Err(match identified.changed().await {
             Ok(()) => Ended::Retry("a context was identified".into()),
             Err(_) => Ended::Closing,
-        };
+        });
     };
     let context_json = context.to_json();
     let Some(wire_context) = pbmodel::json_to_context(&context_json) else {
-        return Ended::Refused("the identified context cannot be sent".into());
+        return Err(Ended::Refused(
+            "the identified context cannot be sent".into(),
+        ));
     };
     let request = pb::WatchRequest {
         context: Some(wire_context),
         flag_keys: Vec::new(),
         version: inner.data.load().version(),
     };
-    let mut stream = match EvaluationServiceClient::new(channel)
+    let mut stream = EvaluationServiceClient::new(channel)
         .watch(authed(inner, request))
-        .await
-    {
-        Ok(response) => response.into_inner(),
-        Err(status) => return classify(&status),
-    };
+        .await?
+        .into_inner();
     loop {
         let message = tokio::select! {
-            message = next_message(inner, &mut stream) => message,
+            message = next_message(inner, &mut stream) => message?,
             // A new context: a new stream for it, at once.
-            _ = identified.changed() => return Ended::Retry("identify".into()),
-        };
-        let message = match message {
-            Ok(message) => message,
-            Err(ended) => return ended,
+            _ = identified.changed() => return Err(Ended::Retry("identify".into())),
         };
         match message.event {
             Some(pb::watch_response::Event::Values(values)) => {
@@ -443,10 +447,10 @@ async fn watch_once(inner: &Arc<Inner>, channel: Channel, got_data: &mut bool) -
                     values, context, ..
                 } = &**held
                 else {
-                    return Ended::Retry("changes arrived before values".into());
+                    return Err(Ended::Retry("changes arrived before values".into()));
                 };
                 if *context != context_json {
-                    return Ended::Retry("changes for another context".into());
+                    return Err(Ended::Retry("changes for another context".into()));
                 }
                 let mut values = values.clone();
                 let mut changed = Vec::new();
