@@ -12,7 +12,7 @@ use super::client::{Client, InEnvironment, Outcome, all_pages};
 use super::output::{print_json, print_list, time};
 use super::results::{
     StepArg, direction_name, goal_json, now_seconds, percent, print_results, render_svg,
-    results_at, results_json, results_over_time,
+    results_at, results_over_time,
 };
 use crate::convert;
 
@@ -542,11 +542,7 @@ pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) ->
         } => {
             let until = convert::parse_optional_time("--until", until.as_deref())?;
             let results = results_at(&c, environment, &key, until).await?;
-            if c.json {
-                print_json(&results_json(&results));
-            } else {
-                print_results(&results);
-            }
+            print_results(c.json, &results);
             if let Some(path) = svg {
                 let x = get_experiment(&c, environment, &key).await?;
                 let end = until.map_or_else(now_seconds, |t| t.seconds);

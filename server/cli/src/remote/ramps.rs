@@ -8,7 +8,7 @@ use vexil_proto::v1 as pb;
 use super::client::{Client, FlagPart, Outcome, all_pages};
 use super::experiments::metric_goal;
 use super::output::{print_json, print_list, time};
-use super::results::{goal_json, print_results, results_json};
+use super::results::{goal_json, print_results};
 
 /// `vexil flags ramp …`.
 #[derive(Debug, Subcommand)]
@@ -260,11 +260,7 @@ pub(crate) async fn ramp(c: &mut Client, environment: &str, command: RampCommand
                 id,
             })?;
             let results = c.admin.get_ramp_results(request).await?.into_inner();
-            if c.json {
-                print_json(&results_json(&results));
-            } else {
-                print_results(&results);
-            }
+            print_results(c.json, &results);
             return Ok(());
         }
         RampCommand::Pause { id } => state(id, pb::RampState::Paused),

@@ -8,7 +8,7 @@ use vexil_proto::v1 as pb;
 
 use super::client::{Client, Outcome};
 use super::metrics::{kind_label, kind_name};
-use super::output::{table, time};
+use super::output::{print_json, table, time};
 use crate::convert;
 
 pub(super) async fn results_at(
@@ -51,7 +51,7 @@ fn interval_json(i: Option<&pb::ConfidenceInterval>) -> Value {
     )
 }
 
-pub(super) fn results_json(r: &pb::ExperimentResults) -> Value {
+fn results_json(r: &pb::ExperimentResults) -> Value {
     json!({
         "experiment": r.experiment_key,
         "computed_at": time(r.computed_at.as_ref()),
@@ -142,7 +142,12 @@ fn interval_text(i: Option<&pb::ConfidenceInterval>, scale: f64, unit: &str) -> 
     }
 }
 
-pub(super) fn print_results(r: &pb::ExperimentResults) {
+/// Prints results: with `--json` as JSON, else as tables for people.
+pub(super) fn print_results(json: bool, r: &pb::ExperimentResults) {
+    if json {
+        print_json(&results_json(r));
+        return;
+    }
     println!(
         "experiment {} as of {} (alpha {})",
         r.experiment_key,
