@@ -39,21 +39,9 @@ pub enum ExperimentsCommand {
         key: String,
     },
     /// Start a draft: the flag's rule or fallthrough starts serving the experiment.
-    Start {
-        /// The experiment's key.
-        key: String,
-        /// The experiment version the change is based on; fetched when not given.
-        #[arg(long)]
-        expected_version: Option<i64>,
-    },
+    Start(ExperimentAt),
     /// Stop a running experiment: its serve becomes the control for everyone.
-    Stop {
-        /// The experiment's key.
-        key: String,
-        /// The experiment version the change is based on; fetched when not given.
-        #[arg(long)]
-        expected_version: Option<i64>,
-    },
+    Stop(ExperimentAt),
     /// Record the decision: ship a variation (`--ship N`) or roll back (`--roll-back`).
     Decide {
         /// The experiment's key.
@@ -93,6 +81,16 @@ pub enum ExperimentsCommand {
         #[arg(long, value_enum, default_value = "auto")]
         step: StepArg,
     },
+}
+
+/// An experiment, and the version a change of it is based on.
+#[derive(Debug, Args)]
+pub(crate) struct ExperimentAt {
+    /// The experiment's key.
+    key: String,
+    /// The experiment version the change is based on; fetched when not given.
+    #[arg(long)]
+    expected_version: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -385,7 +383,24 @@ async fn version_of(
 
 pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) -> Outcome {
     let mut svc = c.experiments();
-    match args.command {
+    // Calls `$rpc` with a `$request` for the experiment `$at` names in the environment, at the
+    // version it expects, plus any further fields; the experiment as changed.
+    macro_rules! change {
+        ($rpc:ident, $request:ident, $at:expr $(, $field:ident $(: $value:expr)?)* $(,)?) => {{
+            let at: ExperimentAt = $at;
+            let expected_version =
+                version_of(&c, environment, &at.key, at.expected_version).await?;
+            let request = c.req(pb::$request {
+                project_key: c.project.clone(),
+                environment_key: environment.to_owned(),
+                key: at.key,
+                expected_version,
+                $($field $(: $value)?,)*
+            })?;
+            svc.$rpc(request).await?.into_inner()
+        }};
+    }
+    let x = match args.command {
         ExperimentsCommand::Create(create) => {
             let bucket_by = match &create.bucket_by {
                 Some(text) => {
@@ -434,8 +449,7 @@ pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) ->
             let request = c.req(pb::CreateExperimentRequest {
                 experiment: Some(experiment),
             })?;
-            let x = svc.create_experiment(request).await?.into_inner();
-            print_experiment(&c, &x);
+            svc.create_experiment(request).await?.into_inner()
         }
         ExperimentsCommand::List { status, flag } => {
             let status = match status {
@@ -479,39 +493,11 @@ pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) ->
                     x.required_sample_size.to_string(),
                 ]
             });
+            return Ok(());
         }
-        ExperimentsCommand::Get { key } => {
-            let x = get_experiment(&c, environment, &key).await?;
-            print_experiment(&c, &x);
-        }
-        ExperimentsCommand::Start {
-            key,
-            expected_version,
-        } => {
-            let version = version_of(&c, environment, &key, expected_version).await?;
-            let request = c.req(pb::StartExperimentRequest {
-                project_key: c.project.clone(),
-                environment_key: environment.to_owned(),
-                key,
-                expected_version: version,
-            })?;
-            let x = svc.start_experiment(request).await?.into_inner();
-            print_experiment(&c, &x);
-        }
-        ExperimentsCommand::Stop {
-            key,
-            expected_version,
-        } => {
-            let version = version_of(&c, environment, &key, expected_version).await?;
-            let request = c.req(pb::StopExperimentRequest {
-                project_key: c.project.clone(),
-                environment_key: environment.to_owned(),
-                key,
-                expected_version: version,
-            })?;
-            let x = svc.stop_experiment(request).await?.into_inner();
-            print_experiment(&c, &x);
-        }
+        ExperimentsCommand::Get { key } => get_experiment(&c, environment, &key).await?,
+        ExperimentsCommand::Start(at) => change!(start_experiment, StartExperimentRequest, at),
+        ExperimentsCommand::Stop(at) => change!(stop_experiment, StopExperimentRequest, at),
         ExperimentsCommand::Decide {
             key,
             ship,
@@ -519,21 +505,18 @@ pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) ->
             rationale,
             apply,
             expected_version,
-        } => {
-            let version = version_of(&c, environment, &key, expected_version).await?;
-            let request = c.req(pb::DecideExperimentRequest {
-                project_key: c.project.clone(),
-                environment_key: environment.to_owned(),
+        } => change!(
+            decide_experiment,
+            DecideExperimentRequest,
+            ExperimentAt {
                 key,
-                expected_version: version,
-                variation: ship.unwrap_or(0),
-                rationale,
-                roll_back,
-                apply,
-            })?;
-            let x = svc.decide_experiment(request).await?.into_inner();
-            print_experiment(&c, &x);
-        }
+                expected_version
+            },
+            variation: ship.unwrap_or(0),
+            rationale,
+            roll_back,
+            apply,
+        ),
         ExperimentsCommand::Results {
             key,
             until,
@@ -555,7 +538,9 @@ pub async fn experiments(c: Client, environment: &str, args: ExperimentsArgs) ->
                     println!("chart written to {}", path.display());
                 }
             }
+            return Ok(());
         }
-    }
+    };
+    print_experiment(&c, &x);
     Ok(())
 }
