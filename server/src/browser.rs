@@ -15,15 +15,13 @@
 //! * adds `Access-Control-Allow-Origin` and the exposed gRPC headers to the responses of
 //!   allowed origins, so that the page can read the values and the error statuses.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tonic::body::Body;
 
+use crate::middleware::{BoxFuture, Intercept, InterceptLayer};
 use crate::sdk_auth::SdkAuth;
 
 /// The methods a web page may call.
@@ -39,64 +37,39 @@ const EXPOSED_HEADERS: &str = "grpc-status, grpc-message, grpc-status-details-bi
 /// How long a browser may reuse a preflight's answer (Chromium caps it at two hours).
 const PREFLIGHT_MAX_AGE_SECONDS: &str = "7200";
 
-/// Puts [`BrowserService`] around the gRPC routes.
-#[derive(Debug, Clone)]
-pub struct BrowserLayer {
-    auth: Arc<SdkAuth>,
-}
-
-impl BrowserLayer {
-    pub fn new(auth: Arc<SdkAuth>) -> BrowserLayer {
-        BrowserLayer { auth }
-    }
-}
-
-impl<S> tower::Layer<S> for BrowserLayer {
-    type Service = BrowserService<S>;
-
-    fn layer(&self, inner: S) -> BrowserService<S> {
-        BrowserService {
-            inner,
-            auth: self.auth.clone(),
-        }
-    }
-}
+/// Puts [`BrowserCors`] around the gRPC routes.
+pub type BrowserLayer = InterceptLayer<BrowserCors>;
 
 /// See the module documentation.
 #[derive(Debug, Clone)]
-pub struct BrowserService<S> {
-    inner: S,
+pub struct BrowserCors {
     auth: Arc<SdkAuth>,
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+impl BrowserCors {
+    pub fn new(auth: Arc<SdkAuth>) -> BrowserCors {
+        BrowserCors { auth }
+    }
+}
 
-impl<S, B> tower::Service<Request<B>> for BrowserService<S>
+impl<S, B> Intercept<S, B> for BrowserCors
 where
     S: tower::Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Response<Body>, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn intercept(&self, inner: &mut S, request: Request<B>) -> BoxFuture<Response<Body>, S::Error> {
         let Some(origin) = request
             .headers()
             .get(header::ORIGIN)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned)
         else {
-            return Box::pin(self.inner.call(request));
+            return Box::pin(inner.call(request));
         };
         // The service that was made ready is the one to call; leave a fresh clone behind.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let clone = inner.clone();
+        let mut inner = std::mem::replace(inner, clone);
         let auth = self.auth.clone();
         Box::pin(async move {
             if !from_browsers(request.uri().path()) {

@@ -15,6 +15,7 @@ pub mod key_view;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod middleware;
 pub mod ofrep;
 pub mod origins;
 pub mod overload;

@@ -18,11 +18,11 @@ use vexil_proto::v1::experiment_service_server::ExperimentServiceServer;
 use vexil_proto::v1::sync_service_server::SyncServiceServer;
 
 use crate::auth::{self, Authenticator, Signer};
-use crate::browser::BrowserLayer;
+use crate::browser::{BrowserCors, BrowserLayer};
 use crate::limits::MAX_REQUEST_BYTES;
 use crate::live::{Hub, LiveSettings};
 use crate::metrics::Metrics;
-use crate::overload::{DEFAULT_MAX_INFLIGHT_REQUESTS, InflightLayer};
+use crate::overload::{DEFAULT_MAX_INFLIGHT_REQUESTS, InflightLayer, InflightLimit};
 use crate::rate_limit::AdminRateLimit;
 use crate::sdk_auth::SdkAuth;
 use crate::services::admin::Admin;
@@ -423,12 +423,12 @@ pub async fn serve_with(
     // translation, which leaves native gRPC untouched; then the refusal of calls beyond
     // the instance's limit, answered before they are decoded.
     let served = builder
-        .layer(BrowserLayer::new(sdk_auth.clone()))
+        .layer(BrowserLayer::new(BrowserCors::new(sdk_auth.clone())))
         .layer(tonic_web::GrpcWebLayer::new())
-        .layer(InflightLayer::new(
+        .layer(InflightLayer::new(InflightLimit::new(
             options.max_inflight_requests,
             hub.metrics().clone(),
-        ))
+        )))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
