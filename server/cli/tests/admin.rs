@@ -270,10 +270,16 @@ fn flags_are_created_toggled_listed_audited_exported_and_imported() {
     assert!(err.starts_with("vexil: ABORTED: "), "{err}");
 
     // Archive, restore, delete.
-    server.ok(&["flags", "archive", "checkout"]);
+    assert_eq!(
+        server.ok(&["flags", "archive", "checkout"]),
+        "archived flag checkout\n"
+    );
     let listed = server.json(&["flags", "list", "--json"]);
     assert!(find(&listed, "key", "checkout").is_none());
-    server.ok(&["flags", "archive", "checkout", "--restore"]);
+    assert_eq!(
+        server.ok(&["flags", "archive", "checkout", "--restore"]),
+        "restored flag checkout\n"
+    );
     assert_eq!(
         server.ok(&["flags", "delete", "checkout"]),
         "deleted flag checkout\n"
@@ -592,6 +598,13 @@ fn experiments_are_designed_run_and_read() {
     let ratio = server.json(&words(&format!("{per_visit} --denominator visit --json")));
     assert_eq!(ratio["kind"], "ratio");
     assert_eq!(ratio["denominator_event"], "visit");
+    let created = server.ok(&words(
+        "metrics create visits --event purchase --kind ratio --denominator visit",
+    ));
+    assert_eq!(
+        created,
+        "created metric visits (ratio of event purchase per event visit)\n"
+    );
     // A quantile metric needs its level, and the server refuses one outside (0, 1).
     let p90 = "metrics create latency-p90 --event latency --kind quantile";
     server.fails(&words(p90), "--quantile");
@@ -913,9 +926,13 @@ fn ramps_are_started_listed_paused_resumed_and_cancelled() {
 #[test]
 fn a_guarded_ramp_is_started_and_its_guardrails_read() {
     let server = Server::with_flag();
-    server.ok(&words(
+    let created = server.ok(&words(
         "metrics create retention --event return --kind conversion",
     ));
+    assert_eq!(
+        created,
+        "created metric retention (conversion of event return)\n"
+    );
     let start = |guard: &'static [&'static str]| {
         let mut args =
             words("flags ramp start checkout --variation 0 --baseline 1 --steps 10:1h,100");
@@ -1009,7 +1026,8 @@ fn projects_and_admin_tokens_are_managed() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("PERMISSION_DENIED"), "{err}");
-    server.ok(&["tokens", "roles", &id, "--role", "shop=admin"]);
+    let changed = server.ok(&["tokens", "roles", &id, "--role", "shop=admin"]);
+    assert!(changed.ends_with(": shop=admin\n"), "{changed}");
     let (code, out, err) = server.run_as(
         Some(&secret),
         &["--project", "shop", "environments", "create", "qa"],

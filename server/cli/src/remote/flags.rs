@@ -284,13 +284,16 @@ pub(crate) async fn flags(mut c: Client, environment: &str, command: FlagsComman
                 archived: !restore,
             })?;
             let flag = c.admin.archive_flag(request).await?.into_inner();
-            if c.json {
-                print_json(&convert::flag_json(&flag));
-            } else if flag.archived {
-                println!("archived flag {key}");
+            let done = if flag.archived {
+                "archived"
             } else {
-                println!("restored flag {key}");
-            }
+                "restored"
+            };
+            print_json_or(
+                c.json,
+                &convert::flag_json(&flag),
+                format_args!("{done} flag {key}"),
+            );
         }
         FlagsCommand::Delete {
             key,

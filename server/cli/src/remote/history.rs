@@ -8,7 +8,7 @@ use vexil_proto::model::value_to_json;
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, Outcome, all_pages};
-use super::output::{print_json, print_list, short, table, time};
+use super::output::{print_json, print_json_or, print_list, short, table, time};
 use crate::convert;
 
 /// The history commands, the same for flags and segments.
@@ -226,16 +226,16 @@ pub(crate) async fn history(
                 expected_version,
             })?;
             let restored = c.admin.rollback(request).await?.into_inner();
-            if c.json {
-                print_json(&version_json(&restored));
-            } else {
-                println!(
+            print_json_or(
+                c.json,
+                &version_json(&restored),
+                format_args!(
                     "rolled back {} {key} in {environment}: version {} restores the content of \
                      the one chosen",
                     kind.noun(),
                     restored.version
-                );
-            }
+                ),
+            );
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
 
 use super::client::{Client, InProject, Outcome, all_pages};
-use super::output::{print_json, print_list, time};
+use super::output::{print_json_or, print_list, time};
 
 /// `vexil metrics`.
 pub type MetricsArgs = InProject<MetricsCommand>;
@@ -92,21 +92,21 @@ pub async fn metrics(c: Client, args: MetricsArgs) -> Outcome {
                 }),
             })?;
             let m = svc.create_metric(request).await?.into_inner();
-            if c.json {
-                print_json(&metric_json(&m));
+            let per = if m.denominator_event_name.is_empty() {
+                String::new()
             } else {
-                println!(
-                    "created metric {} ({} of event {}{})",
+                format!(" per event {}", m.denominator_event_name)
+            };
+            print_json_or(
+                c.json,
+                &metric_json(&m),
+                format_args!(
+                    "created metric {} ({} of event {}{per})",
                     m.key,
                     kind_label(&m),
-                    m.event_name,
-                    if m.denominator_event_name.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" per event {}", m.denominator_event_name)
-                    }
-                );
-            }
+                    m.event_name
+                ),
+            );
         }
         MetricsCommand::List => {
             let all = all_pages!(c, svc, list_metrics, metrics, |page| {

@@ -220,11 +220,11 @@ fn token_json(t: &pb::AdminToken) -> Value {
 }
 
 fn print_token(c: &Client, t: &pb::AdminToken) {
-    if c.json {
-        print_json(&token_json(t));
-    } else {
-        println!("token {} of {}: {}", t.id, t.principal, roles_text(t));
-    }
+    print_json_or(
+        c.json,
+        &token_json(t),
+        format_args!("token {} of {}: {}", t.id, t.principal, roles_text(t)),
+    );
 }
 
 pub(crate) async fn tokens(mut c: Client, command: TokensCommand) -> Outcome {
