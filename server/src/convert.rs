@@ -292,6 +292,11 @@ pub fn experiment_metric(m: &storage::ExperimentMetric) -> pb::ExperimentMetric 
     }
 }
 
+/// A string field that proto3 cannot mark absent: empty means not given.
+pub fn given(field: &str) -> Option<&str> {
+    (!field.is_empty()).then_some(field)
+}
+
 /// A page request from the wire: an empty token is the first page.
 pub fn page_request(page: Option<&pb::PageRequest>) -> storage::PageRequest {
     match page {

@@ -919,7 +919,7 @@ impl AdminService for Admin {
     ) -> Reply<pb::ListSdkKeysResponse> {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Admin)?;
-        let env = (!req.environment_key.is_empty()).then_some(req.environment_key.as_str());
+        let env = convert::given(&req.environment_key);
         let keys = self
             .storage
             .list_sdk_keys(&req.project_key, env, req.include_revoked)
@@ -1109,7 +1109,7 @@ impl AdminService for Admin {
                  not `kind` or `multi`)"
             )),
         })?;
-        let environment = (!req.environment_key.is_empty()).then_some(req.environment_key.as_str());
+        let environment = convert::given(&req.environment_key);
         let erased = self
             .storage
             .erase_context(

@@ -263,25 +263,22 @@ fn read_batch(request: pb::PublishRequest) -> Result<EventBatch, Status> {
         batch_id: request.batch_id,
         sdk_name: request.sdk_name,
         sdk_version: request.sdk_version,
-        exposures: request
-            .exposures
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| exposure(i, e))
-            .collect::<Result<_, _>>()?,
-        track_events: request
-            .track_events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| track_event(i, e))
-            .collect::<Result<_, _>>()?,
-        summaries: request
-            .summaries
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| summary(i, s))
-            .collect::<Result<_, _>>()?,
+        exposures: read_each(request.exposures, exposure)?,
+        track_events: read_each(request.track_events, track_event)?,
+        summaries: read_each(request.summaries, summary)?,
     })
+}
+
+/// Reads each event of a list with `read`, which gets its index for the error it names.
+fn read_each<T, U>(
+    events: Vec<T>,
+    read: impl Fn(usize, T) -> Result<U, Status>,
+) -> Result<Vec<U>, Status> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| read(i, event))
+        .collect()
 }
 
 #[tonic::async_trait]

@@ -995,7 +995,7 @@ impl ExperimentService for ExperimentApi {
                 "start: the period may span at most {MAX_USAGE_DAYS} days"
             )));
         }
-        let flag = (!req.flag_key.is_empty()).then_some(req.flag_key.as_str());
+        let flag = convert::given(&req.flag_key);
         // Whole hours: the hour `start` falls in, up to the hour `end` falls in.
         let buckets = self
             .storage

@@ -215,7 +215,7 @@ impl Admin {
         req: pb::ListRampsRequest,
     ) -> Reply<pb::ListRampsResponse> {
         caller.require(&req.project_key, Role::Viewer)?;
-        let flag = (!req.key.is_empty()).then_some(req.key.as_str());
+        let flag = convert::given(&req.key);
         let page = self
             .storage
             .list_ramps(

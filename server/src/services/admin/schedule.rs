@@ -138,7 +138,7 @@ impl Admin {
         req: pb::ListScheduledChangesRequest,
     ) -> Reply<pb::ListScheduledChangesResponse> {
         caller.require(&req.project_key, Role::Viewer)?;
-        let flag = (!req.key.is_empty()).then_some(req.key.as_str());
+        let flag = convert::given(&req.key);
         let page = self
             .storage
             .list_scheduled_changes(
