@@ -11,156 +11,55 @@ use vexil_proto::v1::admin_service_server::AdminService;
 use vexil_proto::v1::evaluation_service_server::EvaluationService;
 use vexil_proto::v1::event_service_server::EventService;
 
-/// Fills an empty project or environment with the server's own, so that inputs reach past
-/// the lookup.
-fn place(project: &mut String, environment: Option<&mut String>) {
-    if project.is_empty() {
-        *project = "default".into();
-    }
-    if let Some(environment) = environment
-        && environment.is_empty()
-    {
-        *environment = "production".into();
-    }
-}
-
-fn decode<M: Message + Default>(bytes: &[u8]) -> Option<M> {
-    M::decode(bytes).ok()
-}
+/// The server's own project, for requests that name none, so that inputs reach past the
+/// lookup.
+const PROJECT: &str = "default";
+/// The server's own environment, likewise.
+const ENVIRONMENT: &str = "production";
 
 fuzz_target!(|data: &[u8]| {
     let Some((&rpc, bytes)) = data.split_first() else {
         return;
     };
     let s = served();
-    let root = s.root_token.as_str();
+    let root_token = s.root_token.as_str();
+    let (server_key, client_key) = (s.server_key.as_str(), s.client_key.as_str());
+    // Decodes the rest of the input as the request, fills the fields named after `;` that
+    // are empty, calls the RPC with the credential and checks how it answered.
+    macro_rules! call {
+        ($request:ident, $service:ident.$method:ident, $secret:ident
+            $(; $($field:ident = $value:expr),+)?) => {{
+            let Ok(m) = pb::$request::decode(bytes) else {
+                return;
+            };
+            $(let mut m = m;
+            $(if m.$field.is_empty() {
+                m.$field = $value.into();
+            })+)?
+            let result = s.runtime.block_on(s.$service.$method(authed(m, $secret)));
+            refused_cleanly(stringify!($request).trim_end_matches("Request"), &result);
+        }};
+    }
     match rpc % 13 {
-        0 => {
-            let Some(mut m) = decode::<pb::CreateFlagRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, None);
-            refused_cleanly(
-                "CreateFlag",
-                &s.runtime.block_on(s.admin.create_flag(authed(m, root))),
-            );
-        }
-        1 => {
-            let Some(mut m) = decode::<pb::UpdateFlagRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, None);
-            refused_cleanly(
-                "UpdateFlag",
-                &s.runtime.block_on(s.admin.update_flag(authed(m, root))),
-            );
-        }
-        2 => {
-            let Some(mut m) = decode::<pb::UpdateFlagConfigurationRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, Some(&mut m.environment_key));
-            let result = s
-                .runtime
-                .block_on(s.admin.update_flag_configuration(authed(m, root)));
-            refused_cleanly("UpdateFlagConfiguration", &result);
-        }
-        3 => {
-            let Some(mut m) = decode::<pb::ToggleFlagRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, Some(&mut m.environment_key));
-            refused_cleanly(
-                "ToggleFlag",
-                &s.runtime.block_on(s.admin.toggle_flag(authed(m, root))),
-            );
-        }
-        4 => {
-            let Some(mut m) = decode::<pb::CreateSegmentRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, Some(&mut m.environment_key));
-            refused_cleanly(
-                "CreateSegment",
-                &s.runtime.block_on(s.admin.create_segment(authed(m, root))),
-            );
-        }
-        5 => {
-            let Some(mut m) = decode::<pb::UpdateSegmentRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, Some(&mut m.environment_key));
-            refused_cleanly(
-                "UpdateSegment",
-                &s.runtime.block_on(s.admin.update_segment(authed(m, root))),
-            );
-        }
-        6 => {
-            let Some(mut m) = decode::<pb::ImportEnvironmentRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, Some(&mut m.environment_key));
-            let result = s
-                .runtime
-                .block_on(s.admin.import_environment(authed(m, root)));
-            refused_cleanly("ImportEnvironment", &result);
-        }
-        7 => {
-            let Some(mut m) = decode::<pb::CreateEnvironmentRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, None);
-            let result = s
-                .runtime
-                .block_on(s.admin.create_environment(authed(m, root)));
-            refused_cleanly("CreateEnvironment", &result);
-        }
-        8 => {
-            let Some(mut m) = decode::<pb::UpdateEnvironmentRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, None);
-            let result = s
-                .runtime
-                .block_on(s.admin.update_environment(authed(m, root)));
-            refused_cleanly("UpdateEnvironment", &result);
-        }
-        9 => {
-            let Some(mut m) = decode::<pb::EraseContextRequest>(bytes) else {
-                return;
-            };
-            place(&mut m.project_key, None);
-            refused_cleanly(
-                "EraseContext",
-                &s.runtime.block_on(s.admin.erase_context(authed(m, root))),
-            );
-        }
-        10 => {
-            let Some(m) = decode::<pb::PublishRequest>(bytes) else {
-                return;
-            };
-            let result = s
-                .runtime
-                .block_on(s.events.publish(authed(m, &s.server_key)));
-            refused_cleanly("Publish", &result);
-        }
-        11 => {
-            let Some(m) = decode::<pb::EvaluateRequest>(bytes) else {
-                return;
-            };
-            let result = s
-                .runtime
-                .block_on(s.evaluation.evaluate(authed(m, &s.server_key)));
-            refused_cleanly("Evaluate", &result);
-        }
-        _ => {
-            let Some(m) = decode::<pb::EvaluateAllRequest>(bytes) else {
-                return;
-            };
-            let result = s
-                .runtime
-                .block_on(s.evaluation.evaluate_all(authed(m, &s.client_key)));
-            refused_cleanly("EvaluateAll", &result);
-        }
+        0 => call!(CreateFlagRequest, admin.create_flag, root_token; project_key = PROJECT),
+        1 => call!(UpdateFlagRequest, admin.update_flag, root_token; project_key = PROJECT),
+        2 => call!(UpdateFlagConfigurationRequest, admin.update_flag_configuration, root_token;
+            project_key = PROJECT, environment_key = ENVIRONMENT),
+        3 => call!(ToggleFlagRequest, admin.toggle_flag, root_token;
+            project_key = PROJECT, environment_key = ENVIRONMENT),
+        4 => call!(CreateSegmentRequest, admin.create_segment, root_token;
+            project_key = PROJECT, environment_key = ENVIRONMENT),
+        5 => call!(UpdateSegmentRequest, admin.update_segment, root_token;
+            project_key = PROJECT, environment_key = ENVIRONMENT),
+        6 => call!(ImportEnvironmentRequest, admin.import_environment, root_token;
+            project_key = PROJECT, environment_key = ENVIRONMENT),
+        7 => call!(CreateEnvironmentRequest, admin.create_environment, root_token;
+            project_key = PROJECT),
+        8 => call!(UpdateEnvironmentRequest, admin.update_environment, root_token;
+            project_key = PROJECT),
+        9 => call!(EraseContextRequest, admin.erase_context, root_token; project_key = PROJECT),
+        10 => call!(PublishRequest, events.publish, server_key),
+        11 => call!(EvaluateRequest, evaluation.evaluate, server_key),
+        _ => call!(EvaluateAllRequest, evaluation.evaluate_all, client_key),
     }
 });
