@@ -36,6 +36,12 @@ pub fn read_json(path: &std::path::Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
 }
 
+/// Reads a JSON file as what `read` makes of it (a flag or segment file); an error names the
+/// file.
+pub fn read_file<T>(path: &std::path::Path, read: fn(&Value) -> Result<T>) -> Result<T> {
+    read(&read_json(path)?).with_context(|| path.display().to_string())
+}
+
 /// `json` as a `T`; an error names the offending field's path (`rules[0].clauses[1].op`).
 fn typed<T: DeserializeOwned>(json: &Value) -> Result<T> {
     serde_path_to_error::deserialize(json).map_err(|err| {
@@ -489,6 +495,21 @@ mod tests {
         assert_eq!(model(&back), model(&json));
         assert_eq!(back["tags"], json["tags"]);
         assert_eq!(back["rules"][0]["clauses"][0]["context_kind"], "user");
+    }
+
+    #[test]
+    fn a_file_read_names_itself_and_the_field_in_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment.json");
+        std::fs::write(&path, r#"{"key": "s", "included": "alice"}"#).unwrap();
+        let err = read_file(&path, segment_file).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.starts_with(&format!("{}: included:", path.display())),
+            "{text}"
+        );
+        std::fs::write(&path, r#"{"key": "s"}"#).unwrap();
+        assert_eq!(read_file(&path, segment_file).unwrap().key, "s");
     }
 
     #[test]

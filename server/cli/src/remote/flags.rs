@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 use vexil_proto::v1 as pb;
@@ -193,8 +192,7 @@ fn print_flag(flag: &pb::Flag) {
 }
 
 fn read_flag_file(path: &Path, meta: &FlagMeta) -> Outcome<FlagFile> {
-    let json = convert::read_json(path)?;
-    let mut file = convert::flag_file(&json).with_context(|| format!("{}", path.display()))?;
+    let mut file = convert::read_file(path, convert::flag_file)?;
     if let Some(name) = &meta.name {
         file.name = Some(name.clone());
     }

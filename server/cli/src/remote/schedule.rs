@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use vexil_proto::v1 as pb;
@@ -122,9 +122,7 @@ pub(crate) async fn schedule(
                     pb::schedule_change_request::Edit::On(matches!(state, OnOff::On))
                 }
                 (None, Some(path)) => {
-                    let json = convert::read_json(&path)?;
-                    let file =
-                        convert::flag_file(&json).with_context(|| format!("{}", path.display()))?;
+                    let file = convert::read_file(&path, convert::flag_file)?;
                     if file.key != key {
                         return Err(anyhow!(
                             "{} is the flag file of {:?}, not {key:?}",

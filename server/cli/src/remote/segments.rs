@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Subcommand;
 use vexil_proto::v1 as pb;
 
@@ -101,9 +100,7 @@ pub(crate) async fn segments(
             print_json(&convert::segment_json(&segment));
         }
         SegmentsCommand::Create { file } => {
-            let json = convert::read_json(&file)?;
-            let segment =
-                convert::segment_file(&json).with_context(|| format!("{}", file.display()))?;
+            let segment = convert::read_file(&file, convert::segment_file)?;
             let request = c.req(pb::CreateSegmentRequest {
                 project_key: c.project.clone(),
                 environment_key: environment.to_owned(),
@@ -120,9 +117,7 @@ pub(crate) async fn segments(
             file,
             expected_version,
         } => {
-            let json = convert::read_json(&file)?;
-            let segment =
-                convert::segment_file(&json).with_context(|| format!("{}", file.display()))?;
+            let segment = convert::read_file(&file, convert::segment_file)?;
             let expected_version = match expected_version {
                 Some(v) => v,
                 None => {
