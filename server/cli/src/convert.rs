@@ -298,7 +298,8 @@ pub fn audit_json(a: &pb::AuditEntry) -> Value {
 
 // ----- time ----------------------------------------------------------------------------------
 
-fn time_json(ts: Option<&Timestamp>) -> Value {
+/// A time as JSON: the RFC 3339 text, `null` when unset.
+pub fn time_json(ts: Option<&Timestamp>) -> Value {
     ts.map_or(Value::Null, |t| Value::from(format_time(t)))
 }
 

@@ -263,8 +263,8 @@ fn experiment_json(x: &pb::Experiment) -> Value {
         })),
         "version": x.version,
         "created_at": time(x.created_at.as_ref()),
-        "started_at": x.started_at.as_ref().map(convert::format_time),
-        "stopped_at": x.stopped_at.as_ref().map(convert::format_time),
+        "started_at": convert::time_json(x.started_at.as_ref()),
+        "stopped_at": convert::time_json(x.stopped_at.as_ref()),
     })
 }
 

@@ -214,8 +214,8 @@ fn token_json(t: &pb::AdminToken) -> Value {
             "project": r.project_key, "role": role_name(r.role)
         })).collect::<Vec<_>>(),
         "created_at": time(t.created_at.as_ref()),
-        "expires_at": t.expires_at.as_ref().map(convert::format_time),
-        "revoked_at": t.revoked_at.as_ref().map(convert::format_time),
+        "expires_at": convert::time_json(t.expires_at.as_ref()),
+        "revoked_at": convert::time_json(t.revoked_at.as_ref()),
     })
 }
 

@@ -132,13 +132,13 @@ fn ramp_json(r: &pb::Ramp) -> Value {
         "step": r.step,
         "percent": r.steps.get(r.step as usize).map(|s| s.percent),
         "step_started_at": time(r.step_started_at.as_ref()),
-        "next_step_at": r.next_step_at.as_ref().map(|t| time(Some(t))),
+        "next_step_at": crate::convert::time_json(r.next_step_at.as_ref()),
         "created_by": r.created_by,
         "guard": r.guard.as_ref().map(|g| json!({
             "metrics": g.metrics.iter().map(|m| goal_json(Some(m))).collect::<Vec<_>>(),
             "alpha": g.alpha,
         })),
-        "guard_checked_at": r.guard_checked_at.as_ref().map(|t| time(Some(t))),
+        "guard_checked_at": crate::convert::time_json(r.guard_checked_at.as_ref()),
         "rollback_reason": r.rollback_reason,
         "experiment_key": r.experiment_key,
     })

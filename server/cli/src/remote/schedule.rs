@@ -81,7 +81,7 @@ fn change_json(x: &pb::ScheduledChange) -> Value {
         "comment": x.comment,
         "created_by": x.created_by,
         "state": state_name(x.state),
-        "finished_at": x.finished_at.as_ref().map(convert::format_time),
+        "finished_at": convert::time_json(x.finished_at.as_ref()),
         "applied_version": (x.applied_version > 0).then_some(x.applied_version),
         "outcome": x.outcome,
     })

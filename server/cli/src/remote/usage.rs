@@ -86,7 +86,7 @@ pub async fn stale(c: &Client, environment: &str, days: u32) -> Outcome {
             "reason": reason(s),
             "variation": s.variation,
             "evaluations": s.evaluations,
-            "last_evaluated": s.last_evaluated.as_ref().map(convert::format_time),
+            "last_evaluated": convert::time_json(s.last_evaluated.as_ref()),
         })
     };
     let headers = ["FLAG", "REASON", "DETAIL", "LAST EVALUATED"];
