@@ -379,33 +379,32 @@ func mismatch(why string) of.ProviderResolutionDetail {
 	return of.ProviderResolutionDetail{ResolutionError: of.NewTypeMismatchResolutionError(why), Reason: of.ErrorReason}
 }
 
-// BooleanEvaluation resolves a bool flag.
-func (p *Provider) BooleanEvaluation(_ context.Context, flag string, def bool, flat of.FlattenedContext) of.BoolResolutionDetail {
-	raw, detail := p.resolve(flag, flat, vexil.KindBool, def)
+// resolveAs resolves a flag whose JSON value reads as a T: the value, or the default (with
+// the resolution's error, or TYPE_MISMATCH saying why when the value is not a T).
+func resolveAs[T any](p *Provider, flag string, flat of.FlattenedContext, kind vexil.Kind, def T, why string) (T, of.ProviderResolutionDetail) {
+	raw, detail := p.resolve(flag, flat, kind, def)
 	value := def
 	if detail.Error() == nil && json.Unmarshal(raw, &value) != nil {
-		return of.BoolResolutionDetail{Value: def, ProviderResolutionDetail: mismatch("not a boolean")}
+		return def, mismatch(why)
 	}
+	return value, detail
+}
+
+// BooleanEvaluation resolves a bool flag.
+func (p *Provider) BooleanEvaluation(_ context.Context, flag string, def bool, flat of.FlattenedContext) of.BoolResolutionDetail {
+	value, detail := resolveAs(p, flag, flat, vexil.KindBool, def, "not a boolean")
 	return of.BoolResolutionDetail{Value: value, ProviderResolutionDetail: detail}
 }
 
 // StringEvaluation resolves a string flag.
 func (p *Provider) StringEvaluation(_ context.Context, flag string, def string, flat of.FlattenedContext) of.StringResolutionDetail {
-	raw, detail := p.resolve(flag, flat, vexil.KindString, def)
-	value := def
-	if detail.Error() == nil && json.Unmarshal(raw, &value) != nil {
-		return of.StringResolutionDetail{Value: def, ProviderResolutionDetail: mismatch("not a string")}
-	}
+	value, detail := resolveAs(p, flag, flat, vexil.KindString, def, "not a string")
 	return of.StringResolutionDetail{Value: value, ProviderResolutionDetail: detail}
 }
 
 // FloatEvaluation resolves a number flag.
 func (p *Provider) FloatEvaluation(_ context.Context, flag string, def float64, flat of.FlattenedContext) of.FloatResolutionDetail {
-	raw, detail := p.resolve(flag, flat, vexil.KindNumber, def)
-	value := def
-	if detail.Error() == nil && json.Unmarshal(raw, &value) != nil {
-		return of.FloatResolutionDetail{Value: def, ProviderResolutionDetail: mismatch("not a number")}
-	}
+	value, detail := resolveAs(p, flag, flat, vexil.KindNumber, def, "not a number")
 	return of.FloatResolutionDetail{Value: value, ProviderResolutionDetail: detail}
 }
 
