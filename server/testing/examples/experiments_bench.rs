@@ -1,8 +1,8 @@
 //! Ingestion and results speed of experiments on Postgres, over gRPC on loopback.
 //!
-//! `cargo run --release -p vexil-server --example experiments_bench -- [postgres url]`
-//! (default: `VEXIL_TEST_DATABASE_URL`). Creates a fresh database next to the one named by
-//! the url, serves it from this process, and:
+//! `cargo run --release -p vexil-testing --example experiments_bench`. Creates a fresh
+//! database on the test Postgres (`VEXIL_TEST_DATABASE_URL`), serves it from this process,
+//! and:
 //!
 //! 1. ingestion: concurrent publishers send batches of exposures and track events through
 //!    `EventService.Publish`; prints events per second;
@@ -14,52 +14,23 @@
 //!
 //! `VEXIL_BENCH_ONLY=ingestion` stops after the first part (the second takes minutes).
 //!
-//! The database is dropped at the end (kept with `VEXIL_BENCH_KEEP_DATABASE=1`). Prints figures; asserts nothing. The publishers run
-//! in the same process as the server, so they share its cores.
+//! The database is dropped at the end. Prints figures; asserts nothing. The publishers run in
+//! the same process as the server, so they share its cores.
 
 use std::time::Instant;
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
-use tonic::Request;
-use tonic::transport::Channel;
 use vexil_proto::v1 as pb;
-use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
-use vexil_server::convert::json_to_value;
-use vexil_server::server::{self, Settings};
+use vexil_testing::{ENV, PROJECT, TestServer, authed, halves, metric};
 
 const PUBLISHERS: usize = 8;
 const BATCHES_PER_PUBLISHER: usize = 25;
 const EVENTS_PER_BATCH: usize = 5_000;
 const CONTEXTS: i64 = 1_000_000;
 const EVENTS: i64 = 10_000_000;
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii token"),
-    );
-    request
-}
-
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{host}/{database}?{query}"),
-        None => format!("{host}/{database}"),
-    }
-}
 
 fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp {
@@ -124,56 +95,19 @@ async fn wait_for_rollups(db: &mut PgConnection) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = match std::env::args().nth(1) {
-        Some(url) => url,
-        None => std::env::var("VEXIL_TEST_DATABASE_URL")
-            .map_err(|_| anyhow::anyhow!("give a Postgres url or set VEXIL_TEST_DATABASE_URL"))?,
-    };
-    let database = format!("vexil_xbench_{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await?;
-    let url = with_database(&admin_url, &database);
-    let outcome = run(&url).await;
-    if std::env::var_os("VEXIL_BENCH_KEEP_DATABASE").is_some() {
-        println!("kept database {database}");
-    } else {
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await?;
-    }
+    let server = TestServer::postgres()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the benchmark needs the test Postgres"))?;
+    let outcome = run(&server).await;
+    server.stop().await;
     outcome
 }
 
-async fn run(url: &str) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let data_dir = dir.path().join("data");
-    let prepared = server::prepare(&Settings {
-        data_dir: data_dir.clone(),
-        database_url: Some(url.to_owned()),
-        database_replica_url: None,
-        jwt_secret: None,
-    })
-    .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server::serve(prepared, listener, None, async {
-        let _ = stopped.await;
-    }));
-    let credentials: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-        data_dir.join(server::CREDENTIALS_FILE),
-    )?)?;
-    let token = credentials["admin_token"]["token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let sdk_key = credentials["sdk_keys"]["production"]["server"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let channel = Channel::from_shared(address)?.connect().await?;
+async fn run(server: &TestServer) -> anyhow::Result<()> {
+    let url = server.database_url();
+    let token = server.root_token();
+    let sdk_key = server.sdk_key(ENV, "server");
+    let channel = server.channel().await;
 
     // ----- ingestion ------------------------------------------------------------------------
     let now = vexil_server::storage::now_millis();
@@ -212,7 +146,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
         elapsed,
         total as f64 / elapsed.as_secs_f64()
     );
-    let mut db = PgConnection::connect(url).await?;
+    let mut db = PgConnection::connect(&url).await?;
     wait_for_rollups(&mut db).await?;
     let drained = started.elapsed();
     println!(
@@ -222,52 +156,20 @@ async fn run(url: &str) -> anyhow::Result<()> {
     );
 
     if std::env::var("VEXIL_BENCH_ONLY").as_deref() == Ok("ingestion") {
-        let _ = stop.send(());
-        serving.await??;
         return Ok(());
     }
 
     // ----- results ----------------------------------------------------------------------------
-    let mut adminc = AdminServiceClient::new(channel.clone());
     let mut experiments = ExperimentServiceClient::new(channel.clone());
-    adminc
-        .create_flag(authed(
-            pb::CreateFlagRequest {
-                project_key: "default".into(),
-                key: "checkout".into(),
-                kind: pb::FlagKind::Bool as i32,
-                variations: vec![
-                    json_to_value(&serde_json::json!(false)),
-                    json_to_value(&serde_json::json!(true)),
-                ],
-                off_variation: Some(0),
-                fallthrough: Some(pb::Serve {
-                    kind: Some(pb::serve::Kind::Variation(0)),
-                    experiment: None,
-                }),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await?;
+    server.create_bool_flag("checkout", false).await;
     for (key, kind) in [
         ("purchase-rate", pb::MetricKind::Conversion),
         ("revenue", pb::MetricKind::Sum),
     ] {
-        experiments
-            .create_metric(authed(
-                pb::CreateMetricRequest {
-                    metric: Some(pb::Metric {
-                        project_key: "default".into(),
-                        key: key.into(),
-                        event_name: "purchase".into(),
-                        kind: kind as i32,
-                        ..Default::default()
-                    }),
-                },
-                &token,
-            ))
-            .await?;
+        let request = pb::CreateMetricRequest {
+            metric: Some(metric(key, "purchase", kind)),
+        };
+        experiments.create_metric(authed(request, &token)).await?;
     }
     let goal = |key: &str| pb::ExperimentMetric {
         metric_key: key.into(),
@@ -277,20 +179,11 @@ async fn run(url: &str) -> anyhow::Result<()> {
         .create_experiment(authed(
             pb::CreateExperimentRequest {
                 experiment: Some(pb::Experiment {
-                    project_key: "default".into(),
-                    environment_key: "production".into(),
+                    project_key: PROJECT.into(),
+                    environment_key: ENV.into(),
                     key: "big".into(),
                     flag_key: "checkout".into(),
-                    variations: vec![
-                        pb::WeightedVariation {
-                            variation: 0,
-                            weight: 50_000,
-                        },
-                        pb::WeightedVariation {
-                            variation: 1,
-                            weight: 50_000,
-                        },
-                    ],
+                    variations: halves(),
                     primary_metric: Some(goal("purchase-rate")),
                     guardrail_metrics: vec![goal("revenue")],
                     minimum_detectable_effect: 0.02,
@@ -370,8 +263,8 @@ async fn run(url: &str) -> anyhow::Result<()> {
         let results = experiments
             .get_experiment_results(authed(
                 pb::GetExperimentResultsRequest {
-                    project_key: "default".into(),
-                    environment_key: "production".into(),
+                    project_key: PROJECT.into(),
+                    environment_key: ENV.into(),
                     key: "big".into(),
                     until: until.and_then(timestamp),
                 },
@@ -393,8 +286,5 @@ async fn run(url: &str) -> anyhow::Result<()> {
         );
     }
     db.close().await?;
-
-    let _ = stop.send(());
-    serving.await??;
     Ok(())
 }
