@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use vexil_proto::model::value_to_json;
 use vexil_proto::v1 as pb;
 
-use super::client::{Client, Outcome, all_pages};
+use super::client::{Client, FlagPart, Outcome, all_pages};
 use super::output::{print_json, print_json_or, print_list, short, table, time};
+use super::segments;
 use crate::convert;
 
 /// The history commands, the same for flags and segments.
@@ -216,9 +217,19 @@ pub(crate) async fn history(
             at,
             expected_version,
         } => {
-            let expected_version = match expected_version {
-                Some(v) => v,
-                None => current_version(c, environment, kind, &key).await?,
+            let expected_version = match kind {
+                Versioned::Flag => {
+                    c.version_or_current(
+                        expected_version,
+                        FlagPart::Configuration,
+                        &key,
+                        environment,
+                    )
+                    .await?
+                }
+                Versioned::Segment => {
+                    segments::version_or_current(c, expected_version, &key, environment).await?
+                }
             };
             let request = c.req(pb::RollbackRequest {
                 resource: Some(resource(&key)),
@@ -292,26 +303,6 @@ async fn newest(c: &mut Client, resource: pb::VersionedResource) -> Outcome<i64>
         .first()
         .map(|v| v.version)
         .ok_or_else(|| anyhow!("no version is recorded").into())
-}
-
-/// The resource's version now, which a rollback is based on.
-async fn current_version(
-    c: &mut Client,
-    environment: &str,
-    kind: Versioned,
-    key: &str,
-) -> Outcome<i64> {
-    match kind {
-        Versioned::Flag => Ok(c.flag_in(key, environment).await?.1.version),
-        Versioned::Segment => {
-            let request = c.req(pb::GetSegmentRequest {
-                project_key: c.project.clone(),
-                environment_key: environment.to_owned(),
-                key: key.to_owned(),
-            })?;
-            Ok(c.admin.get_segment(request).await?.into_inner().version)
-        }
-    }
 }
 
 /// `vexil environments rollback`.

@@ -118,14 +118,8 @@ pub(crate) async fn segments(
             expected_version,
         } => {
             let segment = convert::read_file(&file, convert::segment_file)?;
-            let expected_version = match expected_version {
-                Some(v) => v,
-                None => {
-                    get_segment(&mut c, environment, &segment.key)
-                        .await?
-                        .version
-                }
-            };
+            let expected_version =
+                version_or_current(&mut c, expected_version, &segment.key, environment).await?;
             let request = c.req(pb::UpdateSegmentRequest {
                 project_key: c.project.clone(),
                 environment_key: environment.to_owned(),
@@ -146,10 +140,8 @@ pub(crate) async fn segments(
             key,
             expected_version,
         } => {
-            let expected_version = match expected_version {
-                Some(v) => v,
-                None => get_segment(&mut c, environment, &key).await?.version,
-            };
+            let expected_version =
+                version_or_current(&mut c, expected_version, &key, environment).await?;
             let request = c.req(pb::DeleteSegmentRequest {
                 project_key: c.project.clone(),
                 environment_key: environment.to_owned(),
@@ -165,6 +157,19 @@ pub(crate) async fn segments(
         }
     }
     Ok(())
+}
+
+/// The version a change of the segment `key` expects: `given`, else its current one.
+pub(super) async fn version_or_current(
+    c: &mut Client,
+    given: Option<i64>,
+    key: &str,
+    environment: &str,
+) -> Outcome<i64> {
+    match given {
+        Some(version) => Ok(version),
+        None => Ok(get_segment(c, environment, key).await?.version),
+    }
 }
 
 async fn get_segment(c: &mut Client, environment: &str, key: &str) -> Outcome<pb::Segment> {
