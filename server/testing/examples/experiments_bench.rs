@@ -24,20 +24,14 @@ use sqlx::postgres::PgConnection;
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
-use vexil_testing::{ENV, PROJECT, TestServer, authed, halves, metric};
+use vexil_server::convert::timestamp;
+use vexil_testing::{ENV, PROJECT, TestServer, authed, halves, metric, results_request};
 
 const PUBLISHERS: usize = 8;
 const BATCHES_PER_PUBLISHER: usize = 25;
 const EVENTS_PER_BATCH: usize = 5_000;
 const CONTEXTS: i64 = 1_000_000;
 const EVENTS: i64 = 10_000_000;
-
-fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: ms / 1000,
-        nanos: (ms % 1000) as i32 * 1_000_000,
-    })
-}
 
 /// A batch of 20 % exposures and 80 % track events of distinct users.
 fn batch(publisher: usize, number: usize, now: i64) -> pb::PublishRequest {
@@ -56,7 +50,7 @@ fn batch(publisher: usize, number: usize, now: i64) -> pb::PublishRequest {
         });
         if i % 5 == 0 {
             request.exposures.push(pb::ExposureEvent {
-                time: timestamp(now),
+                time: Some(timestamp(now)),
                 flag_key: "checkout".into(),
                 flag_version: 3,
                 experiment_key: "ingest".into(),
@@ -66,7 +60,7 @@ fn batch(publisher: usize, number: usize, now: i64) -> pb::PublishRequest {
             });
         } else {
             request.track_events.push(pb::TrackEvent {
-                time: timestamp(now + 1),
+                time: Some(timestamp(now + 1)),
                 name: "purchase".into(),
                 context,
                 value: Some((i % 97) as f64),
@@ -261,15 +255,7 @@ async fn run(server: &TestServer) -> anyhow::Result<()> {
         let (until, label) = cutoffs[(run - 1) / 2];
         let started = Instant::now();
         let results = experiments
-            .get_experiment_results(authed(
-                pb::GetExperimentResultsRequest {
-                    project_key: PROJECT.into(),
-                    environment_key: ENV.into(),
-                    key: "big".into(),
-                    until: until.and_then(timestamp),
-                },
-                &token,
-            ))
+            .get_experiment_results(authed(results_request("big", until), &token))
             .await?
             .into_inner();
         let elapsed = started.elapsed();

@@ -51,7 +51,7 @@ pub use flags::{
     halves, toggle, try_toggle,
 };
 pub use http::{HttpResponse, http_get, http_request};
-pub use metrics::metric;
+pub use metrics::{metric, results_request};
 pub use process::{ChildProcess, ServerProcess, free_address};
 pub use redis::PrivateRedis;
 pub use redis_cluster::{ClusterNode, PrivateRedisCluster};

@@ -33,7 +33,9 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_proto::v1::evaluation_service_client::EvaluationServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
-use vexil_testing::{ServerProcess, authed, config_version, halves, metric, try_toggle};
+use vexil_testing::{
+    ServerProcess, authed, config_version, halves, metric, results_request, try_toggle,
+};
 
 use measure::{Latencies, Report};
 use services::Services;
@@ -541,15 +543,7 @@ async fn experiment_results(
     for index in (0..count).step_by(step) {
         let started = Instant::now();
         let results = experiments
-            .get_experiment_results(authed(
-                pb::GetExperimentResultsRequest {
-                    project_key: PROJECT.into(),
-                    environment_key: ENV.into(),
-                    key: experiment_key(index),
-                    until: None,
-                },
-                token,
-            ))
+            .get_experiment_results(authed(results_request(&experiment_key(index), None), token))
             .await
             .with_context(|| format!("results of experiment {index}"))?
             .into_inner();

@@ -3,7 +3,6 @@
 //! flag usage and stale flags, an SDK-driven experiment whose known lift the results
 //! recover, and guarded ramps, which the same comparison rolls back.
 
-use prost_types::Timestamp;
 use serde_json::json;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -11,10 +10,11 @@ use vexil_proto::v1 as pb;
 use vexil_proto::v1::admin_service_client::AdminServiceClient;
 use vexil_proto::v1::event_service_client::EventServiceClient;
 use vexil_proto::v1::experiment_service_client::ExperimentServiceClient;
-use vexil_server::convert::json_to_value;
+use vexil_server::convert::{json_to_value, timestamp};
 
 use vexil_testing::{
     ENV, PROJECT, StartsWith, TestServer, authed, expect_code, expect_error, halves, metric,
+    results_request,
 };
 
 mod guarded_ramps;
@@ -129,12 +129,7 @@ impl Fixture {
     }
 
     async fn results(&mut self, key: &str, until: Option<i64>) -> pb::ExperimentResults {
-        let request = self.req(pb::GetExperimentResultsRequest {
-            project_key: PROJECT.into(),
-            environment_key: ENV.into(),
-            key: key.into(),
-            until: until.map(at),
-        });
+        let request = self.req(results_request(key, until));
         self.experiments
             .get_experiment_results(request)
             .await
@@ -185,13 +180,6 @@ fn fixed(variation: u32) -> pb::Serve {
     }
 }
 
-fn at(ms: i64) -> Timestamp {
-    Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: i32::try_from(ms.rem_euclid(1000)).unwrap() * 1_000_000,
-    }
-}
-
 fn user(key: &str) -> Option<pb::Context> {
     Some(pb::Context {
         kind: "user".into(),
@@ -225,7 +213,7 @@ fn design(key: &str, flag: &str) -> pb::Experiment {
 
 fn exposure(key: &str, variation: u32, ms: i64, experiment: &str) -> pb::ExposureEvent {
     pb::ExposureEvent {
-        time: Some(at(ms)),
+        time: Some(timestamp(ms)),
         flag_key: "button".into(),
         flag_version: 1,
         experiment_key: experiment.into(),
@@ -237,7 +225,7 @@ fn exposure(key: &str, variation: u32, ms: i64, experiment: &str) -> pb::Exposur
 
 fn track(key: &str, name: &str, ms: i64, value: Option<f64>) -> pb::TrackEvent {
     pb::TrackEvent {
-        time: Some(at(ms)),
+        time: Some(timestamp(ms)),
         name: name.into(),
         context: user(key),
         value,
@@ -682,15 +670,7 @@ async fn viewers_read_and_editors_write() {
         .await
         .unwrap();
     f.experiments
-        .get_experiment_results(authed(
-            pb::GetExperimentResultsRequest {
-                project_key: PROJECT.into(),
-                environment_key: ENV.into(),
-                key: "green-button".into(),
-                until: None,
-            },
-            viewer,
-        ))
+        .get_experiment_results(authed(results_request("green-button", None), viewer))
         .await
         .unwrap();
     let start = || pb::StartExperimentRequest {
@@ -1583,8 +1563,8 @@ async fn usage_and_stale_flags(server: TestServer) {
     let this_hour = now - now.rem_euclid(hour);
     let summary =
         |flag: &str, start: i64, counters: Vec<(Option<u32>, i32, u64)>| pb::EvaluationSummary {
-            start: Some(at(start)),
-            end: Some(at(start + 10_000)),
+            start: Some(timestamp(start)),
+            end: Some(timestamp(start + 10_000)),
             flag_key: flag.into(),
             counters: counters
                 .into_iter()
@@ -1628,7 +1608,7 @@ async fn usage_and_stale_flags(server: TestServer) {
     let request = f.req(pb::GetFlagUsageRequest {
         project_key: PROJECT.into(),
         environment_key: ENV.into(),
-        start: Some(at(this_hour - 3 * hour)),
+        start: Some(timestamp(this_hour - 3 * hour)),
         ..Default::default()
     });
     let buckets = f
@@ -1678,8 +1658,8 @@ async fn usage_and_stale_flags(server: TestServer) {
     let request = f.req(pb::GetFlagUsageRequest {
         project_key: PROJECT.into(),
         environment_key: ENV.into(),
-        start: Some(at(now)),
-        end: Some(at(now - 1)),
+        start: Some(timestamp(now)),
+        end: Some(timestamp(now - 1)),
         ..Default::default()
     });
     let status = expect_code(

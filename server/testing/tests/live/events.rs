@@ -1,12 +1,12 @@
 //! EventService.Publish end to end: batches stored once per id, counted in the metrics,
 //! refused whole when any event is invalid, for SDK keys of every kind.
 
-use prost_types::{Struct, Timestamp};
+use prost_types::Struct;
 use tonic::Code;
 use tonic::transport::Channel;
 use vexil_proto::v1 as pb;
 use vexil_proto::v1::event_service_client::EventServiceClient;
-use vexil_server::convert::json_to_value;
+use vexil_server::convert::{json_to_value, timestamp};
 use vexil_server::live::LiveSettings;
 use vexil_server::storage::{EventCounts, Storage, TrackEvent};
 
@@ -20,17 +20,10 @@ fn user(key: &str) -> Option<pb::Context> {
     })
 }
 
-fn at(ms: i64) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: ms / 1000,
-        nanos: i32::try_from(ms % 1000).unwrap() * 1_000_000,
-    })
-}
-
 /// Two exposures, two track events and a summary with two counters.
 fn batch(batch_id: &str) -> pb::PublishRequest {
     let exposure = |key: &str, variation| pb::ExposureEvent {
-        time: at(1_700_000_000_000),
+        time: Some(timestamp(1_700_000_000_000)),
         flag_key: "checkout".into(),
         flag_version: 4,
         experiment_key: "checkout-test".into(),
@@ -45,7 +38,7 @@ fn batch(batch_id: &str) -> pb::PublishRequest {
         exposures: vec![exposure("alice", 0), exposure("bob", 1)],
         track_events: vec![
             pb::TrackEvent {
-                time: at(1_700_000_001_000),
+                time: Some(timestamp(1_700_000_001_000)),
                 name: "purchase".into(),
                 context: user("alice"),
                 value: Some(19.99),
@@ -56,7 +49,7 @@ fn batch(batch_id: &str) -> pb::PublishRequest {
                 }),
             },
             pb::TrackEvent {
-                time: at(1_700_000_002_000),
+                time: Some(timestamp(1_700_000_002_000)),
                 name: "signup".into(),
                 context: user("bob"),
                 value: None,
@@ -64,8 +57,8 @@ fn batch(batch_id: &str) -> pb::PublishRequest {
             },
         ],
         summaries: vec![pb::EvaluationSummary {
-            start: at(1_700_000_000_000),
-            end: at(1_700_000_060_000),
+            start: Some(timestamp(1_700_000_000_000)),
+            end: Some(timestamp(1_700_000_060_000)),
             flag_key: "checkout".into(),
             counters: vec![
                 pb::EvaluationCounter {
