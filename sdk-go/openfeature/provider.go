@@ -379,13 +379,26 @@ func mismatch(why string) of.ProviderResolutionDetail {
 	return of.ProviderResolutionDetail{ResolutionError: of.NewTypeMismatchResolutionError(why), Reason: of.ErrorReason}
 }
 
-// resolveAs resolves a flag whose JSON value reads as a T: the value, or the default (with
-// the resolution's error, or TYPE_MISMATCH saying why when the value is not a T).
-func resolveAs[T any](p *Provider, flag string, flat of.FlattenedContext, kind vexil.Kind, def T, why string) (T, of.ProviderResolutionDetail) {
+// decode resolves a flag and reads its JSON value into value (which keeps what it holds where
+// the JSON is null); ok is false when the resolution failed or the value does not read as a
+// T, and the detail then says why (TYPE_MISMATCH with why for the latter).
+func decode[T any](p *Provider, flag string, flat of.FlattenedContext, kind vexil.Kind, def any, value T, why string) (T, of.ProviderResolutionDetail, bool) {
 	raw, detail := p.resolve(flag, flat, kind, def)
-	value := def
-	if detail.Error() == nil && json.Unmarshal(raw, &value) != nil {
-		return def, mismatch(why)
+	if detail.Error() != nil {
+		return value, detail, false
+	}
+	if json.Unmarshal(raw, &value) != nil {
+		return value, mismatch(why), false
+	}
+	return value, detail, true
+}
+
+// resolveAs resolves a flag whose JSON value reads as a T: the value, or the default (with
+// the detail saying why).
+func resolveAs[T any](p *Provider, flag string, flat of.FlattenedContext, kind vexil.Kind, def T, why string) (T, of.ProviderResolutionDetail) {
+	value, detail, ok := decode(p, flag, flat, kind, def, def, why)
+	if !ok {
+		return def, detail
 	}
 	return value, detail
 }
@@ -410,13 +423,9 @@ func (p *Provider) FloatEvaluation(_ context.Context, flag string, def float64, 
 
 // IntEvaluation resolves a number flag whose value is whole (else TYPE_MISMATCH).
 func (p *Provider) IntEvaluation(_ context.Context, flag string, def int64, flat of.FlattenedContext) of.IntResolutionDetail {
-	raw, detail := p.resolve(flag, flat, vexil.KindNumber, def)
-	if detail.Error() != nil {
+	number, detail, ok := decode(p, flag, flat, vexil.KindNumber, def, float64(0), "not a number")
+	if !ok {
 		return of.IntResolutionDetail{Value: def, ProviderResolutionDetail: detail}
-	}
-	var number float64
-	if json.Unmarshal(raw, &number) != nil {
-		return of.IntResolutionDetail{Value: def, ProviderResolutionDetail: mismatch("not a number")}
 	}
 	if number != math.Trunc(number) || math.Abs(number) > 9e15 {
 		return of.IntResolutionDetail{Value: def, ProviderResolutionDetail: mismatch(fmt.Sprintf("%v is not a whole number", number))}
@@ -426,13 +435,9 @@ func (p *Provider) IntEvaluation(_ context.Context, flag string, def int64, flat
 
 // ObjectEvaluation resolves a flag of any kind as its JSON value (maps, slices, strings…).
 func (p *Provider) ObjectEvaluation(_ context.Context, flag string, def any, flat of.FlattenedContext) of.InterfaceResolutionDetail {
-	raw, detail := p.resolve(flag, flat, vexil.KindJSON, def)
-	if detail.Error() != nil {
+	value, detail, ok := decode[any](p, flag, flat, vexil.KindJSON, def, nil, "not JSON")
+	if !ok {
 		return of.InterfaceResolutionDetail{Value: def, ProviderResolutionDetail: detail}
-	}
-	var value any
-	if json.Unmarshal(raw, &value) != nil {
-		return of.InterfaceResolutionDetail{Value: def, ProviderResolutionDetail: mismatch("not JSON")}
 	}
 	return of.InterfaceResolutionDetail{Value: value, ProviderResolutionDetail: detail}
 }
