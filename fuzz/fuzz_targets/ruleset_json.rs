@@ -35,12 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let keys: Vec<String> = ruleset.flag_keys().map(str::to_owned).collect();
     for key in keys.iter().map(String::as_str).chain(["no-such-flag"]) {
         for context in contexts() {
-            for kind in [
-                ValueKind::Bool,
-                ValueKind::String,
-                ValueKind::Number,
-                ValueKind::Json,
-            ] {
+            for kind in ValueKind::ALL {
                 let _ = ruleset.evaluate(key, context, kind);
             }
         }

@@ -775,12 +775,7 @@ mod tests {
     ) -> Vec<(String, ValueKind, Evaluation<'r>)> {
         let mut out = Vec::new();
         for key in ruleset.flag_keys().chain(["missing"]) {
-            for kind in [
-                ValueKind::Bool,
-                ValueKind::String,
-                ValueKind::Number,
-                ValueKind::Json,
-            ] {
+            for kind in ValueKind::ALL {
                 let full = ruleset.evaluate(key, context, kind);
                 assert_eq!(
                     ruleset.served_value(key, context, kind),

@@ -31,6 +31,14 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
+    /// Every kind.
+    pub const ALL: [ValueKind; 4] = [
+        ValueKind::Bool,
+        ValueKind::String,
+        ValueKind::Number,
+        ValueKind::Json,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ValueKind::Bool => "bool",
@@ -42,14 +50,9 @@ impl ValueKind {
 
     /// The kind named `bool`, `string`, `number` or `json`.
     pub fn from_name(name: &str) -> Option<ValueKind> {
-        [
-            ValueKind::Bool,
-            ValueKind::String,
-            ValueKind::Number,
-            ValueKind::Json,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == name)
+        ValueKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
     }
 
     /// Whether `value` is a valid variation of a flag of this kind.
