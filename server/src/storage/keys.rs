@@ -1,6 +1,7 @@
 //! SDK keys and admin tokens. Only hashes of their secrets are stored.
 
 use super::db::{Row, Tx, args};
+use super::history::Stamp;
 use super::{
     AdminToken, AuditRecord, Millis, NewAdminToken, NewSdkKey, ResourceKind, Result, Role,
     RoleBinding, SdkKey, SdkKeyKind, Storage, StorageError, not_found, now_millis, to_audit,
@@ -131,6 +132,28 @@ async fn fetch_token(tx: &mut Tx, id: &str) -> Result<AdminToken> {
     fetch_token_where(tx, "id", id)
         .await?
         .ok_or_else(|| not_found(ResourceKind::AdminToken, id))
+}
+
+/// Reads admin token `id` back after `stamp`'s write to it and audits the write against
+/// `before` (absent for a creation); the token as it now is.
+async fn audit_token(
+    tx: &mut Tx,
+    stamp: Stamp<'_>,
+    id: &str,
+    before: Option<&AdminToken>,
+) -> Result<AdminToken> {
+    let after = fetch_token(tx, id).await?;
+    AuditRecord::new(
+        stamp.actor,
+        stamp.action,
+        ResourceKind::AdminToken,
+        id,
+        stamp.at,
+    )
+    .change(before.and_then(to_audit), to_audit(&after))
+    .write(tx)
+    .await?;
+    Ok(after)
 }
 
 async fn replace_roles(tx: &mut Tx, id: &str, roles: &[RoleBinding]) -> Result<()> {
@@ -341,17 +364,8 @@ impl Storage {
         .await
         .map_err(StorageError::on_write(ResourceKind::AdminToken, &new.id))?;
         replace_roles(&mut tx, &new.id, &new.roles).await?;
-        let token = fetch_token(&mut tx, &new.id).await?;
-        AuditRecord::new(
-            actor,
-            "admin_token.create",
-            ResourceKind::AdminToken,
-            &new.id,
-            now,
-        )
-        .change(None, to_audit(&token))
-        .write(&mut tx)
-        .await?;
+        let stamp = Stamp::new(actor, "admin_token.create", now);
+        let token = audit_token(&mut tx, stamp, &new.id, None).await?;
         tx.commit().await?;
         Ok(token)
     }
@@ -414,17 +428,8 @@ impl Storage {
         let mut tx = self.write().await?;
         let before = fetch_token(&mut tx, id).await?;
         replace_roles(&mut tx, id, roles).await?;
-        let after = fetch_token(&mut tx, id).await?;
-        AuditRecord::new(
-            actor,
-            "admin_token.set_roles",
-            ResourceKind::AdminToken,
-            id,
-            now,
-        )
-        .change(to_audit(&before), to_audit(&after))
-        .write(&mut tx)
-        .await?;
+        let stamp = Stamp::new(actor, "admin_token.set_roles", now);
+        let after = audit_token(&mut tx, stamp, id, Some(&before)).await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -442,17 +447,8 @@ impl Storage {
             args![id, now],
         )
         .await?;
-        let after = fetch_token(&mut tx, id).await?;
-        AuditRecord::new(
-            actor,
-            "admin_token.revoke",
-            ResourceKind::AdminToken,
-            id,
-            now,
-        )
-        .change(to_audit(&before), to_audit(&after))
-        .write(&mut tx)
-        .await?;
+        let stamp = Stamp::new(actor, "admin_token.revoke", now);
+        let after = audit_token(&mut tx, stamp, id, Some(&before)).await?;
         tx.commit().await?;
         Ok(after)
     }
