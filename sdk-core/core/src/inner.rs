@@ -185,18 +185,18 @@ impl Inner {
         self.evaluate_on(data, flag_key, context, kind, false, |_, _| ());
     }
 
-    /// Evaluates a flag, counts it for the summaries and records an exposure when the
-    /// context is in an experiment; `f` sees the served value (`None`: use the default).
+    /// Evaluates a flag for a `…_detail` call, counts it for the summaries and records an
+    /// exposure when the context is in an experiment; `f` sees the served value (`None`: use
+    /// the default) and everything else known about it, the source included.
     pub(crate) fn evaluate<R>(
         &self,
         flag_key: &str,
         context: &Context,
         kind: ValueKind,
-        with_source: bool,
         f: impl FnOnce(Option<&Value>, &Info) -> R,
     ) -> R {
         self.data.with_current(|data, counters| {
-            self.evaluate_on((data, counters), flag_key, context, kind, with_source, f)
+            self.evaluate_on((data, counters), flag_key, context, kind, true, f)
         })
     }
 

@@ -511,7 +511,7 @@ impl Client {
             },
         };
         self.inner
-            .evaluate(flag_key, &context, kind, true, |served, info| Detail {
+            .evaluate(flag_key, &context, kind, |served, info| Detail {
                 value: value(served),
                 variation: info.variation,
                 reason: info.reason.to_owned_reason(),
