@@ -118,12 +118,10 @@ impl ExperimentApi {
     async fn advance(
         &self,
         actor: &str,
-        project: &str,
-        env: &str,
-        key: &str,
-        expected_version: i64,
+        target: &impl StepTarget,
         plan: impl Fn(&Experiment, &storage::FlagConfig) -> Result<ExperimentStep, Status>,
     ) -> Result<Experiment, Status> {
+        let (project, env, key, expected_version) = target.experiment_at();
         let mut attempt = 0;
         let experiment = loop {
             let experiment = self.storage.get_experiment(project, env, key).await?;
@@ -154,6 +152,45 @@ impl ExperimentApi {
         Ok(experiment)
     }
 }
+
+/// What names the experiment a step is written to, at the version expected: a Start, Stop
+/// or Decide request, or the experiment as read.
+trait StepTarget {
+    /// The experiment's project, environment and key, and the version expected.
+    fn experiment_at(&self) -> (&str, &str, &str, i64);
+}
+
+impl StepTarget for Experiment {
+    fn experiment_at(&self) -> (&str, &str, &str, i64) {
+        (
+            &self.project_key,
+            &self.environment_key,
+            &self.key,
+            self.version,
+        )
+    }
+}
+
+macro_rules! step_targets {
+    ($($request:ty),*) => {$(
+        impl StepTarget for $request {
+            fn experiment_at(&self) -> (&str, &str, &str, i64) {
+                (
+                    &self.project_key,
+                    &self.environment_key,
+                    &self.key,
+                    self.expected_version,
+                )
+            }
+        }
+    )*};
+}
+
+step_targets!(
+    pb::StartExperimentRequest,
+    pb::StopExperimentRequest,
+    pb::DecideExperimentRequest
+);
 
 // ----- input ---------------------------------------------------------------------------------
 
@@ -564,15 +601,25 @@ fn error_kind_to_proto(kind: Option<&str>) -> i32 {
 /// less of the present.
 const MAX_CUPED_LOOKBACK_DAYS: u32 = 90;
 
+/// FAILED_PRECONDITION, naming the experiment's status and `rule`, unless it is `status`.
+fn require_status(x: &Experiment, status: ExperimentStatus, rule: &str) -> Result<(), Status> {
+    if x.status == status {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "experiment `{}` is {}: {rule}",
+        x.key,
+        x.status.as_str()
+    )))
+}
+
 /// The step that stops a running experiment: its serve becomes the control for everyone.
 fn stop_plan(x: &Experiment, config: &storage::FlagConfig) -> Result<ExperimentStep, Status> {
-    if x.status != ExperimentStatus::Running {
-        return Err(Status::failed_precondition(format!(
-            "experiment `{}` is {}: only a running experiment can stop",
-            x.key,
-            x.status.as_str()
-        )));
-    }
+    require_status(
+        x,
+        ExperimentStatus::Running,
+        "only a running experiment can stop",
+    )?;
     let mut update = config.configuration.clone();
     let config_change = carrying_slot(x, &update).map(|slot| {
         set_serve(&mut update, slot, fixed_serve(control(x)));
@@ -810,34 +857,21 @@ impl ExperimentService for ExperimentApi {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Editor)?;
         let x = self
-            .advance(
-                caller.actor(),
-                &req.project_key,
-                &req.environment_key,
-                &req.key,
-                req.expected_version,
-                |x, config| {
-                    if x.status != ExperimentStatus::Draft {
-                        return Err(Status::failed_precondition(format!(
-                            "experiment `{}` is {}: only a draft can start",
-                            x.key,
-                            x.status.as_str()
-                        )));
-                    }
-                    let mut update = config.configuration.clone();
-                    let slot = designed_slot(x, &update)?;
-                    let previous = serve_at(&update, slot).clone();
-                    set_serve(&mut update, slot, experiment_serve(x)?);
-                    Ok(ExperimentStep {
-                        action: "experiment.start",
-                        from: &[ExperimentStatus::Draft],
-                        to: ExperimentStatus::Running,
-                        previous_serve: Some(previous),
-                        decision: None,
-                        config: Some((config.version, update)),
-                    })
-                },
-            )
+            .advance(caller.actor(), &req, |x, config| {
+                require_status(x, ExperimentStatus::Draft, "only a draft can start")?;
+                let mut update = config.configuration.clone();
+                let slot = designed_slot(x, &update)?;
+                let previous = serve_at(&update, slot).clone();
+                set_serve(&mut update, slot, experiment_serve(x)?);
+                Ok(ExperimentStep {
+                    action: "experiment.start",
+                    from: &[ExperimentStatus::Draft],
+                    to: ExperimentStatus::Running,
+                    previous_serve: Some(previous),
+                    decision: None,
+                    config: Some((config.version, update)),
+                })
+            })
             .await?;
         Ok(Response::new(experiment_message(&x)))
     }
@@ -848,16 +882,7 @@ impl ExperimentService for ExperimentApi {
     ) -> Reply<pb::Experiment> {
         let (caller, req) = self.caller(request).await?;
         caller.require(&req.project_key, Role::Editor)?;
-        let x = self
-            .advance(
-                caller.actor(),
-                &req.project_key,
-                &req.environment_key,
-                &req.key,
-                req.expected_version,
-                stop_plan,
-            )
-            .await?;
+        let x = self.advance(caller.actor(), &req, stop_plan).await?;
         Ok(Response::new(experiment_message(&x)))
     }
 
@@ -870,83 +895,76 @@ impl ExperimentService for ExperimentApi {
         limits::text("rationale", &req.rationale, MAX_TEXT)?;
         let actor = caller.actor().to_owned();
         let x = self
-            .advance(
-                caller.actor(),
-                &req.project_key,
-                &req.environment_key,
-                &req.key,
-                req.expected_version,
-                |x, config| {
-                    if x.status == ExperimentStatus::Draft {
-                        return Err(Status::failed_precondition(format!(
-                            "experiment `{}` is a draft: start it before deciding",
-                            x.key
-                        )));
-                    }
-                    if x.decision.is_some() {
-                        return Err(Status::failed_precondition(format!(
-                            "experiment `{}` is decided already",
-                            x.key
-                        )));
-                    }
-                    let variation = if req.roll_back {
-                        control(x)
-                    } else if x
-                        .spec
-                        .variations
-                        .iter()
-                        .any(|w| w.variation == req.variation)
-                    {
+            .advance(caller.actor(), &req, |x, config| {
+                if x.status == ExperimentStatus::Draft {
+                    return Err(Status::failed_precondition(format!(
+                        "experiment `{}` is a draft: start it before deciding",
+                        x.key
+                    )));
+                }
+                if x.decision.is_some() {
+                    return Err(Status::failed_precondition(format!(
+                        "experiment `{}` is decided already",
+                        x.key
+                    )));
+                }
+                let variation = if req.roll_back {
+                    control(x)
+                } else if x
+                    .spec
+                    .variations
+                    .iter()
+                    .any(|w| w.variation == req.variation)
+                {
+                    req.variation
+                } else {
+                    return Err(invalid(format!(
+                        "variation: {} is not one of the experiment's variations",
                         req.variation
-                    } else {
-                        return Err(invalid(format!(
-                            "variation: {} is not one of the experiment's variations",
-                            req.variation
-                        )));
+                    )));
+                };
+                let mut update = config.configuration.clone();
+                let carrying = carrying_slot(x, &update);
+                let config_change = if req.apply {
+                    let slot = match carrying {
+                        Some(slot) => slot,
+                        None => designed_slot(x, &update)?,
                     };
-                    let mut update = config.configuration.clone();
-                    let carrying = carrying_slot(x, &update);
-                    let config_change = if req.apply {
-                        let slot = match carrying {
-                            Some(slot) => slot,
-                            None => designed_slot(x, &update)?,
-                        };
-                        let serve = if req.roll_back {
-                            x.previous_serve.clone().ok_or_else(|| {
-                                Status::failed_precondition(format!(
-                                    "experiment `{}` has no serve to roll back to",
-                                    x.key
-                                ))
-                            })?
-                        } else {
-                            fixed_serve(variation)
-                        };
-                        set_serve(&mut update, slot, serve);
-                        Some((config.version, update))
+                    let serve = if req.roll_back {
+                        x.previous_serve.clone().ok_or_else(|| {
+                            Status::failed_precondition(format!(
+                                "experiment `{}` has no serve to roll back to",
+                                x.key
+                            ))
+                        })?
                     } else {
-                        // Not applied: a running experiment still stops serving.
-                        carrying.map(|slot| {
-                            set_serve(&mut update, slot, fixed_serve(control(x)));
-                            (config.version, update)
-                        })
+                        fixed_serve(variation)
                     };
-                    Ok(ExperimentStep {
-                        action: "experiment.decide",
-                        from: &[ExperimentStatus::Running, ExperimentStatus::Stopped],
-                        to: ExperimentStatus::Stopped,
-                        previous_serve: None,
-                        decision: Some(Decision {
-                            variation,
-                            rationale: req.rationale.clone(),
-                            decided_by: actor.clone(),
-                            decided_at: now_millis(),
-                            rolled_back: req.roll_back,
-                            applied: req.apply,
-                        }),
-                        config: config_change,
+                    set_serve(&mut update, slot, serve);
+                    Some((config.version, update))
+                } else {
+                    // Not applied: a running experiment still stops serving.
+                    carrying.map(|slot| {
+                        set_serve(&mut update, slot, fixed_serve(control(x)));
+                        (config.version, update)
                     })
-                },
-            )
+                };
+                Ok(ExperimentStep {
+                    action: "experiment.decide",
+                    from: &[ExperimentStatus::Running, ExperimentStatus::Stopped],
+                    to: ExperimentStatus::Stopped,
+                    previous_serve: None,
+                    decision: Some(Decision {
+                        variation,
+                        rationale: req.rationale.clone(),
+                        decided_by: actor.clone(),
+                        decided_at: now_millis(),
+                        rolled_back: req.roll_back,
+                        applied: req.apply,
+                    }),
+                    config: config_change,
+                })
+            })
             .await?;
         Ok(Response::new(experiment_message(&x)))
     }

@@ -140,16 +140,7 @@ impl ExperimentApi {
     /// Stops an experiment whose guardrail regressed, as its design asks. Another instance
     /// may have stopped it first: its version or status then no longer match, which is fine.
     async fn stop_for_regression(&self, x: &Experiment) {
-        let stopped = self
-            .advance(
-                WATCH_ACTOR,
-                &x.project_key,
-                &x.environment_key,
-                &x.key,
-                x.version,
-                stop_plan,
-            )
-            .await;
+        let stopped = self.advance(WATCH_ACTOR, x, stop_plan).await;
         match stopped {
             Ok(_) => tracing::warn!(
                 experiment = %x.key,
