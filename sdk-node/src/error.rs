@@ -84,13 +84,12 @@ pub fn from_core(failure: vexil_core::Failure) -> Error {
         | Core::InvalidUtf8
         | Core::NullArgument => ErrorCode::InvalidArgument,
     };
-    let mut message = failure.message;
-    for (core, node) in [("sdk_key", "sdkKey"), ("event_name", "eventName")] {
-        if let Some(rest) = message.strip_prefix(core) {
-            message = format!("{node}{rest}");
-        }
-    }
-    error(code, message)
+    error(
+        code,
+        failure
+            .renamed(&[("sdk_key", "sdkKey"), ("event_name", "eventName")])
+            .message,
+    )
 }
 
 /// Runs an entry point's body so that a panic becomes a `VEXIL_PANIC` exception instead of

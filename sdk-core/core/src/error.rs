@@ -164,6 +164,20 @@ impl Failure {
         )
     }
 
+    /// The same failure naming the field its message starts with as a binding names it: the
+    /// first `(core name, binding name)` of `names` whose core name starts the message
+    /// (`sdk_key: …` becomes `sdkKey: …`).
+    pub fn renamed(mut self, names: &[(&str, &str)]) -> Failure {
+        let renamed = names.iter().find_map(|(core, binding)| {
+            let rest = self.message.strip_prefix(core)?;
+            Some(format!("{binding}{rest}"))
+        });
+        if let Some(message) = renamed {
+            self.message = message;
+        }
+        self
+    }
+
     /// The same failure with `prefix.` in front of the field it names (`context: …` becomes
     /// `options.context: …`).
     pub fn within(mut self, prefix: &str) -> Failure {
@@ -282,5 +296,16 @@ mod tests {
             message: "bad".into(),
         });
         assert!(failure.message.starts_with("options.endpoint: "));
+    }
+
+    #[test]
+    fn renamed_names_the_first_field_that_starts_the_message() {
+        let names = [("options.endpoint", "endpoint"), ("options", "config")];
+        let failure = Failure::new(ErrorCode::InvalidEndpoint, "options.endpoint: bad");
+        assert_eq!(failure.renamed(&names).message, "endpoint: bad");
+        let failure = Failure::new(ErrorCode::InvalidOptions, "options: not JSON");
+        assert_eq!(failure.renamed(&names).message, "config: not JSON");
+        let failure = Failure::new(ErrorCode::InvalidContext, "context: no key");
+        assert_eq!(failure.renamed(&names).message, "context: no key");
     }
 }

@@ -722,9 +722,9 @@ fn client_config(
     let key = text(sdk_key, sdk_key_len, "sdk_key")?;
     let options = text(options_json, options_json_len, "options_json")?;
     Options::from_json_str(options)
-        .map_err(|failure| renamed(failure, "options", "options_json"))?
+        .map_err(|failure| failure.renamed(&[("options", "options_json")]))?
         .into_config(key, ("vexil-c", env!("CARGO_PKG_VERSION")))
-        .map_err(|failure| renamed(failure, "options", "options_json"))
+        .map_err(|failure| failure.renamed(&[("options", "options_json")]))
 }
 
 /// `vexil_client_new` for a test: the client serves `test_data` (see `VexilTestData`)
@@ -1131,7 +1131,7 @@ pub extern "C" fn vexil_track(
         client
             .client
             .track(name, &context.context, value)
-            .map_err(|failure| renamed(failure, "event_name", "name"))
+            .map_err(|failure| failure.renamed(&[("event_name", "name")]))
     })
 }
 
@@ -1389,14 +1389,6 @@ pub extern "C" fn vexil_unevaluated_error_kind(why: i32) -> *const c_char {
         vexil_core::ErrorKind::InvalidContext => c"INVALID_CONTEXT".as_ptr(),
         vexil_core::ErrorKind::ClientNotReady => c"CLIENT_NOT_READY".as_ptr(),
     }
-}
-
-/// The same failure naming `to` where the core named `from` (the C argument's name).
-fn renamed(mut failure: Failure, from: &str, to: &str) -> Failure {
-    if let Some(rest) = failure.message.strip_prefix(from) {
-        failure.message = format!("{to}{rest}");
-    }
-    failure
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ impl Failure {
                     ErrorCategory::Native => jni::jni_str!("dev/vexil/NativeException"),
                     ErrorCategory::Input => jni::jni_str!("dev/vexil/InvalidConfigException"),
                 };
-                (class, kotlin_names(failure.message))
+                (class, failure.renamed(&KOTLIN_NAMES).message)
             }
             Failure::Jni(err) => (
                 jni::jni_str!("dev/vexil/NativeException"),
@@ -52,31 +52,23 @@ impl Failure {
     }
 }
 
-/// The message with the core's option names replaced by the properties of `VexilOptions`
-/// and the arguments of the Kotlin API that hold them.
-fn kotlin_names(message: String) -> String {
-    const NAMES: [(&str, &str); 13] = [
-        ("sdk_key", "sdkKey"),
-        ("event_name", "eventName"),
-        ("options.endpoint", "endpoint"),
-        ("options.context", "context"),
-        ("options.connectTimeoutMs", "connectTimeoutMillis"),
-        ("options.streamTimeoutMs", "streamTimeoutMillis"),
-        ("options.initialBackoffMs", "initialBackoffMillis"),
-        ("options.maxBackoffMs", "maxBackoffMillis"),
-        ("options.maxCacheAgeMs", "maxCacheAgeMillis"),
-        ("options.events.capacity", "eventCapacity"),
-        ("options.events.batchSize", "eventBatchSize"),
-        ("options.events.flushIntervalMs", "flushIntervalMillis"),
-        ("options.events.enabled", "eventsEnabled"),
-    ];
-    for (core, kotlin) in NAMES {
-        if let Some(rest) = message.strip_prefix(core) {
-            return format!("{kotlin}{rest}");
-        }
-    }
-    message
-}
+/// The core's option names, and the properties of `VexilOptions` and the arguments of the
+/// Kotlin API that hold them, for the messages of exceptions.
+const KOTLIN_NAMES: [(&str, &str); 13] = [
+    ("sdk_key", "sdkKey"),
+    ("event_name", "eventName"),
+    ("options.endpoint", "endpoint"),
+    ("options.context", "context"),
+    ("options.connectTimeoutMs", "connectTimeoutMillis"),
+    ("options.streamTimeoutMs", "streamTimeoutMillis"),
+    ("options.initialBackoffMs", "initialBackoffMillis"),
+    ("options.maxBackoffMs", "maxBackoffMillis"),
+    ("options.maxCacheAgeMs", "maxCacheAgeMillis"),
+    ("options.events.capacity", "eventCapacity"),
+    ("options.events.batchSize", "eventBatchSize"),
+    ("options.events.flushIntervalMs", "flushIntervalMillis"),
+    ("options.events.enabled", "eventsEnabled"),
+];
 
 /// Throws the matching `dev.vexil` exception and returns the type's zero value (which Java
 /// never sees: the exception is pending when the native method returns).
@@ -124,16 +116,22 @@ impl<T: Default> ErrorPolicy<T, Failure> for ThrowVexilException {
 mod tests {
     use super::*;
 
+    fn kotlin_names(message: &str) -> String {
+        vexil_core::Failure::new(ErrorCode::InvalidOptions, message)
+            .renamed(&KOTLIN_NAMES)
+            .message
+    }
+
     #[test]
     fn options_are_named_as_kotlin_names_them() {
         assert_eq!(
-            kotlin_names("options.events.capacity: must be at least 1".into()),
+            kotlin_names("options.events.capacity: must be at least 1"),
             "eventCapacity: must be at least 1"
         );
         assert_eq!(
-            kotlin_names("options.connectTimeoutMs: invalid value".into()),
+            kotlin_names("options.connectTimeoutMs: invalid value"),
             "connectTimeoutMillis: invalid value"
         );
-        assert_eq!(kotlin_names("context: no key".into()), "context: no key");
+        assert_eq!(kotlin_names("context: no key"), "context: no key");
     }
 }

@@ -45,12 +45,9 @@ impl From<Failure> for NativeError {
     /// else the caller passed (options, arguments).
     fn from(failure: Failure) -> Self {
         // Named as the Swift package names them: `VexilOptions.sdkKey`, `eventName`.
-        let mut message = failure.message;
-        for (core, swift) in [("sdk_key", "options.sdkKey"), ("event_name", "eventName")] {
-            if let Some(rest) = message.strip_prefix(core) {
-                message = format!("{swift}{rest}");
-            }
-        }
+        let failure =
+            failure.renamed(&[("sdk_key", "options.sdkKey"), ("event_name", "eventName")]);
+        let message = failure.message;
         match failure.code.category() {
             ErrorCategory::Context => NativeError::InvalidContext { message },
             ErrorCategory::Native => NativeError::Runtime { message },
