@@ -11,23 +11,11 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${VEXIL_CACHE_DIR:-/var/cache/vexil}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
-export npm_config_cache="$CACHE/npm"
-export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-mkdir -p "$npm_config_cache"
 cd "$HERE"
 
-log() { echo "sdk-web: $*" >&2; }
-# A step that fails before the tests still ends with the count line.
-trap 'echo "0 passed, 1 failed"' ERR
+source "$HERE/../scripts/npm-check.sh"
 
-# npm tools: reinstalled only when the lock file changed.
-if [ ! -x node_modules/.bin/buf ] || ! cmp -s package-lock.json node_modules/.vexil-installed-lock; then
-  log "npm ci"
-  npm ci --prefer-offline >&2
-  cp package-lock.json node_modules/.vexil-installed-lock
-fi
+npm_install_once buf npm ci --prefer-offline
 
 # The client code is generated from proto/ at every run (not committed), so it cannot drift.
 log "buf generate"
@@ -70,10 +58,4 @@ timeout 600 node --import tsx --test --test-concurrency=1 --test-timeout=60000 \
 status=$?
 set -e
 node scripts/size.mjs >&2 || status=1
-# The runner's own totals (tests, not suites).
-passed=$(awk '/^# pass /{print $3}' "$tap")
-failed=$(awk '/^# fail /{print $3}' "$tap")
-passed=${passed:-0} failed=${failed:-0}
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
-echo "$passed passed, $failed failed"
-exit "$status"
+finish_with_totals "$tap" "$status"
