@@ -100,10 +100,7 @@ fn start() -> Served {
 /// A request carrying `secret` as its bearer credential.
 pub fn authed<T>(message: T, secret: &str) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {secret}").parse().expect("header value"),
-    );
+    vexil_proto::authorize(&mut request, secret).expect("header value");
     request
 }
 

@@ -24,6 +24,18 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/vexil_descriptor.bin"));
 
+/// Puts `credential` (an admin token or an SDK key) on `request` as its bearer credential,
+/// the way every Vexil client authenticates. Fails, leaving the request without one, when the
+/// credential holds characters a header cannot carry (none that the server issues does).
+pub fn authorize<T>(
+    request: &mut tonic::Request<T>,
+    credential: &str,
+) -> Result<(), tonic::metadata::errors::InvalidMetadataValue> {
+    let value = format!("Bearer {credential}").parse()?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(())
+}
+
 /// The canonical name of a gRPC status code (`OK`, `NOT_FOUND`, …), as the server's metrics
 /// label it and the `vexil` command prints it.
 pub fn code_name(code: tonic::Code) -> &'static str {

@@ -323,10 +323,7 @@ fn secret(credentials: &Value, pointer: &str) -> anyhow::Result<String> {
 
 fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
-    // Tokens are ASCII.
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
+    vexil_proto::authorize(&mut request, token).expect("tokens the server issues are ASCII");
     request
 }
 

@@ -610,9 +610,8 @@ impl EventQueue {
                 }
                 let mut request = tonic::Request::new(batch.clone());
                 request.set_timeout(Duration::from_secs(10));
-                if let Ok(value) = format!("Bearer {sdk_key}").parse() {
-                    request.metadata_mut().insert("authorization", value);
-                }
+                // Without a key a header can carry, the server refuses the batch.
+                let _ = vexil_proto::authorize(&mut request, sdk_key);
                 match client.publish(request).await {
                     Ok(_) => {
                         sent = true;

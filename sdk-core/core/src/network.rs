@@ -104,9 +104,8 @@ impl From<GrpcStatus> for Ended {
 
 fn authed<T>(inner: &Inner, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    if let Ok(value) = format!("Bearer {}", inner.config.sdk_key).parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
+    // A key a header cannot carry is sent without: the server refuses it as unauthenticated.
+    let _ = vexil_proto::authorize(&mut request, &inner.config.sdk_key);
     request
 }
 

@@ -80,10 +80,7 @@ pub fn unique(prefix: &str) -> String {
 /// A request carrying `secret` (an admin token or an SDK key) as its bearer credential.
 pub fn authed<T>(message: T, secret: &str) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {secret}").parse().expect("ascii metadata"),
-    );
+    vexil_proto::authorize(&mut request, secret).expect("ascii metadata");
     request
 }
 

@@ -138,10 +138,8 @@ impl Client {
     pub(crate) fn req<T>(&self, message: T) -> Outcome<Request<T>> {
         let mut request = Request::new(message);
         if let Some(token) = &self.token {
-            let value = format!("Bearer {token}")
-                .parse()
+            vexil_proto::authorize(&mut request, token)
                 .map_err(|_| anyhow::anyhow!("the admin token holds characters a header cannot"))?;
-            request.metadata_mut().insert("authorization", value);
         }
         Ok(request)
     }
