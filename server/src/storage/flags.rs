@@ -675,18 +675,8 @@ impl Storage {
         };
         rewrite_config(&mut tx, &bumped, key, &update, archived, stamp).await?;
         let (after, _) = fetch_config(&mut tx, bumped.id, key).await?;
-        AuditRecord::new(
-            stamp.actor,
-            stamp.action,
-            ResourceKind::FlagConfig,
-            key,
-            stamp.at,
-        )
-        .scope(Some(project), Some(env))
-        .change(to_audit(&before), to_audit(&after))
-        .write(&mut tx)
-        .await?;
-        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+        let entry = stamp.entry(ResourceKind::FlagConfig, key, project, env);
+        self.commit_env_write(tx, entry, Some(&before), Some(&after), &bumped)
             .await?;
         Ok(after)
     }

@@ -413,6 +413,23 @@ impl HasVersion for SegmentVersion {
 }
 
 impl Storage {
+    /// Audits a write to one environment (`entry`, with the resource before and after it;
+    /// absent for a creation or a deletion) in the write's transaction, commits, then tells
+    /// subscribers about the environment it bumped.
+    pub(super) async fn commit_env_write<T: Serialize>(
+        &self,
+        mut tx: Tx,
+        entry: Entry<'_>,
+        before: Option<&T>,
+        after: Option<&T>,
+        bumped: &BumpedEnv,
+    ) -> Result<()> {
+        let project = entry.project;
+        entry.write(&mut tx, before, after).await?;
+        self.commit_and_notify(tx, project, std::slice::from_ref(bumped))
+            .await
+    }
+
     /// Lists the recorded configurations of a flag in an environment, newest first.
     pub async fn list_flag_versions(
         &self,
@@ -637,21 +654,10 @@ impl Storage {
                 "kind": "segment", "key": segment.segment.key, "from_version": segment.version
             }));
         }
-        AuditRecord::new(
-            actor,
-            stamp.action,
-            ResourceKind::Environment,
-            env,
-            stamp.at,
-        )
-        .scope(Some(project), Some(env))
-        .change(
-            Some(json!({ "version": plan.version })),
-            Some(json!({ "version": bumped.version, "as_of": plan.at, "restored": restored })),
-        )
-        .write(&mut tx)
-        .await?;
-        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+        let entry = stamp.entry(ResourceKind::Environment, env, project, env);
+        let before = json!({ "version": plan.version });
+        let after = json!({ "version": bumped.version, "as_of": plan.at, "restored": restored });
+        self.commit_env_write(tx, entry, Some(&before), Some(&after), &bumped)
             .await?;
         Ok(bumped.version)
     }

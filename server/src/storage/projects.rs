@@ -332,18 +332,9 @@ impl Storage {
         )
         .await?;
         let after = fetch_env(&mut tx, project, env).await?;
-        AuditRecord::new(
-            actor,
-            "environment.update",
-            ResourceKind::Environment,
-            env,
-            now,
-        )
-        .scope(Some(project), Some(env))
-        .change(to_audit(&before), to_audit(&after))
-        .write(&mut tx)
-        .await?;
-        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+        let stamp = Stamp::new(actor, "environment.update", now);
+        let entry = stamp.entry(ResourceKind::Environment, env, project, env);
+        self.commit_env_write(tx, entry, Some(&before), Some(&after), &bumped)
             .await?;
         Ok(after)
     }
@@ -363,20 +354,10 @@ impl Storage {
             .await?;
         tx.execute("DELETE FROM environments WHERE id = $1", args![bumped.id])
             .await?;
-        AuditRecord::new(
-            actor,
-            "environment.delete",
-            ResourceKind::Environment,
-            env,
-            now,
-        )
-        .scope(Some(project), Some(env))
-        .change(to_audit(&before), None)
-        .write(&mut tx)
-        .await?;
-        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
-            .await?;
-        Ok(())
+        let stamp = Stamp::new(actor, "environment.delete", now);
+        let entry = stamp.entry(ResourceKind::Environment, env, project, env);
+        self.commit_env_write(tx, entry, Some(&before), None, &bumped)
+            .await
     }
 }
 

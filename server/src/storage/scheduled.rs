@@ -335,8 +335,7 @@ impl Storage {
         )
         .await?;
         let entry = stamp.entry(ResourceKind::FlagConfig, key, project, env);
-        entry.write(&mut tx, Some(&before), Some(&after)).await?;
-        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+        self.commit_env_write(tx, entry, Some(&before), Some(&after), &bumped)
             .await?;
         Ok(after)
     }

@@ -4,9 +4,9 @@ use super::db::{Row, Tx, args};
 use super::history::{Stamp, record_segment};
 use super::projects::page_from_rows;
 use super::{
-    AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Page, PageRequest, ResourceKind, Result, Segment,
+    BumpedEnv, ChangeKind, ChangeOp, Page, PageRequest, ResourceKind, Result, Segment,
     SegmentInput, SegmentModel, Storage, StorageError, bump_env, check_version, from_text,
-    log_change, not_found, now_millis, to_audit, to_text,
+    log_change, not_found, now_millis, to_text,
 };
 
 pub(super) const SEGMENT_COLUMNS: &str = "p.key, e.key, s.key, s.name, s.description, s.included, \
@@ -114,18 +114,8 @@ impl Storage {
         let bumped = bump_env(&mut tx, project, env, now, self.guards()).await?;
         upsert_segment(&mut tx, &bumped, input, false, stamp).await?;
         let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
-        AuditRecord::new(
-            actor,
-            "segment.create",
-            ResourceKind::Segment,
-            &input.key,
-            now,
-        )
-        .scope(Some(project), Some(env))
-        .change(None, to_audit(&after))
-        .write(&mut tx)
-        .await?;
-        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+        let entry = stamp.entry(ResourceKind::Segment, &input.key, project, env);
+        self.commit_env_write(tx, entry, None, Some(&after), &bumped)
             .await?;
         Ok(after)
     }
@@ -218,12 +208,8 @@ impl Storage {
         )?;
         upsert_segment(&mut tx, &bumped, input, true, stamp).await?;
         let after = fetch_segment(&mut tx, bumped.id, &input.key).await?;
-        AuditRecord::new(actor, action, ResourceKind::Segment, &input.key, now)
-            .scope(Some(project), Some(env))
-            .change(to_audit(&before), to_audit(&after))
-            .write(&mut tx)
-            .await?;
-        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
+        let entry = stamp.entry(ResourceKind::Segment, &input.key, project, env);
+        self.commit_env_write(tx, entry, Some(&before), Some(&after), &bumped)
             .await?;
         Ok(after)
     }
@@ -248,14 +234,10 @@ impl Storage {
         )
         .await?;
         log_change(&mut tx, &bumped, ChangeKind::Segment, key, ChangeOp::Delete).await?;
-        AuditRecord::new(actor, "segment.delete", ResourceKind::Segment, key, now)
-            .scope(Some(project), Some(env))
-            .change(to_audit(&before), None)
-            .write(&mut tx)
-            .await?;
-        self.commit_and_notify(tx, project, std::slice::from_ref(&bumped))
-            .await?;
-        Ok(())
+        let stamp = Stamp::new(actor, "segment.delete", now);
+        let entry = stamp.entry(ResourceKind::Segment, key, project, env);
+        self.commit_env_write(tx, entry, Some(&before), None, &bumped)
+            .await
     }
 }
 
