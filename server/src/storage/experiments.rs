@@ -18,7 +18,7 @@ use super::projects::page_from_rows;
 use super::{
     AuditRecord, FlagConfig, FlagConfiguration, Millis, Page, PageRequest, QueryBuilder,
     ResourceKind, Result, Serve, Storage, StorageError, bump_env, check_version, from_text,
-    not_found, now_millis, project_id, to_audit, to_text,
+    not_found, now_millis, parsed_column, project_id, to_audit, to_text,
 };
 
 /// How a metric aggregates a context's events after its first exposure.
@@ -263,15 +263,13 @@ const METRIC_COLUMNS: &str = "p.key, m.key, m.name, m.description, m.event_name,
 const METRIC_FROM: &str = "metrics m JOIN projects p ON p.id = m.project_id";
 
 fn metric_from_row(row: &Row) -> Result<Metric> {
-    let kind: String = row.get(5)?;
     Ok(Metric {
         project_key: row.get(0)?,
         key: row.get(1)?,
         name: row.get(2)?,
         description: row.get(3)?,
         event_name: row.get(4)?,
-        kind: MetricKind::parse(&kind)
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown metric kind `{kind}`")))?,
+        kind: parsed_column(row, 5, "metric kind", MetricKind::parse)?,
         version: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
@@ -286,14 +284,11 @@ const EXPERIMENT_FROM: &str = "experiments x JOIN environments e ON e.id = x.env
      JOIN projects p ON p.id = e.project_id";
 
 fn experiment_from_row(row: &Row) -> Result<Experiment> {
-    let status: String = row.get(3)?;
     Ok(Experiment {
         project_key: row.get(0)?,
         environment_key: row.get(1)?,
         key: row.get(2)?,
-        status: ExperimentStatus::parse(&status).ok_or_else(|| {
-            StorageError::Corrupt(format!("unknown experiment status `{status}`"))
-        })?,
+        status: parsed_column(row, 3, "experiment status", ExperimentStatus::parse)?,
         spec: from_text(&row.get::<String>(4)?, "experiment spec")?,
         previous_serve: match row.get::<Option<String>>(5)? {
             Some(text) => Some(from_text(&text, "experiment previous serve")?),

@@ -7,8 +7,8 @@ use super::{
     ArchivedFilter, AuditRecord, BumpedEnv, ChangeKind, ChangeOp, Flag, FlagConfig,
     FlagConfiguration, FlagFilter, FlagUpdate, NewFlag, Page, PageRequest, QueryBuilder,
     ResourceKind, Result, Storage, StorageError, ValueKind, bump_all_envs, bump_env, check_version,
-    from_text, like_escape, lock_project, log_change, not_found, now_millis, project_id, to_audit,
-    to_text,
+    from_text, like_escape, lock_project, log_change, not_found, now_millis, parsed_column,
+    project_id, to_audit, to_text,
 };
 
 pub(super) const FLAG_COLUMNS: &str = "p.key, f.key, f.kind, f.variations, f.name, f.description, \
@@ -22,12 +22,10 @@ pub(super) const CONFIG_FROM: &str = "flag_configs c JOIN flags f ON f.id = c.fl
      JOIN environments e ON e.id = c.environment_id JOIN projects p ON p.id = f.project_id";
 
 pub(super) fn flag_from_row(row: &Row) -> Result<Flag> {
-    let kind: String = row.get(2)?;
     Ok(Flag {
         project_key: row.get(0)?,
         key: row.get(1)?,
-        kind: ValueKind::from_name(&kind)
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown flag kind `{kind}`")))?,
+        kind: parsed_column(row, 2, "flag kind", ValueKind::from_name)?,
         variations: from_text(&row.get::<String>(3)?, "flag variations")?,
         name: row.get(4)?,
         description: row.get(5)?,

@@ -17,8 +17,8 @@ use super::projects::{fetch_env, page_from_rows};
 use super::segments::{fetch_segment, upsert_segment};
 use super::{
     AuditRecord, BumpedEnv, FlagConfiguration, FlagModel, Millis, Page, PageRequest, ResourceKind,
-    Result, SegmentInput, SegmentModel, Storage, StorageError, ValueKind, bump_env, from_text,
-    now_millis,
+    Result, SegmentInput, SegmentModel, Storage, ValueKind, bump_env, from_text, now_millis,
+    parsed_column,
 };
 use serde_json::{Value, json};
 
@@ -280,7 +280,6 @@ const FLAG_VERSION_FROM: &str = "flag_versions v JOIN flags f ON f.id = v.flag_i
      JOIN environments e ON e.id = v.environment_id JOIN projects p ON p.id = e.project_id";
 
 fn flag_version_from_row(row: &Row) -> Result<FlagVersion> {
-    let kind: String = row.get(7)?;
     Ok(FlagVersion {
         project_key: row.get(0)?,
         environment_key: row.get(1)?,
@@ -289,8 +288,7 @@ fn flag_version_from_row(row: &Row) -> Result<FlagVersion> {
         recorded_at: row.get(4)?,
         actor: row.get(5)?,
         action: row.get(6)?,
-        kind: ValueKind::from_name(&kind)
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown flag kind `{kind}`")))?,
+        kind: parsed_column(row, 7, "flag kind", ValueKind::from_name)?,
         variations: from_text(&row.get::<String>(8)?, "flag version variations")?,
         client_side: row.get(9)?,
         archived: row.get(10)?,

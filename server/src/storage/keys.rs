@@ -4,7 +4,8 @@ use super::db::{Row, Tx, args};
 use super::history::Stamp;
 use super::{
     AdminToken, AuditRecord, Millis, NewAdminToken, NewSdkKey, ResourceKind, Result, Role,
-    RoleBinding, SdkKey, SdkKeyKind, Storage, StorageError, not_found, now_millis, to_audit,
+    RoleBinding, SdkKey, SdkKeyKind, Storage, StorageError, not_found, now_millis, parsed_column,
+    to_audit,
 };
 
 const SDK_KEY_COLUMNS: &str = "s.id, p.key, e.key, s.kind, s.name, s.prefix, s.created_at, \
@@ -15,13 +16,11 @@ const SDK_KEY_FROM: &str = "sdk_keys s JOIN environments e ON e.id = s.environme
 const TOKEN_COLUMNS: &str = "id, principal, description, created_at, expires_at, revoked_at";
 
 fn sdk_key_from_row(row: &Row) -> Result<SdkKey> {
-    let kind: String = row.get(3)?;
     Ok(SdkKey {
         id: row.get(0)?,
         project_key: row.get(1)?,
         environment_key: row.get(2)?,
-        kind: SdkKeyKind::parse(&kind)
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown sdk key kind `{kind}`")))?,
+        kind: parsed_column(row, 3, "sdk key kind", SdkKeyKind::parse)?,
         name: row.get(4)?,
         prefix: row.get(5)?,
         created_at: row.get(6)?,
@@ -98,11 +97,9 @@ fn token_from_row(row: &Row, roles: Vec<RoleBinding>) -> Result<AdminToken> {
 }
 
 fn binding_from_row(row: &Row, first: usize) -> Result<RoleBinding> {
-    let role: String = row.get(first + 1)?;
     Ok(RoleBinding {
         project_key: row.get(first)?,
-        role: Role::parse(&role)
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown role `{role}`")))?,
+        role: parsed_column(row, first + 1, "role", Role::parse)?,
     })
 }
 

@@ -326,6 +326,18 @@ fn from_text<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
 }
 
 /// Serializes a record for the audit log.
+/// Column `index` of `row`, a name that `parse` reads; corrupt data, naming `what` and the
+/// text, when it is none it knows.
+fn parsed_column<T>(
+    row: &db::Row,
+    index: usize,
+    what: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).ok_or_else(|| StorageError::Corrupt(format!("unknown {what} `{text}`")))
+}
+
 fn to_audit<T: Serialize>(value: &T) -> Option<Value> {
     serde_json::to_value(value).ok()
 }
